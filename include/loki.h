@@ -1,0 +1,157 @@
+/*
+ * loki.h - public C API of the loki inference engine.
+ *
+ * Contract for every function returning loki_status:
+ *   - LOKI_OK on success; on failure a non-zero status, and if `err` is not
+ *     NULL, err->msg holds a human-readable message naming the file/argument
+ *     and the problem. Output pointers are left untouched on failure.
+ *   - The library never prints to stdout and never calls exit().
+ *   - No global state: every call works on the handles passed to it.
+ */
+#ifndef LOKI_H
+#define LOKI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum loki_status {
+    LOKI_OK = 0,
+    LOKI_ERR_IO,          /* file missing, unreadable, short read */
+    LOKI_ERR_FORMAT,      /* malformed file contents */
+    LOKI_ERR_UNSUPPORTED, /* valid but not supported (architecture, dtype) */
+    LOKI_ERR_ARG,         /* bad argument from the caller */
+    LOKI_ERR_NOMEM,       /* allocation failed */
+    LOKI_ERR_RANGE,       /* value out of range (context full, buffer small) */
+} loki_status;
+
+/* Caller-owned error sink; filled on failure. */
+typedef struct loki_error {
+    loki_status status;
+    char msg[1024];
+} loki_error;
+
+/* Name of a status code ("ok", "io error", ...). */
+const char *loki_status_str(loki_status s);
+
+/* ---------------------------------------------------------------- model */
+
+typedef struct loki_model loki_model;
+
+typedef struct loki_model_params {
+    /* Tokenizer file for formats that keep it apart (llama2.c tok*.bin);
+     * NULL: look beside the model (tokenizer.bin / tok*.bin) if needed. */
+    const char *tokenizer_path;
+} loki_model_params;
+
+typedef struct loki_model_info {
+    const char *arch;      /* "llama", "qwen2", ... */
+    const char *format;    /* "gguf", "hf", "llama2c" */
+    int32_t n_vocab;
+    int32_t n_ctx_train;
+    int32_t n_embd;
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t head_dim;
+    int32_t n_ff;
+    int64_t n_params;
+    int64_t weight_bytes;  /* bytes of all weight tensors as stored */
+    int32_t bos_id;        /* -1 if none */
+    int32_t eos_id;        /* -1 if none */
+} loki_model_info;
+
+/* Open a model: a GGUF file, a Hugging Face directory, or a llama2.c .bin.
+ * Weights are memory-mapped and used in their file dtype. */
+loki_status loki_model_open(const char *path, const loki_model_params *params,
+                            loki_model **out, loki_error *err);
+void loki_model_close(loki_model *model);
+void loki_model_get_info(const loki_model *model, loki_model_info *info);
+
+/* ------------------------------------------------------------ tokenizer */
+
+/* Tokenize `len` bytes of UTF-8 `text` (invalid UTF-8 is an error).
+ * add_bos: prepend BOS if the model's files say the model adds it.
+ * parse_special: match special/added tokens written in the text.
+ * Writes up to `cap` ids to `ids`; *n_out receives the number of ids the
+ * text needs. If that exceeds cap, returns LOKI_ERR_RANGE (ids partly written). */
+loki_status loki_tokenize(const loki_model *model, const char *text, size_t len,
+                          bool add_bos, bool parse_special, int32_t *ids,
+                          int32_t cap, int32_t *n_out, loki_error *err);
+
+/* Bytes of one token as text (byte-level / byte-fallback decoded). `prev` is
+ * the previous token id (or -1); a SentencePiece leading space is dropped
+ * after BOS as llama.cpp and llama2.c do. Control tokens give "" unless
+ * `special` is true. Returns the number of bytes the piece needs (may exceed
+ * cap, in which case buf holds a truncated piece), or -1 for an invalid id. */
+int32_t loki_token_to_piece(const loki_model *model, int32_t prev, int32_t id,
+                            bool special, char *buf, int32_t cap);
+
+/* Detokenize ids into buf (NUL-terminated if room); returns bytes needed
+ * (excluding NUL) or -1 for an invalid id. Special tokens are skipped unless
+ * `special`. The inverse of loki_tokenize(add_bos=true) for lossless vocabularies. */
+int64_t loki_detokenize(const loki_model *model, const int32_t *ids, int32_t n,
+                        bool special, char *buf, int64_t cap);
+
+/* ------------------------------------------------------------- context */
+
+typedef struct loki_context loki_context;
+
+typedef struct loki_context_params {
+    int32_t n_ctx;     /* KV cache length in tokens; 0 = model's trained length */
+    int32_t n_threads; /* compute threads; 0 = number of online CPUs */
+    int32_t n_batch;   /* max tokens per forward pass in prompt processing */
+} loki_context_params;
+
+loki_context_params loki_context_default_params(void);
+
+loki_status loki_context_init(loki_model *model, const loki_context_params *params,
+                              loki_context **out, loki_error *err);
+void loki_context_free(loki_context *ctx);
+
+/* Evaluate `n` tokens appended at the current position (batched internally
+ * by n_batch). If all_logits, logits for every one of the n tokens are kept
+ * (n, n_vocab); otherwise only for the last token. Fails with LOKI_ERR_RANGE
+ * (nothing evaluated) if the tokens do not fit in the context. */
+loki_status loki_eval(loki_context *ctx, const int32_t *tokens, int32_t n,
+                      bool all_logits, loki_error *err);
+
+/* Logits of the last loki_eval: (n_rows, n_vocab) row-major float32, where
+ * n_rows is n if all_logits else 1. Valid until the next call on ctx. */
+const float *loki_get_logits(const loki_context *ctx, int32_t *n_rows);
+
+int32_t loki_context_pos(const loki_context *ctx);   /* tokens in the cache */
+int32_t loki_context_n_ctx(const loki_context *ctx);
+void loki_context_reset(loki_context *ctx);          /* empty the KV cache */
+
+/* ------------------------------------------------------------- sampler */
+
+typedef struct loki_sampler loki_sampler;
+
+typedef struct loki_sampler_params {
+    float temp;           /* <= 0: greedy (argmax) */
+    int32_t top_k;        /* <= 0: off */
+    float top_p;          /* >= 1: off */
+    float min_p;          /* <= 0: off */
+    float repeat_penalty; /* 1: off */
+    int32_t repeat_last_n;/* window of recent tokens penalised */
+    uint64_t seed;
+} loki_sampler_params;
+
+loki_sampler_params loki_sampler_default_params(void);
+loki_status loki_sampler_init(const loki_sampler_params *params, int32_t n_vocab,
+                              loki_sampler **out, loki_error *err);
+void loki_sampler_free(loki_sampler *s);
+/* Choose the next token from logits (n_vocab); does not modify logits. */
+int32_t loki_sampler_sample(loki_sampler *s, const float *logits);
+/* Record a token (prompt or generated) in the repetition-penalty history. */
+void loki_sampler_accept(loki_sampler *s, int32_t token);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LOKI_H */

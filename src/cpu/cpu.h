@@ -1,0 +1,59 @@
+/*
+ * cpu.h - CPU backend primitives: a thread pool, matrix products that read
+ * weights in their file dtype (f32/f16/bf16/q8_0) with float32 accumulation,
+ * and the elementwise ops of a Llama block. Plain C; SIMD where the compiler
+ * targets it (-march=native), scalar fallbacks otherwise.
+ */
+#ifndef LK_CPU_H
+#define LK_CPU_H
+
+#include "core/common.h"
+#include "core/tensor.h"
+#include "model/model.h"
+
+/* ------------------------------------------------------------ threads */
+typedef struct lk_pool lk_pool;
+/* Work item: called once on every thread, ith in [0, nth). */
+typedef void (*lk_task_fn)(void *arg, int ith, int nth);
+
+/* n_threads >= 1 (the calling thread counts as one). */
+loki_status lk_pool_init(lk_pool **out, int n_threads, loki_error *err);
+void lk_pool_free(lk_pool *p);
+int lk_pool_size(const lk_pool *p);
+/* Run fn on every thread of the pool and return when all have finished. */
+void lk_pool_run(lk_pool *p, lk_task_fn fn, void *arg);
+
+/* ------------------------------------------------------------ backend */
+/* Per-context CPU state: the pool and scratch buffers sized once at init. */
+typedef struct lk_cpu lk_cpu;
+
+/* max_rows: most rows (tokens) one matmul will see; max_dim: largest in/out
+ * dimension of any weight matrix. */
+loki_status lk_cpu_init(lk_cpu **out, int n_threads, int max_rows, int64_t max_dim,
+                        loki_error *err);
+void lk_cpu_free(lk_cpu *c);
+lk_pool *lk_cpu_pool(lk_cpu *c);
+
+/* y (n, out) = x (n, in) · Wᵀ, W an (out, in) matrix (ne[0]=in, ne[1]=out) of
+ * any supported dtype. n == 1 takes a matrix-vector path; larger n a GEMM. */
+void lk_cpu_matmul(lk_cpu *c, float *y, const float *x, const lk_tensor *w, int n);
+
+/* y (n, dim) = x / rms(x) * weight, weight (dim) of any dtype. y may equal x. */
+void lk_cpu_rmsnorm(lk_cpu *c, float *y, const float *x, const lk_tensor *weight,
+                    int n, int dim, float eps);
+
+/* In-place RoPE on x (n, n_heads, head_dim) at positions pos[n], following
+ * hp's style, rope_dim, theta and scaling. */
+void lk_cpu_rope(lk_cpu *c, float *x, int n, int n_heads, const int32_t *pos,
+                 const lk_hparams *hp);
+
+/* gate (n, n_ff) = silu(gate) * up, in place. */
+void lk_cpu_swiglu(lk_cpu *c, float *gate, const float *up, int n, int n_ff);
+
+/* x (n, dim) += bias (dim) of any dtype. */
+void lk_cpu_add_bias(float *x, const lk_tensor *bias, int n, int dim);
+
+/* Row of an embedding table (any dtype) converted to float32: out (dim). */
+void lk_cpu_get_row(float *out, const lk_tensor *table, int64_t row);
+
+#endif /* LK_CPU_H */

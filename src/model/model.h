@@ -1,0 +1,96 @@
+/*
+ * model.h - the architecture-neutral model description every loader fills
+ * and every backend reads. Weights are lk_tensor views into memory-mapped
+ * files, in their file dtype; nothing is copied whole on load.
+ */
+#ifndef LK_MODEL_H
+#define LK_MODEL_H
+
+#include "core/common.h"
+#include "core/tensor.h"
+#include "tokenizer/vocab.h"
+
+/* Which dimension pairs RoPE rotates inside a head of size head_dim:
+ *  NORM: interleaved pairs (2i, 2i+1) - Meta/llama2.c/GGUF (llama.cpp permutes
+ *        HF q/k weights into this order when converting to GGUF);
+ *  NEOX: rotate-half pairs (i, i + rope_dim/2) - Hugging Face transformers. */
+typedef enum lk_rope_style {
+    LK_ROPE_NORM = 0,
+    LK_ROPE_NEOX = 1,
+} lk_rope_style;
+
+typedef enum lk_rope_scaling {
+    LK_ROPE_SCALING_NONE = 0,
+    LK_ROPE_SCALING_LINEAR = 1, /* positions divided by factor */
+    LK_ROPE_SCALING_LLAMA3 = 2, /* frequency-dependent scaling of Llama 3.1 */
+} lk_rope_scaling;
+
+typedef struct lk_hparams {
+    char arch[32];         /* "llama", "qwen2", ... */
+    int32_t n_vocab;
+    int32_t n_ctx_train;
+    int32_t n_embd;
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t head_dim;      /* usually n_embd / n_head */
+    int32_t n_ff;
+    float rms_eps;
+    float rope_theta;
+    int32_t rope_dim;      /* rotated dims per head (<= head_dim) */
+    lk_rope_style rope_style;
+    lk_rope_scaling rope_scaling;
+    float rope_factor;            /* linear / llama3 */
+    float rope_low_freq_factor;   /* llama3 */
+    float rope_high_freq_factor;  /* llama3 */
+    int32_t rope_orig_ctx;        /* llama3: original_max_position_embeddings */
+} lk_hparams;
+
+/* One transformer block. Shapes as (rows=out, cols=in); see tensor.h. */
+typedef struct lk_layer {
+    lk_tensor attn_norm;   /* (n_embd) */
+    lk_tensor wq;          /* (n_head*head_dim, n_embd) */
+    lk_tensor wk;          /* (n_head_kv*head_dim, n_embd) */
+    lk_tensor wv;          /* (n_head_kv*head_dim, n_embd) */
+    lk_tensor wo;          /* (n_embd, n_head*head_dim) */
+    lk_tensor bq, bk, bv;  /* optional biases (Qwen2); data == NULL when absent */
+    lk_tensor ffn_norm;    /* (n_embd) */
+    lk_tensor w_gate;      /* (n_ff, n_embd) */
+    lk_tensor w_up;        /* (n_ff, n_embd) */
+    lk_tensor w_down;      /* (n_embd, n_ff) */
+} lk_layer;
+
+#define LK_MAX_FILES 64
+
+struct loki_model {
+    lk_hparams hp;
+    char format[16];        /* "gguf", "hf", "llama2c" */
+    lk_tensor tok_embd;     /* (n_vocab, n_embd) */
+    lk_tensor out_norm;     /* (n_embd) */
+    lk_tensor output;       /* (n_vocab, n_embd); equals tok_embd when tied */
+    lk_layer *layers;       /* (n_layer) */
+    lk_vocab vocab;
+    /* Backing storage, released by lk_model_free. */
+    lk_mapped_file files[LK_MAX_FILES];
+    int n_files;
+    void *owned[8];         /* loader-owned buffers (names, parsed headers) */
+    int n_owned;
+    struct lk_gguf *gguf;   /* kept open when loaded from GGUF (owns tensor names) */
+    struct lk_st_set *st;   /* kept open when loaded from safetensors */
+};
+
+/* Loaders: each fills `m` (zero-initialised by the caller) or fails with a
+ * message naming the file and the problem. On failure the caller calls
+ * lk_model_free(m), which must be safe on a partly filled model. */
+loki_status lk_model_load_gguf(loki_model *m, const char *path, loki_error *err);
+loki_status lk_model_load_hf(loki_model *m, const char *dir, loki_error *err);
+loki_status lk_model_load_llama2c(loki_model *m, const char *path, const char *tok_path,
+                                  loki_error *err);
+
+/* Check every tensor is present with the shape hp implies and a supported
+ * dtype, and hparams are consistent. Called by loki_model_open after loading. */
+loki_status lk_model_validate(const loki_model *m, loki_error *err);
+
+void lk_model_free(loki_model *m);
+
+#endif /* LK_MODEL_H */

@@ -1,0 +1,48 @@
+/*
+ * test.h - minimal test harness. Each test_*.c has a main() that runs checks
+ * with CHECK*, and ends with `return test_finish();`, which prints
+ * "N passed, M failed" and returns 0/1. test_skip("why") exits with 77, which
+ * CTest reports as skipped.
+ */
+#ifndef LK_TEST_H
+#define LK_TEST_H
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct test_state {
+    int passed;
+    int failed;
+} test_state;
+
+extern test_state g_test; /* test executables only; the library has no globals */
+
+#define CHECK(cond) test_check((cond), #cond, __FILE__, __LINE__, "")
+#define CHECKF(cond, ...) do { char m_[512]; snprintf(m_, sizeof m_, __VA_ARGS__); \
+        test_check((cond), #cond, __FILE__, __LINE__, m_); } while (0)
+#define CHECK_EQ_INT(a, b) do { long long a_ = (long long)(a), b_ = (long long)(b); \
+        CHECKF(a_ == b_, "%s = %lld, %s = %lld", #a, a_, #b, b_); } while (0)
+#define CHECK_NEAR(a, b, tol) do { double a_ = (a), b_ = (b); \
+        CHECKF(fabs(a_ - b_) <= (tol), "%s = %.9g, %s = %.9g, tol %.3g", #a, a_, #b, b_, (double)(tol)); } while (0)
+#define CHECK_OK(expr) do { loki_error e_ = {0}; (void)e_; loki_status s_ = (expr); \
+        CHECKF(s_ == LOKI_OK, "status %d", (int)s_); } while (0)
+
+void test_check(bool ok, const char *expr, const char *file, int line, const char *msg);
+int test_finish(void);
+void test_skip(const char *why);
+
+/* Path under ../shared ("models/fixture-15m"); NULL-safe helper that returns
+ * a static-lifetime heap string. test_shared_or_skip() skips when absent. */
+char *test_shared_path(const char *rel);
+char *test_shared_or_skip(const char *rel);
+bool test_file_exists(const char *path);
+/* Run a shell command, capture stdout into a heap string; *status = exit code. */
+char *test_run_capture(const char *cmd, int *status);
+/* Fill with uniform random floats in [lo, hi) from a xorshift seed. */
+void test_fill_random(float *x, size_t n, float lo, float hi, uint64_t *seed);
+
+#endif

@@ -1,0 +1,73 @@
+/* test_util.c - the harness behind test.h. */
+#include "test.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+test_state g_test;
+
+void test_check(bool ok, const char *expr, const char *file, int line, const char *msg) {
+    if (ok) {
+        g_test.passed++;
+        return;
+    }
+    g_test.failed++;
+    fprintf(stderr, "FAIL %s:%d: %s %s\n", file, line, expr, msg);
+}
+
+int test_finish(void) {
+    printf("%d passed, %d failed\n", g_test.passed, g_test.failed);
+    return g_test.failed == 0 && g_test.passed > 0 ? 0 : 1;
+}
+
+void test_skip(const char *why) {
+    printf("SKIP: %s\n", why);
+    exit(77);
+}
+
+char *test_shared_path(const char *rel) {
+    size_t n = strlen(LOKI_SHARED_DIR) + strlen(rel) + 2;
+    char *p = malloc(n);
+    snprintf(p, n, "%s/%s", LOKI_SHARED_DIR, rel);
+    return p;
+}
+
+bool test_file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+char *test_shared_or_skip(const char *rel) {
+    char *p = test_shared_path(rel);
+    if (!test_file_exists(p)) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s not found (shared data absent)", p);
+        test_skip(why);
+    }
+    return p;
+}
+
+char *test_run_capture(const char *cmd, int *status) {
+    FILE *f = popen(cmd, "r");
+    if (!f) { *status = -1; return NULL; }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n < 2) buf = realloc(buf, cap *= 2);
+    }
+    buf[n] = '\0';
+    int st = pclose(f);
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return buf;
+}
+
+void test_fill_random(float *x, size_t n, float lo, float hi, uint64_t *seed) {
+    for (size_t i = 0; i < n; i++) {
+        uint64_t s = *seed;
+        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+        *seed = s;
+        x[i] = lo + (hi - lo) * (float)((s >> 40) * (1.0 / 16777216.0));
+    }
+}
