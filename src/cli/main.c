@@ -1,0 +1,40 @@
+/* main.c - `loki` command-line entry point: dispatches to subcommands. */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct cli_command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} cli_command;
+
+static const cli_command commands[] = {
+    {"run", cli_run, "generate text from a prompt"},
+    {"tokenize", cli_tokenize, "print the token ids of a text"},
+    {"bench", cli_bench, "benchmarks (decode)"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: loki <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n`loki <command> --help` documents each command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "loki: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
