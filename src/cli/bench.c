@@ -1,3 +1,191 @@
+/*
+ * bench.c - `loki bench decode`: prompt-processing and decode throughput in
+ * the manner of llama-bench (-p tokens in one batch from an empty cache;
+ * -n tokens one at a time from an empty cache), weight bytes read per second
+ * during decode, and peak resident memory. One JSON object on stdout.
+ */
+#include "cli/args.h"
 #include "cli/cli.h"
-#include <stdio.h>
-int cli_bench(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "loki bench: not built yet\n"); return 2; }
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "core/common.h"
+#include "format/hf_config.h"
+#include "model/random.h"
+
+typedef struct bench_opts {
+    const char *model, *random, *dtype, *tokenizer;
+    int32_t n_ctx, n_threads, n_prompt, n_gen, reps;
+} bench_opts;
+
+static loki_status parse_dtype(const char *s, lk_dtype *dt) {
+    if (!strcmp(s, "f32")) *dt = LK_DTYPE_F32;
+    else if (!strcmp(s, "f16")) *dt = LK_DTYPE_F16;
+    else if (!strcmp(s, "bf16")) *dt = LK_DTYPE_BF16;
+    else if (!strcmp(s, "q8_0")) *dt = LK_DTYPE_Q8_0;
+    else return LOKI_ERR_ARG;
+    return LOKI_OK;
+}
+
+/* Build a random-weight model from a preset name or a config.json path. */
+static loki_model *open_random(const bench_opts *o) {
+    lk_hparams hp;
+    lk_dtype dt;
+    loki_error err = {0};
+    if (parse_dtype(o->dtype, &dt)) {
+        fprintf(stderr, "loki bench: --dtype must be f32, f16, bf16 or q8_0, got '%s'\n", o->dtype);
+        return NULL;
+    }
+    loki_status st;
+    if (strstr(o->random, ".json")) {
+        lk_hf_config cfg;
+        st = lk_hf_config_load(o->random, &cfg, &err);
+        hp = cfg.hp;
+    } else {
+        st = lk_hparams_preset(o->random, &hp, &err);
+    }
+    loki_model *m = st ? NULL : calloc(1, sizeof(*m));
+    if (!st && !m) st = lk_fail(&err, LOKI_ERR_NOMEM, "out of memory");
+    if (!st) st = lk_model_init_random(m, &hp, dt, 1234, &err);
+    if (st) {
+        fprintf(stderr, "loki bench: --random-weights %s: %s\n", o->random, err.msg);
+        loki_model_close(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* Bytes a decode step reads from the weights: every layer matrix, the norms
+ * and the output head (the embedding table contributes one row). */
+static int64_t decode_weight_bytes(const loki_model *m) {
+    int64_t b = (int64_t)m->output.nbytes + (int64_t)m->out_norm.nbytes;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        const lk_layer *L = &m->layers[l];
+        const lk_tensor *ts[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->bq, &L->bk,
+                                 &L->bv, &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < LK_ARRAY_LEN(ts); i++)
+            if (ts[i]->data) b += (int64_t)ts[i]->nbytes;
+    }
+    return b;
+}
+
+static void mean_std(const double *x, int n, double *mean, double *sd) {
+    double s = 0, s2 = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    *mean = s / n;
+    for (int i = 0; i < n; i++) s2 += (x[i] - *mean) * (x[i] - *mean);
+    *sd = n > 1 ? sqrt(s2 / (n - 1)) : 0.0;
+}
+
+static int run_decode_bench(const bench_opts *o, loki_model *m) {
+    loki_model_info info;
+    loki_model_get_info(m, &info);
+    loki_context_params cp = loki_context_default_params();
+    cp.n_ctx = o->n_ctx > 0 ? o->n_ctx : LK_MAX(o->n_prompt, o->n_gen) + 1;
+    cp.n_threads = o->n_threads;
+    cp.n_batch = LK_MAX(o->n_prompt, 1);
+    loki_context *ctx = NULL;
+    loki_error err = {0};
+    if (loki_context_init(m, &cp, &ctx, &err) != LOKI_OK) {
+        fprintf(stderr, "loki bench: %s\n", err.msg);
+        return 1;
+    }
+    int rc = 1;
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)LK_MAX(o->n_prompt, o->n_gen));
+    double *pp = calloc((size_t)o->reps, sizeof(double)), *tg = calloc((size_t)o->reps, sizeof(double));
+    if (!toks || !pp || !tg) goto done;
+    uint64_t s = 42;
+    for (int32_t i = 0; i < LK_MAX(o->n_prompt, o->n_gen); i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        toks[i] = (int32_t)((s >> 33) % (uint64_t)info.n_vocab);
+    }
+    /* rep -1 is a warm-up (page faults of the mapping, caches, thread start) */
+    for (int r = -1; r < o->reps; r++) {
+        if (o->n_prompt > 0) {
+            loki_context_reset(ctx);
+            double t0 = lk_time_s();
+            if (loki_eval(ctx, toks, o->n_prompt, false, &err)) goto eval_fail;
+            if (r >= 0) pp[r] = o->n_prompt / (lk_time_s() - t0);
+        }
+        if (o->n_gen > 0) {
+            loki_context_reset(ctx);
+            double t0 = lk_time_s();
+            for (int32_t i = 0; i < o->n_gen; i++)
+                if (loki_eval(ctx, &toks[i], 1, false, &err)) goto eval_fail;
+            if (r >= 0) tg[r] = o->n_gen / (lk_time_s() - t0);
+        }
+    }
+    double pp_m, pp_s, tg_m, tg_s;
+    mean_std(pp, o->reps, &pp_m, &pp_s);
+    mean_std(tg, o->reps, &tg_m, &tg_s);
+    int64_t wb = decode_weight_bytes(m);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    char date[32];
+    time_t now = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    printf("{\"bench\": \"decode\", \"model\": \"%s\", \"format\": \"%s\", \"n_params\": %lld, "
+           "\"threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"reps\": %d, "
+           "\"prefill_tokens_per_s\": %.2f, \"prefill_tokens_per_s_std\": %.2f, "
+           "\"decode_tokens_per_s\": %.2f, \"decode_tokens_per_s_std\": %.2f, "
+           "\"decode_weight_bytes_per_token\": %lld, \"decode_weight_gb_per_s\": %.3f, "
+           "\"peak_rss_bytes\": %lld, \"date\": \"%s\"}\n",
+           o->random ? o->random : o->model, info.format, (long long)info.n_params, ctx->n_threads,
+           o->n_prompt, o->n_gen, o->reps, pp_m, pp_s, tg_m, tg_s, (long long)wb, tg_m * (double)wb / 1e9,
+           (long long)ru.ru_maxrss * 1024, date);
+    fprintf(stderr, "loki bench: prefill %.1f ± %.1f tokens/s, decode %.1f ± %.1f tokens/s (%.2f GB/s of weights)\n",
+            pp_m, pp_s, tg_m, tg_s, tg_m * (double)wb / 1e9);
+    rc = 0;
+    goto done;
+eval_fail:
+    fprintf(stderr, "loki bench: %s\n", err.msg);
+done:
+    free(toks);
+    free(pp);
+    free(tg);
+    loki_context_free(ctx);
+    return rc;
+}
+
+int cli_bench(int argc, char **argv) {
+    bench_opts o = {.dtype = "q8_0", .n_prompt = 512, .n_gen = 128, .reps = 3};
+    const cli_opt opts[] = {
+        {"-m", "--model", CLI_STR, &o.model, "MODEL", "model file or directory"},
+        {NULL, "--random-weights", CLI_STR, &o.random, "SHAPE", "llama2-7b, llama3-8b or a config.json: random weights"},
+        {NULL, "--dtype", CLI_STR, &o.dtype, "T", "weight dtype of --random-weights: f32 f16 bf16 q8_0 (default q8_0)"},
+        {"-c", "--ctx-size", CLI_INT, &o.n_ctx, "N", "context length (default: enough for -p and -n)"},
+        {"-t", "--threads", CLI_INT, &o.n_threads, "N", "compute threads (default: all CPUs)"},
+        {"-p", "--n-prompt", CLI_INT, &o.n_prompt, "N", "prompt tokens processed in one batch (default 512)"},
+        {"-n", "--n-gen", CLI_INT, &o.n_gen, "N", "tokens decoded one at a time (default 128)"},
+        {"-r", "--reps", CLI_INT, &o.reps, "N", "repetitions after one warm-up (default 3)"},
+        {NULL, "--tokenizer", CLI_STR, &o.tokenizer, "FILE", "tokenizer file (llama2.c tok*.bin)"},
+    };
+    const cli_spec spec = {"bench", "loki bench decode (-m MODEL | --random-weights SHAPE) [options]",
+                           "Measure prompt processing and decode speed; prints one JSON object.",
+                           opts, (int)(sizeof opts / sizeof opts[0]), 1};
+    const char *pos[1] = {NULL};
+    int npos = 0;
+    int rc = cli_parse(&spec, argc, argv, pos, &npos);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (npos != 1 || strcmp(pos[0], "decode") != 0) {
+        fprintf(stderr, "loki bench: expected a benchmark name: decode (see loki bench --help)\n");
+        return 2;
+    }
+    if (!o.model == !o.random) {
+        fprintf(stderr, "loki bench: give exactly one of -m MODEL or --random-weights SHAPE\n");
+        return 2;
+    }
+    if (o.n_prompt < 0 || o.n_gen < 0 || o.reps < 1 || o.n_ctx < 0 || o.n_threads < 0) {
+        fprintf(stderr, "loki bench: -p, -n, -c and -t must be >= 0 and -r >= 1\n");
+        return 2;
+    }
+    loki_model *m = o.random ? open_random(&o) : cli_open_model("bench", o.model, o.tokenizer);
+    if (!m) return 1;
+    rc = run_decode_bench(&o, m);
+    loki_model_close(m);
+    return rc;
+}

@@ -1,12 +1,25 @@
-/* cli.h - subcommands of the `loki` tool and their shared option parsing. */
+/* cli.h - subcommands of the `loki` tool and helpers they share. */
 #ifndef LK_CLI_H
 #define LK_CLI_H
 
 #include "loki.h"
 
-/* Each subcommand gets argv[0] = its own name; returns the process exit code. */
+#include <stdio.h>
+
+/* Each subcommand gets argv[0] = its own name; returns the process exit code
+ * (0 ok, 1 runtime error, 2 usage error). */
 int cli_run(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+
+/* Open a model, printing "loki CMD: <message>" on failure. */
+loki_model *cli_open_model(const char *cmd, const char *path, const char *tokenizer);
+
+/* Tokenize text into a freshly malloc'ed array; prints the error on failure. */
+int32_t *cli_tokenize_text(const char *cmd, const loki_model *m, const char *text, bool add_bos,
+                           int32_t *n_out);
+
+/* Read a whole text file (NUL-terminated); prints the error on failure. */
+char *cli_read_text(const char *cmd, const char *path, size_t *len);
 
 #endif

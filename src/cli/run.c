@@ -1,3 +1,147 @@
+/*
+ * run.c - `loki run`: generate text from a prompt. The prompt is echoed, the
+ * generated text streams to stdout token by token, statistics go to stderr.
+ */
+#include "cli/args.h"
 #include "cli/cli.h"
-#include <stdio.h>
-int cli_run(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "loki run: not built yet\n"); return 2; }
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/common.h"
+
+typedef struct run_opts {
+    const char *model, *prompt, *file, *tokenizer;
+    int32_t n_predict, n_ctx, n_threads, n_batch;
+    loki_sampler_params sp;
+    bool ignore_eos, no_bos;
+} run_opts;
+
+/* Generate up to o->n_predict tokens after the prompt; returns exit code. */
+static int generate(const run_opts *o, loki_model *m, loki_context *ctx, loki_sampler *smp,
+                    const int32_t *prompt, int32_t n_prompt) {
+    loki_model_info info;
+    loki_model_get_info(m, &info);
+    loki_error err = {0};
+    double t0 = lk_time_s();
+    if (loki_eval(ctx, prompt, n_prompt, false, &err) != LOKI_OK) {
+        fprintf(stderr, "\nloki run: %s\n", err.msg);
+        return 1;
+    }
+    double t_prompt = lk_time_s() - t0;
+    for (int32_t i = 0; i < n_prompt; i++) loki_sampler_accept(smp, prompt[i]);
+    int32_t prev = prompt[n_prompt - 1], n_gen = 0;
+    char piece[256];
+    double t1 = lk_time_s();
+    while (n_gen < o->n_predict) {
+        int32_t tok = loki_sampler_sample(smp, loki_get_logits(ctx, NULL));
+        if (!o->ignore_eos && tok == info.eos_id) break;
+        loki_sampler_accept(smp, tok);
+        int32_t len = loki_token_to_piece(m, prev, tok, false, piece, (int32_t)sizeof piece);
+        if (len > 0) fwrite(piece, 1, (size_t)LK_MIN(len, (int32_t)sizeof piece), stdout);
+        fflush(stdout);
+        n_gen++;
+        prev = tok;
+        if (n_gen == o->n_predict) break;
+        if (loki_context_pos(ctx) >= loki_context_n_ctx(ctx)) {
+            fprintf(stderr, "\nloki run: context full (%d tokens), stopping\n", loki_context_n_ctx(ctx));
+            break;
+        }
+        if (loki_eval(ctx, &tok, 1, false, &err) != LOKI_OK) {
+            fprintf(stderr, "\nloki run: %s\n", err.msg);
+            return 1;
+        }
+    }
+    double t_gen = lk_time_s() - t1;
+    printf("\n");
+    fflush(stdout);
+    fprintf(stderr, "loki run: prompt %d tokens in %.3f s (%.1f tokens/s), generated %d tokens in %.3f s (%.1f tokens/s)\n",
+            n_prompt, t_prompt, n_prompt / (t_prompt > 0 ? t_prompt : 1e-9), n_gen, t_gen,
+            n_gen / (t_gen > 0 ? t_gen : 1e-9));
+    return 0;
+}
+
+int cli_run(int argc, char **argv) {
+    run_opts o = {.n_predict = 256, .sp = loki_sampler_default_params()};
+    o.sp.seed = (uint64_t)time(NULL);
+    const cli_opt opts[] = {
+        {"-m", "--model", CLI_STR, &o.model, "MODEL", "GGUF file, Hugging Face directory or llama2.c .bin"},
+        {"-p", "--prompt", CLI_STR, &o.prompt, "TEXT", "prompt text"},
+        {"-f", "--file", CLI_STR, &o.file, "FILE", "read the prompt from FILE"},
+        {"-n", "--n-predict", CLI_INT, &o.n_predict, "N", "tokens to generate (default 256)"},
+        {"-c", "--ctx-size", CLI_INT, &o.n_ctx, "N", "context length (default: the model's)"},
+        {"-t", "--threads", CLI_INT, &o.n_threads, "N", "compute threads (default: all CPUs)"},
+        {"-b", "--batch-size", CLI_INT, &o.n_batch, "N", "prompt tokens per forward pass (default 512)"},
+        {NULL, "--temp", CLI_FLOAT, &o.sp.temp, "T", "temperature; 0 = greedy (default 0.8)"},
+        {NULL, "--top-k", CLI_INT, &o.sp.top_k, "K", "keep the K most likely tokens; 0 = off (default 40)"},
+        {NULL, "--top-p", CLI_FLOAT, &o.sp.top_p, "P", "nucleus sampling; 1 = off (default 0.95)"},
+        {NULL, "--min-p", CLI_FLOAT, &o.sp.min_p, "P", "drop tokens below P x the top probability (default 0.05)"},
+        {NULL, "--repeat-penalty", CLI_FLOAT, &o.sp.repeat_penalty, "F", "penalise recent tokens; 1 = off (default 1)"},
+        {NULL, "--repeat-last-n", CLI_INT, &o.sp.repeat_last_n, "N", "window of the repeat penalty (default 64)"},
+        {NULL, "--seed", CLI_U64, &o.sp.seed, "S", "random seed (default: time)"},
+        {NULL, "--tokenizer", CLI_STR, &o.tokenizer, "FILE", "tokenizer file (llama2.c tok*.bin)"},
+        {NULL, "--ignore-eos", CLI_FLAG, &o.ignore_eos, "", "keep generating after end-of-sequence"},
+        {NULL, "--no-bos", CLI_FLAG, &o.no_bos, "", "do not add BOS even if the model adds it"},
+    };
+    const cli_spec spec = {"run", "loki run -m MODEL -p PROMPT [options]",
+                           "Generate text. The prompt is echoed and the continuation streams to stdout;\n"
+                           "timings go to stderr. Sampling order: repeat penalty, top-k, temperature,\n"
+                           "top-p, min-p.",
+                           opts, (int)(sizeof opts / sizeof opts[0]), 0};
+    int rc = cli_parse(&spec, argc, argv, NULL, NULL);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (!o.prompt == !o.file) {
+        fprintf(stderr, "loki run: give exactly one of -p PROMPT or -f FILE\n");
+        return 2;
+    }
+    if (o.n_predict < 0) {
+        fprintf(stderr, "loki run: -n must be >= 0, got %d\n", o.n_predict);
+        return 2;
+    }
+    char *text = NULL;
+    if (o.file && !(text = cli_read_text("run", o.file, NULL))) return 1;
+    const char *prompt = text ? text : o.prompt;
+    loki_model *m = NULL;
+    loki_context *ctx = NULL;
+    loki_sampler *smp = NULL;
+    int32_t *ids = NULL, n = 0;
+    loki_error err = {0};
+    rc = 1;
+    if (!(m = cli_open_model("run", o.model, o.tokenizer))) goto done;
+    loki_model_info info;
+    loki_model_get_info(m, &info);
+    if (loki_sampler_init(&o.sp, info.n_vocab, &smp, &err) != LOKI_OK) {
+        fprintf(stderr, "loki run: %s\n", err.msg);
+        rc = 2;
+        goto done;
+    }
+    loki_context_params cp = loki_context_default_params();
+    cp.n_ctx = o.n_ctx;
+    cp.n_threads = o.n_threads;
+    cp.n_batch = o.n_batch;
+    if (loki_context_init(m, &cp, &ctx, &err) != LOKI_OK) {
+        fprintf(stderr, "loki run: %s\n", err.msg);
+        rc = err.status == LOKI_ERR_ARG ? 2 : 1;
+        goto done;
+    }
+    if (!(ids = cli_tokenize_text("run", m, prompt, !o.no_bos, &n))) goto done;
+    if (n == 0) {
+        fprintf(stderr, "loki run: the prompt is empty and the model adds no BOS token\n");
+        goto done;
+    }
+    if (n > loki_context_n_ctx(ctx)) {
+        fprintf(stderr, "loki run: the prompt is %d tokens, longer than the context of %d (raise -c)\n", n,
+                loki_context_n_ctx(ctx));
+        goto done;
+    }
+    fputs(prompt, stdout);
+    rc = generate(&o, m, ctx, smp, ids, n);
+done:
+    free(ids);
+    free(text);
+    loki_sampler_free(smp);
+    loki_context_free(ctx);
+    loki_model_close(m);
+    return rc;
+}

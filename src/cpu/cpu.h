@@ -34,6 +34,18 @@ loki_status lk_cpu_init(lk_cpu **out, int n_threads, int max_rows, int64_t max_d
 void lk_cpu_free(lk_cpu *c);
 lk_pool *lk_cpu_pool(lk_cpu *c);
 
+/* Kernel selection (tests and dev/cpu benchmarks; the default is AUTO):
+ *  AUTO:      the fastest kernels this build has (AVX-512 when compiled in);
+ *  SCALAR:    portable C everywhere (what a non-AVX-512 build runs), with
+ *             GEMMs as dequantized tiles of W through cblas_sgemm;
+ *  BLAS_GEMM: SIMD matrix-vector kernels, but GEMMs through cblas_sgemm. */
+typedef enum lk_cpu_kernels {
+    LK_CPU_KERNELS_AUTO = 0,
+    LK_CPU_KERNELS_SCALAR = 1,
+    LK_CPU_KERNELS_BLAS_GEMM = 2,
+} lk_cpu_kernels;
+void lk_cpu_set_kernels(lk_cpu *c, lk_cpu_kernels k);
+
 /* y (n, out) = x (n, in) · Wᵀ, W an (out, in) matrix (ne[0]=in, ne[1]=out) of
  * any supported dtype. n == 1 takes a matrix-vector path; larger n a GEMM. */
 void lk_cpu_matmul(lk_cpu *c, float *y, const float *x, const lk_tensor *w, int n);

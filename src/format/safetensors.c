@@ -14,27 +14,25 @@
 #define ST_MAX_INT 9007199254740992.0
 
 typedef struct st_dtype_info {
-    const char *name;
     size_t size;     /* bytes per element */
-    int usable;      /* loki can compute with it */
+    bool usable;     /* loki can compute with it */
     lk_dtype dtype;  /* valid when usable */
 } st_dtype_info;
 
-/* Every dtype the safetensors spec defines. Returns NULL for unknown names. */
-static const st_dtype_info *st_dtype_lookup(const char *s) {
-    static const st_dtype_info table[] = {
-        {"F32", 4, 1, LK_DTYPE_F32}, {"F16", 2, 1, LK_DTYPE_F16},
-        {"BF16", 2, 1, LK_DTYPE_BF16}, {"F64", 8, 0, LK_DTYPE_F32},
-        {"I64", 8, 0, LK_DTYPE_F32}, {"U64", 8, 0, LK_DTYPE_F32},
-        {"I32", 4, 0, LK_DTYPE_F32}, {"U32", 4, 0, LK_DTYPE_F32},
-        {"I16", 2, 0, LK_DTYPE_F32}, {"U16", 2, 0, LK_DTYPE_F32},
-        {"I8", 1, 0, LK_DTYPE_F32}, {"U8", 1, 0, LK_DTYPE_F32},
-        {"BOOL", 1, 0, LK_DTYPE_F32}, {"F8_E4M3", 1, 0, LK_DTYPE_F32},
-        {"F8_E5M2", 1, 0, LK_DTYPE_F32},
-    };
-    for (size_t i = 0; i < LK_ARRAY_LEN(table); i++)
-        if (strcmp(table[i].name, s) == 0) return &table[i];
-    return NULL;
+/* Look up a dtype name of the safetensors spec; false for unknown names. */
+static bool st_dtype_lookup(const char *s, st_dtype_info *o) {
+    o->usable = false;
+    o->dtype = LK_DTYPE_F32;
+    if (!strcmp(s, "F32")) { o->size = 4; o->usable = true; }
+    else if (!strcmp(s, "F16")) { o->size = 2; o->usable = true; o->dtype = LK_DTYPE_F16; }
+    else if (!strcmp(s, "BF16")) { o->size = 2; o->usable = true; o->dtype = LK_DTYPE_BF16; }
+    else if (!strcmp(s, "F64") || !strcmp(s, "I64") || !strcmp(s, "U64")) o->size = 8;
+    else if (!strcmp(s, "I32") || !strcmp(s, "U32")) o->size = 4;
+    else if (!strcmp(s, "I16") || !strcmp(s, "U16")) o->size = 2;
+    else if (!strcmp(s, "I8") || !strcmp(s, "U8") || !strcmp(s, "BOOL") ||
+             !strcmp(s, "F8_E4M3") || !strcmp(s, "F8_E5M2")) o->size = 1;
+    else return false;
+    return true;
 }
 
 /* A JSON number that is a non-negative integer below 2^53 -> *out. */
@@ -73,8 +71,9 @@ static loki_status st_parse_entry(const lk_st_set *s, int fi, const cJSON *j, co
     if (!cJSON_IsString(jd) || !cJSON_IsArray(js) || !cJSON_IsArray(jo))
         return lk_fail(err, LOKI_ERR_FORMAT,
                        "%s: tensor '%s': missing or mistyped dtype/shape/data_offsets", path, name);
-    const st_dtype_info *di = st_dtype_lookup(jd->valuestring);
-    if (!di)
+    st_dtype_info dinfo;
+    const st_dtype_info *di = &dinfo;
+    if (!st_dtype_lookup(jd->valuestring, &dinfo))
         return lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s: tensor '%s': unsupported dtype '%s'", path,
                        name, jd->valuestring);
     int nd = cJSON_GetArraySize(js);
@@ -112,7 +111,7 @@ static loki_status st_parse_entry(const lk_st_set *s, int fi, const cJSON *j, co
         e->t.dtype = di->dtype;
     } else {
         e->t.dtype = LK_DTYPE_F32; /* placeholder; lookups reject it via bad_dtype */
-        snprintf(e->bad_dtype, sizeof(e->bad_dtype), "%s", di->name);
+        snprintf(e->bad_dtype, sizeof(e->bad_dtype), "%s", jd->valuestring);
     }
     e->t.data = data + b;
     e->t.nbytes = (size_t)(end - b);
@@ -226,8 +225,12 @@ loki_status lk_st_get(const lk_st_set *s, const char *name, bool optional, lk_te
     memset(out, 0, sizeof(*out));
     if (!e) {
         if (optional) return LOKI_OK;
-        return lk_fail(err, LOKI_ERR_FORMAT, "%s: missing tensor '%s'",
-                       s && s->n_files == 1 ? s->paths[0] : "safetensors checkpoint", name);
+        if (!s || s->n_files == 0)
+            return lk_fail(err, LOKI_ERR_FORMAT, "safetensors: missing tensor '%s'", name);
+        if (s->n_files == 1)
+            return lk_fail(err, LOKI_ERR_FORMAT, "%s: missing tensor '%s'", s->paths[0], name);
+        return lk_fail(err, LOKI_ERR_FORMAT, "%s (+%d other shards): missing tensor '%s'",
+                       s->paths[0], s->n_files - 1, name);
     }
     if (e->bad_dtype[0])
         return lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s: tensor '%s' has unsupported dtype %s "
@@ -250,7 +253,8 @@ static loki_status st_open_index(const char *index_path, const char *dir, lk_st_
     char *text = NULL;
     size_t len = 0;
     cJSON *root = NULL;
-    char **files = NULL;
+    char **files = NULL;      /* (n_files) shard paths */
+    const char **rel = NULL;  /* (n_files) shard names as the index writes them */
     int n_files = 0;
     lk_st_set *s = NULL;
     loki_status st = lk_read_file(index_path, &text, &len, err);
@@ -264,7 +268,8 @@ static loki_status st_open_index(const char *index_path, const char *dir, lk_st_
     }
     int n_map = cJSON_GetArraySize(wm);
     files = lk_calloc((size_t)n_map, sizeof(char *), err);
-    if (!files) { st = LOKI_ERR_NOMEM; goto fail; }
+    rel = lk_calloc((size_t)n_map, sizeof(char *), err);
+    if (!files || !rel) { st = LOKI_ERR_NOMEM; goto fail; }
     /* Unique shard names in first-seen order (few shards: linear search). */
     const cJSON *j;
     cJSON_ArrayForEach(j, wm) {
@@ -274,8 +279,9 @@ static loki_status st_open_index(const char *index_path, const char *dir, lk_st_
             goto fail;
         }
         int k = 0;
-        while (k < n_files && strcmp(strrchr(files[k], '/') + 1, j->valuestring) != 0) k++;
+        while (k < n_files && strcmp(rel[k], j->valuestring) != 0) k++;
         if (k == n_files) {
+            rel[n_files] = j->valuestring;
             if (!(files[n_files] = st_join(dir, j->valuestring, err))) { st = LOKI_ERR_NOMEM; goto fail; }
             n_files++;
         }
@@ -283,7 +289,7 @@ static loki_status st_open_index(const char *index_path, const char *dir, lk_st_
     if ((st = lk_st_open_files((const char *const *)files, n_files, &s, err))) goto fail;
     cJSON_ArrayForEach(j, wm) {
         const lk_st_entry *e = lk_st_find(s, j->string);
-        if (!e || strcmp(strrchr(s->paths[e->file], '/') + 1, j->valuestring) != 0) {
+        if (!e || strcmp(rel[e->file], j->valuestring) != 0) {
             st = lk_fail(err, LOKI_ERR_FORMAT, "%s: tensor '%s' is not in shard %s as the index says",
                          index_path, j->string, j->valuestring);
             goto fail;
@@ -295,6 +301,7 @@ fail:
     lk_st_free(s);
     for (int k = 0; files && k < n_files; k++) free(files[k]);
     free(files);
+    free(rel);
     cJSON_Delete(root);
     free(text);
     return st;

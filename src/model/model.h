@@ -69,6 +69,12 @@ struct loki_model {
     lk_tensor out_norm;     /* (n_embd) */
     lk_tensor output;       /* (n_vocab, n_embd); equals tok_embd when tied */
     lk_layer *layers;       /* (n_layer) */
+    /* GGUF llama3 RoPE: per-frequency divisors (rope_dim/2) F32 that
+     * llama.cpp's converter stores as `rope_freqs.weight` instead of the
+     * scaling hparams: inv_freq[i] = theta^(-2i/rope_dim) / rope_freqs[i].
+     * data == NULL when absent (hp.rope_scaling then describes any scaling). */
+    lk_tensor rope_freqs;
+    char *path;             /* the file or directory loaded (owned), for messages */
     lk_vocab vocab;
     /* Backing storage, released by lk_model_free. */
     lk_mapped_file files[LK_MAX_FILES];

@@ -1,0 +1,62 @@
+/* common.c - helpers shared by the subcommands: model opening, tokenizing,
+ * reading text files, with errors printed as "loki CMD: message". */
+#include "cli/cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+
+loki_model *cli_open_model(const char *cmd, const char *path, const char *tokenizer) {
+    if (!path) {
+        fprintf(stderr, "loki %s: no model given (-m MODEL: a GGUF file, a Hugging Face directory or a llama2.c .bin)\n", cmd);
+        return NULL;
+    }
+    loki_model_params mp = {.tokenizer_path = tokenizer};
+    loki_model *m = NULL;
+    loki_error err = {0};
+    if (loki_model_open(path, &mp, &m, &err) != LOKI_OK) {
+        fprintf(stderr, "loki %s: %s\n", cmd, err.msg);
+        return NULL;
+    }
+    return m;
+}
+
+int32_t *cli_tokenize_text(const char *cmd, const loki_model *m, const char *text, bool add_bos,
+                           int32_t *n_out) {
+    size_t len = strlen(text);
+    int32_t cap = (int32_t)LK_MIN(len + 16, (size_t)INT32_MAX / 8);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
+    loki_error err = {0};
+    int32_t n = 0;
+    if (!ids) {
+        fprintf(stderr, "loki %s: out of memory\n", cmd);
+        return NULL;
+    }
+    loki_status st = loki_tokenize(m, text, len, add_bos, true, ids, cap, &n, &err);
+    if (st == LOKI_ERR_RANGE && n > cap) {
+        int32_t *bigger = realloc(ids, sizeof(int32_t) * (size_t)n);
+        if (!bigger) { free(ids); fprintf(stderr, "loki %s: out of memory\n", cmd); return NULL; }
+        ids = bigger;
+        st = loki_tokenize(m, text, len, add_bos, true, ids, n, &n, &err);
+    }
+    if (st != LOKI_OK) {
+        fprintf(stderr, "loki %s: %s\n", cmd, err.msg);
+        free(ids);
+        return NULL;
+    }
+    *n_out = n;
+    return ids;
+}
+
+char *cli_read_text(const char *cmd, const char *path, size_t *len) {
+    char *data = NULL;
+    size_t n = 0;
+    loki_error err = {0};
+    if (lk_read_file(path, &data, &n, &err) != LOKI_OK) {
+        fprintf(stderr, "loki %s: %s\n", cmd, err.msg);
+        return NULL;
+    }
+    if (len) *len = n;
+    return data;
+}

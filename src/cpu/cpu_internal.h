@@ -1,0 +1,88 @@
+/*
+ * cpu_internal.h - shared between the files of the CPU backend (cpu.c,
+ * matmul.c, matmul_x86.c, ops.c); not part of the contract in cpu.h.
+ */
+#ifndef LK_CPU_INTERNAL_H
+#define LK_CPU_INTERNAL_H
+
+#include "cpu/cpu.h"
+
+/* The SIMD kernels need AVX-512 F/BW/VL/VNNI and F16C (Zen 4+, Ice Lake+).
+ * Without them every kernel takes its portable scalar path. */
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512VNNI__) && defined(__F16C__) && defined(__FMA__)
+#define LK_CPU_X86_512 1
+#endif
+
+/* GEMM blocking of the AVX-512 kernel: W is packed in panels of LK_GEMM_NR
+ * output columns x LK_GEMM_KC inputs (32 KiB of f32: stays in L1 while the
+ * micro-kernel sweeps all rows of x over it); the micro-kernel computes an
+ * LK_GEMM_MR x LK_GEMM_NR tile of y in 2*MR zmm accumulators. KC is a
+ * multiple of 32 so q8_0 blocks never straddle a panel. */
+#ifndef LK_GEMM_KC
+#define LK_GEMM_KC 256
+#endif
+#define LK_GEMM_NR 32
+#ifndef LK_GEMM_MR
+#define LK_GEMM_MR 8
+#endif
+/* Rows of W dequantized per tile on the portable (OpenBLAS) GEMM path. */
+#define LK_BLAS_TILE_ROWS 64
+
+/* Quantized activations for q8_0 dot products: one row of x split in blocks
+ * of 32, each q = round(x / d) with d = amax/127 kept in float32 (ggml keeps
+ * it in fp16; f32 is free here and slightly more accurate). */
+typedef struct lk_q8_act {
+    int8_t *q;   /* (in) 64-byte aligned */
+    float *d;    /* (in/32) block scales */
+    int32_t *c;  /* (in/32) -16 * sum(q of block): VNNI offset correction, see matmul_x86.c */
+} lk_q8_act;
+
+struct lk_cpu {
+    lk_pool *pool;
+    int nth;
+    int max_rows;
+    int64_t max_dim;
+    lk_cpu_kernels kernels;
+    lk_q8_act xq;          /* quantized x for the q8_0 matrix-vector path (one row) */
+    float *wbuf;           /* (max_dim) a norm/bias weight converted to f32 */
+    float *freq;           /* (max_dim/2 + 1) RoPE inverse frequencies */
+    float *thr;            /* (nth, thr_floats) per-thread scratch, 64-byte aligned slices */
+    size_t thr_floats;
+};
+
+static inline float *lk_cpu_thr_scratch(lk_cpu *c, int ith) { return c->thr + (size_t)ith * c->thr_floats; }
+
+/* Split [0, n) into nth near-equal ranges aligned to `align`; thread ith gets
+ * [*b, *e) (possibly empty). */
+static inline void lk_split(int64_t n, int64_t align, int ith, int nth, int64_t *b, int64_t *e) {
+    int64_t chunks = (n + align - 1) / align;
+    int64_t c0 = chunks * ith / nth, c1 = chunks * (ith + 1) / nth;
+    *b = LK_MIN(c0 * align, n);
+    *e = LK_MIN(c1 * align, n);
+}
+
+/* Quantize x (in) into a (in % 32 == 0). Scalar and SIMD give identical
+ * results (both round half to even). */
+void lk_q8_quantize_scalar(const float *x, lk_q8_act *a, int64_t in);
+
+/* Matrix-vector kernels: y[r] = dot(W row r, x) for r in [r0, r1).
+ * w: (out, in) rows of row_bytes; x: (in); y: (out). */
+void lk_mv_float_scalar(lk_dtype dt, float *y, const void *w, const float *x, int64_t in,
+                        int64_t r0, int64_t r1, float *tmp /* (in) */);
+void lk_mv_q8_scalar(float *y, const void *w, const lk_q8_act *x, int64_t in, int64_t r0, int64_t r1);
+
+#if defined(LK_CPU_X86_512)
+void lk_q8_quantize_x86(const float *x, lk_q8_act *a, int64_t in);
+void lk_mv_float_x86(lk_dtype dt, float *y, const void *w, const float *x, int64_t in,
+                     int64_t r0, int64_t r1);
+void lk_mv_q8_x86(float *y, const void *w, const lk_q8_act *x, int64_t in, int64_t r0, int64_t r1);
+/* GEMM share of thread ith: y (n, out) = x (n, in) . Wᵀ for this thread's
+ * panels of LK_GEMM_NR output columns. scratch: LK_GEMM_KC*(LK_GEMM_NR+1) floats. */
+void lk_gemm_x86(float *y, const float *x, const lk_tensor *w, int n, int ith, int nth,
+                 float *scratch);
+/* silu(g) * u over n floats, vectorized exp. */
+void lk_swiglu_x86(float *g, const float *u, int64_t n);
+#endif
+
+#endif /* LK_CPU_INTERNAL_H */

@@ -1,0 +1,122 @@
+/*
+ * context.c - loki_context: allocation of the KV cache and activation buffers
+ * (once, at init), batching of loki_eval into forward passes, logits access.
+ */
+#include "engine/engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_N_BATCH 512
+
+loki_context_params loki_context_default_params(void) {
+    loki_context_params p = {.n_ctx = 0, .n_threads = 0, .n_batch = DEFAULT_N_BATCH};
+    return p;
+}
+
+static float *alloc_f32(size_t n, loki_error *err) { return lk_alloc_aligned(n * sizeof(float), err); }
+
+loki_status loki_context_init(loki_model *model, const loki_context_params *params,
+                              loki_context **out, loki_error *err) {
+    const lk_hparams *hp = &model->hp;
+    if (params->n_ctx < 0) return lk_fail(err, LOKI_ERR_ARG, "-c/--ctx-size must be >= 0, got %d", params->n_ctx);
+    if (params->n_threads < 0)
+        return lk_fail(err, LOKI_ERR_ARG, "-t/--threads must be >= 0, got %d", params->n_threads);
+    if (params->n_batch < 0) return lk_fail(err, LOKI_ERR_ARG, "-b/--batch-size must be >= 0, got %d", params->n_batch);
+    loki_context *c = lk_calloc(1, sizeof(*c), err);
+    if (!c) return LOKI_ERR_NOMEM;
+    c->model = model;
+    c->hp = *hp;
+    c->n_ctx = params->n_ctx > 0 ? params->n_ctx : hp->n_ctx_train;
+    if (c->n_ctx <= 0) c->n_ctx = 2048;
+    c->n_threads = params->n_threads > 0 ? params->n_threads : lk_n_cpus();
+    c->n_batch = params->n_batch > 0 ? params->n_batch : DEFAULT_N_BATCH;
+    if (c->n_batch > c->n_ctx) c->n_batch = c->n_ctx;
+    int32_t B = c->n_batch, E = hp->n_embd, QD = hp->n_head * hp->head_dim,
+            KD = hp->n_head_kv * hp->head_dim, F = hp->n_ff;
+    int64_t max_dim = LK_MAX(LK_MAX(E, QD), LK_MAX(F, hp->n_vocab));
+    loki_status st = lk_cpu_init(&c->cpu, c->n_threads, B, max_dim, err);
+    if (st) goto fail;
+    c->kv.n_layer = hp->n_layer;
+    c->kv.n_head_kv = hp->n_head_kv;
+    c->kv.head_dim = hp->head_dim;
+    c->kv.n_ctx = c->n_ctx;
+    size_t kv_n = (size_t)hp->n_layer * hp->n_head_kv * (size_t)c->n_ctx * hp->head_dim;
+    c->att_scratch_n = lk_attention_scratch_size(c->n_ctx, B, c->n_threads);
+    c->logits_cap = 1;
+    if (!(c->kv.k = alloc_f32(kv_n, err)) || !(c->kv.v = alloc_f32(kv_n, err)) ||
+        !(c->x = alloc_f32((size_t)B * E, err)) || !(c->xb = alloc_f32((size_t)B * E, err)) ||
+        !(c->q = alloc_f32((size_t)B * QD, err)) || !(c->k = alloc_f32((size_t)B * KD, err)) ||
+        !(c->v = alloc_f32((size_t)B * KD, err)) || !(c->att = alloc_f32((size_t)B * QD, err)) ||
+        !(c->hb = alloc_f32((size_t)B * F, err)) || !(c->hb2 = alloc_f32((size_t)B * F, err)) ||
+        !(c->positions = lk_calloc((size_t)B, sizeof(int32_t), err)) ||
+        !(c->att_scratch = alloc_f32(c->att_scratch_n, err)) ||
+        !(c->logits = alloc_f32((size_t)hp->n_vocab, err))) {
+        st = lk_fail_prefix(err, "context of %d tokens", c->n_ctx);
+        goto fail;
+    }
+    *out = c;
+    return LOKI_OK;
+fail:
+    loki_context_free(c);
+    return st;
+}
+
+void loki_context_free(loki_context *c) {
+    if (!c) return;
+    lk_cpu_free(c->cpu);
+    lk_free_aligned(c->kv.k);
+    lk_free_aligned(c->kv.v);
+    lk_free_aligned(c->x);
+    lk_free_aligned(c->xb);
+    lk_free_aligned(c->q);
+    lk_free_aligned(c->k);
+    lk_free_aligned(c->v);
+    lk_free_aligned(c->att);
+    lk_free_aligned(c->hb);
+    lk_free_aligned(c->hb2);
+    free(c->positions);
+    lk_free_aligned(c->att_scratch);
+    lk_free_aligned(c->logits);
+    free(c);
+}
+
+loki_status loki_eval(loki_context *ctx, const int32_t *tokens, int32_t n, bool all_logits,
+                      loki_error *err) {
+    const int32_t V = ctx->hp.n_vocab;
+    if (n <= 0) return lk_fail(err, LOKI_ERR_ARG, "eval: no tokens given");
+    if (ctx->pos + (int64_t)n > ctx->n_ctx)
+        return lk_fail(err, LOKI_ERR_RANGE,
+                       "%d tokens do not fit in the context: %d of %d positions used (raise -c)",
+                       n, ctx->pos, ctx->n_ctx);
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return lk_fail(err, LOKI_ERR_ARG, "token id %d at index %d is outside the vocabulary (0..%d)",
+                           tokens[i], i, V - 1);
+    int32_t rows = all_logits ? n : 1;
+    if (rows > ctx->logits_cap) {
+        float *l = alloc_f32((size_t)rows * V, err);
+        if (!l) return LOKI_ERR_NOMEM;
+        lk_free_aligned(ctx->logits);
+        ctx->logits = l;
+        ctx->logits_cap = rows;
+    }
+    for (int32_t i = 0; i < n; i += ctx->n_batch) {
+        int32_t nb = LK_MIN(ctx->n_batch, n - i);
+        /* without all_logits every chunk writes row 0; the last chunk's stays */
+        loki_status st = all_logits ? lk_forward(ctx, tokens + i, nb, ctx->logits + (size_t)i * V, nb, err)
+                                    : lk_forward(ctx, tokens + i, nb, ctx->logits, 1, err);
+        if (st) return st;
+    }
+    ctx->n_logits = rows;
+    return LOKI_OK;
+}
+
+const float *loki_get_logits(const loki_context *ctx, int32_t *n_rows) {
+    if (n_rows) *n_rows = ctx->n_logits;
+    return ctx->logits;
+}
+
+int32_t loki_context_pos(const loki_context *ctx) { return ctx->pos; }
+int32_t loki_context_n_ctx(const loki_context *ctx) { return ctx->n_ctx; }
+void loki_context_reset(loki_context *ctx) { ctx->pos = 0; ctx->n_logits = 0; }

@@ -1,0 +1,80 @@
+/*
+ * forward.c - the Llama-family forward pass, top to bottom.
+ *
+ *   x = embed(tokens)                                   (n, E)
+ *   for each layer:
+ *     xb = rmsnorm(x) ; q,k,v = xb·Wqᵀ,Wkᵀ,Wvᵀ (+bias) ; rope(q,k)
+ *     cache[pos..] = k,v ; att = attention(q, cache) ; x += att·Woᵀ
+ *     xb = rmsnorm(x) ; x += (silu(xb·Wgᵀ) * xb·Wuᵀ)·Wdᵀ
+ *   logits = rmsnorm(x)·Woutᵀ                           (rows, V)
+ * E = n_embd, H/Hkv = query/KV heads, D = head_dim, F = n_ff, V = n_vocab.
+ */
+#include "engine/engine.h"
+
+#include <string.h>
+
+/* Copy k, v (n, Hkv, D) into the cache at positions pos0 .. pos0+n-1. */
+static void kv_store(lk_kv_cache *c, int layer, int32_t pos0, const float *k, const float *v,
+                     int32_t n) {
+    int Hkv = c->n_head_kv, D = c->head_dim;
+    for (int h = 0; h < Hkv; h++) {
+        float *K = lk_kv_k(c, layer, h), *V = lk_kv_v(c, layer, h);
+        for (int32_t i = 0; i < n; i++) {
+            memcpy(K + (size_t)(pos0 + i) * D, k + ((size_t)i * Hkv + h) * D, sizeof(float) * (size_t)D);
+            memcpy(V + (size_t)(pos0 + i) * D, v + ((size_t)i * Hkv + h) * D, sizeof(float) * (size_t)D);
+        }
+    }
+}
+
+static void add_inplace(float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, float *out,
+                       int32_t n_out, loki_error *err) {
+    const loki_model *m = ctx->model;
+    const lk_hparams *hp = &ctx->hp;
+    const int E = hp->n_embd, D = hp->head_dim, H = hp->n_head, Hkv = hp->n_head_kv, F = hp->n_ff;
+    const int32_t pos0 = ctx->pos;
+    lk_cpu *cpu = ctx->cpu;
+    if (n <= 0 || n > ctx->n_batch || n_out < 1 || n_out > n)
+        return lk_fail(err, LOKI_ERR_ARG, "forward: bad batch (n=%d, n_out=%d)", n, n_out);
+    if (pos0 + n > ctx->n_ctx)
+        return lk_fail(err, LOKI_ERR_RANGE, "forward: %d tokens at position %d exceed the context of %d",
+                       n, pos0, ctx->n_ctx);
+
+    for (int32_t i = 0; i < n; i++) {
+        lk_cpu_get_row(ctx->x + (size_t)i * E, &m->tok_embd, tokens[i]);
+        ctx->positions[i] = pos0 + i;
+    }
+    for (int l = 0; l < hp->n_layer; l++) {
+        const lk_layer *L = &m->layers[l];
+        /* attention block */
+        lk_cpu_rmsnorm(cpu, ctx->xb, ctx->x, &L->attn_norm, n, E, hp->rms_eps);
+        lk_cpu_matmul(cpu, ctx->q, ctx->xb, &L->wq, n);   /* (n, H*D) */
+        lk_cpu_matmul(cpu, ctx->k, ctx->xb, &L->wk, n);   /* (n, Hkv*D) */
+        lk_cpu_matmul(cpu, ctx->v, ctx->xb, &L->wv, n);   /* (n, Hkv*D) */
+        if (L->bq.data) lk_cpu_add_bias(ctx->q, &L->bq, n, H * D);
+        if (L->bk.data) lk_cpu_add_bias(ctx->k, &L->bk, n, Hkv * D);
+        if (L->bv.data) lk_cpu_add_bias(ctx->v, &L->bv, n, Hkv * D);
+        lk_cpu_rope(cpu, ctx->q, n, H, ctx->positions, hp);
+        lk_cpu_rope(cpu, ctx->k, n, Hkv, ctx->positions, hp);
+        kv_store(&ctx->kv, l, pos0, ctx->k, ctx->v, n);
+        lk_attention_dense(ctx, l, ctx->q, ctx->att, n, pos0);  /* (n, H*D) */
+        lk_cpu_matmul(cpu, ctx->xb, ctx->att, &L->wo, n);      /* (n, E) */
+        add_inplace(ctx->x, ctx->xb, (size_t)n * E);
+        /* feed-forward block (SwiGLU) */
+        lk_cpu_rmsnorm(cpu, ctx->xb, ctx->x, &L->ffn_norm, n, E, hp->rms_eps);
+        lk_cpu_matmul(cpu, ctx->hb, ctx->xb, &L->w_gate, n);   /* (n, F) */
+        lk_cpu_matmul(cpu, ctx->hb2, ctx->xb, &L->w_up, n);    /* (n, F) */
+        lk_cpu_swiglu(cpu, ctx->hb, ctx->hb2, n, F);
+        lk_cpu_matmul(cpu, ctx->xb, ctx->hb, &L->w_down, n);   /* (n, E) */
+        add_inplace(ctx->x, ctx->xb, (size_t)n * E);
+    }
+    /* only the rows whose logits are wanted go through the output head */
+    const float *xl = ctx->x + (size_t)(n - n_out) * E;
+    lk_cpu_rmsnorm(cpu, ctx->xb, xl, &m->out_norm, n_out, E, hp->rms_eps);
+    lk_cpu_matmul(cpu, out, ctx->xb, &m->output, n_out);       /* (n_out, V) */
+    ctx->pos += n;
+    return LOKI_OK;
+}

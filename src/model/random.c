@@ -1,0 +1,128 @@
+/*
+ * random.c - a model of a given shape with random weights, for benchmarks
+ * that must run without downloading a real checkpoint. Only speed is
+ * meaningful: the weights are small uniform noise (|w| < 0.02) so activations
+ * stay finite; there is no tokenizer.
+ */
+#include "model/model.h"
+#include "model/random.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define POOL_VALUES (1 << 18) /* distinct random values cycled through the weights */
+
+loki_status lk_hparams_preset(const char *name, lk_hparams *hp, loki_error *err) {
+    memset(hp, 0, sizeof(*hp));
+    strcpy(hp->arch, "llama");
+    hp->rms_eps = 1e-5f;
+    hp->rope_style = LK_ROPE_NEOX;
+    hp->n_embd = 4096;
+    hp->n_layer = 32;
+    hp->n_head = 32;
+    hp->head_dim = 128;
+    hp->rope_dim = 128;
+    if (!strcmp(name, "llama2-7b")) {
+        hp->n_head_kv = 32;
+        hp->n_ff = 11008;
+        hp->n_vocab = 32000;
+        hp->n_ctx_train = 4096;
+        hp->rope_theta = 10000.0f;
+    } else if (!strcmp(name, "llama3-8b")) {
+        hp->n_head_kv = 8;
+        hp->n_ff = 14336;
+        hp->n_vocab = 128256;
+        hp->n_ctx_train = 8192;
+        hp->rope_theta = 500000.0f;
+    } else {
+        return lk_fail(err, LOKI_ERR_ARG, "unknown model shape '%s' (llama2-7b, llama3-8b or a config.json path)", name);
+    }
+    return LOKI_OK;
+}
+
+/* Bytes of a (rows, cols) matrix in dtype t. */
+static size_t mat_bytes(lk_dtype t, int64_t rows, int64_t cols) { return lk_dtype_row_bytes(t, cols) * (size_t)rows; }
+
+/* Point t at the next `bytes` of the arena; 64-byte aligned. */
+static void carve(lk_tensor *t, const char *name, lk_dtype dt, int64_t rows, int64_t cols, uint8_t *arena,
+                  size_t *off) {
+    t->name = name;
+    t->dtype = dt;
+    t->n_dims = rows > 1 ? 2 : 1;
+    t->ne[0] = cols;
+    t->ne[1] = rows;
+    t->ne[2] = t->ne[3] = 1;
+    t->nbytes = mat_bytes(dt, rows, cols);
+    t->data = arena + *off;
+    *off += (t->nbytes + 63) & ~(size_t)63;
+}
+
+loki_status lk_model_init_random(loki_model *m, const lk_hparams *hp, lk_dtype dt, uint64_t seed,
+                                 loki_error *err) {
+    const int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim,
+                  KD = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff, V = hp->n_vocab;
+    if (E % 32 || QD % 32 || KD % 32 || F % 32)
+        return lk_fail(err, LOKI_ERR_ARG, "random model: dimensions must be multiples of 32");
+    m->hp = *hp;
+    strcpy(m->format, "random");
+    m->vocab.bos_id = m->vocab.eos_id = m->vocab.unk_id = m->vocab.pad_id = -1;
+    size_t per_layer = 2 * ((E * 4 + 63) & ~(size_t)63) +
+                       3 * 64 + mat_bytes(dt, QD, E) + 2 * mat_bytes(dt, KD, E) + mat_bytes(dt, E, QD) +
+                       3 * mat_bytes(dt, F, E) + 7 * 64;
+    size_t total = (size_t)hp->n_layer * per_layer + 2 * (mat_bytes(dt, V, E) + 64) + E * 4 + 64;
+    uint8_t *arena = lk_alloc_aligned(total, err);
+    if (!arena) return lk_fail_prefix(err, "random model of %.1f GB", (double)total / 1e9);
+    m->owned[m->n_owned++] = arena;
+    m->layers = lk_calloc((size_t)hp->n_layer, sizeof(lk_layer), err);
+    if (!m->layers) return LOKI_ERR_NOMEM;
+    size_t off = 0;
+    carve(&m->tok_embd, "token_embd.weight", dt, V, E, arena, &off);
+    carve(&m->output, "output.weight", dt, V, E, arena, &off);
+    carve(&m->out_norm, "output_norm.weight", LK_DTYPE_F32, 1, E, arena, &off);
+    for (int l = 0; l < hp->n_layer; l++) {
+        lk_layer *L = &m->layers[l];
+        carve(&L->attn_norm, "attn_norm.weight", LK_DTYPE_F32, 1, E, arena, &off);
+        carve(&L->ffn_norm, "ffn_norm.weight", LK_DTYPE_F32, 1, E, arena, &off);
+        carve(&L->wq, "attn_q.weight", dt, QD, E, arena, &off);
+        carve(&L->wk, "attn_k.weight", dt, KD, E, arena, &off);
+        carve(&L->wv, "attn_v.weight", dt, KD, E, arena, &off);
+        carve(&L->wo, "attn_output.weight", dt, E, QD, arena, &off);
+        carve(&L->w_gate, "ffn_gate.weight", dt, F, E, arena, &off);
+        carve(&L->w_up, "ffn_up.weight", dt, F, E, arena, &off);
+        carve(&L->w_down, "ffn_down.weight", dt, E, F, arena, &off);
+    }
+    /* A pool of random values in the target dtype, copied cyclically over the
+     * arena at a rotating offset: generating 7e9 fresh values would take
+     * longer than the benchmark itself. */
+    float *vals = lk_malloc(sizeof(float) * POOL_VALUES, err);
+    uint8_t *pool = lk_malloc(lk_dtype_row_bytes(dt, POOL_VALUES), err);
+    if (!vals || !pool) {
+        free(vals);
+        free(pool);
+        return LOKI_ERR_NOMEM;
+    }
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (int i = 0; i < POOL_VALUES; i++) {
+        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+        vals[i] = ((float)(s >> 40) / 16777216.0f - 0.5f) * 0.04f;
+    }
+    lk_row_from_f32(dt, vals, pool, POOL_VALUES);
+    size_t pool_bytes = lk_dtype_row_bytes(dt, POOL_VALUES), blk = lk_dtype_block_bytes(dt);
+    for (size_t o = 0, k = 0; o < off; k++) {
+        size_t start = (k * 7919 % 61) * blk; /* rotate through the pool, whole blocks */
+        size_t n = LK_MIN(pool_bytes - start, off - o);
+        memcpy(arena + o, pool + start, n);
+        o += n;
+    }
+    /* norm weights of 1 (f32) */
+    float *norms[] = {(float *)m->out_norm.data};
+    for (int64_t i = 0; i < E; i++) norms[0][i] = 1.0f;
+    for (int l = 0; l < hp->n_layer; l++)
+        for (int64_t i = 0; i < E; i++) {
+            ((float *)m->layers[l].attn_norm.data)[i] = 1.0f;
+            ((float *)m->layers[l].ffn_norm.data)[i] = 1.0f;
+        }
+    free(vals);
+    free(pool);
+    return LOKI_OK;
+}
