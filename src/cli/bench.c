@@ -15,6 +15,7 @@
 
 #include "core/common.h"
 #include "format/hf_config.h"
+#include "engine/engine.h"
 #include "model/random.h"
 
 typedef struct bench_opts {

@@ -1,0 +1,334 @@
+/*
+ * matmul_x86.c - AVX-512 kernels of the CPU backend (compiled only when the
+ * target has AVX-512 F/BW/VL/VNNI + F16C; matmul.c holds the portable
+ * fallbacks and the dispatch). Measured choices are in dev/cpu/README.md.
+ *
+ * Matrix-vector (decode, n == 1): each kernel reads W in its file dtype and
+ * computes 4 rows at a time, so one load of x feeds 4 independent FMA
+ * chains (hides FMA latency, halves x traffic).
+ *   f32:  plain FMA;
+ *   f16:  vcvtph2ps (exact widening) then FMA;
+ *   bf16: zero-extend + shift left 16 (exact widening) then FMA - exact
+ *         products with the f32 x, at the same speed as vdpbf16ps on a
+ *         bf16-rounded x once memory-bound, without x's rounding error;
+ *   q8_0: x is quantized once per call to int8 blocks (lk_q8_act) and each
+ *         block dot is an int8 dot on vpdpbusd (see lk_mv_q8_x86).
+ * GEMM (prefill, n > 1): W is converted (dequantized for f16/bf16/q8_0) into
+ * packed panels of 32 output columns x KC inputs; an 8x32 register-tiled
+ * micro-kernel (16 zmm accumulators) sweeps all rows of x over each panel.
+ * Dequantizing costs one pass over W per call, i.e. 1/n of the FMAs.
+ */
+#include "cpu/cpu_internal.h"
+
+#if defined(LK_CPU_X86_512)
+
+#include <immintrin.h>
+#include <string.h>
+
+#define LK_AI static inline __attribute__((always_inline))
+
+/* ------------------------------------------------------------ helpers */
+
+LK_AI float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 16 consecutive elements k.. of a row of dtype dt (f32/f16/bf16) as f32;
+ * lanes outside mask read as 0 (and touch no memory). */
+LK_AI __m512 load16(lk_dtype dt, const void *row, int64_t k, __mmask16 m) {
+    if (dt == LK_DTYPE_F32) return _mm512_maskz_loadu_ps(m, (const float *)row + k);
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)row + k);
+    if (dt == LK_DTYPE_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); /* bf16 */
+}
+LK_AI __m512 load16_full(lk_dtype dt, const void *row, int64_t k) {
+    if (dt == LK_DTYPE_F32) return _mm512_loadu_ps((const float *)row + k);
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + k));
+    if (dt == LK_DTYPE_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* ------------------------------------------------ q8_0 activations */
+
+/* Same arithmetic as lk_q8_quantize_scalar: d = amax/127 (f32), q =
+ * round-half-even(x * (1/d)) (vcvtps2dq under the default MXCSR). */
+void lk_q8_quantize_x86(const float *x, lk_q8_act *a, int64_t in) {
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    for (int64_t b = 0; b < in / 32; b++) {
+        __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
+        __m512 am = _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1));
+        float amax = _mm512_reduce_max_ps(am);
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_set1_ps(id)));
+        __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
+        _mm_store_si128((__m128i *)(a->q + 32 * b), _mm512_cvtsepi32_epi8(i0));
+        _mm_store_si128((__m128i *)(a->q + 32 * b + 16), _mm512_cvtsepi32_epi8(i1));
+        a->d[b] = d;
+        a->c[b] = -16 * _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+    }
+}
+
+/* ------------------------------------------------ matrix-vector */
+
+LK_AI void mv_float(lk_dtype dt, float *y, const void *w, const float *x, int64_t in,
+                    int64_t r0, int64_t r1) {
+    const size_t rb = lk_dtype_row_bytes(dt, in);
+    const int64_t inv = in & ~(int64_t)15;
+    const __mmask16 tail = (__mmask16)((1u << (in & 15)) - 1);
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        const char *w0 = (const char *)w + (size_t)r * rb;
+        const char *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t k = 0; k < inv; k += 16) {
+            __m512 xv = _mm512_loadu_ps(x + k);
+            a0 = _mm512_fmadd_ps(load16_full(dt, w0, k), xv, a0);
+            a1 = _mm512_fmadd_ps(load16_full(dt, w1, k), xv, a1);
+            a2 = _mm512_fmadd_ps(load16_full(dt, w2, k), xv, a2);
+            a3 = _mm512_fmadd_ps(load16_full(dt, w3, k), xv, a3);
+        }
+        if (tail) {
+            __m512 xv = _mm512_maskz_loadu_ps(tail, x + inv);
+            a0 = _mm512_fmadd_ps(load16(dt, w0, inv, tail), xv, a0);
+            a1 = _mm512_fmadd_ps(load16(dt, w1, inv, tail), xv, a1);
+            a2 = _mm512_fmadd_ps(load16(dt, w2, inv, tail), xv, a2);
+            a3 = _mm512_fmadd_ps(load16(dt, w3, inv, tail), xv, a3);
+        }
+        y[r] = _mm512_reduce_add_ps(a0);
+        y[r + 1] = _mm512_reduce_add_ps(a1);
+        y[r + 2] = _mm512_reduce_add_ps(a2);
+        y[r + 3] = _mm512_reduce_add_ps(a3);
+    }
+    for (; r < r1; r++) {
+        const char *w0 = (const char *)w + (size_t)r * rb;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+        int64_t k = 0;
+        for (; k + 32 <= inv; k += 32) {
+            a0 = _mm512_fmadd_ps(load16_full(dt, w0, k), _mm512_loadu_ps(x + k), a0);
+            a1 = _mm512_fmadd_ps(load16_full(dt, w0, k + 16), _mm512_loadu_ps(x + k + 16), a1);
+        }
+        for (; k < inv; k += 16)
+            a0 = _mm512_fmadd_ps(load16_full(dt, w0, k), _mm512_loadu_ps(x + k), a0);
+        if (tail)
+            a1 = _mm512_fmadd_ps(load16(dt, w0, inv, tail), _mm512_maskz_loadu_ps(tail, x + inv), a1);
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    }
+}
+
+void lk_mv_float_x86(lk_dtype dt, float *y, const void *w, const float *x, int64_t in,
+                     int64_t r0, int64_t r1) {
+    switch (dt) {
+    case LK_DTYPE_F32: mv_float(LK_DTYPE_F32, y, w, x, in, r0, r1); break;
+    case LK_DTYPE_F16: mv_float(LK_DTYPE_F16, y, w, x, in, r0, r1); break;
+    case LK_DTYPE_BF16: mv_float(LK_DTYPE_BF16, y, w, x, in, r0, r1); break;
+    default: break;
+    }
+}
+
+/* q8_0 row · quantized x. vpdpbusd multiplies unsigned bytes by signed
+ * bytes, but both operands are signed here. Instead of llama.cpp's sign
+ * transfer (|w| times sign(w)*x: two extra ops per block) we offset W:
+ * w ^ 0x80 = w + 128 read as unsigned, so
+ *     sum (w+128)*x = sum w*x + 128*sum x.
+ * The correction -128*sum(x) of each x block is precomputed at quantization
+ * and spread over the 8 dword lanes (-16*sum each, lk_q8_act.c) as the
+ * accumulator's initial value, so the 8 lanes of vpdpbusd sum to exactly
+ * sum w*x. Lanes stay far below 2^24, so the int->float conversion is exact;
+ * the float FMA then applies d_w * d_x per block. */
+void lk_mv_q8_x86(float *y, const void *w, const lk_q8_act *x, int64_t in, int64_t r0, int64_t r1) {
+    const int64_t nb = in / 32;
+    const __m256i off = _mm256_set1_epi8((char)0x80);
+    const lk_block_q8_0 *wb = w;
+    int64_t r = r0;
+#define LK_Q8_ROW(i)                                                                          \
+    do {                                                                                      \
+        __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b##i[ib].qs), off); \
+        __m256i s = _mm256_dpbusd_epi32(init, wv, xv);                                        \
+        __m256 sc = _mm256_set1_ps(_cvtsh_ss(b##i[ib].d) * xd);                              \
+        a##i = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, a##i);                             \
+    } while (0)
+    for (; r + 4 <= r1; r += 4) {
+        const lk_block_q8_0 *b0 = wb + r * nb, *b1 = b0 + nb, *b2 = b1 + nb, *b3 = b2 + nb;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t ib = 0; ib < nb; ib++) {
+            const __m256i xv = _mm256_load_si256((const __m256i *)(x->q + 32 * ib));
+            const __m256i init = _mm256_set1_epi32(x->c[ib]);
+            const float xd = x->d[ib];
+            LK_Q8_ROW(0);
+            LK_Q8_ROW(1);
+            LK_Q8_ROW(2);
+            LK_Q8_ROW(3);
+        }
+        y[r] = hsum256(a0);
+        y[r + 1] = hsum256(a1);
+        y[r + 2] = hsum256(a2);
+        y[r + 3] = hsum256(a3);
+    }
+    for (; r < r1; r++) {
+        const lk_block_q8_0 *b0 = wb + r * nb;
+        __m256 a0 = _mm256_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ib++) {
+            const __m256i xv = _mm256_load_si256((const __m256i *)(x->q + 32 * ib));
+            const __m256i init = _mm256_set1_epi32(x->c[ib]);
+            const float xd = x->d[ib];
+            LK_Q8_ROW(0);
+        }
+        y[r] = hsum256(a0);
+    }
+#undef LK_Q8_ROW
+}
+
+/* ------------------------------------------------------------ GEMM */
+
+/* Pack columns [j0, j0+nj) x inputs [k0, k0+kc) of W as f32 into
+ * pack (kc, NR): pack[k*NR + j] = W[j0+j][k0+k]; columns nj..NR-1 are 0 so
+ * the micro-kernel never needs a column tail. tmp: (kc) one converted row. */
+static void pack_panel(const lk_tensor *w, int64_t j0, int nj, int64_t k0, int64_t kc,
+                       float *pack, float *tmp) {
+    const lk_dtype dt = w->dtype;
+    const int64_t in = w->ne[0];
+    const size_t rb = lk_dtype_row_bytes(dt, in);
+    for (int j = 0; j < nj; j++) {
+        const char *row = (const char *)w->data + (size_t)(j0 + j) * rb;
+        const float *src = tmp;
+        if (dt == LK_DTYPE_F32) {
+            src = (const float *)row + k0;
+        } else if (dt == LK_DTYPE_Q8_0) {
+            const lk_block_q8_0 *b = (const lk_block_q8_0 *)row + k0 / 32;
+            for (int64_t ib = 0; ib < kc / 32; ib++) {
+                __m512 d = _mm512_set1_ps(_cvtsh_ss(b[ib].d));
+                __m128i q0 = _mm_loadu_si128((const __m128i *)b[ib].qs);
+                __m128i q1 = _mm_loadu_si128((const __m128i *)(b[ib].qs + 16));
+                _mm512_storeu_ps(tmp + 32 * ib, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0))));
+                _mm512_storeu_ps(tmp + 32 * ib + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1))));
+            }
+        } else {
+            int64_t k = 0;
+            for (; k + 16 <= kc; k += 16) _mm512_storeu_ps(tmp + k, load16_full(dt, row, k0 + k));
+            if (k < kc) {
+                __mmask16 m = (__mmask16)((1u << (kc - k)) - 1);
+                _mm512_mask_storeu_ps(tmp + k, m, load16(dt, row, k0 + k, m));
+            }
+        }
+        for (int64_t k = 0; k < kc; k++) pack[k * LK_GEMM_NR + j] = src[k];
+    }
+    for (int j = nj; j < LK_GEMM_NR; j++)
+        for (int64_t k = 0; k < kc; k++) pack[k * LK_GEMM_NR + j] = 0.0f;
+}
+
+/* y (mr, NR) (+)= x (mr, kc; row stride ldx) . pack (kc, NR); only columns
+ * in masks m0 (0..15) / m1 (16..31) are stored. mr is a compile-time
+ * constant in each inlined copy, so the accumulators live in registers. */
+LK_AI void ukernel(int mr, int64_t kc, const float *x, int64_t ldx, const float *pack, float *y,
+                   int64_t ldy, __mmask16 m0, __mmask16 m1, int accumulate) {
+    __m512 c0[LK_GEMM_MR], c1[LK_GEMM_MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < LK_GEMM_MR; i++) {
+        if (i < mr) c0[i] = c1[i] = _mm512_setzero_ps();
+    }
+    for (int64_t k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_load_ps(pack + k * LK_GEMM_NR);
+        const __m512 b1 = _mm512_load_ps(pack + k * LK_GEMM_NR + 16);
+#pragma GCC unroll 16
+        for (int i = 0; i < LK_GEMM_MR; i++) {
+            if (i < mr) {
+                const __m512 a = _mm512_set1_ps(x[i * ldx + k]);
+                c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+                c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+            }
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < LK_GEMM_MR; i++) {
+        if (i < mr) {
+            float *yi = y + i * ldy;
+            if (accumulate) {
+                c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(m0, yi));
+                c1[i] = _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(m1, yi + 16));
+            }
+            _mm512_mask_storeu_ps(yi, m0, c0[i]);
+            _mm512_mask_storeu_ps(yi + 16, m1, c1[i]);
+        }
+    }
+}
+
+static void ukernel_any(int mr, int64_t kc, const float *x, int64_t ldx, const float *pack,
+                        float *y, int64_t ldy, __mmask16 m0, __mmask16 m1, int acc) {
+    switch (mr) {
+#define LK_UK(M) case M: ukernel(M, kc, x, ldx, pack, y, ldy, m0, m1, acc); break;
+    LK_UK(1) LK_UK(2) LK_UK(3) LK_UK(4) LK_UK(5) LK_UK(6) LK_UK(7) LK_UK(8)
+#if LK_GEMM_MR > 8
+    LK_UK(9) LK_UK(10) LK_UK(11) LK_UK(12)
+#endif
+#if LK_GEMM_MR > 12
+    LK_UK(13) LK_UK(14)
+#endif
+#undef LK_UK
+    default: break;
+    }
+}
+
+void lk_gemm_x86(float *y, const float *x, const lk_tensor *w, int n, int ith, int nth,
+                 float *scratch) {
+    const int64_t in = w->ne[0], out = w->ne[1];
+    const int64_t npanel = (out + LK_GEMM_NR - 1) / LK_GEMM_NR;
+    int64_t p0, p1;
+    lk_split(npanel, 1, ith, nth, &p0, &p1);
+    float *pack = scratch;                          /* (KC, NR), 64-byte aligned */
+    float *tmp = scratch + LK_GEMM_KC * LK_GEMM_NR; /* (KC) */
+    for (int64_t p = p0; p < p1; p++) {
+        const int64_t j0 = p * LK_GEMM_NR;
+        const int nj = (int)LK_MIN((int64_t)LK_GEMM_NR, out - j0);
+        const __mmask16 m0 = (__mmask16)(nj >= 16 ? 0xFFFF : (1u << nj) - 1);
+        const __mmask16 m1 = (__mmask16)(nj >= 32 ? 0xFFFF : nj > 16 ? (1u << (nj - 16)) - 1 : 0);
+        for (int64_t k0 = 0; k0 < in; k0 += LK_GEMM_KC) {
+            const int64_t kc = LK_MIN((int64_t)LK_GEMM_KC, in - k0);
+            pack_panel(w, j0, nj, k0, kc, pack, tmp);
+            int i = 0;
+            for (; i + LK_GEMM_MR <= n; i += LK_GEMM_MR)
+                ukernel(LK_GEMM_MR, kc, x + (size_t)i * in + k0, in, pack, y + (size_t)i * out + j0,
+                        out, m0, m1, k0 > 0);
+            if (i < n)
+                ukernel_any(n - i, kc, x + (size_t)i * in + k0, in, pack, y + (size_t)i * out + j0,
+                            out, m0, m1, k0 > 0);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ swiglu */
+
+/* exp(x) for x in [-104, 89] (clamped outside): 2^n * p(r), r = x - n ln2 in
+ * [-ln2/2, ln2/2], p the degree-7 Taylor polynomial (truncation < 6e-9
+ * relative); max error ~2 ulp. scalef does the 2^n without overflow checks. */
+LK_AI __m512 exp512(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+void lk_swiglu_x86(float *g, const float *u, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 gv = _mm512_maskz_loadu_ps(m, g + i), uv = _mm512_maskz_loadu_ps(m, u + i);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+        __m512 s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
+        _mm512_mask_storeu_ps(g + i, m, _mm512_mul_ps(s, uv));
+    }
+}
+
+#endif /* LK_CPU_X86_512 */
