@@ -24,7 +24,10 @@ int lk_pool_size(const lk_pool *p);
 void lk_pool_run(lk_pool *p, lk_task_fn fn, void *arg);
 
 /* ------------------------------------------------------------ backend */
-/* Per-context CPU state: the pool and scratch buffers sized once at init. */
+/* Per-context CPU state: the pool and scratch buffers sized once at init.
+ * One thread at a time may call into an lk_cpu (the scratch is shared).
+ * lk_cpu_init sets OpenBLAS to 1 thread (process-wide): the pool is the
+ * only parallelism, so no second set of spinning threads shares the cores. */
 typedef struct lk_cpu lk_cpu;
 
 /* max_rows: most rows (tokens) one matmul will see; max_dim: largest in/out
@@ -47,7 +50,9 @@ typedef enum lk_cpu_kernels {
 void lk_cpu_set_kernels(lk_cpu *c, lk_cpu_kernels k);
 
 /* y (n, out) = x (n, in) · Wᵀ, W an (out, in) matrix (ne[0]=in, ne[1]=out) of
- * any supported dtype. n == 1 takes a matrix-vector path; larger n a GEMM. */
+ * any supported dtype. Small n (decode, <= 16 rows) takes matrix-vector
+ * kernels; larger n a GEMM. For q8_0 W the matrix-vector path quantizes x to
+ * int8 blocks (llama.cpp's scheme, error bound in matmul.c). */
 void lk_cpu_matmul(lk_cpu *c, float *y, const float *x, const lk_tensor *w, int n);
 
 /* y (n, dim) = x / rms(x) * weight, weight (dim) of any dtype. y may equal x. */

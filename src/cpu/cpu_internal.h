@@ -22,12 +22,21 @@
 #ifndef LK_GEMM_KC
 #define LK_GEMM_KC 256
 #endif
+#if LK_GEMM_KC % 32
+#error "LK_GEMM_KC must be a multiple of 32"
+#endif
 #define LK_GEMM_NR 32
 #ifndef LK_GEMM_MR
 #define LK_GEMM_MR 8
 #endif
+/* Up to this many rows of x, lk_cpu_matmul runs the matrix-vector kernels
+ * row by row over L1-sized chunks of W instead of the GEMM, whose packing
+ * pass over W costs as much as ~20 matrix-vector products (dev/cpu). */
+#ifndef LK_MV_MAX_N
+#define LK_MV_MAX_N 16
+#endif
 /* Rows of W dequantized per tile on the portable (OpenBLAS) GEMM path. */
-#define LK_BLAS_TILE_ROWS 64
+#define LK_BLAS_TILE_ROWS 32
 
 /* Quantized activations for q8_0 dot products: one row of x split in blocks
  * of 32, each q = round(x / d) with d = amax/127 kept in float32 (ggml keeps
@@ -44,12 +53,24 @@ struct lk_cpu {
     int max_rows;
     int64_t max_dim;
     lk_cpu_kernels kernels;
-    lk_q8_act xq;          /* quantized x for the q8_0 matrix-vector path (one row) */
+    lk_q8_act xq;          /* quantized x, up to LK_MV_MAX_N rows (lk_cpu_xq_row) */
     float *wbuf;           /* (max_dim) a norm/bias weight converted to f32 */
-    float *freq;           /* (max_dim/2 + 1) RoPE inverse frequencies */
+    float *freq;           /* (max_dim/2 + 1) RoPE inverse frequencies, for freq_key */
+    struct {               /* the hparams freq was computed from (valid = 0: none) */
+        int valid, scaling, orig_ctx, rope_dim;
+        float theta, factor, low, high;
+    } freq_key;
     float *thr;            /* (nth, thr_floats) per-thread scratch, 64-byte aligned slices */
     size_t thr_floats;
 };
+
+/* Row i of the quantized x of a matrix with `in` columns: q rows are
+ * 64-byte aligned (the kernels load 64 bytes of q at a time). */
+static inline lk_q8_act lk_cpu_xq_row(const lk_cpu *c, int i, int64_t in) {
+    const int64_t qs = (in + 63) & ~(int64_t)63, nb = in / 32;
+    lk_q8_act a = {c->xq.q + i * qs, c->xq.d + i * nb, c->xq.c + i * nb};
+    return a;
+}
 
 static inline float *lk_cpu_thr_scratch(lk_cpu *c, int ith) { return c->thr + (size_t)ith * c->thr_floats; }
 
@@ -78,7 +99,8 @@ void lk_mv_float_x86(lk_dtype dt, float *y, const void *w, const float *x, int64
                      int64_t r0, int64_t r1);
 void lk_mv_q8_x86(float *y, const void *w, const lk_q8_act *x, int64_t in, int64_t r0, int64_t r1);
 /* GEMM share of thread ith: y (n, out) = x (n, in) . Wᵀ for this thread's
- * panels of LK_GEMM_NR output columns. scratch: LK_GEMM_KC*(LK_GEMM_NR+1) floats. */
+ * panels of LK_GEMM_NR output columns. scratch: 2*LK_GEMM_KC*LK_GEMM_NR floats,
+ * 64-byte aligned. */
 void lk_gemm_x86(float *y, const float *x, const lk_tensor *w, int n, int ith, int nth,
                  float *scratch);
 /* silu(g) * u over n floats, vectorized exp. */

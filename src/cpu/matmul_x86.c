@@ -12,7 +12,8 @@
  *         products with the f32 x, at the same speed as vdpbf16ps on a
  *         bf16-rounded x once memory-bound, without x's rounding error;
  *   q8_0: x is quantized once per call to int8 blocks (lk_q8_act) and each
- *         block dot is an int8 dot on vpdpbusd (see lk_mv_q8_x86).
+ *         block dot is an int8 dot on vpdpbusd, two blocks per zmm, with a
+ *         software prefetch (see lk_mv_q8_x86).
  * GEMM (prefill, n > 1): W is converted (dequantized for f16/bf16/q8_0) into
  * packed panels of 32 output columns x KC inputs; an 8x32 register-tiled
  * micro-kernel (16 zmm accumulators) sweeps all rows of x over each panel.
@@ -26,6 +27,21 @@
 #include <string.h>
 
 #define LK_AI static inline __attribute__((always_inline))
+
+/* Software prefetch distance (bytes ahead in each W row) of the q8_0
+ * matrix-vector kernel; 0 disables. Its int8 work per byte is high enough
+ * that the out-of-order window covers too little of a DRAM-resident row:
+ * 512 B ahead took 7B-shape decode from ~30 to ~36 GB/s (dev/cpu). */
+#ifndef LK_MV_PF
+#define LK_MV_PF 512
+#endif
+/* Same for the f32/f16/bf16 kernels (0 = off). */
+#ifndef LK_MVF_PF
+#define LK_MVF_PF 0
+#endif
+#ifndef LK_MV_PF_HINT
+#define LK_MV_PF_HINT _MM_HINT_T0
+#endif
 
 /* ------------------------------------------------------------ helpers */
 
@@ -84,6 +100,13 @@ LK_AI void mv_float(lk_dtype dt, float *y, const void *w, const float *x, int64_
         const char *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb;
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (int64_t k = 0; k < inv; k += 16) {
+#if LK_MVF_PF > 0
+            const size_t pb = (size_t)k * (dt == LK_DTYPE_F32 ? 4 : 2) + LK_MVF_PF;
+            _mm_prefetch(w0 + pb, _MM_HINT_T0);
+            _mm_prefetch(w1 + pb, _MM_HINT_T0);
+            _mm_prefetch(w2 + pb, _MM_HINT_T0);
+            _mm_prefetch(w3 + pb, _MM_HINT_T0);
+#endif
             __m512 xv = _mm512_loadu_ps(x + k);
             a0 = _mm512_fmadd_ps(load16_full(dt, w0, k), xv, a0);
             a1 = _mm512_fmadd_ps(load16_full(dt, w1, k), xv, a1);
@@ -141,82 +164,159 @@ void lk_mv_float_x86(lk_dtype dt, float *y, const void *w, const float *x, int64
 void lk_mv_q8_x86(float *y, const void *w, const lk_q8_act *x, int64_t in, int64_t r0, int64_t r1) {
     const int64_t nb = in / 32;
     const __m256i off = _mm256_set1_epi8((char)0x80);
+    const __m512i off2 = _mm512_set1_epi8((char)0x80);
+    /* lanes 0-7 take block ib's scale, lanes 8-15 block ib+1's */
+    const __m512i pair_idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     const lk_block_q8_0 *wb = w;
     int64_t r = r0;
+    /* Two blocks per zmm: the qs of blocks ib and ib+1 (not contiguous:
+     * 34-byte blocks) in the low/high halves, against 64 contiguous x
+     * bytes; both fp16 scales converted at once and spread to their 8
+     * lanes with one permute. */
+#define LK_Q8_ROW2(i)                                                                          \
+    do {                                                                                       \
+        __m512i wv = _mm512_inserti64x4(                                                       \
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b##i[ib].qs)),          \
+            _mm256_loadu_si256((const __m256i *)b##i[ib + 1].qs), 1);                          \
+        __m512i s = _mm512_dpbusd_epi32(init, _mm512_xor_si512(wv, off2), xv);                 \
+        uint32_t dd = (uint32_t)b##i[ib].d | (uint32_t)b##i[ib + 1].d << 16;                   \
+        __m512 dw = _mm512_permutexvar_ps(                                                     \
+            pair_idx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dd))));       \
+        a##i = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, xd), a##i);           \
+    } while (0)
 #define LK_Q8_ROW(i)                                                                          \
     do {                                                                                      \
         __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b##i[ib].qs), off); \
         __m256i s = _mm256_dpbusd_epi32(init, wv, xv);                                        \
         __m256 sc = _mm256_set1_ps(_cvtsh_ss(b##i[ib].d) * xd);                              \
-        a##i = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, a##i);                             \
+        t##i = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, t##i);                             \
     } while (0)
+#define LK_Q8_PAIR_X()                                                                         \
+    const __m512i xv = _mm512_load_si512((const void *)(x->q + 32 * ib));                      \
+    const __m512i init = _mm512_inserti64x4(_mm512_set1_epi32(x->c[ib]),                       \
+                                            _mm256_set1_epi32(x->c[ib + 1]), 1);               \
+    const __m512 xd = _mm512_castpd_ps(_mm512_insertf64x4(                                     \
+        _mm512_castps_pd(_mm512_set1_ps(x->d[ib])),                                            \
+        _mm256_castps_pd(_mm256_set1_ps(x->d[ib + 1])), 1))
+#define LK_Q8_ONE_X()                                                                          \
+    const __m256i xv = _mm256_load_si256((const __m256i *)(x->q + 32 * ib));                   \
+    const __m256i init = _mm256_set1_epi32(x->c[ib]);                                          \
+    const float xd = x->d[ib]
     for (; r + 4 <= r1; r += 4) {
         const lk_block_q8_0 *b0 = wb + r * nb, *b1 = b0 + nb, *b2 = b1 + nb, *b3 = b2 + nb;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t ib = 0; ib < nb; ib++) {
-            const __m256i xv = _mm256_load_si256((const __m256i *)(x->q + 32 * ib));
-            const __m256i init = _mm256_set1_epi32(x->c[ib]);
-            const float xd = x->d[ib];
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        __m256 t0 = _mm256_setzero_ps(), t1 = t0, t2 = t0, t3 = t0;
+        int64_t ib = 0;
+        for (; ib + 2 <= nb; ib += 2) {
+#if LK_MV_PF > 0
+            _mm_prefetch((const char *)(b0 + ib) + LK_MV_PF, LK_MV_PF_HINT);
+            _mm_prefetch((const char *)(b1 + ib) + LK_MV_PF, LK_MV_PF_HINT);
+            _mm_prefetch((const char *)(b2 + ib) + LK_MV_PF, LK_MV_PF_HINT);
+            _mm_prefetch((const char *)(b3 + ib) + LK_MV_PF, LK_MV_PF_HINT);
+#endif
+            LK_Q8_PAIR_X();
+            LK_Q8_ROW2(0);
+            LK_Q8_ROW2(1);
+            LK_Q8_ROW2(2);
+            LK_Q8_ROW2(3);
+        }
+        if (ib < nb) {
+            LK_Q8_ONE_X();
             LK_Q8_ROW(0);
             LK_Q8_ROW(1);
             LK_Q8_ROW(2);
             LK_Q8_ROW(3);
         }
-        y[r] = hsum256(a0);
-        y[r + 1] = hsum256(a1);
-        y[r + 2] = hsum256(a2);
-        y[r + 3] = hsum256(a3);
+        y[r] = _mm512_reduce_add_ps(a0) + hsum256(t0);
+        y[r + 1] = _mm512_reduce_add_ps(a1) + hsum256(t1);
+        y[r + 2] = _mm512_reduce_add_ps(a2) + hsum256(t2);
+        y[r + 3] = _mm512_reduce_add_ps(a3) + hsum256(t3);
     }
     for (; r < r1; r++) {
         const lk_block_q8_0 *b0 = wb + r * nb;
-        __m256 a0 = _mm256_setzero_ps();
-        for (int64_t ib = 0; ib < nb; ib++) {
-            const __m256i xv = _mm256_load_si256((const __m256i *)(x->q + 32 * ib));
-            const __m256i init = _mm256_set1_epi32(x->c[ib]);
-            const float xd = x->d[ib];
+        __m512 a0 = _mm512_setzero_ps();
+        __m256 t0 = _mm256_setzero_ps();
+        int64_t ib = 0;
+        for (; ib + 2 <= nb; ib += 2) {
+            LK_Q8_PAIR_X();
+            LK_Q8_ROW2(0);
+        }
+        if (ib < nb) {
+            LK_Q8_ONE_X();
             LK_Q8_ROW(0);
         }
-        y[r] = hsum256(a0);
+        y[r] = _mm512_reduce_add_ps(a0) + hsum256(t0);
     }
 #undef LK_Q8_ROW
+#undef LK_Q8_ROW2
+#undef LK_Q8_PAIR_X
+#undef LK_Q8_ONE_X
 }
 
 /* ------------------------------------------------------------ GEMM */
 
+/* dst (16, ldd) = transpose of src (16 rows of stride lds, 16 columns):
+ * the standard 4-stage unpack/shuffle network (64 shuffles per 256 floats,
+ * vs one scalar store per element). */
+LK_AI void transpose16(const float *src, int64_t lds, float *dst, int64_t ldd) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_load_ps(src + i * lds);
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++) {
+            t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + 4 + j], 0x88);
+            t[8 * i + 4 + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + 4 + j], 0xdd);
+        }
+    for (int j = 0; j < 8; j++) {
+        _mm512_store_ps(dst + j * ldd, _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88));
+        _mm512_store_ps(dst + (8 + j) * ldd, _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd));
+    }
+}
+
 /* Pack columns [j0, j0+nj) x inputs [k0, k0+kc) of W as f32 into
- * pack (kc, NR): pack[k*NR + j] = W[j0+j][k0+k]; columns nj..NR-1 are 0 so
- * the micro-kernel never needs a column tail. tmp: (kc) one converted row. */
+ * pack (KC, NR): pack[k*NR + j] = W[j0+j][k0+k]; columns nj..NR-1 are 0 so
+ * the micro-kernel never needs a column tail. Rows are first converted
+ * (dequantized) into tmp (NR, KC), zero-padded to a multiple of 16 inputs,
+ * then transposed 16x16 at a time. */
 static void pack_panel(const lk_tensor *w, int64_t j0, int nj, int64_t k0, int64_t kc,
                        float *pack, float *tmp) {
     const lk_dtype dt = w->dtype;
-    const int64_t in = w->ne[0];
+    const int64_t in = w->ne[0], kc16 = (kc + 15) & ~(int64_t)15;
     const size_t rb = lk_dtype_row_bytes(dt, in);
     for (int j = 0; j < nj; j++) {
         const char *row = (const char *)w->data + (size_t)(j0 + j) * rb;
-        const float *src = tmp;
-        if (dt == LK_DTYPE_F32) {
-            src = (const float *)row + k0;
-        } else if (dt == LK_DTYPE_Q8_0) {
+        float *t = tmp + (size_t)j * LK_GEMM_KC; /* (kc16) */
+        if (dt == LK_DTYPE_Q8_0) {
             const lk_block_q8_0 *b = (const lk_block_q8_0 *)row + k0 / 32;
             for (int64_t ib = 0; ib < kc / 32; ib++) {
                 __m512 d = _mm512_set1_ps(_cvtsh_ss(b[ib].d));
                 __m128i q0 = _mm_loadu_si128((const __m128i *)b[ib].qs);
                 __m128i q1 = _mm_loadu_si128((const __m128i *)(b[ib].qs + 16));
-                _mm512_storeu_ps(tmp + 32 * ib, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0))));
-                _mm512_storeu_ps(tmp + 32 * ib + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1))));
+                _mm512_store_ps(t + 32 * ib, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0))));
+                _mm512_store_ps(t + 32 * ib + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1))));
             }
         } else {
             int64_t k = 0;
-            for (; k + 16 <= kc; k += 16) _mm512_storeu_ps(tmp + k, load16_full(dt, row, k0 + k));
-            if (k < kc) {
-                __mmask16 m = (__mmask16)((1u << (kc - k)) - 1);
-                _mm512_mask_storeu_ps(tmp + k, m, load16(dt, row, k0 + k, m));
-            }
+            for (; k + 16 <= kc; k += 16) _mm512_store_ps(t + k, load16_full(dt, row, k0 + k));
+            if (k < kc) _mm512_store_ps(t + k, load16(dt, row, k0 + k, (__mmask16)((1u << (kc - k)) - 1)));
         }
-        for (int64_t k = 0; k < kc; k++) pack[k * LK_GEMM_NR + j] = src[k];
     }
-    for (int j = nj; j < LK_GEMM_NR; j++)
-        for (int64_t k = 0; k < kc; k++) pack[k * LK_GEMM_NR + j] = 0.0f;
+    for (int j = nj; j < LK_GEMM_NR; j++) memset(tmp + (size_t)j * LK_GEMM_KC, 0, sizeof(float) * kc16);
+    for (int64_t k = 0; k < kc16; k += 16) {
+        transpose16(tmp + k, LK_GEMM_KC, pack + k * LK_GEMM_NR, LK_GEMM_NR);
+        transpose16(tmp + 16 * LK_GEMM_KC + k, LK_GEMM_KC, pack + k * LK_GEMM_NR + 16, LK_GEMM_NR);
+    }
 }
 
 /* y (mr, NR) (+)= x (mr, kc; row stride ldx) . pack (kc, NR); only columns
@@ -278,7 +378,7 @@ void lk_gemm_x86(float *y, const float *x, const lk_tensor *w, int n, int ith, i
     int64_t p0, p1;
     lk_split(npanel, 1, ith, nth, &p0, &p1);
     float *pack = scratch;                          /* (KC, NR), 64-byte aligned */
-    float *tmp = scratch + LK_GEMM_KC * LK_GEMM_NR; /* (KC) */
+    float *tmp = scratch + LK_GEMM_KC * LK_GEMM_NR; /* (NR, KC) converted rows */
     for (int64_t p = p0; p < p1; p++) {
         const int64_t j0 = p * LK_GEMM_NR;
         const int nj = (int)LK_MIN((int64_t)LK_GEMM_NR, out - j0);

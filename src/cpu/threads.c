@@ -25,6 +25,7 @@
 #include "cpu/cpu.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -62,6 +63,7 @@ struct lk_pool {
     _Alignas(64) atomic_uint done;     /* workers finished with the current gen */
     atomic_int done_sleeper;           /* 1 while the caller sleeps on done */
     _Alignas(64) int n;                /* threads including the caller */
+    int oversubscribed;                /* n > online CPUs: yield while spinning */
     pthread_t *threads;                /* (n - 1) workers */
     struct lk_worker *workers;         /* (n - 1) */
 #if !defined(LK_POOL_FUTEX)
@@ -116,6 +118,7 @@ static unsigned wait_change(lk_pool *p, atomic_uint *addr, unsigned old, atomic_
         if (v != old) return v;
         LK_PAUSE();
         if ((i & 255) == 255) { /* read the clock rarely: it costs ~20 ns */
+            if (p->oversubscribed) sched_yield(); /* let the thread we wait for run */
             double t = now_ns();
             if (t0 == 0.0) t0 = t;
             else if (t - t0 > LK_POOL_SPIN_NS) break;
@@ -156,6 +159,7 @@ loki_status lk_pool_init(lk_pool **out, int n_threads, loki_error *err) {
     atomic_init(&p->done, 0);
     atomic_init(&p->done_sleeper, 0);
     p->n = n_threads;
+    p->oversubscribed = n_threads > lk_n_cpus();
     p->fn = NULL;
     p->arg = NULL;
 #if !defined(LK_POOL_FUTEX)
@@ -215,9 +219,8 @@ void lk_pool_run(lk_pool *p, lk_task_fn fn, void *arg) {
     p->fn = fn;
     p->arg = arg;
     atomic_store_explicit(&p->done, 0, memory_order_relaxed); /* ordered by the bump below */
-    unsigned gen = atomic_fetch_add(&p->gen, 1) + 1;        /* seq_cst: publishes fn/arg */
+    atomic_fetch_add(&p->gen, 1); /* seq_cst: publishes fn/arg (and the done reset) */
     if (atomic_load(&p->gen_sleepers) > 0) wake_all(p, &p->gen);
-    (void)gen;
     fn(arg, 0, p->n);
     unsigned want = (unsigned)(p->n - 1);
     unsigned d = atomic_load_explicit(&p->done, memory_order_acquire);
@@ -228,6 +231,7 @@ void lk_pool_run(lk_pool *p, lk_task_fn fn, void *arg) {
         if (atomic_load_explicit(&p->done, memory_order_acquire) == want) return;
         LK_PAUSE();
         if ((i & 255) == 255) {
+            if (p->oversubscribed) sched_yield();
             double t = now_ns();
             if (t0 == 0.0) t0 = t;
             else if (t - t0 > LK_POOL_SPIN_NS) break;

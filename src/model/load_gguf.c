@@ -95,6 +95,12 @@ static loki_status gg_hparams(const lk_gguf *g, lk_hparams *hp, loki_error *err)
     if (strcmp(a, "llama") != 0 && strcmp(a, "qwen2") != 0)
         return lk_fail(err, LOKI_ERR_UNSUPPORTED,
                        "%s: unknown architecture '%s' (supported: llama, qwen2)", g->path, a);
+    char key[128];
+    int64_t n_expert = 0;
+    snprintf(key, sizeof(key), "%s.expert_count", a);
+    if (lk_gguf_get_i64(g, key, &n_expert) && n_expert > 0)
+        return lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s: mixture-of-experts models (%s = %lld) are "
+                       "not supported", g->path, key, (long long)n_expert);
     if ((st = gg_int(g, a, "context_length", true, 0, &hp->n_ctx_train, err)) ||
         (st = gg_int(g, a, "embedding_length", true, 0, &hp->n_embd, err)) ||
         (st = gg_int(g, a, "block_count", true, 0, &hp->n_layer, err)) ||

@@ -62,6 +62,7 @@ static size_t strmap_find(const lk_strmap *m, const char *key, size_t len, uint3
     }
 }
 
+/* Double the table, re-inserting every key (hashes are kept, not recomputed). */
 static loki_status strmap_grow(lk_strmap *m, loki_error *err) {
     size_t ncap = m->cap * 2;
     lk_strmap_entry *ns = lk_calloc(ncap, sizeof *ns, err);
@@ -131,6 +132,7 @@ void lk_u64map_free(lk_u64map *m) {
     memset(m, 0, sizeof *m);
 }
 
+/* Slot holding key, or the empty slot where it would go. */
 static size_t u64map_find(const lk_u64map *m, uint64_t key) {
     size_t mask = m->cap - 1;
     size_t i = (size_t)mix64(key) & mask;
@@ -138,6 +140,7 @@ static size_t u64map_find(const lk_u64map *m, uint64_t key) {
     return i;
 }
 
+/* Double the table, re-inserting every key. */
 static loki_status u64map_grow(lk_u64map *m, loki_error *err) {
     lk_u64map n;
     loki_status st = lk_u64map_init(&n, m->cap, err); /* table_cap doubles */

@@ -1,0 +1,69 @@
+/*
+ * cpu.c - lk_cpu: the pool plus every scratch buffer the CPU kernels use,
+ * allocated once here so no kernel allocates per call.
+ */
+#include "cpu/cpu_internal.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+loki_status lk_cpu_init(lk_cpu **out, int n_threads, int max_rows, int64_t max_dim,
+                        loki_error *err) {
+    if (n_threads < 1 || max_rows < 1 || max_dim < 1 || max_dim > ((int64_t)1 << 30))
+        return lk_fail(err, LOKI_ERR_ARG, "cpu backend: bad sizes (threads %d, rows %d, dim %lld)",
+                       n_threads, max_rows, (long long)max_dim);
+    lk_cpu *c = lk_calloc(1, sizeof *c, err);
+    if (!c) return LOKI_ERR_NOMEM;
+    c->nth = n_threads;
+    c->max_rows = max_rows;
+    c->max_dim = max_dim;
+    c->kernels = LK_CPU_KERNELS_AUTO;
+    loki_status st = lk_pool_init(&c->pool, n_threads, err);
+    if (st != LOKI_OK) {
+        free(c);
+        return st;
+    }
+    /* Per-thread scratch: the largest of a packed GEMM panel, a tile of W
+     * rows for the portable sgemm path, one converted row (scalar
+     * matrix-vector) and a RoPE cos/sin table (max_dim floats). */
+    size_t thr = (size_t)2 * LK_GEMM_KC * LK_GEMM_NR;
+    thr = LK_MAX(thr, (size_t)LK_BLAS_TILE_ROWS * (size_t)max_dim);
+    thr = LK_MAX(thr, (size_t)max_dim);
+    c->thr_floats = round16(thr);
+    size_t nb = ((size_t)max_dim / 32 + 1) * LK_MV_MAX_N;
+    c->xq.q = lk_alloc_aligned((((size_t)max_dim + 63) & ~(size_t)63) * LK_MV_MAX_N, err);
+    c->xq.d = lk_alloc_aligned(nb * sizeof(float), err);
+    c->xq.c = lk_alloc_aligned(nb * sizeof(int32_t), err);
+    c->wbuf = lk_alloc_aligned(round16((size_t)max_dim) * sizeof(float), err);
+    c->freq = lk_alloc_aligned(round16((size_t)max_dim / 2 + 1) * sizeof(float), err);
+    c->thr = lk_alloc_aligned(c->thr_floats * (size_t)n_threads * sizeof(float), err);
+    if (!c->xq.q || !c->xq.d || !c->xq.c || !c->wbuf || !c->freq || !c->thr) {
+        lk_cpu_free(c);
+        return LOKI_ERR_NOMEM;
+    }
+    /* Our pool is the only parallelism: OpenBLAS (portable GEMM path) runs
+     * single-threaded inside each pool thread, so no second set of worker
+     * threads spins on the same cores (process-wide setting). */
+    openblas_set_num_threads(1);
+    *out = c;
+    return LOKI_OK;
+}
+
+void lk_cpu_free(lk_cpu *c) {
+    if (!c) return;
+    lk_pool_free(c->pool);
+    lk_free_aligned(c->xq.q);
+    lk_free_aligned(c->xq.d);
+    lk_free_aligned(c->xq.c);
+    lk_free_aligned(c->wbuf);
+    lk_free_aligned(c->freq);
+    lk_free_aligned(c->thr);
+    free(c);
+}
+
+lk_pool *lk_cpu_pool(lk_cpu *c) { return c->pool; }
+
+void lk_cpu_set_kernels(lk_cpu *c, lk_cpu_kernels k) { c->kernels = k; }

@@ -1,0 +1,193 @@
+/*
+ * matmul.c - lk_cpu_matmul dispatch, its threading, and the portable scalar
+ * kernels (the SIMD ones are in matmul_x86.c).
+ *
+ * Paths (see dev/cpu/README.md for the measurements behind them):
+ *   n <= LK_MV_MAX_N (decode, short batches): matrix-vector; the rows of
+ *           W are split across the pool in multiples of 4 (the SIMD kernels
+ *           do 4 rows at a time); for n > 1 each thread walks its rows in
+ *           L1-sized chunks, running every row of x over a chunk. q8_0
+ *           first quantizes x to int8 blocks once (thread 0, before the
+ *           dispatch) so every thread uses int8 dot products.
+ *   larger n: GEMM; AVX-512 builds use the packed micro-kernel for every dtype
+ *           (panels of 32 output columns split across the pool). The
+ *           portable path dequantizes LK_BLAS_TILE_ROWS rows of W at a time
+ *           into per-thread scratch and calls cblas_sgemm on each tile
+ *           (OpenBLAS set to 1 thread: our pool is the only parallelism, so
+ *           no second set of spinning threads competes for the cores).
+ *
+ * q8_0 accuracy with quantized activations (n <= LK_MV_MAX_N, both levels):
+ * x_j is replaced by d_b * q_j with |x_j - d_b q_j| <= d_b/2 = amax_b/254,
+ * so |y - y_exact| <= sum_b (amax_b / 254) * sum_{j in b} |w_j| (plus f32
+ * rounding) - about 0.4% of sum |w_j||x_j| in the worst case, typically
+ * ~0.1% relative RMS. This is llama.cpp's scheme (its x scale is fp16, ours
+ * f32). The GEMM path uses f32 activations: only W's own
+ * quantization error remains.
+ */
+#include "cpu/cpu_internal.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ scalar */
+
+void lk_q8_quantize_scalar(const float *x, lk_q8_act *a, int64_t in) {
+    for (int64_t b = 0; b < in / 32; b++) {
+        const float *xb = x + 32 * b;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) {
+            int32_t q = (int32_t)nearbyintf(xb[j] * id); /* half to even, like vcvtps2dq */
+            q = q > 127 ? 127 : q < -128 ? -128 : q;
+            a->q[32 * b + j] = (int8_t)q;
+            sum += q;
+        }
+        a->d[b] = d;
+        a->c[b] = -16 * sum;
+    }
+}
+
+void lk_mv_float_scalar(lk_dtype dt, float *y, const void *w, const float *x, int64_t in,
+                        int64_t r0, int64_t r1, float *tmp) {
+    const size_t rb = lk_dtype_row_bytes(dt, in);
+    for (int64_t r = r0; r < r1; r++) {
+        const char *row = (const char *)w + (size_t)r * rb;
+        const float *wr = (const float *)row;
+        if (dt != LK_DTYPE_F32) {
+            lk_row_to_f32(dt, row, tmp, in);
+            wr = tmp;
+        }
+        /* 4 partial sums: independent chains (and closer to the SIMD order) */
+        float s[4] = {0, 0, 0, 0};
+        int64_t k = 0;
+        for (; k + 4 <= in; k += 4)
+            for (int j = 0; j < 4; j++) s[j] += wr[k + j] * x[k + j];
+        for (; k < in; k++) s[0] += wr[k] * x[k];
+        y[r] = (s[0] + s[1]) + (s[2] + s[3]);
+    }
+}
+
+void lk_mv_q8_scalar(float *y, const void *w, const lk_q8_act *x, int64_t in, int64_t r0, int64_t r1) {
+    const int64_t nb = in / 32;
+    for (int64_t r = r0; r < r1; r++) {
+        const lk_block_q8_0 *b = (const lk_block_q8_0 *)w + r * nb;
+        float acc = 0.0f;
+        for (int64_t ib = 0; ib < nb; ib++) {
+            int32_t s = 0;
+            for (int j = 0; j < 32; j++) s += (int32_t)b[ib].qs[j] * (int32_t)x->q[32 * ib + j];
+            acc += (float)s * (lk_f16_to_f32(b[ib].d) * x->d[ib]);
+        }
+        y[r] = acc;
+    }
+}
+
+/* ------------------------------------------------------------ tasks */
+
+typedef struct mm_task {
+    lk_cpu *c;
+    float *y;          /* (n, out) */
+    const float *x;    /* (n, in) */
+    const lk_tensor *w;
+    int n;
+    int simd;          /* use the SIMD kernels */
+} mm_task;
+
+/* Rows of W per chunk: ~16 KiB, so a chunk stays in L1 while every row of
+ * x passes over it (n > 1); a multiple of 4 for the 4-row kernels. */
+static int64_t mv_chunk_rows(size_t row_bytes) {
+    int64_t r = (int64_t)(16384 / row_bytes);
+    return r < 4 ? 4 : r & ~(int64_t)3;
+}
+
+static void mv_task(void *arg, int ith, int nth) {
+    const mm_task *t = arg;
+    const lk_tensor *w = t->w;
+    const int64_t in = w->ne[0], out = w->ne[1];
+    int64_t r0, r1;
+    lk_split(out, 4, ith, nth, &r0, &r1);
+    const int64_t step = t->n == 1 ? r1 - r0 : mv_chunk_rows(lk_dtype_row_bytes(w->dtype, in));
+    for (int64_t c0 = r0; c0 < r1; c0 += step) {
+        const int64_t c1 = LK_MIN(c0 + step, r1);
+        for (int i = 0; i < t->n; i++) {
+            float *y = t->y + (size_t)i * out;       /* (out) row i of y */
+            const float *x = t->x + (size_t)i * in;  /* (in) row i of x */
+            const lk_q8_act xq = lk_cpu_xq_row(t->c, i, in);
+#if defined(LK_CPU_X86_512)
+            if (t->simd) {
+                if (w->dtype == LK_DTYPE_Q8_0) lk_mv_q8_x86(y, w->data, &xq, in, c0, c1);
+                else lk_mv_float_x86(w->dtype, y, w->data, x, in, c0, c1);
+                continue;
+            }
+#endif
+            if (w->dtype == LK_DTYPE_Q8_0) lk_mv_q8_scalar(y, w->data, &xq, in, c0, c1);
+            else lk_mv_float_scalar(w->dtype, y, w->data, x, in, c0, c1, lk_cpu_thr_scratch(t->c, ith));
+        }
+    }
+}
+
+/* Portable GEMM share of thread ith: tiles of LK_BLAS_TILE_ROWS rows of W
+ * (split across threads) converted to f32 then one sgemm per tile. */
+static void gemm_blas_task(void *arg, int ith, int nth) {
+    const mm_task *t = arg;
+    const lk_tensor *w = t->w;
+    const int64_t in = w->ne[0], out = w->ne[1];
+    const size_t rb = lk_dtype_row_bytes(w->dtype, in);
+    int64_t r0, r1;
+    lk_split(out, LK_BLAS_TILE_ROWS, ith, nth, &r0, &r1);
+    float *tile = lk_cpu_thr_scratch(t->c, ith); /* (LK_BLAS_TILE_ROWS, in) */
+    for (int64_t j0 = r0; j0 < r1; j0 += LK_BLAS_TILE_ROWS) {
+        const int64_t nj = LK_MIN((int64_t)LK_BLAS_TILE_ROWS, r1 - j0);
+        const float *wt = tile;
+        if (w->dtype == LK_DTYPE_F32) {
+            wt = (const float *)w->data + j0 * in;
+        } else {
+            for (int64_t j = 0; j < nj; j++)
+                lk_row_to_f32(w->dtype, (const char *)w->data + (size_t)(j0 + j) * rb, tile + j * in, in);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t->n, (int)nj, (int)in, 1.0f, t->x,
+                    (int)in, wt, (int)in, 0.0f, t->y + j0, (int)out);
+    }
+}
+
+#if defined(LK_CPU_X86_512)
+static void gemm_x86_task(void *arg, int ith, int nth) {
+    const mm_task *t = arg;
+    lk_gemm_x86(t->y, t->x, t->w, t->n, ith, nth, lk_cpu_thr_scratch(t->c, ith));
+}
+#endif
+
+/* Preconditions (programming errors: asserted in debug builds only): w is
+ * (out, in) of a supported dtype with in <= max_dim (and in a multiple of 32
+ * for q8_0); 1 <= n <= max_rows; y does not alias x. */
+void lk_cpu_matmul(lk_cpu *c, float *y, const float *x, const lk_tensor *w, int n) {
+    const int64_t in = w->ne[0];
+    assert(in >= 1 && in <= c->max_dim && n >= 1 && n <= c->max_rows);
+    assert(w->dtype != LK_DTYPE_Q8_0 || in % 32 == 0);
+    mm_task t = {.c = c, .y = y, .x = x, .w = w, .n = n, .simd = 0};
+#if defined(LK_CPU_X86_512)
+    t.simd = c->kernels != LK_CPU_KERNELS_SCALAR;
+#endif
+    if (n <= LK_MV_MAX_N) {
+        for (int i = 0; w->dtype == LK_DTYPE_Q8_0 && i < n; i++) {
+            lk_q8_act xq = lk_cpu_xq_row(c, i, in);
+#if defined(LK_CPU_X86_512)
+            if (t.simd) lk_q8_quantize_x86(x + (size_t)i * in, &xq, in);
+            else
+#endif
+                lk_q8_quantize_scalar(x + (size_t)i * in, &xq, in);
+        }
+        lk_pool_run(c->pool, mv_task, &t);
+        return;
+    }
+#if defined(LK_CPU_X86_512)
+    if (c->kernels == LK_CPU_KERNELS_AUTO) {
+        lk_pool_run(c->pool, gemm_x86_task, &t);
+        return;
+    }
+#endif
+    lk_pool_run(c->pool, gemm_blas_task, &t);
+}
