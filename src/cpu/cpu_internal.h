@@ -59,6 +59,7 @@ struct lk_cpu {
     struct {               /* the hparams freq was computed from (valid = 0: none) */
         int valid, scaling, orig_ctx, rope_dim;
         float theta, factor, low, high;
+        const float *factors;
     } freq_key;
     float *thr;            /* (nth, thr_floats) per-thread scratch, 64-byte aligned slices */
     size_t thr_floats;

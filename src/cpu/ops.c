@@ -113,6 +113,8 @@ static void rope_freqs(float *f, const lk_hparams *hp) {
             f[i] = v;
         }
     }
+    if (hp->rope_freq_factors)
+        for (int i = 0; i < d / 2; i++) f[i] = f[i] / hp->rope_freq_factors[i];
 }
 
 /* Recompute c->freq only when the RoPE hyperparameters change. */
@@ -120,7 +122,8 @@ static const float *rope_freqs_cached(lk_cpu *c, const lk_hparams *hp) {
     if (!c->freq_key.valid || c->freq_key.scaling != (int)hp->rope_scaling ||
         c->freq_key.rope_dim != hp->rope_dim || c->freq_key.theta != hp->rope_theta ||
         c->freq_key.factor != hp->rope_factor || c->freq_key.low != hp->rope_low_freq_factor ||
-        c->freq_key.high != hp->rope_high_freq_factor || c->freq_key.orig_ctx != hp->rope_orig_ctx) {
+        c->freq_key.high != hp->rope_high_freq_factor || c->freq_key.orig_ctx != hp->rope_orig_ctx ||
+        c->freq_key.factors != hp->rope_freq_factors) {
         rope_freqs(c->freq, hp);
         c->freq_key.valid = 1;
         c->freq_key.scaling = (int)hp->rope_scaling;
@@ -130,6 +133,7 @@ static const float *rope_freqs_cached(lk_cpu *c, const lk_hparams *hp) {
         c->freq_key.low = hp->rope_low_freq_factor;
         c->freq_key.high = hp->rope_high_freq_factor;
         c->freq_key.orig_ctx = hp->rope_orig_ctx;
+        c->freq_key.factors = hp->rope_freq_factors;
     }
     return c->freq;
 }

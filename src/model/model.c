@@ -203,6 +203,7 @@ loki_status loki_model_open(const char *path, const loki_model_params *params, l
         break;
     }
     if (!st) st = lk_model_validate(m, err);
+    if (!st && m->rope_freqs.data) m->hp.rope_freq_factors = m->rope_freqs.data; /* validated: f32 */
     if (st) {
         loki_model_close(m);
         return st;

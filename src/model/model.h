@@ -44,6 +44,9 @@ typedef struct lk_hparams {
     float rope_low_freq_factor;   /* llama3 */
     float rope_high_freq_factor;  /* llama3 */
     int32_t rope_orig_ctx;        /* llama3: original_max_position_embeddings */
+    /* (rope_dim/2) per-frequency divisors from a GGUF `rope_freqs.weight`
+     * (llama.cpp's form of Llama-3 scaling), or NULL; points into the model. */
+    const float *rope_freq_factors;
 } lk_hparams;
 
 /* One transformer block. Shapes as (rows=out, cols=in); see tensor.h. */
