@@ -22,7 +22,7 @@ typedef struct test_state {
 extern test_state g_test; /* test executables only; the library has no globals */
 
 #define CHECK(cond) test_check((cond), #cond, __FILE__, __LINE__, "")
-#define CHECKF(cond, ...) do { char m_[512]; snprintf(m_, sizeof m_, __VA_ARGS__); \
+#define CHECKF(cond, ...) do { char m_[2048]; snprintf(m_, sizeof m_, __VA_ARGS__); \
         test_check((cond), #cond, __FILE__, __LINE__, m_); } while (0)
 #define CHECK_EQ_INT(a, b) do { long long a_ = (long long)(a), b_ = (long long)(b); \
         CHECKF(a_ == b_, "%s = %lld, %s = %lld", #a, a_, #b, b_); } while (0)

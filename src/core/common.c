@@ -41,7 +41,16 @@ loki_status lk_fail_prefix(loki_error *err, const char *fmt, ...) {
     vsnprintf(prefix, sizeof(prefix), fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof(old));
-    snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+    /* "<prefix>: <old>", truncated to the buffer (written in two steps so the
+     * compiler sees the truncation is intended) */
+    size_t cap = sizeof(err->msg), n = strlen(prefix);
+    if (n > cap - 3) n = cap - 3;
+    memcpy(err->msg, prefix, n);
+    memcpy(err->msg + n, ": ", 2);
+    size_t rest = cap - n - 3, ol = strnlen(old, sizeof(old) - 1);
+    if (ol > rest) ol = rest;
+    memcpy(err->msg + n + 2, old, ol);
+    err->msg[n + 2 + ol] = '\0';
     return err->status;
 }
 
