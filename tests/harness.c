@@ -71,3 +71,22 @@ void test_fill_random(float *x, size_t n, float lo, float hi, uint64_t *seed) {
         x[i] = lo + (hi - lo) * (float)((s >> 40) * (1.0 / 16777216.0));
     }
 }
+
+uint8_t *test_read_all(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *d = malloc((size_t)sz + 16);
+    *n = fread(d, 1, (size_t)sz, f);
+    fclose(f);
+    return d;
+}
+
+void test_write_all(const char *path, const void *d, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return;
+    if (n) fwrite(d, 1, n, f);
+    fclose(f);
+}

@@ -40,6 +40,9 @@ void test_skip(const char *why);
 char *test_shared_path(const char *rel);
 char *test_shared_or_skip(const char *rel);
 bool test_file_exists(const char *path);
+/* Whole file into a heap buffer (16 spare bytes; NULL if unreadable), and back. */
+uint8_t *test_read_all(const char *path, size_t *n);
+void test_write_all(const char *path, const void *d, size_t n);
 /* Run a shell command, capture stdout into a heap string; *status = exit code. */
 char *test_run_capture(const char *cmd, int *status);
 /* Fill with uniform random floats in [lo, hi) from a xorshift seed. */

@@ -10,23 +10,6 @@
 
 /* ------------------------------------------------------------ helpers */
 
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *d = malloc((size_t)sz + 1);
-    *n = fread(d, 1, (size_t)sz, f);
-    fclose(f);
-    return d;
-}
-
-static void spit(const char *path, const void *d, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (n) fwrite(d, 1, n, f);
-    fclose(f);
-}
 
 /* Open `path` expecting failure with `want` (0: any non-OK status) and a
  * message holding the path and `keyword` (NULL: only the path). */
@@ -266,26 +249,26 @@ static void test_rewrites(const char *src, const char *dir) {
 /* Byte-level corruption of a copy: truncation, magic, tensor offset. */
 static void test_corrupt_bytes(const char *src, const char *dir) {
     size_t n = 0;
-    uint8_t *d = slurp(src, &n);
+    uint8_t *d = test_read_all(src, &n);
     CHECK(d != NULL && n > 1000000);
     if (!d) return;
     char p[600];
     size_t cuts[] = {0, 3, 4, 8, 20, 24, 100, 5000, 200000, 724000, 724400, 900000, n - 1};
     for (size_t i = 0; i < LK_ARRAY_LEN(cuts); i++) {
         snprintf(p, sizeof p, "%s/trunc-%zu.gguf", dir, cuts[i]);
-        spit(p, d, cuts[i]);
+        test_write_all(p, d, cuts[i]);
         expect_fail(p, 0, NULL);
     }
     /* truncated inside the tensor data: the reader's bounds check */
     snprintf(p, sizeof p, "%s/trunc-data.gguf", dir);
-    spit(p, d, n - 1);
+    test_write_all(p, d, n - 1);
     expect_fail(p, LOKI_ERR_FORMAT, "out of bounds");
 
     uint8_t *c = malloc(n);
     memcpy(c, d, n);
     c[3] = 'X';
     snprintf(p, sizeof p, "%s/magic.gguf", dir);
-    spit(p, c, n);
+    test_write_all(p, c, n);
     expect_fail(p, LOKI_ERR_FORMAT, "not a GGUF file");
 
     /* tensor info of output.weight: u64 len, name, u32 n_dims, ne, u32 type, u64 offset */
@@ -305,7 +288,7 @@ static void test_corrupt_bytes(const char *src, const char *dir) {
         uint64_t big = (uint64_t)1 << 30;
         memcpy(c + off_pos, &big, 8);
         snprintf(p, sizeof p, "%s/offset.gguf", dir);
-        spit(p, c, n);
+        test_write_all(p, c, n);
         expect_fail(p, LOKI_ERR_FORMAT, "out of bounds");
     }
     free(c);

@@ -9,23 +9,6 @@
 
 #include <unistd.h>
 
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *d = malloc((size_t)sz + 16);
-    *n = fread(d, 1, (size_t)sz, f);
-    fclose(f);
-    return d;
-}
-
-static void spit(const char *path, const void *d, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (n) fwrite(d, 1, n, f);
-    fclose(f);
-}
 
 static void expect_fail(const char *path, const char *tok, loki_status want, const char *keyword) {
     loki_model *m = NULL;
@@ -88,7 +71,7 @@ int main(void) {
     char dir[] = "/tmp/loki-l2c-XXXXXX";
     if (!mkdtemp(dir)) test_skip("cannot create a temp dir");
     size_t n = 0;
-    uint8_t *d = slurp(bin, &n);
+    uint8_t *d = test_read_all(bin, &n);
     CHECK(d != NULL && n == 1056540);
     char p[600], t[600];
 
@@ -109,14 +92,14 @@ int main(void) {
     size_t cuts[] = {27, 28, 1000, n / 2, n - 4};
     for (size_t i = 0; i < LK_ARRAY_LEN(cuts); i++) {
         snprintf(p, sizeof p, "%s/trunc-%zu.bin", dir, cuts[i]);
-        spit(p, d, cuts[i]);
+        test_write_all(p, d, cuts[i]);
         expect_fail(p, tok, LOKI_ERR_FORMAT,
                     cuts[i] < 28 ? "not a GGUF file, HF directory or llama2.c checkpoint"
                                  : "truncated");
     }
     snprintf(p, sizeof p, "%s/long.bin", dir);
     memset(d + n, 0, 8);
-    spit(p, d, n + 8);
+    test_write_all(p, d, n + 8);
     expect_fail(p, tok, LOKI_ERR_FORMAT, "trailing bytes");
 
     /* inconsistent header (heads not dividing dim) is not recognised at all */
@@ -125,7 +108,7 @@ int main(void) {
     int32_t heads = 7;
     memcpy(c + 12, &heads, 4);
     snprintf(p, sizeof p, "%s/heads.bin", dir);
-    spit(p, c, n);
+    test_write_all(p, c, n);
     expect_fail(p, tok, LOKI_ERR_FORMAT, "not a GGUF file, HF directory or llama2.c checkpoint");
     CHECK(!lk_l2c_plausible(c, n));
     CHECK(lk_l2c_plausible(d, n));
@@ -133,18 +116,18 @@ int main(void) {
 
     /* text file */
     snprintf(p, sizeof p, "%s/notes.txt", dir);
-    spit(p, "hello, this is not a model at all\n", 34);
+    test_write_all(p, "hello, this is not a model at all\n", 34);
     expect_fail(p, NULL, LOKI_ERR_FORMAT, "not a GGUF file, HF directory or llama2.c checkpoint");
 
     /* no tokenizer beside it */
     snprintf(p, sizeof p, "%s/alone.bin", dir);
-    spit(p, d, n);
+    test_write_all(p, d, n);
     expect_fail(p, NULL, LOKI_ERR_IO, "tokenizer");
     /* tokenizer.bin beside it is picked up */
     snprintf(t, sizeof t, "%s/tokenizer.bin", dir);
     size_t tn = 0;
-    uint8_t *td = slurp(tok, &tn);
-    spit(t, td, tn);
+    uint8_t *td = test_read_all(tok, &tn);
+    test_write_all(t, td, tn);
     free(td);
     m = NULL;
     CHECKF(loki_model_open(p, NULL, &m, &err) == LOKI_OK, "%.400s", err.msg);
