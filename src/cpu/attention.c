@@ -18,7 +18,7 @@
 
 size_t lk_attention_scratch_size(int32_t n_ctx, int32_t n_batch, int n_threads) {
     size_t dec = (size_t)n_threads * (size_t)n_ctx;
-    size_t pre = (size_t)LK_MIN(n_batch, ATT_ROW_BLOCK) * (size_t)n_ctx;
+    size_t pre = (size_t)n_threads * (size_t)LK_MIN(n_batch, ATT_ROW_BLOCK) * (size_t)n_ctx;
     return LK_MAX(dec, pre);
 }
 
@@ -71,31 +71,43 @@ static void decode_worker(void *arg, int ith, int nth) {
     }
 }
 
-/* Many rows: per head, blocks of query rows through SGEMM (OpenBLAS threads). */
-static void attention_prefill(loki_context *ctx, int layer, const float *q, float *out, int32_t n,
-                              int32_t pos0) {
+/* Many rows: heads are spread over the pool's threads; each thread runs its
+ * heads' blocks of query rows through single-threaded SGEMM (lk_cpu_init sets
+ * OpenBLAS to one thread, so concurrent calls run in the calling threads). */
+typedef struct prefill_task {
+    loki_context *ctx;
+    int layer;
+    const float *q;  /* (n, n_head, D) */
+    float *out;      /* (n, n_head, D) */
+    int32_t n, pos0;
+} prefill_task;
+
+static void prefill_worker(void *arg, int ith, int nth) {
+    prefill_task *t = arg;
+    loki_context *ctx = t->ctx;
     const lk_hparams *hp = &ctx->hp;
     int D = hp->head_dim, H = hp->n_head, group = hp->n_head / hp->n_head_kv;
     float scale = 1.0f / sqrtf((float)D);
-    float *S = ctx->att_scratch; /* (ATT_ROW_BLOCK, n_keys) */
-    for (int h = 0; h < H; h++) {
-        const float *K = lk_kv_k(&ctx->kv, layer, h / group);
-        const float *V = lk_kv_v(&ctx->kv, layer, h / group);
-        for (int32_t r0 = 0; r0 < n; r0 += ATT_ROW_BLOCK) {
-            int32_t rows = LK_MIN(ATT_ROW_BLOCK, n - r0);
-            int32_t n_keys = pos0 + r0 + rows; /* keys the last row of the block sees */
+    /* this thread's slice: (min(n_batch, ATT_ROW_BLOCK), n_keys) */
+    float *S = ctx->att_scratch + (size_t)ith * LK_MIN(ctx->n_batch, ATT_ROW_BLOCK) * ctx->n_ctx;
+    for (int h = ith; h < H; h += nth) {
+        const float *K = lk_kv_k(&ctx->kv, t->layer, h / group);
+        const float *V = lk_kv_v(&ctx->kv, t->layer, h / group);
+        for (int32_t r0 = 0; r0 < t->n; r0 += ATT_ROW_BLOCK) {
+            int32_t rows = LK_MIN(ATT_ROW_BLOCK, t->n - r0);
+            int32_t n_keys = t->pos0 + r0 + rows; /* keys the last row of the block sees */
             /* S (rows, n_keys) = scale * Q_blk (rows, D; stride H*D) · K (n_keys, D)ᵀ */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_keys, D, scale,
-                        q + (size_t)r0 * H * D + (size_t)h * D, H * D, K, D, 0.0f, S, n_keys);
+                        t->q + (size_t)r0 * H * D + (size_t)h * D, H * D, K, D, 0.0f, S, n_keys);
             for (int32_t r = 0; r < rows; r++) {
-                int32_t visible = pos0 + r0 + r + 1; /* causal: keys 0 .. pos */
+                int32_t visible = t->pos0 + r0 + r + 1; /* causal: keys 0 .. pos */
                 float *row = S + (size_t)r * n_keys;
                 softmax_inplace(row, visible);
                 memset(row + visible, 0, sizeof(float) * (size_t)(n_keys - visible));
             }
             /* out_blk (rows, D; stride H*D) = S (rows, n_keys) · V (n_keys, D) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, n_keys, 1.0f, S,
-                        n_keys, V, D, 0.0f, out + (size_t)r0 * H * D + (size_t)h * D, H * D);
+                        n_keys, V, D, 0.0f, t->out + (size_t)r0 * H * D + (size_t)h * D, H * D);
         }
     }
 }
@@ -107,5 +119,6 @@ void lk_attention_dense(loki_context *ctx, int layer, const float *q, float *out
         lk_pool_run(lk_cpu_pool(ctx->cpu), decode_worker, &t);
         return;
     }
-    attention_prefill(ctx, layer, q, out, n, pos0);
+    prefill_task t = {ctx, layer, q, out, n, pos0};
+    lk_pool_run(lk_cpu_pool(ctx->cpu), prefill_worker, &t);
 }
