@@ -13,6 +13,7 @@ typedef struct cli_command {
 static const cli_command commands[] = {
     {"run", cli_run, "generate text from a prompt"},
     {"tokenize", cli_tokenize, "print the token ids of a text"},
+    {"perplexity", cli_perplexity, "perplexity of a text file"},
     {"bench", cli_bench, "benchmarks (decode)"},
 };
 
