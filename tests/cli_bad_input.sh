@@ -52,6 +52,8 @@ expect unknown-command "frobnicate" -- "$LOKI" frobnicate
 expect no-prompt "-p" -- "$LOKI" run -m "$Q8"
 expect bad-top-p "top-p" -- "$LOKI" run -m "$Q8" -p hi --top-p 0
 expect tokenize-bad-model "nope" -- "$LOKI" tokenize -m "$T/nope" -p hi
+expect ppl-no-file "nope\.txt" -- "$LOKI" perplexity -m "$Q8" -f "$T/nope.txt"
+expect ppl-bad-window "-c" -- "$LOKI" perplexity -m "$Q8" -f "$T/trunc.gguf" -c 1
 if [ -d "$HF" ]; then
   mkdir -p "$T/hf"; cp "$HF"/*.json "$T/hf/"; head -c 5000 "$HF/model.safetensors" > "$T/hf/model.safetensors"
   expect hf-truncated "model\.safetensors" -- "$LOKI" run -m "$T/hf" -p hi -n 1
