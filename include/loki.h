@@ -128,6 +128,65 @@ int32_t loki_context_pos(const loki_context *ctx);   /* tokens in the cache */
 int32_t loki_context_n_ctx(const loki_context *ctx);
 void loki_context_reset(loki_context *ctx);          /* empty the KV cache */
 
+/* ----------------------------------------------------------- attention */
+
+/* How each query row attends over the KV cache (docs/ATTENTION.md).
+ * Every method scores, selects, then attends; dense selects everything. */
+typedef enum loki_attn_method {
+    LOKI_ATTN_DENSE = 0,      /* exact softmax attention over all cached tokens */
+    LOKI_ATTN_EXACT_TOPK = 1, /* oracle: top-k of the exact scores */
+    LOKI_ATTN_LOKI = 2,       /* top-k of low-rank PCA scores, exact attention on them */
+    LOKI_ATTN_PCAATTN = 3,    /* softmax over the low-rank scores of all tokens */
+    LOKI_ATTN_H2O = 4,        /* heavy hitters (accumulated attention) + recent window */
+} loki_attn_method;
+
+typedef enum loki_pca_basis {
+    LOKI_BASIS_PRE = 0,  /* PCA of keys before RoPE */
+    LOKI_BASIS_POST = 1, /* PCA of keys after RoPE */
+} loki_pca_basis;
+
+/* PCA bases of a model's keys, written by `loki calibrate` (docs/PCA.md). */
+typedef struct loki_pca loki_pca;
+
+/* Load a PCA file. If model is not NULL the file must have been calibrated
+ * on that model (same weights fingerprint and shape), else LOKI_ERR_ARG with
+ * a message naming the file. */
+loki_status loki_pca_load(const char *path, const loki_model *model, loki_pca **out,
+                          loki_error *err);
+void loki_pca_free(loki_pca *pca);
+
+typedef struct loki_attn_params {
+    loki_attn_method method;
+    float kf;             /* selected fraction of the S cached tokens, (0, 1]: k = max(1, floor(kf*S)) */
+    float df;             /* low-rank fraction of head_dim, (0, 1]: d = max(1, round(df*D)) */
+    int32_t d;            /* > 0: reduced dimension (overrides df), <= head_dim */
+    float dvar;           /* > 0: d per layer and KV head = Rank at this explained-variance
+                             fraction (0, 1] of the PCA (overrides d and df) */
+    const loki_pca *pca;  /* required by loki and pcaattn; borrowed, must outlive the context */
+    loki_pca_basis basis;
+    /* beyond the paper (0 / false = off) */
+    int32_t k_min;        /* k = max(k_min, floor(kf*S)) */
+    int32_t dense_below;  /* dense attention while S < dense_below */
+    int32_t sinks;        /* the first `sinks` tokens are always attended */
+    int32_t recent;       /* the last `recent` tokens are always attended */
+    bool gqa_shared;      /* one selection per KV head from its query heads' summed scores */
+    float evict_kf;       /* > 0: H2O eviction keeps evict_kf*S tokens; the method selects among them */
+    int32_t k_fixed;      /* > 0: every query row selects k_fixed tokens (the paper's
+                             prefill-mask evaluation); rows with fewer keys attend all */
+} loki_attn_params;
+
+loki_attn_params loki_attn_default_params(void); /* dense */
+const char *loki_attn_method_name(loki_attn_method m);
+/* Parse "dense", "exact-topk", "loki", "pcaattn", "h2o"; -1 if unknown. */
+int loki_attn_method_parse(const char *name);
+
+/* Check params against a model (ranges, PCA shape); message names the option. */
+loki_status loki_attn_validate(const loki_attn_params *p, const loki_model *model, loki_error *err);
+
+/* Switch the attention method of a context. Empties the KV cache (keys are
+ * stored rotated for loki/pcaattn, so the cache must be refilled). */
+loki_status loki_context_set_attn(loki_context *ctx, const loki_attn_params *p, loki_error *err);
+
 /* ------------------------------------------------------------- sampler */
 
 typedef struct loki_sampler loki_sampler;

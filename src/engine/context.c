@@ -120,3 +120,13 @@ const float *loki_get_logits(const loki_context *ctx, int32_t *n_rows) {
 int32_t loki_context_pos(const loki_context *ctx) { return ctx->pos; }
 int32_t loki_context_n_ctx(const loki_context *ctx) { return ctx->n_ctx; }
 void loki_context_reset(loki_context *ctx) { ctx->pos = 0; ctx->n_logits = 0; }
+
+loki_status loki_context_set_attn(loki_context *ctx, const loki_attn_params *p, loki_error *err) {
+    loki_status st = loki_attn_validate(p, ctx->model, err);
+    if (st) return st;
+    if (p->method != LOKI_ATTN_DENSE)
+        return lk_fail(err, LOKI_ERR_UNSUPPORTED, "--attn %s: not built yet", loki_attn_method_name(p->method));
+    ctx->attn_params = *p;
+    loki_context_reset(ctx);
+    return LOKI_OK;
+}

@@ -44,6 +44,8 @@ struct loki_context {
     int32_t *positions;    /* (n_batch) */
     float *att_scratch;    /* attention scores, see attention.c for its size */
     size_t att_scratch_n;
+    struct lk_calib *calib; /* not NULL: keys are accumulated for `loki calibrate` */
+    loki_attn_params attn_params; /* attention method (loki_context_set_attn) */
     float *logits;         /* (logits_cap, n_vocab) */
     int32_t logits_cap;    /* rows allocated */
     int32_t n_logits;      /* rows of the last eval */

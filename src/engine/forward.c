@@ -11,6 +11,8 @@
  */
 #include "engine/engine.h"
 
+#include "calib/pca.h"
+
 #include <string.h>
 
 /* Copy k, v (n, Hkv, D) into the cache at positions pos0 .. pos0+n-1. */
@@ -57,8 +59,10 @@ loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, floa
         if (L->bq.data) lk_cpu_add_bias(ctx->q, &L->bq, n, H * D);
         if (L->bk.data) lk_cpu_add_bias(ctx->k, &L->bk, n, Hkv * D);
         if (L->bv.data) lk_cpu_add_bias(ctx->v, &L->bv, n, Hkv * D);
+        if (ctx->calib) lk_calib_add_keys(ctx->calib, LOKI_BASIS_PRE, l, ctx->k, n);
         lk_cpu_rope(cpu, ctx->q, n, H, ctx->positions, hp);
         lk_cpu_rope(cpu, ctx->k, n, Hkv, ctx->positions, hp);
+        if (ctx->calib) lk_calib_add_keys(ctx->calib, LOKI_BASIS_POST, l, ctx->k, n);
         kv_store(&ctx->kv, l, pos0, ctx->k, ctx->v, n);
         lk_attention_dense(ctx, l, ctx->q, ctx->att, n, pos0);  /* (n, H*D) */
         lk_cpu_matmul(cpu, ctx->xb, ctx->att, &L->wo, n);      /* (n, E) */
