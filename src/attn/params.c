@@ -1,5 +1,6 @@
 /* params.c - attention method parameters: defaults, names, validation. */
 #include "calib/pca.h"
+#include "attn/attn.h"
 #include "engine/engine.h"
 
 #include <string.h>
@@ -55,6 +56,9 @@ loki_status loki_attn_validate(const loki_attn_params *p, const loki_model *m, l
                        "--pca: the file holds %d layers x %d KV heads x %d dims, the model has %d x %d x %d",
                        p->pca->n_layer, p->pca->n_head_kv, p->pca->head_dim, hp->n_layer, hp->n_head_kv,
                        hp->head_dim);
+    if (p->gqa_shared && hp->n_head / hp->n_head_kv > LK_ATTN_MAX_GROUP)
+        return lk_fail(err, LOKI_ERR_UNSUPPORTED, "--gqa-shared supports up to %d query heads per KV head, the model has %d",
+                       LK_ATTN_MAX_GROUP, hp->n_head / hp->n_head_kv);
     if ((unsigned)p->basis > LOKI_BASIS_POST) return lk_fail(err, LOKI_ERR_ARG, "--basis must be pre or post");
     return LOKI_OK;
 }

@@ -42,7 +42,6 @@ loki_status loki_context_init(loki_model *model, const loki_context_params *para
     c->kv.head_dim = hp->head_dim;
     c->kv.n_ctx = c->n_ctx;
     size_t kv_n = (size_t)hp->n_layer * hp->n_head_kv * (size_t)c->n_ctx * hp->head_dim;
-    c->att_scratch_n = lk_attention_scratch_size(c->n_ctx, B, c->n_threads);
     c->logits_cap = 1;
     if (!(c->kv.k = alloc_f32(kv_n, err)) || !(c->kv.v = alloc_f32(kv_n, err)) ||
         !(c->x = alloc_f32((size_t)B * E, err)) || !(c->xb = alloc_f32((size_t)B * E, err)) ||
@@ -50,11 +49,13 @@ loki_status loki_context_init(loki_model *model, const loki_context_params *para
         !(c->v = alloc_f32((size_t)B * KD, err)) || !(c->att = alloc_f32((size_t)B * QD, err)) ||
         !(c->hb = alloc_f32((size_t)B * F, err)) || !(c->hb2 = alloc_f32((size_t)B * F, err)) ||
         !(c->positions = lk_calloc((size_t)B, sizeof(int32_t), err)) ||
-        !(c->att_scratch = alloc_f32(c->att_scratch_n, err)) ||
+        !(c->kv.d = lk_calloc((size_t)hp->n_layer * hp->n_head_kv, sizeof(int32_t), err)) ||
         !(c->logits = alloc_f32((size_t)hp->n_vocab, err))) {
         st = lk_fail_prefix(err, "context of %d tokens", c->n_ctx);
         goto fail;
     }
+    c->attn_params = loki_attn_default_params();
+    if ((st = lk_attn_init(&c->attn, hp, &c->attn_params, c->n_ctx, B, c->n_threads, &c->kv, err))) goto fail;
     *out = c;
     return LOKI_OK;
 fail:
@@ -76,7 +77,8 @@ void loki_context_free(loki_context *c) {
     lk_free_aligned(c->hb);
     lk_free_aligned(c->hb2);
     free(c->positions);
-    lk_free_aligned(c->att_scratch);
+    free(c->kv.d);
+    lk_attn_free(c->attn);
     lk_free_aligned(c->logits);
     free(c);
 }
@@ -119,13 +121,20 @@ const float *loki_get_logits(const loki_context *ctx, int32_t *n_rows) {
 
 int32_t loki_context_pos(const loki_context *ctx) { return ctx->pos; }
 int32_t loki_context_n_ctx(const loki_context *ctx) { return ctx->n_ctx; }
-void loki_context_reset(loki_context *ctx) { ctx->pos = 0; ctx->n_logits = 0; }
+void loki_context_reset(loki_context *ctx) {
+    ctx->pos = 0;
+    ctx->n_logits = 0;
+    lk_attn_reset(ctx->attn);
+}
 
 loki_status loki_context_set_attn(loki_context *ctx, const loki_attn_params *p, loki_error *err) {
     loki_status st = loki_attn_validate(p, ctx->model, err);
     if (st) return st;
-    if (p->method != LOKI_ATTN_DENSE)
-        return lk_fail(err, LOKI_ERR_UNSUPPORTED, "--attn %s: not built yet", loki_attn_method_name(p->method));
+    lk_attn *a = NULL;
+    /* on failure the old method stays in place, cache layout untouched */
+    if ((st = lk_attn_init(&a, &ctx->hp, p, ctx->n_ctx, ctx->n_batch, ctx->n_threads, &ctx->kv, err))) return st;
+    lk_attn_free(ctx->attn);
+    ctx->attn = a;
     ctx->attn_params = *p;
     loki_context_reset(ctx);
     return LOKI_OK;

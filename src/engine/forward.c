@@ -4,7 +4,8 @@
  *   x = embed(tokens)                                   (n, E)
  *   for each layer:
  *     xb = rmsnorm(x) ; q,k,v = xb·Wqᵀ,Wkᵀ,Wvᵀ (+bias) ; rope(q,k)
- *     cache[pos..] = k,v ; att = attention(q, cache) ; x += att·Woᵀ
+ *     q,k = rotate(q,k) (PCA basis, loki only) ; cache[pos..] = k,v
+ *     att = attention(q, cache) (dense or sparse, attn/) ; x += att·Woᵀ
  *     xb = rmsnorm(x) ; x += (silu(xb·Wgᵀ) * xb·Wuᵀ)·Wdᵀ
  *   logits = rmsnorm(x)·Woutᵀ                           (rows, V)
  * E = n_embd, H/Hkv = query/KV heads, D = head_dim, F = n_ff, V = n_vocab.
@@ -14,19 +15,6 @@
 #include "calib/pca.h"
 
 #include <string.h>
-
-/* Copy k, v (n, Hkv, D) into the cache at positions pos0 .. pos0+n-1. */
-static void kv_store(lk_kv_cache *c, int layer, int32_t pos0, const float *k, const float *v,
-                     int32_t n) {
-    int Hkv = c->n_head_kv, D = c->head_dim;
-    for (int h = 0; h < Hkv; h++) {
-        float *K = lk_kv_k(c, layer, h), *V = lk_kv_v(c, layer, h);
-        for (int32_t i = 0; i < n; i++) {
-            memcpy(K + (size_t)(pos0 + i) * D, k + ((size_t)i * Hkv + h) * D, sizeof(float) * (size_t)D);
-            memcpy(V + (size_t)(pos0 + i) * D, v + ((size_t)i * Hkv + h) * D, sizeof(float) * (size_t)D);
-        }
-    }
-}
 
 static void add_inplace(float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
@@ -63,8 +51,10 @@ loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, floa
         lk_cpu_rope(cpu, ctx->q, n, H, ctx->positions, hp);
         lk_cpu_rope(cpu, ctx->k, n, Hkv, ctx->positions, hp);
         if (ctx->calib) lk_calib_add_keys(ctx->calib, LOKI_BASIS_POST, l, ctx->k, n);
-        kv_store(&ctx->kv, l, pos0, ctx->k, ctx->v, n);
-        lk_attention_dense(ctx, l, ctx->q, ctx->att, n, pos0);  /* (n, H*D) */
+        lk_attn_rotate(ctx->attn, l, ctx->q, n, H);   /* into the PCA basis (loki, pcaattn) */
+        lk_attn_rotate(ctx->attn, l, ctx->k, n, Hkv);
+        lk_kv_store(&ctx->kv, l, pos0, ctx->k, ctx->v, n);
+        lk_attn_run(ctx->attn, lk_cpu_pool(cpu), &ctx->kv, l, ctx->q, ctx->att, n, pos0); /* (n, H*D) */
         lk_cpu_matmul(cpu, ctx->xb, ctx->att, &L->wo, n);      /* (n, E) */
         add_inplace(ctx->x, ctx->xb, (size_t)n * E);
         /* feed-forward block (SwiGLU) */

@@ -1,0 +1,36 @@
+/* attn_impl.h - state shared by attn.c (setup) and run.c (the kernels). */
+#ifndef LK_ATTN_IMPL_H
+#define LK_ATTN_IMPL_H
+
+#include "attn/attn.h"
+
+#define LK_ATT_ROW_BLOCK 128 /* query rows per score block in prompt processing */
+
+/* Per-thread scratch; every array holds n_ctx entries unless noted. */
+typedef struct lk_attn_thread {
+    float *blk;           /* (blk_rows, n_ctx) score blocks */
+    float *sum;           /* summed scores of a shared (GQA) selection */
+    float *work;          /* selection workspace */
+    float *ex;            /* exact scores / weights of the selected tokens */
+    float *exall;         /* exact scores of every key (Jaccard) */
+    int32_t *sel;         /* selected positions */
+    int32_t *cand;        /* positions not evicted */
+    int32_t *rest;        /* candidates not forced */
+    int32_t *top;         /* exact top-k (Jaccard) */
+    uint8_t *mark;        /* membership flags, all zero between uses */
+    lk_attn_stats *stats; /* (L) */
+} lk_attn_thread;
+
+struct lk_attn {
+    loki_attn_params p;
+    int32_t L, H, Hkv, D, group, n_ctx, n_batch, n_threads;
+    float scale;          /* 1/sqrt(D) for exact and approximate scores */
+    float *rot;           /* (L, Hkv, D, D) PCA axes as rows, or NULL (no rotation) */
+    float *rot_tmp;       /* (n_batch, D) */
+    float *acc;           /* (L, H, n_ctx) attention accumulated per token (H2O), or NULL */
+    uint8_t *evicted;     /* (L, H, n_ctx) evicted for good (H2O), or NULL */
+    bool jaccard;
+    lk_attn_thread *th;   /* (n_threads) */
+};
+
+#endif
