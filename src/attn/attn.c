@@ -108,6 +108,8 @@ void lk_attn_reset(lk_attn *a) {
     for (int i = 0; i < a->n_threads; i++) memset(a->th[i].stats, 0, sizeof(lk_attn_stats) * (size_t)a->L);
 }
 
+void lk_attn_set_k_fixed(lk_attn *a, int32_t k) { a->p.k_fixed = k; }
+
 void lk_attn_set_jaccard(lk_attn *a, bool on) { a->jaccard = on; }
 
 void lk_attn_get_stats(const lk_attn *a, int layer, lk_attn_stats *out) {

@@ -75,6 +75,10 @@ void lk_attn_free(lk_attn *a);
 /* Forget per-sequence state (H2O accumulators and evictions, statistics). */
 void lk_attn_reset(lk_attn *a);
 
+/* Every query row selects k tokens (the paper's prefill-mask evaluation);
+ * 0 returns to k = max(1, floor(kf*S)). */
+void lk_attn_set_k_fixed(lk_attn *a, int32_t k);
+
 /* Gather Jaccard statistics (costs exact scores of every key); off by default. */
 void lk_attn_set_jaccard(lk_attn *a, bool on);
 

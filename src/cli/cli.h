@@ -20,6 +20,12 @@ loki_model *cli_open_model(const char *cmd, const char *path, const char *tokeni
 int32_t *cli_tokenize_text(const char *cmd, const loki_model *m, const char *text, bool add_bos,
                            int32_t *n_out);
 
+/* A context of n_ctx tokens (0: the model's), n_batch, n_threads (0:
+ * defaults) with attention `attn` (NULL: dense); prints the error and sets
+ * *rc (2 for a bad argument, else 1) on failure. */
+loki_context *cli_make_context(const char *cmd, loki_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
+                               const loki_attn_params *attn, int *rc);
+
 /* Read a whole text file (NUL-terminated); prints the error on failure. */
 char *cli_read_text(const char *cmd, const char *path, size_t *len);
 

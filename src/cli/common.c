@@ -60,3 +60,21 @@ char *cli_read_text(const char *cmd, const char *path, size_t *len) {
     if (len) *len = n;
     return data;
 }
+
+loki_context *cli_make_context(const char *cmd, loki_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
+                               const loki_attn_params *attn, int *rc) {
+    loki_context_params cp = loki_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = n_batch;
+    cp.n_threads = n_threads;
+    loki_context *ctx = NULL;
+    loki_error err = {0};
+    if (loki_context_init(m, &cp, &ctx, &err) != LOKI_OK ||
+        (attn && loki_context_set_attn(ctx, attn, &err) != LOKI_OK)) {
+        fprintf(stderr, "loki %s: %s\n", cmd, err.msg);
+        *rc = err.status == LOKI_ERR_ARG ? 2 : 1;
+        loki_context_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}

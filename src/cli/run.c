@@ -3,6 +3,7 @@
  * generated text streams to stdout token by token, statistics go to stderr.
  */
 #include "cli/args.h"
+#include "cli/attn_args.h"
 #include "cli/cli.h"
 
 #include <stdlib.h>
@@ -16,6 +17,7 @@ typedef struct run_opts {
     int32_t n_predict, n_ctx, n_threads, n_batch;
     loki_sampler_params sp;
     bool ignore_eos, no_bos;
+    cli_attn_args attn;
 } run_opts;
 
 /* Generate up to o->n_predict tokens after the prompt; returns exit code. */
@@ -65,7 +67,8 @@ static int generate(const run_opts *o, loki_model *m, loki_context *ctx, loki_sa
 int cli_run(int argc, char **argv) {
     run_opts o = {.n_predict = 256, .sp = loki_sampler_default_params()};
     o.sp.seed = (uint64_t)time(NULL);
-    const cli_opt opts[] = {
+    cli_attn_args_init(&o.attn);
+    const cli_opt base[] = {
         {"-m", "--model", CLI_STR, &o.model, "MODEL", "GGUF file, Hugging Face directory or llama2.c .bin"},
         {"-p", "--prompt", CLI_STR, &o.prompt, "TEXT", "prompt text"},
         {"-f", "--file", CLI_STR, &o.file, "FILE", "read the prompt from FILE"},
@@ -84,11 +87,15 @@ int cli_run(int argc, char **argv) {
         {NULL, "--ignore-eos", CLI_FLAG, &o.ignore_eos, "", "keep generating after end-of-sequence"},
         {NULL, "--no-bos", CLI_FLAG, &o.no_bos, "", "do not add BOS even if the model adds it"},
     };
+    enum { N_BASE = sizeof base / sizeof base[0] };
+    cli_opt opts[N_BASE + CLI_ATTN_N_OPTS];
+    memcpy(opts, base, sizeof base);
+    int n_opts = N_BASE + cli_attn_opts(&o.attn, opts + N_BASE);
     const cli_spec spec = {"run", "loki run -m MODEL -p PROMPT [options]",
                            "Generate text. The prompt is echoed and the continuation streams to stdout;\n"
                            "timings go to stderr. Sampling order: repeat penalty, top-k, temperature,\n"
                            "top-p, min-p.",
-                           opts, (int)(sizeof opts / sizeof opts[0]), 0};
+                           opts, n_opts, 0};
     int rc = cli_parse(&spec, argc, argv, NULL, NULL);
     if (rc) return rc == 1 ? 0 : 2;
     if (!o.prompt == !o.file) {
@@ -105,6 +112,7 @@ int cli_run(int argc, char **argv) {
     loki_model *m = NULL;
     loki_context *ctx = NULL;
     loki_sampler *smp = NULL;
+    loki_pca *pca = NULL;
     int32_t *ids = NULL, n = 0;
     loki_error err = {0};
     rc = 1;
@@ -116,15 +124,11 @@ int cli_run(int argc, char **argv) {
         rc = 2;
         goto done;
     }
-    loki_context_params cp = loki_context_default_params();
-    cp.n_ctx = o.n_ctx;
-    cp.n_threads = o.n_threads;
-    cp.n_batch = o.n_batch;
-    if (loki_context_init(m, &cp, &ctx, &err) != LOKI_OK) {
-        fprintf(stderr, "loki run: %s\n", err.msg);
-        rc = err.status == LOKI_ERR_ARG ? 2 : 1;
-        goto done;
-    }
+    loki_attn_params ap;
+    if ((rc = cli_attn_params("run", &o.attn, NULL, m, &ap, &pca))) goto done;
+    rc = 1;
+    if (!(ctx = cli_make_context("run", m, o.n_ctx, o.n_batch, o.n_threads, &ap, &rc))) goto done;
+    rc = 1;
     if (!(ids = cli_tokenize_text("run", m, prompt, !o.no_bos, &n))) goto done;
     if (n == 0) {
         fprintf(stderr, "loki run: the prompt is empty and the model adds no BOS token\n");
@@ -142,6 +146,7 @@ done:
     free(text);
     loki_sampler_free(smp);
     loki_context_free(ctx);
+    loki_pca_free(pca);
     loki_model_close(m);
     return rc;
 }
