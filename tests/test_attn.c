@@ -277,7 +277,7 @@ typedef struct attn_case {
 
 static void test_topk(void) {
     uint64_t seed = 7;
-    float x[500], work[500];
+    float x[500], work[1000];
     int32_t idx[500], cand[300];
     for (int trial = 0; trial < 200; trial++) {
         int n = 1 + trial * 2 % 499, k = 1 + (trial * 37) % n;
@@ -306,6 +306,34 @@ static void test_topk(void) {
     int above = 0;
     for (int i = 0; i < 300; i++) above += x[cand[i]] > thr;
     CHECK_EQ_INT(above, 9);
+    /* large n takes the sampled-threshold path: same answer as sorting */
+    enum { BIG = 40000 };
+    float *bx = malloc(sizeof(float) * BIG), *bw = malloc(sizeof(float) * 2 * BIG);
+    int32_t *bi = malloc(sizeof(int32_t) * BIG), *bc = malloc(sizeof(int32_t) * BIG);
+    double *bk = malloc(sizeof(double) * BIG);
+    int *order = malloc(sizeof(int) * BIG);
+    uint8_t *in = calloc(BIG, 1);
+    for (int trial = 0; trial < 6; trial++) {
+        int n = trial % 2 ? BIG : 30011, k = trial < 2 ? 37 : trial < 4 ? n / 8 : n / 4;
+        test_fill_random(bx, BIG, -1, 1, &seed);
+        if (trial == 5)
+            for (int i = 0; i < BIG; i++) bx[i] = (float)(i % 97); /* heavy ties */
+        const int32_t *cp = NULL;
+        if (trial % 3 == 2) { /* a candidate list spread over all positions */
+            for (int i = 0; i < n; i++) bc[i] = (int32_t)((int64_t)i * BIG / n);
+            cp = bc;
+        }
+        lk_topk(bx, cp, n, k, bi, bw);
+        for (int i = 0; i < n; i++) order[i] = cp ? cp[i] : i, bk[order[i]] = bx[order[i]];
+        g_sort_key = bk;
+        qsort(order, (size_t)n, sizeof(int), by_key_desc);
+        for (int i = 0; i < k; i++) in[bi[i]]++;
+        int bad = 0;
+        for (int i = 0; i < k; i++) bad += in[order[i]] != 1;
+        for (int i = 0; i < k; i++) in[bi[i]] = 0;
+        CHECKF(bad == 0, "topk large n=%d k=%d cand=%d: %d differ", n, k, cp != NULL, bad);
+    }
+    free(bx), free(bw), free(bi), free(bc), free(bk), free(order), free(in);
 }
 
 int main(void) {

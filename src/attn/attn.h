@@ -99,9 +99,21 @@ void lk_attn_run(lk_attn *a, lk_pool *pool, const lk_kv_cache *kv, int layer, co
 /* ------------------------------------------------------ building blocks */
 
 /* Indices of the k largest x[cand[i]] (i < n; cand NULL: x[0..n)) written to
- * idx (k, any order), by partial selection (introselect) in O(n); work holds
- * n floats. Ties at the threshold are broken by lower index. k <= n. */
+ * idx (k, any order), by partial selection in O(n): for large n a sampled
+ * lower bound of the threshold first discards most values; work holds 2n
+ * floats. Ties at the threshold are broken by lower index. k <= n. */
 void lk_topk(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t *idx, float *work);
+
+/* out[m*ldo + s] = scale · Q[m]·K[s] for s < S, m < M: K (S, d) rows, Q (M, d)
+ * with row stride ldq. Reads every key once however many query rows. */
+void lk_scores(const float *K, int32_t S, int d, const float *Q, int ldq, int M, float scale, float *out,
+               int32_t ldo);
+
+/* out[m] (D, row stride ldo) = Σ_j w[m][j] · V[pos[j]] for m < M (pos NULL:
+ * V[j]); w (M, n) with row stride ldw; V rows of D floats, each read once
+ * per 2 query rows. */
+void lk_weighted_rows(float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos, int32_t n,
+                      const float *V, int D);
 
 /* Σ a[i]·b[i] over n floats, vectorised. */
 float lk_dot(const float *a, const float *b, int n);

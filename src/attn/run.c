@@ -28,15 +28,6 @@ static void softmax_inplace(float *x, int32_t n) {
     for (int32_t i = 0; i < n; i++) x[i] *= inv;
 }
 
-/* out (D) = Σ_j w[j] · V[pos[j]] (pos NULL: V[j]) */
-static void weighted_values(float *out, const float *w, const int32_t *pos, int32_t n, const float *V, int D) {
-    memset(out, 0, sizeof(float) * (size_t)D);
-    for (int32_t j = 0; j < n; j++) {
-        const float *vs = V + (size_t)(pos ? pos[j] : j) * D, wj = w[j];
-        for (int i = 0; i < D; i++) out[i] += wj * vs[i];
-    }
-}
-
 /* Tokens selected out of S cached: k = max(1, floor(kf*S)) (or k_fixed), at
  * least k_min, at most S. */
 static int32_t budget(const loki_attn_params *p, int32_t S) {
@@ -145,7 +136,7 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
         for (int i = 0; i < u->g; i++) {
             for (int32_t j = 0; j < C; j++) t->ex[j] = u->approx[i][cand ? cand[j] : j];
             softmax_inplace(t->ex, C);
-            weighted_values(u->out[i], t->ex, cand, C, V, D);
+            lk_weighted_rows(u->out[i], D, t->ex, C, 1, cand, C, V, D);
         }
         st->bytes_read += 4.0 * u->g * C * D;
         return;
@@ -180,7 +171,7 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
             st->jaccard_rows++;
         }
         softmax_inplace(t->ex, n);
-        weighted_values(u->out[i], t->ex, t->sel, n, V, D);
+        lk_weighted_rows(u->out[i], D, t->ex, n, 1, t->sel, n, V, D);
         if (acc)
             for (int32_t j = 0; j < n; j++) acc[t->sel[j]] += t->ex[j];
     }
@@ -200,6 +191,17 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
 static void dense_block(const lk_attn *a, const lk_kv_cache *kv, int layer, int kh, const float *q, int ldq,
                         float *out, int ldo, int32_t rows, int32_t n_keys, int32_t first_visible, float *S) {
     const int D = a->D, d = lk_kv_d(kv, layer, kh);
+    if (first_visible < 0) { /* a decode step: a few rows, keys and values streamed once */
+        lk_scores(lk_kv_klo(kv, layer, kh), n_keys, d, q, ldq, rows, a->scale, S, n_keys);
+        if (d < D) {
+            float *hi = S + (size_t)rows * n_keys;
+            lk_scores(lk_kv_khi(kv, layer, kh), n_keys, D - d, q + d, ldq, rows, a->scale, hi, n_keys);
+            for (size_t i = 0; i < (size_t)rows * n_keys; i++) S[i] += hi[i];
+        }
+        for (int32_t r = 0; r < rows; r++) softmax_inplace(S + (size_t)r * n_keys, n_keys);
+        lk_weighted_rows(out, ldo, S, n_keys, rows, NULL, n_keys, lk_kv_v(kv, layer, kh), D);
+        return;
+    }
     /* S (rows, n_keys) = scale · Q_lo · K_loᵀ (+ scale · Q_hi · K_hiᵀ) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_keys, d, a->scale, q, ldq,
                 lk_kv_klo(kv, layer, kh), d, 0.0f, S, n_keys);
@@ -247,8 +249,7 @@ static void decode_worker(void *arg, int ith, int nth) {
         }
         const int d = lk_kv_d(r->kv, r->layer, kh);
         if (a->p.method != LOKI_ATTN_H2O) { /* blk (G, S) = scale · Q_lo · K_loᵀ */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G, S, d, a->scale, q, D,
-                        lk_kv_klo(r->kv, r->layer, kh), d, 0.0f, t->blk, S);
+            lk_scores(lk_kv_klo(r->kv, r->layer, kh), S, d, q, D, G, a->scale, t->blk, S);
             st->bytes_read += 4.0 * S * d;
         }
         int g = a->p.gqa_shared ? G : 1;

@@ -74,14 +74,6 @@ static int64_t decode_weight_bytes(const loki_model *m) {
     return b;
 }
 
-static void mean_std(const double *x, int n, double *mean, double *sd) {
-    double s = 0, s2 = 0;
-    for (int i = 0; i < n; i++) s += x[i];
-    *mean = s / n;
-    for (int i = 0; i < n; i++) s2 += (x[i] - *mean) * (x[i] - *mean);
-    *sd = n > 1 ? sqrt(s2 / (n - 1)) : 0.0;
-}
-
 static int run_decode_bench(const bench_opts *o, loki_model *m) {
     loki_model_info info;
     loki_model_get_info(m, &info);
@@ -121,14 +113,13 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
         }
     }
     double pp_m, pp_s, tg_m, tg_s;
-    mean_std(pp, o->reps, &pp_m, &pp_s);
-    mean_std(tg, o->reps, &tg_m, &tg_s);
+    cli_mean_std(pp, o->reps, &pp_m, &pp_s);
+    cli_mean_std(tg, o->reps, &tg_m, &tg_s);
     int64_t wb = decode_weight_bytes(m);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     char date[32];
-    time_t now = time(NULL);
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    cli_utc_date(date, sizeof date);
     printf("{\"bench\": \"decode\", \"model\": \"%s\", \"format\": \"%s\", \"n_params\": %lld, "
            "\"threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"reps\": %d, "
            "\"prefill_tokens_per_s\": %.2f, \"prefill_tokens_per_s_std\": %.2f, "
@@ -166,14 +157,16 @@ int cli_bench(int argc, char **argv) {
         {NULL, "--tokenizer", CLI_STR, &o.tokenizer, "FILE", "tokenizer file (llama2.c tok*.bin)"},
     };
     const cli_spec spec = {"bench", "loki bench decode (-m MODEL | --random-weights SHAPE) [options]",
-                           "Measure prompt processing and decode speed; prints one JSON object.",
+                           "Measure prompt processing and decode speed; prints one JSON object.\n"
+                           "`loki bench attention --help`: one decode step of attention, dense vs loki.",
                            opts, (int)(sizeof opts / sizeof opts[0]), 1};
+    if (argc > 1 && !strcmp(argv[1], "attention")) return cli_bench_attention(argc - 1, argv + 1);
     const char *pos[1] = {NULL};
     int npos = 0;
     int rc = cli_parse(&spec, argc, argv, pos, &npos);
     if (rc) return rc == 1 ? 0 : 2;
     if (npos != 1 || strcmp(pos[0], "decode") != 0) {
-        fprintf(stderr, "loki bench: expected a benchmark name: decode (see loki bench --help)\n");
+        fprintf(stderr, "loki bench: expected a benchmark name: decode or attention (see loki bench --help)\n");
         return 2;
     }
     if (!o.model == !o.random) {

@@ -26,6 +26,15 @@ int32_t *cli_tokenize_text(const char *cmd, const loki_model *m, const char *tex
 loki_context *cli_make_context(const char *cmd, loki_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
                                const loki_attn_params *attn, int *rc);
 
+/* `loki bench attention` (bench_attn.c); argv[0] = "attention". */
+int cli_bench_attention(int argc, char **argv);
+
+/* Mean and sample standard deviation of x (n). */
+void cli_mean_std(const double *x, int n, double *mean, double *sd);
+
+/* Current UTC time as "YYYY-MM-DDTHH:MM:SSZ". */
+void cli_utc_date(char *buf, size_t cap);
+
 /* Read a whole text file (NUL-terminated); prints the error on failure. */
 char *cli_read_text(const char *cmd, const char *path, size_t *len);
 

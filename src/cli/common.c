@@ -2,7 +2,9 @@
  * reading text files, with errors printed as "loki CMD: message". */
 #include "cli/cli.h"
 
+#include <math.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "core/common.h"
@@ -77,4 +79,18 @@ loki_context *cli_make_context(const char *cmd, loki_model *m, int32_t n_ctx, in
         return NULL;
     }
     return ctx;
+}
+
+void cli_mean_std(const double *x, int n, double *mean, double *sd) {
+    double s = 0, s2 = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    *mean = s / n;
+    for (int i = 0; i < n; i++) s2 += (x[i] - *mean) * (x[i] - *mean);
+    *sd = n > 1 ? sqrt(s2 / (n - 1)) : 0.0;
+}
+
+void cli_utc_date(char *buf, size_t cap) {
+    time_t now = time(NULL);
+    struct tm tmv;
+    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tmv));
 }

@@ -1,0 +1,198 @@
+/*
+ * kernels.c - the building blocks of attention on the CPU: scores of a few
+ * query rows against many keys, weighted sums of value rows, dot products,
+ * top-k by partial selection. AVX-512 where the compiler targets it, GCC
+ * vector extensions (any SIMD) otherwise.
+ */
+#include "attn/attn.h"
+
+#include <math.h>
+#include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+/* Eight lanes of floats: GCC/Clang vector extensions, so the compiler emits
+ * AVX/NEON without intrinsics or -ffast-math. */
+typedef float lk_v8 __attribute__((vector_size(32), aligned(4)));
+
+float lk_dot(const float *a, const float *b, int n) {
+    lk_v8 acc0 = {0}, acc1 = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        lk_v8 a0, b0, a1, b1;
+        memcpy(&a0, a + i, sizeof a0);
+        memcpy(&b0, b + i, sizeof b0);
+        memcpy(&a1, a + i + 8, sizeof a1);
+        memcpy(&b1, b + i + 8, sizeof b1);
+        acc0 += a0 * b0;
+        acc1 += a1 * b1;
+    }
+    acc0 += acc1;
+    float s = 0.0f;
+    for (int j = 0; j < 8; j++) s += acc0[j];
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+void lk_scores(const float *K, int32_t S, int d, const float *Q, int ldq, int M, float scale, float *out,
+               int32_t ldo) {
+#if defined(__AVX512F__)
+    if (d % 16 == 0 && d <= 256) {
+        const int nv = d / 16;
+        for (int32_t s = 0; s < S; s++) {
+            const float *ks = K + (size_t)s * d;
+            __m512 kv[16];
+            for (int v = 0; v < nv; v++) kv[v] = _mm512_loadu_ps(ks + 16 * v);
+            for (int m = 0; m < M; m++) {
+                const float *qm = Q + (size_t)m * ldq;
+                __m512 acc = _mm512_mul_ps(kv[0], _mm512_loadu_ps(qm));
+                for (int v = 1; v < nv; v++) acc = _mm512_fmadd_ps(kv[v], _mm512_loadu_ps(qm + 16 * v), acc);
+                out[(size_t)m * ldo + s] = _mm512_reduce_add_ps(acc) * scale;
+            }
+        }
+        return;
+    }
+#endif
+    for (int32_t s = 0; s < S; s++)
+        for (int m = 0; m < M; m++) out[(size_t)m * ldo + s] = lk_dot(Q + (size_t)m * ldq, K + (size_t)s * d, d) * scale;
+}
+
+typedef float lk_v16 __attribute__((vector_size(64), aligned(4)));
+
+/* Rows m < M (M <= 2) of out[:, c0 .. c0+16*nv) = W · V[pos] over n value
+ * rows, nv <= 8: the outputs stay in registers while the rows stream by. */
+static void weighted_block(float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos, int32_t n,
+                           const float *V, int D, int c0, int nv) {
+    lk_v16 o[2][8] = {{{0}}};
+    for (int32_t j = 0; j < n; j++) {
+        const float *vs = V + (size_t)(pos ? pos[j] : j) * D + c0;
+        lk_v16 v[8];
+        memcpy(v, vs, sizeof(lk_v16) * (size_t)nv);
+        for (int m = 0; m < M; m++) {
+            float wj = w[(size_t)m * ldw + j];
+            for (int c = 0; c < nv; c++) o[m][c] += wj * v[c];
+        }
+    }
+    for (int m = 0; m < M; m++) memcpy(out + (size_t)m * ldo + c0, o[m], sizeof(lk_v16) * (size_t)nv);
+}
+
+void lk_weighted_rows(float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos, int32_t n,
+                      const float *V, int D) {
+    for (int m0 = 0; m0 < M; m0 += 2) {
+        const int mb = LK_MIN(2, M - m0);
+        float *ob = out + (size_t)m0 * ldo;
+        const float *wb = w + (size_t)m0 * ldw;
+        int c0 = 0;
+        for (; c0 + 16 <= D; c0 += 128) {
+            int nv = LK_MIN(8, (D - c0) / 16);
+            weighted_block(ob, ldo, wb, ldw, mb, pos, n, V, D, c0, nv);
+            if (nv < 8) {
+                c0 += 16 * nv;
+                break;
+            }
+        }
+        if (c0 > D) c0 = D;
+        for (int m = 0; m < mb; m++) { /* a tail of D not a multiple of 16 */
+            for (int i = c0; i < D; i++) ob[(size_t)m * ldo + i] = 0.0f;
+            for (int32_t j = 0; j < n && c0 < D; j++) {
+                const float *vs = V + (size_t)(pos ? pos[j] : j) * D;
+                for (int i = c0; i < D; i++) ob[(size_t)m * ldo + i] += wb[(size_t)m * ldw + j] * vs[i];
+            }
+        }
+    }
+}
+
+static inline void swapf(float *a, float *b) {
+    float t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Rearrange w[0..n) so that w[r] holds the element of rank r in descending
+ * order (Hoare partition around a median of three, iterating into the side
+ * that holds r). */
+static void select_rank_desc(float *w, int32_t n, int32_t r) {
+    int32_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        int32_t mid = lo + (hi - lo) / 2;
+        /* median of three to w[mid] */
+        if (w[mid] > w[lo]) swapf(&w[mid], &w[lo]);
+        if (w[hi] > w[lo]) swapf(&w[hi], &w[lo]);
+        if (w[hi] > w[mid]) swapf(&w[hi], &w[mid]);
+        float pivot = w[mid];
+        int32_t i = lo, j = hi;
+        while (i <= j) {
+            while (w[i] > pivot) i++;
+            while (w[j] < pivot) j--;
+            if (i <= j) {
+                swapf(&w[i], &w[j]);
+                i++;
+                j--;
+            }
+        }
+        /* now w[lo..j] >= pivot >= w[i..hi], and w[j+1..i-1] == pivot */
+        if (r <= j)
+            hi = j;
+        else if (r >= i)
+            lo = i;
+        else
+            return;
+    }
+}
+
+/* Output the top k of x over cand (n) given the k-th largest value t:
+ * every value above t, then values equal to t by position until k. */
+static void collect(const float *x, const int32_t *cand, int32_t n, int32_t k, float t, int32_t *idx) {
+    int32_t m = 0;
+    for (int32_t i = 0; i < n; i++) {
+        int32_t s = cand ? cand[i] : i;
+        if (x[s] > t) idx[m++] = s;
+    }
+    for (int32_t i = 0; i < n && m < k; i++) {
+        int32_t s = cand ? cand[i] : i;
+        if (x[s] == t) idx[m++] = s;
+    }
+}
+
+void lk_topk(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t *idx, float *work) {
+    if (k <= 0) return;
+    if (k >= n) {
+        for (int32_t i = 0; i < n; i++) idx[i] = cand ? cand[i] : i;
+        return;
+    }
+    enum { SAMPLE = 1024 };
+    if (n >= 8 * SAMPLE && k <= n / 4) {
+        /* A lower bound of the threshold from a strided sample, with a margin
+         * of a few standard deviations of the sample rank; the survivors
+         * (x >= bound) then hold the top k whenever there are at least k of
+         * them, which is checked, so the result is exact either way. */
+        float *sv = work, *vals = work + SAMPLE;
+        int32_t *pos = (int32_t *)(work + n);
+        for (int i = 0; i < SAMPLE; i++) {
+            int32_t j = (int32_t)((int64_t)i * n / SAMPLE);
+            sv[i] = x[cand ? cand[j] : j];
+        }
+        int32_t r = (int32_t)((int64_t)k * SAMPLE / n);
+        int32_t rr = LK_MIN(SAMPLE - 1, r + 4 * (int32_t)sqrtf((float)r + 1.0f) + 8);
+        select_rank_desc(sv, SAMPLE, rr);
+        const float bound = sv[rr];
+        int32_t ns = 0;
+        for (int32_t i = 0; i < n; i++) {
+            int32_t s = cand ? cand[i] : i;
+            if (x[s] >= bound) pos[ns++] = s;
+        }
+        if (ns >= k && ns <= n - SAMPLE) {
+            for (int32_t i = 0; i < ns; i++) vals[i] = x[pos[i]];
+            select_rank_desc(vals, ns, k - 1);
+            collect(x, pos, ns, k, vals[k - 1], idx);
+            return;
+        }
+    }
+    if (cand)
+        for (int32_t i = 0; i < n; i++) work[i] = x[cand[i]];
+    else
+        memcpy(work, x, sizeof(float) * (size_t)n);
+    select_rank_desc(work, n, k - 1);
+    collect(x, cand, n, k, work[k - 1], idx);
+}
