@@ -12,6 +12,8 @@ int cli_run(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_perplexity(int argc, char **argv);
+int cli_calibrate(int argc, char **argv);
+int cli_analyze(int argc, char **argv);
 
 /* Open a model, printing "loki CMD: <message>" on failure. */
 loki_model *cli_open_model(const char *cmd, const char *path, const char *tokenizer);

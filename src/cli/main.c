@@ -14,7 +14,9 @@ static const cli_command commands[] = {
     {"run", cli_run, "generate text from a prompt"},
     {"tokenize", cli_tokenize, "print the token ids of a text"},
     {"perplexity", cli_perplexity, "perplexity of a text file"},
-    {"bench", cli_bench, "benchmarks (decode)"},
+    {"bench", cli_bench, "benchmarks (decode, attention)"},
+    {"calibrate", cli_calibrate, "PCA of a model's keys over a text (writes a PCA file)"},
+    {"analyze", cli_analyze, "Rank@v per layer and KV head of a PCA file (text, csv, json, svg)"},
 };
 
 static void usage(FILE *f) {
