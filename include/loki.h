@@ -170,6 +170,7 @@ typedef struct loki_attn_params {
     int32_t sinks;        /* the first `sinks` tokens are always attended */
     int32_t recent;       /* the last `recent` tokens are always attended */
     bool gqa_shared;      /* one selection per KV head from its query heads' summed scores */
+    bool gqa_max;         /* with gqa_shared: rank by the largest head-relative score instead */
     float evict_kf;       /* > 0: H2O eviction keeps evict_kf*S tokens; the method selects among them */
     int32_t k_fixed;      /* > 0: every query row selects k_fixed tokens (the paper's
                              prefill-mask evaluation); rows with fewer keys attend all */

@@ -133,9 +133,15 @@ static void ref_row(const fixture *f, const loki_attn_params *p, ref_state *rs, 
         const double *key = approx[0];
         if (p->method == LOKI_ATTN_H2O) key = acc;
         else if (g > 1) {
+            double mx[G];
+            for (int i = 0; i < g; i++) {
+                mx[i] = -1e300;
+                for (int s = 0; s < S; s++) mx[i] = fmax(mx[i], approx[i][s]);
+            }
             for (int s = 0; s < S; s++) {
-                sum[s] = 0;
-                for (int i = 0; i < g; i++) sum[s] += approx[i][s];
+                sum[s] = p->gqa_max ? -1e300 : 0;
+                for (int i = 0; i < g; i++)
+                    sum[s] = p->gqa_max ? fmax(sum[s], approx[i][s] - mx[i]) : sum[s] + approx[i][s];
             }
             key = sum;
         }
@@ -401,6 +407,8 @@ int main(void) {
     cases[nc++] = (attn_case){"loki sinks/recent/k-min/dense-below", p};
     p = base, p.method = LOKI_ATTN_LOKI, p.kf = 0.25f, p.gqa_shared = true;
     cases[nc++] = (attn_case){"loki gqa-shared", p};
+    p.gqa_max = true;
+    cases[nc++] = (attn_case){"loki gqa-shared max", p};
     p = base, p.method = LOKI_ATTN_LOKI, p.kf = 0.25f, p.evict_kf = 0.5f;
     cases[nc++] = (attn_case){"loki over h2o eviction", p};
     p = base, p.method = LOKI_ATTN_EXACT_TOPK, p.k_fixed = 16;

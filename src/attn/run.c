@@ -55,6 +55,24 @@ static inline float exact_score(const lk_attn *a, const float *approx, const flo
     return Dh ? lo + lk_dot(q + d, Khi + (size_t)s * Dh, Dh) * a->scale : lo;
 }
 
+/* GQA-shared selection scores (S) of a unit's g heads: the sum of the
+ * scores, or (gqa_max) the largest score relative to its head's maximum, so
+ * a token that matters to any one head ranks high. */
+static const float *shared_scores(const unit_row *u, float *x, bool gqa_max) {
+    for (int32_t s = 0; s < u->S; s++) x[s] = gqa_max ? -FLT_MAX : 0.0f;
+    for (int i = 0; i < u->g; i++) {
+        const float *ai = u->approx[i];
+        if (!gqa_max) {
+            for (int32_t s = 0; s < u->S; s++) x[s] += ai[s];
+            continue;
+        }
+        float m = -FLT_MAX;
+        for (int32_t s = 0; s < u->S; s++) m = ai[s] > m ? ai[s] : m;
+        for (int32_t s = 0; s < u->S; s++) x[s] = ai[s] - m > x[s] ? ai[s] - m : x[s];
+    }
+    return x;
+}
+
 /* Select positions into t->sel; returns how many. x: selection scores by
  * position; cand (C) the candidates (NULL: 0..S-1). Forced tokens (sinks,
  * recent) come first, then the top (k - forced) of the rest. */
@@ -151,15 +169,7 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
         const float *x = acc;
         if (p->method != LOKI_ATTN_H2O) {
             x = u->approx[0];
-            if (u->g > 1) { /* GQA-shared: one selection from the summed scores */
-                float *sum = t->sum;
-                for (int32_t s = 0; s < S; s++) {
-                    float v = 0.0f;
-                    for (int i = 0; i < u->g; i++) v += u->approx[i][s];
-                    sum[s] = v;
-                }
-                x = sum;
-            }
+            if (u->g > 1) x = shared_scores(u, t->sum, a->p.gqa_max);
         }
         int32_t recent = p->method == LOKI_ATTN_H2O ? LK_MAX(p->recent, k / 2) : p->recent;
         n = select_tokens(a, t, x, cand, C, S, k, recent, ev);

@@ -26,6 +26,7 @@ int cli_attn_opts(cli_attn_args *a, cli_opt *o) {
         {NULL, "--sinks", CLI_INT, &a->sinks, "N", "always attend the first N tokens"},
         {NULL, "--recent", CLI_INT, &a->recent, "N", "always attend the last N tokens"},
         {NULL, "--gqa-shared", CLI_FLAG, &a->gqa_shared, "", "one selection per KV head (summed query-head scores)"},
+        {NULL, "--gqa-max", CLI_FLAG, &a->gqa_max, "", "--gqa-shared ranking by each token's best head-relative score"},
         {NULL, "--evict-kf", CLI_FLOAT, &a->evict_kf, "F", "H2O eviction keeping F of the tokens, method selects among them"},
         {NULL, "--pca-any-model", CLI_FLAG, &a->pca_any_model, "", "accept a PCA file calibrated on other weights"},
     };
@@ -65,7 +66,8 @@ int cli_attn_params(const char *cmd, const cli_attn_args *a, const char *method,
     p->dense_below = a->dense_below;
     p->sinks = a->sinks;
     p->recent = a->recent;
-    p->gqa_shared = a->gqa_shared;
+    p->gqa_shared = a->gqa_shared || a->gqa_max;
+    p->gqa_max = a->gqa_max;
     p->evict_kf = a->evict_kf;
     bool needs_pca = p->method == LOKI_ATTN_LOKI || p->method == LOKI_ATTN_PCAATTN;
     if (needs_pca && !a->pca) {
@@ -104,6 +106,6 @@ void cli_attn_describe(const loki_attn_params *p, char *buf, size_t cap) {
     if (p->dense_below) n += snprintf(buf + n, cap > (size_t)n ? cap - n : 0, " dense-below=%d", p->dense_below);
     if (p->sinks) n += snprintf(buf + n, cap > (size_t)n ? cap - n : 0, " sinks=%d", p->sinks);
     if (p->recent) n += snprintf(buf + n, cap > (size_t)n ? cap - n : 0, " recent=%d", p->recent);
-    if (p->gqa_shared) n += snprintf(buf + n, cap > (size_t)n ? cap - n : 0, " gqa-shared");
+    if (p->gqa_shared) n += snprintf(buf + n, cap > (size_t)n ? cap - n : 0, p->gqa_max ? " gqa-max" : " gqa-shared");
     if (p->evict_kf > 0) snprintf(buf + n, cap > (size_t)n ? cap - n : 0, " evict-kf=%g", p->evict_kf);
 }

@@ -10,7 +10,7 @@
 #include "cli/args.h"
 #include "loki.h"
 
-#define CLI_ATTN_N_OPTS 14
+#define CLI_ATTN_N_OPTS 15
 
 typedef struct cli_attn_args {
     const char *method;   /* --attn */
@@ -20,7 +20,7 @@ typedef struct cli_attn_args {
     const char *pca;      /* --pca */
     const char *basis;    /* --basis pre|post */
     int32_t k_min, dense_below, sinks, recent;
-    bool gqa_shared;
+    bool gqa_shared, gqa_max;
     float evict_kf;
     bool pca_any_model;   /* --pca-any-model: skip the model fingerprint check */
 } cli_attn_args;

@@ -13,6 +13,7 @@ int cli_tokenize(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_perplexity(int argc, char **argv);
 int cli_calibrate(int argc, char **argv);
+int cli_eval(int argc, char **argv);
 int cli_analyze(int argc, char **argv);
 
 /* Open a model, printing "loki CMD: <message>" on failure. */

@@ -15,6 +15,7 @@ static const cli_command commands[] = {
     {"tokenize", cli_tokenize, "print the token ids of a text"},
     {"perplexity", cli_perplexity, "perplexity of a text file"},
     {"bench", cli_bench, "benchmarks (decode, attention)"},
+    {"eval", cli_eval, "retrieval evaluations: passkey, repeated span"},
     {"calibrate", cli_calibrate, "PCA of a model's keys over a text (writes a PCA file)"},
     {"analyze", cli_analyze, "Rank@v per layer and KV head of a PCA file (text, csv, json, svg)"},
 };
