@@ -92,7 +92,8 @@ int cli_attn_params(const char *cmd, const cli_attn_args *a, const char *method,
 
 void cli_attn_describe(const loki_attn_params *p, char *buf, size_t cap) {
     int n = snprintf(buf, cap, "%s", loki_attn_method_name(p->method));
-    if (p->method != LOKI_ATTN_DENSE) n += snprintf(buf + n, cap > (size_t)n ? cap - n : 0, " kf=%g", p->kf);
+    if (p->method != LOKI_ATTN_DENSE && p->method != LOKI_ATTN_PCAATTN)
+        n += snprintf(buf + n, cap > (size_t)n ? cap - n : 0, " kf=%g", p->kf);
     if (p->method == LOKI_ATTN_LOKI || p->method == LOKI_ATTN_PCAATTN) {
         if (p->dvar > 0)
             n += snprintf(buf + n, cap > (size_t)n ? cap - n : 0, " dvar=%g%%", p->dvar * 100);
