@@ -60,21 +60,48 @@ void lk_scores(const float *K, int32_t S, int d, const float *Q, int ldq, int M,
 
 typedef float lk_v16 __attribute__((vector_size(64), aligned(4)));
 
-/* Rows m < M (M <= 2) of out[:, c0 .. c0+16*nv) = W · V[pos] over n value
- * rows, nv <= 8: the outputs stay in registers while the rows stream by. */
-static void weighted_block(float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos, int32_t n,
-                           const float *V, int D, int c0, int nv) {
-    lk_v16 o[2][8] = {{{0}}};
+/* Rows m < M (M <= 2) of out[:, c0 .. c0+16*NV) = W · V[pos] over n value
+ * rows. Always inlined with constant M and NV, so the 16*NV*M outputs live
+ * in registers while the value rows stream by. */
+static inline __attribute__((always_inline)) void weighted_block(float *out, int ldo, const float *w, int ldw,
+                                                                 const int M, const int32_t *pos, int32_t n,
+                                                                 const float *V, int D, int c0, const int NV) {
+    lk_v16 o0[8] = {{0}}, o1[8] = {{0}};
     for (int32_t j = 0; j < n; j++) {
         const float *vs = V + (size_t)(pos ? pos[j] : j) * D + c0;
-        lk_v16 v[8];
-        memcpy(v, vs, sizeof(lk_v16) * (size_t)nv);
-        for (int m = 0; m < M; m++) {
-            float wj = w[(size_t)m * ldw + j];
-            for (int c = 0; c < nv; c++) o[m][c] += wj * v[c];
+        const float w0 = w[j], w1 = M > 1 ? w[(size_t)ldw + j] : 0.0f;
+        for (int c = 0; c < NV; c++) {
+            lk_v16 v;
+            memcpy(&v, vs + 16 * c, sizeof v);
+            o0[c] += w0 * v;
+            if (M > 1) o1[c] += w1 * v;
         }
     }
-    for (int m = 0; m < M; m++) memcpy(out + (size_t)m * ldo + c0, o[m], sizeof(lk_v16) * (size_t)nv);
+    for (int c = 0; c < NV; c++) {
+        memcpy(out + c0 + 16 * c, &o0[c], sizeof o0[c]);
+        if (M > 1) memcpy(out + (size_t)ldo + c0 + 16 * c, &o1[c], sizeof o1[c]);
+    }
+}
+
+/* One chunk of up to 8 vectors of 16 columns for 1 or 2 rows. */
+static void weighted_chunk(float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos, int32_t n,
+                           const float *V, int D, int c0, int nv) {
+#define LK_WB(m, v) weighted_block(out, ldo, w, ldw, m, pos, n, V, D, c0, v)
+    if (M == 1) {
+        switch (nv) {
+        case 8: LK_WB(1, 8); return;
+        case 4: LK_WB(1, 4); return;
+        case 2: LK_WB(1, 2); return;
+        default: for (int c = 0; c < nv; c++) LK_WB(1, 1), c0 += 16; return;
+        }
+    }
+    switch (nv) {
+    case 8: LK_WB(2, 8); return;
+    case 4: LK_WB(2, 4); return;
+    case 2: LK_WB(2, 2); return;
+    default: for (int c = 0; c < nv; c++) LK_WB(2, 1), c0 += 16; return;
+    }
+#undef LK_WB
 }
 
 void lk_weighted_rows(float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos, int32_t n,
@@ -86,7 +113,7 @@ void lk_weighted_rows(float *out, int ldo, const float *w, int ldw, int M, const
         int c0 = 0;
         for (; c0 + 16 <= D; c0 += 128) {
             int nv = LK_MIN(8, (D - c0) / 16);
-            weighted_block(ob, ldo, wb, ldw, mb, pos, n, V, D, c0, nv);
+            weighted_chunk(ob, ldo, wb, ldw, mb, pos, n, V, D, c0, nv);
             if (nv < 8) {
                 c0 += 16 * nv;
                 break;

@@ -47,6 +47,13 @@ typedef struct unit_row {
     float *out[LK_ATTN_MAX_GROUP];          /* per head: (D) output */
 } unit_row;
 
+/* Prefetch the `bytes` of a row (rows of selected keys/values are gathered). */
+static inline void prefetch_row(const float *p, int bytes) {
+    for (int o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)p + o);
+}
+
+#define LK_PREFETCH_AHEAD 8 /* selected rows */
+
 /* Exact score of key s for query q: the low-rank part is already in approx. */
 static inline float exact_score(const lk_attn *a, const float *approx, const float *q, const float *Klo,
                                 const float *Khi, int d, int32_t s) {
@@ -84,6 +91,11 @@ static int32_t select_tokens(const lk_attn *a, lk_attn_thread *t, const float *x
         if (!ev || !ev[s]) t->sel[nf++] = s, t->mark[s] = 1;
     for (int32_t s = S - 1; s >= LK_MAX(S - recent, 0) && nf < k; s--)
         if (!t->mark[s] && (!ev || !ev[s])) t->sel[nf++] = s, t->mark[s] = 1;
+    if (nf == 0) { /* nothing forced: select over the candidates directly */
+        int32_t kk = LK_MIN(k, C);
+        lk_topk(x, cand, C, kk, t->sel, t->work);
+        return kk;
+    }
     int32_t nrest = 0;
     for (int32_t i = 0; i < C; i++) {
         int32_t s = cand ? cand[i] : i;
@@ -173,9 +185,23 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
         }
         int32_t recent = p->method == LOKI_ATTN_H2O ? LK_MAX(p->recent, k / 2) : p->recent;
         n = select_tokens(a, t, x, cand, C, S, k, recent, ev);
+        /* ascending positions: the gathers below then walk memory forward */
+        for (int32_t j = 0; j < n; j++) t->mark[t->sel[j]] = 1;
+        n = 0;
+        for (int32_t s = 0; s < S; s++)
+            if (t->mark[s]) t->mark[s] = 0, t->sel[n++] = s;
     }
     for (int i = 0; i < u->g; i++) {
-        for (int32_t j = 0; j < n; j++) t->ex[j] = exact_score(a, u->approx[i], u->q[i], Klo, Khi, d, t->sel[j]);
+        const int Dh = D - d;
+        for (int32_t j = 0; j < n; j++) {
+            if (j + LK_PREFETCH_AHEAD < n) {
+                int32_t sp = t->sel[j + LK_PREFETCH_AHEAD];
+                if (Dh) prefetch_row(Khi + (size_t)sp * Dh, Dh * 4);
+                prefetch_row(V + (size_t)sp * D, D * 4);
+                if (!u->approx[i]) prefetch_row(Klo + (size_t)sp * d, d * 4);
+            }
+            t->ex[j] = exact_score(a, u->approx[i], u->q[i], Klo, Khi, d, t->sel[j]);
+        }
         if (a->jaccard && !all) {
             st->jaccard_sum += jaccard_of(a, t, u, i, Klo, Khi, d, n, k);
             st->jaccard_rows++;
