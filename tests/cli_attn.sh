@@ -112,6 +112,7 @@ expect_fail "mode" "--mode" "${P[@]}" --mode sideways
 expect_fail "compare" "--compare" "${P[@]}" --attn exact-topk --compare h2o
 expect_fail "jaccard dense" "--jaccard" "${P[@]}" --jaccard
 expect_fail "evict below kf" "--evict-kf" "${P[@]}" --attn exact-topk --kf 0.5 --evict-kf 0.25
+expect_fail "evict with h2o" "--evict-kf" "${P[@]}" --attn h2o --kf 0.25 --evict-kf 0.5
 expect_fail "k-min" "--k-min" "${P[@]}" --attn exact-topk --k-min -1
 expect_fail "run kf" "--kf" "$LOKI" run -m "$HF" -p hi -n 2 --attn h2o --kf 7
 expect_fail "bench S" "--S" "$LOKI" bench attention --S 12,x

@@ -16,7 +16,7 @@
 #include "calib/pca.h"
 #include "cpu/cpu.h"
 
-enum { L = 2, H = 4, HKV = 2, D = 16, G = H / HKV, NCTX = 96 };
+enum { L = 2, H = 4, HKV = 2, D = 16, G = H / HKV, NCTX = 160 };
 
 typedef struct fixture {
     float k[NCTX][HKV][D], v[NCTX][HKV][D], q[NCTX][H][D]; /* raw (unrotated) */
@@ -120,7 +120,7 @@ static void ref_row(const fixture *f, const loki_attn_params *p, ref_state *rs, 
         }
         return;
     }
-    long kk = p->k_fixed > 0 ? p->k_fixed : (long)floor((double)p->kf * S);
+    long kk = p->k_fixed > 0 ? p->k_fixed : (long)floor((double)p->kf * (1 + 1e-7) * S);
     if (kk < 1) kk = 1;
     if (kk < p->k_min) kk = p->k_min;
     if (kk > S) kk = S;
@@ -165,7 +165,7 @@ static void ref_row(const fixture *f, const loki_attn_params *p, ref_state *rs, 
         for (int j = 0; j < C; j++)
             if (!keep[cand[j]]) ev[cand[j]] = 1;
     } else if (p->evict_kf > 0) {
-        long B = (long)floor((double)p->evict_kf * S);
+        long B = (long)floor((double)p->evict_kf * (1 + 1e-7) * S);
         if (B < 1) B = 1;
         if (C > B) {
             int keep_sel[NCTX];
@@ -211,7 +211,7 @@ static void check_method(fixture *f, const char *name, loki_attn_params p, bool 
         lk_kv_store(&kv, layer, 0, &kr[0][0][0], &f->v[0][0][0], S);
         lk_attn_run(a, lk_cpu_pool(f->cpu), &kv, layer, &qr[0][0][0], &out[0][0][0], S, 0);
     }
-    int g = p.gqa_shared ? G : 1, compared = 0, skipped = 0;
+    int g = p.gqa_shared && p.method != LOKI_ATTN_DENSE ? G : 1, compared = 0, skipped = 0;
     double max_err = 0, max_ref = 0;
     for (int s = 0; s < S; s++)
         for (int h0 = 0; h0 < H; h0 += g) {
@@ -312,6 +312,14 @@ static void test_topk(void) {
     int above = 0;
     for (int i = 0; i < 300; i++) above += x[cand[i]] > thr;
     CHECK_EQ_INT(above, 9);
+    /* NaN scores rank last: k real positions are written, no NaN chosen */
+    for (int i = 0; i < 10; i++) x[i] = (float)i;
+    x[2] = x[5] = x[9] = NAN;
+    for (int i = 0; i < 10; i++) idx[i] = -1;
+    lk_topk(x, NULL, 10, 7, idx, work);
+    int nan_or_unset = 0;
+    for (int i = 0; i < 7; i++) nan_or_unset += idx[i] < 0 || idx[i] > 9 || isnan(x[idx[i]]);
+    CHECK_EQ_INT(nan_or_unset, 0);
     /* large n takes the sampled-threshold path: same answer as sorting */
     enum { BIG = 40000 };
     float *bx = malloc(sizeof(float) * BIG), *bw = malloc(sizeof(float) * 2 * BIG);
@@ -384,12 +392,14 @@ int main(void) {
         }
     test_topk();
 
-    const int S = 80;
+    const int S = 150; /* prompt blocks of 128 rows: two of them */
     loki_attn_params base = loki_attn_default_params();
-    attn_case cases[16];
+    attn_case cases[24];
     int nc = 0;
     loki_attn_params p = base;
     cases[nc++] = (attn_case){"dense", p};
+    p.gqa_shared = true; /* dense ignores sharing */
+    cases[nc++] = (attn_case){"dense gqa-shared", p};
     p = base, p.method = LOKI_ATTN_EXACT_TOPK, p.kf = 0.25f;
     cases[nc++] = (attn_case){"exact-topk kf=.25", p};
     p = base, p.method = LOKI_ATTN_LOKI, p.kf = 0.25f, p.df = 0.25f;

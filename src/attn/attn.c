@@ -30,6 +30,7 @@ loki_status lk_attn_init(lk_attn **out, const lk_hparams *hp, const loki_attn_pa
     lk_attn *a = lk_calloc(1, sizeof *a, err);
     if (!a) return LOKI_ERR_NOMEM;
     a->p = *p;
+    a->p.gqa_shared = p->gqa_shared || p->gqa_max; /* --gqa-max implies a shared selection */
     a->L = hp->n_layer;
     a->H = hp->n_head;
     a->Hkv = hp->n_head_kv;
@@ -52,14 +53,14 @@ loki_status lk_attn_init(lk_attn **out, const lk_hparams *hp, const loki_attn_pa
     }
     /* score block rows: a decode step stacks a KV head's query heads; a
      * prompt block holds LK_ATT_ROW_BLOCK rows of each head sharing a selection */
-    size_t g_sel = p->gqa_shared ? (size_t)a->group : 1;
+    size_t g_sel = a->p.gqa_shared ? (size_t)a->group : 1;
     size_t blk_rows = LK_MAX(2 * (size_t)a->group, g_sel * (size_t)LK_MIN(n_batch, LK_ATT_ROW_BLOCK));
     if (!(a->th = lk_calloc((size_t)n_threads, sizeof *a->th, err))) goto nomem;
     for (int i = 0; i < n_threads; i++) {
         lk_attn_thread *t = &a->th[i];
         size_t N = (size_t)n_ctx;
         if (!(t->blk = aligned_f32(blk_rows * N, err)) || !(t->sum = aligned_f32(N, err)) ||
-            !(t->work = aligned_f32(2 * N, err)) || !(t->ex = aligned_f32(N, err)) ||
+            !(t->work = aligned_f32(2 * N, err)) || !(t->ex = aligned_f32(g_sel * N, err)) ||
             !(t->exall = aligned_f32(N, err)) || !(t->sel = lk_alloc_aligned(N * 4, err)) ||
             !(t->cand = lk_alloc_aligned(N * 4, err)) || !(t->rest = lk_alloc_aligned(N * 4, err)) ||
             !(t->top = lk_alloc_aligned(N * 4, err)) || !(t->mark = lk_alloc_aligned(N, err)) ||

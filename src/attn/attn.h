@@ -96,6 +96,13 @@ void lk_attn_rotate(lk_attn *a, int layer, float *x, int32_t n, int n_heads);
 void lk_attn_run(lk_attn *a, lk_pool *pool, const lk_kv_cache *kv, int layer, const float *q, float *out,
                  int32_t n, int32_t pos0);
 
+/* ⌊f·S⌋ for a fraction given as a float: f is widened by one part in 10^7
+ * so that decimal fractions not exact in binary (0.7f = 0.69999998) give
+ * the intended count (⌊0.7·10⌋ = 7). */
+static inline int64_t lk_attn_fraction(float f, int64_t S) {
+    return (int64_t)((double)f * (1.0 + 1e-7) * (double)S);
+}
+
 /* ------------------------------------------------------ building blocks */
 
 /* Indices of the k largest x[cand[i]] (i < n; cand NULL: x[0..n)) written to

@@ -11,7 +11,7 @@ typedef struct lk_attn_thread {
     float *blk;           /* (blk_rows, n_ctx) score blocks */
     float *sum;           /* summed scores of a shared (GQA) selection */
     float *work;          /* (2 n_ctx) selection workspace */
-    float *ex;            /* exact scores / weights of the selected tokens */
+    float *ex;            /* (g, n_ctx) exact scores / weights of the selected tokens per head */
     float *exall;         /* exact scores of every key (Jaccard) */
     int32_t *sel;         /* selected positions */
     int32_t *cand;        /* positions not evicted */

@@ -2,10 +2,13 @@
  * kernels.c - the building blocks of attention on the CPU: scores of a few
  * query rows against many keys, weighted sums of value rows, dot products,
  * top-k by partial selection. AVX-512 where the compiler targets it, GCC
- * vector extensions (any SIMD) otherwise.
+ * vector extensions (any SIMD) otherwise. Selection is quickselect (Hoare
+ * partition, median of three): O(n) expected, O(n²) only on adversarial
+ * orders, which scores are not.
  */
 #include "attn/attn.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 #if defined(__AVX512F__)
@@ -168,17 +171,21 @@ static void select_rank_desc(float *w, int32_t n, int32_t r) {
     }
 }
 
+/* Selection key: NaN ranks below every number, so a NaN score is never
+ * chosen over a real one and k indices are always written. */
+static inline float topk_key(float v) { return v == v ? v : -FLT_MAX; }
+
 /* Output the top k of x over cand (n) given the k-th largest value t:
  * every value above t, then values equal to t by position until k. */
 static void collect(const float *x, const int32_t *cand, int32_t n, int32_t k, float t, int32_t *idx) {
     int32_t m = 0;
     for (int32_t i = 0; i < n; i++) {
         int32_t s = cand ? cand[i] : i;
-        if (x[s] > t) idx[m++] = s;
+        if (topk_key(x[s]) > t) idx[m++] = s;
     }
     for (int32_t i = 0; i < n && m < k; i++) {
         int32_t s = cand ? cand[i] : i;
-        if (x[s] == t) idx[m++] = s;
+        if (topk_key(x[s]) == t) idx[m++] = s;
     }
 }
 
@@ -198,7 +205,7 @@ void lk_topk(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t 
         int32_t *pos = (int32_t *)(work + n);
         for (int i = 0; i < SAMPLE; i++) {
             int32_t j = (int32_t)((int64_t)i * n / SAMPLE);
-            sv[i] = x[cand ? cand[j] : j];
+            sv[i] = topk_key(x[cand ? cand[j] : j]);
         }
         int32_t r = (int32_t)((int64_t)k * SAMPLE / n);
         int32_t rr = LK_MIN(SAMPLE - 1, r + 4 * (int32_t)sqrtf((float)r + 1.0f) + 8);
@@ -207,19 +214,16 @@ void lk_topk(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t 
         int32_t ns = 0;
         for (int32_t i = 0; i < n; i++) {
             int32_t s = cand ? cand[i] : i;
-            if (x[s] >= bound) pos[ns++] = s;
+            if (topk_key(x[s]) >= bound) pos[ns++] = s;
         }
         if (ns >= k && ns <= n - SAMPLE) {
-            for (int32_t i = 0; i < ns; i++) vals[i] = x[pos[i]];
+            for (int32_t i = 0; i < ns; i++) vals[i] = topk_key(x[pos[i]]);
             select_rank_desc(vals, ns, k - 1);
             collect(x, pos, ns, k, vals[k - 1], idx);
             return;
         }
     }
-    if (cand)
-        for (int32_t i = 0; i < n; i++) work[i] = x[cand[i]];
-    else
-        memcpy(work, x, sizeof(float) * (size_t)n);
+    for (int32_t i = 0; i < n; i++) work[i] = topk_key(x[cand ? cand[i] : i]);
     select_rank_desc(work, n, k - 1);
     collect(x, cand, n, k, work[k - 1], idx);
 }

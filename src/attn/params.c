@@ -44,6 +44,9 @@ loki_status loki_attn_validate(const loki_attn_params *p, const loki_model *m, l
         return lk_fail(err, LOKI_ERR_ARG, "--k-min, --dense-below, --sinks and --recent must be >= 0");
     if (p->evict_kf < 0.0f || p->evict_kf > 1.0f)
         return lk_fail(err, LOKI_ERR_ARG, "--evict-kf must be in (0, 1] (0 = off), got %g", p->evict_kf);
+    if (p->evict_kf > 0.0f && p->method != LOKI_ATTN_LOKI && p->method != LOKI_ATTN_EXACT_TOPK)
+        return lk_fail(err, LOKI_ERR_ARG, "--evict-kf works with --attn loki or exact-topk (h2o evicts by itself), not %s",
+                       loki_attn_method_name(p->method));
     if (p->evict_kf > 0.0f && p->evict_kf < p->kf)
         return lk_fail(err, LOKI_ERR_ARG, "--evict-kf (%g) must be >= --kf (%g): the method selects among the kept tokens",
                        p->evict_kf, p->kf);

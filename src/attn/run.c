@@ -31,7 +31,7 @@ static void softmax_inplace(float *x, int32_t n) {
 /* Tokens selected out of S cached: k = max(1, floor(kf*S)) (or k_fixed), at
  * least k_min, at most S. */
 static int32_t budget(const loki_attn_params *p, int32_t S) {
-    int64_t k = p->k_fixed > 0 ? p->k_fixed : (int64_t)floor((double)p->kf * (double)S);
+    int64_t k = p->k_fixed > 0 ? p->k_fixed : lk_attn_fraction(p->kf, S);
     k = LK_MAX(k, (int64_t)1);
     k = LK_MAX(k, (int64_t)p->k_min);
     return (int32_t)LK_MIN(k, (int64_t)S);
@@ -42,6 +42,7 @@ static int32_t budget(const loki_attn_params *p, int32_t S) {
 typedef struct unit_row {
     int layer, kh, g, h0;
     int32_t S;
+    bool count_bytes;   /* decode steps count bytes read (prompt blocks do not) */
     const float *approx[LK_ATTN_MAX_GROUP]; /* per head: (S) scaled low-rank (or exact) scores, NULL for h2o */
     const float *q[LK_ATTN_MAX_GROUP];      /* per head: (D) rotated query */
     float *out[LK_ATTN_MAX_GROUP];          /* per head: (D) output */
@@ -131,7 +132,7 @@ static void evict(const lk_attn *a, lk_attn_thread *t, float *acc, uint8_t *ev, 
         for (int32_t j = 0; j < nsel; j++) t->mark[t->sel[j]] = 0;
         return;
     }
-    int32_t B = (int32_t)LK_MAX((int64_t)1, (int64_t)floor((double)a->p.evict_kf * (double)S));
+    int32_t B = (int32_t)LK_MAX((int64_t)1, lk_attn_fraction(a->p.evict_kf, S));
     if (C <= B) return;
     /* reuse sel: it is no longer needed for this row */
     int32_t n = select_tokens(a, t, acc, cand, C, S, B, B / 2, ev);
@@ -168,7 +169,7 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
             softmax_inplace(t->ex, C);
             lk_weighted_rows(u->out[i], D, t->ex, C, 1, cand, C, V, D);
         }
-        st->bytes_read += 4.0 * u->g * C * D;
+        if (u->count_bytes) st->bytes_read += 4.0 * u->g * C * D;
         return;
     }
     const int32_t k = budget(p, S);
@@ -191,31 +192,38 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
         for (int32_t s = 0; s < S; s++)
             if (t->mark[s]) t->mark[s] = 0, t->sel[n++] = s;
     }
-    for (int i = 0; i < u->g; i++) {
-        const int Dh = D - d;
-        for (int32_t j = 0; j < n; j++) {
-            if (j + LK_PREFETCH_AHEAD < n) {
-                int32_t sp = t->sel[j + LK_PREFETCH_AHEAD];
-                if (Dh) prefetch_row(Khi + (size_t)sp * Dh, Dh * 4);
-                prefetch_row(V + (size_t)sp * D, D * 4);
-                if (!u->approx[i]) prefetch_row(Klo + (size_t)sp * d, d * 4);
-            }
-            t->ex[j] = exact_score(a, u->approx[i], u->q[i], Klo, Khi, d, t->sel[j]);
+    /* exact scores of the selected rows for all g heads in one pass over the
+     * rows, then one weighted sum (M = g) over their values: a shared
+     * selection's rows are gathered once for the group */
+    const int Dh = D - d;
+    float *ex = t->ex; /* (g, n) */
+    for (int32_t j = 0; j < n; j++) {
+        if (j + LK_PREFETCH_AHEAD < n) {
+            int32_t sp = t->sel[j + LK_PREFETCH_AHEAD];
+            if (Dh) prefetch_row(Khi + (size_t)sp * Dh, Dh * 4);
+            prefetch_row(V + (size_t)sp * D, D * 4);
+            if (!u->approx[0]) prefetch_row(Klo + (size_t)sp * d, d * 4);
         }
+        for (int i = 0; i < u->g; i++)
+            ex[(size_t)i * n + j] = exact_score(a, u->approx[i], u->q[i], Klo, Khi, d, t->sel[j]);
+    }
+    for (int i = 0; i < u->g; i++) {
         if (a->jaccard && !all) {
             st->jaccard_sum += jaccard_of(a, t, u, i, Klo, Khi, d, n, k);
             st->jaccard_rows++;
         }
-        softmax_inplace(t->ex, n);
-        lk_weighted_rows(u->out[i], D, t->ex, n, 1, t->sel, n, V, D);
+        softmax_inplace(ex + (size_t)i * n, n);
         if (acc)
-            for (int32_t j = 0; j < n; j++) acc[t->sel[j]] += t->ex[j];
+            for (int32_t j = 0; j < n; j++) acc[t->sel[j]] += ex[(size_t)i * n + j];
     }
+    /* the g heads of a unit are adjacent: out rows with stride D */
+    lk_weighted_rows(u->out[0], D, ex, n, u->g, t->sel, n, V, D);
     /* bytes of the selected rows: the rest of the key (all of it for h2o,
-     * whose scores read no keys) and the value; once per shared selection */
-    int rows_g = p->gqa_shared ? 1 : u->g;
-    int key_rest = p->method == LOKI_ATTN_H2O ? D : D - d;
-    st->bytes_read += 4.0 * rows_g * (double)n * (key_rest + D);
+     * whose scores read no keys) and the value; once per selection */
+    if (u->count_bytes) {
+        int key_rest = p->method == LOKI_ATTN_H2O ? D : D - d;
+        st->bytes_read += 4.0 * (double)n * (key_rest + D);
+    }
     if (ev) evict(a, t, acc, ev, cand, C, S, n, all);
 }
 
@@ -288,9 +296,9 @@ static void decode_worker(void *arg, int ith, int nth) {
             lk_scores(lk_kv_klo(r->kv, r->layer, kh), S, d, q, D, G, a->scale, t->blk, S);
             st->bytes_read += 4.0 * S * d;
         }
-        int g = a->p.gqa_shared ? G : 1;
+        int g = a->p.gqa_shared ? G : 1; /* (dense has returned above) */
         for (int i0 = 0; i0 < G; i0 += g) {
-            unit_row u = {.layer = r->layer, .kh = kh, .g = g, .h0 = kh * G + i0, .S = S};
+            unit_row u = {.layer = r->layer, .kh = kh, .g = g, .h0 = kh * G + i0, .S = S, .count_bytes = true};
             for (int i = 0; i < g; i++) {
                 u.approx[i] = a->p.method == LOKI_ATTN_H2O ? NULL : t->blk + (size_t)(i0 + i) * S;
                 u.q[i] = q + (size_t)(i0 + i) * D;
@@ -307,7 +315,7 @@ static void prefill_worker(void *arg, int ith, int nth) {
     lk_attn *a = r->a;
     lk_attn_thread *t = &a->th[ith];
     const int D = a->D, H = a->H, G = a->group, ld = H * D;
-    const int g = a->p.gqa_shared ? G : 1, n_items = H / g;
+    const int g = a->p.gqa_shared && a->p.method != LOKI_ATTN_DENSE ? G : 1, n_items = H / g;
     for (int it = ith; it < n_items; it += nth) {
         const int h0 = it * g, kh = h0 / G, d = lk_kv_d(r->kv, r->layer, kh);
         for (int32_t r0 = 0; r0 < r->n; r0 += LK_ATT_ROW_BLOCK) {

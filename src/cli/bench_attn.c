@@ -121,7 +121,7 @@ static int run(const battn_opts *o, const int32_t *S, int nS, const char **meth,
     if (!dsplit || !res || !(kv.k = lk_alloc_aligned(n * 4, &err)) || !(kv.v = lk_alloc_aligned(n * 4, &err)) ||
         !(q = lk_alloc_aligned((size_t)o->H * D * 4, &err)) || !(out = lk_alloc_aligned((size_t)o->H * D * 4, &err)) ||
         !(sigma = malloc(sizeof(float) * (size_t)D)) || lk_pca_init(&pca, 1, o->Hkv, D, &err) ||
-        lk_cpu_init(&cpu, o->n_threads, 1, (int64_t)o->H * D, &err)) {
+        lk_cpu_init(&cpu, o->n_threads > 0 ? o->n_threads : lk_n_cpus(), 1, (int64_t)o->H * D, &err)) {
         fprintf(stderr, "loki bench attention: %s\n", err.msg[0] ? err.msg : "out of memory");
         goto done;
     }

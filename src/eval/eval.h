@@ -43,7 +43,9 @@ typedef struct lk_ppl_result {
  * window may be shorter. Each window starts from an empty cache; every token
  * after the first of a window is scored. ctx (and o->ref) must have
  * n_ctx >= window and, in prefill mode, n_batch >= window. ctx's attention
- * method is used as set; prefill mode fixes its k per window. */
+ * method is used as set; prefill mode fixes its k per window for the run
+ * (the context's own k_fixed is restored after), and Jaccard statistics are
+ * gathered only during the call. */
 loki_status lk_eval_perplexity(loki_context *ctx, const int32_t *ids, int64_t n, const lk_ppl_opts *o,
                                lk_ppl_result *out, loki_error *err);
 

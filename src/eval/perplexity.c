@@ -78,7 +78,7 @@ static loki_status eval_window(const lk_ppl_opts *o, loki_context *ctx, const in
     loki_context_reset(ctx);
     if (ref) loki_context_reset(ref);
     if (o->mode == LK_PPL_PREFILL) {
-        lk_attn_set_k_fixed(ctx->attn, (int32_t)LK_MAX(1.0, floor((double)ctx->attn_params.kf * len)));
+        lk_attn_set_k_fixed(ctx->attn, (int32_t)LK_MAX((int64_t)1, lk_attn_fraction(ctx->attn_params.kf, len)));
         loki_status st = loki_eval(ctx, ids, len, true, err);
         if (!st && ref) st = loki_eval(ref, ids, len, true, err);
         if (st) return st;
@@ -87,7 +87,7 @@ static loki_status eval_window(const lk_ppl_opts *o, loki_context *ctx, const in
             score_row(acc, lg + (size_t)i * V, rl ? rl + (size_t)i * V : NULL, V, ids[i + 1]);
         return LOKI_OK;
     }
-    lk_attn_set_k_fixed(ctx->attn, 0);
+    lk_attn_set_k_fixed(ctx->attn, ctx->attn_params.k_fixed);
     for (int32_t i = 0; i + 1 < len; i++) {
         loki_status st = loki_eval(ctx, ids + i, 1, false, err);
         if (!st && ref) st = loki_eval(ref, ids + i, 1, false, err);
@@ -108,6 +108,7 @@ loki_status lk_eval_perplexity(loki_context *ctx, const int32_t *ids, int64_t n,
     if (o->jaccard && L > LK_PPL_MAX_LAYERS)
         return lk_fail(err, LOKI_ERR_UNSUPPORTED, "perplexity: --jaccard supports up to %d layers", LK_PPL_MAX_LAYERS);
     int64_t total = (n + window - 1) / window;
+    if (n - (total - 1) * window < 2) total--; /* a 1-token tail scores nothing */
     if (o->max_windows > 0 && o->max_windows < total) total = o->max_windows;
     memset(out, 0, sizeof *out);
     ppl_acc acc = {0};
@@ -118,19 +119,19 @@ loki_status lk_eval_perplexity(loki_context *ctx, const int32_t *ids, int64_t n,
     for (int64_t w = 0; w < total; w++) {
         int64_t start = w * window;
         int32_t len = (int32_t)LK_MIN((int64_t)window, n - start);
-        if (len < 2) break; /* a 1-token tail scores nothing */
         if ((st = eval_window(o, ctx, ids + start, len, &acc, err))) {
             st = lk_fail_prefix(err, "perplexity window %lld", (long long)w);
             goto done;
         }
         /* statistics are per sequence: collect them before the next reset */
-        for (int l = 0; l < L; l++) {
-            lk_attn_stats s;
+        lk_attn_stats s;
+        lk_attn_get_stats(ctx->attn, -1, &s);
+        bytes += s.bytes_read;
+        bytes_dense += s.bytes_dense;
+        for (int l = 0; o->jaccard && l < L; l++) {
             lk_attn_get_stats(ctx->attn, l, &s);
             jac_sum[l] += s.jaccard_sum;
             jac_rows[l] += s.jaccard_rows;
-            bytes += s.bytes_read;
-            bytes_dense += s.bytes_dense;
         }
         if (o->progress) o->progress(o->ud, w + 1, total);
     }
@@ -151,8 +152,8 @@ loki_status lk_eval_perplexity(loki_context *ctx, const int32_t *ids, int64_t n,
     }
     out->jaccard = out->jaccard_rows ? js / (double)out->jaccard_rows : 0.0;
     out->bytes_frac = bytes_dense > 0.0 ? bytes / bytes_dense : 0.0;
-done:
+done: /* the context's own settings again */
     lk_attn_set_jaccard(ctx->attn, false);
-    lk_attn_set_k_fixed(ctx->attn, 0);
+    lk_attn_set_k_fixed(ctx->attn, ctx->attn_params.k_fixed);
     return st;
 }
