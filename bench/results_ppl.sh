@@ -6,6 +6,7 @@
 #
 #   bash bench/results_ppl.sh BUILD_DIR PCA_FILE OUT_DIR [CHUNKS]
 #
+# ONLY="paper beyond book jaccard" picks tables, MATCH=REGEX labels.
 # PCA_FILE: loki calibrate -m ../shared/models/fixture-15m
 #           -f ../shared/data/wikitext2-valid.tokens -c 4096 -o PCA_FILE
 set -euo pipefail
@@ -16,8 +17,9 @@ WIKI="$SHARED/data/wikitext2-test.raw"
 BOOK="$SHARED/data/books/sherlock_holmes_adventures.txt"
 mkdir -p "$OUT"
 
-run() { # table label text mode chunks args...
+run() { # table label text mode chunks args...   (MATCH=regex: only labels that match)
   local table="$1" label="$2" text="$3" mode="$4" chunks="$5"; shift 5
+  [[ -n "${MATCH:-}" && ! "$label" =~ $MATCH ]] && return 0
   local cmd=("$BIN" perplexity -m "$M" -f "$text" -c 4096 --chunks "$chunks" --mode "$mode" --pca "$PCA" -t 2 --json "$@")
   local json
   json="$("${cmd[@]}" 2>/dev/null)"
@@ -53,6 +55,8 @@ BEYOND=(
   "gqa-max kf=.5|--attn loki --kf 0.5 --df 0.25 --gqa-max"
   "gqa-max kf=.5 + k-min 64 + sinks 4 + recent 64|--attn loki --kf 0.5 --df 0.25 --gqa-max --k-min 64 --sinks 4 --recent 64"
   "k-min 64 + sinks 4 + recent 64|--attn loki --kf 0.25 --df 0.25 --k-min 64 --sinks 4 --recent 64"
+  "gqa-max kf=.75|--attn loki --kf 0.75 --df 0.25 --gqa-max"
+  "gqa-max kf=.625 + k-min 64 + sinks 4 + recent 64|--attn loki --kf 0.625 --df 0.25 --gqa-max --k-min 64 --sinks 4 --recent 64"
 )
 
 only="${ONLY:-paper beyond book jaccard}"

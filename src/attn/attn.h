@@ -106,7 +106,7 @@ static inline int64_t lk_attn_fraction(float f, int64_t S) {
 /* ------------------------------------------------------ building blocks */
 
 /* Indices of the k largest x[cand[i]] (i < n; cand NULL: x[0..n)) written to
- * idx (k, any order), by partial selection in O(n): for large n a sampled
+ * idx (k, in the order of cand: ascending positions for an ascending cand), by partial selection in O(n): for large n a sampled
  * lower bound of the threshold first discards most values; work holds 2n
  * floats. Ties at the threshold are broken by lower index. k <= n. */
 void lk_topk(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t *idx, float *work);
@@ -121,6 +121,9 @@ void lk_scores(const float *K, int32_t S, int d, const float *Q, int ldq, int M,
  * per 2 query rows. */
 void lk_weighted_rows(float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos, int32_t n,
                       const float *V, int D);
+
+/* y (n) += w · x (n), vectorised. */
+void lk_axpy(float *y, float w, const float *x, int n);
 
 /* Σ a[i]·b[i] over n floats, vectorised. */
 float lk_dot(const float *a, const float *b, int n);

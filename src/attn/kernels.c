@@ -63,6 +63,18 @@ void lk_scores(const float *K, int32_t S, int d, const float *Q, int ldq, int M,
 
 typedef float lk_v16 __attribute__((vector_size(64), aligned(4)));
 
+void lk_axpy(float *y, float w, const float *x, int n) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        lk_v16 xv, yv;
+        memcpy(&xv, x + i, sizeof xv);
+        memcpy(&yv, y + i, sizeof yv);
+        yv += w * xv;
+        memcpy(y + i, &yv, sizeof yv);
+    }
+    for (; i < n; i++) y[i] += w * x[i];
+}
+
 /* Rows m < M (M <= 2) of out[:, c0 .. c0+16*NV) = W · V[pos] over n value
  * rows. Always inlined with constant M and NV, so the 16*NV*M outputs live
  * in registers while the value rows stream by. */
@@ -175,18 +187,23 @@ static void select_rank_desc(float *w, int32_t n, int32_t r) {
  * chosen over a real one and k indices are always written. */
 static inline float topk_key(float v) { return v == v ? v : -FLT_MAX; }
 
-/* Output the top k of x over cand (n) given the k-th largest value t:
- * every value above t, then values equal to t by position until k. */
-static void collect(const float *x, const int32_t *cand, int32_t n, int32_t k, float t, int32_t *idx) {
+/* Output the top k of x over cand (n), in candidate order, given the k-th
+ * largest key t and how many of the top k equal t (`ties`, the lowest
+ * positions among those equal to t are taken). */
+static void collect(const float *x, const int32_t *cand, int32_t n, float t, int32_t ties, int32_t *idx) {
     int32_t m = 0;
     for (int32_t i = 0; i < n; i++) {
         int32_t s = cand ? cand[i] : i;
-        if (topk_key(x[s]) > t) idx[m++] = s;
+        float v = topk_key(x[s]);
+        if (v > t || (v == t && ties-- > 0)) idx[m++] = s;
     }
-    for (int32_t i = 0; i < n && m < k; i++) {
-        int32_t s = cand ? cand[i] : i;
-        if (topk_key(x[s]) == t) idx[m++] = s;
-    }
+}
+
+/* How many of the first k of w (partitioned: w[0..k) >= w[k-1]) equal w[k-1]. */
+static int32_t ties_at(const float *w, int32_t k) {
+    int32_t c = 0;
+    for (int32_t i = 0; i < k; i++) c += w[i] == w[k - 1];
+    return c;
 }
 
 void lk_topk(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t *idx, float *work) {
@@ -219,11 +236,11 @@ void lk_topk(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t 
         if (ns >= k && ns <= n - SAMPLE) {
             for (int32_t i = 0; i < ns; i++) vals[i] = topk_key(x[pos[i]]);
             select_rank_desc(vals, ns, k - 1);
-            collect(x, pos, ns, k, vals[k - 1], idx);
+            collect(x, pos, ns, vals[k - 1], ties_at(vals, k), idx);
             return;
         }
     }
     for (int32_t i = 0; i < n; i++) work[i] = topk_key(x[cand ? cand[i] : i]);
     select_rank_desc(work, n, k - 1);
-    collect(x, cand, n, k, work[k - 1], idx);
+    collect(x, cand, n, work[k - 1], ties_at(work, k), idx);
 }

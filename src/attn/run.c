@@ -53,7 +53,7 @@ static inline void prefetch_row(const float *p, int bytes) {
     for (int o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)p + o);
 }
 
-#define LK_PREFETCH_AHEAD 8 /* selected rows */
+#define LK_PREFETCH_AHEAD 16 /* selected rows */
 
 /* Exact score of key s for query q: the low-rank part is already in approx. */
 static inline float exact_score(const lk_attn *a, const float *approx, const float *q, const float *Klo,
@@ -79,6 +79,39 @@ static const float *shared_scores(const unit_row *u, float *x, bool gqa_max) {
         for (int32_t s = 0; s < u->S; s++) x[s] = ai[s] - m > x[s] ? ai[s] - m : x[s];
     }
     return x;
+}
+
+/* One query head over its n selected rows in a single pass with an online
+ * softmax (as flash-decoding does): each row's key rest and value are used
+ * while both are in cache, instead of a second gather of the values.
+ * ex (n) receives the softmax weights; out (D) the output. */
+static void attend_one_pass(const lk_attn *a, const unit_row *u, const float *Klo, const float *Khi,
+                            const float *V, int d, const int32_t *sel, int32_t n, float *ex) {
+    const int D = a->D, Dh = D - d;
+    float *out = u->out[0], m = -FLT_MAX, l = 0.0f;
+    memset(out, 0, sizeof(float) * (size_t)D);
+    for (int32_t j = 0; j < n; j++) {
+        if (j + LK_PREFETCH_AHEAD < n) {
+            int32_t sp = sel[j + LK_PREFETCH_AHEAD];
+            if (Dh) prefetch_row(Khi + (size_t)sp * Dh, Dh * 4);
+            prefetch_row(V + (size_t)sp * D, D * 4);
+            if (!u->approx[0]) prefetch_row(Klo + (size_t)sp * d, d * 4);
+        }
+        float sc = exact_score(a, u->approx[0], u->q[0], Klo, Khi, d, sel[j]);
+        ex[j] = sc;
+        if (sc > m) { /* a new maximum: rescale what has been summed */
+            float c = expf(m - sc);
+            for (int i = 0; i < D; i++) out[i] *= c;
+            l *= c;
+            m = sc;
+        }
+        float w = expf(sc - m);
+        l += w;
+        lk_axpy(out, w, V + (size_t)sel[j] * D, D);
+    }
+    const float inv = 1.0f / l;
+    for (int i = 0; i < D; i++) out[i] *= inv;
+    for (int32_t j = 0; j < n; j++) ex[j] = expf(ex[j] - m) * inv;
 }
 
 /* Select positions into t->sel; returns how many. x: selection scores by
@@ -186,18 +219,28 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
         }
         int32_t recent = p->method == LOKI_ATTN_H2O ? LK_MAX(p->recent, k / 2) : p->recent;
         n = select_tokens(a, t, x, cand, C, S, k, recent, ev);
-        /* ascending positions: the gathers below then walk memory forward */
-        for (int32_t j = 0; j < n; j++) t->mark[t->sel[j]] = 1;
-        n = 0;
-        for (int32_t s = 0; s < S; s++)
-            if (t->mark[s]) t->mark[s] = 0, t->sel[n++] = s;
+        if (p->sinks || recent) { /* forced tokens first: ascending positions for the gathers */
+            for (int32_t j = 0; j < n; j++) t->mark[t->sel[j]] = 1;
+            n = 0;
+            for (int32_t s = 0; s < S; s++)
+                if (t->mark[s]) t->mark[s] = 0, t->sel[n++] = s;
+        }
     }
     /* exact scores of the selected rows for all g heads in one pass over the
      * rows, then one weighted sum (M = g) over their values: a shared
      * selection's rows are gathered once for the group */
     const int Dh = D - d;
     float *ex = t->ex; /* (g, n) */
-    for (int32_t j = 0; j < n; j++) {
+    if (u->g == 1) {
+        attend_one_pass(a, u, Klo, Khi, V, d, t->sel, n, ex);
+        if (a->jaccard && !all) {
+            st->jaccard_sum += jaccard_of(a, t, u, 0, Klo, Khi, d, n, k);
+            st->jaccard_rows++;
+        }
+        if (acc)
+            for (int32_t j = 0; j < n; j++) acc[t->sel[j]] += ex[j];
+    }
+    for (int32_t j = 0; j < n && u->g > 1; j++) {
         if (j + LK_PREFETCH_AHEAD < n) {
             int32_t sp = t->sel[j + LK_PREFETCH_AHEAD];
             if (Dh) prefetch_row(Khi + (size_t)sp * Dh, Dh * 4);
@@ -207,7 +250,7 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
         for (int i = 0; i < u->g; i++)
             ex[(size_t)i * n + j] = exact_score(a, u->approx[i], u->q[i], Klo, Khi, d, t->sel[j]);
     }
-    for (int i = 0; i < u->g; i++) {
+    for (int i = 0; i < u->g && u->g > 1; i++) {
         if (a->jaccard && !all) {
             st->jaccard_sum += jaccard_of(a, t, u, i, Klo, Khi, d, n, k);
             st->jaccard_rows++;
@@ -217,7 +260,7 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
             for (int32_t j = 0; j < n; j++) acc[t->sel[j]] += ex[(size_t)i * n + j];
     }
     /* the g heads of a unit are adjacent: out rows with stride D */
-    lk_weighted_rows(u->out[0], D, ex, n, u->g, t->sel, n, V, D);
+    if (u->g > 1) lk_weighted_rows(u->out[0], D, ex, n, u->g, t->sel, n, V, D);
     /* bytes of the selected rows: the rest of the key (all of it for h2o,
      * whose scores read no keys) and the value; once per selection */
     if (u->count_bytes) {

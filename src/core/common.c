@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,12 +68,20 @@ void *lk_calloc(size_t count, size_t size, loki_error *err) {
 }
 
 void *lk_alloc_aligned(size_t n, loki_error *err) {
-    size_t sz = (n + 63) & ~(size_t)63;
+    /* Large buffers (the KV cache, score blocks) are 2 MiB aligned and asked
+     * to be backed by transparent huge pages: attention gathers rows spread
+     * over tens of MiB, and 4 KiB pages would cost a TLB miss per row. */
+    const size_t huge = (size_t)2 << 20;
+    size_t align = n >= 2 * huge ? huge : 64;
+    size_t sz = (n + align - 1) & ~(align - 1);
     void *p = NULL;
-    if (posix_memalign(&p, 64, sz ? sz : 64) != 0) {
+    if (posix_memalign(&p, align, sz ? sz : 64) != 0) {
         lk_fail(err, LOKI_ERR_NOMEM, "out of memory allocating %zu bytes", n);
         return NULL;
     }
+#ifdef MADV_HUGEPAGE
+    if (align == huge) (void)madvise(p, sz, MADV_HUGEPAGE); /* a hint: failure is harmless */
+#endif
     memset(p, 0, sz ? sz : 64);
     return p;
 }
