@@ -276,6 +276,42 @@ static double rel_diff(float a[][H][D], float b[][H][D], int S) {
     return e / m;
 }
 
+/* lk_scores and lk_weighted_rows against plain loops: every vector width,
+ * tails of S and D, several query rows. */
+static void test_kernels(void) {
+    uint64_t seed = 99;
+    static float K[53 * 160], Q[3 * 160], out[3 * 53], W[3 * 53], O[3 * 160];
+    const int dims[] = {4, 16, 20, 32, 48, 64, 128, 160};
+    for (int di = 0; di < 8; di++) {
+        int d = dims[di], S = 53;
+        test_fill_random(K, (size_t)S * d, -1, 1, &seed);
+        test_fill_random(Q, (size_t)3 * d, -1, 1, &seed);
+        test_fill_random(W, (size_t)3 * S, 0, 1, &seed);
+        for (int M = 1; M <= 3; M++) {
+            lk_scores(K, S, d, Q, d, M, 0.5f, out, S);
+            double e = 0;
+            for (int m = 0; m < M; m++)
+                for (int t = 0; t < S; t++) {
+                    double r = 0;
+                    for (int j = 0; j < d; j++) r += (double)Q[m * d + j] * K[t * d + j];
+                    e = fmax(e, fabs(out[m * S + t] - 0.5 * r));
+                }
+            CHECKF(e < 1e-5, "lk_scores d=%d M=%d: error %.3g", d, M, e);
+            int32_t pos[53];
+            for (int t = 0; t < S; t++) pos[t] = (t * 7) % S;
+            lk_weighted_rows(O, d, W, S, M, pos, S, K, d);
+            e = 0;
+            for (int m = 0; m < M; m++)
+                for (int j = 0; j < d; j++) {
+                    double r = 0;
+                    for (int t = 0; t < S; t++) r += (double)W[m * S + t] * K[pos[t] * d + j];
+                    e = fmax(e, fabs(O[m * d + j] - r));
+                }
+            CHECKF(e < 1e-4, "lk_weighted_rows D=%d M=%d: error %.3g", d, M, e);
+        }
+    }
+}
+
 typedef struct attn_case {
     const char *name;
     loki_attn_params p;
@@ -391,6 +427,7 @@ int main(void) {
             }
         }
     test_topk();
+    test_kernels();
 
     const int S = 150; /* prompt blocks of 128 rows: two of them */
     loki_attn_params base = loki_attn_default_params();

@@ -38,26 +38,46 @@ float lk_dot(const float *a, const float *b, int n) {
     return s;
 }
 
+#if defined(__AVX512F__)
+/* [Σ a0, Σ a1, Σ a2, Σ a3]: four horizontal sums sharing their shuffles. */
+static inline __m128 hsum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    __m512d p0 = _mm512_castps_pd(t0), p1 = _mm512_castps_pd(t1);
+    __m512 u = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(p0, p1)),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(p0, p1))); /* per 128-bit lane: a0..a3 */
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(u),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(u), 1)));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+/* Σ over nv vectors of key · query */
+static inline __m512 dot16(const float *k, const float *q, int nv) {
+    __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(k), _mm512_loadu_ps(q));
+    for (int v = 1; v < nv; v++) acc = _mm512_fmadd_ps(_mm512_loadu_ps(k + 16 * v), _mm512_loadu_ps(q + 16 * v), acc);
+    return acc;
+}
+#endif
+
 void lk_scores(const float *K, int32_t S, int d, const float *Q, int ldq, int M, float scale, float *out,
                int32_t ldo) {
+    int32_t s0 = 0;
 #if defined(__AVX512F__)
-    if (d % 16 == 0 && d <= 256) {
+    if (d % 16 == 0) { /* four keys at a time, reduced together */
         const int nv = d / 16;
-        for (int32_t s = 0; s < S; s++) {
-            const float *ks = K + (size_t)s * d;
-            __m512 kv[16];
-            for (int v = 0; v < nv; v++) kv[v] = _mm512_loadu_ps(ks + 16 * v);
+        const __m128 sc = _mm_set1_ps(scale);
+        for (; s0 + 4 <= S; s0 += 4) {
+            const float *k0 = K + (size_t)s0 * d;
             for (int m = 0; m < M; m++) {
                 const float *qm = Q + (size_t)m * ldq;
-                __m512 acc = _mm512_mul_ps(kv[0], _mm512_loadu_ps(qm));
-                for (int v = 1; v < nv; v++) acc = _mm512_fmadd_ps(kv[v], _mm512_loadu_ps(qm + 16 * v), acc);
-                out[(size_t)m * ldo + s] = _mm512_reduce_add_ps(acc) * scale;
+                __m128 r = hsum4(dot16(k0, qm, nv), dot16(k0 + d, qm, nv), dot16(k0 + 2 * d, qm, nv),
+                                 dot16(k0 + 3 * d, qm, nv));
+                _mm_storeu_ps(out + (size_t)m * ldo + s0, _mm_mul_ps(r, sc));
             }
         }
-        return;
     }
 #endif
-    for (int32_t s = 0; s < S; s++)
+    for (int32_t s = s0; s < S; s++)
         for (int m = 0; m < M; m++) out[(size_t)m * ldo + s] = lk_dot(Q + (size_t)m * ldq, K + (size_t)s * d, d) * scale;
 }
 
