@@ -64,7 +64,7 @@ for mode in prefill decode; do
   [[ " $only " == *" paper "* ]] && for e in "${PAPER[@]}"; do run paper "${e%%|*}" "$WIKI" $mode "$CHUNKS" ${e#*|}; done
   [[ " $only " == *" beyond "* ]] && for e in "${BEYOND[@]}"; do run beyond "${e%%|*}" "$WIKI" $mode "$CHUNKS" ${e#*|}; done
   if [[ " $only " == *" book "* ]]; then
-    for e in "${PAPER[0]}" "${PAPER[2]}" "${PAPER[5]}" "${PAPER[10]}" "${PAPER[14]}" "${PAPER[16]}" "${BEYOND[10]}"; do
+    for e in "${PAPER[@]}" "${BEYOND[10]}"; do
       run book "${e%%|*}" "$BOOK" $mode "$CHUNKS" ${e#*|}
     done
   fi
