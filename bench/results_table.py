@@ -69,7 +69,9 @@ def main():
         print(ppl_table(base + beyond, "WikiText-2 test, beyond the paper"), "\n")
     book = load(os.path.join(d, "book.jsonl"))
     if book:  # in the order of the paper's table (rows were run in two batches)
-        order = {r["label"]: i for i, r in enumerate(paper)}
+        order = {}
+        for r in paper:
+            order.setdefault(r["label"], len(order))
         book.sort(key=lambda r: order.get(r["label"], len(order)))
         print(ppl_table(book, "The Adventures of Sherlock Holmes (held out)"), "\n")
     jac = load(os.path.join(d, "jaccard.jsonl"))
