@@ -446,12 +446,6 @@ static int eval_main(eval_opts *o, eval_plan *pl) {
         fprintf(stderr, "loki %s: %s\n", pl->cmd, err.msg);
         goto done;
     }
-    /* refuse methods this build cannot run before spending time on others */
-    for (int i = 0; i < pl->n_methods; i++)
-        if (loki_context_set_attn(ctx, &pl->params[i], &err) != LOKI_OK) {
-            fprintf(stderr, "loki %s: %s\n", pl->cmd, err.msg);
-            goto done;
-        }
     size_t n = (size_t)pl->n_methods * pl->n_lengths * pl->n_depths * (size_t)o->trials;
     if (pl->kind == EVAL_PASSKEY ? !(pl->pk = calloc(n, sizeof *pl->pk)) : !(pl->rp = calloc(n, sizeof *pl->rp))) {
         fprintf(stderr, "loki %s: out of memory (%zu trials)\n", pl->cmd, n);
