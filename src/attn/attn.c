@@ -13,15 +13,14 @@
 
 static void *aligned_f32(size_t n, loki_error *err) { return lk_alloc_aligned(n * sizeof(float), err); }
 
-/* Reduced dimension of (layer, kv head) for a low-rank method. */
-static int32_t split_dim(const loki_attn_params *p, int32_t D, int layer, int h) {
+int32_t lk_attn_split_dim(const loki_attn_params *p, int32_t D, int layer, int h) {
     if (p->dvar > 0.0f) return lk_pca_rank(p->pca, (int)p->basis, layer, h, p->dvar);
     if (p->d > 0) return p->d;
     int32_t d = (int32_t)lrintf(p->df * (float)D);
     return LK_MAX(1, LK_MIN(d, D));
 }
 
-static bool uses_pca(const loki_attn_params *p) {
+bool lk_attn_uses_pca(const loki_attn_params *p) {
     return p->method == LOKI_ATTN_LOKI || p->method == LOKI_ATTN_PCAATTN;
 }
 
@@ -41,7 +40,7 @@ loki_status lk_attn_init(lk_attn **out, const lk_hparams *hp, const loki_attn_pa
     a->n_threads = n_threads;
     a->scale = 1.0f / sqrtf((float)a->D);
     const size_t LH = (size_t)a->L * a->H, LHkv = (size_t)a->L * a->Hkv, D = (size_t)a->D;
-    if (uses_pca(p)) {
+    if (lk_attn_uses_pca(p)) {
         if (!(a->rot = aligned_f32(LHkv * D * D, err)) || !(a->rot_tmp = aligned_f32((size_t)n_batch * D, err)))
             goto nomem;
         memcpy(a->rot, p->pca->components[p->basis], sizeof(float) * LHkv * D * D);
@@ -70,7 +69,7 @@ loki_status lk_attn_init(lk_attn **out, const lk_hparams *hp, const loki_attn_pa
     /* only now, when nothing can fail, the cache layout changes */
     for (int l = 0; l < a->L; l++)
         for (int h = 0; h < a->Hkv; h++)
-            kv->d[l * a->Hkv + h] = uses_pca(p) ? split_dim(p, a->D, l, h) : a->D;
+            kv->d[l * a->Hkv + h] = lk_attn_uses_pca(p) ? lk_attn_split_dim(p, a->D, l, h) : a->D;
     *out = a;
     return LOKI_OK;
 nomem:

@@ -21,6 +21,7 @@
 #include "core/common.h"
 #include "cpu/cpu.h"
 #include "model/model.h"
+#include "attn/budget.h"
 
 /* Most query heads per KV head that --gqa-shared supports. */
 #define LK_ATTN_MAX_GROUP 16
@@ -63,6 +64,13 @@ typedef struct lk_attn_stats {
 
 typedef struct lk_attn lk_attn;
 
+/* True for the methods that rotate keys into a PCA basis (loki, pcaattn). */
+bool lk_attn_uses_pca(const loki_attn_params *p);
+
+/* Reduced dimension d of (layer, KV head) for a low-rank method: --dvar's
+ * rank, --d, or round(df*D) clamped to [1, D]. */
+int32_t lk_attn_split_dim(const loki_attn_params *p, int32_t D, int layer, int h);
+
 /* Create the attention state of a context: per-head split dims, the PCA
  * rotation (loki/pcaattn), H2O accumulators, per-thread scratch for rows of
  * up to n_ctx keys and prompt blocks of up to n_batch rows. p must have
@@ -95,13 +103,6 @@ void lk_attn_rotate(lk_attn *a, int layer, float *x, int32_t n, int n_heads);
  * already stored); out (n, H, D). Work is spread over the pool. */
 void lk_attn_run(lk_attn *a, lk_pool *pool, const lk_kv_cache *kv, int layer, const float *q, float *out,
                  int32_t n, int32_t pos0);
-
-/* ⌊f·S⌋ for a fraction given as a float: f is widened by one part in 10^7
- * so that decimal fractions not exact in binary (0.7f = 0.69999998) give
- * the intended count (⌊0.7·10⌋ = 7). */
-static inline int64_t lk_attn_fraction(float f, int64_t S) {
-    return (int64_t)((double)f * (1.0 + 1e-7) * (double)S);
-}
 
 /* ------------------------------------------------------ building blocks */
 

@@ -28,15 +28,6 @@ static void softmax_inplace(float *x, int32_t n) {
     for (int32_t i = 0; i < n; i++) x[i] *= inv;
 }
 
-/* Tokens selected out of S cached: k = max(1, floor(kf*S)) (or k_fixed), at
- * least k_min, at most S. */
-static int32_t budget(const loki_attn_params *p, int32_t S) {
-    int64_t k = p->k_fixed > 0 ? p->k_fixed : lk_attn_fraction(p->kf, S);
-    k = LK_MAX(k, (int64_t)1);
-    k = LK_MAX(k, (int64_t)p->k_min);
-    return (int32_t)LK_MIN(k, (int64_t)S);
-}
-
 /* Everything one sharing unit (g query heads h0.. of KV head kh with one
  * selection) needs for one query row that sees S keys. */
 typedef struct unit_row {
@@ -205,8 +196,8 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
         if (u->count_bytes) st->bytes_read += 4.0 * u->g * C * D;
         return;
     }
-    const int32_t k = budget(p, S);
-    const bool all = (p->dense_below > 0 && S < p->dense_below) || k >= C;
+    const int32_t k = lk_attn_budget(p, S);
+    const bool all = lk_attn_all(p, S, C, k);
     int32_t n;
     if (all) {
         n = C;
@@ -217,7 +208,7 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
             x = u->approx[0];
             if (u->g > 1) x = shared_scores(u, t->sum, a->p.gqa_max);
         }
-        int32_t recent = p->method == LOKI_ATTN_H2O ? LK_MAX(p->recent, k / 2) : p->recent;
+        int32_t recent = lk_attn_recent(p, k);
         n = select_tokens(a, t, x, cand, C, S, k, recent, ev);
         if (p->sinks || recent) { /* forced tokens first: ascending positions for the gathers */
             for (int32_t j = 0; j < n; j++) t->mark[t->sel[j]] = 1;

@@ -1,0 +1,186 @@
+/*
+ * lk_cuda.h - the CUDA backend's C interface: a device context, the paged
+ * bf16 KV cache, and decode attention for every method (docs/GPU.md).
+ *
+ * Everything here is callable from C. Built without CUDA (no nvcc at build
+ * time), every function that can fail returns LOKI_ERR_UNSUPPORTED with a
+ * message saying so (src/cuda/stub.c); on a machine without a usable GPU,
+ * lk_cuda_init fails with a message naming the cause. Nothing exits.
+ *
+ * Device pointers are plain `void *` / typed pointers into GPU memory; every
+ * call is ordered on the context's one stream. Shapes use B = sequences in
+ * the batch, H = query heads, Hkv = KV heads, D = head_dim, P = page size.
+ */
+#ifndef LK_CUDA_H
+#define LK_CUDA_H
+
+#include "loki.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------ context */
+
+typedef struct lk_cuda lk_cuda;
+
+/* True when this build contains the CUDA backend. */
+bool lk_cuda_built(void);
+
+/* Open GPU `device` (0 = first) with one stream. Fails (LOKI_ERR_UNSUPPORTED)
+ * when the build has no CUDA, no driver or no GPU is present, or the GPU is
+ * older than the kernels' target; the message names the cause. */
+loki_status lk_cuda_init(lk_cuda **out, int device, loki_error *err);
+void lk_cuda_free(lk_cuda *cu);
+
+/* "NVIDIA H200, 132 SMs, 139.8 GiB" style description (static storage of cu). */
+const char *lk_cuda_describe(const lk_cuda *cu);
+int lk_cuda_sm_count(const lk_cuda *cu);
+
+/* Device memory, reported through err (the message names `what` and the
+ * size, and the free memory when the allocation does not fit). */
+loki_status lk_cuda_alloc(lk_cuda *cu, void **p, size_t bytes, const char *what, loki_error *err);
+void lk_cuda_dealloc(lk_cuda *cu, void *p);
+/* Copies on the context's stream; they return when the copy is complete. */
+loki_status lk_cuda_upload(lk_cuda *cu, void *dst, const void *src, size_t bytes, loki_error *err);
+loki_status lk_cuda_download(lk_cuda *cu, void *dst, const void *src, size_t bytes, loki_error *err);
+/* Wait for the stream; surfaces any error of the kernels launched on it. */
+loki_status lk_cuda_sync(lk_cuda *cu, loki_error *err);
+
+/* Graphs: capture the work enqueued on the stream between begin and end,
+ * then replay it `times` times back to back between two events; *ms is the
+ * total elapsed GPU time of the replays. */
+typedef struct lk_cuda_graph lk_cuda_graph;
+loki_status lk_cuda_capture_begin(lk_cuda *cu, loki_error *err);
+loki_status lk_cuda_capture_end(lk_cuda *cu, lk_cuda_graph **g, loki_error *err);
+loki_status lk_cuda_graph_run(lk_cuda *cu, lk_cuda_graph *g, int times, float *ms, loki_error *err);
+void lk_cuda_graph_free(lk_cuda_graph *g);
+
+/* Read bandwidth of the device memory in GB/s: a kernel that only reads a
+ * buffer of `bytes` (several times the L2) and reduces it, median of reps. */
+loki_status lk_cuda_read_bw(lk_cuda *cu, size_t bytes, int reps, double *gbs, loki_error *err);
+
+/* --------------------------------------------------------- KV cache */
+
+/* Tokens per page. 64 keeps a page's low part (64 x d bf16, 4 KiB at d = 32)
+ * one long contiguous run for the score stage, makes a page one tile of the
+ * attend kernel, and wastes at most 63 tokens per sequence (docs/GPU.md). */
+#define LK_GPU_PAGE 64
+
+/* Paged bf16 KV cache for up to max_seqs sequences. Each layer has a pool of
+ * n_pages pages shared by all sequences through one block table per
+ * sequence (a logical page of a sequence maps to the same physical page in
+ * every layer, as vLLM does). Inside a page, for each KV head h with split
+ * dim d = d[layer][h] (a multiple of 8):
+ *     k_lo (P, d)     first d components of the page's keys (score stage)
+ *     k_hi (P, D-d)   the remaining components
+ *     v    (P, D)     values, never rotated
+ * so a (layer, page, head) segment is P*2*D bf16 whatever d is. */
+typedef struct lk_gpu_kv {
+    lk_cuda *cu;                 /* borrowed */
+    int32_t n_layer, n_head_kv, head_dim, n_pages, max_seqs, max_pages_per_seq;
+    int32_t *d_host;             /* (L, Hkv) split dims */
+    int32_t *d_dev;              /* (L, Hkv) on the device */
+    uint16_t *pool;              /* bf16 (L, n_pages, Hkv, P*2*D) */
+    int32_t *block_table;        /* device (max_seqs, max_pages_per_seq), -1 = none */
+    int32_t *bt_host;            /* host mirror of block_table */
+    int32_t *seq_len;            /* device (max_seqs) tokens visible to attention */
+    int32_t *len_host;           /* host mirror of seq_len */
+    int32_t *free_pages;         /* host stack of free physical pages */
+    int32_t n_free;
+} lk_gpu_kv;
+
+/* Allocate the cache. d (L*Hkv) gives each head's split dim (NULL: D, the
+ * plain layout); every d must be a multiple of 8 in [8, D], D a multiple of
+ * 8 up to 256. A cache larger than the free GPU memory is LOKI_ERR_NOMEM
+ * with a message giving both sizes. */
+loki_status lk_gpu_kv_init(lk_cuda *cu, lk_gpu_kv **out, int32_t n_layer, int32_t n_head_kv, int32_t head_dim,
+                           const int32_t *d, int32_t n_pages, int32_t max_seqs, int32_t max_pages_per_seq,
+                           loki_error *err);
+void lk_gpu_kv_free(lk_gpu_kv *kv);
+
+/* Give sequence `seq` pages for at least n_tokens tokens (pages it already
+ * has are kept) and upload its block table row. LOKI_ERR_RANGE when the pool
+ * or the sequence's table is full. Does not change its length. */
+loki_status lk_gpu_kv_reserve(lk_gpu_kv *kv, int32_t seq, int32_t n_tokens, loki_error *err);
+/* Return all pages of `seq` to the pool; its length becomes 0. */
+void lk_gpu_kv_release(lk_gpu_kv *kv, int32_t seq);
+/* Set the tokens of `seq` that attention sees (<= its reserved pages * P). */
+loki_status lk_gpu_kv_set_len(lk_gpu_kv *kv, int32_t seq, int32_t len, loki_error *err);
+
+/* Physical slots (page * P + offset) of positions pos0 .. pos0+n-1 of `seq`
+ * (reserved) into slots (n, host). */
+void lk_gpu_kv_slots(const lk_gpu_kv *kv, int32_t seq, int32_t pos0, int32_t n, int32_t *slots);
+
+/* Store n rows into a layer: k, v (n, Hkv, D) f32 on the device, row i at
+ * physical slot slots[i] (device, n). Keys are rotated first when rot is not
+ * NULL: k' = C k with C = rot (L, Hkv, D, D) f32 on the device, rows the PCA
+ * axes (the CPU's convention), then rounded to bf16 and split at d. */
+loki_status lk_gpu_kv_store(lk_gpu_kv *kv, int layer, int32_t n, const float *k, const float *v,
+                            const int32_t *slots, const float *rot, loki_error *err);
+
+/* Read back positions pos0 .. pos0+n-1 of (layer, seq, KV head kh) as f32:
+ * k (n, D) in the stored (rotated) basis, v (n, D); host buffers. For tests. */
+loki_status lk_gpu_kv_read(lk_gpu_kv *kv, int layer, int32_t seq, int kh, int32_t pos0, int32_t n, float *k,
+                           float *v, loki_error *err);
+
+/* Fill positions 0 .. n-1 of `seq` (reserved) in every KV head of a layer
+ * with synthetic data in the stored basis: key component j uniform with
+ * standard deviation sigma[j] (host, D), values uniform in [-1, 1), from a
+ * counter hash of (seed, seq, position, head, component); sets nothing else.
+ * Used by the benchmark to build caches of any size without the host. */
+loki_status lk_gpu_kv_fill_synthetic(lk_gpu_kv *kv, int layer, int32_t seq, int32_t n, const float *sigma,
+                                     uint64_t seed, loki_error *err);
+
+/* ------------------------------------------------------- attention */
+
+typedef struct lk_gpu_attn lk_gpu_attn;
+
+/* Split dims for the GPU cache: the CPU's lk_attn_split_dim (D for methods
+ * without a PCA) rounded up to a multiple of 8, for (L, Hkv) heads into d. */
+void lk_gpu_split_dims(const loki_attn_params *p, int32_t n_layer, int32_t n_head_kv, int32_t head_dim,
+                       int32_t *d);
+
+/* Decode attention state for a cache and a method. p has passed
+ * loki_attn_validate (or equivalent checks); methods: dense, exact-topk,
+ * loki, pcaattn, h2o, with k_min, dense_below, sinks, recent, gqa_shared,
+ * gqa_max, k_fixed. evict_kf is not supported on the GPU
+ * (LOKI_ERR_UNSUPPORTED). n_head must be a multiple of kv->n_head_kv with
+ * at most 16 query heads per KV head. Scratch holds rows of up to
+ * max_batch sequences of kv->max_pages_per_seq * P tokens. */
+loki_status lk_gpu_attn_init(lk_gpu_attn **out, lk_gpu_kv *kv, int32_t n_head, int32_t max_batch,
+                             const loki_attn_params *p, loki_error *err);
+void lk_gpu_attn_free(lk_gpu_attn *a);
+
+/* Forget H2O's accumulated attention and evictions. */
+loki_status lk_gpu_attn_reset(lk_gpu_attn *a, loki_error *err);
+
+/* One decode step of a layer for sequences 0..B-1 of the cache: q (B, H, D)
+ * f32 on the device, already rotated into the PCA basis for loki/pcaattn;
+ * out (B, H, D) f32 on the device. Sequence b attends over its seq_len[b]
+ * cached tokens (its current token already stored). Asynchronous: errors
+ * of the kernels surface at the next lk_cuda_sync. Scores are q.k/sqrt(D). */
+loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, const float *q, float *out, loki_error *err);
+
+/* Per-stage timing: when on, lk_gpu_attn_decode records events around its
+ * stages; lk_gpu_attn_stage_ms waits for the last step and gives the
+ * milliseconds of score, select and attend (attend includes the split
+ * reduction and H2O's accumulation). */
+void lk_gpu_attn_set_timing(lk_gpu_attn *a, bool on);
+loki_status lk_gpu_attn_stage_ms(lk_gpu_attn *a, float ms[3], loki_error *err);
+
+/* The selection of the last decode step for (b, query head h) (per KV head
+ * with a shared selection, where every head of a group gives the same set):
+ * positions (host, up to seq_len[b]) in ascending order, their count in *n.
+ * *n = seq_len when the row attended to every candidate. For tests. */
+loki_status lk_gpu_attn_selection(lk_gpu_attn *a, int32_t b, int32_t h, int32_t *pos, int32_t *n,
+                                  loki_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
