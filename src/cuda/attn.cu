@@ -1,0 +1,249 @@
+/*
+ * attn.cu - decode attention on the GPU for every method: the state (scratch
+ * for scores, selections, split partials, H2O accumulators) and the step
+ * that runs score -> select -> attend -> reduce on the context's stream.
+ * The policy (budget, forced tokens, sharing) is attn/budget.h's, the same
+ * as the CPU path; this file only chooses kernels and launch shapes.
+ */
+#include "cuda/kernels.cuh"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern "C" {
+#include "attn/attn.h"
+}
+
+struct lk_gpu_attn {
+    lk_cuda *cu;
+    lk_gpu_kv *kv;
+    loki_attn_params p;
+    int H, Hkv, G, D, max_batch, n_ctx, sel_rows;
+    float scale;
+    bool shared;          /* one selection per KV head */
+    float *scores;        /* (max_batch, H, n_ctx) approximate scores (summed rows use b*Hkv + kvh) */
+    uint32_t *rowmax;     /* (max_batch, H) per-head maxima (gqa_max) */
+    int32_t *idx;         /* (max_batch, sel_rows, n_ctx) selected positions */
+    int32_t *n_sel;       /* (max_batch, sel_rows) */
+    float *part, *part_ml;/* (max_batch, H, LK_GPU_MAX_SPLIT, D) and (..., 2) */
+    float *ml;            /* (max_batch, H, 2) final max and sum */
+    float *raw;           /* (max_batch, H, n_ctx) exact scores by list entry (H2O) */
+    float *acc;           /* (L, max_batch, H, n_ctx) accumulated attention (H2O) */
+    uint8_t *evicted;     /* (L, max_batch, H, n_ctx) (H2O) */
+    bool timing;
+    cudaEvent_t ev[4];
+};
+
+static bool sparse_method(loki_attn_method m) {
+    return m == LOKI_ATTN_LOKI || m == LOKI_ATTN_EXACT_TOPK || m == LOKI_ATTN_H2O;
+}
+
+extern "C" loki_status lk_gpu_attn_init(lk_gpu_attn **out, lk_gpu_kv *kv, int32_t n_head, int32_t max_batch,
+                                        const loki_attn_params *p, loki_error *err) {
+    *out = NULL;
+    loki_status st = LOKI_OK;
+    const int Hkv = kv->n_head_kv, D = kv->head_dim;
+    lk_gpu_attn *a = NULL;
+    int32_t *want = NULL;
+    size_t rows = 0, n_ctx = 0, LHc = 0;
+    if (p->method < LOKI_ATTN_DENSE || p->method > LOKI_ATTN_H2O)
+        return lk_fail(err, LOKI_ERR_ARG, "GPU attention: unknown method %d", (int)p->method);
+    if (p->evict_kf > 0.0f)
+        return lk_fail(err, LOKI_ERR_UNSUPPORTED, "GPU attention: --evict-kf is not supported on the GPU (use the CPU)");
+    if (n_head < 1 || n_head % Hkv || n_head / Hkv > LK_ATTN_MAX_GROUP)
+        return lk_fail(err, LOKI_ERR_ARG, "GPU attention: %d query heads over %d KV heads (at most %d per KV head)",
+                       n_head, Hkv, LK_ATTN_MAX_GROUP);
+    if (D != 64 && D != 128 && D != 256)
+        return lk_fail(err, LOKI_ERR_UNSUPPORTED, "GPU attention: head_dim %d (the kernels take 64, 128 or 256)", D);
+    if (max_batch < 1 || max_batch > kv->max_seqs)
+        return lk_fail(err, LOKI_ERR_ARG, "GPU attention: batch %d outside 1..%d (the cache's sequences)", max_batch,
+                       kv->max_seqs);
+    /* the cache must be laid out for this method */
+    if (!(want = (int32_t *)lk_calloc((size_t)kv->n_layer * Hkv, 4, err))) return LOKI_ERR_NOMEM;
+    lk_gpu_split_dims(p, kv->n_layer, Hkv, D, want);
+    for (int i = 0; i < kv->n_layer * Hkv; i++)
+        if (want[i] != kv->d_host[i]) {
+            st = lk_fail(err, LOKI_ERR_ARG, "GPU attention: the cache splits head %d at d = %d, the method needs %d", i,
+                         kv->d_host[i], want[i]);
+            free(want);
+            return st;
+        }
+    free(want);
+    if (!(a = (lk_gpu_attn *)lk_calloc(1, sizeof *a, err))) return LOKI_ERR_NOMEM;
+    a->cu = kv->cu, a->kv = kv, a->p = *p;
+    a->p.pca = NULL; /* the kernels never read it */
+    a->shared = (p->gqa_shared || p->gqa_max) && p->method != LOKI_ATTN_DENSE && p->method != LOKI_ATTN_PCAATTN;
+    a->p.gqa_shared = a->shared;
+    a->H = n_head, a->Hkv = Hkv, a->G = n_head / Hkv, a->D = D, a->max_batch = max_batch;
+    a->n_ctx = kv->max_pages_per_seq * LK_GPU_PAGE;
+    a->sel_rows = a->shared ? Hkv : n_head;
+    a->scale = 1.0f / sqrtf((float)D);
+    rows = (size_t)max_batch * n_head, n_ctx = (size_t)a->n_ctx, LHc = (size_t)kv->n_layer * rows * n_ctx;
+    if ((st = lk_cuda_alloc(a->cu, (void **)&a->part, rows * LK_GPU_MAX_SPLIT * D * 4, "attention partials", err)) ||
+        (st = lk_cuda_alloc(a->cu, (void **)&a->part_ml, rows * LK_GPU_MAX_SPLIT * 2 * 4, "attention partials", err)) ||
+        (st = lk_cuda_alloc(a->cu, (void **)&a->ml, rows * 2 * 4, "attention partials", err)))
+        goto fail;
+    if (sparse_method(p->method)) {
+        if ((st = lk_cuda_alloc(a->cu, (void **)&a->idx, (size_t)max_batch * a->sel_rows * n_ctx * 4, "selections", err)) ||
+            (st = lk_cuda_alloc(a->cu, (void **)&a->n_sel, (size_t)max_batch * a->sel_rows * 4, "selections", err)))
+            goto fail;
+    }
+    if ((p->method == LOKI_ATTN_LOKI || p->method == LOKI_ATTN_EXACT_TOPK) &&
+        (st = lk_cuda_alloc(a->cu, (void **)&a->scores, rows * n_ctx * 4, "approximate scores", err)))
+        goto fail;
+    if (a->shared && p->gqa_max && (st = lk_cuda_alloc(a->cu, (void **)&a->rowmax, rows * 4, "score maxima", err)))
+        goto fail;
+    if (p->method == LOKI_ATTN_H2O) {
+        if ((st = lk_cuda_alloc(a->cu, (void **)&a->raw, rows * n_ctx * 4, "H2O scores", err)) ||
+            (st = lk_cuda_alloc(a->cu, (void **)&a->acc, LHc * 4, "H2O accumulators", err)) ||
+            (st = lk_cuda_alloc(a->cu, (void **)&a->evicted, LHc, "H2O evictions", err)) ||
+            (st = lk_gpu_attn_reset(a, err)))
+            goto fail;
+    }
+    for (int i = 0; i < 4; i++) LK_CUDA_TRY(cudaEventCreate(&a->ev[i]));
+    *out = a;
+    return LOKI_OK;
+fail:
+    lk_gpu_attn_free(a);
+    return st;
+}
+
+extern "C" void lk_gpu_attn_free(lk_gpu_attn *a) {
+    if (!a) return;
+    void *bufs[] = {a->scores, a->rowmax, a->idx, a->n_sel, a->part, a->part_ml, a->ml, a->raw, a->acc, a->evicted};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) lk_cuda_dealloc(a->cu, bufs[i]);
+    for (int i = 0; i < 4; i++)
+        if (a->ev[i]) cudaEventDestroy(a->ev[i]);
+    free(a);
+}
+
+extern "C" loki_status lk_gpu_attn_reset(lk_gpu_attn *a, loki_error *err) {
+    loki_status st = LOKI_OK;
+    const size_t n = (size_t)a->kv->n_layer * a->max_batch * a->H * a->n_ctx;
+    if (a->acc) LK_CUDA_TRY(cudaMemsetAsync(a->acc, 0, n * 4, a->cu->stream));
+    if (a->evicted) LK_CUDA_TRY(cudaMemsetAsync(a->evicted, 0, n, a->cu->stream));
+    LK_CUDA_TRY(cudaStreamSynchronize(a->cu->stream));
+fail:
+    return st;
+}
+
+extern "C" void lk_gpu_attn_set_timing(lk_gpu_attn *a, bool on) { a->timing = on; }
+
+extern "C" loki_status lk_gpu_attn_stage_ms(lk_gpu_attn *a, float ms[3], loki_error *err) {
+    loki_status st = LOKI_OK;
+    LK_CUDA_TRY(cudaEventSynchronize(a->ev[3]));
+    for (int i = 0; i < 3; i++) LK_CUDA_TRY(cudaEventElapsedTime(&ms[i], a->ev[i], a->ev[i + 1]));
+fail:
+    return st;
+}
+
+/* Tokens the attend stage of sequence b visits at most (sizes the splits). */
+static int32_t list_len(const lk_gpu_attn *a, int32_t S) {
+    if (!sparse_method(a->p.method) || a->p.method == LOKI_ATTN_H2O) return S;
+    const int32_t k = lk_attn_budget(&a->p, S);
+    return lk_attn_all(&a->p, S, S, k) ? S : k;
+}
+
+extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, const float *q, float *out,
+                                          loki_error *err) {
+    loki_status st = LOKI_OK;
+    lk_gpu_kv *kv = a->kv;
+    cudaStream_t s = a->cu->stream;
+    const loki_attn_method m = a->p.method;
+    const size_t lay_off = (size_t)layer * a->max_batch * a->H * a->n_ctx;
+    int32_t S_max = 0, n_max = 0;
+    const bool scored = m == LOKI_ATTN_LOKI || m == LOKI_ATTN_EXACT_TOPK;
+    const bool sum_rows = a->shared && !a->p.gqa_max && lk_pick_nh(a->G) == a->G;
+    lk_kv_view view;
+    lk_attend_args at;
+    if (layer < 0 || layer >= kv->n_layer || B < 1 || B > a->max_batch)
+        return lk_fail(err, LOKI_ERR_ARG, "GPU attention: layer %d or batch %d out of range", layer, B);
+    for (int b = 0; b < B; b++) {
+        S_max = LK_MAX(S_max, kv->len_host[b]);
+        n_max = LK_MAX(n_max, list_len(a, kv->len_host[b]));
+        if (kv->len_host[b] < 1)
+            return lk_fail(err, LOKI_ERR_ARG, "GPU attention: sequence %d has no cached tokens", b);
+    }
+    view = lk_kv_view{kv->pool, kv->block_table, kv->seq_len, kv->d_dev, kv->n_pages, kv->max_pages_per_seq,
+                      kv->n_head_kv, kv->head_dim, layer};
+    if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[0], s));
+
+    /* score: approximate (loki) or exact (exact-topk) scores of every token */
+    if (scored) {
+        lk_score_args sc = {view, q, a->H, a->G, m == LOKI_ATTN_EXACT_TOPK, sum_rows, a->scale, a->scores,
+                            a->n_ctx, a->rowmax};
+        if (a->rowmax) LK_CUDA_TRY(cudaMemsetAsync(a->rowmax, 0, (size_t)B * a->H * 4, s));
+        LK_CUDA_TRY(lk_launch_score(&sc, B, S_max, s));
+    }
+    if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[1], s));
+
+    /* select: the budget policy over the scores (or H2O's accumulators) */
+    if (sparse_method(m)) {
+        lk_select_args se;
+        memset(&se, 0, sizeof se);
+        se.p = a->p;
+        se.seq_len = kv->seq_len;
+        se.rows_per_seq = a->sel_rows, se.n_ctx = a->n_ctx, se.H = a->H;
+        se.idx = a->idx, se.n_sel = a->n_sel;
+        if (m == LOKI_ATTN_H2O) { /* a unit's accumulator row is its first head's */
+            se.scores = a->acc + lay_off, se.evicted = a->evicted + lay_off;
+            se.srow_b = a->H, se.srow_r = a->shared ? a->G : 1;
+        } else if (sum_rows) {
+            se.scores = a->scores, se.srow_b = a->Hkv, se.srow_r = 1;
+        } else if (a->shared) { /* combine the group's per-head rows */
+            se.scores = a->scores, se.srow_b = a->H, se.srow_r = a->G;
+            se.combine_g = a->G, se.combine_max = a->p.gqa_max, se.rowmax = a->rowmax;
+        } else {
+            se.scores = a->scores, se.srow_b = a->H, se.srow_r = 1;
+        }
+        LK_CUDA_TRY(lk_launch_select(&se, B, s));
+    }
+    if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[2], s));
+
+    /* attend: exact softmax over the list, split, then merged */
+    memset(&at, 0, sizeof at);
+    at.kv = view, at.q = q, at.H = a->H, at.G = a->G;
+    at.nh = sparse_method(m) && !a->shared ? 1 : lk_pick_nh(a->G);
+    at.idx = sparse_method(m) ? a->idx : NULL, at.n_sel = a->n_sel;
+    at.sel_rows = a->sel_rows, at.n_ctx = a->n_ctx;
+    at.lowrank = m == LOKI_ATTN_PCAATTN;
+    at.scale = a->scale;
+    at.part = a->part, at.part_ml = a->part_ml;
+    at.raw = m == LOKI_ATTN_H2O ? a->raw : NULL;
+    {
+        const int tiles = (n_max + LK_GPU_PAGE - 1) / LK_GPU_PAGE;
+        const int units = B * a->Hkv * (a->G / at.nh), target = lk_cuda_sm_count(a->cu) * 4;
+        int n_split = LK_MIN(LK_MIN((target + units - 1) / units, tiles), LK_GPU_MAX_SPLIT);
+        n_split = LK_MAX(n_split, 1);
+        at.tiles_per_split = (tiles + n_split - 1) / n_split;
+        at.n_split = LK_MAX((tiles + at.tiles_per_split - 1) / at.tiles_per_split, 1);
+    }
+    LK_CUDA_TRY(lk_launch_attend(&at, B, a->Hkv, s));
+    LK_CUDA_TRY(lk_launch_reduce(a->part, a->part_ml, at.n_split, B, a->H, a->D, out, a->ml, s));
+    if (m == LOKI_ATTN_H2O) {
+        lk_h2o_args h = {kv->seq_len, a->idx, a->n_sel, a->sel_rows, a->n_ctx, a->H, a->shared ? a->G : 1,
+                         a->raw, a->ml, a->acc + lay_off, a->evicted + lay_off};
+        LK_CUDA_TRY(lk_launch_h2o_update(&h, B, s));
+    }
+    if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[3], s));
+fail:
+    return st;
+}
+
+extern "C" loki_status lk_gpu_attn_selection(lk_gpu_attn *a, int32_t b, int32_t h, int32_t *pos, int32_t *n,
+                                             loki_error *err) {
+    loki_status st = LOKI_OK;
+    const int32_t S = a->kv->len_host[b], row = a->shared ? h / a->G : h;
+    int32_t ns = -1;
+    if (b < 0 || b >= a->max_batch || h < 0 || h >= a->H)
+        return lk_fail(err, LOKI_ERR_ARG, "GPU attention: selection (%d, %d) out of range", b, h);
+    if (a->idx && (st = lk_cuda_download(a->cu, &ns, a->n_sel + (size_t)b * a->sel_rows + row, 4, err))) return st;
+    if (ns < 0) {
+        for (int32_t i = 0; i < S; i++) pos[i] = i;
+        *n = S;
+        return LOKI_OK;
+    }
+    *n = ns;
+    return lk_cuda_download(a->cu, pos, a->idx + ((size_t)b * a->sel_rows + row) * a->n_ctx, (size_t)ns * 4, err);
+}

@@ -1,0 +1,85 @@
+/*
+ * common.cuh - what every CUDA source of the backend shares: the context
+ * struct, the error macro that turns a CUDA error into a loki_status with
+ * file and line (the library never exits), bf16 helpers and the page
+ * addressing of the paged KV cache (lk_cuda.h describes the layout).
+ */
+#ifndef LK_CUDA_COMMON_CUH
+#define LK_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+extern "C" {
+#include "core/common.h"
+#include "cuda/lk_cuda.h"
+}
+
+struct lk_cuda {
+    int device;
+    cudaStream_t stream;
+    cudaDeviceProp prop;
+    char desc[160];
+};
+
+/* Record a CUDA error in err: "<what> failed at file:line: <cuda message>". */
+extern "C" loki_status lk_cuda_fail(loki_error *err, cudaError_t e, const char *what, const char *file, int line);
+
+/* In a function with `loki_status st` and a `fail:` label: any CUDA error
+ * sets st and err (with the call's text, file and line) and jumps to fail. */
+#define LK_CUDA_TRY(call)                                                          \
+    do {                                                                           \
+        cudaError_t lk_e_ = (call);                                                \
+        if (lk_e_ != cudaSuccess) {                                                \
+            st = lk_cuda_fail(err, lk_e_, #call, __FILE__, __LINE__);              \
+            goto fail;                                                             \
+        }                                                                          \
+    } while (0)
+
+/* After a kernel launch: launch errors (bad configuration) surface here. */
+#define LK_CUDA_LAUNCHED() LK_CUDA_TRY(cudaGetLastError())
+
+/* bf16 <-> f32: the cache stores bf16 bits as uint16_t (C sees no bf16 type). */
+__device__ __forceinline__ float lk_bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float lk_bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+__device__ __forceinline__ uint16_t lk_dev_f32_to_bf16(float x) {
+    return __bfloat16_as_ushort(__float2bfloat16_rn(x));
+}
+
+/* Eight bf16 (one 16-byte chunk) to f32. */
+__device__ __forceinline__ void lk_unpack8(const uint4 &c, float *x) {
+    x[0] = lk_bf16_lo(c.x), x[1] = lk_bf16_hi(c.x), x[2] = lk_bf16_lo(c.y), x[3] = lk_bf16_hi(c.y);
+    x[4] = lk_bf16_lo(c.z), x[5] = lk_bf16_hi(c.z), x[6] = lk_bf16_lo(c.w), x[7] = lk_bf16_hi(c.w);
+}
+
+/* Elements of one (layer, page, KV head) segment: k_lo | k_hi | v. */
+__host__ __device__ __forceinline__ size_t lk_seg_elems(int D) { return (size_t)LK_GPU_PAGE * 2 * D; }
+
+/* Start of the (layer, page, kh) segment in the pool (L, n_pages, Hkv, P*2*D). */
+__host__ __device__ __forceinline__ size_t lk_seg_offset(int layer, int32_t page, int kh, int32_t n_pages, int Hkv,
+                                                         int D) {
+    return (((size_t)layer * n_pages + page) * Hkv + kh) * lk_seg_elems(D);
+}
+
+/* Where the cache of one layer lives, as the kernels see it. */
+struct lk_kv_view {
+    const uint16_t *pool;        /* bf16 (L, n_pages, Hkv, P*2*D) */
+    const int32_t *block_table;  /* (max_seqs, mpps) */
+    const int32_t *seq_len;      /* (max_seqs) */
+    const int32_t *dsplit;       /* (L, Hkv) */
+    int32_t n_pages, mpps, Hkv, D, layer;
+};
+
+/* Offset (elements) of 8-component chunk c of the key at slot t of a
+ * segment whose split dim is d: chunks below d/8 are in k_lo (P, d), the rest
+ * in k_hi (P, D-d). */
+__device__ __forceinline__ size_t lk_key_chunk(int t, int c, int d, int D) {
+    int j = c * 8;
+    return j < d ? (size_t)t * d + j : (size_t)LK_GPU_PAGE * d + (size_t)t * (D - d) + (j - d);
+}
+__device__ __forceinline__ size_t lk_val_chunk(int t, int c, int D) {
+    return (size_t)LK_GPU_PAGE * D + (size_t)t * D + c * 8;
+}
+
+#endif

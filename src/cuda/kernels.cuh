@@ -1,0 +1,124 @@
+/*
+ * kernels.cuh - launchers of the attention kernels, shared by the .cu files
+ * of the backend (attn.cu drives them; each kernel lives in its own file).
+ * All work on the context's stream and only enqueue; launch errors come back
+ * as cudaError_t.
+ */
+#ifndef LK_CUDA_KERNELS_CUH
+#define LK_CUDA_KERNELS_CUH
+
+#include "cuda/common.cuh"
+
+extern "C" {
+#include "attn/budget.h"
+}
+
+/* Most query heads one block of the score and attend kernels serves. */
+#define LK_GPU_MAX_NH 8
+/* Query heads per block for a group of G: the largest kernel width that
+ * divides G (G itself up to 8 for the usual groups 1, 2, 3, 4, 6, 8). */
+static inline int lk_pick_nh(int G) {
+    const int w[] = {8, 6, 4, 3, 2, 1};
+    for (int i = 0; i < 6; i++)
+        if (w[i] <= G && G % w[i] == 0) return w[i];
+    return 1;
+}
+
+/* Most splits of one row in the split-KV attend (partials are sized by it). */
+#define LK_GPU_MAX_SPLIT 128
+
+/* ------------------------------------------------------------ attend */
+
+/* Exact attention of query heads over a list of cached tokens, split over
+ * the list with partial results merged by lk_launch_reduce. */
+struct lk_attend_args {
+    lk_kv_view kv;
+    const float *q;        /* (B, H, D) */
+    int H, G, nh;          /* query heads, heads per KV head, heads per block (1 or G) */
+    const int32_t *idx;    /* (B, sel_rows, n_ctx) selected positions, ascending; NULL: all tokens */
+    const int32_t *n_sel;  /* (B, sel_rows): entries of idx; -1 = all seq_len tokens */
+    int sel_rows, n_ctx;   /* rows per sequence of idx (H or Hkv) and their stride */
+    int lowrank;           /* pcaattn: scores from the first d components only */
+    float scale;           /* 1/sqrt(D) */
+    int n_split, tiles_per_split;
+    float *part;           /* (B, H, n_split, D) unnormalised partial outputs */
+    float *part_ml;        /* (B, H, n_split, 2) running max and sum of each split */
+    float *raw;            /* (B, H, n_ctx) exact scores of list entry j, or NULL */
+};
+cudaError_t lk_launch_attend(const lk_attend_args *a, int B, int Hkv, cudaStream_t s);
+
+/* out (B, H, D) = merge of the n_split partials; ml (B, H, 2) the final max
+ * and sum (for H2O's weights), may be NULL. */
+cudaError_t lk_launch_reduce(const float *part, const float *part_ml, int n_split, int B, int H, int D, float *out,
+                             float *ml, cudaStream_t s);
+
+/* ------------------------------------------------------------- score */
+
+/* Approximate scores scale * q[:dsc] . k[:dsc] of every cached token for
+ * query heads h = kvh*G + g (keys read once per KV head):
+ *   per-head rows: out[(b*H + h)*n_ctx + pos]      (sum_rows = 0)
+ *   summed rows:   out[(b*Hkv + kvh)*n_ctx + pos]  (sum_rows = 1, GQA-shared)
+ * and, when rowmax is not NULL, each head's maximum as an orderable key
+ * (atomicMax; rowmax (B, H) must be zeroed first). dsc = the head's d
+ * (loki) or D (exact-topk on the plain layout, d = D). */
+struct lk_score_args {
+    lk_kv_view kv;
+    const float *q;  /* (B, H, D) */
+    int H, G;
+    int full;        /* 1: all D components (exact-topk), 0: the first d */
+    int sum_rows;
+    float scale;
+    float *out;
+    int n_ctx;
+    uint32_t *rowmax;
+};
+cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, cudaStream_t s);
+
+/* ------------------------------------------------------------ select */
+
+/* Per selection row (b, r): the budget policy of attn/budget.h on the row's
+ * keys; writes the selected positions in ascending order and their count,
+ * or n_sel = -1 when the row attends to all of its tokens. */
+struct lk_select_args {
+    loki_attn_params p;        /* budget fields; pointers unused */
+    const int32_t *seq_len;    /* (B) */
+    const float *scores;       /* rows of n_ctx floats: row r of sequence b starts at row b*srow_b + r*srow_r */
+    int srow_b, srow_r;
+    int rows_per_seq, n_ctx;   /* selection rows per sequence (idx, n_sel) */
+    int combine_g;             /* > 0: combine per-head rows b*H + r*G .. + G-1 (rows_per_seq = Hkv) */
+    int combine_max;           /* gqa_max: by the max of score - rowmax, else by the sum */
+    int H;                     /* heads, for combine_g */
+    const uint32_t *rowmax;    /* (B, H) for combine_max */
+    const uint8_t *evicted;    /* rows indexed like scores (H2O), or NULL */
+    int32_t *idx;              /* (B, rows_per_seq, n_ctx) */
+    int32_t *n_sel;            /* (B, rows_per_seq) */
+};
+cudaError_t lk_launch_select(const lk_select_args *a, int B, cudaStream_t s);
+
+/* Orderable key of a float: larger floats give larger keys, NaN the lowest
+ * key of any number (1); 0 is below every key (excluded tokens). */
+__device__ __forceinline__ uint32_t lk_float_key(float f) {
+    uint32_t u = __float_as_uint(f);
+    if (f != f) return 1u;
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+__device__ __forceinline__ float lk_key_float(uint32_t k) {
+    return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+/* --------------------------------------------------------------- h2o */
+
+/* After an H2O (or shared-H2O) step: acc[pos] += softmax weight of every
+ * selected token, summed over the unit's g heads; then, when the row did
+ * not attend to all candidates, every other candidate is evicted.
+ * acc / evicted rows: (b*H + h0)*n_ctx with h0 the unit's first head. */
+struct lk_h2o_args {
+    const int32_t *seq_len, *idx, *n_sel;
+    int sel_rows, n_ctx, H, g;
+    const float *raw, *ml; /* (B, H, n_ctx) exact scores by list entry; (B, H, 2) */
+    float *acc;
+    uint8_t *evicted;
+};
+cudaError_t lk_launch_h2o_update(const lk_h2o_args *a, int B, cudaStream_t s);
+
+#endif
