@@ -150,7 +150,9 @@ void lk_gpu_split_dims(const loki_attn_params *p, int32_t n_layer, int32_t n_hea
  * loki, pcaattn, h2o, with k_min, dense_below, sinks, recent, gqa_shared,
  * gqa_max, k_fixed. evict_kf is not supported on the GPU
  * (LOKI_ERR_UNSUPPORTED). n_head must be a multiple of kv->n_head_kv with
- * at most 16 query heads per KV head. Scratch holds rows of up to
+ * at most 16 query heads per KV head; head_dim 64, 128 or 256. The cache's
+ * split dims must be the method's (lk_gpu_split_dims; LOKI_ERR_ARG
+ * otherwise): dense, exact-topk and h2o need the plain layout (d = D). Scratch holds rows of up to
  * max_batch sequences of kv->max_pages_per_seq * P tokens. */
 loki_status lk_gpu_attn_init(lk_gpu_attn **out, lk_gpu_kv *kv, int32_t n_head, int32_t max_batch,
                              const loki_attn_params *p, loki_error *err);
@@ -163,7 +165,10 @@ loki_status lk_gpu_attn_reset(lk_gpu_attn *a, loki_error *err);
  * f32 on the device, already rotated into the PCA basis for loki/pcaattn;
  * out (B, H, D) f32 on the device. Sequence b attends over its seq_len[b]
  * cached tokens (its current token already stored). Asynchronous: errors
- * of the kernels surface at the next lk_cuda_sync. Scores are q.k/sqrt(D). */
+ * of the kernels surface at the next lk_cuda_sync. Scores are q.k/sqrt(D).
+ * Every sequence needs at least one cached token (LOKI_ERR_ARG). Selections
+ * follow attn/budget.h as on the CPU; ties at the threshold go to the lower
+ * position. */
 loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, const float *q, float *out, loki_error *err);
 
 /* Per-stage timing: when on, lk_gpu_attn_decode records events around its
@@ -176,7 +181,8 @@ loki_status lk_gpu_attn_stage_ms(lk_gpu_attn *a, float ms[3], loki_error *err);
 /* The selection of the last decode step for (b, query head h) (per KV head
  * with a shared selection, where every head of a group gives the same set):
  * positions (host, up to seq_len[b]) in ascending order, their count in *n.
- * *n = seq_len when the row attended to every candidate. For tests. */
+ * A row that attended to every candidate gives all candidates: 0..seq_len-1,
+ * or for H2O the tokens not evicted. For tests. */
 loki_status lk_gpu_attn_selection(lk_gpu_attn *a, int32_t b, int32_t h, int32_t *pos, int32_t *n,
                                   loki_error *err);
 

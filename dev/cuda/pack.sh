@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Build loki with CUDA for a generic x86-64 CPU (the GPU machine's CPU may
+# lack this one's extensions) and pack the binaries and the shared libraries
+# they need into .carry/gpu-pack.tar.xz (git-ignored; about 11 MB, under the
+# device tool's 64 MiB), so a GPU machine without the Debian -dev packages
+# can run them. There:
+#   mkdir -p /tmp/lk && tar -C /tmp/lk -xJf .carry/gpu-pack.tar.xz
+#   /tmp/lk/run-gpu-tests.sh                       # the `gpu` tests under CTest
+#   LD_LIBRARY_PATH=/tmp/lk/lib /tmp/lk/bin/loki bench attention --device cuda
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DLOKI_NATIVE=OFF -DLOKI_CUDA=ON >/dev/null
+cmake --build build-cuda -j"$(nproc)" 2>&1 | grep -E "error|warning" | grep -v spill || true
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/bin" "$stage/lib"
+tests=$(cd build-cuda/tests && ls test_cuda_* 2>/dev/null | grep -v '\.' || true)
+cp build-cuda/loki "$stage"/bin/
+for t in $tests; do cp "build-cuda/tests/$t" "$stage"/bin/; done
+for f in "$stage"/bin/*; do
+  ldd "$f" | awk '/=> \// {print $3}' | grep -Ev 'lib(c|m|dl|rt|pthread|stdc\+\+|gcc_s)\.so' || true
+done | sort -u | while read -r lib; do cp -L "$lib" "$stage"/lib/; done
+{
+  echo '#!/usr/bin/env bash'
+  echo '# Run the gpu-labelled tests under CTest from the packed binaries.'
+  echo 'set -e; here=$(cd "$(dirname "$0")" && pwd); export LD_LIBRARY_PATH=$here/lib'
+  echo 'mkdir -p "$here/ctest"; : > "$here/ctest/CTestTestfile.cmake"'
+  echo "for t in $tests; do"
+  echo '  echo "add_test($t \"$here/bin/$t\")" >> "$here/ctest/CTestTestfile.cmake"'
+  echo '  echo "set_tests_properties($t PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 TIMEOUT 1200)" >> "$here/ctest/CTestTestfile.cmake"'
+  echo 'done'
+  echo 'cd "$here/ctest" && ctest -L gpu --output-on-failure "$@"'
+} > "$stage"/run-gpu-tests.sh
+chmod +x "$stage"/run-gpu-tests.sh
+strip "$stage"/bin/* "$stage"/lib/* 2>/dev/null || true
+mkdir -p .carry && tar -C "$stage" -cJf .carry/gpu-pack.tar.xz . && ls -la .carry/gpu-pack.tar.xz
