@@ -158,7 +158,8 @@ int cli_bench(int argc, char **argv) {
     };
     const cli_spec spec = {"bench", "loki bench decode (-m MODEL | --random-weights SHAPE) [options]",
                            "Measure prompt processing and decode speed; prints one JSON object.\n"
-                           "`loki bench attention --help`: one decode step of attention, dense vs loki.",
+                           "`loki bench attention --help`: one decode step of attention, dense vs loki, on the CPU\n"
+                           "or with --device cuda on the GPU (`loki bench attention --device cuda --help`).",
                            opts, (int)(sizeof opts / sizeof opts[0]), 1};
     if (argc > 1 && !strcmp(argv[1], "attention")) return cli_bench_attention(argc - 1, argv + 1);
     const char *pos[1] = {NULL};

@@ -8,6 +8,7 @@
  * in a real cache. Reports time, KV bytes read and GB/s; one JSON object.
  */
 #include "cli/args.h"
+#include "cli/bench_attn_cuda.h"
 #include "cli/cli.h"
 
 #include <math.h>
@@ -18,17 +19,17 @@
 #include "calib/pca.h"
 #include "core/common.h"
 
-#define MAX_LIST 16
+#define MAX_LIST BATTN_MAX_LIST
 
 typedef struct battn_opts {
-    const char *s_list, *methods;
+    const char *s_list, *methods, *device;
     int32_t H, Hkv, D, n_threads, reps;
     float kf, df, decay, bw;
     bool gqa_shared;
 } battn_opts;
 
 /* Parse "a,b,c" of positive integers; returns the count or -1. */
-static int parse_int_list(const char *s, int32_t *out, int cap) {
+int battn_parse_int_list(const char *s, int32_t *out, int cap) {
     int n = 0;
     const char *p = s;
     while (*p) {
@@ -43,7 +44,7 @@ static int parse_int_list(const char *s, int32_t *out, int cap) {
 
 /* Uniform in [-1, 1) from a counter (splitmix64), so any layout of the
  * cache holds the same keys. */
-static float hash_uniform(uint64_t x) {
+float battn_hash_uniform(uint64_t x) {
     x += 0x9e3779b97f4a7c15ull;
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
@@ -62,12 +63,27 @@ static void fill_cache(lk_kv_cache *kv, const float *sigma) {
         for (int h = 0; h < kv->n_head_kv; h++)
             for (int j = 0; j < D; j++) {
                 uint64_t c = (((uint64_t)s * kv->n_head_kv + h) * D + j) * 2;
-                row[h * D + j] = 1.7320508f * sigma[j] * hash_uniform(c);
-                vrow[h * D + j] = hash_uniform(c + 1);
+                row[h * D + j] = 1.7320508f * sigma[j] * battn_hash_uniform(c);
+                vrow[h * D + j] = battn_hash_uniform(c + 1);
             }
         lk_kv_store(kv, 0, s, row, vrow, 1);
     }
     free(row);
+}
+
+/* The cache already holds keys in the PCA basis: identity axes, eigenvalue
+ * j = exp(-j/decay) (the keys' variances). pca comes zeroed (lk_pca_init). */
+void battn_identity_pca(loki_pca *pca, float decay) {
+    const int D = pca->head_dim;
+    for (int b = 0; b < LK_PCA_N_BASIS; b++)
+        for (int l = 0; l < pca->n_layer; l++)
+            for (int h = 0; h < pca->n_head_kv; h++) {
+                float *C = (float *)lk_pca_components(pca, b, l, h), *e = (float *)lk_pca_eigenvalues(pca, b, l, h);
+                for (int j = 0; j < D; j++) {
+                    e[j] = expf(-(float)j / decay);
+                    C[j * D + j] = 1.0f;
+                }
+            }
 }
 
 typedef struct battn_result {
@@ -125,18 +141,10 @@ static int run(const battn_opts *o, const int32_t *S, int nS, const char **meth,
         fprintf(stderr, "loki bench attention: %s\n", err.msg[0] ? err.msg : "out of memory");
         goto done;
     }
-    /* the cache already holds keys in the PCA basis: identity axes */
-    for (int b = 0; b < LK_PCA_N_BASIS; b++)
-        for (int h = 0; h < o->Hkv; h++) {
-            float *C = (float *)lk_pca_components(pca, b, 0, h), *e = (float *)lk_pca_eigenvalues(pca, b, 0, h);
-            for (int j = 0; j < D; j++) {
-                e[j] = expf(-(float)j / o->decay);
-                C[j * D + j] = 1.0f;
-            }
-        }
+    battn_identity_pca(pca, o->decay);
     for (int j = 0; j < D; j++) sigma[j] = sqrtf(expf(-(float)j / o->decay));
     for (int h = 0; h < o->H; h++)
-        for (int j = 0; j < D; j++) q[h * D + j] = 1.7320508f * sigma[j] * hash_uniform(~(uint64_t)(h * D + j));
+        for (int j = 0; j < D; j++) q[h * D + j] = 1.7320508f * sigma[j] * battn_hash_uniform(~(uint64_t)(h * D + j));
     for (int m = 0; m < nm; m++) {
         loki_attn_params p = loki_attn_default_params();
         p.method = (loki_attn_method)loki_attn_method_parse(meth[m]);
@@ -182,7 +190,25 @@ done:
     return rc;
 }
 
+/* The value of --device (NULL when absent), found before parsing because
+ * the GPU path has its own option table (bench_attn_cuda.c). A missing
+ * value is left to cli_parse to report. */
+static const char *find_device(int argc, char **argv) {
+    const char *dev = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--device") && i + 1 < argc) dev = argv[++i];
+        else if (!strncmp(argv[i], "--device=", 9)) dev = argv[i] + 9;
+    }
+    return dev;
+}
+
 int cli_bench_attention(int argc, char **argv) {
+    const char *dev = find_device(argc, argv);
+    if (dev && !strcmp(dev, "cuda")) return cli_bench_attention_cuda(argc, argv);
+    if (dev && strcmp(dev, "cpu")) {
+        fprintf(stderr, "loki bench attention: --device must be cpu or cuda, got '%s'\n", dev);
+        return 2;
+    }
     battn_opts o = {.s_list = "4096,16384,65536", .methods = "dense,loki", .H = 32, .Hkv = 32, .D = 128,
                     .reps = 10, .kf = 0.125f, .df = 0.25f, .decay = 24.0f};
     const cli_opt opts[] = {
@@ -198,15 +224,18 @@ int cli_bench_attention(int argc, char **argv) {
         {NULL, "--bw", CLI_FLOAT, &o.bw, "GB/s", "memory bandwidth: also report the time reading the bytes at it takes"},
         {"-t", "--threads", CLI_INT, &o.n_threads, "N", "compute threads (default: all CPUs)"},
         {"-r", "--reps", CLI_INT, &o.reps, "N", "timed repetitions after one warm-up (default 10)"},
+        {NULL, "--device", CLI_STR, &o.device, "cpu|cuda",
+         "cpu (default) or cuda: the GPU kernels, options in `--device cuda --help`"},
     };
     const cli_spec spec = {"bench attention", "loki bench attention [options]",
                            "Time one decode step of attention (one layer) over S cached synthetic keys\n"
-                           "for each method; prints one JSON object, a summary on stderr.",
+                           "for each method; prints one JSON object, a summary on stderr.\n"
+                           "`--device cuda` runs the GPU kernels instead (its options: --device cuda --help).",
                            opts, (int)(sizeof opts / sizeof opts[0]), 0};
     int rc = cli_parse(&spec, argc, argv, NULL, NULL);
     if (rc) return rc == 1 ? 0 : 2;
     int32_t S[MAX_LIST];
-    int nS = parse_int_list(o.s_list, S, MAX_LIST);
+    int nS = battn_parse_int_list(o.s_list, S, MAX_LIST);
     if (nS <= 0) {
         fprintf(stderr, "loki bench attention: --S must be a comma-separated list of 1..%d positive integers, got '%s'\n",
                 MAX_LIST, o.s_list);
