@@ -22,8 +22,12 @@
 #define ATT_WARPS 4
 #define ATT_THREADS (ATT_WARPS * 32)
 
-template <int D> struct att_cfg {
-    static constexpr int STAGES = D <= 128 ? 3 : 2;
+/* STAGES: cp.async pipeline depth. Measured on the H200 (docs/RESULTS.md):
+ * dense MHA streams best 3 deep (2 blocks per SM, 98% of the read bandwidth
+ * at B = 16, S = 32k); gathers and GQA groups do better 2 deep (3 blocks per
+ * SM: more warps to hide their longer compute and gather latency). */
+template <int D, int STAGES_> struct att_cfg {
+    static constexpr int STAGES = STAGES_;
     static constexpr int LPT = D / 8;                  /* lanes per key row */
     static constexpr int TPI = 32 / LPT;               /* tokens per warp iteration */
     static constexpr int WT = ATT_TILE / ATT_WARPS;    /* tokens per warp per tile */
@@ -42,9 +46,9 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-template <int D, int NH>
+template <int D, int NH, int STAGES>
 __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_args a) {
-    using C = att_cfg<D>;
+    using C = att_cfg<D, STAGES>;
     extern __shared__ __align__(16) uint16_t sm[];
     const int split = blockIdx.x, b = blockIdx.z, groups = a.G / a.nh;
     const int kvh = blockIdx.y / groups, h0 = kvh * a.G + (blockIdx.y % groups) * a.nh;
@@ -53,11 +57,11 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
     const int sel_row = a.sel_rows == a.H ? h0 : kvh;
 
     /* the token list: positions 0..S-1, or the selection */
-    const int32_t *list = NULL;
+    const int32_t *list = NULL; /* physical slots of the selection */
     int n = S;
     if (a.idx) {
         const int ns = a.n_sel[b * a.sel_rows + sel_row];
-        if (ns >= 0) n = ns, list = a.idx + ((size_t)b * a.sel_rows + sel_row) * a.n_ctx;
+        if (ns >= 0) n = ns, list = a.slots + ((size_t)b * a.sel_rows + sel_row) * a.n_ctx;
     }
     const int tiles = (n + ATT_TILE - 1) / ATT_TILE;
     const int t_begin = split * a.tiles_per_split, t_end = min(tiles, t_begin + a.tiles_per_split);
@@ -75,22 +79,36 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
         m[h] = -INFINITY, l[h] = 0.0f;
     }
 
-    /* loader: each thread moves a fixed chunk column of every (THREADS/CPT)th token */
+    /* loader: each thread moves a fixed chunk column (cc) of every
+     * (THREADS/CPT)th token of a tile; the column fixes the region of the
+     * segment (k_lo, k_hi or v) and its row stride, so a token's source is
+     * segment(page) + roff + slot * rstride. Dense tiles are whole pages:
+     * one block-table lookup per tile. */
     const int cc = threadIdx.x % C::CPT, ch = cc < D / 8 ? cc : cc - D / 8;
     const bool isk = cc < D / 8, skip = a.lowrank && isk && ch * 8 >= d;
+    const int rstride = !isk ? D : ch * 8 < d ? d : D - d;
+    const int roff = !isk ? ATT_TILE * D + ch * 8 : ch * 8 < d ? ch * 8 : ATT_TILE * d + ch * 8 - d;
+    const uint16_t *head0 = a.kv.pool + lk_seg_offset(a.kv.layer, 0, kvh, a.kv.n_pages, a.kv.Hkv, D) + roff;
+    const size_t page_stride = (size_t)a.kv.Hkv * lk_seg_elems(D);
     auto load = [&](int tile, int stage) {
         uint16_t *dst0 = sm + stage * C::STAGE_ELEMS + (isk ? 0 : ATT_TILE * D) + ch * 8;
         if (skip) return;
+        if (!list) {
+            const uint16_t *src0 = head0 + (size_t)bt[tile] * page_stride;
+            const int valid = n - tile * ATT_TILE;
+#pragma unroll 8
+            for (int tok = threadIdx.x / C::CPT; tok < ATT_TILE; tok += ATT_THREADS / C::CPT)
+                cp_async16(dst0 + tok * D, tok < valid ? src0 + tok * rstride : head0, tok < valid ? 16 : 0);
+            return;
+        }
 #pragma unroll 4
         for (int tok = threadIdx.x / C::CPT; tok < ATT_TILE; tok += ATT_THREADS / C::CPT) {
             const int j = tile * ATT_TILE + tok;
-            const uint16_t *src = a.kv.pool;
+            const uint16_t *src = head0;
             int bytes = 0;
             if (j < n) {
-                const int pos = list ? list[j] : j, slot = pos % ATT_TILE;
-                const uint16_t *seg =
-                    a.kv.pool + lk_seg_offset(a.kv.layer, bt[pos / ATT_TILE], kvh, a.kv.n_pages, a.kv.Hkv, D);
-                src = seg + (isk ? lk_key_chunk(slot, ch, d, D) : lk_val_chunk(slot, ch, D));
+                const int slot = list[j]; /* one load, no block-table lookup on the way */
+                src = head0 + (size_t)(slot / ATT_TILE) * page_stride + (slot % ATT_TILE) * rstride;
                 bytes = 16;
             }
             cp_async16(dst0 + tok * D, src, bytes); /* bytes 0: zero fill (no NaN from stale values) */
@@ -209,16 +227,23 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
     }
 }
 
-template <int D, int NH> static cudaError_t launch_dn(const lk_attend_args *a, int B, int Hkv, cudaStream_t s) {
-    using C = att_cfg<D>;
+template <int D, int NH, int STAGES>
+static cudaError_t launch_dns(const lk_attend_args *a, int B, int Hkv, cudaStream_t s) {
+    using C = att_cfg<D, STAGES>;
     size_t smem = C::SMEM;
     size_t red = (size_t)(ATT_WARPS * NH * D + 2 * ATT_WARPS * NH) * 4;
     if (red > smem) smem = red;
-    cudaError_t e = cudaFuncSetAttribute(attend_kernel<D, NH>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    cudaError_t e =
+        cudaFuncSetAttribute(attend_kernel<D, NH, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     dim3 grid(a->n_split, Hkv * (a->G / a->nh), B);
-    attend_kernel<D, NH><<<grid, ATT_THREADS, smem, s>>>(*a);
+    attend_kernel<D, NH, STAGES><<<grid, ATT_THREADS, smem, s>>>(*a);
     return cudaGetLastError();
+}
+
+template <int D, int NH> static cudaError_t launch_dn(const lk_attend_args *a, int B, int Hkv, cudaStream_t s) {
+    if (NH == 1 && D <= 128 && !a->idx) return launch_dns<D, NH, 3>(a, B, Hkv, s);
+    return launch_dns<D, NH, 2>(a, B, Hkv, s);
 }
 
 template <int D> static cudaError_t launch_d(const lk_attend_args *a, int B, int Hkv, cudaStream_t s) {

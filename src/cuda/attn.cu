@@ -25,6 +25,7 @@ struct lk_gpu_attn {
     float *scores;        /* (max_batch, H, n_ctx) approximate scores (summed rows use b*Hkv + kvh) */
     uint32_t *rowmax;     /* (max_batch, H) per-head maxima (gqa_max) */
     int32_t *idx;         /* (max_batch, sel_rows, n_ctx) selected positions */
+    int32_t *slots;       /* (max_batch, sel_rows, n_ctx) their physical slots */
     int32_t *n_sel;       /* (max_batch, sel_rows) */
     float *part, *part_ml;/* (max_batch, H, LK_GPU_MAX_SPLIT, D) and (..., 2) */
     float *ml;            /* (max_batch, H, 2) final max and sum */
@@ -86,6 +87,7 @@ extern "C" loki_status lk_gpu_attn_init(lk_gpu_attn **out, lk_gpu_kv *kv, int32_
         goto fail;
     if (sparse_method(p->method)) {
         if ((st = lk_cuda_alloc(a->cu, (void **)&a->idx, (size_t)max_batch * a->sel_rows * n_ctx * 4, "selections", err)) ||
+            (st = lk_cuda_alloc(a->cu, (void **)&a->slots, (size_t)max_batch * a->sel_rows * n_ctx * 4, "selections", err)) ||
             (st = lk_cuda_alloc(a->cu, (void **)&a->n_sel, (size_t)max_batch * a->sel_rows * 4, "selections", err)))
             goto fail;
     }
@@ -111,7 +113,7 @@ fail:
 
 extern "C" void lk_gpu_attn_free(lk_gpu_attn *a) {
     if (!a) return;
-    void *bufs[] = {a->scores, a->rowmax, a->idx, a->n_sel, a->part, a->part_ml, a->ml, a->raw, a->acc, a->evicted};
+    void *bufs[] = {a->scores, a->rowmax, a->idx, a->slots, a->n_sel, a->part, a->part_ml, a->ml, a->raw, a->acc, a->evicted};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) lk_cuda_dealloc(a->cu, bufs[i]);
     for (int i = 0; i < 4; i++)
         if (a->ev[i]) cudaEventDestroy(a->ev[i]);
@@ -171,7 +173,9 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
 
     /* score: approximate (loki) or exact (exact-topk) scores of every token */
     if (scored) {
-        lk_score_args sc = {view, q, a->H, a->G, m == LOKI_ATTN_EXACT_TOPK, sum_rows, a->scale, a->scores,
+        int dmax = 8;
+        for (int h = 0; h < a->Hkv; h++) dmax = LK_MAX(dmax, kv->d_host[layer * a->Hkv + h]);
+        lk_score_args sc = {view, q, a->H, a->G, m == LOKI_ATTN_EXACT_TOPK, dmax, sum_rows, a->scale, a->scores,
                             a->n_ctx, a->rowmax};
         if (a->rowmax) LK_CUDA_TRY(cudaMemsetAsync(a->rowmax, 0, (size_t)B * a->H * 4, s));
         LK_CUDA_TRY(lk_launch_score(&sc, B, S_max, s));
@@ -185,7 +189,8 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
         se.p = a->p;
         se.seq_len = kv->seq_len;
         se.rows_per_seq = a->sel_rows, se.n_ctx = a->n_ctx, se.H = a->H;
-        se.idx = a->idx, se.n_sel = a->n_sel;
+        se.idx = a->idx, se.n_sel = a->n_sel, se.slots = a->slots;
+        se.block_table = kv->block_table, se.mpps = kv->max_pages_per_seq;
         if (m == LOKI_ATTN_H2O) { /* a unit's accumulator row is its first head's */
             se.scores = a->acc + lay_off, se.evicted = a->evicted + lay_off;
             se.srow_b = a->H, se.srow_r = a->shared ? a->G : 1;
@@ -205,7 +210,7 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
     memset(&at, 0, sizeof at);
     at.kv = view, at.q = q, at.H = a->H, at.G = a->G;
     at.nh = sparse_method(m) && !a->shared ? 1 : lk_pick_nh(a->G);
-    at.idx = sparse_method(m) ? a->idx : NULL, at.n_sel = a->n_sel;
+    at.idx = sparse_method(m) ? a->idx : NULL, at.n_sel = a->n_sel, at.slots = a->slots;
     at.sel_rows = a->sel_rows, at.n_ctx = a->n_ctx;
     at.lowrank = m == LOKI_ATTN_PCAATTN;
     at.scale = a->scale;

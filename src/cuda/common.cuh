@@ -71,15 +71,4 @@ struct lk_kv_view {
     int32_t n_pages, mpps, Hkv, D, layer;
 };
 
-/* Offset (elements) of 8-component chunk c of the key at slot t of a
- * segment whose split dim is d: chunks below d/8 are in k_lo (P, d), the rest
- * in k_hi (P, D-d). */
-__device__ __forceinline__ size_t lk_key_chunk(int t, int c, int d, int D) {
-    int j = c * 8;
-    return j < d ? (size_t)t * d + j : (size_t)LK_GPU_PAGE * d + (size_t)t * (D - d) + (j - d);
-}
-__device__ __forceinline__ size_t lk_val_chunk(int t, int c, int D) {
-    return (size_t)LK_GPU_PAGE * D + (size_t)t * D + c * 8;
-}
-
 #endif

@@ -36,6 +36,7 @@ struct lk_attend_args {
     const float *q;        /* (B, H, D) */
     int H, G, nh;          /* query heads, heads per KV head, heads per block (1 or G) */
     const int32_t *idx;    /* (B, sel_rows, n_ctx) selected positions, ascending; NULL: all tokens */
+    const int32_t *slots;  /* (B, sel_rows, n_ctx) their physical slots (page * P + offset) */
     const int32_t *n_sel;  /* (B, sel_rows): entries of idx; -1 = all seq_len tokens */
     int sel_rows, n_ctx;   /* rows per sequence of idx (H or Hkv) and their stride */
     int lowrank;           /* pcaattn: scores from the first d components only */
@@ -66,6 +67,7 @@ struct lk_score_args {
     const float *q;  /* (B, H, D) */
     int H, G;
     int full;        /* 1: all D components (exact-topk), 0: the first d */
+    int dmax;        /* the largest split dim of the layer's heads (sizes the lanes per key) */
     int sum_rows;
     float scale;
     float *out;
@@ -91,6 +93,9 @@ struct lk_select_args {
     const uint32_t *rowmax;    /* (B, H) for combine_max */
     const uint8_t *evicted;    /* rows indexed like scores (H2O), or NULL */
     int32_t *idx;              /* (B, rows_per_seq, n_ctx) */
+    int32_t *slots;            /* (B, rows_per_seq, n_ctx) physical slots of idx, for the attend gathers */
+    const int32_t *block_table;/* (B, mpps) */
+    int mpps;
     int32_t *n_sel;            /* (B, rows_per_seq) */
 };
 cudaError_t lk_launch_select(const lk_select_args *a, int B, cudaStream_t s);

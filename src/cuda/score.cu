@@ -15,7 +15,7 @@
 
 #define SC_WARPS 4
 
-template <int NH> __global__ void __launch_bounds__(SC_WARPS * 32) score_kernel(const lk_score_args a) {
+template <int NH, int LPT> __global__ void __launch_bounds__(SC_WARPS * 32) score_kernel(const lk_score_args a) {
     const int b = blockIdx.z, groups = a.G / NH;
     const int kvh = blockIdx.y / groups, hq0 = kvh * a.G + (blockIdx.y % groups) * NH;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -23,9 +23,8 @@ template <int NH> __global__ void __launch_bounds__(SC_WARPS * 32) score_kernel(
     if (lp * LK_GPU_PAGE >= S) return;
     const int D = a.kv.D, d = a.kv.dsplit[a.kv.layer * a.kv.Hkv + kvh];
     const int dsc = a.full ? D : d, nch = dsc / 8; /* full: the plain layout, d == D */
-    int lpt = 1;
-    while (lpt < nch) lpt <<= 1;
-    const int tpi = 32 / lpt, c = lane % lpt, grp = lane / lpt;
+    constexpr int lpt = LPT, tpi = 32 / LPT; /* lanes per key: the power of two >= d/8 */
+    const int c = lane % lpt, grp = lane / lpt;
     const bool active = c < nch;
 
     float qr[NH][8], mx[NH];
@@ -39,6 +38,7 @@ template <int NH> __global__ void __launch_bounds__(SC_WARPS * 32) score_kernel(
     const int32_t page = a.kv.block_table[(size_t)b * a.kv.mpps + lp];
     const uint16_t *klo = a.kv.pool + lk_seg_offset(a.kv.layer, page, kvh, a.kv.n_pages, a.kv.Hkv, D); /* (P, d) */
     const int valid = min(LK_GPU_PAGE, S - lp * LK_GPU_PAGE);
+#pragma unroll 1
     for (int t0 = 0; t0 < valid; t0 += 8 * tpi) {
         uint4 kc[8];
 #pragma unroll
@@ -56,6 +56,7 @@ template <int NH> __global__ void __launch_bounds__(SC_WARPS * 32) score_kernel(
                 float part = 0.0f;
 #pragma unroll
                 for (int e = 0; e < 8; e++) part = fmaf(qr[h][e], k8[e], part);
+#pragma unroll
                 for (int off = lpt / 2; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
                 if (tok < valid) {
                     mx[h] = fmaxf(mx[h], part);
@@ -84,13 +85,17 @@ cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, cuda
     const int pages = (max_len + LK_GPU_PAGE - 1) / LK_GPU_PAGE;
     if (pages == 0) return cudaSuccess;
     dim3 grid((pages + SC_WARPS - 1) / SC_WARPS, a->kv.Hkv * (a->G / nh), B);
-    switch (nh) {
-    case 1: score_kernel<1><<<grid, SC_WARPS * 32, 0, s>>>(*a); break;
-    case 2: score_kernel<2><<<grid, SC_WARPS * 32, 0, s>>>(*a); break;
-    case 3: score_kernel<3><<<grid, SC_WARPS * 32, 0, s>>>(*a); break;
-    case 4: score_kernel<4><<<grid, SC_WARPS * 32, 0, s>>>(*a); break;
-    case 6: score_kernel<6><<<grid, SC_WARPS * 32, 0, s>>>(*a); break;
-    case 8: score_kernel<8><<<grid, SC_WARPS * 32, 0, s>>>(*a); break;
+    /* lanes per key from the widest split dim of the cache's heads */
+    int lpt = 1;
+    while (lpt * 8 < (a->full ? a->kv.D : a->dmax)) lpt <<= 1;
+    switch (nh * 64 + lpt) {
+#define LK_SCORE_CASE(NH, LPT)                                                                                         \
+    case NH * 64 + LPT: score_kernel<NH, LPT><<<grid, SC_WARPS * 32, 0, s>>>(*a); break;
+#define LK_SCORE_NH(NH) LK_SCORE_CASE(NH, 1) LK_SCORE_CASE(NH, 2) LK_SCORE_CASE(NH, 4) LK_SCORE_CASE(NH, 8) \
+    LK_SCORE_CASE(NH, 16) LK_SCORE_CASE(NH, 32)
+        LK_SCORE_NH(1) LK_SCORE_NH(2) LK_SCORE_NH(3) LK_SCORE_NH(4) LK_SCORE_NH(6) LK_SCORE_NH(8)
+#undef LK_SCORE_NH
+#undef LK_SCORE_CASE
     default: return cudaErrorInvalidValue;
     }
     return cudaGetLastError();

@@ -17,7 +17,8 @@
 #include <cub/block/block_scan.cuh>
 #include <math.h>
 
-#define SEL_THREADS 512
+#define SEL_THREADS 1024
+#define SEL_VEC 4 /* positions per thread and load: float4 */
 #define SEL_BINS 2048
 
 struct sel_row {
@@ -27,36 +28,71 @@ struct sel_row {
     int32_t S, sinks, recent;
 };
 
-__device__ __forceinline__ uint32_t row_key(const lk_select_args &a, const sel_row &r, int32_t s) {
-    if (r.ev && r.ev[s]) return 0u;
-    if (s < r.sinks) return 0xffffffffu;
-    if (s >= r.S - r.recent) return 0xff800001u + (uint32_t)(s - (r.S - r.recent));
-    if (a.combine_g <= 0) return lk_float_key(r.row[s]);
-    float x = a.combine_max ? -INFINITY : 0.0f;
-    for (int g = 0; g < a.combine_g; g++) {
-        const float v = r.row[(size_t)g * a.n_ctx + s];
-        x = a.combine_max ? fmaxf(x, v - lk_key_float(r.rmax[g])) : x + v;
+/* Keys of positions s0 .. s0+3 (s0 a multiple of 4; rows are n_ctx long, a
+ * multiple of 64, so the vector loads stay inside the row); positions at or
+ * past S get valid = 0. */
+__device__ __forceinline__ void row_keys(const lk_select_args &a, const sel_row &r, int32_t s0, uint32_t key[SEL_VEC],
+                                         bool valid[SEL_VEC]) {
+    float x[SEL_VEC];
+    if (a.combine_g <= 0) {
+        const float4 v = *(const float4 *)(r.row + s0);
+        x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+    } else {
+#pragma unroll
+        for (int i = 0; i < SEL_VEC; i++) x[i] = a.combine_max ? -INFINITY : 0.0f;
+        for (int g = 0; g < a.combine_g; g++) {
+            const float4 v = *(const float4 *)(r.row + (size_t)g * a.n_ctx + s0);
+            const float y[SEL_VEC] = {v.x, v.y, v.z, v.w};
+            const float mg = a.combine_max ? lk_key_float(r.rmax[g]) : 0.0f;
+#pragma unroll
+            for (int i = 0; i < SEL_VEC; i++) x[i] = a.combine_max ? fmaxf(x[i], y[i] - mg) : x[i] + y[i];
+        }
     }
-    return lk_float_key(x);
+    const uchar4 e = r.ev ? *(const uchar4 *)(r.ev + s0) : make_uchar4(0, 0, 0, 0);
+    const uint8_t ev[SEL_VEC] = {e.x, e.y, e.z, e.w};
+#pragma unroll
+    for (int i = 0; i < SEL_VEC; i++) {
+        const int32_t s = s0 + i;
+        valid[i] = s < r.S;
+        key[i] = ev[i] ? 0u
+                 : s < r.sinks ? 0xffffffffu
+                 : s >= r.S - r.recent ? 0xff800001u + (uint32_t)(s - (r.S - r.recent))
+                 : lk_float_key(x[i]);
+    }
 }
 
 /* Ordered compaction of the positions whose key passes: (key >> sh) > P, or
- * == P among the first `need` such positions. Returns the count (thread 0). */
-__device__ int32_t compact(const lk_select_args &a, const sel_row &r, int sh, uint32_t P, int32_t need, int32_t *out) {
+ * == P among the first `need` such positions. Returns the count. Each thread
+ * takes 4 consecutive positions; a block scan of the per-thread counts
+ * (gt in the low, eq in the high 16 bits) keeps the output ascending. */
+__device__ int32_t compact(const lk_select_args &a, const sel_row &r, int sh, uint32_t P, int32_t need, int32_t *out,
+                           int32_t *slot, const int32_t *bt) {
     typedef cub::BlockScan<uint32_t, SEL_THREADS> scan_t;
     __shared__ typename scan_t::TempStorage tmp;
     int32_t run_gt = 0, run_eq = 0;
-    for (int32_t base = 0; base < r.S; base += SEL_THREADS) {
-        const int32_t s = base + threadIdx.x;
-        uint32_t gt = 0, eq = 0;
-        if (s < r.S) {
-            const uint32_t k = row_key(a, r, s) >> sh;
-            gt = k > P, eq = k == P;
+    for (int32_t base = 0; base < r.S; base += SEL_THREADS * SEL_VEC) {
+        const int32_t s0 = base + threadIdx.x * SEL_VEC;
+        uint32_t key[SEL_VEC], gt[SEL_VEC], eq[SEL_VEC], cnt = 0;
+        bool valid[SEL_VEC] = {false, false, false, false};
+        if (s0 < r.S) row_keys(a, r, s0, key, valid);
+#pragma unroll
+        for (int i = 0; i < SEL_VEC; i++) {
+            const uint32_t k = key[i] >> sh;
+            gt[i] = valid[i] && k > P, eq[i] = valid[i] && k == P;
+            cnt += gt[i] | eq[i] << 16;
         }
         uint32_t ex, tot;
-        scan_t(tmp).ExclusiveSum(gt | eq << 16, ex, tot);
-        const int32_t gb = run_gt + (int32_t)(ex & 0xffff), eb = run_eq + (int32_t)(ex >> 16);
-        if (gt || (eq && eb < need)) out[gb + min(eb, need)] = s;
+        scan_t(tmp).ExclusiveSum(cnt, ex, tot);
+        int32_t gb = run_gt + (int32_t)(ex & 0xffff), eb = run_eq + (int32_t)(ex >> 16);
+#pragma unroll
+        for (int i = 0; i < SEL_VEC; i++) {
+            if (gt[i] || (eq[i] && eb < need)) { /* the position, and where the attend stage finds it */
+                const int32_t o = gb + min(eb, need), pos = s0 + i;
+                out[o] = pos;
+                slot[o] = bt[pos / LK_GPU_PAGE] * LK_GPU_PAGE + pos % LK_GPU_PAGE;
+            }
+            gb += gt[i], eb += eq[i];
+        }
         run_gt += (int32_t)(tot & 0xffff), run_eq += (int32_t)(tot >> 16);
         __syncthreads(); /* tmp is reused */
     }
@@ -74,7 +110,8 @@ __global__ void __launch_bounds__(SEL_THREADS) select_kernel(const lk_select_arg
     r.row = a.scores + srow * a.n_ctx;
     r.ev = a.evicted ? a.evicted + srow * a.n_ctx : NULL;
     r.rmax = a.rowmax ? a.rowmax + (size_t)b * a.H + (size_t)rr * a.combine_g : NULL;
-    int32_t *out = a.idx + row_id * a.n_ctx;
+    int32_t *out = a.idx + row_id * a.n_ctx, *slot = a.slots + row_id * a.n_ctx;
+    const int32_t *bt = a.block_table + (size_t)b * a.mpps;
     const int32_t k = lk_attn_budget(&a.p, r.S);
 
     /* candidates: the tokens not evicted */
@@ -83,7 +120,7 @@ __global__ void __launch_bounds__(SEL_THREADS) select_kernel(const lk_select_arg
         if (tid == 0) sh_C = 0;
         __syncthreads();
         int32_t mine = 0;
-        for (int32_t s = tid; s < r.S; s += SEL_THREADS) mine += !r.ev[s];
+        for (int32_t s = tid; s < r.S; s += SEL_THREADS) mine += !r.ev[s]; /* once per step: scalar is fine */
         atomicAdd(&sh_C, mine);
         __syncthreads();
         C = sh_C;
@@ -94,7 +131,7 @@ __global__ void __launch_bounds__(SEL_THREADS) select_kernel(const lk_select_arg
             if (tid == 0) a.n_sel[row_id] = -1;
             return;
         }
-        const int32_t n = compact(a, r, 0, 0u, 0, out); /* every key > 0: the candidates */
+        const int32_t n = compact(a, r, 0, 0u, 0, out, slot, bt); /* every key > 0: the candidates */
         if (tid == 0) a.n_sel[row_id] = n;
         return;
     }
@@ -110,9 +147,21 @@ __global__ void __launch_bounds__(SEL_THREADS) select_kernel(const lk_select_arg
         const int shift = shifts[pass], nb = 1 << widths[pass];
         for (int i = tid; i < nb; i += SEL_THREADS) hist[i] = 0;
         __syncthreads();
-        for (int32_t s = tid; s < r.S; s += SEL_THREADS) {
-            const uint32_t key = row_key(a, r, s);
-            if (pass == 0 || (key >> sh) == P) atomicAdd(&hist[(key >> shift) & (nb - 1)], 1u);
+        /* scores of one row cluster in few buckets: lanes hitting the same
+         * bin add once (match_any), not 32 times in a row */
+#pragma unroll 4
+        for (int32_t base = 0; base < r.S; base += SEL_THREADS * SEL_VEC) { /* uniform trip count */
+            const int32_t s0 = base + tid * SEL_VEC;
+            uint32_t key[SEL_VEC];
+            bool valid[SEL_VEC] = {false, false, false, false};
+            if (s0 < r.S) row_keys(a, r, s0, key, valid);
+#pragma unroll
+            for (int i = 0; i < SEL_VEC; i++) {
+                const bool in = valid[i] && (pass == 0 || (key[i] >> sh) == P);
+                const uint32_t bin = in ? (key[i] >> shift) & (nb - 1) : 0xffffffffu;
+                const uint32_t peers = __match_any_sync(0xffffffffu, bin);
+                if (in && (__ffs(peers) - 1) == (int)(tid & 31)) atomicAdd(&hist[bin], (uint32_t)__popc(peers));
+            }
         }
         __syncthreads();
         if (tid < 32) { /* warp 0: the digit where the count from the top reaches need */
@@ -146,7 +195,7 @@ __global__ void __launch_bounds__(SEL_THREADS) select_kernel(const lk_select_arg
         __syncthreads(); /* hist and sh_* are rewritten next pass */
         if (whole) break;
     }
-    const int32_t n = compact(a, r, sh, P, need, out);
+    const int32_t n = compact(a, r, sh, P, need, out, slot, bt);
     if (tid == 0) a.n_sel[row_id] = n;
 }
 
