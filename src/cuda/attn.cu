@@ -27,6 +27,9 @@ struct lk_gpu_attn {
     int32_t *idx;         /* (max_batch, sel_rows, n_ctx) selected positions */
     int32_t *slots;       /* (max_batch, sel_rows, n_ctx) their physical slots */
     int32_t *n_sel;       /* (max_batch, sel_rows) */
+    lk_sel_state *sel_state; /* (max_batch, sel_rows) select workspace */
+    uint32_t *sel_hist;   /* (max_batch, sel_rows, 2048) */
+    int32_t *sel_counts;  /* (max_batch, sel_rows, LK_SEL_MAX_CHUNKS, 2) */
     float *part, *part_ml;/* (max_batch, H, LK_GPU_MAX_SPLIT, D) and (..., 2) */
     float *ml;            /* (max_batch, H, 2) final max and sum */
     float *raw;           /* (max_batch, H, n_ctx) exact scores by list entry (H2O) */
@@ -88,8 +91,19 @@ extern "C" loki_status lk_gpu_attn_init(lk_gpu_attn **out, lk_gpu_kv *kv, int32_
     if (sparse_method(p->method)) {
         if ((st = lk_cuda_alloc(a->cu, (void **)&a->idx, (size_t)max_batch * a->sel_rows * n_ctx * 4, "selections", err)) ||
             (st = lk_cuda_alloc(a->cu, (void **)&a->slots, (size_t)max_batch * a->sel_rows * n_ctx * 4, "selections", err)) ||
-            (st = lk_cuda_alloc(a->cu, (void **)&a->n_sel, (size_t)max_batch * a->sel_rows * 4, "selections", err)))
+            (st = lk_cuda_alloc(a->cu, (void **)&a->n_sel, (size_t)max_batch * a->sel_rows * 4, "selections", err)) ||
+            (st = lk_cuda_alloc(a->cu, (void **)&a->sel_state, (size_t)max_batch * a->sel_rows * lk_select_state_bytes(),
+                                "selections", err)) ||
+            (st = lk_cuda_alloc(a->cu, (void **)&a->sel_hist, (size_t)max_batch * a->sel_rows * 2048 * 4, "selections", err)) ||
+            (st = lk_cuda_alloc(a->cu, (void **)&a->sel_counts, (size_t)max_batch * a->sel_rows * LK_SEL_MAX_CHUNKS * 8,
+                                "selections", err)))
             goto fail;
+        LK_CUDA_TRY(cudaMemsetAsync(a->sel_hist, 0, (size_t)max_batch * a->sel_rows * 2048 * 4, a->cu->stream));
+        if (a->n_ctx > LK_SEL_CHUNK * LK_SEL_MAX_CHUNKS) {
+            st = lk_fail(err, LOKI_ERR_UNSUPPORTED, "GPU attention: sparse selection over %d tokens (at most %d)", a->n_ctx,
+                         LK_SEL_CHUNK * LK_SEL_MAX_CHUNKS);
+            goto fail;
+        }
     }
     if ((p->method == LOKI_ATTN_LOKI || p->method == LOKI_ATTN_EXACT_TOPK) &&
         (st = lk_cuda_alloc(a->cu, (void **)&a->scores, rows * n_ctx * 4, "approximate scores", err)))
@@ -113,7 +127,7 @@ fail:
 
 extern "C" void lk_gpu_attn_free(lk_gpu_attn *a) {
     if (!a) return;
-    void *bufs[] = {a->scores, a->rowmax, a->idx, a->slots, a->n_sel, a->part, a->part_ml, a->ml, a->raw, a->acc, a->evicted};
+    void *bufs[] = {a->scores, a->rowmax, a->idx, a->slots, a->n_sel, a->sel_state, a->sel_hist, a->sel_counts, a->part, a->part_ml, a->ml, a->raw, a->acc, a->evicted};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) lk_cuda_dealloc(a->cu, bufs[i]);
     for (int i = 0; i < 4; i++)
         if (a->ev[i]) cudaEventDestroy(a->ev[i]);
@@ -191,6 +205,7 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
         se.rows_per_seq = a->sel_rows, se.n_ctx = a->n_ctx, se.H = a->H;
         se.idx = a->idx, se.n_sel = a->n_sel, se.slots = a->slots;
         se.block_table = kv->block_table, se.mpps = kv->max_pages_per_seq;
+        se.state = a->sel_state, se.hist = a->sel_hist, se.counts = a->sel_counts;
         if (m == LOKI_ATTN_H2O) { /* a unit's accumulator row is its first head's */
             se.scores = a->acc + lay_off, se.evicted = a->evicted + lay_off;
             se.srow_b = a->H, se.srow_r = a->shared ? a->G : 1;
@@ -202,7 +217,7 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
         } else {
             se.scores = a->scores, se.srow_b = a->H, se.srow_r = 1;
         }
-        LK_CUDA_TRY(lk_launch_select(&se, B, s));
+        LK_CUDA_TRY(lk_launch_select(&se, B, S_max, s));
     }
     if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[2], s));
 

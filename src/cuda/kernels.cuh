@@ -97,8 +97,24 @@ struct lk_select_args {
     const int32_t *block_table;/* (B, mpps) */
     int mpps;
     int32_t *n_sel;            /* (B, rows_per_seq) */
+    /* workspace (select.cu): per row state, histogram and chunk counts */
+    struct lk_sel_state *state;/* (B * rows_per_seq) */
+    uint32_t *hist;            /* (B * rows_per_seq, 2048), zero between steps */
+    int32_t *counts;           /* (B * rows_per_seq, LK_SEL_MAX_CHUNKS, 2) */
 };
-cudaError_t lk_launch_select(const lk_select_args *a, int B, cudaStream_t s);
+/* Positions per block of the select kernels; a row of n_ctx tokens has
+ * ceil(n_ctx / LK_SEL_CHUNK) chunks, at most LK_SEL_MAX_CHUNKS. */
+#define LK_SEL_CHUNK 4096
+#define LK_SEL_MAX_CHUNKS 256
+struct lk_sel_state {
+    uint32_t P;      /* threshold prefix of the keys (key >> sh) */
+    int32_t sh;      /* its shift */
+    int32_t need;    /* keys equal to the prefix still to take, first by position */
+    int32_t mode;    /* 0 selecting, 1 threshold found, 2 all tokens (no list), 3 all candidates */
+    int32_t C;       /* candidates (tokens not evicted) */
+};
+size_t lk_select_state_bytes(void);
+cudaError_t lk_launch_select(const lk_select_args *a, int B, int32_t max_len, cudaStream_t s);
 
 /* Orderable key of a float: larger floats give larger keys, NaN the lowest
  * key of any number (1); 0 is below every key (excluded tokens). */
