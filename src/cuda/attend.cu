@@ -3,16 +3,22 @@
  * them for dense and pcaattn, the selection for the sparse methods), split
  * over the list (flash-decoding) with a reduction pass.
  *
- * Block = 4 warps serving nh query heads of one KV head (all G of a group for
- * dense and shared selections, so each K/V tile is read once per group) for
- * one split of one sequence. Tiles of 64 tokens (one page) of keys and
- * values are gathered into shared memory with cp.async, 16-byte chunks,
- * three stages deep (two for D = 256), reassembling each key's k_lo and k_hi
- * parts into one row. Each warp owns 16 tokens of a tile: lanes split a
- * key row into 8-component chunks (D/8 lanes per token), reduce the dot by
- * shuffles, keep a running max and sum (online softmax) and accumulate
- * p * V for their chunk's components; warps merge at the end and the block
- * writes an unnormalised partial (out, max, sum) per head.
+ * Block = 4 warps serving nh (<= 8) query heads of one KV head (all G of a
+ * group for dense and shared selections, so each K/V tile is read once per
+ * group) for one split of one sequence. Tiles of 64 tokens (one page) of keys
+ * and values are gathered into shared memory with cp.async, 16-byte chunks,
+ * 2-3 stages deep, each key's k_lo and k_hi parts reassembled into one row;
+ * rows are XOR-swizzled by 16-byte chunk (chunk ^ token % 8) so the
+ * tensor-core fragment loads (ldmatrix) hit distinct banks.
+ *
+ * Each warp owns 16 tokens of a tile and does both products on the tensor
+ * cores (mma.sync m16n8k16, bf16 in, f32 accumulate), FlashAttention-2
+ * style: S = Q K^T with the heads as the 16 rows (nh used, the rest zero)
+ * and the tokens as columns, an online softmax on the S fragments, then
+ * O += P V with P taken straight from the S fragments. Q and P are f32
+ * values split into bf16 hi + lo parts (two products each), so the result
+ * keeps f32 accuracy (the keys and values are bf16 already). Warps merge at
+ * the end; the block writes an unnormalised partial (out, max, sum) per head.
  */
 #include "cuda/kernels.cuh"
 
@@ -21,20 +27,19 @@
 #define ATT_TILE LK_GPU_PAGE
 #define ATT_WARPS 4
 #define ATT_THREADS (ATT_WARPS * 32)
+#define ATT_WT (ATT_TILE / ATT_WARPS) /* tokens per warp per tile: two 8-token n-tiles */
 
 /* STAGES: cp.async pipeline depth. Measured on the H200 (docs/RESULTS.md):
- * dense MHA streams best 3 deep (2 blocks per SM, 98% of the read bandwidth
- * at B = 16, S = 32k); gathers and GQA groups do better 2 deep (3 blocks per
- * SM: more warps to hide their longer compute and gather latency). */
+ * dense MHA streams best 3 deep (2 blocks per SM); gathers and GQA groups
+ * did better 2 deep (3 blocks per SM). */
 template <int D, int STAGES_> struct att_cfg {
     static constexpr int STAGES = STAGES_;
-    static constexpr int LPT = D / 8;                  /* lanes per key row */
-    static constexpr int TPI = 32 / LPT;               /* tokens per warp iteration */
-    static constexpr int WT = ATT_TILE / ATT_WARPS;    /* tokens per warp per tile */
-    static constexpr int ITERS = WT / TPI;
     static constexpr int CPT = 2 * D / 8;              /* 16-byte chunks per token: K then V */
     static constexpr int STAGE_ELEMS = ATT_TILE * 2 * D;
     static constexpr size_t SMEM = (size_t)STAGES * STAGE_ELEMS * 2;
+    static constexpr int TSTEP = ATT_THREADS / CPT;    /* tokens apart of one thread's chunks */
+    static constexpr int NT = ATT_TILE / TSTEP;        /* chunks per thread per tile */
+    static constexpr int GS = CPT < 32 ? CPT : 32;     /* lanes that share a first token */
 };
 
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src_bytes) {
@@ -45,6 +50,38 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
+__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const void *p) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+}
+/* c (16x8 f32) += a (16x16 bf16, rows 8..15 zero: a1 = a3 = 0) . b (16x8 bf16) */
+__device__ __forceinline__ void mma16816(float c[2], uint32_t a0, uint32_t a2, uint32_t b0, uint32_t b1) {
+    float z0 = 0.0f, z1 = 0.0f; /* rows 8..15: zero in, discarded */
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(z0), "+f"(z1)
+                 : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
+}
+/* Two floats as bf16x2 (x in the low half), and the remainders below them. */
+__device__ __forceinline__ uint32_t bf2(float x, float y) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(x, y);
+    return *(uint32_t *)&v;
+}
+__device__ __forceinline__ void split2(float x, float y, uint32_t &hi, uint32_t &lo) {
+    const __nv_bfloat16 hx = __float2bfloat16_rn(x), hy = __float2bfloat16_rn(y);
+    hi = bf2(__bfloat162float(hx), __bfloat162float(hy));
+    lo = bf2(x - __bfloat162float(hx), y - __bfloat162float(hy));
+}
+/* Element offset of chunk ch of token row tok in a swizzled tile. */
+template <int D> __device__ __forceinline__ int swz(int tok, int ch) { return tok * D + ((ch ^ (tok & 7)) << 3); }
 
 template <int D, int NH, int STAGES>
 __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_args a) {
@@ -56,8 +93,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
     const int S = a.kv.seq_len[b], d = a.kv.dsplit[a.kv.layer * a.kv.Hkv + kvh];
     const int sel_row = a.sel_rows == a.H ? h0 : kvh;
 
-    /* the token list: positions 0..S-1, or the selection */
-    const int32_t *list = NULL; /* physical slots of the selection */
+    /* the token list: positions 0..S-1, or the selection's physical slots */
+    const int32_t *list = NULL;
     int n = S;
     if (a.idx) {
         const int ns = a.n_sel[b * a.sel_rows + sel_row];
@@ -67,51 +104,65 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
     const int t_begin = split * a.tiles_per_split, t_end = min(tiles, t_begin + a.tiles_per_split);
     const int32_t *bt = a.kv.block_table + (size_t)b * a.kv.mpps;
 
-    /* this lane's chunk of the query of each head, pre-scaled */
-    const int c = lane % C::LPT, grp = lane / C::LPT;
-    const bool kuse = !a.lowrank || c * 8 < d; /* pcaattn reads only the first d components */
-    float qr[NH][8], m[NH], l[NH], acc[NH][8];
+    /* Q fragments (A operand, rows = heads): this lane's head hq = lane/4 and
+     * components 16k + 2(lane%4) + {0, 1, 8, 9}, pre-scaled, hi and lo */
+    const int hq = lane / 4, q4 = lane % 4;
+    uint32_t qh[D / 16][2], ql[D / 16][2];
+    {
+        const float *qp = a.q + ((size_t)b * a.H + h0 + (hq < NH ? hq : 0)) * D;
 #pragma unroll
-    for (int h = 0; h < NH; h++) {
-        const float *qh = a.q + ((size_t)b * a.H + h0 + h) * D + c * 8;
+        for (int k = 0; k < D / 16; k++)
 #pragma unroll
-        for (int e = 0; e < 8; e++) qr[h][e] = kuse ? qh[e] * a.scale : 0.0f, acc[h][e] = 0.0f;
-        m[h] = -INFINITY, l[h] = 0.0f;
+            for (int u = 0; u < 2; u++) {
+                const int j = 16 * k + 8 * u + 2 * q4;
+                float x = 0.0f, y = 0.0f;
+                if (hq < NH) {
+                    if (!a.lowrank || j < d) x = qp[j] * a.scale;
+                    if (!a.lowrank || j + 1 < d) y = qp[j + 1] * a.scale;
+                }
+                split2(x, y, qh[k][u], ql[k][u]);
+            }
     }
+    float m = -INFINITY, l = 0.0f, o[D / 8][2];
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) o[j][0] = o[j][1] = 0.0f;
 
-    /* loader: each thread moves a fixed chunk column (cc) of every
-     * (THREADS/CPT)th token of a tile; the column fixes the region of the
-     * segment (k_lo, k_hi or v) and its row stride, so a token's source is
-     * segment(page) + roff + slot * rstride. Dense tiles are whole pages:
-     * one block-table lookup per tile. */
-    const int cc = threadIdx.x % C::CPT, ch = cc < D / 8 ? cc : cc - D / 8;
+    /* loader: each thread moves a fixed chunk column (cc) of every TSTEP-th
+     * token of a tile; the column fixes the region of the segment (k_lo, k_hi
+     * or v) and its row stride, so a token's source is
+     * segment(page) + roff + slot * rstride. Dense tiles are whole pages (one
+     * block-table lookup); a selection's slots for the tile are read with one
+     * load per lane and passed around by shuffles. pcaattn's unused key
+     * chunks are zero-filled (no read). */
+    const int cc = threadIdx.x % C::CPT, ch = cc < D / 8 ? cc : cc - D / 8, tok0 = threadIdx.x / C::CPT;
     const bool isk = cc < D / 8, skip = a.lowrank && isk && ch * 8 >= d;
     const int rstride = !isk ? D : ch * 8 < d ? d : D - d;
     const int roff = !isk ? ATT_TILE * D + ch * 8 : ch * 8 < d ? ch * 8 : ATT_TILE * d + ch * 8 - d;
     const uint16_t *head0 = a.kv.pool + lk_seg_offset(a.kv.layer, 0, kvh, a.kv.n_pages, a.kv.Hkv, D) + roff;
     const size_t page_stride = (size_t)a.kv.Hkv * lk_seg_elems(D);
     auto load = [&](int tile, int stage) {
-        uint16_t *dst0 = sm + stage * C::STAGE_ELEMS + (isk ? 0 : ATT_TILE * D) + ch * 8;
-        if (skip) return;
+        uint16_t *dst = sm + stage * C::STAGE_ELEMS + (isk ? 0 : ATT_TILE * D);
+        const int valid = n - tile * ATT_TILE;
         if (!list) {
             const uint16_t *src0 = head0 + (size_t)bt[tile] * page_stride;
-            const int valid = n - tile * ATT_TILE;
-#pragma unroll 8
-            for (int tok = threadIdx.x / C::CPT; tok < ATT_TILE; tok += ATT_THREADS / C::CPT)
-                cp_async16(dst0 + tok * D, tok < valid ? src0 + tok * rstride : head0, tok < valid ? 16 : 0);
+#pragma unroll
+            for (int i = 0; i < C::NT; i++) {
+                const int tok = tok0 + i * C::TSTEP;
+                const bool ok = tok < valid && !skip;
+                cp_async16(dst + swz<D>(tok, ch), ok ? src0 + tok * rstride : head0, ok ? 16 : 0);
+            }
             return;
         }
-#pragma unroll 4
-        for (int tok = threadIdx.x / C::CPT; tok < ATT_TILE; tok += ATT_THREADS / C::CPT) {
-            const int j = tile * ATT_TILE + tok;
-            const uint16_t *src = head0;
-            int bytes = 0;
-            if (j < n) {
-                const int slot = list[j]; /* one load, no block-table lookup on the way */
-                src = head0 + (size_t)(slot / ATT_TILE) * page_stride + (slot % ATT_TILE) * rstride;
-                bytes = 16;
-            }
-            cp_async16(dst0 + tok * D, src, bytes); /* bytes 0: zero fill (no NaN from stale values) */
+        /* lane (group base + i) holds the slot of this group's i-th token */
+        const int gi = lane % C::GS, gbase = lane - gi;
+        const int myj = tile * ATT_TILE + tok0 + gi * C::TSTEP;
+        const int myslot = gi < C::NT && myj < n ? list[myj] : 0;
+#pragma unroll
+        for (int i = 0; i < C::NT; i++) {
+            const int tok = tok0 + i * C::TSTEP, slot = __shfl_sync(0xffffffffu, myslot, gbase + i);
+            const bool ok = tok < valid && !skip;
+            const uint16_t *src = head0 + (size_t)(slot / ATT_TILE) * page_stride + (slot % ATT_TILE) * rstride;
+            cp_async16(dst + swz<D>(tok, ch), ok ? src : head0, ok ? 16 : 0); /* 0 bytes: zero fill */
         }
     };
 
@@ -120,6 +171,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
         if (t_begin + s < t_end) load(t_begin + s, s);
         cp_async_commit();
     }
+    const int tw0 = warp * ATT_WT; /* this warp's first token in a tile */
     for (int t = t_begin; t < t_end; t++) {
         const int it = t - t_begin;
         if (t + C::STAGES - 1 < t_end) load(t + C::STAGES - 1, (it + C::STAGES - 1) % C::STAGES);
@@ -129,87 +181,87 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
         const uint16_t *Ks = sm + (it % C::STAGES) * C::STAGE_ELEMS, *Vs = Ks + ATT_TILE * D;
         const int valid = min(ATT_TILE, n - t * ATT_TILE);
 
-        float s[NH][C::ITERS]; /* scores of this lane's tokens */
+        /* S (heads x 16 tokens) = Q K^T: n-tile 0 = tokens tw0..+7, 1 = +8..+15 */
+        float s[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
+        {
+            const int mi = lane >> 3, ktok = tw0 + (mi >> 1) * 8 + (lane & 7);
 #pragma unroll
-        for (int i = 0; i < C::ITERS; i++) {
-            const int tok = warp * C::WT + i * C::TPI + grp;
-            float k8[8];
-            lk_unpack8(*(const uint4 *)(Ks + tok * D + c * 8), k8);
-#pragma unroll
-            for (int h = 0; h < NH; h++) {
-                float part = 0.0f;
-                if (kuse) {
-#pragma unroll
-                    for (int e = 0; e < 8; e++) part = fmaf(qr[h][e], k8[e], part);
-                }
-#pragma unroll
-                for (int off = C::LPT / 2; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
-                s[h][i] = tok < valid ? part : -INFINITY;
-                if (a.raw && c == 0 && tok < valid) a.raw[((size_t)b * a.H + h0 + h) * a.n_ctx + t * ATT_TILE + tok] = part;
+            for (int k = 0; k < D / 16; k++) {
+                uint32_t kb[4];
+                ldsm_x4(kb, Ks + swz<D>(ktok, 2 * k + (mi & 1)));
+                mma16816(s[0], qh[k][0], qh[k][1], kb[0], kb[1]);
+                mma16816(s[0], ql[k][0], ql[k][1], kb[0], kb[1]);
+                mma16816(s[1], qh[k][0], qh[k][1], kb[2], kb[3]);
+                mma16816(s[1], ql[k][0], ql[k][1], kb[2], kb[3]);
             }
         }
-        /* online softmax: the warp's max over its 16 tokens, rescale */
+        /* this lane holds S[hq][token tw0 + 8 nt + 2 q4 + e] */
+        float mx = -INFINITY;
 #pragma unroll
-        for (int h = 0; h < NH; h++) {
-            float mx = s[h][0];
+        for (int nt = 0; nt < 2; nt++)
 #pragma unroll
-            for (int i = 1; i < C::ITERS; i++) mx = fmaxf(mx, s[h][i]);
-#pragma unroll
-            for (int off = 16; off >= C::LPT; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-            const float mn = fmaxf(m[h], mx);
-            if (mn == -INFINITY) {
-#pragma unroll
-                for (int i = 0; i < C::ITERS; i++) s[h][i] = 0.0f;
-                continue;
+            for (int e = 0; e < 2; e++) {
+                const int tok = tw0 + 8 * nt + 2 * q4 + e;
+                if (tok >= valid) s[nt][e] = -INFINITY;
+                else if (a.raw && hq < NH)
+                    a.raw[((size_t)b * a.H + h0 + hq) * a.n_ctx + t * ATT_TILE + tok] = s[nt][e];
+                mx = fmaxf(mx, s[nt][e]);
             }
-            const float corr = __expf(m[h] - mn); /* 0 when m was -inf */
-            float sum = 0.0f;
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float mn = fmaxf(m, mx);
+        uint32_t ph[2], pl[2]; /* P as the A operand: rows = heads, k = the 16 tokens */
+        if (mn == -INFINITY) {
+            ph[0] = ph[1] = pl[0] = pl[1] = 0u;
+        } else {
+            const float corr = __expf(m - mn); /* 0 when m was -inf */
+            float p[2][2];
 #pragma unroll
-            for (int i = 0; i < C::ITERS; i++) s[h][i] = __expf(s[h][i] - mn), sum += s[h][i];
-            l[h] = l[h] * corr + sum;
-            m[h] = mn;
+            for (int nt = 0; nt < 2; nt++)
 #pragma unroll
-            for (int e = 0; e < 8; e++) acc[h][e] *= corr;
+                for (int e = 0; e < 2; e++) p[nt][e] = __expf(s[nt][e] - mn);
+            l = l * corr + p[0][0] + p[0][1] + p[1][0] + p[1][1];
+            m = mn;
+#pragma unroll
+            for (int j = 0; j < D / 8; j++) o[j][0] *= corr, o[j][1] *= corr;
+            split2(p[0][0], p[0][1], ph[0], pl[0]);
+            split2(p[1][0], p[1][1], ph[1], pl[1]);
         }
-        /* p . V for this lane's chunk of components */
+        /* O (heads x D) += P V: V fragments by transposed loads, two
+         * 8-column tiles per load */
+        {
+            const int mi = lane >> 3, vtok = tw0 + (mi & 1) * 8 + (lane & 7);
 #pragma unroll
-        for (int i = 0; i < C::ITERS; i++) {
-            const int tok = warp * C::WT + i * C::TPI + grp;
-            float v8[8];
-            lk_unpack8(*(const uint4 *)(Vs + tok * D + c * 8), v8);
-#pragma unroll
-            for (int h = 0; h < NH; h++)
-#pragma unroll
-                for (int e = 0; e < 8; e++) acc[h][e] = fmaf(s[h][i], v8[e], acc[h][e]);
+            for (int jj = 0; jj < D / 16; jj++) {
+                uint32_t vb[4];
+                ldsm_x4_t(vb, Vs + swz<D>(vtok, 2 * jj + (mi >> 1)));
+                mma16816(o[2 * jj], ph[0], ph[1], vb[0], vb[1]);
+                mma16816(o[2 * jj], pl[0], pl[1], vb[0], vb[1]);
+                mma16816(o[2 * jj + 1], ph[0], ph[1], vb[2], vb[3]);
+                mma16816(o[2 * jj + 1], pl[0], pl[1], vb[2], vb[3]);
+            }
         }
         __syncthreads(); /* the stage is refilled next iteration */
     }
     cp_async_wait<0>();
 
-    /* merge the token groups of a warp (same max), then the warps */
-#pragma unroll
-    for (int h = 0; h < NH; h++)
-#pragma unroll
-        for (int off = 16; off >= C::LPT; off >>= 1) {
-            l[h] += __shfl_xor_sync(0xffffffffu, l[h], off);
-#pragma unroll
-            for (int e = 0; e < 8; e++) acc[h][e] += __shfl_xor_sync(0xffffffffu, acc[h][e], off);
-        }
+    /* merge: the 4 lanes of a head share its max; sum their partial sums,
+     * then merge the warps through shared memory */
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
     __syncthreads();
     float *red = (float *)sm;                       /* (WARPS, NH, D) */
     float *redm = red + ATT_WARPS * NH * D;         /* (WARPS, NH) */
     float *redl = redm + ATT_WARPS * NH;            /* (WARPS, NH) */
-    if (grp == 0)
+    if (hq < NH) {
 #pragma unroll
-        for (int h = 0; h < NH; h++)
-#pragma unroll
-            for (int e = 0; e < 8; e++) red[(warp * NH + h) * D + c * 8 + e] = acc[h][e];
-    if (lane == 0)
-#pragma unroll
-        for (int h = 0; h < NH; h++) redm[warp * NH + h] = m[h], redl[warp * NH + h] = l[h];
+        for (int j = 0; j < D / 8; j++)
+            red[(warp * NH + hq) * D + 8 * j + 2 * q4] = o[j][0], red[(warp * NH + hq) * D + 8 * j + 2 * q4 + 1] = o[j][1];
+        if (q4 == 0) redm[warp * NH + hq] = m, redl[warp * NH + hq] = l;
+    }
     __syncthreads();
-    for (int o = threadIdx.x; o < NH * D; o += ATT_THREADS) {
-        const int h = o / D, j = o % D;
+    for (int oi = threadIdx.x; oi < NH * D; oi += ATT_THREADS) {
+        const int h = oi / D, j = oi % D;
         float M = -INFINITY, L = 0.0f, O = 0.0f;
 #pragma unroll
         for (int w = 0; w < ATT_WARPS; w++) M = fmaxf(M, redm[w * NH + h]);
@@ -242,7 +294,8 @@ static cudaError_t launch_dns(const lk_attend_args *a, int B, int Hkv, cudaStrea
 }
 
 template <int D, int NH> static cudaError_t launch_dn(const lk_attend_args *a, int B, int Hkv, cudaStream_t s) {
-    if (NH == 1 && D <= 128 && !a->idx) return launch_dns<D, NH, 3>(a, B, Hkv, s);
+    if constexpr (D <= 128 && NH == 1)
+        if (!a->idx) return launch_dns<D, NH, 3>(a, B, Hkv, s);
     return launch_dns<D, NH, 2>(a, B, Hkv, s);
 }
 
