@@ -430,11 +430,12 @@ static void sel_scores(world *w, int layer, int b, int h0, int g, int32_t S, dou
     }
 }
 
-static const double *g_key; /* qsort has no context argument */
-/* Descending key, then ascending position (ties go to the lower position). */
-static int by_key_desc(const void *a, const void *b) {
+/* Descending key (ctx: the keys by position), then ascending position
+ * (ties go to the lower position); for qsort_r. */
+static int by_key_desc(const void *a, const void *b, void *ctx) {
+    const double *key = ctx;
     int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
-    return g_key[i] > g_key[j] ? -1 : g_key[i] < g_key[j] ? 1 : (i > j) - (i < j);
+    return key[i] > key[j] ? -1 : key[i] < key[j] ? 1 : (i > j) - (i < j);
 }
 
 /* Reference selection of a row with budget k, as run.c's select_tokens:
@@ -454,8 +455,7 @@ static void ref_select(world *w, const double *x, const uint8_t *ev, int32_t S, 
     for (int32_t s = 0; s < S; s++)
         if (!in[s] && (!ev || !ev[s])) w->rest[nr++] = s;
     const int32_t kk = LK_MIN(k - nf, nr);
-    g_key = x;
-    qsort(w->rest, (size_t)nr, sizeof(int32_t), by_key_desc);
+    qsort_r(w->rest, (size_t)nr, sizeof(int32_t), by_key_desc, (void *)x);
     for (int32_t j = 0; j < kk; j++) in[w->rest[j]] = 1;
     *thr = kk > 0 ? x[w->rest[kk - 1]] : INFINITY;
     *gap = kk > 0 && kk < nr ? x[w->rest[kk - 1]] - x[w->rest[kk]] : INFINITY;

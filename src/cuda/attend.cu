@@ -294,6 +294,9 @@ static cudaError_t launch_dns(const lk_attend_args *a, int B, int Hkv, cudaStrea
 }
 
 template <int D, int NH> static cudaError_t launch_dn(const lk_attend_args *a, int B, int Hkv, cudaStream_t s) {
+#ifdef LK_ATT_ALL3 /* dev/cuda variant: 3 stages everywhere */
+    if constexpr (D <= 128) return launch_dns<D, NH, 3>(a, B, Hkv, s);
+#endif
     if constexpr (D <= 128 && NH == 1)
         if (!a->idx) return launch_dns<D, NH, 3>(a, B, Hkv, s);
     return launch_dns<D, NH, 2>(a, B, Hkv, s);

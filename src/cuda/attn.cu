@@ -251,6 +251,11 @@ fail:
     return st;
 }
 
+static int cmp_i32(const void *x, const void *y) {
+    const int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
+    return (a > b) - (a < b);
+}
+
 extern "C" loki_status lk_gpu_attn_selection(lk_gpu_attn *a, int32_t b, int32_t h, int32_t *pos, int32_t *n,
                                              loki_error *err) {
     loki_status st = LOKI_OK;
@@ -265,5 +270,8 @@ extern "C" loki_status lk_gpu_attn_selection(lk_gpu_attn *a, int32_t b, int32_t 
         return LOKI_OK;
     }
     *n = ns;
-    return lk_cuda_download(a->cu, pos, a->idx + ((size_t)b * a->sel_rows + row) * a->n_ctx, (size_t)ns * 4, err);
+    if ((st = lk_cuda_download(a->cu, pos, a->idx + ((size_t)b * a->sel_rows + row) * a->n_ctx, (size_t)ns * 4, err)))
+        return st;
+    qsort(pos, (size_t)ns, sizeof *pos, cmp_i32); /* the select kernels append in no particular order */
+    return LOKI_OK;
 }

@@ -180,7 +180,8 @@ loki_status lk_gpu_attn_stage_ms(lk_gpu_attn *a, float ms[3], loki_error *err);
 
 /* The selection of the last decode step for (b, query head h) (per KV head
  * with a shared selection, where every head of a group gives the same set):
- * positions (host, up to seq_len[b]) in ascending order, their count in *n.
+ * positions (host, up to seq_len[b]) sorted ascending (the device list is
+ * in no particular order), their count in *n.
  * A row that attended to every candidate gives all candidates: 0..seq_len-1,
  * or for H2O the tokens not evicted. For tests. */
 loki_status lk_gpu_attn_selection(lk_gpu_attn *a, int32_t b, int32_t h, int32_t *pos, int32_t *n,

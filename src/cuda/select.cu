@@ -124,135 +124,154 @@ __global__ void __launch_bounds__(SEL_THREADS) sel_hist_kernel(const lk_select_a
     if (pass == 0 && r.ev && threadIdx.x == 0) atomicAdd(&a.state[r.id].C, cand);
 }
 
-/* grid (rows_per_seq, B), one warp: the digit where the count from the top
- * reaches `need`; updates the row's state and clears its histogram. */
-__global__ void sel_digit_kernel(const lk_select_args a, int pass) {
-    const sel_row r = make_row(a, blockIdx.y, blockIdx.x);
-    lk_sel_state *stp = &a.state[r.id];
-    lk_sel_state st = *stp;
-    uint32_t *hist = a.hist + r.id * SEL_BINS;
-    const int lane = threadIdx.x, nb = 1 << pass_bits(pass), per = nb / 32, lo = lane * per;
-    if (pass == 0) { /* the budget decides first: all tokens, all candidates, or a top-k */
-        st.P = 0, st.sh = 32, st.need = r.k, st.mode = 0;
-        const int32_t C = r.ev ? st.C : r.S;
-        if (lk_attn_all(&a.p, r.S, C, r.k)) st.mode = r.ev ? 3 : 2, st.sh = 0, st.need = 0;
-    }
-    if (st.mode == 0) {
-        uint32_t local = 0;
-        for (int i = 0; i < per; i++) local += hist[lo + i];
-        uint32_t suf = local; /* sum over lanes >= this one */
-#pragma unroll
-        for (int off = 1; off < 32; off <<= 1) {
-            const uint32_t t = __shfl_down_sync(0xffffffffu, suf, off);
-            if (lane + off < 32) suf += t;
-        }
-        uint32_t next = __shfl_down_sync(0xffffffffu, suf, 1);
-        if (lane == 31) next = 0;
-        int32_t digit = -1, above = 0, in = 0;
-        if (suf >= (uint32_t)st.need && next < (uint32_t)st.need) {
-            uint32_t acc = next;
-            for (int i = lo + per - 1; i >= lo; i--) {
-                if (acc + hist[i] >= (uint32_t)st.need) {
-                    digit = i, above = (int32_t)acc, in = (int32_t)hist[i];
-                    break;
-                }
-                acc += hist[i];
-            }
-        }
-        const unsigned who = __ballot_sync(0xffffffffu, digit >= 0);
-        const int src = who ? __ffs(who) - 1 : 0;
-        digit = __shfl_sync(0xffffffffu, digit, src);
-        above = __shfl_sync(0xffffffffu, above, src);
-        in = __shfl_sync(0xffffffffu, in, src);
-        st.P = (pass == 0 ? 0u : st.P << pass_bits(pass)) | (uint32_t)digit;
-        st.sh = pass_shift(pass);
-        st.need -= above;
-        if (in == st.need || pass == 2) st.mode = 1; /* the bucket is taken whole, or fully resolved */
-    }
-    __syncwarp();
-    for (int i = lane; i < nb; i += 32) hist[i] = 0; /* zero for the next pass and step */
-    if (lane == 0) *stp = st;
-}
-
-/* Selected-or-tied flags of one thread's 4 positions: gt (above the
- * threshold) and eq (equal to it), packed as counts gt | eq << 16. */
-__device__ __forceinline__ uint32_t flags(const lk_select_args &a, const sel_row &r, const lk_sel_state &st, int32_t s0,
-                                          uint32_t gt[SEL_VEC], uint32_t eq[SEL_VEC]) {
-    uint32_t key[SEL_VEC], cnt = 0;
-    bool valid[SEL_VEC] = {false, false, false, false};
-    if (s0 < r.S) row_keys(a, r, s0, key, valid);
-#pragma unroll
-    for (int i = 0; i < SEL_VEC; i++) {
-        const uint32_t k = st.sh >= 32 ? 0u : key[i] >> st.sh;
-        gt[i] = valid[i] && k > st.P, eq[i] = valid[i] && k == st.P;
-        cnt += gt[i] | eq[i] << 16;
-    }
-    return cnt;
-}
-
-/* grid (chunks, rows_per_seq, B): gt and eq counts of each chunk. */
-__global__ void __launch_bounds__(SEL_THREADS) sel_count_kernel(const lk_select_args a) {
-    typedef cub::BlockReduce<uint32_t, SEL_THREADS> red_t;
-    __shared__ typename red_t::TempStorage tmp;
-    const sel_row r = make_row(a, blockIdx.z, blockIdx.y);
-    const lk_sel_state st = a.state[r.id];
-    const int32_t c0 = blockIdx.x * LK_SEL_CHUNK;
-    if (c0 >= r.S || st.mode == 2) return;
-    uint32_t gt_n = 0, eq_n = 0;
-    for (int32_t base = c0; base < min(c0 + LK_SEL_CHUNK, r.S); base += SEL_THREADS * SEL_VEC) {
-        uint32_t gt[SEL_VEC], eq[SEL_VEC];
-        const uint32_t c = flags(a, r, st, base + threadIdx.x * SEL_VEC, gt, eq);
-        gt_n += c & 0xffff, eq_n += c >> 16;
-    }
-    const uint32_t g = red_t(tmp).Sum(gt_n);
-    __syncthreads();
-    const uint32_t e = red_t(tmp).Sum(eq_n);
-    if (threadIdx.x == 0) {
-        int32_t *cnt = a.counts + (r.id * LK_SEL_MAX_CHUNKS + blockIdx.x) * 2;
-        cnt[0] = (int32_t)g, cnt[1] = (int32_t)e;
-    }
-}
-
-/* grid (chunks, rows_per_seq, B): ordered compaction of a chunk, offset by
- * the counts of the chunks before it; chunk 0 writes the row's count. */
-__global__ void __launch_bounds__(SEL_THREADS) sel_write_kernel(const lk_select_args a) {
+/* grid (rows_per_seq, B), SEL_THREADS threads: the digit where the count
+ * from the top reaches `need`; updates the row's state and clears its
+ * histogram. Each thread takes adjacent bins (16-byte loads); a block scan
+ * from the top finds the thread whose bins hold the boundary. At the last
+ * pass (or once decided) it writes the row's count: k, C or -1. */
+__global__ void __launch_bounds__(SEL_THREADS) sel_digit_kernel(const lk_select_args a, int pass) {
     typedef cub::BlockScan<uint32_t, SEL_THREADS> scan_t;
     __shared__ typename scan_t::TempStorage tmp;
+    __shared__ lk_sel_state sst;
+    const sel_row r = make_row(a, blockIdx.y, blockIdx.x);
+    const int nb = 1 << pass_bits(pass), per = nb / SEL_THREADS, tid = threadIdx.x;
+    uint4 *hist = (uint4 *)(a.hist + r.id * SEL_BINS);
+    if (tid == 0) {
+        lk_sel_state st = a.state[r.id];
+        if (pass == 0) { /* the budget decides first: all tokens, all candidates, or a top-k */
+            const int32_t C = r.ev ? st.C : r.S;
+            st.P = 0, st.sh = 32, st.need = r.k, st.mode = 0;
+            if (lk_attn_all(&a.p, r.S, C, r.k)) st.mode = r.ev ? 3 : 2, st.sh = 0, st.need = 0, st.C = C;
+        }
+        sst = st;
+    }
+    __syncthreads();
+    lk_sel_state st = sst;
+    if (st.mode == 0) {
+        /* thread t holds the bins [nb - (t+1) per, nb - t per): thread 0 the top ones */
+        uint32_t h[8] = {0, 0, 0, 0, 0, 0, 0, 0}, local = 0, before;
+        const int lo = nb - (tid + 1) * per;
+#pragma unroll
+        for (int v = 0; v < 2; v++)
+            if (4 * v < per) {
+                const uint4 x = hist[lo / 4 + v];
+                h[4 * v] = x.x, h[4 * v + 1] = x.y, h[4 * v + 2] = x.z, h[4 * v + 3] = x.w;
+            }
+#pragma unroll
+        for (int i = 0; i < 8; i++) local += h[i];
+        scan_t(tmp).ExclusiveSum(local, before); /* keys in the bins above this thread's */
+        const uint32_t need = (uint32_t)st.need;
+        if (before < need && before + local >= need) {
+            uint32_t acc = before;
+#pragma unroll
+            for (int i = 7; i >= 0; i--) { /* from this thread's top bin down */
+                if (i >= per || acc >= need) continue;
+                if (acc + h[i] >= need) {
+                    st.P = (pass == 0 ? 0u : st.P << pass_bits(pass)) | (uint32_t)(lo + i);
+                    st.sh = pass_shift(pass);
+                    st.need -= (int32_t)acc;
+                    st.C = (int32_t)h[i]; /* keys equal to the prefix (the ties once resolved) */
+                    if (st.C == st.need || pass == 2) st.mode = 1; /* taken whole, or fully resolved */
+                    sst = st;
+                }
+                acc += h[i];
+            }
+        }
+    }
+    __syncthreads();
+    for (int v = tid; v < nb / 4; v += SEL_THREADS) hist[v] = make_uint4(0, 0, 0, 0); /* for the next pass and step */
+    if (tid == 0) {
+        a.state[r.id] = sst;
+        if (pass == 2 || sst.mode != 0) /* the count is known: k, all candidates, or all tokens */
+            a.n_sel[r.id] = sst.mode == 2 ? -1 : sst.mode == 3 ? sst.C : r.k;
+    }
+}
+
+/* grid (chunks, rows_per_seq, B): append the chunk's positions above the
+ * threshold (and those equal to it when the tied bucket is taken whole) to
+ * the row's list, one atomic per warp; the list is in no particular order
+ * (the attend stage does not need one). Ties taken in part are left to
+ * sel_ties_kernel. */
+__global__ void __launch_bounds__(SEL_THREADS) sel_append_kernel(const lk_select_args a) {
     const sel_row r = make_row(a, blockIdx.z, blockIdx.y);
     const lk_sel_state st = a.state[r.id];
     const int32_t c0 = blockIdx.x * LK_SEL_CHUNK;
-    if (c0 >= r.S) return;
-    if (st.mode == 2) {
-        if (blockIdx.x == 0 && threadIdx.x == 0) a.n_sel[r.id] = -1;
-        return;
-    }
-    const int32_t *cnt = a.counts + r.id * LK_SEL_MAX_CHUNKS * 2;
-    const int n_chunks = (r.S + LK_SEL_CHUNK - 1) / LK_SEL_CHUNK;
-    int32_t run_gt = 0, run_eq = 0, tot_gt = 0, tot_eq = 0;
-    for (int c = 0; c < n_chunks; c++) {
-        if (c < (int)blockIdx.x) run_gt += cnt[2 * c], run_eq += cnt[2 * c + 1];
-        tot_gt += cnt[2 * c], tot_eq += cnt[2 * c + 1];
-    }
-    const int32_t need = st.need;
-    if (blockIdx.x == 0 && threadIdx.x == 0) a.n_sel[r.id] = tot_gt + min(tot_eq, need);
+    if (c0 >= r.S || st.mode == 2 || st.mode == 0) return;
+    /* mode 3 (all candidates: sh 0, P 0) takes every key > 0, never the evicted (0) */
+    const bool take_eq = st.mode == 1 && st.need == st.C;
     int32_t *out = a.idx + r.id * a.n_ctx, *slot = a.slots + r.id * a.n_ctx;
+    int32_t *fill = a.counts + r.id * LK_SEL_MAX_CHUNKS * 2; /* the row's append counter */
     const int32_t *bt = a.block_table + (size_t)blockIdx.z * a.mpps;
+    const int lane = threadIdx.x % 32;
     for (int32_t base = c0; base < min(c0 + LK_SEL_CHUNK, r.S); base += SEL_THREADS * SEL_VEC) {
         const int32_t s0 = base + threadIdx.x * SEL_VEC;
-        uint32_t gt[SEL_VEC], eq[SEL_VEC], ex, tot;
-        const uint32_t c = flags(a, r, st, s0, gt, eq);
-        scan_t(tmp).ExclusiveSum(c, ex, tot);
-        int32_t gb = run_gt + (int32_t)(ex & 0xffff), eb = run_eq + (int32_t)(ex >> 16);
+        uint32_t key[SEL_VEC], take = 0, n = 0;
+        bool valid[SEL_VEC] = {false, false, false, false};
+        if (s0 < r.S) row_keys(a, r, s0, key, valid);
 #pragma unroll
         for (int i = 0; i < SEL_VEC; i++) {
-            if (gt[i] || (eq[i] && eb < need)) { /* the position, and where the attend stage finds it */
-                const int32_t o = gb + min(eb, need), pos = s0 + i;
+            const uint32_t k = key[i] >> st.sh;
+            const bool t = valid[i] && (k > st.P || (take_eq && k == st.P));
+            take |= (uint32_t)t << i, n += t;
+        }
+        uint32_t incl = n; /* warp prefix of the counts */
+#pragma unroll
+        for (int off = 1; off < 32; off <<= 1) {
+            const uint32_t t = __shfl_up_sync(0xffffffffu, incl, off);
+            if (lane >= off) incl += t;
+        }
+        const uint32_t tot = __shfl_sync(0xffffffffu, incl, 31);
+        int32_t start = 0;
+        if (lane == 31 && tot) start = atomicAdd(fill, (int32_t)tot);
+        int32_t o = __shfl_sync(0xffffffffu, start, 31) + (int32_t)(incl - n);
+#pragma unroll
+        for (int i = 0; i < SEL_VEC; i++)
+            if (take >> i & 1) {
+                const int32_t pos = s0 + i;
                 out[o] = pos;
                 slot[o] = bt[pos / LK_GPU_PAGE] * LK_GPU_PAGE + pos % LK_GPU_PAGE;
+                o++;
             }
-            gb += gt[i], eb += eq[i];
+    }
+}
+
+/* grid (rows_per_seq, B): rows whose threshold ties are taken only in part
+ * (exactly equal 32-bit keys: rare) add the first `need` tied positions in
+ * position order after the k - need above the threshold, as the CPU breaks
+ * ties; every other row returns at once. */
+__global__ void __launch_bounds__(SEL_THREADS) sel_ties_kernel(const lk_select_args a) {
+    typedef cub::BlockScan<uint32_t, SEL_THREADS> scan_t;
+    __shared__ typename scan_t::TempStorage tmp;
+    const sel_row r = make_row(a, blockIdx.y, blockIdx.x);
+    const lk_sel_state st = a.state[r.id];
+    if (st.mode != 1 || st.need == st.C) return;
+    int32_t *out = a.idx + r.id * a.n_ctx, *slot = a.slots + r.id * a.n_ctx;
+    const int32_t *bt = a.block_table + (size_t)blockIdx.y * a.mpps;
+    const int32_t o0 = r.k - st.need;
+    int32_t run = 0;
+    for (int32_t base = 0; base < r.S && run < st.need; base += SEL_THREADS * SEL_VEC) {
+        const int32_t s0 = base + threadIdx.x * SEL_VEC;
+        uint32_t key[SEL_VEC], eq = 0, n = 0, ex, tot;
+        bool valid[SEL_VEC] = {false, false, false, false};
+        if (s0 < r.S) row_keys(a, r, s0, key, valid);
+#pragma unroll
+        for (int i = 0; i < SEL_VEC; i++) {
+            const bool e = valid[i] && (key[i] >> st.sh) == st.P;
+            eq |= (uint32_t)e << i, n += e;
         }
-        run_gt += (int32_t)(tot & 0xffff), run_eq += (int32_t)(tot >> 16);
+        scan_t(tmp).ExclusiveSum(n, ex, tot);
+        int32_t rank = run + (int32_t)ex;
+#pragma unroll
+        for (int i = 0; i < SEL_VEC; i++)
+            if (eq >> i & 1) {
+                if (rank < st.need) {
+                    const int32_t pos = s0 + i;
+                    out[o0 + rank] = pos;
+                    slot[o0 + rank] = bt[pos / LK_GPU_PAGE] * LK_GPU_PAGE + pos % LK_GPU_PAGE;
+                }
+                rank++;
+            }
+        run += (int32_t)tot;
         __syncthreads(); /* tmp is reused */
     }
 }
@@ -264,11 +283,13 @@ cudaError_t lk_launch_select(const lk_select_args *a, int B, int32_t max_len, cu
     cudaError_t e = cudaMemsetAsync(a->state, 0, (size_t)B * a->rows_per_seq * sizeof(lk_sel_state), s);
     for (int pass = 0; pass < 3 && e == cudaSuccess; pass++) {
         sel_hist_kernel<<<grid, SEL_THREADS, 0, s>>>(*a, pass);
-        sel_digit_kernel<<<rows, 32, 0, s>>>(*a, pass);
+        sel_digit_kernel<<<rows, SEL_THREADS, 0, s>>>(*a, pass);
         e = cudaGetLastError();
     }
     if (e != cudaSuccess) return e;
-    sel_count_kernel<<<grid, SEL_THREADS, 0, s>>>(*a);
-    sel_write_kernel<<<grid, SEL_THREADS, 0, s>>>(*a);
+    e = cudaMemsetAsync(a->counts, 0, (size_t)B * a->rows_per_seq * LK_SEL_MAX_CHUNKS * 8, s);
+    if (e != cudaSuccess) return e;
+    sel_append_kernel<<<grid, SEL_THREADS, 0, s>>>(*a);
+    sel_ties_kernel<<<rows, SEL_THREADS, 0, s>>>(*a);
     return cudaGetLastError();
 }
