@@ -279,10 +279,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
     }
 }
 
-/* Launch one instance, or (occ not NULL) only report how many of its
- * blocks fit on an SM. */
 template <int D, int NH, int STAGES>
-static cudaError_t launch_dns(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, int *occ) {
+static cudaError_t launch_dns(const lk_attend_args *a, int B, int Hkv, cudaStream_t s) {
     using C = att_cfg<D, STAGES>;
     size_t smem = C::SMEM;
     size_t red = (size_t)(ATT_WARPS * NH * D + 2 * ATT_WARPS * NH) * 4;
@@ -290,50 +288,39 @@ static cudaError_t launch_dns(const lk_attend_args *a, int B, int Hkv, cudaStrea
     cudaError_t e =
         cudaFuncSetAttribute(attend_kernel<D, NH, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
-    if (occ) return cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ, attend_kernel<D, NH, STAGES>, ATT_THREADS, smem);
     dim3 grid(a->n_split, Hkv * (a->G / a->nh), B);
     attend_kernel<D, NH, STAGES><<<grid, ATT_THREADS, smem, s>>>(*a);
     return cudaGetLastError();
 }
 
-template <int D, int NH>
-static cudaError_t launch_dn(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, int *occ) {
+template <int D, int NH> static cudaError_t launch_dn(const lk_attend_args *a, int B, int Hkv, cudaStream_t s) {
 #ifdef LK_ATT_ALL3 /* dev/cuda variant: 3 stages everywhere */
-    if constexpr (D <= 128) return launch_dns<D, NH, 3>(a, B, Hkv, s, occ);
+    if constexpr (D <= 128) return launch_dns<D, NH, 3>(a, B, Hkv, s);
 #endif
     if constexpr (D <= 128 && NH == 1)
-        if (!a->idx) return launch_dns<D, NH, 3>(a, B, Hkv, s, occ);
-    return launch_dns<D, NH, 2>(a, B, Hkv, s, occ);
+        if (!a->idx) return launch_dns<D, NH, 3>(a, B, Hkv, s);
+    return launch_dns<D, NH, 2>(a, B, Hkv, s);
 }
 
-template <int D> static cudaError_t launch_d(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, int *occ) {
+template <int D> static cudaError_t launch_d(const lk_attend_args *a, int B, int Hkv, cudaStream_t s) {
     switch (a->nh) {
-    case 1: return launch_dn<D, 1>(a, B, Hkv, s, occ);
-    case 2: return launch_dn<D, 2>(a, B, Hkv, s, occ);
-    case 3: return launch_dn<D, 3>(a, B, Hkv, s, occ);
-    case 4: return launch_dn<D, 4>(a, B, Hkv, s, occ);
-    case 6: return launch_dn<D, 6>(a, B, Hkv, s, occ);
-    case 8: return launch_dn<D, 8>(a, B, Hkv, s, occ);
-    default: return cudaErrorInvalidValue;
-    }
-}
-
-static cudaError_t launch_any(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, int *occ) {
-    switch (a->kv.D) {
-    case 64: return launch_d<64>(a, B, Hkv, s, occ);
-    case 128: return launch_d<128>(a, B, Hkv, s, occ);
-    case 256: return launch_d<256>(a, B, Hkv, s, occ);
+    case 1: return launch_dn<D, 1>(a, B, Hkv, s);
+    case 2: return launch_dn<D, 2>(a, B, Hkv, s);
+    case 3: return launch_dn<D, 3>(a, B, Hkv, s);
+    case 4: return launch_dn<D, 4>(a, B, Hkv, s);
+    case 6: return launch_dn<D, 6>(a, B, Hkv, s);
+    case 8: return launch_dn<D, 8>(a, B, Hkv, s);
     default: return cudaErrorInvalidValue;
     }
 }
 
 cudaError_t lk_launch_attend(const lk_attend_args *a, int B, int Hkv, cudaStream_t s) {
-    return launch_any(a, B, Hkv, s, NULL);
-}
-
-cudaError_t lk_attend_occupancy(const lk_attend_args *a, int *blocks_per_sm) {
-    *blocks_per_sm = 0;
-    return launch_any(a, 0, 0, NULL, blocks_per_sm);
+    switch (a->kv.D) {
+    case 64: return launch_d<64>(a, B, Hkv, s);
+    case 128: return launch_d<128>(a, B, Hkv, s);
+    case 256: return launch_d<256>(a, B, Hkv, s);
+    default: return cudaErrorInvalidValue;
+    }
 }
 
 /* One block per (b, h): merge the splits' partials by their maxima. */

@@ -232,14 +232,9 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
     at.part = a->part, at.part_ml = a->part_ml;
     at.raw = m == LOKI_ATTN_H2O ? a->raw : NULL;
     {
-        /* splits: as many blocks as fit in 4 full waves of resident blocks,
-         * so that no wave runs mostly empty (B = 1 with 32 heads and 17
-         * splits left a third wave of 16 blocks: 73% of the bandwidth) */
-        int occ = 1;
-        LK_CUDA_TRY(lk_attend_occupancy(&at, &occ));
         const int tiles = (n_max + LK_GPU_PAGE - 1) / LK_GPU_PAGE;
-        const int units = B * a->Hkv * (a->G / at.nh), cap = lk_cuda_sm_count(a->cu) * LK_MAX(occ, 1);
-        int n_split = LK_MIN(LK_MIN(4 * cap / units, tiles), LK_GPU_MAX_SPLIT);
+        const int units = B * a->Hkv * (a->G / at.nh), target = lk_cuda_sm_count(a->cu) * 4;
+        int n_split = LK_MIN(LK_MIN((target + units - 1) / units, tiles), LK_GPU_MAX_SPLIT);
         n_split = LK_MAX(n_split, 1);
         at.tiles_per_split = (tiles + n_split - 1) / n_split;
         at.n_split = LK_MAX((tiles + at.tiles_per_split - 1) / at.tiles_per_split, 1);

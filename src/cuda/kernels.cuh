@@ -25,7 +25,7 @@ static inline int lk_pick_nh(int G) {
 }
 
 /* Most splits of one row in the split-KV attend (partials are sized by it). */
-#define LK_GPU_MAX_SPLIT 256
+#define LK_GPU_MAX_SPLIT 128
 
 /* ------------------------------------------------------------ attend */
 
@@ -47,8 +47,6 @@ struct lk_attend_args {
     float *raw;            /* (B, H, n_ctx) exact scores of list entry j, or NULL */
 };
 cudaError_t lk_launch_attend(const lk_attend_args *a, int B, int Hkv, cudaStream_t s);
-/* Blocks of the attend kernel that a's launch would use resident per SM. */
-cudaError_t lk_attend_occupancy(const lk_attend_args *a, int *blocks_per_sm);
 
 /* out (B, H, D) = merge of the n_split partials; ml (B, H, 2) the final max
  * and sum (for H2O's weights), may be NULL. */
