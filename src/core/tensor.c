@@ -1,37 +1,93 @@
 /* tensor.c - dtype table and scalar/row conversions (see tensor.h). */
 #include "core/tensor.h"
 
+#include "core/quant.h"
+
 #include <math.h>
 #include <string.h>
 
+/* Per ggml type id: name, elements per block, bytes per block (0 bytes:
+ * a type loki does not read; its name is kept for error messages). */
+typedef struct dtype_info {
+    const char *name;
+    int elems;
+    size_t bytes;
+} dtype_info;
+
+static const dtype_info k_dtypes[] = {
+    [LK_DTYPE_F32] = {"f32", 1, 4},
+    [LK_DTYPE_F16] = {"f16", 1, 2},
+    [LK_DTYPE_Q4_0] = {"q4_0", LK_QK4, sizeof(lk_block_q4_0)},
+    [LK_DTYPE_Q4_1] = {"q4_1", LK_QK4, sizeof(lk_block_q4_1)},
+    [4] = {"q4_2 (removed from ggml)", 0, 0},
+    [5] = {"q4_3 (removed from ggml)", 0, 0},
+    [LK_DTYPE_Q5_0] = {"q5_0", LK_QK4, sizeof(lk_block_q5_0)},
+    [LK_DTYPE_Q5_1] = {"q5_1", LK_QK4, sizeof(lk_block_q5_1)},
+    [LK_DTYPE_Q8_0] = {"q8_0", LK_QK8_0, sizeof(lk_block_q8_0)},
+    [9] = {"q8_1", 0, 0},
+    [LK_DTYPE_Q2_K] = {"q2_k", LK_QK_K, sizeof(lk_block_q2_k)},
+    [LK_DTYPE_Q3_K] = {"q3_k", LK_QK_K, sizeof(lk_block_q3_k)},
+    [LK_DTYPE_Q4_K] = {"q4_k", LK_QK_K, sizeof(lk_block_q4_k)},
+    [LK_DTYPE_Q5_K] = {"q5_k", LK_QK_K, sizeof(lk_block_q5_k)},
+    [LK_DTYPE_Q6_K] = {"q6_k", LK_QK_K, sizeof(lk_block_q6_k)},
+    [15] = {"q8_k", 0, 0},
+    [16] = {"iq2_xxs", 0, 0},
+    [17] = {"iq2_xs", 0, 0},
+    [18] = {"iq3_xxs", 0, 0},
+    [19] = {"iq1_s", 0, 0},
+    [20] = {"iq4_nl", 0, 0},
+    [21] = {"iq3_s", 0, 0},
+    [22] = {"iq2_s", 0, 0},
+    [23] = {"iq4_xs", 0, 0},
+    [24] = {"i8", 0, 0},
+    [25] = {"i16", 0, 0},
+    [26] = {"i32", 0, 0},
+    [27] = {"i64", 0, 0},
+    [28] = {"f64", 0, 0},
+    [29] = {"iq1_m", 0, 0},
+    [LK_DTYPE_BF16] = {"bf16", 1, 2},
+    [31] = {"q4_0_4_4 (removed from ggml)", 0, 0},
+    [32] = {"q4_0_4_8 (removed from ggml)", 0, 0},
+    [33] = {"q4_0_8_8 (removed from ggml)", 0, 0},
+    [34] = {"tq1_0", 0, 0},
+    [35] = {"tq2_0", 0, 0},
+    [36] = {"iq4_nl_4_4 (removed from ggml)", 0, 0},
+    [37] = {"iq4_nl_4_8 (removed from ggml)", 0, 0},
+    [38] = {"iq4_nl_8_8 (removed from ggml)", 0, 0},
+    [39] = {"mxfp4", 0, 0},
+    [40] = {"nvfp4", 0, 0},
+    [41] = {"q1_0", 0, 0},
+};
+
+static const dtype_info *info_of(int t) {
+    return t >= 0 && (size_t)t < sizeof k_dtypes / sizeof k_dtypes[0] ? &k_dtypes[t] : NULL;
+}
+
 int lk_dtype_valid(int t) {
-    return t == LK_DTYPE_F32 || t == LK_DTYPE_F16 || t == LK_DTYPE_Q8_0 || t == LK_DTYPE_BF16;
+    const dtype_info *d = info_of(t);
+    return d && d->bytes > 0;
 }
 
 const char *lk_dtype_name(lk_dtype t) {
-    switch (t) {
-    case LK_DTYPE_F32: return "f32";
-    case LK_DTYPE_F16: return "f16";
-    case LK_DTYPE_Q8_0: return "q8_0";
-    case LK_DTYPE_BF16: return "bf16";
-    }
-    return "?";
+    const dtype_info *d = info_of((int)t);
+    return d && d->name ? d->name : "?";
 }
 
-int lk_dtype_block_elems(lk_dtype t) { return t == LK_DTYPE_Q8_0 ? LK_QK8_0 : 1; }
+int lk_dtype_is_quant(lk_dtype t) { return t == LK_DTYPE_Q8_0 || lk_quant_is_kind(t); }
+
+int lk_dtype_block_elems(lk_dtype t) {
+    const dtype_info *d = info_of((int)t);
+    return d && d->bytes ? d->elems : 0;
+}
 
 size_t lk_dtype_block_bytes(lk_dtype t) {
-    switch (t) {
-    case LK_DTYPE_F32: return 4;
-    case LK_DTYPE_F16:
-    case LK_DTYPE_BF16: return 2;
-    case LK_DTYPE_Q8_0: return sizeof(lk_block_q8_0);
-    }
-    return 0;
+    const dtype_info *d = info_of((int)t);
+    return d ? d->bytes : 0;
 }
 
 size_t lk_dtype_row_bytes(lk_dtype t, int64_t n) {
-    return (size_t)(n / lk_dtype_block_elems(t)) * lk_dtype_block_bytes(t);
+    const int be = lk_dtype_block_elems(t);
+    return be ? (size_t)(n / be) * lk_dtype_block_bytes(t) : 0;
 }
 
 int64_t lk_tensor_nelements(const lk_tensor *t) {
@@ -103,6 +159,7 @@ void lk_row_to_f32(lk_dtype t, const void *src, float *dst, int64_t n) {
         }
         break;
     }
+    default: lk_quant_row_to_f32(t, src, dst, n); break;
     }
 }
 
@@ -131,5 +188,6 @@ void lk_row_from_f32(lk_dtype t, const float *src, void *dst, int64_t n) {
         }
         break;
     }
+    default: lk_quant_row_from_f32(t, src, dst, n); break;
     }
 }

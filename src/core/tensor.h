@@ -12,11 +12,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Values equal ggml's type ids so GGUF files map directly. */
+/* Values equal ggml's type ids so GGUF files map directly. The block
+ * layouts of Q4_0 .. Q6_K are in core/quant.h. */
 typedef enum lk_dtype {
     LK_DTYPE_F32 = 0,
     LK_DTYPE_F16 = 1,
+    LK_DTYPE_Q4_0 = 2,
+    LK_DTYPE_Q4_1 = 3,
+    LK_DTYPE_Q5_0 = 6,
+    LK_DTYPE_Q5_1 = 7,
     LK_DTYPE_Q8_0 = 8,
+    LK_DTYPE_Q2_K = 10,
+    LK_DTYPE_Q3_K = 11,
+    LK_DTYPE_Q4_K = 12,
+    LK_DTYPE_Q5_K = 13,
+    LK_DTYPE_Q6_K = 14,
     LK_DTYPE_BF16 = 30,
 } lk_dtype;
 
@@ -38,8 +48,13 @@ typedef struct lk_tensor {
 
 /* Known dtype? (the ones above) */
 int lk_dtype_valid(int dtype);
+/* Lower-case name ("q4_k"); for any ggml type id, also ones loki does not
+ * support ("iq2_xxs"), "?" for ids ggml does not define. */
 const char *lk_dtype_name(lk_dtype t);
-/* Elements per block (1, or 32 for Q8_0) and bytes per block. */
+/* Block-quantized (Q4_0 .. Q6_K and Q8_0), i.e. not f32/f16/bf16? */
+int lk_dtype_is_quant(lk_dtype t);
+/* Elements per block (1 for float types, 32 for Q4_0..Q8_0, 256 for the
+ * K-quants) and bytes per block; 0 for an invalid dtype. */
 int lk_dtype_block_elems(lk_dtype t);
 size_t lk_dtype_block_bytes(lk_dtype t);
 /* Bytes of a row of n elements (n must be a multiple of the block size). */
@@ -55,7 +70,9 @@ uint16_t lk_f32_to_bf16(float f);
 
 /* Convert n elements of a row in dtype t to float32 (n multiple of block size). */
 void lk_row_to_f32(lk_dtype t, const void *src, float *dst, int64_t n);
-/* Convert n float32 values to dtype t (Q8_0 quantized like ggml: d = amax/127). */
+/* Convert n float32 values to dtype t (n multiple of block size; Q8_0
+ * quantized like ggml: d = amax/127; the other quantized types round to
+ * nearest with the error bounds stated in quant.c). */
 void lk_row_from_f32(lk_dtype t, const float *src, void *dst, int64_t n);
 
 #endif /* LK_TENSOR_H */

@@ -158,8 +158,10 @@ static loki_status read_tensor_info(gguf_reader *r, lk_tensor *t, uint64_t *offs
     if ((st = rd_u32(r, &dtype, nm)) || (st = rd_u64(r, offset, nm))) return st;
     if (!lk_dtype_valid((int)dtype))
         return lk_fail(r->err, LOKI_ERR_UNSUPPORTED,
-                       "%s: tensor '%s' has dtype %u (loki supports f32, f16, bf16, q8_0)",
-                       r->path, nm, dtype);
+                       "%s: tensor '%s' has type %u (%s), which loki does not read (it reads f32, f16, "
+                       "bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k)",
+                       r->path, nm, dtype, dtype < 256 && strcmp(lk_dtype_name((lk_dtype)dtype), "?")
+                       ? lk_dtype_name((lk_dtype)dtype) : "a type id unknown to this loki");
     t->dtype = (lk_dtype)dtype;
     if (t->ne[0] % lk_dtype_block_elems(t->dtype) != 0)
         return lk_fail(r->err, LOKI_ERR_FORMAT, "%s: tensor '%s': row length %lld is not a multiple of the %s block",

@@ -19,7 +19,7 @@
 
 /* Check one tensor against the (rows, cols) shape the hparams imply; rows
  * == 0 means a vector of `cols`. Vectors (norms, biases) must be a float
- * dtype; matrices may also be Q8_0 (then cols % 32 == 0). `what` names the
+ * dtype; matrices may also be block-quantized (cols a multiple of the block). `what` names the
  * slot when the tensor has no name (absent tensors). */
 static loki_status check_tensor(const loki_model *m, const lk_tensor *t, const char *what,
                                 int64_t rows, int64_t cols, loki_error *err) {
@@ -29,9 +29,9 @@ static loki_status check_tensor(const loki_model *m, const lk_tensor *t, const c
     if (!lk_dtype_valid((int)t->dtype))
         return lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s: tensor '%s' has unsupported dtype %d", path,
                        name, (int)t->dtype);
-    if (rows == 0 && t->dtype == LK_DTYPE_Q8_0)
-        return lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s: tensor '%s' is q8_0; norm and bias vectors "
-                       "must be f32, f16 or bf16", path, name);
+    if (rows == 0 && lk_dtype_is_quant(t->dtype))
+        return lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s: tensor '%s' is %s; norm and bias vectors "
+                       "must be f32, f16 or bf16", path, name, lk_dtype_name(t->dtype));
     int64_t want_rows = rows == 0 ? 1 : rows;
     if (t->n_dims < 1 || t->n_dims > 4 || t->ne[0] != cols || t->ne[1] != want_rows ||
         t->ne[2] != 1 || t->ne[3] != 1)
