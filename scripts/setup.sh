@@ -2,7 +2,9 @@
 # Install the Debian packages loki needs to build and test (only the missing
 # ones). Runs apt-get as root, or through sudo when available.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libopenblas-dev liblapacke-dev libpcre2-dev libcjson-dev libssl-dev python3)
+# python3-numpy, python3-yaml: tests/quant_ref.py (gguf-py reference dequantization)
+pkgs=(build-essential cmake pkg-config libopenblas-dev liblapacke-dev libpcre2-dev libcjson-dev libssl-dev python3
+      python3-numpy python3-yaml)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
