@@ -17,20 +17,32 @@
  *    |x_j - d_b q_j| <= d_b / 2 with d_b = amax_b / 127, so
  *    |err| <= sum_b (amax_b / 254) * sum_{j in b} |w_j| + 3e-5 * S,
  *    computed per output element (times 1.001 for d_b's own rounding).
+ *  - q4_0, q4_1, q5_0, q5_1, q2_k .. q6_k (core/quant.h): every path reads
+ *    the blocks, dequantizes a row/tile of W and multiplies f32 x, so the
+ *    result is the dequantized f32 product up to f32 summation order: the
+ *    same 3e-5 * S bound, at every kernel level (no SIMD kernels for them
+ *    yet; the AVX-512 GEMM packs their dequantized blocks). Cases whose `in`
+ *    is not a multiple of the dtype's block (32, or 256 for K-quants) are
+ *    skipped for that dtype; the 256-multiple cases cover them.
  */
 #include "cpu/cpu.h"
 #include "cpu/cpu_internal.h" /* LK_MV_MAX_N */
 #include "test.h"
 
-static const lk_dtype k_dtypes[] = {LK_DTYPE_F32, LK_DTYPE_F16, LK_DTYPE_BF16, LK_DTYPE_Q8_0};
+static const lk_dtype k_dtypes[] = {LK_DTYPE_F32,  LK_DTYPE_F16,  LK_DTYPE_BF16, LK_DTYPE_Q8_0,
+                                    LK_DTYPE_Q4_0, LK_DTYPE_Q4_1, LK_DTYPE_Q5_0, LK_DTYPE_Q5_1,
+                                    LK_DTYPE_Q2_K, LK_DTYPE_Q3_K, LK_DTYPE_Q4_K, LK_DTYPE_Q5_K,
+                                    LK_DTYPE_Q6_K};
 
 typedef struct mm_case {
     int in, out;
 } mm_case;
 
-/* in multiples of 32 (q8_0); out odd, prime, below/above 32 and 4*threads */
+/* in multiples of 32 (q8_0; multiples of 256 for the K-quants: 256, 512,
+ * 1024, 1792); out odd, prime, below/above 32 and 4*threads */
 static const mm_case k_cases[] = {
     {32, 1}, {32, 5}, {64, 31}, {96, 33}, {160, 67}, {384, 384}, {384, 97}, {1024, 129}, {1056, 37},
+    {256, 3}, {512, 65}, {1792, 37},
 };
 static const int k_rows[] = {1, 2, 3, 5, 8, 9, 16, 17, 40}; /* both sides of LK_MV_MAX_N */
 
@@ -106,6 +118,7 @@ static void run_level(int nth, lk_cpu_kernels level, const char *name) {
         int bad = 0, cases = 0;
         for (size_t c = 0; c < LK_ARRAY_LEN(k_cases); c++)
             for (size_t r = 0; r < LK_ARRAY_LEN(k_rows); r++) {
+                if (k_cases[c].in % lk_dtype_block_elems(k_dtypes[d])) continue;
                 bad += check_case(cpu, k_dtypes[d], k_cases[c].in, k_cases[c].out, k_rows[r], &seed, name);
                 cases++;
             }

@@ -10,6 +10,17 @@
  *  f16:       1e-3 - bf16 values with |x| >= 6e-5 convert to f16 exactly;
  *             smaller ones lose bits as f16 subnormals;
  *  q8_0:      6e-2 - 8-bit weights and activations, see test_model_ref.c.
+ *
+ * The block types of core/quant.h (q4_0 .. q6_k) are written as llama.cpp
+ * writes them: a K-quant only where the row length is a multiple of 256
+ * (here ffn_down, in = 1024), the others falling back like llama.cpp's
+ * quantizer (q2_k, q3_k -> q4_0, q4_k -> q5_0, q5_k -> q5_1, q6_k -> q8_0).
+ * Their logits are compared with the same model written in f32 from the
+ * same quantized-then-dequantized weights (tolerance 1e-4 of max|logit|:
+ * their kernels multiply f32 activations by exactly the dequantized weights,
+ * so only summation order differs - except the q8_0 fallback tensors of
+ * q6_k, which quantize activations: 6e-2 as q8_0 above). Each also reports
+ * its distance to the HF logits, unchecked (4-bit weights on a 15M model).
  */
 #include "test.h"
 
@@ -36,7 +47,22 @@ static void permute_rows(const float *src, float *dst, int n_heads, int D, int c
                        sizeof(float) * (size_t)cols);
 }
 
-static void add(lk_gguf_writer *w, const char *name, const lk_tensor *t, lk_dtype dt, int permute_heads, int D) {
+/* The dtype llama.cpp uses for a K-quant tensor whose rows are not a
+ * multiple of 256. */
+static lk_dtype fallback(lk_dtype dt, int64_t cols) {
+    if (cols % lk_dtype_block_elems(dt) == 0) return dt;
+    switch (dt) {
+    case LK_DTYPE_Q2_K: case LK_DTYPE_Q3_K: return LK_DTYPE_Q4_0;
+    case LK_DTYPE_Q4_K: return LK_DTYPE_Q5_0;
+    case LK_DTYPE_Q5_K: return LK_DTYPE_Q5_1;
+    default: return LK_DTYPE_Q8_0;
+    }
+}
+
+/* Add tensor t as dt; rt != F32: write f32 values quantized to rt (with
+ * its fallback) and dequantized again (the reference for rt). */
+static void add(lk_gguf_writer *w, const char *name, const lk_tensor *t, lk_dtype dt, lk_dtype rt,
+                int permute_heads, int D) {
     float *x = to_f32(t);
     int64_t rows = lk_tensor_nelements(t) / t->ne[0];
     if (permute_heads) {
@@ -45,7 +71,17 @@ static void add(lk_gguf_writer *w, const char *name, const lk_tensor *t, lk_dtyp
         free(x);
         x = p;
     }
-    if (t->n_dims == 1) dt = LK_DTYPE_F32; /* norms stay f32, as llama.cpp writes them */
+    if (t->n_dims == 1) dt = rt = LK_DTYPE_F32; /* norms stay f32, as llama.cpp writes them */
+    dt = fallback(dt, t->ne[0]);
+    if (rt != LK_DTYPE_F32) {
+        rt = fallback(rt, t->ne[0]);
+        void *q = malloc(lk_dtype_row_bytes(rt, t->ne[0]));
+        for (int64_t r = 0; r < rows; r++) {
+            lk_row_from_f32(rt, x + r * t->ne[0], q, t->ne[0]);
+            lk_row_to_f32(rt, q, x + r * t->ne[0], t->ne[0]);
+        }
+        free(q);
+    }
     void *buf = malloc(lk_dtype_row_bytes(dt, t->ne[0]) * (size_t)rows);
     for (int64_t r = 0; r < rows; r++)
         lk_row_from_f32(dt, x + r * t->ne[0], (uint8_t *)buf + r * lk_dtype_row_bytes(dt, t->ne[0]), t->ne[0]);
@@ -54,7 +90,7 @@ static void add(lk_gguf_writer *w, const char *name, const lk_tensor *t, lk_dtyp
     free(x);
 }
 
-static void write_gguf(const loki_model *m, const lk_gguf *tok_src, lk_dtype dt, const char *path) {
+static void write_gguf(const loki_model *m, const lk_gguf *tok_src, lk_dtype dt, lk_dtype rt, const char *path) {
     const lk_hparams *hp = &m->hp;
     lk_gguf_writer *w = NULL;
     CHECK_OK(lk_gguf_writer_init(&w, NULL));
@@ -70,8 +106,8 @@ static void write_gguf(const loki_model *m, const lk_gguf *tok_src, lk_dtype dt,
     for (uint64_t i = 0; i < tok_src->n_kv; i++)
         if (!strncmp(tok_src->kv[i].key, "tokenizer.", 10)) lk_gguf_writer_copy_kv(w, &tok_src->kv[i]);
     int D = hp->head_dim;
-    add(w, "token_embd.weight", &m->tok_embd, dt, 0, D);
-    add(w, "output_norm.weight", &m->out_norm, dt, 0, D);
+    add(w, "token_embd.weight", &m->tok_embd, dt, rt, 0, D);
+    add(w, "output_norm.weight", &m->out_norm, dt, rt, 0, D);
     char name[64];
     for (int l = 0; l < hp->n_layer; l++) {
         const lk_layer *L = &m->layers[l];
@@ -81,7 +117,7 @@ static void write_gguf(const loki_model *m, const lk_gguf *tok_src, lk_dtype dt,
             {"ffn_gate", &L->w_gate, 0}, {"ffn_up", &L->w_up, 0}, {"ffn_down", &L->w_down, 0}};
         for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) {
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, ts[i].n);
-            add(w, name, ts[i].t, dt, ts[i].perm, D);
+            add(w, name, ts[i].t, dt, rt, ts[i].perm, D);
         }
     }
     loki_error err = {0};
@@ -135,7 +171,7 @@ int main(void) {
         char path[] = "/tmp/loki_test_dtype_XXXXXX";
         int fd = mkstemp(path);
         close(fd);
-        write_gguf(m, &tok, dts[k], path);
+        write_gguf(m, &tok, dts[k], LK_DTYPE_F32, path);
         int V2 = 0;
         float *lg = run_logits(path, ids, n, &V2);
         if (lg && V2 == V) {
@@ -146,6 +182,35 @@ int main(void) {
         }
         free(lg);
         unlink(path);
+    }
+    const lk_dtype qts[] = {LK_DTYPE_Q4_0, LK_DTYPE_Q4_1, LK_DTYPE_Q5_0, LK_DTYPE_Q5_1, LK_DTYPE_Q2_K,
+                            LK_DTYPE_Q3_K, LK_DTYPE_Q4_K, LK_DTYPE_Q5_K, LK_DTYPE_Q6_K};
+    for (size_t k = 0; k < LK_ARRAY_LEN(qts); k++) {
+        char pq[] = "/tmp/loki_test_dtype_XXXXXX", pf[] = "/tmp/loki_test_dtype_XXXXXX";
+        close(mkstemp(pq));
+        close(mkstemp(pf));
+        write_gguf(m, &tok, qts[k], LK_DTYPE_F32, pq);
+        write_gguf(m, &tok, LK_DTYPE_F32, qts[k], pf);
+        int V2 = 0, V3 = 0;
+        float *lq = run_logits(pq, ids, n, &V2), *lf = run_logits(pf, ids, n, &V3);
+        if (lq && lf && V2 == V && V3 == V) {
+            double md = 0, mf = 0, mh = 0;
+            for (size_t i = 0; i < (size_t)n * V; i++) {
+                md = fmax(md, fabs(lq[i] - lf[i]));
+                mf = fmax(mf, fabs(lf[i]));
+                mh = fmax(mh, fabs(lq[i] - ref[i]));
+            }
+            const double tol = qts[k] == LK_DTYPE_Q6_K ? 6e-2 : 1e-4;
+            printf("%s: max|d| / max|ref| = %.3g against f32 dequantized weights (tolerance %.0e); "
+                   "%.3g against HF\n", lk_dtype_name(qts[k]), md / mf, tol, mh / mr);
+            CHECKF(md <= tol * mf, "%s: %g > %g", lk_dtype_name(qts[k]), md / mf, tol);
+        } else {
+            CHECKF(0, "%s: no logits", lk_dtype_name(qts[k]));
+        }
+        free(lq);
+        free(lf);
+        unlink(pq);
+        unlink(pf);
     }
     free(ref);
     lk_gguf_close(&tok);

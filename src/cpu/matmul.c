@@ -16,6 +16,14 @@
  *           (OpenBLAS set to 1 thread: our pool is the only parallelism, so
  *           no second set of spinning threads competes for the cores).
  *
+ * Q4_0, Q4_1, Q5_0, Q5_1 and the K-quants (core/quant.h) have no SIMD kernels
+ * yet: their matrix-vector products take the portable path at every level
+ * (each row of W dequantized into the thread's scratch row, then an f32 dot
+ * product with x, which stays f32), and their GEMMs dequantize tiles of W as
+ * the other dtypes do (the AVX-512 GEMM packs them block by block). No copy
+ * of W beyond a tile or a row ever exists; results equal the f32 product of
+ * the dequantized W up to f32 summation order.
+ *
  * q8_0 accuracy with quantized activations (n <= LK_MV_MAX_N, both levels):
  * x_j is replaced by d_b * q_j with |x_j - d_b q_j| <= d_b/2 = amax_b/254,
  * so |y - y_exact| <= sum_b (amax_b / 254) * sum_{j in b} |w_j| (plus f32
@@ -25,6 +33,8 @@
  * quantization error remains.
  */
 #include "cpu/cpu_internal.h"
+
+#include "core/quant.h"
 
 #include <assert.h>
 #include <cblas.h>
@@ -117,7 +127,7 @@ static void mv_task(void *arg, int ith, int nth) {
             const float *x = t->x + (size_t)i * in;  /* (in) row i of x */
             const lk_q8_act xq = lk_cpu_xq_row(t->c, i, in);
 #if defined(LK_CPU_X86_512)
-            if (t->simd) {
+            if (t->simd && !lk_quant_is_kind(w->dtype)) { /* Q4_0 .. Q6_K: portable path below */
                 if (w->dtype == LK_DTYPE_Q8_0) lk_mv_q8_x86(y, w->data, &xq, in, c0, c1);
                 else lk_mv_float_x86(w->dtype, y, w->data, x, in, c0, c1);
                 continue;
@@ -161,12 +171,12 @@ static void gemm_x86_task(void *arg, int ith, int nth) {
 #endif
 
 /* Preconditions (programming errors: asserted in debug builds only): w is
- * (out, in) of a supported dtype with in <= max_dim (and in a multiple of 32
- * for q8_0); 1 <= n <= max_rows; y does not alias x. */
+ * (out, in) of a supported dtype with in <= max_dim (and in a multiple of the
+ * dtype's block); 1 <= n <= max_rows; y does not alias x. */
 void lk_cpu_matmul(lk_cpu *c, float *y, const float *x, const lk_tensor *w, int n) {
     const int64_t in = w->ne[0];
     assert(in >= 1 && in <= c->max_dim && n >= 1 && n <= c->max_rows);
-    assert(w->dtype != LK_DTYPE_Q8_0 || in % 32 == 0);
+    assert(lk_dtype_valid((int)w->dtype) && in % lk_dtype_block_elems(w->dtype) == 0);
     mm_task t = {.c = c, .y = y, .x = x, .w = w, .n = n, .simd = 0};
 #if defined(LK_CPU_X86_512)
     t.simd = c->kernels != LK_CPU_KERNELS_SCALAR;

@@ -21,6 +21,8 @@
  */
 #include "cpu/cpu_internal.h"
 
+#include "core/quant.h"
+
 #if defined(LK_CPU_X86_512)
 
 #include <immintrin.h>
@@ -306,6 +308,19 @@ static void pack_panel(const lk_tensor *w, int64_t j0, int nj, int64_t k0, int64
                 _mm512_store_ps(t + 32 * ib, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0))));
                 _mm512_store_ps(t + 32 * ib + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1))));
             }
+        } else if (lk_quant_is_kind(dt)) {
+            /* Q4_0 .. Q6_K: dequantize the blocks that overlap [k0, k0 + kc)
+             * one at a time (k0 need not be block-aligned when KC < 256) */
+            const int be = lk_dtype_block_elems(dt);
+            const size_t bb = lk_dtype_block_bytes(dt);
+            float blk[LK_QK_K]; /* (be) one dequantized block */
+            for (int64_t k = k0; k < k0 + kc;) {
+                const int64_t ib = k / be, off = k - ib * be, nk = LK_MIN(be - off, k0 + kc - k);
+                lk_quant_row_to_f32(dt, row + (size_t)ib * bb, blk, be);
+                memcpy(t + (k - k0), blk + off, sizeof(float) * (size_t)nk);
+                k += nk;
+            }
+            for (int64_t k = kc; k < kc16; k++) t[k] = 0.0f;
         } else {
             int64_t k = 0;
             for (; k + 16 <= kc; k += 16) _mm512_store_ps(t + k, load16_full(dt, row, k0 + k));
