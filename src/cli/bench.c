@@ -23,13 +23,16 @@ typedef struct bench_opts {
     int32_t n_ctx, n_threads, n_prompt, n_gen, reps;
 } bench_opts;
 
+#define BENCH_DTYPES "f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k"
+
+/* Any dtype loki reads, by its lower-case name. */
 static loki_status parse_dtype(const char *s, lk_dtype *dt) {
-    if (!strcmp(s, "f32")) *dt = LK_DTYPE_F32;
-    else if (!strcmp(s, "f16")) *dt = LK_DTYPE_F16;
-    else if (!strcmp(s, "bf16")) *dt = LK_DTYPE_BF16;
-    else if (!strcmp(s, "q8_0")) *dt = LK_DTYPE_Q8_0;
-    else return LOKI_ERR_ARG;
-    return LOKI_OK;
+    for (int t = 0; t < 64; t++)
+        if (lk_dtype_valid(t) && !strcmp(s, lk_dtype_name((lk_dtype)t))) {
+            *dt = (lk_dtype)t;
+            return LOKI_OK;
+        }
+    return LOKI_ERR_ARG;
 }
 
 /* Build a random-weight model from a preset name or a config.json path. */
@@ -38,7 +41,7 @@ static loki_model *open_random(const bench_opts *o) {
     lk_dtype dt;
     loki_error err = {0};
     if (parse_dtype(o->dtype, &dt)) {
-        fprintf(stderr, "loki bench: --dtype must be f32, f16, bf16 or q8_0, got '%s'\n", o->dtype);
+        fprintf(stderr, "loki bench: --dtype must be one of " BENCH_DTYPES ", got '%s'\n", o->dtype);
         return NULL;
     }
     loki_status st;
@@ -148,7 +151,7 @@ int cli_bench(int argc, char **argv) {
     const cli_opt opts[] = {
         {"-m", "--model", CLI_STR, &o.model, "MODEL", "model file or directory"},
         {NULL, "--random-weights", CLI_STR, &o.random, "SHAPE", "llama2-7b, llama3-8b or a config.json: random weights"},
-        {NULL, "--dtype", CLI_STR, &o.dtype, "T", "weight dtype of --random-weights: f32 f16 bf16 q8_0 (default q8_0)"},
+        {NULL, "--dtype", CLI_STR, &o.dtype, "T", "weight dtype of --random-weights: " BENCH_DTYPES " (default q8_0)"},
         {"-c", "--ctx-size", CLI_INT, &o.n_ctx, "N", "context length (default: enough for -p and -n)"},
         {"-t", "--threads", CLI_INT, &o.n_threads, "N", "compute threads (default: all CPUs)"},
         {"-p", "--n-prompt", CLI_INT, &o.n_prompt, "N", "prompt tokens processed in one batch (default 512)"},

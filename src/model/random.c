@@ -61,8 +61,10 @@ loki_status lk_model_init_random(loki_model *m, const lk_hparams *hp, lk_dtype d
                                  loki_error *err) {
     const int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim,
                   KD = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff, V = hp->n_vocab;
-    if (E % 32 || QD % 32 || KD % 32 || F % 32)
-        return lk_fail(err, LOKI_ERR_ARG, "random model: dimensions must be multiples of 32");
+    const int64_t mult = LK_MAX(32, lk_dtype_block_elems(dt)); /* 256 for the K-quants */
+    if (!lk_dtype_valid((int)dt) || E % mult || QD % mult || KD % mult || F % mult)
+        return lk_fail(err, LOKI_ERR_ARG, "random model: dimensions must be multiples of %lld for %s",
+                       (long long)mult, lk_dtype_name(dt));
     m->hp = *hp;
     strcpy(m->format, "random");
     m->vocab.bos_id = m->vocab.eos_id = m->vocab.unk_id = m->vocab.pad_id = -1;
