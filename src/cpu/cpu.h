@@ -1,6 +1,6 @@
 /*
  * cpu.h - CPU backend primitives: a thread pool, matrix products that read
- * weights in their file dtype (f32/f16/bf16/q8_0) with float32 accumulation,
+ * weights in their file dtype (f32/f16/bf16/q8_0, q4_0..q6_k) with float32 accumulation,
  * and the elementwise ops of a Llama block. Plain C; SIMD where the compiler
  * targets it (-march=native), scalar fallbacks otherwise.
  */
