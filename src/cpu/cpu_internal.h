@@ -99,6 +99,8 @@ void lk_q8_quantize_x86(const float *x, lk_q8_act *a, int64_t in);
 void lk_mv_float_x86(lk_dtype dt, float *y, const void *w, const float *x, int64_t in,
                      int64_t r0, int64_t r1);
 void lk_mv_q8_x86(float *y, const void *w, const lk_q8_act *x, int64_t in, int64_t r0, int64_t r1);
+/* y[r] = W[r] . x for rows r0..r1 of a q4_0 or q4_1 W and f32 x (in). */
+void lk_mv_q4_x86(lk_dtype dt, float *y, const void *w, const float *x, int64_t in, int64_t r0, int64_t r1);
 /* GEMM share of thread ith: y (n, out) = x (n, in) . Wᵀ for this thread's
  * panels of LK_GEMM_NR output columns. scratch: 2*LK_GEMM_KC*LK_GEMM_NR floats,
  * 64-byte aligned. */

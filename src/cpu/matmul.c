@@ -127,7 +127,11 @@ static void mv_task(void *arg, int ith, int nth) {
             const float *x = t->x + (size_t)i * in;  /* (in) row i of x */
             const lk_q8_act xq = lk_cpu_xq_row(t->c, i, in);
 #if defined(LK_CPU_X86_512)
-            if (t->simd && !lk_quant_is_kind(w->dtype)) { /* Q4_0 .. Q6_K: portable path below */
+            if (t->simd && (w->dtype == LK_DTYPE_Q4_0 || w->dtype == LK_DTYPE_Q4_1)) {
+                lk_mv_q4_x86(w->dtype, y, w->data, x, in, c0, c1);
+                continue;
+            }
+            if (t->simd && !lk_quant_is_kind(w->dtype)) { /* Q5_0 .. Q6_K: portable path below */
                 if (w->dtype == LK_DTYPE_Q8_0) lk_mv_q8_x86(y, w->data, &xq, in, c0, c1);
                 else lk_mv_float_x86(w->dtype, y, w->data, x, in, c0, c1);
                 continue;

@@ -153,6 +153,41 @@ void lk_mv_float_x86(lk_dtype dt, float *y, const void *w, const float *x, int64
     }
 }
 
+/* q4_0 / q4_1 row · f32 x, one block of 32 weights at a time: the 16 bytes of
+ * nibbles widen to two vectors of 16 floats (low nibbles are elements 0..15,
+ * high nibbles 16..31, the GGUF order), so x stays f32 and the products are
+ * those of the dequantized weights:
+ *   q4_0: sum d (q - 8) x  = d * sum (q - 8) x
+ *   q4_1: sum (d q + m) x  = d * sum q x + m * sum x
+ * (the portable path dequantizes a whole row first; this one never leaves
+ * registers). */
+void lk_mv_q4_x86(lk_dtype dt, float *y, const void *w, const float *x, int64_t in, int64_t r0, int64_t r1) {
+    const int64_t nb = in / 32;
+    const __m128i lo4 = _mm_set1_epi8(0x0f);
+    const __m512 eight = _mm512_set1_ps(8.0f);
+    const int q41 = dt == LK_DTYPE_Q4_1;
+    const size_t bs = q41 ? sizeof(lk_block_q4_1) : sizeof(lk_block_q4_0);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * nb * bs; /* (nb) blocks */
+        __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ib++) {
+            const uint8_t *blk = row + (size_t)ib * bs;
+            uint16_t dh, mh = 0;
+            memcpy(&dh, blk, 2);
+            if (q41) memcpy(&mh, blk + 2, 2);
+            const __m128i qs = _mm_loadu_si128((const __m128i *)(blk + (q41 ? 4 : 2)));
+            __m512 f0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(qs, lo4)));
+            __m512 f1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(qs, 4), lo4)));
+            const __m512 x0 = _mm512_loadu_ps(x + 32 * ib), x1 = _mm512_loadu_ps(x + 32 * ib + 16);
+            if (!q41) f0 = _mm512_sub_ps(f0, eight), f1 = _mm512_sub_ps(f1, eight);
+            const __m512 t = _mm512_fmadd_ps(f1, x1, _mm512_mul_ps(f0, x0));
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(lk_f16_to_f32(dh)), t, acc);
+            if (q41) accm = _mm512_fmadd_ps(_mm512_set1_ps(lk_f16_to_f32(mh)), _mm512_add_ps(x0, x1), accm);
+        }
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc, accm));
+    }
+}
+
 /* q8_0 row · quantized x. vpdpbusd multiplies unsigned bytes by signed
  * bytes, but both operands are signed here. Instead of llama.cpp's sign
  * transfer (|w| times sign(w)*x: two extra ops per block) we offset W:
