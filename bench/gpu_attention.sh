@@ -13,7 +13,9 @@
 #                --S LIST --B LIST --heads N --kv-heads LIST --head-dim N --paper
 #                -r N --dev-mem-gib G --device-id N
 # LOKI OPTIONS   given to loki only: --methods, --kfdf, --gqa, --decay
-# Environment:   LOKI     the binary (default build/loki of the repository,
+# Environment:   LOKI_COMMIT  the commit to record in env.txt (a copied tree may
+#                         carry stale git metadata)
+#                LOKI     the binary (default build/loki of the repository,
 #                         configured with -DLOKI_CUDA=ON and built when absent)
 #                PYTHON   the Python with torch (default python3)
 #                SDPA_ARGS  extra options of attn_sdpa.py, e.g. "--backend flash"
@@ -44,7 +46,7 @@ fi
 # what the numbers were measured with (docs/RESULTS.md gives command, machine, date)
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "commit: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null)$(git -C "$ROOT" status --porcelain -uno 2>/dev/null | grep -q . && echo ' (dirty)')"
+  echo "commit: ${LOKI_COMMIT:-$(git -C "$ROOT" rev-parse HEAD 2>/dev/null)$(git -C "$ROOT" status --porcelain -uno 2>/dev/null | grep -q . && echo ' (dirty)')}"
   echo "loki: $LOKI bench attention --device cuda ${SHAPE[*]} ${EXTRA[*]}"
   echo "sdpa: $PYTHON bench/attn_sdpa.py ${SHAPE[*]} ${SDPA_ARGS:-}"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>&1

@@ -22,6 +22,7 @@
  */
 #include "cuda/kernels.cuh"
 
+#include <cub/block/block_reduce.cuh>
 #include <math.h>
 
 #define ATT_TILE LK_GPU_PAGE
@@ -140,11 +141,23 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
     const int roff = !isk ? ATT_TILE * D + ch * 8 : ch * 8 < d ? ch * 8 : ATT_TILE * d + ch * 8 - d;
     const uint16_t *head0 = a.kv.pool + lk_seg_offset(a.kv.layer, 0, kvh, a.kv.n_pages, a.kv.Hkv, D) + roff;
     const size_t page_stride = (size_t)a.kv.Hkv * lk_seg_elems(D);
-    auto load = [&](int tile, int stage) {
+    /* where a tile's tokens are: for a selection, lane (group base + i)
+     * holds the slot of its group's i-th token; for all tokens, every lane
+     * the tile's page. Fetched one tile ahead of the copies that use them,
+     * so the list or block-table read does not add its latency to every
+     * tile. */
+    const int gi = lane % C::GS, gbase = lane - gi;
+    auto fetch = [&](int tile) -> int {
+        if (tile >= t_end) return 0;
+        if (!list) return bt[tile];
+        const int myj = tile * ATT_TILE + tok0 + gi * C::TSTEP;
+        return gi < C::NT && myj < n ? list[myj] : 0;
+    };
+    auto load = [&](int tile, int stage, int myslot) {
         uint16_t *dst = sm + stage * C::STAGE_ELEMS + (isk ? 0 : ATT_TILE * D);
         const int valid = n - tile * ATT_TILE;
         if (!list) {
-            const uint16_t *src0 = head0 + (size_t)bt[tile] * page_stride;
+            const uint16_t *src0 = head0 + (size_t)myslot * page_stride; /* myslot: the page */
 #pragma unroll
             for (int i = 0; i < C::NT; i++) {
                 const int tok = tok0 + i * C::TSTEP;
@@ -153,10 +166,6 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
             }
             return;
         }
-        /* lane (group base + i) holds the slot of this group's i-th token */
-        const int gi = lane % C::GS, gbase = lane - gi;
-        const int myj = tile * ATT_TILE + tok0 + gi * C::TSTEP;
-        const int myslot = gi < C::NT && myj < n ? list[myj] : 0;
 #pragma unroll
         for (int i = 0; i < C::NT; i++) {
             const int tok = tok0 + i * C::TSTEP, slot = __shfl_sync(0xffffffffu, myslot, gbase + i);
@@ -166,16 +175,21 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
         }
     };
 
+    int slots[C::STAGES]; /* the first tiles' slots, all read before any copy waits on them */
+#pragma unroll
+    for (int s = 0; s < C::STAGES; s++) slots[s] = fetch(t_begin + s);
 #pragma unroll
     for (int s = 0; s < C::STAGES - 1; s++) {
-        if (t_begin + s < t_end) load(t_begin + s, s);
+        if (t_begin + s < t_end) load(t_begin + s, s, slots[s]);
         cp_async_commit();
     }
+    int ahead = slots[C::STAGES - 1]; /* slots of tile t + STAGES - 1 */
     const int tw0 = warp * ATT_WT; /* this warp's first token in a tile */
     for (int t = t_begin; t < t_end; t++) {
         const int it = t - t_begin;
-        if (t + C::STAGES - 1 < t_end) load(t + C::STAGES - 1, (it + C::STAGES - 1) % C::STAGES);
+        if (t + C::STAGES - 1 < t_end) load(t + C::STAGES - 1, (it + C::STAGES - 1) % C::STAGES, ahead);
         cp_async_commit();
+        ahead = fetch(t + C::STAGES); /* in flight during this tile's wait and products */
         cp_async_wait<C::STAGES - 1>();
         __syncthreads();
         const uint16_t *Ks = sm + (it % C::STAGES) * C::STAGE_ELEMS, *Vs = Ks + ATT_TILE * D;
@@ -279,8 +293,10 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
     }
 }
 
+/* Launch one instance, or (occ not NULL) only report how many of its
+ * blocks fit on an SM. */
 template <int D, int NH, int STAGES>
-static cudaError_t launch_dns(const lk_attend_args *a, int B, int Hkv, cudaStream_t s) {
+static cudaError_t launch_dns(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, int *occ) {
     using C = att_cfg<D, STAGES>;
     size_t smem = C::SMEM;
     size_t red = (size_t)(ATT_WARPS * NH * D + 2 * ATT_WARPS * NH) * 4;
@@ -288,61 +304,102 @@ static cudaError_t launch_dns(const lk_attend_args *a, int B, int Hkv, cudaStrea
     cudaError_t e =
         cudaFuncSetAttribute(attend_kernel<D, NH, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
+    if (occ) return cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ, attend_kernel<D, NH, STAGES>, ATT_THREADS, smem);
     dim3 grid(a->n_split, Hkv * (a->G / a->nh), B);
     attend_kernel<D, NH, STAGES><<<grid, ATT_THREADS, smem, s>>>(*a);
     return cudaGetLastError();
 }
 
-template <int D, int NH> static cudaError_t launch_dn(const lk_attend_args *a, int B, int Hkv, cudaStream_t s) {
+template <int D, int NH>
+static cudaError_t launch_dn(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, int *occ) {
 #ifdef LK_ATT_ALL3 /* dev/cuda variant: 3 stages everywhere */
-    if constexpr (D <= 128) return launch_dns<D, NH, 3>(a, B, Hkv, s);
+    if constexpr (D <= 128) return launch_dns<D, NH, 3>(a, B, Hkv, s, occ);
 #endif
     if constexpr (D <= 128 && NH == 1)
-        if (!a->idx) return launch_dns<D, NH, 3>(a, B, Hkv, s);
-    return launch_dns<D, NH, 2>(a, B, Hkv, s);
+        if (!a->idx) return launch_dns<D, NH, 3>(a, B, Hkv, s, occ);
+    return launch_dns<D, NH, 2>(a, B, Hkv, s, occ);
 }
 
-template <int D> static cudaError_t launch_d(const lk_attend_args *a, int B, int Hkv, cudaStream_t s) {
+template <int D> static cudaError_t launch_d(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, int *occ) {
     switch (a->nh) {
-    case 1: return launch_dn<D, 1>(a, B, Hkv, s);
-    case 2: return launch_dn<D, 2>(a, B, Hkv, s);
-    case 3: return launch_dn<D, 3>(a, B, Hkv, s);
-    case 4: return launch_dn<D, 4>(a, B, Hkv, s);
-    case 6: return launch_dn<D, 6>(a, B, Hkv, s);
-    case 8: return launch_dn<D, 8>(a, B, Hkv, s);
+    case 1: return launch_dn<D, 1>(a, B, Hkv, s, occ);
+    case 2: return launch_dn<D, 2>(a, B, Hkv, s, occ);
+    case 3: return launch_dn<D, 3>(a, B, Hkv, s, occ);
+    case 4: return launch_dn<D, 4>(a, B, Hkv, s, occ);
+    case 6: return launch_dn<D, 6>(a, B, Hkv, s, occ);
+    case 8: return launch_dn<D, 8>(a, B, Hkv, s, occ);
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+static cudaError_t launch_any(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, int *occ) {
+    switch (a->kv.D) {
+    case 64: return launch_d<64>(a, B, Hkv, s, occ);
+    case 128: return launch_d<128>(a, B, Hkv, s, occ);
+    case 256: return launch_d<256>(a, B, Hkv, s, occ);
     default: return cudaErrorInvalidValue;
     }
 }
 
 cudaError_t lk_launch_attend(const lk_attend_args *a, int B, int Hkv, cudaStream_t s) {
-    switch (a->kv.D) {
-    case 64: return launch_d<64>(a, B, Hkv, s);
-    case 128: return launch_d<128>(a, B, Hkv, s);
-    case 256: return launch_d<256>(a, B, Hkv, s);
-    default: return cudaErrorInvalidValue;
-    }
+    return launch_any(a, B, Hkv, s, NULL);
 }
 
-/* One block per (b, h): merge the splits' partials by their maxima. */
-__global__ void reduce_kernel(const float *__restrict__ part, const float *__restrict__ part_ml, int n_split, int D,
-                              float *__restrict__ out, float *__restrict__ ml) {
+cudaError_t lk_attend_occupancy(const lk_attend_args *a, int *blocks_per_sm) {
+    *blocks_per_sm = 0;
+    return launch_any(a, 0, 0, NULL, blocks_per_sm);
+}
+
+/* One block per (b, h): merge the splits' partials by their maxima. Thread
+ * s < n_split takes split s's weight exp(m_s - M); warp w sums the splits
+ * w, w + 8, ... in float4 columns; the warps' sums meet in shared memory.
+ * (A thread per column looping over every split left B = 1 rows with 50+
+ * splits latency-bound: 10 µs.) */
+#define RED_THREADS 256
+struct red_max {
+    __device__ float operator()(float x, float y) const { return fmaxf(x, y); }
+};
+__global__ void __launch_bounds__(RED_THREADS) reduce_kernel(const float *__restrict__ part,
+                                                           const float *__restrict__ part_ml, int n_split, int D,
+                                                           float *__restrict__ out, float *__restrict__ ml) {
+    typedef cub::BlockReduce<float, RED_THREADS> red_t;
+    __shared__ typename red_t::TempStorage tmp;
+    __shared__ float wts[LK_GPU_MAX_SPLIT], sum[RED_THREADS / 32][256], sML[2];
     const size_t row = blockIdx.x;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const float *pm = part_ml + row * n_split * 2;
-    float M = -INFINITY, L = 0.0f;
-    for (int s = 0; s < n_split; s++) M = fmaxf(M, pm[2 * s]);
-    for (int s = 0; s < n_split; s++)
-        if (pm[2 * s] != -INFINITY) L += pm[2 * s + 1] * expf(pm[2 * s] - M);
-    for (int j = threadIdx.x; j < D; j += blockDim.x) {
-        float O = 0.0f;
-        for (int s = 0; s < n_split; s++)
-            if (pm[2 * s] != -INFINITY) O += part[(row * n_split + s) * D + j] * expf(pm[2 * s] - M);
-        out[row * D + j] = O / L;
+    const float m = tid < n_split ? pm[2 * tid] : -INFINITY;
+    const float M = red_t(tmp).Reduce(m, red_max());
+    if (tid == 0) sML[0] = M;
+    __syncthreads();
+    const float w = m == -INFINITY ? 0.0f : __expf(m - sML[0]);
+    if (tid < LK_GPU_MAX_SPLIT) wts[tid] = w;
+    const float L = red_t(tmp).Sum(tid < n_split ? w * pm[2 * tid + 1] : 0.0f);
+    if (tid == 0) sML[1] = L;
+    __syncthreads();
+    for (int c0 = lane * 4; c0 < D; c0 += 128) {
+        float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int sp = warp; sp < n_split; sp += RED_THREADS / 32) {
+            const float ws = wts[sp];
+            if (ws == 0.0f) continue;
+            const float4 v = *(const float4 *)(part + (row * n_split + sp) * D + c0);
+            acc.x += ws * v.x, acc.y += ws * v.y, acc.z += ws * v.z, acc.w += ws * v.w;
+        }
+        sum[warp][c0] = acc.x, sum[warp][c0 + 1] = acc.y, sum[warp][c0 + 2] = acc.z, sum[warp][c0 + 3] = acc.w;
     }
-    if (ml && threadIdx.x == 0) ml[row * 2] = M, ml[row * 2 + 1] = L;
+    __syncthreads();
+    for (int j = tid; j < D; j += RED_THREADS) {
+        float O = 0.0f;
+#pragma unroll
+        for (int w8 = 0; w8 < RED_THREADS / 32; w8++) O += sum[w8][j];
+        out[row * D + j] = O / sML[1];
+    }
+    if (ml && tid == 0) ml[row * 2] = sML[0], ml[row * 2 + 1] = sML[1];
 }
 
 cudaError_t lk_launch_reduce(const float *part, const float *part_ml, int n_split, int B, int H, int D, float *out,
                              float *ml, cudaStream_t s) {
-    reduce_kernel<<<B * H, D < 128 ? D : 128, 0, s>>>(part, part_ml, n_split, D, out, ml);
+    if (n_split > LK_GPU_MAX_SPLIT || n_split > RED_THREADS || D > 256 || D % 4) return cudaErrorInvalidValue;
+    reduce_kernel<<<B * H, RED_THREADS, 0, s>>>(part, part_ml, n_split, D, out, ml);
     return cudaGetLastError();
 }

@@ -27,9 +27,6 @@ struct lk_gpu_attn {
     int32_t *idx;         /* (max_batch, sel_rows, n_ctx) selected positions */
     int32_t *slots;       /* (max_batch, sel_rows, n_ctx) their physical slots */
     int32_t *n_sel;       /* (max_batch, sel_rows) */
-    lk_sel_state *sel_state; /* (max_batch, sel_rows) select workspace */
-    uint32_t *sel_hist;   /* (max_batch, sel_rows, 2048) */
-    int32_t *sel_counts;  /* (max_batch, sel_rows, LK_SEL_MAX_CHUNKS, 2) */
     float *part, *part_ml;/* (max_batch, H, LK_GPU_MAX_SPLIT, D) and (..., 2) */
     float *ml;            /* (max_batch, H, 2) final max and sum */
     float *raw;           /* (max_batch, H, n_ctx) exact scores by list entry (H2O) */
@@ -91,19 +88,8 @@ extern "C" loki_status lk_gpu_attn_init(lk_gpu_attn **out, lk_gpu_kv *kv, int32_
     if (sparse_method(p->method)) {
         if ((st = lk_cuda_alloc(a->cu, (void **)&a->idx, (size_t)max_batch * a->sel_rows * n_ctx * 4, "selections", err)) ||
             (st = lk_cuda_alloc(a->cu, (void **)&a->slots, (size_t)max_batch * a->sel_rows * n_ctx * 4, "selections", err)) ||
-            (st = lk_cuda_alloc(a->cu, (void **)&a->n_sel, (size_t)max_batch * a->sel_rows * 4, "selections", err)) ||
-            (st = lk_cuda_alloc(a->cu, (void **)&a->sel_state, (size_t)max_batch * a->sel_rows * lk_select_state_bytes(),
-                                "selections", err)) ||
-            (st = lk_cuda_alloc(a->cu, (void **)&a->sel_hist, (size_t)max_batch * a->sel_rows * 2048 * 4, "selections", err)) ||
-            (st = lk_cuda_alloc(a->cu, (void **)&a->sel_counts, (size_t)max_batch * a->sel_rows * LK_SEL_MAX_CHUNKS * 8,
-                                "selections", err)))
+            (st = lk_cuda_alloc(a->cu, (void **)&a->n_sel, (size_t)max_batch * a->sel_rows * 4, "selections", err)))
             goto fail;
-        LK_CUDA_TRY(cudaMemsetAsync(a->sel_hist, 0, (size_t)max_batch * a->sel_rows * 2048 * 4, a->cu->stream));
-        if (a->n_ctx > LK_SEL_CHUNK * LK_SEL_MAX_CHUNKS) {
-            st = lk_fail(err, LOKI_ERR_UNSUPPORTED, "GPU attention: sparse selection over %d tokens (at most %d)", a->n_ctx,
-                         LK_SEL_CHUNK * LK_SEL_MAX_CHUNKS);
-            goto fail;
-        }
     }
     if ((p->method == LOKI_ATTN_LOKI || p->method == LOKI_ATTN_EXACT_TOPK) &&
         (st = lk_cuda_alloc(a->cu, (void **)&a->scores, rows * n_ctx * 4, "approximate scores", err)))
@@ -127,7 +113,7 @@ fail:
 
 extern "C" void lk_gpu_attn_free(lk_gpu_attn *a) {
     if (!a) return;
-    void *bufs[] = {a->scores, a->rowmax, a->idx, a->slots, a->n_sel, a->sel_state, a->sel_hist, a->sel_counts, a->part, a->part_ml, a->ml, a->raw, a->acc, a->evicted};
+    void *bufs[] = {a->scores, a->rowmax, a->idx, a->slots, a->n_sel, a->part, a->part_ml, a->ml, a->raw, a->acc, a->evicted};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) lk_cuda_dealloc(a->cu, bufs[i]);
     for (int i = 0; i < 4; i++)
         if (a->ev[i]) cudaEventDestroy(a->ev[i]);
@@ -170,7 +156,7 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
     const size_t lay_off = (size_t)layer * a->max_batch * a->H * a->n_ctx;
     int32_t S_max = 0, n_max = 0;
     const bool scored = m == LOKI_ATTN_LOKI || m == LOKI_ATTN_EXACT_TOPK;
-    const bool sum_rows = a->shared && !a->p.gqa_max && lk_pick_nh(a->G) == a->G;
+    const bool sum_rows = a->shared && !a->p.gqa_max;
     lk_kv_view view;
     lk_attend_args at;
     if (layer < 0 || layer >= kv->n_layer || B < 1 || B > a->max_batch)
@@ -205,7 +191,6 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
         se.rows_per_seq = a->sel_rows, se.n_ctx = a->n_ctx, se.H = a->H;
         se.idx = a->idx, se.n_sel = a->n_sel, se.slots = a->slots;
         se.block_table = kv->block_table, se.mpps = kv->max_pages_per_seq;
-        se.state = a->sel_state, se.hist = a->sel_hist, se.counts = a->sel_counts;
         if (m == LOKI_ATTN_H2O) { /* a unit's accumulator row is its first head's */
             se.scores = a->acc + lay_off, se.evicted = a->evicted + lay_off;
             se.srow_b = a->H, se.srow_r = a->shared ? a->G : 1;
@@ -217,7 +202,7 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
         } else {
             se.scores = a->scores, se.srow_b = a->H, se.srow_r = 1;
         }
-        LK_CUDA_TRY(lk_launch_select(&se, B, S_max, s));
+        LK_CUDA_TRY(lk_launch_select(&se, B, S_max, lk_cuda_sm_count(a->cu), s));
     }
     if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[2], s));
 
@@ -232,9 +217,20 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
     at.part = a->part, at.part_ml = a->part_ml;
     at.raw = m == LOKI_ATTN_H2O ? a->raw : NULL;
     {
-        const int tiles = (n_max + LK_GPU_PAGE - 1) / LK_GPU_PAGE;
-        const int units = B * a->Hkv * (a->G / at.nh), target = lk_cuda_sm_count(a->cu) * 4;
-        int n_split = LK_MIN(LK_MIN((target + units - 1) / units, tiles), LK_GPU_MAX_SPLIT);
+        /* splits: about 4 blocks per SM; or, with 32 units up to one per
+         * SM and splits that stay long (>= 16 tiles), as many blocks as
+         * fill 4 whole waves of resident blocks, so no wave runs mostly
+         * empty (docs/RESULTS.md: whole waves won for dense B = 16 with 8
+         * KV heads, 0.82 -> 0.95 x SDPA, and B = 1 with 32 heads, and lost
+         * with short splits (B = 1, 8 KV heads) and for B = 16 with 32
+         * heads, where 2 splits became 3) */
+        int occ = 1;
+        LK_CUDA_TRY(lk_attend_occupancy(&at, &occ));
+        const int tiles = (n_max + LK_GPU_PAGE - 1) / LK_GPU_PAGE, sms = lk_cuda_sm_count(a->cu);
+        const int units = B * a->Hkv * (a->G / at.nh);
+        int n_split = LK_MIN(LK_MIN((4 * sms + units - 1) / units, tiles), LK_GPU_MAX_SPLIT);
+        const int n_wave = LK_MIN(LK_MIN(4 * sms * LK_MAX(occ, 1) / units, tiles), LK_GPU_MAX_SPLIT);
+        if (units >= 32 && units <= sms && n_wave > n_split && tiles / LK_MAX(n_wave, 1) >= 16) n_split = n_wave;
         n_split = LK_MAX(n_split, 1);
         at.tiles_per_split = (tiles + n_split - 1) / n_split;
         at.n_split = LK_MAX((tiles + at.tiles_per_split - 1) / at.tiles_per_split, 1);

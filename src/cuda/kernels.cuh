@@ -25,7 +25,7 @@ static inline int lk_pick_nh(int G) {
 }
 
 /* Most splits of one row in the split-KV attend (partials are sized by it). */
-#define LK_GPU_MAX_SPLIT 128
+#define LK_GPU_MAX_SPLIT 256
 
 /* ------------------------------------------------------------ attend */
 
@@ -47,6 +47,8 @@ struct lk_attend_args {
     float *raw;            /* (B, H, n_ctx) exact scores of list entry j, or NULL */
 };
 cudaError_t lk_launch_attend(const lk_attend_args *a, int B, int Hkv, cudaStream_t s);
+/* Blocks of the attend kernel that a's launch would use resident per SM. */
+cudaError_t lk_attend_occupancy(const lk_attend_args *a, int *blocks_per_sm);
 
 /* out (B, H, D) = merge of the n_split partials; ml (B, H, 2) the final max
  * and sum (for H2O's weights), may be NULL. */
@@ -98,15 +100,8 @@ struct lk_select_args {
     const int32_t *block_table;/* (B, mpps) */
     int mpps;
     int32_t *n_sel;            /* (B, rows_per_seq) */
-    /* workspace (select.cu): per row state, histogram and chunk counts */
-    struct lk_sel_state *state;/* (B * rows_per_seq) */
-    uint32_t *hist;            /* (B * rows_per_seq, 2048), zero between steps */
-    int32_t *counts;           /* (B * rows_per_seq, LK_SEL_MAX_CHUNKS, 2) */
 };
-/* Positions per block of the select kernels; a row of n_ctx tokens has
- * ceil(n_ctx / LK_SEL_CHUNK) chunks, at most LK_SEL_MAX_CHUNKS. */
-#define LK_SEL_CHUNK 4096
-#define LK_SEL_MAX_CHUNKS 256
+/* The select state of a row (select.cu keeps it in shared memory). */
 struct lk_sel_state {
     uint32_t P;      /* threshold prefix of the keys (key >> sh) */
     int32_t sh;      /* its shift */
@@ -115,8 +110,8 @@ struct lk_sel_state {
     int32_t C;       /* candidates (tokens not evicted) until the first digit; then, in
                         mode 1, the keys equal to the prefix (the threshold bucket) */
 };
-size_t lk_select_state_bytes(void);
-cudaError_t lk_launch_select(const lk_select_args *a, int B, int32_t max_len, cudaStream_t s);
+/* sms: the GPU's multiprocessors (sizes the clusters of short rows). */
+cudaError_t lk_launch_select(const lk_select_args *a, int B, int32_t max_len, int sms, cudaStream_t s);
 
 /* Orderable key of a float: larger floats give larger keys, NaN the lowest
  * key of any number (1); 0 is below every key (excluded tokens). */

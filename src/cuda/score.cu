@@ -3,54 +3,93 @@
  * streaming only the low part (k_lo) of each page; exact-topk uses the same
  * kernel over all D components of the plain layout (d = D).
  *
- * One warp per page (64 tokens), four pages per block. Lanes split a key's
- * low part into 16-byte chunks (the next power of two >= d/8 lanes per
- * token, so a warp covers 32/LPT tokens per load); eight loads are issued
- * before the first is used, then the chunk dots are reduced by shuffles. Each
- * key is read once for all NH query heads of its KV head.
+ * A warp takes one to four pages (64 tokens each), a block four warps.
+ * Lanes split a key's low part into 16-byte chunks (the next power of two >=
+ * d/8 lanes per token, so a warp covers 32/LPT tokens per load); eight loads
+ * are in flight while the previous eight are used, then the chunk dots are
+ * reduced by shuffles. Each
+ * key is read once for all NH query heads of its KV head. A summed row (the
+ * GQA-shared selection) is sum_h q_h . k = (sum_h q_h) . k: the group's
+ * queries are added once per thread and every key takes one dot product, so
+ * the kernel stays bound by reading k_lo instead of by the G dot products
+ * (the sum's rounding differs from summing G scores by float noise only).
  */
 #include "cuda/kernels.cuh"
 
 #include <math.h>
 
 #define SC_WARPS 4
+#define SC_STEPS 4 /* loads of eight 16-byte chunks per warp: pages per warp = SC_STEPS / steps per page */
 
-template <int NH, int LPT> __global__ void __launch_bounds__(SC_WARPS * 32) score_kernel(const lk_score_args a) {
-    const int b = blockIdx.z, groups = a.G / NH;
+/* Steps (eight 16-byte loads per lane) to cover one page with LPT lanes per
+ * key, and the pages one warp takes. */
+template <int LPT> struct sc_cfg {
+    static constexpr int TPI = 32 / LPT;                       /* keys per load */
+    static constexpr int SPP = (LK_GPU_PAGE + 8 * TPI - 1) / (8 * TPI);
+    static constexpr int PPW = SC_STEPS / SPP > 0 ? SC_STEPS / SPP : 1;
+    static constexpr int NSTEP = PPW * SPP;
+};
+
+/* Warp w of block x takes pages (x * PPW + j) * SC_WARPS + w, j < PPW (the
+ * block's warps read adjacent pages at each step); the next step's chunks
+ * are loaded before the current ones are used, and the pages' block-table
+ * entries before any of them. */
+template <int NH, int LPT, bool SUM>
+__global__ void __launch_bounds__(SC_WARPS * 32) score_kernel(const lk_score_args a) {
+    using C = sc_cfg<LPT>;
+    const int b = blockIdx.z, groups = SUM ? 1 : a.G / NH;
     const int kvh = blockIdx.y / groups, hq0 = kvh * a.G + (blockIdx.y % groups) * NH;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int S = a.kv.seq_len[b], lp = blockIdx.x * SC_WARPS + warp;
-    if (lp * LK_GPU_PAGE >= S) return;
+    const int S = a.kv.seq_len[b], lp0 = blockIdx.x * C::PPW * SC_WARPS + warp;
+    if (lp0 * LK_GPU_PAGE >= S) return;
     const int D = a.kv.D, d = a.kv.dsplit[a.kv.layer * a.kv.Hkv + kvh];
     const int dsc = a.full ? D : d, nch = dsc / 8; /* full: the plain layout, d == D */
-    constexpr int lpt = LPT, tpi = 32 / LPT; /* lanes per key: the power of two >= d/8 */
+    constexpr int lpt = LPT, tpi = C::TPI; /* lanes per key: the power of two >= d/8 */
     const int c = lane % lpt, grp = lane / lpt;
     const bool active = c < nch;
 
+    const uint16_t *klo[C::PPW]; /* (P, d) of each page, or NULL past the sequence */
+    int valid[C::PPW];
+#pragma unroll
+    for (int j = 0; j < C::PPW; j++) {
+        const int lp = lp0 + j * SC_WARPS;
+        valid[j] = max(0, min(LK_GPU_PAGE, S - lp * LK_GPU_PAGE));
+        const int32_t page = valid[j] ? a.kv.block_table[(size_t)b * a.kv.mpps + lp] : 0;
+        klo[j] = a.kv.pool + lk_seg_offset(a.kv.layer, page, kvh, a.kv.n_pages, a.kv.Hkv, D);
+    }
     float qr[NH][8], mx[NH];
 #pragma unroll
     for (int h = 0; h < NH; h++) {
         const float *qh = a.q + ((size_t)b * a.H + hq0 + h) * D + c * 8;
 #pragma unroll
-        for (int e = 0; e < 8; e++) qr[h][e] = active ? qh[e] * a.scale : 0.0f;
+        for (int e = 0; e < 8; e++) qr[h][e] = 0.0f;
+        for (int g = 0; active && g < (SUM ? a.G : 1); g++) /* SUM: NH == 1, the group's heads added */
+#pragma unroll
+            for (int e = 0; e < 8; e++) qr[h][e] += qh[(size_t)g * D + e];
+#pragma unroll
+        for (int e = 0; e < 8; e++) qr[h][e] *= a.scale;
         mx[h] = -INFINITY;
     }
-    const int32_t page = a.kv.block_table[(size_t)b * a.kv.mpps + lp];
-    const uint16_t *klo = a.kv.pool + lk_seg_offset(a.kv.layer, page, kvh, a.kv.n_pages, a.kv.Hkv, D); /* (P, d) */
-    const int valid = min(LK_GPU_PAGE, S - lp * LK_GPU_PAGE);
-#pragma unroll 1
-    for (int t0 = 0; t0 < valid; t0 += 8 * tpi) {
-        uint4 kc[8];
+    auto load = [&](int step, uint4 (&kc)[8]) {
+        const int j = step / C::SPP, t0 = (step % C::SPP) * 8 * tpi;
 #pragma unroll
         for (int u = 0; u < 8; u++) {
             const int tok = t0 + u * tpi + grp;
-            kc[u] = active && tok < valid ? __ldg((const uint4 *)(klo + (size_t)tok * d + c * 8)) : make_uint4(0, 0, 0, 0);
+            kc[u] = active && tok < valid[j] ? __ldg((const uint4 *)(klo[j] + (size_t)tok * d + c * 8))
+                                             : make_uint4(0, 0, 0, 0);
         }
+    };
+    uint4 cur[8], nxt[8];
+    load(0, cur);
+#pragma unroll
+    for (int step = 0; step < C::NSTEP; step++) {
+        if (step + 1 < C::NSTEP) load(step + 1, nxt);
+        const int j = step / C::SPP, t0 = (step % C::SPP) * 8 * tpi, lp = lp0 + j * SC_WARPS;
 #pragma unroll
         for (int u = 0; u < 8; u++) {
             const int tok = t0 + u * tpi + grp, pos = lp * LK_GPU_PAGE + tok;
-            float k8[8], tot = 0.0f;
-            lk_unpack8(kc[u], k8);
+            float k8[8];
+            lk_unpack8(cur[u], k8);
 #pragma unroll
             for (int h = 0; h < NH; h++) {
                 float part = 0.0f;
@@ -58,16 +97,17 @@ template <int NH, int LPT> __global__ void __launch_bounds__(SC_WARPS * 32) scor
                 for (int e = 0; e < 8; e++) part = fmaf(qr[h][e], k8[e], part);
 #pragma unroll
                 for (int off = lpt / 2; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
-                if (tok < valid) {
+                if (tok < valid[j]) {
                     mx[h] = fmaxf(mx[h], part);
-                    if (c == 0 && !a.sum_rows) a.out[((size_t)b * a.H + hq0 + h) * a.n_ctx + pos] = part;
+                    if (c == 0) a.out[((size_t)b * (SUM ? a.kv.Hkv : a.H) + (SUM ? kvh : hq0 + h)) * a.n_ctx + pos] = part;
                 }
-                tot += part;
             }
-            if (a.sum_rows && c == 0 && tok < valid) a.out[((size_t)b * a.kv.Hkv + kvh) * a.n_ctx + pos] = tot;
         }
+        if (step + 1 < C::NSTEP)
+#pragma unroll
+            for (int u = 0; u < 8; u++) cur[u] = nxt[u];
     }
-    if (a.rowmax) {
+    if (a.rowmax && !SUM) {
 #pragma unroll
         for (int h = 0; h < NH; h++) {
             float v = mx[h];
@@ -79,21 +119,21 @@ template <int NH, int LPT> __global__ void __launch_bounds__(SC_WARPS * 32) scor
 }
 
 cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, cudaStream_t s) {
-    /* a summed (shared) row needs every head of the group in one block */
-    const int nh = lk_pick_nh(a->G);
-    if (a->sum_rows && nh != a->G) return cudaErrorInvalidValue;
+    /* a summed (shared) row: one row per KV head from the group's summed query */
+    const int nh = a->sum_rows ? 1 : lk_pick_nh(a->G);
     const int pages = (max_len + LK_GPU_PAGE - 1) / LK_GPU_PAGE;
     if (pages == 0) return cudaSuccess;
-    dim3 grid((pages + SC_WARPS - 1) / SC_WARPS, a->kv.Hkv * (a->G / nh), B);
     /* lanes per key from the widest split dim of the cache's heads */
     int lpt = 1;
     while (lpt * 8 < (a->full ? a->kv.D : a->dmax)) lpt <<= 1;
-    switch (nh * 64 + lpt) {
+    const int ppb = SC_WARPS * (lpt <= 4 ? sc_cfg<4>::PPW : lpt == 8 ? sc_cfg<8>::PPW : 1); /* pages per block */
+    dim3 grid((pages + ppb - 1) / ppb, a->kv.Hkv * (a->sum_rows ? 1 : a->G / nh), B);
+    switch ((a->sum_rows ? 0 : nh) * 64 + lpt) { /* nh 0: the summed row */
 #define LK_SCORE_CASE(NH, LPT)                                                                                         \
-    case NH * 64 + LPT: score_kernel<NH, LPT><<<grid, SC_WARPS * 32, 0, s>>>(*a); break;
+    case NH * 64 + LPT: score_kernel<NH ? NH : 1, LPT, NH == 0><<<grid, SC_WARPS * 32, 0, s>>>(*a); break;
 #define LK_SCORE_NH(NH) LK_SCORE_CASE(NH, 1) LK_SCORE_CASE(NH, 2) LK_SCORE_CASE(NH, 4) LK_SCORE_CASE(NH, 8) \
     LK_SCORE_CASE(NH, 16) LK_SCORE_CASE(NH, 32)
-        LK_SCORE_NH(1) LK_SCORE_NH(2) LK_SCORE_NH(3) LK_SCORE_NH(4) LK_SCORE_NH(6) LK_SCORE_NH(8)
+        LK_SCORE_NH(0) LK_SCORE_NH(1) LK_SCORE_NH(2) LK_SCORE_NH(3) LK_SCORE_NH(4) LK_SCORE_NH(6) LK_SCORE_NH(8)
 #undef LK_SCORE_NH
 #undef LK_SCORE_CASE
     default: return cudaErrorInvalidValue;

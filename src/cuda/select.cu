@@ -8,27 +8,33 @@
  * number, evicted tokens (H2O) at 0. A radix select finds the k-th largest
  * key in at most three histogram passes (11, 11 and 10 bits; it stops once
  * the boundary bucket is taken whole), then an append writes the positions
- * above the threshold (in no particular order) and a tie pass the first of
- * the tied ones by position, so ties go to the lower position, as on the CPU.
+ * above the threshold (in no particular order) and, when exactly tied keys
+ * are taken only in part, the first of the tied ones by position, so ties go
+ * to the lower position, as on the CPU.
  *
- * A row is split into chunks of LK_SEL_CHUNK positions, one block each, so
- * a batch of one sequence still fills the GPU: per pass a histogram kernel
- * (block histogram in shared memory, added to the row's in global memory)
- * and a block-scan digit kernel per row; then an append kernel per chunk
- * (one atomic per warp on the row's counter) and a tie kernel per row that
- * returns at once unless exactly tied keys are taken only in part.
+ * One kernel does it all: a row belongs to one thread-block cluster
+ * (Hopper; 1 to 16 blocks, each a slice of the row). Each block counts its
+ * slice into a shared-memory histogram and adds it into the cluster root's
+ * through distributed shared memory; the root finds the digit and the
+ * others read the decision back from it. So a step costs one launch, no
+ * global histograms, and the re-reads of a slice come from L2. Clusters
+ * spread the short rows of a batch of one over the GPU; a large batch uses
+ * clusters of one block.
  */
 #include "cuda/kernels.cuh"
 
+#include <cooperative_groups.h>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <math.h>
 
-#define SEL_THREADS 256
-#define SEL_VEC 4 /* positions per thread and load: float4 */
-#define SEL_BINS 2048
+namespace cg = cooperative_groups;
 
-size_t lk_select_state_bytes(void) { return sizeof(lk_sel_state); }
+#define SEL_THREADS 512
+#define SEL_VEC 4 /* positions per thread and load: float4 */
+#define SEL_BINS 4096 /* the first digit: 12 bits */
+#define SEL_CAP 4096  /* keys of the first digit's boundary bucket a block keeps in shared memory */
+#define SEL_MAX_CLUSTER 16
 
 struct sel_row {
     const float *row;       /* (n_ctx) scores, or the first of combine_g rows */
@@ -55,10 +61,11 @@ __device__ __forceinline__ sel_row make_row(const lk_select_args &a, int b, int 
 /* Keys of positions s0 .. s0+3 (s0 a multiple of 4; rows are n_ctx long, a
  * multiple of 64, so the vector loads stay inside the row); positions at or
  * past S get valid = 0. */
+template <bool SIMPLE>
 __device__ __forceinline__ void row_keys(const lk_select_args &a, const sel_row &r, int32_t s0, uint32_t key[SEL_VEC],
                                          bool valid[SEL_VEC]) {
     float x[SEL_VEC];
-    if (a.combine_g <= 0) {
+    if (SIMPLE || a.combine_g <= 0) {
         const float4 v = *(const float4 *)(r.row + s0);
         x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
     } else {
@@ -72,7 +79,7 @@ __device__ __forceinline__ void row_keys(const lk_select_args &a, const sel_row 
             for (int i = 0; i < SEL_VEC; i++) x[i] = a.combine_max ? fmaxf(x[i], y[i] - mg) : x[i] + y[i];
         }
     }
-    const uchar4 e = r.ev ? *(const uchar4 *)(r.ev + s0) : make_uchar4(0, 0, 0, 0);
+    const uchar4 e = !SIMPLE && r.ev ? *(const uchar4 *)(r.ev + s0) : make_uchar4(0, 0, 0, 0);
     const uint8_t ev[SEL_VEC] = {e.x, e.y, e.z, e.w};
 #pragma unroll
     for (int i = 0; i < SEL_VEC; i++) {
@@ -85,212 +92,304 @@ __device__ __forceinline__ void row_keys(const lk_select_args &a, const sel_row 
     }
 }
 
-/* Digit widths and shifts of the three passes. */
-__device__ __forceinline__ int pass_shift(int pass) { return pass == 0 ? 21 : pass == 1 ? 10 : 0; }
-__device__ __forceinline__ int pass_bits(int pass) { return pass == 2 ? 10 : 11; }
+/* Digit widths and shifts of the three passes: 12, 10 and 10 bits. */
+__device__ __forceinline__ int pass_shift(int pass) { return pass == 0 ? 20 : pass == 1 ? 10 : 0; }
+__device__ __forceinline__ int pass_bits(int pass) { return pass == 0 ? 12 : 10; }
 
-/* grid (chunks, rows_per_seq, B): the block histogram of this pass's digit
- * over the chunk's keys that match the prefix so far, added to the row's.
- * Pass 0 also counts the candidates (H2O). */
-__global__ void __launch_bounds__(SEL_THREADS) sel_hist_kernel(const lk_select_args a, int pass) {
-    __shared__ uint32_t hist[SEL_BINS];
-    __shared__ int32_t cand;
-    const sel_row r = make_row(a, blockIdx.z, blockIdx.y);
-    const lk_sel_state st = a.state[r.id];
-    const int32_t c0 = blockIdx.x * LK_SEL_CHUNK;
-    if (c0 >= r.S || (pass > 0 && st.mode != 0)) return;
-    if (pass == 0 && !r.ev && lk_attn_all(&a.p, r.S, r.S, r.k)) return; /* attends to all: no histogram */
+/* A block's shared memory; the cluster root's histogram, state, append
+ * counter and tie counts are the cluster's. The boundary bucket's keys
+ * (key, position) follow in dynamic shared memory. */
+struct sel_smem {
+    uint32_t hist[SEL_BINS];
+    lk_sel_state st;
+    int32_t fill;                   /* root: the row's append counter */
+    int32_t cand;                   /* root: candidates (tokens not evicted) */
+    int32_t nkeep;                  /* this block's kept keys (> SEL_CAP: some were not kept) */
+    int32_t tcount[SEL_MAX_CLUSTER];/* root: tied keys in each block's slice */
+    typename cub::BlockScan<uint32_t, SEL_THREADS>::TempStorage scan;
+};
+
+/* Each lane takes n consecutive entries of *counter (one atomic per warp;
+ * the counter may live in another block's shared memory); returns the
+ * lane's first. All lanes of the warp call it. */
+__device__ __forceinline__ int32_t warp_reserve(int32_t *counter, uint32_t n) {
+    const int lane = threadIdx.x % 32;
+    uint32_t incl = n;
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1) {
+        const uint32_t t = __shfl_up_sync(0xffffffffu, incl, off);
+        if (lane >= off) incl += t;
+    }
+    const uint32_t tot = __shfl_sync(0xffffffffu, incl, 31);
+    int32_t start = 0;
+    if (lane == 31 && tot) start = atomicAdd(counter, (int32_t)tot);
+    return __shfl_sync(0xffffffffu, start, 31) + (int32_t)(incl - n);
+}
+
+/* Entry o of the row's list: position pos and its physical slot. */
+__device__ __forceinline__ void put(const lk_select_args &a, const sel_row &r, int32_t o, int32_t pos) {
+    const int32_t *bt = a.block_table + (size_t)blockIdx.y * a.mpps;
+    a.idx[r.id * a.n_ctx + o] = pos;
+    a.slots[r.id * a.n_ctx + o] = bt[pos / LK_GPU_PAGE] * LK_GPU_PAGE + pos % LK_GPU_PAGE;
+}
+
+/* This block's histogram of the pass's digit over the keys that match the
+ * prefix so far: the slice's, or the kept keys when keep is not NULL.
+ * Returns the thread's count of candidates (keys > 0; pass 0, slice). */
+template <bool SIMPLE>
+__device__ int32_t hist_pass(sel_smem &sm, const uint2 *keep, const lk_select_args &a, const sel_row &r, int32_t lo,
+                             int32_t hi, int pass, const lk_sel_state &st) {
     const int shift = pass_shift(pass), nb = 1 << pass_bits(pass);
-    for (int i = threadIdx.x; i < nb; i += SEL_THREADS) hist[i] = 0;
-    if (threadIdx.x == 0) cand = 0;
-    __syncthreads();
     int32_t mine = 0;
-#pragma unroll 4
-    for (int32_t s0 = c0 + threadIdx.x * SEL_VEC; s0 < min(c0 + LK_SEL_CHUNK, r.S); s0 += SEL_THREADS * SEL_VEC) {
+    if (keep) {
+        for (int i = threadIdx.x; i < min(sm.nkeep, SEL_CAP); i += SEL_THREADS) {
+            const uint32_t key = keep[i].x;
+            if ((key >> st.sh) == st.P) atomicAdd(&sm.hist[(key >> shift) & (nb - 1)], 1u);
+        }
+        return 0;
+    }
+#pragma unroll 2
+    for (int32_t s0 = lo + threadIdx.x * SEL_VEC; s0 < hi; s0 += SEL_THREADS * SEL_VEC) {
         uint32_t key[SEL_VEC];
         bool valid[SEL_VEC];
-        row_keys(a, r, s0, key, valid);
+        row_keys<SIMPLE>(a, r, s0, key, valid);
 #pragma unroll
         for (int i = 0; i < SEL_VEC; i++)
             if (valid[i]) {
                 mine += key[i] != 0u;
-                if (pass == 0 || (key[i] >> st.sh) == st.P) atomicAdd(&hist[(key[i] >> shift) & (nb - 1)], 1u);
+                if (pass == 0 || (key[i] >> st.sh) == st.P) atomicAdd(&sm.hist[(key[i] >> shift) & (nb - 1)], 1u);
             }
     }
-    if (pass == 0 && r.ev) atomicAdd(&cand, mine);
-    __syncthreads();
-    uint32_t *g = a.hist + r.id * SEL_BINS;
-    for (int i = threadIdx.x; i < nb; i += SEL_THREADS)
-        if (hist[i]) atomicAdd(&g[i], hist[i]);
-    if (pass == 0 && r.ev && threadIdx.x == 0) atomicAdd(&a.state[r.id].C, cand);
+    return mine;
 }
 
-/* grid (rows_per_seq, B), SEL_THREADS threads: the digit where the count
- * from the top reaches `need`; updates the row's state and clears its
- * histogram. Each thread takes adjacent bins (16-byte loads); a block scan
- * from the top finds the thread whose bins hold the boundary. At the last
- * pass (or once decided) it writes the row's count: k, C or -1. */
-__global__ void __launch_bounds__(SEL_THREADS) sel_digit_kernel(const lk_select_args a, int pass) {
-    typedef cub::BlockScan<uint32_t, SEL_THREADS> scan_t;
-    __shared__ typename scan_t::TempStorage tmp;
-    __shared__ lk_sel_state sst;
-    const sel_row r = make_row(a, blockIdx.y, blockIdx.x);
+/* Root only: the digit of this pass where the count from the top reaches
+ * st.need, from the cluster's histogram; updates st (and clears the
+ * histogram for the next pass). Each thread takes adjacent bins, thread 0
+ * the top ones; a block scan from the top finds the boundary. */
+__device__ void sel_digit(sel_smem &sm, int pass, const sel_row &r, const lk_select_args &a) {
     const int nb = 1 << pass_bits(pass), per = nb / SEL_THREADS, tid = threadIdx.x;
-    uint4 *hist = (uint4 *)(a.hist + r.id * SEL_BINS);
-    if (tid == 0) {
-        lk_sel_state st = a.state[r.id];
-        if (pass == 0) { /* the budget decides first: all tokens, all candidates, or a top-k */
-            const int32_t C = r.ev ? st.C : r.S;
-            st.P = 0, st.sh = 32, st.need = r.k, st.mode = 0;
-            if (lk_attn_all(&a.p, r.S, C, r.k)) st.mode = r.ev ? 3 : 2, st.sh = 0, st.need = 0, st.C = C;
-        }
-        sst = st;
-    }
-    __syncthreads();
-    lk_sel_state st = sst;
-    if (st.mode == 0) {
-        /* thread t holds the bins [nb - (t+1) per, nb - t per): thread 0 the top ones */
-        uint32_t h[8] = {0, 0, 0, 0, 0, 0, 0, 0}, local = 0, before;
-        const int lo = nb - (tid + 1) * per;
+    lk_sel_state st = sm.st;
+    uint32_t h[8] = {0, 0, 0, 0, 0, 0, 0, 0}, local = 0, before;
+    const int lo = nb - (tid + 1) * per;
 #pragma unroll
-        for (int v = 0; v < 2; v++)
-            if (4 * v < per) {
-                const uint4 x = hist[lo / 4 + v];
-                h[4 * v] = x.x, h[4 * v + 1] = x.y, h[4 * v + 2] = x.z, h[4 * v + 3] = x.w;
+    for (int i = 0; i < 8; i++)
+        if (i < per) h[i] = sm.hist[lo + i], local += h[i];
+    cub::BlockScan<uint32_t, SEL_THREADS>(sm.scan).ExclusiveSum(local, before);
+    const uint32_t need = (uint32_t)st.need;
+    __syncthreads(); /* every thread has read st before the finder writes it */
+    if (before < need && before + local >= need) {
+        uint32_t acc = before;
+#pragma unroll
+        for (int i = 7; i >= 0; i--) { /* from this thread's top bin down */
+            if (i >= per || acc >= need) continue;
+            if (acc + h[i] >= need) {
+                st.P = (pass == 0 ? 0u : st.P << pass_bits(pass)) | (uint32_t)(lo + i);
+                st.sh = pass_shift(pass);
+                st.need -= (int32_t)acc;
+                st.C = (int32_t)h[i]; /* keys equal to the prefix (the ties once resolved) */
+                if (st.C == st.need || pass == 2) st.mode = 1; /* taken whole, or fully resolved */
+                sm.st = st;
+                if (st.mode == 1) a.n_sel[r.id] = r.k;
             }
-#pragma unroll
-        for (int i = 0; i < 8; i++) local += h[i];
-        scan_t(tmp).ExclusiveSum(local, before); /* keys in the bins above this thread's */
-        const uint32_t need = (uint32_t)st.need;
-        if (before < need && before + local >= need) {
-            uint32_t acc = before;
-#pragma unroll
-            for (int i = 7; i >= 0; i--) { /* from this thread's top bin down */
-                if (i >= per || acc >= need) continue;
-                if (acc + h[i] >= need) {
-                    st.P = (pass == 0 ? 0u : st.P << pass_bits(pass)) | (uint32_t)(lo + i);
-                    st.sh = pass_shift(pass);
-                    st.need -= (int32_t)acc;
-                    st.C = (int32_t)h[i]; /* keys equal to the prefix (the ties once resolved) */
-                    if (st.C == st.need || pass == 2) st.mode = 1; /* taken whole, or fully resolved */
-                    sst = st;
-                }
-                acc += h[i];
-            }
+            acc += h[i];
         }
     }
-    __syncthreads();
-    for (int v = tid; v < nb / 4; v += SEL_THREADS) hist[v] = make_uint4(0, 0, 0, 0); /* for the next pass and step */
-    if (tid == 0) {
-        a.state[r.id] = sst;
-        if (pass == 2 || sst.mode != 0) /* the count is known: k, all candidates, or all tokens */
-            a.n_sel[r.id] = sst.mode == 2 ? -1 : sst.mode == 3 ? sst.C : r.k;
+    for (int i = tid; i < nb; i += SEL_THREADS) sm.hist[i] = 0;
+}
+
+/* After the first digit left its bucket P0 undecided: append the slice's
+ * positions above the bucket (they are in whatever the threshold) and keep
+ * the bucket's keys, up to SEL_CAP, for the next passes. */
+template <bool SIMPLE>
+__device__ void keep_bucket(sel_smem &sm, sel_smem *root, uint2 *keep, const lk_select_args &a, const sel_row &r,
+                            int32_t lo, int32_t hi, uint32_t P0) {
+    for (int32_t base = lo; base < hi; base += SEL_THREADS * SEL_VEC) {
+        const int32_t s0 = base + threadIdx.x * SEL_VEC;
+        uint32_t key[SEL_VEC] = {0, 0, 0, 0}, up = 0, in = 0, nup = 0, nin = 0;
+        bool valid[SEL_VEC] = {false, false, false, false};
+        if (s0 < hi) row_keys<SIMPLE>(a, r, s0, key, valid);
+#pragma unroll
+        for (int i = 0; i < SEL_VEC; i++) {
+            const uint32_t d = key[i] >> 20;
+            const bool u = valid[i] && d > P0, k = valid[i] && d == P0;
+            up |= (uint32_t)u << i, nup += u, in |= (uint32_t)k << i, nin += k;
+        }
+        int32_t o = warp_reserve(&root->fill, nup), q = warp_reserve(&sm.nkeep, nin);
+#pragma unroll
+        for (int i = 0; i < SEL_VEC; i++) {
+            if (up >> i & 1) put(a, r, o++, s0 + i);
+            if (in >> i & 1) {
+                if (q < SEL_CAP) keep[q] = make_uint2(key[i], (uint32_t)(s0 + i));
+                q++;
+            }
+        }
     }
 }
 
-/* grid (chunks, rows_per_seq, B): append the chunk's positions above the
- * threshold (and those equal to it when the tied bucket is taken whole) to
- * the row's list, one atomic per warp; the list is in no particular order
- * (the attend stage does not need one). Ties taken in part are left to
- * sel_ties_kernel. */
-__global__ void __launch_bounds__(SEL_THREADS) sel_append_kernel(const lk_select_args a) {
-    const sel_row r = make_row(a, blockIdx.z, blockIdx.y);
-    const lk_sel_state st = a.state[r.id];
-    const int32_t c0 = blockIdx.x * LK_SEL_CHUNK;
-    if (c0 >= r.S || st.mode == 2 || st.mode == 0) return;
-    /* mode 3 (all candidates: sh 0, P 0) takes every key > 0, never the evicted (0) */
+/* grid (C * rows_per_seq, B), clusters of C blocks: block c of a cluster
+ * takes positions [c*L, (c+1)*L) of row blockIdx.x / C. SIMPLE: one score
+ * row per selection row and no evictions (fewer registers). */
+template <bool SIMPLE>
+__global__ void __launch_bounds__(SEL_THREADS, 2) sel_kernel(const lk_select_args a, int C) {
+    __shared__ sel_smem sm;
+    extern __shared__ uint2 keep_buf[]; /* (SEL_CAP) kept keys and positions */
+    cg::cluster_group cl = cg::this_cluster();
+    const int c = (int)cl.block_rank(), tid = threadIdx.x, lane = tid % 32;
+    const sel_row r = make_row(a, blockIdx.y, blockIdx.x / C);
+    if (!r.ev && lk_attn_all(&a.p, r.S, r.S, r.k)) { /* attends to all, decided without the keys */
+        if (c == 0 && tid == 0) a.n_sel[r.id] = -1;
+        return; /* the whole cluster, before any access to the root */
+    }
+    sel_smem *root = cl.map_shared_rank(&sm, 0);
+    const int32_t L = ((r.S + C - 1) / C + SEL_VEC - 1) / SEL_VEC * SEL_VEC;
+    const int32_t lo = min(c * L, r.S), hi = min(lo + L, r.S);
+    for (int i = tid; i < SEL_BINS; i += SEL_THREADS) sm.hist[i] = 0;
+    if (tid == 0) {
+        sm.st.P = 0, sm.st.sh = 32, sm.st.need = r.k, sm.st.mode = 0, sm.st.C = 0;
+        sm.fill = 0, sm.cand = 0, sm.nkeep = 0;
+    }
+    cl.sync();
+    lk_sel_state st = sm.st;
+    const uint2 *keep = NULL; /* the kept bucket, once there is one and it fits */
+    bool kept = false;
+    uint32_t P0 = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        int32_t mine = hist_pass<SIMPLE>(sm, keep, a, r, lo, hi, pass, st);
+        if (!SIMPLE && pass == 0 && r.ev) {
+            mine = __reduce_add_sync(0xffffffffu, mine);
+            if (lane == 0 && mine) atomicAdd(&root->cand, mine);
+        }
+        if (c != 0) { /* add the slice's histogram into the root's */
+            __syncthreads();
+            for (int i = tid; i < (1 << pass_bits(pass)); i += SEL_THREADS) {
+                const uint32_t v = sm.hist[i];
+                if (v) atomicAdd(&root->hist[i], v), sm.hist[i] = 0;
+            }
+        }
+        cl.sync();
+        if (c == 0) {
+            if (pass == 0 && tid == 0) { /* the budget decides first: all candidates, or a top-k */
+                const int32_t Cn = r.ev ? sm.cand : r.S;
+                sm.st.C = Cn;
+                if (lk_attn_all(&a.p, r.S, Cn, r.k)) {
+                    sm.st.mode = 3, sm.st.sh = 0, sm.st.need = 0;
+                    a.n_sel[r.id] = Cn;
+                }
+            }
+            __syncthreads();
+            if (sm.st.mode == 0) sel_digit(sm, pass, r, a);
+        }
+        cl.sync();
+        st = root->st;
+        if (st.mode != 0) break;
+        if (pass == 0) { /* the rest happens inside the first digit's bucket */
+            P0 = st.P, kept = true;
+            keep_bucket<SIMPLE>(sm, root, keep_buf, a, r, lo, hi, P0);
+            __syncthreads();
+            if (sm.nkeep <= SEL_CAP) keep = keep_buf;
+        }
+    }
+    /* append the positions above the threshold (and the tied bucket when it
+     * is taken whole; mode 3: every key > 0); after keep_bucket only those
+     * inside the first digit's bucket are left */
     const bool take_eq = st.mode == 1 && st.need == st.C;
-    int32_t *out = a.idx + r.id * a.n_ctx, *slot = a.slots + r.id * a.n_ctx;
-    int32_t *fill = a.counts + r.id * LK_SEL_MAX_CHUNKS * 2; /* the row's append counter */
-    const int32_t *bt = a.block_table + (size_t)blockIdx.z * a.mpps;
-    const int lane = threadIdx.x % 32;
-    for (int32_t base = c0; base < min(c0 + LK_SEL_CHUNK, r.S); base += SEL_THREADS * SEL_VEC) {
-        const int32_t s0 = base + threadIdx.x * SEL_VEC;
-        uint32_t key[SEL_VEC], take = 0, n = 0;
-        bool valid[SEL_VEC] = {false, false, false, false};
-        if (s0 < r.S) row_keys(a, r, s0, key, valid);
-#pragma unroll
-        for (int i = 0; i < SEL_VEC; i++) {
-            const uint32_t k = key[i] >> st.sh;
-            const bool t = valid[i] && (k > st.P || (take_eq && k == st.P));
-            take |= (uint32_t)t << i, n += t;
+    if (keep) {
+        for (int base = 0; base < sm.nkeep; base += SEL_THREADS) {
+            const int i = base + tid;
+            const uint2 e = i < sm.nkeep ? keep[i] : make_uint2(0u, 0u);
+            const uint32_t k = e.x >> st.sh;
+            const bool t = i < sm.nkeep && (k > st.P || (take_eq && k == st.P));
+            const int32_t o = warp_reserve(&root->fill, t);
+            if (t) put(a, r, o, (int32_t)e.y);
         }
-        uint32_t incl = n; /* warp prefix of the counts */
+    } else {
+        for (int32_t base = lo; base < hi; base += SEL_THREADS * SEL_VEC) {
+            const int32_t s0 = base + tid * SEL_VEC;
+            uint32_t key[SEL_VEC] = {0, 0, 0, 0}, take = 0, n = 0;
+            bool valid[SEL_VEC] = {false, false, false, false};
+            if (s0 < hi) row_keys<SIMPLE>(a, r, s0, key, valid);
 #pragma unroll
-        for (int off = 1; off < 32; off <<= 1) {
-            const uint32_t t = __shfl_up_sync(0xffffffffu, incl, off);
-            if (lane >= off) incl += t;
-        }
-        const uint32_t tot = __shfl_sync(0xffffffffu, incl, 31);
-        int32_t start = 0;
-        if (lane == 31 && tot) start = atomicAdd(fill, (int32_t)tot);
-        int32_t o = __shfl_sync(0xffffffffu, start, 31) + (int32_t)(incl - n);
-#pragma unroll
-        for (int i = 0; i < SEL_VEC; i++)
-            if (take >> i & 1) {
-                const int32_t pos = s0 + i;
-                out[o] = pos;
-                slot[o] = bt[pos / LK_GPU_PAGE] * LK_GPU_PAGE + pos % LK_GPU_PAGE;
-                o++;
+            for (int i = 0; i < SEL_VEC; i++) {
+                const uint32_t k = key[i] >> st.sh;
+                const bool t = valid[i] && (!kept || key[i] >> 20 == P0) && (k > st.P || (take_eq && k == st.P));
+                take |= (uint32_t)t << i, n += t;
             }
-    }
-}
-
-/* grid (rows_per_seq, B): rows whose threshold ties are taken only in part
- * (exactly equal 32-bit keys: rare) add the first `need` tied positions in
- * position order after the k - need above the threshold, as the CPU breaks
- * ties; every other row returns at once. */
-__global__ void __launch_bounds__(SEL_THREADS) sel_ties_kernel(const lk_select_args a) {
-    typedef cub::BlockScan<uint32_t, SEL_THREADS> scan_t;
-    __shared__ typename scan_t::TempStorage tmp;
-    const sel_row r = make_row(a, blockIdx.y, blockIdx.x);
-    const lk_sel_state st = a.state[r.id];
-    if (st.mode != 1 || st.need == st.C) return;
-    int32_t *out = a.idx + r.id * a.n_ctx, *slot = a.slots + r.id * a.n_ctx;
-    const int32_t *bt = a.block_table + (size_t)blockIdx.y * a.mpps;
-    const int32_t o0 = r.k - st.need;
-    int32_t run = 0;
-    for (int32_t base = 0; base < r.S && run < st.need; base += SEL_THREADS * SEL_VEC) {
-        const int32_t s0 = base + threadIdx.x * SEL_VEC;
-        uint32_t key[SEL_VEC], eq = 0, n = 0, ex, tot;
-        bool valid[SEL_VEC] = {false, false, false, false};
-        if (s0 < r.S) row_keys(a, r, s0, key, valid);
+            int32_t o = warp_reserve(&root->fill, n);
 #pragma unroll
-        for (int i = 0; i < SEL_VEC; i++) {
-            const bool e = valid[i] && (key[i] >> st.sh) == st.P;
-            eq |= (uint32_t)e << i, n += e;
+            for (int i = 0; i < SEL_VEC; i++)
+                if (take >> i & 1) put(a, r, o++, s0 + i);
         }
-        scan_t(tmp).ExclusiveSum(n, ex, tot);
-        int32_t rank = run + (int32_t)ex;
+    }
+    if (st.mode == 1 && st.need != st.C) {
+        /* exactly tied keys taken in part (rare): the first `need` of them by
+         * position go after the k - need above the threshold */
+        uint32_t eqn = 0, ex, tot;
+        for (int32_t s0 = lo + tid * SEL_VEC; s0 < hi; s0 += SEL_THREADS * SEL_VEC) {
+            uint32_t key[SEL_VEC];
+            bool valid[SEL_VEC];
+            row_keys<SIMPLE>(a, r, s0, key, valid);
 #pragma unroll
-        for (int i = 0; i < SEL_VEC; i++)
-            if (eq >> i & 1) {
-                if (rank < st.need) {
-                    const int32_t pos = s0 + i;
-                    out[o0 + rank] = pos;
-                    slot[o0 + rank] = bt[pos / LK_GPU_PAGE] * LK_GPU_PAGE + pos % LK_GPU_PAGE;
+            for (int i = 0; i < SEL_VEC; i++) eqn += valid[i] && (key[i] >> st.sh) == st.P;
+        }
+        __syncthreads(); /* sm.scan is reused */
+        cub::BlockScan<uint32_t, SEL_THREADS>(sm.scan).ExclusiveSum(eqn, ex, tot);
+        if (tid == 0) root->tcount[c] = (int32_t)tot;
+        cl.sync();
+        int32_t run = 0;
+        for (int j = 0; j < c; j++) run += root->tcount[j];
+        const int32_t o0 = r.k - st.need;
+        for (int32_t base = lo; base < hi && run < st.need; base += SEL_THREADS * SEL_VEC) {
+            const int32_t s0 = base + tid * SEL_VEC;
+            uint32_t key[SEL_VEC] = {0, 0, 0, 0}, eq = 0, n = 0;
+            bool valid[SEL_VEC] = {false, false, false, false};
+            if (s0 < hi) row_keys<SIMPLE>(a, r, s0, key, valid);
+#pragma unroll
+            for (int i = 0; i < SEL_VEC; i++) {
+                const bool e = valid[i] && (key[i] >> st.sh) == st.P;
+                eq |= (uint32_t)e << i, n += e;
+            }
+            __syncthreads(); /* sm.scan is reused */
+            cub::BlockScan<uint32_t, SEL_THREADS>(sm.scan).ExclusiveSum(n, ex, tot);
+            int32_t rank = run + (int32_t)ex;
+#pragma unroll
+            for (int i = 0; i < SEL_VEC; i++)
+                if (eq >> i & 1) {
+                    if (rank < st.need) put(a, r, o0 + rank, s0 + i);
+                    rank++;
                 }
-                rank++;
-            }
-        run += (int32_t)tot;
-        __syncthreads(); /* tmp is reused */
+            run += (int32_t)tot;
+        }
     }
+    cl.sync(); /* the root's shared memory stays until every block is done with it */
 }
 
-cudaError_t lk_launch_select(const lk_select_args *a, int B, int32_t max_len, cudaStream_t s) {
-    const int chunks = (max_len + LK_SEL_CHUNK - 1) / LK_SEL_CHUNK;
-    if (chunks > LK_SEL_MAX_CHUNKS) return cudaErrorInvalidValue;
-    const dim3 grid(chunks, a->rows_per_seq, B), rows(a->rows_per_seq, B);
-    cudaError_t e = cudaMemsetAsync(a->state, 0, (size_t)B * a->rows_per_seq * sizeof(lk_sel_state), s);
-    for (int pass = 0; pass < 3 && e == cudaSuccess; pass++) {
-        sel_hist_kernel<<<grid, SEL_THREADS, 0, s>>>(*a, pass);
-        sel_digit_kernel<<<rows, SEL_THREADS, 0, s>>>(*a, pass);
-        e = cudaGetLastError();
-    }
+/* Blocks per row: the most (up to 16) that keep the grid within one wave of
+ * two 512-thread blocks per SM, each block at least 4096 positions. */
+static int sel_cluster_size(int rows, int32_t max_len, int sms) {
+    int C = 1;
+    while (C < SEL_MAX_CLUSTER && rows * 2 * C <= 2 * sms && max_len / (2 * C) >= 4096) C *= 2;
+    return C;
+}
+
+cudaError_t lk_launch_select(const lk_select_args *a, int B, int32_t max_len, int sms, cudaStream_t s) {
+    if (max_len < 1) return cudaSuccess;
+    const int C = sel_cluster_size(B * a->rows_per_seq, max_len, sms);
+    const size_t dyn = SEL_CAP * sizeof(uint2);
+    const bool simple = a->combine_g <= 0 && !a->evicted;
+    void (*kern)(const lk_select_args, int) = simple ? sel_kernel<true> : sel_kernel<false>;
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dyn);
+    if (e == cudaSuccess && C > 8) /* clusters above 8 blocks are Hopper's non-portable sizes */
+        e = cudaFuncSetAttribute(kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
     if (e != cudaSuccess) return e;
-    e = cudaMemsetAsync(a->counts, 0, (size_t)B * a->rows_per_seq * LK_SEL_MAX_CHUNKS * 8, s);
-    if (e != cudaSuccess) return e;
-    sel_append_kernel<<<grid, SEL_THREADS, 0, s>>>(*a);
-    sel_ties_kernel<<<rows, SEL_THREADS, 0, s>>>(*a);
-    return cudaGetLastError();
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute at[1];
+    cfg.gridDim = dim3(C * a->rows_per_seq, B, 1);
+    cfg.blockDim = dim3(SEL_THREADS, 1, 1);
+    cfg.dynamicSmemBytes = dyn;
+    cfg.stream = s;
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = C, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
+    cfg.attrs = at, cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, kern, *a, C);
 }
