@@ -48,6 +48,8 @@ typedef struct spec {
     int32_t d, k_fixed, k_min, dense_below, sinks, recent;
     bool gqa_shared, gqa_max;
     bool vs_dense;         /* kf = 1: GPU dense on the same keys must agree (1e-4 relative) */
+    bool flat;             /* every key but the needles equal: exact ties everywhere, which
+                              must go to the lower positions as on the CPU */
     int steps;             /* 0/1: one step; more: each further step appends a token (H2O) */
 } spec;
 
@@ -171,6 +173,7 @@ static void draw_kv(world *w, int layer, int b, int32_t pos0, int32_t n) {
         for (int kh = 0; kh < Hkv; kh++) {
             test_fill_random(kr, (size_t)D, -1, 1, &w->rng);
             for (int j = 0; j < D; j++) kr[j] *= w->pcam ? 1.5f * expf(-2.0f * j / D) : 1.0f;
+            for (int j = 0; j < D && w->s.flat; j++) kr[j] = 0.5f * cosf((float)j); /* the same key everywhere */
             for (int i = 0; i < 5 && pos0 == 0; i++) {
                 if (needles[i] != s) continue;
                 const float *q = w->q + (((size_t)layer * w->s.B + b) * H + (size_t)kh * G) * D; /* (G, D) */
@@ -636,6 +639,8 @@ static void run_case(int ci, const spec *s) {
     }
     printf("rows vs CPU %d, vs double %d, attend-all %d, tie-differing sets %d (exact ties not to the lower "
            "position %d); worst output error %.3g (tol %.3g)\n", t.cpu, t.dbl, t.all, t.ties, t.xties, t.err, t.tol);
+    if (s->flat)
+        CHECKF(t.xties == 0, "%s: %d rows broke exact ties away from the lower positions", s->name, t.xties);
     if (s->method == LOKI_ATTN_H2O) {
         int diverged = 0;
         for (size_t i = 0; i < (size_t)s->L * s->B * s->H; i++) diverged += !w.synced[i];
@@ -719,6 +724,15 @@ int main(void) {
         {"exact-topk group 4", 1, 8, 2, 128, 3, {1000, 65, 4097}, TK, .kf = 0.125f},
         {"exact-topk gqa-shared", 1, 8, 2, 64, 3, {4097, 63, 1000}, TK, .kf = 0.25f, .gqa_shared = 1},
         {"pcaattn", 2, 8, 2, 128, 3, {1, 1000, 4097}, .method = LOKI_ATTN_PCAATTN, .d = 32},
+ /* long rows: the select stage splits a row over a cluster of blocks (2
+         * and 4 here); flat keys put nearly the whole row into the first
+         * digit's bucket, more than a block keeps, so the passes re-read the
+         * slices, and exact ties are split over the cluster */
+        {"loki long rows (clusters of 2)", 1, 4, 4, 128, 3, {20000, 9000, 8192}, LK, .kf = 0.125f, .d = 32},
+        {"loki long rows, sinks/recent, gqa-shared", 1, 8, 2, 64, 3, {33000, 8200, 16384}, LK, .kf = 0.25f, .d = 16,
+         .sinks = 4, .recent = 64, .gqa_shared = 1},
+        {"loki flat keys, long rows (ties)", 1, 2, 1, 64, 2, {20000, 3000}, LK, .kf = 0.125f, .d = 16, .flat = 1},
+        {"exact-topk flat keys (ties)", 1, 4, 2, 64, 2, {9000, 700}, TK, .kf = 0.25f, .flat = 1},
         {"h2o group 4, 8 steps", 2, 8, 2, 64, 3, {1, 63, 300}, .method = LOKI_ATTN_H2O, .kf = 0.25f, .steps = 8},
         {"h2o gqa-shared recent 16, 8 steps", 1, 8, 2, 128, 3, {64, 65, 500}, .method = LOKI_ATTN_H2O, .kf = 0.125f,
          .recent = 16, .gqa_shared = 1, .steps = 8},

@@ -10,7 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DLOKI_NATIVE=OFF -DLOKI_CUDA=ON >/dev/null
-cmake --build build-cuda -j"$(nproc)" 2>&1 | grep -E "error|warning" | grep -v spill || true
+cmake --build build-cuda -j"$(nproc)" > build-cuda/build.log 2>&1 || { grep -E "error" build-cuda/build.log; echo "pack.sh: build failed (build-cuda/build.log)" >&2; exit 1; }
+grep -E "warning" build-cuda/build.log | grep -v spill || true
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib"

@@ -30,7 +30,11 @@
 
 namespace cg = cooperative_groups;
 
+#ifndef SEL_THREADS /* dev/cuda variant knob: -DSEL_THREADS=256 */
 #define SEL_THREADS 512
+#endif
+#define SEL_BLOCKS (1024 / SEL_THREADS) /* resident blocks per SM the register budget allows */
+#define SEL_PER (SEL_BINS / SEL_THREADS) /* first-digit bins per thread in the digit scan */
 #define SEL_VEC 4 /* positions per thread and load: float4 */
 #define SEL_BINS 4096 /* the first digit: 12 bits */
 #define SEL_CAP 4096  /* keys of the first digit's boundary bucket a block keeps in shared memory */
@@ -170,10 +174,12 @@ __device__ int32_t hist_pass(sel_smem &sm, const uint2 *keep, const lk_select_ar
 __device__ void sel_digit(sel_smem &sm, int pass, const sel_row &r, const lk_select_args &a) {
     const int nb = 1 << pass_bits(pass), per = nb / SEL_THREADS, tid = threadIdx.x;
     lk_sel_state st = sm.st;
-    uint32_t h[8] = {0, 0, 0, 0, 0, 0, 0, 0}, local = 0, before;
+    uint32_t h[SEL_PER], local = 0, before;
     const int lo = nb - (tid + 1) * per;
 #pragma unroll
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < SEL_PER; i++) h[i] = 0;
+#pragma unroll
+    for (int i = 0; i < SEL_PER; i++)
         if (i < per) h[i] = sm.hist[lo + i], local += h[i];
     cub::BlockScan<uint32_t, SEL_THREADS>(sm.scan).ExclusiveSum(local, before);
     const uint32_t need = (uint32_t)st.need;
@@ -181,7 +187,7 @@ __device__ void sel_digit(sel_smem &sm, int pass, const sel_row &r, const lk_sel
     if (before < need && before + local >= need) {
         uint32_t acc = before;
 #pragma unroll
-        for (int i = 7; i >= 0; i--) { /* from this thread's top bin down */
+        for (int i = SEL_PER - 1; i >= 0; i--) { /* from this thread's top bin down */
             if (i >= per || acc >= need) continue;
             if (acc + h[i] >= need) {
                 st.P = (pass == 0 ? 0u : st.P << pass_bits(pass)) | (uint32_t)(lo + i);
@@ -231,10 +237,15 @@ __device__ void keep_bucket(sel_smem &sm, sel_smem *root, uint2 *keep, const lk_
  * takes positions [c*L, (c+1)*L) of row blockIdx.x / C. SIMPLE: one score
  * row per selection row and no evictions (fewer registers). */
 template <bool SIMPLE>
-__global__ void __launch_bounds__(SEL_THREADS, 2) sel_kernel(const lk_select_args a, int C) {
+__global__ void __launch_bounds__(SEL_THREADS, SEL_BLOCKS) sel_kernel(const lk_select_args a, int C) {
     __shared__ sel_smem sm;
     extern __shared__ uint2 keep_buf[]; /* (SEL_CAP) kept keys and positions */
     cg::cluster_group cl = cg::this_cluster();
+    /* a cluster of one block needs only the block barrier */
+    auto csync = [&]() {
+        if (C == 1) __syncthreads();
+        else cl.sync();
+    };
     const int c = (int)cl.block_rank(), tid = threadIdx.x, lane = tid % 32;
     const sel_row r = make_row(a, blockIdx.y, blockIdx.x / C);
     if (!r.ev && lk_attn_all(&a.p, r.S, r.S, r.k)) { /* attends to all, decided without the keys */
@@ -249,7 +260,7 @@ __global__ void __launch_bounds__(SEL_THREADS, 2) sel_kernel(const lk_select_arg
         sm.st.P = 0, sm.st.sh = 32, sm.st.need = r.k, sm.st.mode = 0, sm.st.C = 0;
         sm.fill = 0, sm.cand = 0, sm.nkeep = 0;
     }
-    cl.sync();
+    csync();
     lk_sel_state st = sm.st;
     const uint2 *keep = NULL; /* the kept bucket, once there is one and it fits */
     bool kept = false;
@@ -267,7 +278,7 @@ __global__ void __launch_bounds__(SEL_THREADS, 2) sel_kernel(const lk_select_arg
                 if (v) atomicAdd(&root->hist[i], v), sm.hist[i] = 0;
             }
         }
-        cl.sync();
+        csync();
         if (c == 0) {
             if (pass == 0 && tid == 0) { /* the budget decides first: all candidates, or a top-k */
                 const int32_t Cn = r.ev ? sm.cand : r.S;
@@ -280,7 +291,7 @@ __global__ void __launch_bounds__(SEL_THREADS, 2) sel_kernel(const lk_select_arg
             __syncthreads();
             if (sm.st.mode == 0) sel_digit(sm, pass, r, a);
         }
-        cl.sync();
+        csync();
         st = root->st;
         if (st.mode != 0) break;
         if (pass == 0) { /* the rest happens inside the first digit's bucket */
@@ -335,7 +346,7 @@ __global__ void __launch_bounds__(SEL_THREADS, 2) sel_kernel(const lk_select_arg
         __syncthreads(); /* sm.scan is reused */
         cub::BlockScan<uint32_t, SEL_THREADS>(sm.scan).ExclusiveSum(eqn, ex, tot);
         if (tid == 0) root->tcount[c] = (int32_t)tot;
-        cl.sync();
+        csync();
         int32_t run = 0;
         for (int j = 0; j < c; j++) run += root->tcount[j];
         const int32_t o0 = r.k - st.need;
@@ -361,14 +372,14 @@ __global__ void __launch_bounds__(SEL_THREADS, 2) sel_kernel(const lk_select_arg
             run += (int32_t)tot;
         }
     }
-    cl.sync(); /* the root's shared memory stays until every block is done with it */
+    csync(); /* the root's shared memory stays until every block is done with it */
 }
 
 /* Blocks per row: the most (up to 16) that keep the grid within one wave of
- * two 512-thread blocks per SM, each block at least 4096 positions. */
+ * resident blocks, each block at least 4096 positions. */
 static int sel_cluster_size(int rows, int32_t max_len, int sms) {
     int C = 1;
-    while (C < SEL_MAX_CLUSTER && rows * 2 * C <= 2 * sms && max_len / (2 * C) >= 4096) C *= 2;
+    while (C < SEL_MAX_CLUSTER && rows * 2 * C <= SEL_BLOCKS * sms && max_len / (2 * C) >= 4096) C *= 2;
     return C;
 }
 
