@@ -19,7 +19,9 @@
 #include <math.h>
 
 #define SC_WARPS 4
+#ifndef SC_STEPS /* dev/cuda variant knob: -DSC_STEPS=8 */
 #define SC_STEPS 4 /* loads of eight 16-byte chunks per warp: pages per warp = SC_STEPS / steps per page */
+#endif
 
 /* Steps (eight 16-byte loads per lane) to cover one page with LPT lanes per
  * key, and the pages one warp takes. */
@@ -126,7 +128,8 @@ cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, cuda
     /* lanes per key from the widest split dim of the cache's heads */
     int lpt = 1;
     while (lpt * 8 < (a->full ? a->kv.D : a->dmax)) lpt <<= 1;
-    const int ppb = SC_WARPS * (lpt <= 4 ? sc_cfg<4>::PPW : lpt == 8 ? sc_cfg<8>::PPW : 1); /* pages per block */
+    const int ppw = lpt <= 4 ? sc_cfg<4>::PPW : lpt == 8 ? sc_cfg<8>::PPW : lpt == 16 ? sc_cfg<16>::PPW : sc_cfg<32>::PPW;
+    const int ppb = SC_WARPS * ppw; /* pages per block */
     dim3 grid((pages + ppb - 1) / ppb, a->kv.Hkv * (a->sum_rows ? 1 : a->G / nh), B);
     switch ((a->sum_rows ? 0 : nh) * 64 + lpt) { /* nh 0: the summed row */
 #define LK_SCORE_CASE(NH, LPT)                                                                                         \
