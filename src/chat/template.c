@@ -36,6 +36,7 @@ static void sb_put(sbuf *b, const char *s, size_t len) {
     b->p[b->n] = '\0';
 }
 
+/* Append the C string s. */
 static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
 /* Byte length of the Python-whitespace character at s[0..n) (str.isspace():

@@ -49,6 +49,8 @@ typedef struct convo {
     int n, cap;
 } convo;
 
+/* Append a message: role is a string literal (kept), content is copied;
+ * false when out of memory (the conversation is unchanged). */
 static bool convo_add(convo *c, const char *role, const char *content) {
     if (c->n == c->cap) {
         int cap = c->cap ? 2 * c->cap : 16;
@@ -65,6 +67,7 @@ static bool convo_add(convo *c, const char *role, const char *content) {
     return true;
 }
 
+/* Free the contents and the array. */
 static void convo_free(convo *c) {
     for (int i = 0; i < c->n; i++) free((char *)c->msgs[i].content);
     free(c->msgs);

@@ -39,6 +39,8 @@ bool lk_convert_type_parse(const char *name, lk_dtype *out) {
     return false;
 }
 
+/* general.file_type of a conversion to t (llama.cpp's llama_ftype; q4_k is
+ * "mostly Q4_K, small" as its output matrix is q6_k). */
 static uint32_t file_type(lk_dtype t) {
     switch (t) {
     case LK_DTYPE_F16: return FTYPE_F16;

@@ -12,6 +12,7 @@ typedef struct merge_row {
     int32_t left, right;
 } merge_row;
 
+/* qsort order: ascending merge rank. */
 static int cmp_rank(const void *a, const void *b) {
     int64_t x = ((const merge_row *)a)->rank, y = ((const merge_row *)b)->rank;
     return (x > y) - (x < y);
