@@ -110,11 +110,12 @@ def main(argv):
                     case["error"] = str(e)
                 cases.append(case)
     doc = {
-        "generator": f"tests/chat_template_ref.py, jinja2 {jinja2.__version__}",
+        "generator": "tests/chat_template_ref.py (Python jinja2, as transformers' apply_chat_template)",
         "templates": {k: {"file": k + ".jinja", "bos": v[0], "eos": v[1]} for k, v in TEMPLATES.items()},
         "conversations": CONVERSATIONS,
         "cases": cases,
     }
+    print(f"chat_template_ref: rendered {len(cases)} cases with jinja2 {jinja2.__version__}", file=sys.stderr)
     text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
     if len(argv) > 1:
         with open(argv[1], "w", encoding="utf-8") as f:
