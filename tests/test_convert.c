@@ -274,7 +274,11 @@ int main(void) {
     loki_model *hf = NULL;
     loki_error err = {0};
     CHECK_OK(loki_model_open(fix, NULL, &hf, &err));
-    if (!hf) return test_finish();
+    if (!hf) {
+        free(fix);
+        free(ref);
+        return test_finish();
+    }
     const char *py = find_python();
     if (!py) printf("SKIP gguf-py comparison: no python3 imports gguf and numpy (scripts/get-gguf-py.sh)\n");
     loki_model_info info;
@@ -322,5 +326,7 @@ int main(void) {
     CHECK(rmdir(dir) == 0);
     for (int p = 0; p < 3; p++) free(ref_logits[p]);
     loki_model_close(hf);
+    free(fix);
+    free(ref);
     return test_finish();
 }
