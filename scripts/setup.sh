@@ -2,9 +2,10 @@
 # Install the Debian packages loki needs to build and test (only the missing
 # ones). Runs apt-get as root, or through sudo when available.
 set -euo pipefail
-# python3-numpy, python3-yaml: tests/quant_ref.py (gguf-py reference dequantization)
+# python3-numpy, python3-yaml: tests/quant_ref.py (gguf-py reference dequantization);
+# python3-jinja2: tests/chat_template_ref.py (cli_chat.sh re-renders the chat template fixture)
 pkgs=(build-essential cmake pkg-config libopenblas-dev liblapacke-dev libpcre2-dev libcjson-dev libssl-dev python3
-      python3-numpy python3-yaml)
+      python3-numpy python3-yaml python3-jinja2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

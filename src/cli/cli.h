@@ -15,6 +15,7 @@ int cli_perplexity(int argc, char **argv);
 int cli_calibrate(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_analyze(int argc, char **argv);
+int cli_convert(int argc, char **argv);
 
 /* Open a model, printing "loki CMD: <message>" on failure. */
 loki_model *cli_open_model(const char *cmd, const char *path, const char *tokenizer);

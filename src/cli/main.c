@@ -18,6 +18,7 @@ static const cli_command commands[] = {
     {"eval", cli_eval, "retrieval evaluations: passkey, repeated span"},
     {"calibrate", cli_calibrate, "PCA of a model's keys over a text (writes a PCA file)"},
     {"analyze", cli_analyze, "Rank@v per layer and KV head of a PCA file (text, csv, json, svg)"},
+    {"convert", cli_convert, "Hugging Face directory -> GGUF (f32 .. q6_k) that llama.cpp loads"},
 };
 
 static void usage(FILE *f) {

@@ -4,6 +4,7 @@
  */
 #include "cli/args.h"
 #include "cli/attn_args.h"
+#include "cli/chat.h"
 #include "cli/cli.h"
 
 #include <stdlib.h>
@@ -14,6 +15,8 @@
 
 typedef struct run_opts {
     const char *model, *prompt, *file, *tokenizer;
+    const char *system, *chat_template_file;
+    bool chat;
     int32_t n_predict, n_ctx, n_threads, n_batch;
     loki_sampler_params sp;
     bool ignore_eos, no_bos;
@@ -86,6 +89,11 @@ int cli_run(int argc, char **argv) {
         {NULL, "--tokenizer", CLI_STR, &o.tokenizer, "FILE", "tokenizer file (llama2.c tok*.bin)"},
         {NULL, "--ignore-eos", CLI_FLAG, &o.ignore_eos, "", "keep generating after end-of-sequence"},
         {NULL, "--no-bos", CLI_FLAG, &o.no_bos, "", "do not add BOS even if the model adds it"},
+        {"-cnv", "--chat", CLI_FLAG, &o.chat, "", "chat in the model's own chat template: -p/-f is one user "
+         "message, else one message per stdin line"},
+        {"-sys", "--system", CLI_STR, &o.system, "TEXT", "--chat: system message"},
+        {NULL, "--chat-template-file", CLI_STR, &o.chat_template_file, "FILE",
+         "--chat: Jinja chat template to use instead of the model's"},
     };
     enum { N_BASE = sizeof base / sizeof base[0] };
     cli_opt opts[N_BASE + CLI_ATTN_N_OPTS];
@@ -94,12 +102,18 @@ int cli_run(int argc, char **argv) {
     const cli_spec spec = {"run", "loki run -m MODEL -p PROMPT [options]",
                            "Generate text. The prompt is echoed and the continuation streams to stdout;\n"
                            "timings go to stderr. Sampling order: repeat penalty, top-k, temperature,\n"
-                           "top-p, min-p.",
+                           "top-p, min-p. With --chat only the replies go to stdout; the template's family\n"
+                           "(ChatML, Llama-2, Llama-3, Gemma) is recognised from its text.",
                            opts, n_opts, 0};
     int rc = cli_parse(&spec, argc, argv, NULL, NULL);
     if (rc) return rc == 1 ? 0 : 2;
-    if (!o.prompt == !o.file) {
-        fprintf(stderr, "loki run: give exactly one of -p PROMPT or -f FILE\n");
+    if (o.chat ? (o.prompt && o.file) : !o.prompt == !o.file) {
+        fprintf(stderr, o.chat ? "loki run: give at most one of -p PROMPT or -f FILE with --chat\n"
+                               : "loki run: give exactly one of -p PROMPT or -f FILE (or --chat)\n");
+        return 2;
+    }
+    if (!o.chat && (o.system || o.chat_template_file)) {
+        fprintf(stderr, "loki run: %s needs --chat\n", o.system ? "--system" : "--chat-template-file");
         return 2;
     }
     if (o.n_predict < 0) {
@@ -128,6 +142,11 @@ int cli_run(int argc, char **argv) {
     if ((rc = cli_attn_params("run", &o.attn, NULL, m, &ap, &pca))) goto done;
     rc = 1;
     if (!(ctx = cli_make_context("run", m, o.n_ctx, o.n_batch, o.n_threads, &ap, &rc))) goto done;
+    if (o.chat) {
+        cli_chat_opts co = {prompt, o.system, o.chat_template_file, o.n_predict, o.ignore_eos};
+        rc = cli_chat(&co, m, ctx, smp);
+        goto done;
+    }
     rc = 1;
     if (!(ids = cli_tokenize_text("run", m, prompt, !o.no_bos, &n))) goto done;
     if (n == 0) {

@@ -108,4 +108,19 @@ loki_status lk_gguf_writer_add_tensor(lk_gguf_writer *w, const char *name, lk_dt
 /* Write the file atomically (no partial file on failure). Version 3, alignment 32. */
 loki_status lk_gguf_writer_write(lk_gguf_writer *w, const char *path, loki_error *err);
 
+/* Streaming form, for files too large to build in memory (`loki convert`):
+ * a deferred tensor has its shape now and its bytes only when the file is
+ * written, produced by the `fill` callback of lk_gguf_writer_write_stream. */
+loki_status lk_gguf_writer_add_tensor_deferred(lk_gguf_writer *w, const char *name, lk_dtype dtype,
+                                               int n_dims, const int64_t *ne);
+/* Fill dst (nbytes) with the data of the tensor added index-th (counting all
+ * tensors from 0); an error aborts the write. */
+typedef loki_status (*lk_gguf_fill_fn)(void *ctx, uint64_t index, void *dst, size_t nbytes,
+                                       loki_error *err);
+/* Write the file through "<path>.tmp<pid>" renamed to path at the end (no
+ * partial file on failure); deferred tensors are filled one at a time, so
+ * memory holds one tensor, never the whole file. */
+loki_status lk_gguf_writer_write_stream(lk_gguf_writer *w, const char *path, lk_gguf_fill_fn fill,
+                                        void *ctx, loki_error *err);
+
 #endif /* LK_GGUF_H */

@@ -6,8 +6,11 @@
  */
 #include "format/gguf.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define GGUF_WRITE_ALIGNMENT 32
 
@@ -21,7 +24,7 @@ typedef struct wtensor {
     lk_dtype dtype;
     int n_dims;
     int64_t ne[4];
-    void *data;
+    void *data;            /* NULL: deferred (filled at write time) */
     size_t nbytes;
 } wtensor;
 
@@ -144,8 +147,9 @@ loki_status lk_gguf_writer_copy_kv(lk_gguf_writer *w, const lk_gguf_kv *kv) {
     return kv_done(w, ok);
 }
 
-loki_status lk_gguf_writer_add_tensor(lk_gguf_writer *w, const char *name, lk_dtype dtype,
-                                      int n_dims, const int64_t *ne, const void *data) {
+/* Append a tensor entry with its shape; data NULL (deferred) or a copy of `data`. */
+static loki_status add_entry(lk_gguf_writer *w, const char *name, lk_dtype dtype, int n_dims,
+                             const int64_t *ne, const void *data) {
     if (n_dims < 1 || n_dims > 4 || !lk_dtype_valid(dtype)) return LOKI_ERR_ARG;
     if (w->n_tensors == w->cap_tensors) {
         uint64_t cap = w->cap_tensors ? w->cap_tensors * 2 : 64;
@@ -163,15 +167,26 @@ loki_status lk_gguf_writer_add_tensor(lk_gguf_writer *w, const char *name, lk_dt
     for (int i = 1; i < n_dims; i++) rows *= ne[i];
     t->nbytes = lk_dtype_row_bytes(dtype, ne[0]) * (size_t)rows;
     t->name = strdup(name);
-    t->data = malloc(t->nbytes ? t->nbytes : 1);
-    if (!t->name || !t->data) {
+    if (data) t->data = malloc(t->nbytes ? t->nbytes : 1);
+    if (!t->name || (data && !t->data)) {
         free(t->name);
         free(t->data);
         return kv_done(w, false);
     }
-    memcpy(t->data, data, t->nbytes);
+    if (data) memcpy(t->data, data, t->nbytes);
     w->n_tensors++;
     return LOKI_OK;
+}
+
+loki_status lk_gguf_writer_add_tensor(lk_gguf_writer *w, const char *name, lk_dtype dtype,
+                                      int n_dims, const int64_t *ne, const void *data) {
+    if (!data) return LOKI_ERR_ARG;
+    return add_entry(w, name, dtype, n_dims, ne, data);
+}
+
+loki_status lk_gguf_writer_add_tensor_deferred(lk_gguf_writer *w, const char *name, lk_dtype dtype,
+                                               int n_dims, const int64_t *ne) {
+    return add_entry(w, name, dtype, n_dims, ne, NULL);
 }
 
 static const uint8_t gguf_zeros[GGUF_WRITE_ALIGNMENT];
@@ -180,20 +195,30 @@ static size_t align_up(size_t x) {
     return (x + GGUF_WRITE_ALIGNMENT - 1) / GGUF_WRITE_ALIGNMENT * GGUF_WRITE_ALIGNMENT;
 }
 
-loki_status lk_gguf_writer_write(lk_gguf_writer *w, const char *path, loki_error *err) {
-    if (w->oom) return lk_fail(err, LOKI_ERR_NOMEM, "%s: out of memory while building GGUF", path);
-    byte_buf b = {0};
-    bool ok = buf_put(&b, "GGUF", 4) && buf_u32(&b, 3) && buf_u64(&b, w->n_tensors) &&
-              buf_u64(&b, w->n_kv) && buf_put(&b, w->kv.data, w->kv.len);
+/* Serialise the header, metadata and tensor infos (padded to the data
+ * start) into *b. False when out of memory. */
+static bool build_header(const lk_gguf_writer *w, byte_buf *b) {
+    bool ok = buf_put(b, "GGUF", 4) && buf_u32(b, 3) && buf_u64(b, w->n_tensors) &&
+              buf_u64(b, w->n_kv) && buf_put(b, w->kv.data, w->kv.len);
     size_t off = 0;
     for (uint64_t i = 0; ok && i < w->n_tensors; i++) {
         const wtensor *t = &w->tensors[i];
-        ok = buf_str(&b, t->name, strlen(t->name)) && buf_u32(&b, (uint32_t)t->n_dims);
-        for (int d = 0; ok && d < t->n_dims; d++) ok = buf_u64(&b, (uint64_t)t->ne[d]);
-        ok = ok && buf_u32(&b, (uint32_t)t->dtype) && buf_u64(&b, off);
+        ok = buf_str(b, t->name, strlen(t->name)) && buf_u32(b, (uint32_t)t->n_dims);
+        for (int d = 0; ok && d < t->n_dims; d++) ok = buf_u64(b, (uint64_t)t->ne[d]);
+        ok = ok && buf_u32(b, (uint32_t)t->dtype) && buf_u64(b, off);
         off = align_up(off + t->nbytes);
     }
-    ok = ok && buf_put(&b, gguf_zeros, align_up(b.len) - b.len);
+    return ok && buf_put(b, gguf_zeros, align_up(b->len) - b->len);
+}
+
+loki_status lk_gguf_writer_write(lk_gguf_writer *w, const char *path, loki_error *err) {
+    if (w->oom) return lk_fail(err, LOKI_ERR_NOMEM, "%s: out of memory while building GGUF", path);
+    for (uint64_t i = 0; i < w->n_tensors; i++)
+        if (!w->tensors[i].data)
+            return lk_fail(err, LOKI_ERR_ARG, "%s: tensor '%s' is deferred: use lk_gguf_writer_write_stream",
+                           path, w->tensors[i].name);
+    byte_buf b = {0};
+    bool ok = build_header(w, &b);
     for (uint64_t i = 0; ok && i < w->n_tensors; i++) {
         const wtensor *t = &w->tensors[i];
         ok = buf_put(&b, t->data, t->nbytes) && buf_put(&b, gguf_zeros, align_up(t->nbytes) - t->nbytes);
@@ -201,5 +226,56 @@ loki_status lk_gguf_writer_write(lk_gguf_writer *w, const char *path, loki_error
     loki_status st = ok ? lk_write_file_atomic(path, b.data, b.len, err)
                         : lk_fail(err, LOKI_ERR_NOMEM, "%s: out of memory while writing GGUF", path);
     free(b.data);
+    return st;
+}
+
+loki_status lk_gguf_writer_write_stream(lk_gguf_writer *w, const char *path, lk_gguf_fill_fn fill,
+                                        void *ctx, loki_error *err) {
+    if (w->oom) return lk_fail(err, LOKI_ERR_NOMEM, "%s: out of memory while building GGUF", path);
+    loki_status st = LOKI_OK;
+    byte_buf b = {0};
+    void *buf = NULL;
+    FILE *f = NULL;
+    size_t plen = strlen(path) + 32;
+    char *tmp = lk_malloc(plen, err);
+    if (!tmp) return LOKI_ERR_NOMEM;
+    snprintf(tmp, plen, "%s.tmp%ld", path, (long)getpid());
+    if (!build_header(w, &b)) {
+        st = lk_fail(err, LOKI_ERR_NOMEM, "%s: out of memory while writing GGUF", path);
+        goto done;
+    }
+    if (!(f = fopen(tmp, "wb"))) {
+        st = lk_fail(err, LOKI_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        goto done;
+    }
+    bool ok = fwrite(b.data, 1, b.len, f) == b.len;
+    for (uint64_t i = 0; ok && i < w->n_tensors; i++) {
+        const wtensor *t = &w->tensors[i];
+        const void *data = t->data;
+        if (!data) {
+            void *nb = realloc(buf, t->nbytes ? t->nbytes : 1);
+            if (!nb) {
+                st = lk_fail(err, LOKI_ERR_NOMEM, "%s: out of memory for tensor '%s'", path, t->name);
+                break;
+            }
+            buf = nb;
+            if (!fill || (st = fill(ctx, i, buf, t->nbytes, err))) {
+                if (!fill) st = lk_fail(err, LOKI_ERR_ARG, "%s: no fill callback for tensor '%s'", path, t->name);
+                break;
+            }
+            data = buf;
+        }
+        size_t pad = align_up(t->nbytes) - t->nbytes;
+        ok = fwrite(data, 1, t->nbytes, f) == t->nbytes && fwrite(gguf_zeros, 1, pad, f) == pad;
+    }
+    ok = (fclose(f) == 0) && ok;
+    f = NULL;
+    if (!st && (!ok || rename(tmp, path) != 0))
+        st = lk_fail(err, LOKI_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    if (st) remove(tmp);
+done:
+    free(buf);
+    free(b.data);
+    free(tmp);
     return st;
 }
