@@ -50,15 +50,18 @@ void lk_q8_quantize_scalar(const float *x, lk_q8_act *a, int64_t in) {
         float amax = 0.0f;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(xb[j]));
         float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        int32_t sum = 0;
+        int32_t sum[2] = {0, 0};
         for (int j = 0; j < 32; j++) {
             int32_t q = (int32_t)nearbyintf(xb[j] * id); /* half to even, like vcvtps2dq */
             q = q > 127 ? 127 : q < -128 ? -128 : q;
             a->q[32 * b + j] = (int8_t)q;
-            sum += q;
+            sum[j >> 4] += q;
         }
         a->d[b] = d;
-        a->c[b] = -16 * sum;
+        a->c[b] = -16 * (sum[0] + sum[1]);
+        a->s32[b] = d * (float)(sum[0] + sum[1]);
+        a->s16[2 * b] = d * (float)sum[0];
+        a->s16[2 * b + 1] = d * (float)sum[1];
     }
 }
 
@@ -82,20 +85,6 @@ void lk_mv_float_scalar(lk_dtype dt, float *y, const void *w, const float *x, in
     }
 }
 
-void lk_mv_q8_scalar(float *y, const void *w, const lk_q8_act *x, int64_t in, int64_t r0, int64_t r1) {
-    const int64_t nb = in / 32;
-    for (int64_t r = r0; r < r1; r++) {
-        const lk_block_q8_0 *b = (const lk_block_q8_0 *)w + r * nb;
-        float acc = 0.0f;
-        for (int64_t ib = 0; ib < nb; ib++) {
-            int32_t s = 0;
-            for (int j = 0; j < 32; j++) s += (int32_t)b[ib].qs[j] * (int32_t)x->q[32 * ib + j];
-            acc += (float)s * (lk_f16_to_f32(b[ib].d) * x->d[ib]);
-        }
-        y[r] = acc;
-    }
-}
-
 /* ------------------------------------------------------------ tasks */
 
 typedef struct mm_task {
@@ -105,6 +94,7 @@ typedef struct mm_task {
     const lk_tensor *w;
     int n;
     int simd;          /* use the SIMD kernels */
+    int qdot;          /* matrix-vector on quantized x (lk_mv_has_qdot) */
 } mm_task;
 
 /* Rows of W per chunk: ~16 KiB, so a chunk stays in L1 while every row of
@@ -127,19 +117,28 @@ static void mv_task(void *arg, int ith, int nth) {
             float *y = t->y + (size_t)i * out;       /* (out) row i of y */
             const float *x = t->x + (size_t)i * in;  /* (in) row i of x */
             const lk_q8_act xq = lk_cpu_xq_row(t->c, i, in);
-#if defined(LK_CPU_X86_512)
+#if defined(LK_CPU_X86_512) && defined(LK_MV_Q4_F32)
+            /* measurement knob (dev/cpu): the f32-activation q4_0/q4_1 kernel */
             if (t->simd && (w->dtype == LK_DTYPE_Q4_0 || w->dtype == LK_DTYPE_Q4_1)) {
                 lk_mv_q4_x86(w->dtype, y, w->data, x, in, c0, c1);
                 continue;
             }
-            if (t->simd && !lk_quant_is_kind(w->dtype)) { /* Q5_0 .. Q6_K: portable path below */
-                if (w->dtype == LK_DTYPE_Q8_0) lk_mv_q8_x86(y, w->data, &xq, in, c0, c1);
-                else lk_mv_float_x86(w->dtype, y, w->data, x, in, c0, c1);
+#endif
+            if (t->qdot) {
+#if defined(LK_CPU_X86_512)
+                if (t->simd) lk_mv_qdot_x86(w->dtype, y, w->data, &xq, in, c0, c1);
+                else
+#endif
+                    lk_mv_qdot_scalar(w->dtype, y, w->data, &xq, in, c0, c1);
+                continue;
+            }
+#if defined(LK_CPU_X86_512)
+            if (t->simd && !lk_quant_is_kind(w->dtype)) { /* f32/f16/bf16; q2_k, q3_k: portable below */
+                lk_mv_float_x86(w->dtype, y, w->data, x, in, c0, c1);
                 continue;
             }
 #endif
-            if (w->dtype == LK_DTYPE_Q8_0) lk_mv_q8_scalar(y, w->data, &xq, in, c0, c1);
-            else lk_mv_float_scalar(w->dtype, y, w->data, x, in, c0, c1, lk_cpu_thr_scratch(t->c, ith));
+            lk_mv_float_scalar(w->dtype, y, w->data, x, in, c0, c1, lk_cpu_thr_scratch(t->c, ith));
         }
     }
 }
@@ -187,7 +186,8 @@ void lk_cpu_matmul(lk_cpu *c, float *y, const float *x, const lk_tensor *w, int 
     t.simd = c->kernels != LK_CPU_KERNELS_SCALAR;
 #endif
     if (n <= LK_MV_MAX_N) {
-        for (int i = 0; w->dtype == LK_DTYPE_Q8_0 && i < n; i++) {
+        t.qdot = lk_mv_has_qdot(w->dtype);
+        for (int i = 0; t.qdot && i < n; i++) {
             lk_q8_act xq = lk_cpu_xq_row(c, i, in);
 #if defined(LK_CPU_X86_512)
             if (t.simd) lk_q8_quantize_x86(x + (size_t)i * in, &xq, in);
