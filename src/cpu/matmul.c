@@ -5,33 +5,35 @@
  * Paths (see dev/cpu/README.md for the measurements behind them):
  *   n <= LK_MV_MAX_N (decode, short batches): matrix-vector; the rows of
  *           W are split across the pool in multiples of 4 (the SIMD kernels
- *           do 4 rows at a time); for n > 1 each thread walks its rows in
- *           L1-sized chunks, running every row of x over a chunk. q8_0
- *           first quantizes x to int8 blocks once (thread 0, before the
- *           dispatch) so every thread uses int8 dot products.
+ *           do 2 or 4 rows at a time); for n > 1 each thread walks its rows in
+ *           L1-sized chunks, running every row of x over a chunk. For q8_0,
+ *           q4_0, q4_1, q5_0, q5_1, q4_k, q5_k and q6_k (lk_mv_has_qdot) x is
+ *           first quantized to int8 blocks of 32 once (thread 0, before the
+ *           dispatch) and every thread uses integer dot products on the
+ *           blocks as stored (quant_x86.c with AVX-512 VNNI, quant_dot.c
+ *           portable). f32/f16/bf16, q2_k and q3_k keep f32 x (q2_k/q3_k:
+ *           each row dequantized into the thread's scratch row, portable).
  *   larger n: GEMM; AVX-512 builds use the packed micro-kernel for every dtype
- *           (panels of 32 output columns split across the pool). The
- *           portable path dequantizes LK_BLAS_TILE_ROWS rows of W at a time
- *           into per-thread scratch and calls cblas_sgemm on each tile
- *           (OpenBLAS set to 1 thread: our pool is the only parallelism, so
- *           no second set of spinning threads competes for the cores).
+ *           (panels of 32 output columns split across the pool; quantized
+ *           W dequantized block by block into the panel, SIMD for the types
+ *           above). The portable path dequantizes LK_BLAS_TILE_ROWS rows of
+ *           W at a time into per-thread scratch and calls cblas_sgemm on
+ *           each tile (OpenBLAS set to 1 thread: our pool is the only
+ *           parallelism, so no second set of spinning threads competes for
+ *           the cores). GEMMs keep x in f32.
+ * No copy of W beyond a panel, a tile or a row ever exists.
  *
- * Q4_0 and Q4_1 matrix-vector products have an AVX-512 kernel (f32 x,
- * lk_mv_q4_x86). Q5_0, Q5_1 and the K-quants (core/quant.h) have no SIMD
- * kernels yet: their matrix-vector products take the portable path at every level
- * (each row of W dequantized into the thread's scratch row, then an f32 dot
- * product with x, which stays f32), and their GEMMs dequantize tiles of W as
- * the other dtypes do (the AVX-512 GEMM packs them block by block). No copy
- * of W beyond a tile or a row ever exists; results equal the f32 product of
- * the dequantized W up to f32 summation order.
- *
- * q8_0 accuracy with quantized activations (n <= LK_MV_MAX_N, both levels):
- * x_j is replaced by d_b * q_j with |x_j - d_b q_j| <= d_b/2 = amax_b/254,
- * so |y - y_exact| <= sum_b (amax_b / 254) * sum_{j in b} |w_j| (plus f32
- * rounding) - about 0.4% of sum |w_j||x_j| in the worst case, typically
- * ~0.1% relative RMS. This is llama.cpp's scheme (its x scale is fp16, ours
- * f32). The GEMM path uses f32 activations: only W's own
- * quantization error remains.
+ * Accuracy with quantized activations (n <= LK_MV_MAX_N, every level):
+ * x_j is replaced by x~_j = d_b * q_j with |x_j - x~_j| <= d_b/2 =
+ * amax_b/254, and the kernels compute W~ . x~ (W~ the dequantized weights)
+ * up to f32 rounding, so |y - W~ . x| <= sum_b (amax_b / 254) * sum_{j in b}
+ * |w~_j| (plus f32 rounding) - about 0.4% of sum |w~_j||x_j| in the worst
+ * case, typically ~0.1% relative RMS (tests/test_cpu_matmul.c checks this
+ * bound per output, tests/test_quant_dot.c the W~ . x~ part per kernel).
+ * This is llama.cpp's scheme for its legacy types (x scale fp16 there, f32
+ * here); for the k-quants llama.cpp uses one x scale per 256 (q8_K), we keep
+ * blocks of 32 (smaller error, same data for every type). The GEMM path
+ * uses f32 activations: only W's own quantization error remains.
  */
 #include "cpu/cpu_internal.h"
 

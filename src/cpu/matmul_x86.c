@@ -14,8 +14,12 @@
  *   q8_0: x is quantized once per call to int8 blocks (lk_q8_act) and each
  *         block dot is an int8 dot on vpdpbusd, two blocks per zmm, with a
  *         software prefetch (see lk_mv_q8_x86);
- *   q4_0, q4_1: nibbles widened to f32 in registers, f32 x (lk_mv_q4_x86).
- * GEMM (prefill, n > 1): W is converted (dequantized for f16/bf16/q8_0) into
+ *   q4_0 .. q6_k: integer dot products on quantized x, in quant_x86.c
+ *         (lk_mv_q4_x86 here, nibbles widened to f32 against f32 x, is
+ *         kept only as the measured alternative: 4-6x slower, built with
+ *         -DLK_MV_Q4_F32, see dev/cpu/README.md).
+ * GEMM (prefill, n > 1): W is converted (dequantized for f16/bf16/q8_0, and
+ * the types of core/quant.h via lk_dequant_block_x86) into
  * packed panels of 32 output columns x KC inputs; an 8x32 register-tiled
  * micro-kernel (16 zmm accumulators) sweeps all rows of x over each panel.
  * Dequantizing costs one pass over W per call, i.e. 1/n of the FMAs.
