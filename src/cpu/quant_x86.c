@@ -32,6 +32,23 @@
 
 #define LK_AI static inline __attribute__((always_inline))
 
+/* Software prefetch distance (bytes ahead in each W row) of the 2-row loops;
+ * 0 disables. See dev/cpu/README.md for the measurement. */
+#ifndef LK_MVQ_PF
+#define LK_MVQ_PF 512
+#endif
+LK_AI void pf2(const uint8_t *a, const uint8_t *b) {
+#if LK_MVQ_PF > 0
+    _mm_prefetch((const char *)a + LK_MVQ_PF, _MM_HINT_T0);
+    _mm_prefetch((const char *)b + LK_MVQ_PF, _MM_HINT_T0);
+    _mm_prefetch((const char *)a + LK_MVQ_PF + 64, _MM_HINT_T0);
+    _mm_prefetch((const char *)b + LK_MVQ_PF + 64, _MM_HINT_T0);
+#else
+    (void)a;
+    (void)b;
+#endif
+}
+
 LK_AI float hsum128(__m128 s) {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -208,6 +225,7 @@ LK_AI void mv_legacy(lk_dtype t, float *y, const uint8_t *w, const lk_q8_act *x,
         __m128 m0 = _mm_setzero_ps(), m1 = m0;
         int64_t ib = 0;
         for (; ib + 4 <= nb; ib += 4) {
+            pf2(w0 + ib * L.bytes, w1 + ib * L.bytes);
             const leg_x4 xs = leg_xside4(L, x, ib);
             leg_row4(L, w0 + ib * L.bytes, &xs, x, ib, &a0, &m0);
             leg_row4(L, w1 + ib * L.bytes, &xs, x, ib, &a1, &m1);
@@ -342,6 +360,8 @@ LK_AI void mv_k45(lk_dtype t, float *y, const uint8_t *w, const lk_q8_act *x, in
         const uint8_t *w0 = w + (size_t)r * rb, *w1 = w0 + rb;
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, m0 = a0, m1 = a0;
         for (int64_t ib = 0; ib < nsb; ib++) {
+            pf2(w0 + ib * bs, w1 + ib * bs);
+            pf2(w0 + ib * bs + 128, w1 + ib * bs + 128);
             const k_x xs = k_xside(x, ib);
             k45_row_at(t, w0 + ib * bs, &xs, &a0, &m0);
             k45_row_at(t, w1 + ib * bs, &xs, &a1, &m1);
@@ -423,6 +443,8 @@ static void mv_q6_k(float *y, const lk_block_q6_k *w, const lk_q8_act *x, int64_
         const lk_block_q6_k *w0 = w + r * nsb, *w1 = w0 + nsb;
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, o0 = a0, o1 = a0;
         for (int64_t ib = 0; ib < nsb; ib++) {
+            pf2((const uint8_t *)(w0 + ib), (const uint8_t *)(w1 + ib));
+            pf2((const uint8_t *)(w0 + ib) + 128, (const uint8_t *)(w1 + ib) + 128);
             const q6_x xs = q6_xside(x, ib);
             q6_row(w0 + ib, &xs, &a0, &o0);
             q6_row(w1 + ib, &xs, &a1, &o1);
