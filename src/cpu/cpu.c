@@ -33,14 +33,17 @@ loki_status lk_cpu_init(lk_cpu **out, int n_threads, int max_rows, int64_t max_d
     thr = LK_MAX(thr, (size_t)LK_BLAS_TILE_ROWS * (size_t)max_dim);
     thr = LK_MAX(thr, (size_t)max_dim);
     c->thr_floats = round16(thr);
-    size_t nb = ((size_t)max_dim / 32 + 1) * LK_MV_MAX_N;
+    /* quantized activations, row layout of lk_cpu_xq_row */
+    size_t nb = round16((size_t)max_dim / 32) * LK_MV_MAX_N, ng = round16((size_t)max_dim / 16) * LK_MV_MAX_N;
     c->xq.q = lk_alloc_aligned((((size_t)max_dim + 63) & ~(size_t)63) * LK_MV_MAX_N, err);
     c->xq.d = lk_alloc_aligned(nb * sizeof(float), err);
     c->xq.c = lk_alloc_aligned(nb * sizeof(int32_t), err);
+    c->xq.s32 = lk_alloc_aligned(nb * sizeof(float), err);
+    c->xq.s16 = lk_alloc_aligned((ng + 16) * sizeof(float), err);
     c->wbuf = lk_alloc_aligned(round16((size_t)max_dim) * sizeof(float), err);
     c->freq = lk_alloc_aligned(round16((size_t)max_dim / 2 + 1) * sizeof(float), err);
     c->thr = lk_alloc_aligned(c->thr_floats * (size_t)n_threads * sizeof(float), err);
-    if (!c->xq.q || !c->xq.d || !c->xq.c || !c->wbuf || !c->freq || !c->thr) {
+    if (!c->xq.q || !c->xq.d || !c->xq.c || !c->xq.s32 || !c->xq.s16 || !c->wbuf || !c->freq || !c->thr) {
         lk_cpu_free(c);
         return LOKI_ERR_NOMEM;
     }
@@ -58,6 +61,8 @@ void lk_cpu_free(lk_cpu *c) {
     lk_free_aligned(c->xq.q);
     lk_free_aligned(c->xq.d);
     lk_free_aligned(c->xq.c);
+    lk_free_aligned(c->xq.s32);
+    lk_free_aligned(c->xq.s16);
     lk_free_aligned(c->wbuf);
     lk_free_aligned(c->freq);
     lk_free_aligned(c->thr);

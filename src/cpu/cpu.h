@@ -51,7 +51,8 @@ void lk_cpu_set_kernels(lk_cpu *c, lk_cpu_kernels k);
 
 /* y (n, out) = x (n, in) · Wᵀ, W an (out, in) matrix (ne[0]=in, ne[1]=out) of
  * any supported dtype. Small n (decode, <= 16 rows) takes matrix-vector
- * kernels; larger n a GEMM. For q8_0 W the matrix-vector path quantizes x to
+ * kernels; larger n a GEMM. For q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k and
+ * q6_k W the matrix-vector path quantizes x to
  * int8 blocks (llama.cpp's scheme, error bound in matmul.c). */
 void lk_cpu_matmul(lk_cpu *c, float *y, const float *x, const lk_tensor *w, int n);
 

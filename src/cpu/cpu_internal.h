@@ -38,13 +38,18 @@
 /* Rows of W dequantized per tile on the portable (OpenBLAS) GEMM path. */
 #define LK_BLAS_TILE_ROWS 32
 
-/* Quantized activations for q8_0 dot products: one row of x split in blocks
- * of 32, each q = round(x / d) with d = amax/127 kept in float32 (ggml keeps
- * it in fp16; f32 is free here and slightly more accurate). */
+/* Quantized activations for the integer-dot matrix-vector kernels (q8_0 and
+ * every type of core/quant.h with a dot kernel, see lk_mv_has_qdot): one
+ * row of x split in blocks of 32, each q = round(x / d) with d = amax/127
+ * kept in float32 (ggml keeps it in fp16; f32 is free here and slightly
+ * more accurate). x~ = d q is the dequantized activation; the kernels
+ * compute W~ . x~ (W~ the dequantized weights) up to f32 rounding. */
 typedef struct lk_q8_act {
     int8_t *q;   /* (in) 64-byte aligned */
     float *d;    /* (in/32) block scales */
     int32_t *c;  /* (in/32) -16 * sum(q of block): VNNI offset correction, see matmul_x86.c */
+    float *s32;  /* (in/32) d * sum(q of block) = sum of x~ over the block (min/offset terms) */
+    float *s16;  /* (in/16) d * sum(q of the 16-group) = sum of x~ over each half block */
 } lk_q8_act;
 
 struct lk_cpu {
@@ -69,7 +74,10 @@ struct lk_cpu {
  * 64-byte aligned (the kernels load 64 bytes of q at a time). */
 static inline lk_q8_act lk_cpu_xq_row(const lk_cpu *c, int i, int64_t in) {
     const int64_t qs = (in + 63) & ~(int64_t)63, nb = in / 32;
-    lk_q8_act a = {c->xq.q + i * qs, c->xq.d + i * nb, c->xq.c + i * nb};
+    /* 16-float alignment of each row's arrays: the kernels load 8 or 16 at a time */
+    const int64_t nb16 = (nb + 15) & ~(int64_t)15, ng16 = (2 * nb + 15) & ~(int64_t)15;
+    lk_q8_act a = {c->xq.q + i * qs, c->xq.d + i * nb16, c->xq.c + i * nb16, c->xq.s32 + i * nb16,
+                   c->xq.s16 + i * ng16};
     return a;
 }
 
@@ -88,11 +96,21 @@ static inline void lk_split(int64_t n, int64_t align, int ith, int nth, int64_t 
  * results (both round half to even). */
 void lk_q8_quantize_scalar(const float *x, lk_q8_act *a, int64_t in);
 
+/* Does dtype t have integer-dot matrix-vector kernels (x quantized to
+ * lk_q8_act first)? q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k. The
+ * other types (f32/f16/bf16, q2_k, q3_k) keep f32 activations. */
+int lk_mv_has_qdot(lk_dtype t);
+
+/* y[r] = W~[r] . x~ for rows r0..r1 of W (dtype t with lk_mv_has_qdot, rows
+ * of lk_dtype_row_bytes(t, in) bytes) and quantized x (in): the portable
+ * integer-dot kernels (quant_dot.c), the reference of the SIMD ones. */
+void lk_mv_qdot_scalar(lk_dtype t, float *y, const void *w, const lk_q8_act *x, int64_t in,
+                       int64_t r0, int64_t r1);
+
 /* Matrix-vector kernels: y[r] = dot(W row r, x) for r in [r0, r1).
  * w: (out, in) rows of row_bytes; x: (in); y: (out). */
 void lk_mv_float_scalar(lk_dtype dt, float *y, const void *w, const float *x, int64_t in,
                         int64_t r0, int64_t r1, float *tmp /* (in) */);
-void lk_mv_q8_scalar(float *y, const void *w, const lk_q8_act *x, int64_t in, int64_t r0, int64_t r1);
 
 #if defined(LK_CPU_X86_512)
 void lk_q8_quantize_x86(const float *x, lk_q8_act *a, int64_t in);
@@ -101,6 +119,13 @@ void lk_mv_float_x86(lk_dtype dt, float *y, const void *w, const float *x, int64
 void lk_mv_q8_x86(float *y, const void *w, const lk_q8_act *x, int64_t in, int64_t r0, int64_t r1);
 /* y[r] = W[r] . x for rows r0..r1 of a q4_0 or q4_1 W and f32 x (in). */
 void lk_mv_q4_x86(lk_dtype dt, float *y, const void *w, const float *x, int64_t in, int64_t r0, int64_t r1);
+/* Same contract as lk_mv_qdot_scalar, AVX-512 VNNI (quant_x86.c). */
+void lk_mv_qdot_x86(lk_dtype t, float *y, const void *w, const lk_q8_act *x, int64_t in,
+                    int64_t r0, int64_t r1);
+/* Dequantize one block of type t (q8_0 or a type of core/quant.h with a dot
+ * kernel) into dst (lk_dtype_block_elems(t) floats): bit-identical to
+ * lk_row_to_f32 (same operations, no FMA contraction). */
+void lk_dequant_block_x86(lk_dtype t, const void *blk, float *dst);
 /* GEMM share of thread ith: y (n, out) = x (n, in) . Wᵀ for this thread's
  * panels of LK_GEMM_NR output columns. scratch: 2*LK_GEMM_KC*LK_GEMM_NR floats,
  * 64-byte aligned. */

@@ -5,33 +5,35 @@
  * Paths (see dev/cpu/README.md for the measurements behind them):
  *   n <= LK_MV_MAX_N (decode, short batches): matrix-vector; the rows of
  *           W are split across the pool in multiples of 4 (the SIMD kernels
- *           do 4 rows at a time); for n > 1 each thread walks its rows in
- *           L1-sized chunks, running every row of x over a chunk. q8_0
- *           first quantizes x to int8 blocks once (thread 0, before the
- *           dispatch) so every thread uses int8 dot products.
+ *           do 2 or 4 rows at a time); for n > 1 each thread walks its rows in
+ *           L1-sized chunks, running every row of x over a chunk. For q8_0,
+ *           q4_0, q4_1, q5_0, q5_1, q4_k, q5_k and q6_k (lk_mv_has_qdot) x is
+ *           first quantized to int8 blocks of 32 once (thread 0, before the
+ *           dispatch) and every thread uses integer dot products on the
+ *           blocks as stored (quant_x86.c with AVX-512 VNNI, quant_dot.c
+ *           portable). f32/f16/bf16, q2_k and q3_k keep f32 x (q2_k/q3_k:
+ *           each row dequantized into the thread's scratch row, portable).
  *   larger n: GEMM; AVX-512 builds use the packed micro-kernel for every dtype
- *           (panels of 32 output columns split across the pool). The
- *           portable path dequantizes LK_BLAS_TILE_ROWS rows of W at a time
- *           into per-thread scratch and calls cblas_sgemm on each tile
- *           (OpenBLAS set to 1 thread: our pool is the only parallelism, so
- *           no second set of spinning threads competes for the cores).
+ *           (panels of 32 output columns split across the pool; quantized
+ *           W dequantized block by block into the panel, SIMD for the types
+ *           above). The portable path dequantizes LK_BLAS_TILE_ROWS rows of
+ *           W at a time into per-thread scratch and calls cblas_sgemm on
+ *           each tile (OpenBLAS set to 1 thread: our pool is the only
+ *           parallelism, so no second set of spinning threads competes for
+ *           the cores). GEMMs keep x in f32.
+ * No copy of W beyond a panel, a tile or a row ever exists.
  *
- * Q4_0 and Q4_1 matrix-vector products have an AVX-512 kernel (f32 x,
- * lk_mv_q4_x86). Q5_0, Q5_1 and the K-quants (core/quant.h) have no SIMD
- * kernels yet: their matrix-vector products take the portable path at every level
- * (each row of W dequantized into the thread's scratch row, then an f32 dot
- * product with x, which stays f32), and their GEMMs dequantize tiles of W as
- * the other dtypes do (the AVX-512 GEMM packs them block by block). No copy
- * of W beyond a tile or a row ever exists; results equal the f32 product of
- * the dequantized W up to f32 summation order.
- *
- * q8_0 accuracy with quantized activations (n <= LK_MV_MAX_N, both levels):
- * x_j is replaced by d_b * q_j with |x_j - d_b q_j| <= d_b/2 = amax_b/254,
- * so |y - y_exact| <= sum_b (amax_b / 254) * sum_{j in b} |w_j| (plus f32
- * rounding) - about 0.4% of sum |w_j||x_j| in the worst case, typically
- * ~0.1% relative RMS. This is llama.cpp's scheme (its x scale is fp16, ours
- * f32). The GEMM path uses f32 activations: only W's own
- * quantization error remains.
+ * Accuracy with quantized activations (n <= LK_MV_MAX_N, every level):
+ * x_j is replaced by x~_j = d_b * q_j with |x_j - x~_j| <= d_b/2 =
+ * amax_b/254, and the kernels compute W~ . x~ (W~ the dequantized weights)
+ * up to f32 rounding, so |y - W~ . x| <= sum_b (amax_b / 254) * sum_{j in b}
+ * |w~_j| (plus f32 rounding) - about 0.4% of sum |w~_j||x_j| in the worst
+ * case, typically ~0.1% relative RMS (tests/test_cpu_matmul.c checks this
+ * bound per output, tests/test_quant_dot.c the W~ . x~ part per kernel).
+ * This is llama.cpp's scheme for its legacy types (x scale fp16 there, f32
+ * here); for the k-quants llama.cpp uses one x scale per 256 (q8_K), we keep
+ * blocks of 32 (smaller error, same data for every type). The GEMM path
+ * uses f32 activations: only W's own quantization error remains.
  */
 #include "cpu/cpu_internal.h"
 
@@ -50,15 +52,18 @@ void lk_q8_quantize_scalar(const float *x, lk_q8_act *a, int64_t in) {
         float amax = 0.0f;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(xb[j]));
         float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        int32_t sum = 0;
+        int32_t sum[2] = {0, 0};
         for (int j = 0; j < 32; j++) {
             int32_t q = (int32_t)nearbyintf(xb[j] * id); /* half to even, like vcvtps2dq */
             q = q > 127 ? 127 : q < -128 ? -128 : q;
             a->q[32 * b + j] = (int8_t)q;
-            sum += q;
+            sum[j >> 4] += q;
         }
         a->d[b] = d;
-        a->c[b] = -16 * sum;
+        a->c[b] = -16 * (sum[0] + sum[1]);
+        a->s32[b] = d * (float)(sum[0] + sum[1]);
+        a->s16[2 * b] = d * (float)sum[0];
+        a->s16[2 * b + 1] = d * (float)sum[1];
     }
 }
 
@@ -82,20 +87,6 @@ void lk_mv_float_scalar(lk_dtype dt, float *y, const void *w, const float *x, in
     }
 }
 
-void lk_mv_q8_scalar(float *y, const void *w, const lk_q8_act *x, int64_t in, int64_t r0, int64_t r1) {
-    const int64_t nb = in / 32;
-    for (int64_t r = r0; r < r1; r++) {
-        const lk_block_q8_0 *b = (const lk_block_q8_0 *)w + r * nb;
-        float acc = 0.0f;
-        for (int64_t ib = 0; ib < nb; ib++) {
-            int32_t s = 0;
-            for (int j = 0; j < 32; j++) s += (int32_t)b[ib].qs[j] * (int32_t)x->q[32 * ib + j];
-            acc += (float)s * (lk_f16_to_f32(b[ib].d) * x->d[ib]);
-        }
-        y[r] = acc;
-    }
-}
-
 /* ------------------------------------------------------------ tasks */
 
 typedef struct mm_task {
@@ -105,6 +96,7 @@ typedef struct mm_task {
     const lk_tensor *w;
     int n;
     int simd;          /* use the SIMD kernels */
+    int qdot;          /* matrix-vector on quantized x (lk_mv_has_qdot) */
 } mm_task;
 
 /* Rows of W per chunk: ~16 KiB, so a chunk stays in L1 while every row of
@@ -127,19 +119,28 @@ static void mv_task(void *arg, int ith, int nth) {
             float *y = t->y + (size_t)i * out;       /* (out) row i of y */
             const float *x = t->x + (size_t)i * in;  /* (in) row i of x */
             const lk_q8_act xq = lk_cpu_xq_row(t->c, i, in);
-#if defined(LK_CPU_X86_512)
+#if defined(LK_CPU_X86_512) && defined(LK_MV_Q4_F32)
+            /* measurement knob (dev/cpu): the f32-activation q4_0/q4_1 kernel */
             if (t->simd && (w->dtype == LK_DTYPE_Q4_0 || w->dtype == LK_DTYPE_Q4_1)) {
                 lk_mv_q4_x86(w->dtype, y, w->data, x, in, c0, c1);
                 continue;
             }
-            if (t->simd && !lk_quant_is_kind(w->dtype)) { /* Q5_0 .. Q6_K: portable path below */
-                if (w->dtype == LK_DTYPE_Q8_0) lk_mv_q8_x86(y, w->data, &xq, in, c0, c1);
-                else lk_mv_float_x86(w->dtype, y, w->data, x, in, c0, c1);
+#endif
+            if (t->qdot) {
+#if defined(LK_CPU_X86_512)
+                if (t->simd) lk_mv_qdot_x86(w->dtype, y, w->data, &xq, in, c0, c1);
+                else
+#endif
+                    lk_mv_qdot_scalar(w->dtype, y, w->data, &xq, in, c0, c1);
+                continue;
+            }
+#if defined(LK_CPU_X86_512)
+            if (t->simd && !lk_quant_is_kind(w->dtype)) { /* f32/f16/bf16; q2_k, q3_k: portable below */
+                lk_mv_float_x86(w->dtype, y, w->data, x, in, c0, c1);
                 continue;
             }
 #endif
-            if (w->dtype == LK_DTYPE_Q8_0) lk_mv_q8_scalar(y, w->data, &xq, in, c0, c1);
-            else lk_mv_float_scalar(w->dtype, y, w->data, x, in, c0, c1, lk_cpu_thr_scratch(t->c, ith));
+            lk_mv_float_scalar(w->dtype, y, w->data, x, in, c0, c1, lk_cpu_thr_scratch(t->c, ith));
         }
     }
 }
@@ -187,7 +188,8 @@ void lk_cpu_matmul(lk_cpu *c, float *y, const float *x, const lk_tensor *w, int 
     t.simd = c->kernels != LK_CPU_KERNELS_SCALAR;
 #endif
     if (n <= LK_MV_MAX_N) {
-        for (int i = 0; w->dtype == LK_DTYPE_Q8_0 && i < n; i++) {
+        t.qdot = lk_mv_has_qdot(w->dtype);
+        for (int i = 0; t.qdot && i < n; i++) {
             lk_q8_act xq = lk_cpu_xq_row(c, i, in);
 #if defined(LK_CPU_X86_512)
             if (t.simd) lk_q8_quantize_x86(x + (size_t)i * in, &xq, in);

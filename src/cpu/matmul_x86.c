@@ -14,8 +14,12 @@
  *   q8_0: x is quantized once per call to int8 blocks (lk_q8_act) and each
  *         block dot is an int8 dot on vpdpbusd, two blocks per zmm, with a
  *         software prefetch (see lk_mv_q8_x86);
- *   q4_0, q4_1: nibbles widened to f32 in registers, f32 x (lk_mv_q4_x86).
- * GEMM (prefill, n > 1): W is converted (dequantized for f16/bf16/q8_0) into
+ *   q4_0 .. q6_k: integer dot products on quantized x, in quant_x86.c
+ *         (lk_mv_q4_x86 here, nibbles widened to f32 against f32 x, is
+ *         kept only as the measured alternative: 4-6x slower, built with
+ *         -DLK_MV_Q4_F32, see dev/cpu/README.md).
+ * GEMM (prefill, n > 1): W is converted (dequantized for f16/bf16/q8_0, and
+ * the types of core/quant.h via lk_dequant_block_x86) into
  * packed panels of 32 output columns x KC inputs; an 8x32 register-tiled
  * micro-kernel (16 zmm accumulators) sweeps all rows of x over each panel.
  * Dequantizing costs one pass over W per call, i.e. 1/n of the FMAs.
@@ -85,8 +89,15 @@ void lk_q8_quantize_x86(const float *x, lk_q8_act *a, int64_t in) {
         __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
         _mm_store_si128((__m128i *)(a->q + 32 * b), _mm512_cvtsepi32_epi8(i0));
         _mm_store_si128((__m128i *)(a->q + 32 * b + 16), _mm512_cvtsepi32_epi8(i1));
+        /* saturate like the stores above (only +128 can overflow int8) */
+        i0 = _mm512_min_epi32(i0, _mm512_set1_epi32(127));
+        i1 = _mm512_min_epi32(i1, _mm512_set1_epi32(127));
+        const int32_t s0 = _mm512_reduce_add_epi32(i0), s1 = _mm512_reduce_add_epi32(i1);
         a->d[b] = d;
-        a->c[b] = -16 * _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+        a->c[b] = -16 * (s0 + s1);
+        a->s32[b] = d * (float)(s0 + s1);
+        a->s16[2 * b] = d * (float)s0;
+        a->s16[2 * b + 1] = d * (float)s1;
     }
 }
 
@@ -344,6 +355,14 @@ static void pack_panel(const lk_tensor *w, int64_t j0, int nj, int64_t k0, int64
                 _mm512_store_ps(t + 32 * ib, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0))));
                 _mm512_store_ps(t + 32 * ib + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1))));
             }
+        } else if (lk_mv_has_qdot(dt) && k0 % lk_dtype_block_elems(dt) == 0 &&
+                   kc % lk_dtype_block_elems(dt) == 0) {
+            /* whole blocks: SIMD dequantization straight into the row */
+            const int be = lk_dtype_block_elems(dt);
+            const size_t bb = lk_dtype_block_bytes(dt);
+            for (int64_t k = 0; k < kc; k += be)
+                lk_dequant_block_x86(dt, row + (size_t)((k0 + k) / be) * bb, t + k);
+            for (int64_t k = kc; k < kc16; k++) t[k] = 0.0f;
         } else if (lk_quant_is_kind(dt)) {
             /* Q4_0 .. Q6_K: dequantize the blocks that overlap [k0, k0 + kc)
              * one at a time (k0 need not be block-aligned when KC < 256) */
