@@ -132,6 +132,9 @@ loki_status lk_model_fingerprint(const loki_model *m, char hex[LK_FINGERPRINT_HE
     for (int32_t l = 0; ok && l < hp->n_layer; l++) {
         const lk_layer *L = &m->layers[l];
         ok = hash_tensor(c, &L->wk) && hash_tensor(c, &L->bk) && hash_tensor(c, &L->attn_norm);
+        /* QK-norm (Gemma 3) shapes the keys too; hashed only when present so
+         * the fingerprints of models without it stay what they were */
+        if (ok && L->attn_k_norm.data) ok = hash_tensor(c, &L->attn_k_norm);
     }
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned n = 0;

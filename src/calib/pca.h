@@ -52,7 +52,8 @@ int32_t lk_pca_rank(const loki_pca *p, int basis, int layer, int h, double fract
 loki_status lk_pca_save(const loki_pca *p, const char *path, loki_error *err);
 
 /* SHA-256 (hex) identifying a model's key subspace: its shape hyper-parameters
- * and the raw bytes of every layer's key projection (wk, bk) and attn_norm.
+ * and the raw bytes of every layer's key projection (wk, bk), attn_norm and,
+ * when the model has one, the key norm (attn_k_norm).
  * Different files of the same weights in the same layout and dtype agree; a
  * GGUF whose q/k rows llama.cpp permuted does not agree with its HF source,
  * which is right, because its key dimensions are in another order. */
