@@ -29,7 +29,17 @@ struct loki_pca {
     char calib_sha256[LK_FINGERPRINT_HEX];
     int64_t calib_tokens;                 /* keys accumulated per (layer, head, basis) */
     int32_t calib_window;
+    /* The model's sliding-window layers (lk_hparams.swa_window/swa_pattern;
+     * window 0: none). Every layer is calibrated, but the sparse methods use
+     * the PCA of the global layers only: local layers attend densely. */
+    int32_t swa_window, swa_pattern;
 };
+
+/* Does Loki use this layer's PCA (a global layer, or a model without
+ * sliding-window layers)? */
+static inline bool lk_pca_layer_used(const loki_pca *p, int layer) {
+    return p->swa_window <= 0 || (layer + 1) % p->swa_pattern == 0;
+}
 
 /* The (D, D) components of (basis, layer, kv head); row j = j-th axis. */
 static inline const float *lk_pca_components(const loki_pca *p, int basis, int layer, int h) {
