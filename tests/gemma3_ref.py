@@ -15,6 +15,10 @@ step, written independently of loki's C code:
   projection, post-feed-forward rmsnorm, residual; final rmsnorm; tied head.
 
   gemma3_ref.py --probe                 exit 0 when gguf and numpy import
+  gemma3_ref.py --norms GGUF            prints "norms N as_stored K minus_one M": of
+      the N values of every *norm.weight tensor, K are exactly bf16 numbers as
+      stored and M after subtracting 1 (the checkpoint is bf16, so M == N shows
+      that the converter stored 1 + w)
   gemma3_ref.py GGUF IDS OUT LAST N_GREEDY
       IDS: token ids, whitespace separated, in a file; writes OUT: float32
       logits (LAST, n_vocab) of the last LAST positions; prints
@@ -35,6 +39,17 @@ def main():
     import numpy as np
     from gguf.quants import dequantize
     if sys.argv[1:] == ["--probe"]:
+        return 0
+    if sys.argv[1] == "--norms":
+        r = gguf.GGUFReader(sys.argv[2])
+        n = k = m = 0
+        for t in r.tensors:
+            if t.name.endswith("norm.weight"):
+                a = np.asarray(t.data, dtype=np.float32)
+                n += a.size
+                k += int(((a.view(np.uint32) & 0xFFFF) == 0).sum())
+                m += int((((a - np.float32(1)).view(np.uint32) & 0xFFFF) == 0).sum())
+        print(f"norms {n} as_stored {k} minus_one {m}")
         return 0
     path, ids_path, out_path, last, n_greedy = sys.argv[1:6]
     last, n_greedy = int(last), int(n_greedy)

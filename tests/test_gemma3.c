@@ -496,7 +496,8 @@ int main(void) {
     snprintf(dir, sizeof dir, "%s/hf5", base);
     write_hf(dir, w, "{\"model_type\":\"gemma3_text\"," CONFIG_DIMS ",\"query_pre_attn_scalar\":24,"
                      "\"sliding_window\":5,\"rope_parameters\":{\"full_attention\":{\"rope_type\":\"default\","
-                     "\"rope_theta\":1000000.0},\"sliding_attention\":{\"rope_type\":\"default\",\"rope_theta\":100.0}}}",
+                     "\"rope_theta\":1000000.0},\"sliding_attention\":{\"rope_type\":\"default\","
+                     "\"rope_theta\":100.0}}}",
              NULL);
     m = NULL;
     CHECKF(loki_model_open(dir, NULL, &m, &err) == LOKI_OK, "%s", err.msg);

@@ -3,6 +3,7 @@
  * scripts/get-models.sh) end to end:
  *  - it loads with Gemma 3's hparams (the defaults llama.cpp fills in for
  *    the keys this file lacks);
+ *  - its norm weights are stored as 1 + w (checked with gguf-py);
  *  - the tokenizer round-trips text (non-ASCII, whitespace runs, newlines,
  *    tabs, emoji) and tokenizes a 1 MB text in reasonable time;
  *  - logits against tests/gemma3_ref.py, an independent numpy forward pass
@@ -272,13 +273,27 @@ int main(void) {
     char text[2048];
     loki_detokenize(m, ours, N_GREEDY, false, text, sizeof text);
     printf("greedy: '%s' -> '%s'\n", prompt, text);
-    CHECKF(strlen(text) > 20, "greedy continuation is only '%s'", text);
+    CHECKF(strlen(text) > 20, "greedy continuation is only '%.200s'", text);
 
     const char *py = find_python();
     if (!py) {
         printf("SKIP numpy reference: no python3 imports gguf and numpy (install python3-numpy python3-yaml "
                "and run scripts/get-gguf-py.sh)\n");
     } else {
+        /* the file's RMSNorm weights are 1 + w (llama.cpp's converter adds
+         * Gemma's 1), which is why loki multiplies by them as stored: all of
+         * them minus 1 are bf16 numbers (the checkpoint's dtype), while many
+         * as stored are not */
+        char cmd[1400];
+        snprintf(cmd, sizeof cmd, "%s '%s/tests/gemma3_ref.py' --norms '%s'", py, LOKI_SOURCE_DIR, path);
+        int status = 0;
+        long nn = 0, as_stored = 0, minus_one = 0;
+        char *out = test_run_capture(cmd, &status);
+        CHECKF(status == 0 && out && sscanf(out, "norms %ld as_stored %ld minus_one %ld", &nn, &as_stored,
+                                            &minus_one) == 3, "gemma3_ref.py --norms: %s", out ? out : "");
+        printf("norm weights: %ld values, %ld bf16 as stored, %ld bf16 minus 1\n", nn, as_stored, minus_one);
+        CHECKF(nn > 0 && minus_one == nn && as_stored < nn * 9 / 10, "norm weights are not 1 + bf16 w");
+        free(out);
         double margin[N_GREEDY] = {0};
         compare_ref(py, path, ctx, "short prompt", ids, n, n, ref, margin, N_GREEDY);
         /* equal up to the first near tie: after a different token the two

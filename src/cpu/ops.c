@@ -243,6 +243,7 @@ static void geglu_range(const geglu_task *t, int64_t b, int64_t e) {
     }
 }
 
+/* Pool task: thread ith of nth takes its share of the elements (multiples of 16). */
 static void geglu_task_fn(void *arg, int ith, int nth) {
     const geglu_task *t = arg;
     int64_t b, e;

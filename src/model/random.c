@@ -71,8 +71,8 @@ loki_status lk_model_init_random(loki_model *m, const lk_hparams *hp, lk_dtype d
     /* Gemma 3 (a gemma3_text config.json): QK-norm and post-norm vectors too */
     const bool gemma = !strcmp(hp->arch, "gemma3");
     const int64_t Dh = hp->head_dim;
-    size_t per_layer = (gemma ? 4 : 2) * ((E * 4 + 63) & ~(size_t)63) + (gemma ? 2 * ((Dh * 4 + 63) & ~(size_t)63) : 0) +
-                       3 * 64 + mat_bytes(dt, QD, E) + 2 * mat_bytes(dt, KD, E) + mat_bytes(dt, E, QD) +
+    size_t per_layer = (gemma ? 4 : 2) * ((E * 4 + 63) & ~(size_t)63) +
+                       (gemma ? 2 * ((Dh * 4 + 63) & ~(size_t)63) : 0) + 3 * 64 + mat_bytes(dt, QD, E) + 2 * mat_bytes(dt, KD, E) + mat_bytes(dt, E, QD) +
                        3 * mat_bytes(dt, F, E) + 7 * 64;
     size_t total = (size_t)hp->n_layer * per_layer + 2 * (mat_bytes(dt, V, E) + 64) + E * 4 + 64;
     uint8_t *arena = lk_alloc_aligned(total, err);
