@@ -17,13 +17,15 @@
  * the 1 added, only `sliding_window` among the Gemma keys, so the query
  * scale is the default 1/sqrt(head_dim)). Both are run in prompt chunks and
  * token by token and compared with the reference at every position; then
- * Loki attention must leave the local layers dense; then bad configs.
+ * Loki attention must leave the local layers dense, a PCA file must record
+ * which layers Loki uses; then bad configs.
  *
  * Tolerance: float32 against float64 over 7 layers of a 64-wide model:
  * |Δlogit| <= 1e-5 * max|logit| (measured 1.2e-7 .. 2.2e-7 on 2026-12-02; printed).
  */
 #include "test.h"
 
+#include "calib/analyze.h"
 #include "calib/pca.h"
 #include "engine/engine.h"
 #include "format/gguf.h"
@@ -409,6 +411,41 @@ static void check_loki_layers(loki_model *m, const int32_t *ids) {
     loki_pca_free(pca);
 }
 
+/* A PCA file of a sliding-window model records the window and pattern, and
+ * the Rank statistics mark the global layers as the ones Loki uses. */
+static void check_pca_file(loki_model *m, const char *base) {
+    loki_error err = {0};
+    loki_pca *pca = NULL, *back = NULL;
+    CHECK_OK(lk_pca_init(&pca, NL, HKV, D, &err));
+    if (!pca) return;
+    for (int b = 0; b < LK_PCA_N_BASIS; b++)
+        for (int lh = 0; lh < NL * HKV; lh++)
+            for (int i = 0; i < D; i++) {
+                pca->components[b][((size_t)lh * D + i) * D + i] = 1.0f;
+                pca->eigenvalues[b][(size_t)lh * D + i] = (float)(D - i);
+            }
+    CHECK_OK(lk_model_fingerprint(m, pca->fingerprint, &err));
+    memset(pca->calib_sha256, '0', 64);
+    pca->swa_window = m->hp.swa_window;
+    pca->swa_pattern = m->hp.swa_pattern;
+    char path[700];
+    snprintf(path, sizeof path, "%s/swa.pca.gguf", base);
+    CHECK_OK(lk_pca_save(pca, path, &err));
+    CHECKF(loki_pca_load(path, m, &back, &err) == LOKI_OK, "%s", err.msg);
+    if (back) {
+        CHECK_EQ_INT(back->swa_window, WIN);
+        CHECK_EQ_INT(back->swa_pattern, 6);
+        lk_rank_stats s = {0};
+        CHECK_OK(lk_rank_stats_compute(back, 90.0, &s, &err));
+        CHECK_EQ_INT(s.n_used, 1); /* layers 0..6: only layer 5 is global */
+        for (int l = 0; s.used && l < NL; l++) CHECK_EQ_INT(s.used[l], l == 5);
+        CHECK_NEAR(s.used_mean[0], s.layer_mean[5], 1e-12);
+        lk_rank_stats_free(&s);
+    }
+    loki_pca_free(back);
+    loki_pca_free(pca);
+}
+
 static void expect_fail(const char *path, loki_status want, const char *kw) {
     loki_model *m = NULL;
     loki_error err = {0};
@@ -516,6 +553,7 @@ int main(void) {
         CHECK(m->hp.rope_theta_swa == 100.0f && m->hp.swa_window == WIN && m->hp.swa_pattern == 6);
         check_model(m, "gguf", ids, ref_gguf);
         check_loki_layers(m, ids);
+        check_pca_file(m, base);
         loki_model_close(m);
     }
     /* without the optional keys: llama.cpp's defaults (local base 10000), and
