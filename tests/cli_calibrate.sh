@@ -28,8 +28,9 @@ rows=$(grep -cE '^ +[0-7] ' "$T/text")
   || bad "analyze text: rc $rc, $rows layer rows: $(cat "$T/text" "$T/err")"
 
 "$LOKI" analyze "$PCA" --format csv >"$T/csv" 2>"$T/err"; rc=$?
-[ $rc -eq 0 ] && [ "$(head -1 "$T/csv")" = "basis,layer,head,variance,rank" ] && [ "$(wc -l <"$T/csv")" -eq 33 ] \
-  && [ "$(grep -c '^pre,' "$T/csv")" -eq 16 ] && [ "$(grep -c '^post,' "$T/csv")" -eq 16 ] && ok \
+[ $rc -eq 0 ] && [ "$(head -1 "$T/csv")" = "basis,layer,head,variance,rank,loki" ] && [ "$(wc -l <"$T/csv")" -eq 33 ] \
+  && [ "$(grep -c '^pre,' "$T/csv")" -eq 16 ] && [ "$(grep -c '^post,' "$T/csv")" -eq 16 ] \
+  && [ "$(grep -c ',1$' "$T/csv")" -eq 32 ] && ok \
   || bad "analyze csv: rc $rc: $(head -5 "$T/csv") $(cat "$T/err")"
 
 check_json() { # file variance
@@ -37,11 +38,13 @@ check_json() { # file variance
 import json, math, sys
 d = json.load(open(sys.argv[1]))
 v = float(sys.argv[2])
-assert set(d) == {"variance", "pre", "post"}, d.keys()
+assert set(d) == {"variance", "loki_layers", "pre", "post"}, d.keys()
 assert d["variance"] == v, d["variance"]
+assert d["loki_layers"] == list(range(8)), d["loki_layers"]  # no sliding-window layers: all
 for b in ("pre", "post"):
     o = d[b]
-    assert set(o) == {"rank", "layer_mean", "mean", "std"}, o.keys()
+    assert set(o) == {"rank", "layer_mean", "mean", "std", "loki_mean", "loki_std"}, o.keys()
+    assert o["loki_mean"] == o["mean"] and o["loki_std"] == o["std"], o
     r = o["rank"]
     assert len(r) == 8 and all(len(row) == 2 for row in r), r
     assert all(isinstance(x, int) and 1 <= x <= 64 for row in r for x in row), r

@@ -107,7 +107,7 @@ tok() { # model expected-ids
 for m in "${found[@]}"; do
   case $m in
     smollm2) tok smollm2 19556 ;;  # id of "Hello" in its vocabulary; add_bos_token is false
-    gemma3)  tok gemma3 "" ;;
+    gemma3)  tok gemma3 "2 9259" ;;  # <bos> then "Hello"; add_bos_token is true
   esac
 done
 

@@ -38,7 +38,9 @@ loki_status lk_attn_init(lk_attn **out, const lk_hparams *hp, const loki_attn_pa
     a->n_ctx = n_ctx;
     a->n_batch = n_batch;
     a->n_threads = n_threads;
-    a->scale = 1.0f / sqrtf((float)a->D);
+    a->scale = hp->attn_scale > 0.0f ? hp->attn_scale : 1.0f / sqrtf((float)a->D);
+    a->swa_window = hp->swa_window;
+    a->swa_pattern = hp->swa_pattern;
     const size_t LH = (size_t)a->L * a->H, LHkv = (size_t)a->L * a->Hkv, D = (size_t)a->D;
     if (lk_attn_uses_pca(p)) {
         if (!(a->rot = aligned_f32(LHkv * D * D, err)) || !(a->rot_tmp = aligned_f32((size_t)n_batch * D, err)))
@@ -69,7 +71,8 @@ loki_status lk_attn_init(lk_attn **out, const lk_hparams *hp, const loki_attn_pa
     /* only now, when nothing can fail, the cache layout changes */
     for (int l = 0; l < a->L; l++)
         for (int h = 0; h < a->Hkv; h++)
-            kv->d[l * a->Hkv + h] = lk_attn_uses_pca(p) ? lk_attn_split_dim(p, a->D, l, h) : a->D;
+            kv->d[l * a->Hkv + h] = lk_attn_uses_pca(p) && !lk_attn_window(a, l) ? lk_attn_split_dim(p, a->D, l, h)
+                                                                                 : a->D;
     *out = a;
     return LOKI_OK;
 nomem:
@@ -126,7 +129,7 @@ void lk_attn_get_stats(const lk_attn *a, int layer, lk_attn_stats *out) {
 }
 
 void lk_attn_rotate(lk_attn *a, int layer, float *x, int32_t n, int n_heads) {
-    if (!a->rot) return;
+    if (!a->rot || lk_attn_window(a, layer)) return; /* local layers: dense, unrotated */
     const int D = a->D, group = n_heads / a->Hkv;
     for (int h = 0; h < n_heads; h++) {
         const float *C = a->rot + ((size_t)layer * a->Hkv + h / group) * (size_t)D * D; /* (D, D) */

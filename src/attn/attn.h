@@ -94,13 +94,17 @@ void lk_attn_set_jaccard(lk_attn *a, bool on);
 void lk_attn_get_stats(const lk_attn *a, int layer, lk_attn_stats *out);
 
 /* Rotate rows x (n, n_heads, D) in place into the PCA basis of a layer (head
- * h uses KV head h / (n_heads / Hkv)); no-op for methods without a PCA.
+ * h uses KV head h / (n_heads / Hkv)); no-op for methods without a PCA and
+ * for sliding-window (local) layers, which always attend densely.
  * Applied to the keys before they enter the cache and to the queries. */
 void lk_attn_rotate(lk_attn *a, int layer, float *x, int32_t n, int n_heads);
 
 /* Attention of n query rows q (n, H, D) (already rotated) at positions
  * pos0 .. pos0+n-1 over the cache of a layer (keys of those positions
- * already stored); out (n, H, D). Work is spread over the pool. */
+ * already stored); out (n, H, D). Scores are scaled by hp->attn_scale (else
+ * 1/sqrt(D)). A sliding-window layer of the model (lk_layer_is_local) attends
+ * densely to the last swa_window positions whatever the method; the method
+ * applies to the global layers. Work is spread over the pool. */
 void lk_attn_run(lk_attn *a, lk_pool *pool, const lk_kv_cache *kv, int layer, const float *q, float *out,
                  int32_t n, int32_t pos0);
 

@@ -24,7 +24,8 @@ typedef struct lk_attn_thread {
 struct lk_attn {
     loki_attn_params p;
     int32_t L, H, Hkv, D, group, n_ctx, n_batch, n_threads;
-    float scale;          /* 1/sqrt(D) for exact and approximate scores */
+    float scale;          /* score scale: hp->attn_scale, else 1/sqrt(D) (exact and approximate scores) */
+    int32_t swa_window, swa_pattern; /* sliding-window layers (model.h); window 0: none */
     float *rot;           /* (L, Hkv, D, D) PCA axes as rows, or NULL (no rotation) */
     float *rot_tmp;       /* (n_batch, D) */
     float *acc;           /* (L, H, n_ctx) attention accumulated per token (H2O), or NULL */
@@ -32,5 +33,12 @@ struct lk_attn {
     bool jaccard;
     lk_attn_thread *th;   /* (n_threads) */
 };
+
+/* Window of a sliding-window (local) layer, 0 for a global one. Local
+ * layers always attend densely inside their window: the sparse methods and
+ * the PCA rotation apply to the global layers only (docs/ATTENTION.md). */
+static inline int32_t lk_attn_window(const lk_attn *a, int layer) {
+    return a->swa_window > 0 && (layer + 1) % a->swa_pattern != 0 ? a->swa_window : 0;
+}
 
 #endif

@@ -263,38 +263,48 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
 
 /* ------------------------------------------------------------- dense */
 
-/* Dense attention of `rows` query rows (stride ldq) over the first n_keys
- * keys of (layer, kv head) into out (stride ldo); row r sees keys
- * 0 .. first_visible + r (causal), or all n_keys when first_visible < 0. */
+/* Dense attention of `rows` query rows (stride ldq) over keys of (layer, kv
+ * head) into out (stride ldo). Row r sees keys up to `last` = first_visible +
+ * r (exclusive; causal), or all n_keys when first_visible < 0 (a decode
+ * step); with window > 0 (a sliding-window layer) only the last `window`
+ * of those, keys last - window .. last - 1. S: scratch of at least
+ * (rows, 2 * n_keys) floats. */
 static void dense_block(const lk_attn *a, const lk_kv_cache *kv, int layer, int kh, const float *q, int ldq,
-                        float *out, int ldo, int32_t rows, int32_t n_keys, int32_t first_visible, float *S) {
+                        float *out, int ldo, int32_t rows, int32_t n_keys, int32_t first_visible,
+                        int32_t window, float *S) {
     const int D = a->D, d = lk_kv_d(kv, layer, kh);
+    /* k0: the first key any row sees; nk keys from there on */
+    const int32_t k0 = window > 0 ? LK_MAX(0, (first_visible < 0 ? n_keys : first_visible) - window) : 0;
+    const int32_t nk = n_keys - k0;
+    const float *Klo = lk_kv_klo(kv, layer, kh) + (size_t)k0 * d;
+    const float *Khi = lk_kv_khi(kv, layer, kh) + (size_t)k0 * (D - d);
+    const float *V = lk_kv_v(kv, layer, kh) + (size_t)k0 * D;
     if (first_visible < 0) { /* a decode step: a few rows, keys and values streamed once */
-        lk_scores(lk_kv_klo(kv, layer, kh), n_keys, d, q, ldq, rows, a->scale, S, n_keys);
+        lk_scores(Klo, nk, d, q, ldq, rows, a->scale, S, nk);
         if (d < D) {
-            float *hi = S + (size_t)rows * n_keys;
-            lk_scores(lk_kv_khi(kv, layer, kh), n_keys, D - d, q + d, ldq, rows, a->scale, hi, n_keys);
-            for (size_t i = 0; i < (size_t)rows * n_keys; i++) S[i] += hi[i];
+            float *hi = S + (size_t)rows * nk;
+            lk_scores(Khi, nk, D - d, q + d, ldq, rows, a->scale, hi, nk);
+            for (size_t i = 0; i < (size_t)rows * nk; i++) S[i] += hi[i];
         }
-        for (int32_t r = 0; r < rows; r++) softmax_inplace(S + (size_t)r * n_keys, n_keys);
-        lk_weighted_rows(out, ldo, S, n_keys, rows, NULL, n_keys, lk_kv_v(kv, layer, kh), D);
+        for (int32_t r = 0; r < rows; r++) softmax_inplace(S + (size_t)r * nk, nk);
+        lk_weighted_rows(out, ldo, S, nk, rows, NULL, nk, V, D);
         return;
     }
-    /* S (rows, n_keys) = scale · Q_lo · K_loᵀ (+ scale · Q_hi · K_hiᵀ) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_keys, d, a->scale, q, ldq,
-                lk_kv_klo(kv, layer, kh), d, 0.0f, S, n_keys);
+    /* S (rows, nk) = scale · Q_lo · K_loᵀ (+ scale · Q_hi · K_hiᵀ) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, d, a->scale, q, ldq, Klo, d, 0.0f, S, nk);
     if (d < D)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_keys, D - d, a->scale, q + d, ldq,
-                    lk_kv_khi(kv, layer, kh), D - d, 1.0f, S, n_keys);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, D - d, a->scale, q + d, ldq, Khi, D - d,
+                    1.0f, S, nk);
     for (int32_t r = 0; r < rows; r++) {
-        int32_t visible = first_visible < 0 ? n_keys : first_visible + r;
-        float *row = S + (size_t)r * n_keys;
-        softmax_inplace(row, visible);
-        memset(row + visible, 0, sizeof(float) * (size_t)(n_keys - visible));
+        const int32_t last = first_visible + r; /* keys [lo, hi) of this row, relative to k0 */
+        const int32_t lo = window > 0 ? LK_MAX(0, last - window) - k0 : 0, hi = last - k0;
+        float *row = S + (size_t)r * nk;
+        memset(row, 0, sizeof(float) * (size_t)lo);
+        softmax_inplace(row + lo, hi - lo);
+        memset(row + hi, 0, sizeof(float) * (size_t)(nk - hi));
     }
-    /* out (rows, D) = S (rows, n_keys) · V (n_keys, D) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, n_keys, 1.0f, S, n_keys,
-                lk_kv_v(kv, layer, kh), D, 0.0f, out, ldo);
+    /* out (rows, D) = S (rows, nk) · V (nk, D) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, nk, 1.0f, S, nk, V, D, 0.0f, out, ldo);
 }
 
 /* ----------------------------------------------------------- workers */
@@ -306,6 +316,8 @@ typedef struct run_task {
     const float *q; /* (n, H, D) */
     float *out;     /* (n, H, D) */
     int32_t n, pos0;
+    int32_t window; /* > 0: a sliding-window layer, dense attention inside it */
+    bool dense;     /* dense attention (the method, or a sliding-window layer) */
 } run_task;
 
 /* One row: item = KV head; its query heads (contiguous in q) are stacked. */
@@ -315,14 +327,15 @@ static void decode_worker(void *arg, int ith, int nth) {
     lk_attn_thread *t = &a->th[ith];
     const int D = a->D, G = a->group;
     const int32_t S = r->pos0 + 1;
+    const int32_t S_vis = r->window > 0 ? LK_MIN(S, r->window) : S; /* keys dense attention reads */
     for (int kh = ith; kh < a->Hkv; kh += nth) {
         const float *q = r->q + (size_t)kh * G * D; /* (G, D) */
         float *out = r->out + (size_t)kh * G * D;   /* (G, D) */
         lk_attn_stats *st = &t->stats[r->layer];
-        st->bytes_dense += 4.0 * S * 2 * D;
-        if (a->p.method == LOKI_ATTN_DENSE) {
-            dense_block(a, r->kv, r->layer, kh, q, D, out, D, G, S, -1, t->blk);
-            st->bytes_read += 4.0 * S * 2 * D;
+        st->bytes_dense += 4.0 * S_vis * 2 * D;
+        if (r->dense) {
+            dense_block(a, r->kv, r->layer, kh, q, D, out, D, G, S, -1, r->window, t->blk);
+            st->bytes_read += 4.0 * S_vis * 2 * D;
             continue;
         }
         const int d = lk_kv_d(r->kv, r->layer, kh);
@@ -349,7 +362,7 @@ static void prefill_worker(void *arg, int ith, int nth) {
     lk_attn *a = r->a;
     lk_attn_thread *t = &a->th[ith];
     const int D = a->D, H = a->H, G = a->group, ld = H * D;
-    const int g = a->p.gqa_shared && a->p.method != LOKI_ATTN_DENSE ? G : 1, n_items = H / g;
+    const int g = a->p.gqa_shared && !r->dense ? G : 1, n_items = H / g;
     for (int it = ith; it < n_items; it += nth) {
         const int h0 = it * g, kh = h0 / G, d = lk_kv_d(r->kv, r->layer, kh);
         for (int32_t r0 = 0; r0 < r->n; r0 += LK_ATT_ROW_BLOCK) {
@@ -357,9 +370,9 @@ static void prefill_worker(void *arg, int ith, int nth) {
             const int32_t nk = r->pos0 + r0 + rows; /* keys the block's last row sees */
             const float *qb = r->q + (size_t)r0 * ld;
             float *ob = r->out + (size_t)r0 * ld;
-            if (a->p.method == LOKI_ATTN_DENSE) {
+            if (r->dense) {
                 dense_block(a, r->kv, r->layer, kh, qb + (size_t)h0 * D, ld, ob + (size_t)h0 * D, ld, rows, nk,
-                            r->pos0 + r0 + 1, t->blk);
+                            r->pos0 + r0 + 1, r->window, t->blk);
                 continue;
             }
             /* blk_i (rows, nk) = scale · Q_lo (head h0+i) · K_loᵀ */
@@ -384,6 +397,7 @@ static void prefill_worker(void *arg, int ith, int nth) {
 
 void lk_attn_run(lk_attn *a, lk_pool *pool, const lk_kv_cache *kv, int layer, const float *q, float *out,
                  int32_t n, int32_t pos0) {
-    run_task r = {a, kv, layer, q, out, n, pos0};
+    const int32_t window = lk_attn_window(a, layer);
+    run_task r = {a, kv, layer, q, out, n, pos0, window, window > 0 || a->p.method == LOKI_ATTN_DENSE};
     lk_pool_run(pool, n == 1 ? decode_worker : prefill_worker, &r);
 }

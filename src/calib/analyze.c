@@ -31,7 +31,8 @@ loki_status lk_rank_stats_compute(const loki_pca *p, double variance, lk_rank_st
     lk_rank_stats s = {.variance = variance, .n_layer = L, .n_head_kv = H, .head_dim = p->head_dim};
     s.rank = lk_malloc(sizeof(int32_t) * LK_PCA_N_BASIS * (size_t)L * H, err);       /* (B, L, Hkv) */
     s.layer_mean = lk_malloc(sizeof(double) * LK_PCA_N_BASIS * (size_t)L, err);      /* (B, L) */
-    if (!s.rank || !s.layer_mean) {
+    s.used = lk_malloc((size_t)L, err);                                              /* (L) */
+    if (!s.rank || !s.layer_mean || !s.used) {
         lk_rank_stats_free(&s);
         return lk_fail_prefix(err, "Rank@%g statistics", variance);
     }
@@ -55,6 +56,17 @@ loki_status lk_rank_stats_compute(const loki_pca *p, double variance, lk_rank_st
         }
         s.std[b] = sqrt(sq / L);
     }
+    for (int l = 0; l < L; l++) s.n_used += (s.used[l] = lk_pca_layer_used(p, l));
+    for (int b = 0; b < LK_PCA_N_BASIS; b++) {
+        double sum = 0.0, sq = 0.0;
+        for (int l = 0; l < L; l++) sum += s.used[l] ? s.layer_mean[(size_t)b * L + l] : 0.0;
+        s.used_mean[b] = s.n_used ? sum / s.n_used : 0.0;
+        for (int l = 0; l < L; l++) {
+            double d = s.layer_mean[(size_t)b * L + l] - s.used_mean[b];
+            sq += s.used[l] ? d * d : 0.0;
+        }
+        s.used_std[b] = s.n_used ? sqrt(sq / s.n_used) : 0.0;
+    }
     *out = s;
     return LOKI_OK;
 }
@@ -63,8 +75,10 @@ void lk_rank_stats_free(lk_rank_stats *s) {
     if (!s) return;
     free(s->rank);
     free(s->layer_mean);
+    free(s->used);
     s->rank = NULL;
     s->layer_mean = NULL;
+    s->used = NULL;
 }
 
 /* ----------------------------------------------------------------- JSON */
@@ -72,6 +86,12 @@ void lk_rank_stats_free(lk_rank_stats *s) {
 loki_status lk_rank_stats_json(const lk_rank_stats *s, bool pretty, char **out, loki_error *err) {
     cJSON *root = cJSON_CreateObject();
     bool ok = root && cJSON_AddNumberToObject(root, "variance", s->variance);
+    cJSON *used = ok ? cJSON_AddArrayToObject(root, "loki_layers") : NULL;
+    ok = used != NULL;
+    for (int l = 0; ok && l < s->n_layer; l++) {
+        cJSON *v = s->used[l] ? cJSON_CreateNumber(l) : NULL;
+        ok = !s->used[l] || (v && cJSON_AddItemToArray(used, v));
+    }
     for (int b = 0; ok && b < LK_PCA_N_BASIS; b++) {
         cJSON *o = cJSON_AddObjectToObject(root, basis_key[b]);
         cJSON *ranks = o ? cJSON_AddArrayToObject(o, "rank") : NULL;
@@ -90,7 +110,9 @@ loki_status lk_rank_stats_json(const lk_rank_stats *s, bool pretty, char **out, 
             cJSON *v = cJSON_CreateNumber(s->layer_mean[(size_t)b * s->n_layer + l]);
             ok = v && cJSON_AddItemToArray(lm, v);
         }
-        ok = ok && cJSON_AddNumberToObject(o, "mean", s->mean[b]) && cJSON_AddNumberToObject(o, "std", s->std[b]);
+        ok = ok && cJSON_AddNumberToObject(o, "mean", s->mean[b]) && cJSON_AddNumberToObject(o, "std", s->std[b]) &&
+             cJSON_AddNumberToObject(o, "loki_mean", s->used_mean[b]) &&
+             cJSON_AddNumberToObject(o, "loki_std", s->used_std[b]);
     }
     char *text = ok ? (pretty ? cJSON_Print(root) : cJSON_PrintUnformatted(root)) : NULL;
     cJSON_Delete(root);

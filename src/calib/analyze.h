@@ -21,6 +21,13 @@ typedef struct lk_rank_stats {
     double *layer_mean;     /* (B, L) mean over the KV heads of a layer */
     double mean[LK_PCA_N_BASIS]; /* mean of layer_mean over layers */
     double std[LK_PCA_N_BASIS];  /* population std of layer_mean over layers */
+    /* The layers Loki uses (lk_pca_layer_used: the global ones of a model
+     * with sliding-window layers, else all) and the same mean and std over
+     * those layers only. */
+    uint8_t *used;               /* (L) 1 = Loki uses the layer's PCA */
+    int32_t n_used;
+    double used_mean[LK_PCA_N_BASIS];
+    double used_std[LK_PCA_N_BASIS];
 } lk_rank_stats;
 
 /* Rank of (basis, layer, head) inside stats. */
@@ -34,8 +41,10 @@ loki_status lk_rank_stats_compute(const loki_pca *p, double variance, lk_rank_st
 void lk_rank_stats_free(lk_rank_stats *s);
 
 /* The JSON document
- *   {"variance": v, "pre": {"rank": [[per head] per layer], "layer_mean": [L],
- *    "mean": m, "std": s}, "post": {...}}
+ *   {"variance": v, "loki_layers": [layers Loki uses],
+ *    "pre": {"rank": [[per head] per layer], "layer_mean": [L], "mean": m, "std": s,
+ *            "loki_mean": m over loki_layers, "loki_std": s over loki_layers},
+ *    "post": {...}}
  * as a malloc'ed, NUL-terminated string (pretty-printed if `pretty`). */
 loki_status lk_rank_stats_json(const lk_rank_stats *s, bool pretty, char **out, loki_error *err);
 

@@ -132,6 +132,9 @@ loki_status lk_model_fingerprint(const loki_model *m, char hex[LK_FINGERPRINT_HE
     for (int32_t l = 0; ok && l < hp->n_layer; l++) {
         const lk_layer *L = &m->layers[l];
         ok = hash_tensor(c, &L->wk) && hash_tensor(c, &L->bk) && hash_tensor(c, &L->attn_norm);
+        /* QK-norm (Gemma 3) shapes the keys too; hashed only when present so
+         * the fingerprints of models without it stay what they were */
+        if (ok && L->attn_k_norm.data) ok = hash_tensor(c, &L->attn_k_norm);
     }
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned n = 0;
@@ -171,6 +174,9 @@ loki_status lk_pca_save(const loki_pca *p, const char *path, loki_error *err) {
               !lk_gguf_writer_add_str(w, "loki.pca.calib.sha256", p->calib_sha256) &&
               !lk_gguf_writer_add_u64(w, "loki.pca.calib.tokens", (uint64_t)LK_MAX(p->calib_tokens, 0)) &&
               !lk_gguf_writer_add_u32(w, "loki.pca.calib.window", (uint32_t)LK_MAX(p->calib_window, 0));
+    if (ok && p->swa_window > 0) /* only for models with sliding-window layers: older readers ignore them */
+        ok = !lk_gguf_writer_add_u32(w, "loki.pca.swa_window", (uint32_t)p->swa_window) &&
+             !lk_gguf_writer_add_u32(w, "loki.pca.swa_pattern", (uint32_t)LK_MAX(p->swa_pattern, 1));
     const int64_t ne_c[4] = {D, D, H, L}, ne_v[3] = {D, H, L};
     char name[64];
     for (int b = 0; ok && b < LK_PCA_N_BASIS; b++) {
@@ -335,6 +341,14 @@ static loki_status load_from(const lk_gguf *g, loki_pca **out, loki_error *err) 
     if ((st = lk_pca_init(&p, (int32_t)L, (int32_t)H, (int32_t)D, err))) return lk_fail_prefix(err, "%s", path);
     p->calib_tokens = tokens;
     p->calib_window = (int32_t)window;
+    if (lk_gguf_find(g, "loki.pca.swa_window")) { /* optional: sliding-window layers */
+        int64_t sw, sp;
+        if ((st = get_int(g, "loki.pca.swa_window", 1, INT32_MAX, &sw, err)) ||
+            (st = get_int(g, "loki.pca.swa_pattern", 1, PCA_MAX_DIM + 1, &sp, err)))
+            goto fail;
+        p->swa_window = (int32_t)sw;
+        p->swa_pattern = (int32_t)sp;
+    }
     float *const dst[3 * LK_PCA_N_BASIS] = {p->components[0], p->eigenvalues[0], p->mean[0],
                                             p->components[1], p->eigenvalues[1], p->mean[1]};
     if ((st = get_sha(g, "loki.pca.model.fingerprint", p->fingerprint, err)) ||

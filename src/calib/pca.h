@@ -29,7 +29,17 @@ struct loki_pca {
     char calib_sha256[LK_FINGERPRINT_HEX];
     int64_t calib_tokens;                 /* keys accumulated per (layer, head, basis) */
     int32_t calib_window;
+    /* The model's sliding-window layers (lk_hparams.swa_window/swa_pattern;
+     * window 0: none). Every layer is calibrated, but the sparse methods use
+     * the PCA of the global layers only: local layers attend densely. */
+    int32_t swa_window, swa_pattern;
 };
+
+/* Does Loki use this layer's PCA (a global layer, or a model without
+ * sliding-window layers)? */
+static inline bool lk_pca_layer_used(const loki_pca *p, int layer) {
+    return p->swa_window <= 0 || (layer + 1) % p->swa_pattern == 0;
+}
 
 /* The (D, D) components of (basis, layer, kv head); row j = j-th axis. */
 static inline const float *lk_pca_components(const loki_pca *p, int basis, int layer, int h) {
@@ -52,7 +62,8 @@ int32_t lk_pca_rank(const loki_pca *p, int basis, int layer, int h, double fract
 loki_status lk_pca_save(const loki_pca *p, const char *path, loki_error *err);
 
 /* SHA-256 (hex) identifying a model's key subspace: its shape hyper-parameters
- * and the raw bytes of every layer's key projection (wk, bk) and attn_norm.
+ * and the raw bytes of every layer's key projection (wk, bk), attn_norm and,
+ * when the model has one, the key norm (attn_k_norm).
  * Different files of the same weights in the same layout and dtype agree; a
  * GGUF whose q/k rows llama.cpp permuted does not agree with its HF source,
  * which is right, because its key dimensions are in another order. */

@@ -29,20 +29,32 @@ static void print_text(const loki_pca *p, const char *path, const lk_rank_stats 
             if (b) printf(" |");
             for (int h = 0; h < H; h++) printf(" %d", lk_rank_at(s, b, l, h));
         }
-        printf("\n");
+        printf("%s\n", s->used[l] ? "" : "   (local: dense, Loki unused)");
     }
     printf(" mean  %8.2f  %9.2f\n", s->mean[LOKI_BASIS_PRE], s->mean[LOKI_BASIS_POST]);
     printf("  std  %8.2f  %9.2f  (population std of the layer means across layers)\n", s->std[LOKI_BASIS_PRE],
            s->std[LOKI_BASIS_POST]);
+    if (s->n_used < L) {
+        printf("Loki uses %d of %d layers:", s->n_used, L);
+        for (int l = 0; l < L; l++)
+            if (s->used[l]) printf(" %d", l);
+        printf(" (the global ones); the other %d are sliding-window layers (window %d) that attend densely\n",
+               L - s->n_used, p->swa_window);
+        printf(" mean  %8.2f  %9.2f  over the layers Loki uses\n", s->used_mean[LOKI_BASIS_PRE],
+               s->used_mean[LOKI_BASIS_POST]);
+        printf("  std  %8.2f  %9.2f  over the layers Loki uses\n", s->used_std[LOKI_BASIS_PRE],
+               s->used_std[LOKI_BASIS_POST]);
+    }
 }
 
-/* CSV: one row per (basis, layer, head). */
+/* CSV: one row per (basis, layer, head); loki = 1 when Loki uses the layer. */
 static void print_csv(const lk_rank_stats *s) {
-    printf("basis,layer,head,variance,rank\n");
+    printf("basis,layer,head,variance,rank,loki\n");
     for (int b = 0; b < LK_PCA_N_BASIS; b++)
         for (int l = 0; l < s->n_layer; l++)
             for (int h = 0; h < s->n_head_kv; h++)
-                printf("%s,%d,%d,%g,%d\n", analyze_basis[b], l, h, s->variance, lk_rank_at(s, b, l, h));
+                printf("%s,%d,%d,%g,%d,%d\n", analyze_basis[b], l, h, s->variance, lk_rank_at(s, b, l, h),
+                       (int)s->used[l]);
 }
 
 int cli_analyze(int argc, char **argv) {

@@ -166,6 +166,8 @@ int cli_calibrate(int argc, char **argv) {
     memcpy(pca->calib_sha256, text_sha, sizeof text_sha);
     pca->calib_tokens = lk_calib_count(calib);
     pca->calib_window = window;
+    pca->swa_window = hp->swa_window;
+    pca->swa_pattern = hp->swa_pattern;
     if (lk_pca_save(pca, output, &err) || lk_rank_stats_compute(pca, 90.0, &stats, &err)) {
         fprintf(stderr, "loki calibrate: %s\n", err.msg);
         goto done;
@@ -175,6 +177,15 @@ int cli_calibrate(int argc, char **argv) {
     printf("mean Rank@90 over %d layers x %d KV heads (head_dim %d): pre-RoPE %.2f +/- %.2f, post-RoPE %.2f +/- %.2f\n",
            hp->n_layer, hp->n_head_kv, hp->head_dim, stats.mean[LOKI_BASIS_PRE], stats.std[LOKI_BASIS_PRE],
            stats.mean[LOKI_BASIS_POST], stats.std[LOKI_BASIS_POST]);
+    if (stats.n_used < hp->n_layer) {
+        printf("Loki uses the PCA of %d of %d layers:", stats.n_used, hp->n_layer);
+        for (int l = 0; l < hp->n_layer; l++)
+            if (stats.used[l]) printf(" %d", l);
+        printf(" (global; mean Rank@90 pre-RoPE %.2f, post-RoPE %.2f); the other %d are sliding-window layers "
+               "(window %d) that attend densely, calibrated for `loki analyze` only\n",
+               stats.used_mean[LOKI_BASIS_PRE], stats.used_mean[LOKI_BASIS_POST], hp->n_layer - stats.n_used,
+               hp->swa_window);
+    }
     printf("wrote %s\n", output);
     rc = 0;
 done:

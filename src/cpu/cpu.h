@@ -68,6 +68,9 @@ void lk_cpu_rope(lk_cpu *c, float *x, int n, int n_heads, const int32_t *pos,
 /* gate (n, n_ff) = silu(gate) * up, in place. */
 void lk_cpu_swiglu(lk_cpu *c, float *gate, const float *up, int n, int n_ff);
 
+/* gate (n, n_ff) = gelu_tanh(gate) * up, in place (Gemma's GeGLU). */
+void lk_cpu_geglu(lk_cpu *c, float *gate, const float *up, int n, int n_ff);
+
 /* x (n, dim) += bias (dim) of any dtype. */
 void lk_cpu_add_bias(float *x, const lk_tensor *bias, int n, int dim);
 

@@ -1,6 +1,6 @@
 /*
- * ops.c - the elementwise ops of a Llama block (see cpu.h): rmsnorm, rope,
- * swiglu, add_bias, get_row. Each op runs inline on the caller for small
+ * ops.c - the elementwise ops of a Llama / Gemma block (see cpu.h): rmsnorm,
+ * rope, swiglu, geglu, add_bias, get_row. Each op runs inline on the caller for small
  * inputs (decode: a pool dispatch costs more than the work) and splits rows
  * across the pool for large ones (prefill).
  */
@@ -223,6 +223,38 @@ void lk_cpu_swiglu(lk_cpu *c, float *gate, const float *up, int n, int n_ff) {
                      .simd = c->kernels != LK_CPU_KERNELS_SCALAR};
     if (use_pool(c, t.total)) lk_pool_run(c->pool, swiglu_task_fn, &t);
     else swiglu_range(&t, 0, t.total);
+}
+
+/* -------------------------------------------------------------- geglu */
+
+typedef struct geglu_task {
+    float *g;          /* (n * n_ff) */
+    const float *u;    /* (n * n_ff) */
+    int64_t total;
+} geglu_task;
+
+/* transformers' gelu_pytorch_tanh (torch gelu, approximate="tanh") in float32:
+ * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+static void geglu_range(const geglu_task *t, int64_t b, int64_t e) {
+    const float k0 = 0.7978845608028654f, k1 = 0.044715f;
+    for (int64_t i = b; i < e; i++) {
+        const float x = t->g[i];
+        t->g[i] = 0.5f * x * (1.0f + tanhf(k0 * (x + k1 * x * x * x))) * t->u[i];
+    }
+}
+
+/* Pool task: thread ith of nth takes its share of the elements (multiples of 16). */
+static void geglu_task_fn(void *arg, int ith, int nth) {
+    const geglu_task *t = arg;
+    int64_t b, e;
+    lk_split(t->total, 16, ith, nth, &b, &e);
+    if (b < e) geglu_range(t, b, e);
+}
+
+void lk_cpu_geglu(lk_cpu *c, float *gate, const float *up, int n, int n_ff) {
+    geglu_task t = {.g = gate, .u = up, .total = (int64_t)n * n_ff};
+    if (use_pool(c, t.total)) lk_pool_run(c->pool, geglu_task_fn, &t);
+    else geglu_range(&t, 0, t.total);
 }
 
 /* ------------------------------------------------- add_bias, get_row */

@@ -3,7 +3,9 @@
  *
  * Supported model types: llama, mistral (both reported as arch "llama": the
  * same network; llama.cpp converts Mistral to "llama" too) and qwen2 (q/k/v
- * biases). RoPE settings are read from either the older top-level form
+ * biases) and gemma3_text / Gemma3ForCausalLM (arch "gemma3": GeGLU, QK-norm,
+ * pre/post norms, sliding-window layers; absent keys take Gemma3TextConfig's
+ * defaults). RoPE settings are read from either the older top-level form
  *   "rope_theta": 500000, "rope_scaling": {"type"|"rope_type": ..., "factor": ...}
  * or the newer (transformers >= 5) form
  *   "rope_parameters": {"rope_theta": ..., "rope_type": ..., "factor": ...}.

@@ -86,15 +86,55 @@ static loki_status gg_rope_scaling(const lk_gguf *g, const char *arch, lk_hparam
                   err);
 }
 
-/* Read the hparams of a "llama" / "qwen2" file. */
+/* Gemma 3's extra hparams. The files llama.cpp's converter writes carry
+ * only `gemma3.attention.sliding_window` (and optionally
+ * `gemma3.final_logit_softcapping`); everything else is fixed by llama.cpp
+ * (src/llama-model.cpp, LLM_ARCH_GEMMA3) and matches Hugging Face's
+ * Gemma3TextConfig defaults:
+ *  - sliding-window pattern 6 (5 local layers, then 1 global): llama.cpp
+ *    set_swa_pattern(6); HF sliding_window_pattern = 6;
+ *  - local RoPE base 10000 without scaling: llama.cpp
+ *    rope_freq_base_train_swa = 10000, rope_freq_scale_train_swa = 1; HF
+ *    rope_local_base_freq = 10000 (`<arch>.rope.freq_base_swa` is read when
+ *    a newer converter writes it);
+ *  - attention scale 1/sqrt(head_dim), i.e. query_pre_attn_scalar =
+ *    head_dim, except Gemma 3 27B (62 layers), where llama.cpp uses
+ *    1/sqrt(n_embd / n_head) (= HF's query_pre_attn_scalar 168);
+ *  - embeddings scaled by sqrt(n_embd), GeGLU with tanh GELU;
+ *  - norm weights already hold 1 + w (the converter adds the 1), so the
+ *    RMSNorms need no change here. */
+static loki_status gg_gemma3(const lk_gguf *g, lk_hparams *hp, loki_error *err) {
+    loki_status st;
+    const char *a = hp->arch;
+    hp->ffn_act = LK_ACT_GELU_TANH;
+    hp->embd_scale = sqrtf((float)hp->n_embd);
+    hp->attn_scale = hp->n_layer == 62 ? 1.0f / sqrtf((float)(hp->n_embd / hp->n_head))
+                                       : 1.0f / sqrtf((float)hp->head_dim);
+    float cap = 0.0f;
+    if ((st = gg_int(g, a, "attention.sliding_window", false, 0, &hp->swa_window, err)) ||
+        (st = gg_float(g, a, "rope.freq_base_swa", false, 10000.0f, &hp->rope_theta_swa, err)) ||
+        (st = gg_float(g, a, "final_logit_softcapping", false, 0.0f, &cap, err)))
+        return st;
+    hp->final_softcap = cap;
+    hp->swa_pattern = hp->swa_window > 0 ? 6 : 0;
+    char key[128];
+    snprintf(key, sizeof(key), "%s.attn_logit_softcapping", a);
+    float acap = 0.0f;
+    if (lk_gguf_get_f32(g, key, &acap) && acap > 0.0f)
+        return lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s: attention logit soft-capping (%s = %g) is not "
+                       "supported", g->path, key, (double)acap);
+    return LOKI_OK;
+}
+
+/* Read the hparams of a "llama" / "qwen2" / "gemma3" file. */
 static loki_status gg_hparams(const lk_gguf *g, lk_hparams *hp, loki_error *err) {
     loki_status st;
     if (!lk_gguf_get_cstr(g, "general.architecture", hp->arch, sizeof(hp->arch)))
         return lk_fail(err, LOKI_ERR_FORMAT, "%s: missing key 'general.architecture'", g->path);
     const char *a = hp->arch;
-    if (strcmp(a, "llama") != 0 && strcmp(a, "qwen2") != 0)
+    if (strcmp(a, "llama") != 0 && strcmp(a, "qwen2") != 0 && strcmp(a, "gemma3") != 0)
         return lk_fail(err, LOKI_ERR_UNSUPPORTED,
-                       "%s: unknown architecture '%s' (supported: llama, qwen2)", g->path, a);
+                       "%s: unknown architecture '%s' (supported: llama, qwen2, gemma3)", g->path, a);
     char key[128];
     int64_t n_expert = 0;
     snprintf(key, sizeof(key), "%s.expert_count", a);
@@ -119,8 +159,10 @@ static loki_status gg_hparams(const lk_gguf *g, lk_hparams *hp, loki_error *err)
     if (hp->head_dim < 1 || vlen != hp->head_dim)
         return lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s: head dims key %d / value %d not supported "
                        "(must be equal and positive)", g->path, (int)hp->head_dim, (int)vlen);
-    /* llama.cpp's converter permutes llama q/k rows into interleaved pairs. */
+    /* llama.cpp's converter permutes llama q/k rows into interleaved pairs
+     * (not qwen2's or gemma3's, which keep Hugging Face's rotate-half). */
     hp->rope_style = strcmp(a, "llama") == 0 ? LK_ROPE_NORM : LK_ROPE_NEOX;
+    if (!strcmp(a, "gemma3") && (st = gg_gemma3(g, hp, err))) return st;
 
     /* vocabulary size: the tokenizer's token list, else <arch>.vocab_size,
      * else the embedding's rows */
@@ -185,6 +227,9 @@ loki_status lk_model_load_gguf(loki_model *m, const char *path, loki_error *err)
 
     m->layers = lk_calloc((size_t)m->hp.n_layer, sizeof(lk_layer), err);
     if (!m->layers) return LOKI_ERR_NOMEM;
+    /* Gemma 3 blocks have QK-norm and post-norms; other architectures may
+     * carry them too (they are used when present) */
+    const bool gemma = !strcmp(m->hp.arch, "gemma3");
     for (int il = 0; il < m->hp.n_layer; il++) {
         lk_layer *L = &m->layers[il];
         if ((st = gg_layer_tensor(g, il, "attn_norm.weight", false, &L->attn_norm, err)) ||
@@ -195,6 +240,11 @@ loki_status lk_model_load_gguf(loki_model *m, const char *path, loki_error *err)
             (st = gg_layer_tensor(g, il, "attn_q.bias", true, &L->bq, err)) ||
             (st = gg_layer_tensor(g, il, "attn_k.bias", true, &L->bk, err)) ||
             (st = gg_layer_tensor(g, il, "attn_v.bias", true, &L->bv, err)) ||
+            (st = gg_layer_tensor(g, il, "attn_q_norm.weight", !gemma, &L->attn_q_norm, err)) ||
+            (st = gg_layer_tensor(g, il, "attn_k_norm.weight", !gemma, &L->attn_k_norm, err)) ||
+            (st = gg_layer_tensor(g, il, "post_attention_norm.weight", !gemma, &L->attn_post_norm,
+                                  err)) ||
+            (st = gg_layer_tensor(g, il, "post_ffw_norm.weight", !gemma, &L->ffn_post_norm, err)) ||
             (st = gg_layer_tensor(g, il, "ffn_norm.weight", false, &L->ffn_norm, err)) ||
             (st = gg_layer_tensor(g, il, "ffn_gate.weight", false, &L->w_gate, err)) ||
             (st = gg_layer_tensor(g, il, "ffn_up.weight", false, &L->w_up, err)) ||

@@ -75,6 +75,20 @@ static loki_status check_hparams(const loki_model *m, loki_error *err) {
                        path, (double)hp->rms_eps, (double)hp->rope_theta);
     if (hp->rope_style != LK_ROPE_NORM && hp->rope_style != LK_ROPE_NEOX)
         return lk_fail(err, LOKI_ERR_FORMAT, "%s: unknown rope style %d", path, (int)hp->rope_style);
+    if (hp->ffn_act != LK_ACT_SILU && hp->ffn_act != LK_ACT_GELU_TANH)
+        return lk_fail(err, LOKI_ERR_FORMAT, "%s: unknown feed-forward activation %d", path,
+                       (int)hp->ffn_act);
+    if (!(hp->embd_scale >= 0.0f) || !isfinite(hp->embd_scale) || !(hp->attn_scale >= 0.0f) ||
+        !isfinite(hp->attn_scale) || !(hp->final_softcap >= 0.0f) || !isfinite(hp->final_softcap))
+        return lk_fail(err, LOKI_ERR_FORMAT, "%s: embedding scale %g, attention scale %g and logit "
+                       "soft-cap %g must be finite and >= 0", path, (double)hp->embd_scale,
+                       (double)hp->attn_scale, (double)hp->final_softcap);
+    if (hp->swa_window < 0 || (hp->swa_window > 0 && (hp->swa_pattern < 1 ||
+                                                      !(hp->rope_theta_swa > 0.0f) ||
+                                                      !isfinite(hp->rope_theta_swa))))
+        return lk_fail(err, LOKI_ERR_FORMAT, "%s: sliding window %d needs a layer pattern >= 1 (got "
+                       "%d) and a positive local RoPE base (got %g)", path, (int)hp->swa_window,
+                       (int)hp->swa_pattern, (double)hp->rope_theta_swa);
     switch (hp->rope_scaling) {
     case LK_ROPE_SCALING_NONE: break;
     case LK_ROPE_SCALING_LINEAR:
@@ -127,6 +141,14 @@ loki_status lk_model_validate(const loki_model *m, loki_error *err) {
             (L->bq.data && (st = check_tensor(m, &L->bq, "bq", 0, Q, err))) ||
             (L->bk.data && (st = check_tensor(m, &L->bk, "bk", 0, KV, err))) ||
             (L->bv.data && (st = check_tensor(m, &L->bv, "bv", 0, KV, err))) ||
+            (L->attn_q_norm.data && (st = check_tensor(m, &L->attn_q_norm, "attn_q_norm", 0,
+                                                       hp->head_dim, err))) ||
+            (L->attn_k_norm.data && (st = check_tensor(m, &L->attn_k_norm, "attn_k_norm", 0,
+                                                       hp->head_dim, err))) ||
+            (L->attn_post_norm.data && (st = check_tensor(m, &L->attn_post_norm, "attn_post_norm",
+                                                          0, E, err))) ||
+            (L->ffn_post_norm.data && (st = check_tensor(m, &L->ffn_post_norm, "ffn_post_norm", 0,
+                                                         E, err))) ||
             (st = check_tensor(m, &L->ffn_norm, "ffn_norm", 0, E, err)) ||
             (st = check_tensor(m, &L->w_gate, "w_gate", F, E, err)) ||
             (st = check_tensor(m, &L->w_up, "w_up", F, E, err)) ||
@@ -246,7 +268,9 @@ void loki_model_get_info(const loki_model *model, loki_model_info *info) {
     for (int il = 0; model->layers && il < hp->n_layer; il++) {
         const lk_layer *L = &model->layers[il];
         const lk_tensor *ts[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->bq, &L->bk,
-                                 &L->bv, &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
+                                 &L->bv, &L->attn_q_norm, &L->attn_k_norm, &L->attn_post_norm,
+                                 &L->ffn_post_norm, &L->ffn_norm, &L->w_gate, &L->w_up,
+                                 &L->w_down};
         for (size_t k = 0; k < LK_ARRAY_LEN(ts); k++) info_add(ts[k], &np, &nb);
     }
     info->n_params = np;

@@ -25,8 +25,14 @@ typedef enum lk_rope_scaling {
     LK_ROPE_SCALING_LLAMA3 = 2, /* frequency-dependent scaling of Llama 3.1 */
 } lk_rope_scaling;
 
+/* Activation of the gated feed-forward: act(x·Wgᵀ) * (x·Wuᵀ). */
+typedef enum lk_ffn_act {
+    LK_ACT_SILU = 0,      /* SwiGLU (Llama family) */
+    LK_ACT_GELU_TANH = 1, /* GeGLU with tanh-approximated GELU (Gemma, "gelu_pytorch_tanh") */
+} lk_ffn_act;
+
 typedef struct lk_hparams {
-    char arch[32];         /* "llama", "qwen2", ... */
+    char arch[32];         /* "llama", "qwen2", "gemma3", ... */
     int32_t n_vocab;
     int32_t n_ctx_train;
     int32_t n_embd;
@@ -47,9 +53,43 @@ typedef struct lk_hparams {
     /* (rope_dim/2) per-frequency divisors from a GGUF `rope_freqs.weight`
      * (llama.cpp's form of Llama-3 scaling), or NULL; points into the model. */
     const float *rope_freq_factors;
+    /* Gemma-style options. Every one is 0 for the Llama family, so a zeroed
+     * lk_hparams keeps the plain Llama block. */
+    lk_ffn_act ffn_act;
+    float embd_scale;      /* token embeddings are multiplied by this (Gemma: sqrt(n_embd)); 0 = 1 */
+    float attn_scale;      /* attention score scale (Gemma: query_pre_attn_scalar^-1/2); 0 = 1/sqrt(head_dim) */
+    float final_softcap;   /* logits = c * tanh(logits / c) (Gemma 2 style); 0 = none */
+    /* Sliding-window (local) layers: layer il is local unless
+     * (il + 1) % swa_pattern == 0 (Gemma 3: 5 local, then 1 global). A local
+     * layer's query at position p sees keys p - swa_window < j <= p, and uses
+     * RoPE base rope_theta_swa without scaling (rope_freq_factors / rope_scaling
+     * belong to the global layers). swa_window == 0: every layer is global. */
+    int32_t swa_window;
+    int32_t swa_pattern;   /* >= 1 when swa_window > 0 */
+    float rope_theta_swa;
 } lk_hparams;
 
-/* One transformer block. Shapes as (rows=out, cols=in); see tensor.h. */
+/* Is layer il a sliding-window (local) layer? */
+static inline bool lk_layer_is_local(const lk_hparams *hp, int il) {
+    return hp->swa_window > 0 && (il + 1) % hp->swa_pattern != 0;
+}
+
+/* The RoPE settings of layer il: hp itself for a global layer; for a local
+ * one a copy with theta = rope_theta_swa and no scaling, written to *tmp. */
+static inline const lk_hparams *lk_layer_rope(const lk_hparams *hp, int il, lk_hparams *tmp) {
+    if (!lk_layer_is_local(hp, il)) return hp;
+    *tmp = *hp;
+    tmp->rope_theta = hp->rope_theta_swa;
+    tmp->rope_scaling = LK_ROPE_SCALING_NONE;
+    tmp->rope_factor = 1.0f;
+    tmp->rope_freq_factors = NULL;
+    return tmp;
+}
+
+/* One transformer block. Shapes as (rows=out, cols=in); see tensor.h.
+ * Norm weights are multiplied as they are: a checkpoint whose RMSNorm is
+ * x * (1 + w) (Gemma, Hugging Face) is loaded with 1 + w already added
+ * (llama.cpp's converter stores Gemma's norms that way too). */
 typedef struct lk_layer {
     lk_tensor attn_norm;   /* (n_embd) */
     lk_tensor wq;          /* (n_head*head_dim, n_embd) */
@@ -57,6 +97,11 @@ typedef struct lk_layer {
     lk_tensor wv;          /* (n_head_kv*head_dim, n_embd) */
     lk_tensor wo;          /* (n_embd, n_head*head_dim) */
     lk_tensor bq, bk, bv;  /* optional biases (Qwen2); data == NULL when absent */
+    /* Optional (data == NULL when absent), Gemma 3: */
+    lk_tensor attn_q_norm; /* (head_dim) RMSNorm of each query head before RoPE (QK-norm) */
+    lk_tensor attn_k_norm; /* (head_dim) same for each key head */
+    lk_tensor attn_post_norm; /* (n_embd) RMSNorm of the attention output before the residual add */
+    lk_tensor ffn_post_norm;  /* (n_embd) RMSNorm of the feed-forward output before the residual add */
     lk_tensor ffn_norm;    /* (n_embd) */
     lk_tensor w_gate;      /* (n_ff, n_embd) */
     lk_tensor w_up;        /* (n_ff, n_embd) */

@@ -68,8 +68,11 @@ loki_status lk_model_init_random(loki_model *m, const lk_hparams *hp, lk_dtype d
     m->hp = *hp;
     strcpy(m->format, "random");
     m->vocab.bos_id = m->vocab.eos_id = m->vocab.unk_id = m->vocab.pad_id = -1;
-    size_t per_layer = 2 * ((E * 4 + 63) & ~(size_t)63) +
-                       3 * 64 + mat_bytes(dt, QD, E) + 2 * mat_bytes(dt, KD, E) + mat_bytes(dt, E, QD) +
+    /* Gemma 3 (a gemma3_text config.json): QK-norm and post-norm vectors too */
+    const bool gemma = !strcmp(hp->arch, "gemma3");
+    const int64_t Dh = hp->head_dim;
+    size_t per_layer = (gemma ? 4 : 2) * ((E * 4 + 63) & ~(size_t)63) +
+                       (gemma ? 2 * ((Dh * 4 + 63) & ~(size_t)63) : 0) + 3 * 64 + mat_bytes(dt, QD, E) + 2 * mat_bytes(dt, KD, E) + mat_bytes(dt, E, QD) +
                        3 * mat_bytes(dt, F, E) + 7 * 64;
     size_t total = (size_t)hp->n_layer * per_layer + 2 * (mat_bytes(dt, V, E) + 64) + E * 4 + 64;
     uint8_t *arena = lk_alloc_aligned(total, err);
@@ -85,6 +88,12 @@ loki_status lk_model_init_random(loki_model *m, const lk_hparams *hp, lk_dtype d
         lk_layer *L = &m->layers[l];
         carve(&L->attn_norm, "attn_norm.weight", LK_DTYPE_F32, 1, E, arena, &off);
         carve(&L->ffn_norm, "ffn_norm.weight", LK_DTYPE_F32, 1, E, arena, &off);
+        if (gemma) {
+            carve(&L->attn_post_norm, "post_attention_norm.weight", LK_DTYPE_F32, 1, E, arena, &off);
+            carve(&L->ffn_post_norm, "post_ffw_norm.weight", LK_DTYPE_F32, 1, E, arena, &off);
+            carve(&L->attn_q_norm, "attn_q_norm.weight", LK_DTYPE_F32, 1, Dh, arena, &off);
+            carve(&L->attn_k_norm, "attn_k_norm.weight", LK_DTYPE_F32, 1, Dh, arena, &off);
+        }
         carve(&L->wq, "attn_q.weight", dt, QD, E, arena, &off);
         carve(&L->wk, "attn_k.weight", dt, KD, E, arena, &off);
         carve(&L->wv, "attn_v.weight", dt, KD, E, arena, &off);
@@ -119,11 +128,13 @@ loki_status lk_model_init_random(loki_model *m, const lk_hparams *hp, lk_dtype d
     /* norm weights of 1 (f32) */
     float *norms[] = {(float *)m->out_norm.data};
     for (int64_t i = 0; i < E; i++) norms[0][i] = 1.0f;
-    for (int l = 0; l < hp->n_layer; l++)
-        for (int64_t i = 0; i < E; i++) {
-            ((float *)m->layers[l].attn_norm.data)[i] = 1.0f;
-            ((float *)m->layers[l].ffn_norm.data)[i] = 1.0f;
-        }
+    for (int l = 0; l < hp->n_layer; l++) {
+        lk_layer *L = &m->layers[l];
+        lk_tensor *nt[] = {&L->attn_norm, &L->ffn_norm, &L->attn_post_norm, &L->ffn_post_norm, &L->attn_q_norm,
+                           &L->attn_k_norm};
+        for (size_t k = 0; k < LK_ARRAY_LEN(nt); k++)
+            for (int64_t i = 0; nt[k]->data && i < nt[k]->ne[0]; i++) ((float *)nt[k]->data)[i] = 1.0f;
+    }
     free(vals);
     free(pool);
     return LOKI_OK;
