@@ -13,17 +13,22 @@
  *  1. tokenizer: loki_tokenize(add_bos = the model's own setting, special
  *     tokens parsed) gives the reference ids for every string, and the ids of
  *     every logits/greedy prompt;
- *  2. logits: the reference prompt ids evaluated in one pass with all logits;
- *     at every position, on each of the reference's top-20 ids,
- *     |loki - ref| <= tol * max|ref logit at that position| (the top-20
- *     values carry the bound; see the note at HF_REF_TOL for its size), and
- *     loki's argmax is the reference's top-1 unless their gap is <= 2x the bound;
- *  3. greedy: 32 argmax tokens after each greedy prompt (the reference's ids
- *     evaluated, then one token at a time, EOS ignored) equal the reference's;
+ *  2. logits: the reference prompt ids evaluated two ways, in one pass with
+ *     all logits (prefill) and one token at a time (decode); at every
+ *     position, on each of the reference's top-20 ids,
+ *     |loki - ref| <= tol * max|ref logit at that position| (tol per path,
+ *     see HF_REF_TOL_* below), and loki's argmax is the reference's top-1
+ *     unless the reference's top two are within 2x the bound;
+ *  3. greedy: the argmax tokens after each greedy prompt (the reference's ids
+ *     evaluated, then one token at a time, EOS ignored) equal the reference's
+ *     32. make_ref.py picks prompts whose reference top-1/top-2 gap is at
+ *     least header.greedy_min_gap at every step; for one it flags with
+ *     gap_ok = false the tokens are compared up to its first smaller gap
+ *     only, and the test says so;
  *  4. the CLI: `loki run -f PROMPT -n 32 --temp 0 --ignore-eos` prints the
- *     prompt followed by the pieces of exactly those 32 tokens, and those
- *     pieces equal transformers' decoded continuation when it has one.
- * Prints the measured worst |d| and |d| / max|ref| per prompt.
+ *     prompt followed by the pieces of those tokens, and those pieces equal
+ *     transformers' decoded continuation when it has one.
+ * Prints the measured worst |d| and |d| / max|ref| per prompt and path.
  */
 #include "test.h"
 
@@ -34,22 +39,37 @@
 #include "loki.h"
 
 /*
- * HF_REF_TOL - default bound on |loki logit - reference logit| relative to the
- * largest |reference logit| at the same position.
+ * Default bounds on |loki logit - reference logit| relative to the largest
+ * |reference logit| at the same position (~25-50 on SmolLM2), one per path:
  *
- * What differs: both sides use exactly the same weights (transformers
- * dequantizes the GGUF blocks to float32, loki reads the same blocks), but
- * loki's quantized matrix-vector products quantize the activations too
- * (8-bit blocks of 32 with one scale, the Q8_0/Q8_1 scheme llama.cpp uses),
- * which is a relative error of up to ~1/254 per block in each dot product of
- * each of the model's ~7 matrices per layer; it compounds through 30 layers.
- * Everything else is float32 in a different summation order (~1e-6).
- * Measured on 2026-12-02 (SmolLM2-135M-Instruct Q4_1, 3 prompts, 142
- * positions, 20 ids each): worst |d| = MEASURED_ABS, worst |d| / max|ref| =
- * MEASURED_REL. The bound leaves MARGIN headroom over that.
+ * Both sides use exactly the same weights: transformers dequantizes the GGUF
+ * blocks to float32, loki reads the same blocks.
+ *
+ * HF_REF_TOL_PREFILL - the prompt in one loki_eval (more than 16 rows: GEMMs
+ * on dequantized float32 tiles through OpenBLAS). All float32, only the
+ * summation order differs from PyTorch (and the fixture rounds to 1e-5).
+ * Measured 2026-12-02, SmolLM2-135M-Instruct Q4_1, 3 prompts, 142 positions x
+ * 20 ids: worst |d| = 1.0e-4, worst |d| / max|ref| = 3e-6. The bound, 5e-5
+ * (about 1.5e-3 at a logit scale of 30), is ~17x that: loose enough for
+ * another summation order or thread count, tight enough that any real error
+ * (a wrong scale, norm epsilon or RoPE detail moves logits by 1e-2 or more)
+ * fails.
+ *
+ * HF_REF_TOL_DECODE - one token per loki_eval, as generation runs (matrix-
+ * vector kernels, <= 16 rows). For a Q8_0 matrix these quantize the
+ * activation row to 8-bit blocks of 32 with one fp16 scale (llama.cpp's
+ * scheme; error up to amax/254 per element), and SmolLM2's output matrix
+ * (tied token_embd) is Q8_0; its Q4_1 matrices take float32 activations.
+ * Measured the same day: worst |d| = 0.244, worst |d| / max|ref| = 0.0084.
+ * Applying that same quantization to transformers' own final hidden states
+ * before its output matrix gives 0.138 / 0.181 / 0.241 on the three prompts
+ * against loki's 0.138 / 0.181 / 0.244: the whole decode error is that
+ * activation quantization, not a bug. The bound, 0.02, is 2.4x the measured
+ * worst; a model whose matrices quantize activations in more places may need
+ * its own (--tol-decode, stated where the test is registered).
  */
-#define HF_REF_TOL_PREFILL 1.0
-#define HF_REF_TOL_DECODE 1.0
+#define HF_REF_TOL_PREFILL 5e-5
+#define HF_REF_TOL_DECODE 0.02
 #define N_GREEDY 32
 
 typedef struct ref_model {
@@ -275,8 +295,10 @@ static char *cli_greedy(const ref_model *rm, const char *text, int *status) {
     return out;
 }
 
-/* 3 and 4. Greedy continuation of one prompt, through the library and the CLI. */
-static void check_greedy(const ref_model *rm, loki_context *ctx, const cJSON *p, int idx) {
+/* 3 and 4. Greedy continuation of one prompt, through the library and the CLI.
+ * min_gap: header.greedy_min_gap (a prompt with gap_ok false is compared up to
+ * its first step whose reference gap is below it). */
+static void check_greedy(const ref_model *rm, loki_context *ctx, const cJSON *p, double min_gap, int idx) {
     int n = 0, ng = 0;
     int32_t *ids = json_ids(cJSON_GetObjectItemCaseSensitive(p, "prompt_ids"), &n);
     int32_t *want = json_ids(cJSON_GetObjectItemCaseSensitive(p, "ids"), &ng);
@@ -284,17 +306,32 @@ static void check_greedy(const ref_model *rm, loki_context *ctx, const cJSON *p,
     const char *text = json_str(p, "text"), *kind = json_str(p, "kind"), *cont = json_str(p, "continuation");
     char label[64];
     snprintf(label, sizeof label, "greedy prompt %d (%s)", idx, kind ? kind : "?");
-    bool ok = ids && n > 0 && want && ng == N_GREEDY && text && cJSON_GetArraySize(margins) == ng;
+    bool ok = ids && n > 0 && want && ng == N_GREEDY && text && cJSON_GetArraySize(margins) == ng &&
+              cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(p, "gap_ok"));
     CHECKF(ok, "%s: malformed fixture entry", label);
     if (!ok) { free(ids); free(want); return; }
     check_tokens(rm, label, text, ids, n);
 
+    /* tokens compared: all, or those before the first near-tie of a flagged prompt */
+    int n_cmp = N_GREEDY;
+    double minm = INFINITY;
+    for (int g = 0; g < N_GREEDY; g++) {
+        double m = cJSON_GetArrayItem(margins, g)->valuedouble;
+        minm = fmin(minm, m);
+        if (m < min_gap && n_cmp == N_GREEDY) n_cmp = g;
+    }
+    bool gap_ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "gap_ok"));
+    CHECKF(gap_ok == (n_cmp == N_GREEDY), "%s: fixture's gap_ok disagrees with its margins", label);
+    if (n_cmp < N_GREEDY)
+        printf("note: %s: the reference has a near-tie (gap %.4f < %.2f) at token %d: only tokens 0..%d are "
+               "compared\n", label, cJSON_GetArrayItem(margins, n_cmp)->valuedouble, min_gap, n_cmp, n_cmp - 1);
+
     int32_t got[N_GREEDY];
     if (loki_greedy(rm, ctx, ids, n, got, label)) {
         int i = 0;
-        while (i < N_GREEDY && got[i] == want[i]) i++;
-        CHECKF(i == N_GREEDY, "%s: greedy continuation differs from the reference at token %d", label, i);
-        if (i < N_GREEDY) {
+        while (i < n_cmp && got[i] == want[i]) i++;
+        CHECKF(i == n_cmp, "%s: greedy continuation differs from the reference at token %d", label, i);
+        if (i < n_cmp) {
             printf("  reference top-1/top-2 gap there: %.4f\n  loki ", cJSON_GetArrayItem(margins, i)->valuedouble);
             put_ids(stdout, got, N_GREEDY);
             printf("\n  ref  ");
@@ -303,8 +340,9 @@ static void check_greedy(const ref_model *rm, loki_context *ctx, const cJSON *p,
         }
     }
 
-    /* What `loki run` prints when it generates exactly the reference ids. */
-    size_t cap = strlen(text) + 256 * N_GREEDY + 2, len = strlen(text);
+    /* What `loki run` prints when it generates the reference ids: the prompt,
+     * then the pieces (`head` bytes of it cover the first n_cmp tokens). */
+    size_t cap = strlen(text) + 256 * N_GREEDY + 2, len = strlen(text), head = 0;
     char *expect = malloc(cap), piece[256];
     memcpy(expect, text, len);
     int32_t prev = ids[n - 1];
@@ -313,6 +351,7 @@ static void check_greedy(const ref_model *rm, loki_context *ctx, const cJSON *p,
         CHECKF(k >= 0 && k <= (int32_t)sizeof piece, "%s: piece of id %d: %d bytes", label, want[g], k);
         if (k > 0 && k <= (int32_t)sizeof piece) { memcpy(expect + len, piece, (size_t)k); len += (size_t)k; }
         prev = want[g];
+        if (g + 1 == n_cmp) head = len;
     }
     expect[len] = 0;
     if (cont) {
@@ -325,19 +364,18 @@ static void check_greedy(const ref_model *rm, loki_context *ctx, const cJSON *p,
     }
     expect[len++] = '\n';
     expect[len] = 0;
+    if (n_cmp == N_GREEDY) head = len;
     int status = -1;
     char *out = cli_greedy(rm, text, &status);
-    bool same = out && status == 0 && strcmp(out, expect) == 0;
+    bool same = out && status == 0 && strncmp(out, expect, head) == 0 && (head < len || !out[head]);
     CHECKF(same, "%s: `loki run --temp 0 --ignore-eos -n %d` (exit %d) does not print the reference continuation",
            label, N_GREEDY, status);
     if (!same && out) {
         printf("  loki run \""); put_escaped(stdout, out);
         printf("\"\n  expected \""); put_escaped(stdout, expect); printf("\"\n");
     }
-    double minm = INFINITY;
-    const cJSON *m;
-    cJSON_ArrayForEach(m, margins) minm = fmin(minm, m->valuedouble);
-    printf("greedy %-8s: %d tokens, smallest reference top-1/top-2 gap %.4f\n", kind ? kind : "?", N_GREEDY, minm);
+    printf("greedy %-6s: %d of %d tokens compared (library and loki run), smallest reference gap %.4f\n",
+           kind ? kind : "?", n_cmp, N_GREEDY, minm);
     free(out);
     free(expect);
     free(ids);
@@ -414,9 +452,14 @@ int main(int argc, char **argv) {
         check_tokenize(&rm, cJSON_GetObjectItemCaseSensitive(root, "tokenize"));
         int i = 0;
         const cJSON *p;
-        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(root, "logits")) check_logits(&rm, ctx, p, tol_prefill, tol_decode, i++);
+        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(root, "logits"))
+            check_logits(&rm, ctx, p, tol_prefill, tol_decode, i++);
         i = 0;
-        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(root, "greedy")) check_greedy(&rm, ctx, p, i++);
+        const cJSON *mg = cJSON_GetObjectItemCaseSensitive(hdr, "greedy_min_gap");
+        CHECKF(cJSON_IsNumber(mg), "%s: header.greedy_min_gap missing", fixture);
+        double min_gap = cJSON_IsNumber(mg) ? mg->valuedouble : INFINITY;
+        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(root, "greedy"))
+            check_greedy(&rm, ctx, p, min_gap, i++);
     }
     loki_context_free(ctx);
     loki_model_close(rm.m);
