@@ -57,20 +57,22 @@
  * fails.
  *
  * HF_REF_TOL_DECODE - one token per loki_eval, as generation runs (matrix-
- * vector kernels, <= 16 rows). For a Q8_0 matrix these quantize the
- * activation row to 8-bit blocks of 32 with one fp16 scale (llama.cpp's
- * scheme; error up to amax/254 per element), and SmolLM2's output matrix
- * (tied token_embd) is Q8_0; its Q4_1 matrices take float32 activations.
- * Measured the same day: worst |d| = 0.244, worst |d| / max|ref| = 0.0084.
- * Applying that same quantization to transformers' own final hidden states
- * before its output matrix gives 0.138 / 0.181 / 0.241 on the three prompts
- * against loki's 0.138 / 0.181 / 0.244: the whole decode error is that
- * activation quantization, not a bug. The bound, 0.02, is 2.4x the measured
- * worst; a model whose matrices quantize activations in more places may need
- * its own (--tol-decode, stated where the test is registered).
+ * vector kernels, <= 16 rows). Since the integer-dot kernels (quant-avx512
+ * merge) these quantize the activation row to 8-bit blocks of 32 for every
+ * quantized matrix (q8_0, q4_0..q6_k: llama.cpp's scheme), which compounds
+ * through the layers. Measured 2026-12-02 on main after that merge:
+ * SmolLM2 worst |d| = 0.73 / 1.13 / 1.23 (relative 0.031 / 0.042 / 0.048) on
+ * the three prompts, Gemma 3 0.53 / 1.98 / 0.95 (0.022 / 0.054 / 0.028).
+ * Quantizing transformers' own inputs to every matrix the same way (blocks
+ * of 32, fp16 scale, round to nearest) gives 0.73 / 1.87 / 1.31 (relative up
+ * to 0.069) and 0.58 / 2.63 / 0.71 (up to 0.039): the decode error is that
+ * activation quantization, not a bug. (Before that merge only Q8_0 matrices
+ * quantized and SmolLM2's worst was 0.0084, reproduced the same way.) The
+ * bound, 0.1, is ~2x loki's measured worst and 1.45x the simulated worst;
+ * the prefill bound, the argmax check and the greedy tokens stay strict.
  */
 #define HF_REF_TOL_PREFILL 5e-5
-#define HF_REF_TOL_DECODE 0.02
+#define HF_REF_TOL_DECODE 0.1
 #define N_GREEDY 32
 /* lk_cpu_matmul (src/cpu/cpu.h) takes its matrix-vector kernels for at most
  * this many rows and a GEMM above; the prefill bound needs the GEMM. */
