@@ -15,15 +15,19 @@
  * Skips (77) when the model is not cached. The whole test takes ~1 minute
  * (most of it the numpy reference).
  *
- * Tolerance: for Q8_0 weights (this file's attn_v of some layers and the
- * tied 262k x 640 embedding / output head) loki's matrix-vector kernels
- * quantize the activations to 8 bits per block of 32, as llama.cpp does;
- * the reference keeps them in float64. Gemma's activations have outliers
- * (output_norm weights reach 301), so that rounding shows: measured max
- * |Δlogit| / max |logit| 0.7% .. 1.8% on 2026-12-02 (printed per row). The
- * rest of the pass is exact: with the Q8_0 tensors converted to F32 (a
- * local experiment) the same comparison gives max |Δlogit| < 5e-5 at every
- * position, and the greedy tokens all agree. LOGIT_TOL = 3% of max |logit|.
+ * Tolerance: loki's matrix-vector kernels quantize the activations to 8
+ * bits per block of 32 before every quantized matrix (integer dot products,
+ * as llama.cpp does; src/cpu/matmul.c states the bound); the reference keeps
+ * them in float64. Gemma's activations have outliers (output_norm weights
+ * reach 301), so that rounding shows: measured max |dlogit| / max |logit|
+ * 1.5% .. 3.4% on 2026-12-02 after the integer-dot kernels (0.7% .. 1.8%
+ * before them, when only Q8_0 rounded its activations; printed per row),
+ * and tests/hf_ref measured up to 5.4% on other Gemma prompts against
+ * transformers, where rounding the activations the same way inside
+ * transformers gives errors of the same size. The rest of the pass is
+ * exact: with the Q8_0 tensors converted to F32 (before the integer
+ * kernels, a local experiment) the comparison gave max |dlogit| < 5e-5 at
+ * every position and all greedy tokens equal. LOGIT_TOL = 8% of max |logit|.
  */
 #include "test.h"
 
@@ -33,12 +37,12 @@
 #include <unistd.h>
 
 #define MODEL_FILE "gemma-3-270m-q4_k_m.gguf"
-#define LOGIT_TOL 0.03
+#define LOGIT_TOL 0.08
 #define N_GREEDY 16
 /* A greedy token may differ from the reference's only where the reference's
  * top two logits are closer than this: twice the largest logit error
- * measured (0.36, Q4_K_M), rounded up. */
-#define GREEDY_TIE 1.0
+ * measured (0.76 with the integer-dot kernels), rounded up. */
+#define GREEDY_TIE 1.6
 
 static double now_s(void) {
     struct timespec ts;
