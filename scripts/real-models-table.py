@@ -1,0 +1,32 @@
+#!/usr/bin/env python3
+"""Markdown tables from scripts/eval-real-models.sh output: one table per model and text,
+prefill and decode side by side, Δ against dense of the same mode (paired: same tokens).
+
+    python3 scripts/real-models-table.py OUT_DIR
+"""
+import json, sys, pathlib
+
+out = pathlib.Path(sys.argv[1])
+for f in sorted(out.glob("ppl-*.jsonl")):
+    rows = [json.loads(l) for l in f.read_text().splitlines() if l.strip()]
+    for text in dict.fromkeys(r["text"] for r in rows):
+        rs = [r for r in rows if r["text"] == text]
+        dense = {r["mode"]: r["result"]["ppl"] for r in rs if r["label"] == "dense"}
+        by = {}
+        for r in rs:
+            by.setdefault(r["label"], {})[r["mode"]] = r
+        toks = {r["mode"]: r["result"]["tokens"] for r in rs}
+        print(f"\n**{rows[0]['model']}, {text}** (scored tokens: " +
+              ", ".join(f"{m} {t}" for m, t in toks.items()) + ")\n")
+        print("| method | PPL prefill | Δ prefill | PPL decode | Δ decode |")
+        print("|---|---|---|---|---|")
+        for label, d in by.items():
+            cells = []
+            for mode in ("prefill", "decode"):
+                if mode in d:
+                    res = d[mode]["result"]
+                    delta = f"{res['ppl'] - dense[mode]:+.3f}" if mode in dense else "n/a"
+                    cells += [f"{res['ppl']:.3f} ± {res['ppl_stderr']:.2f}", delta]
+                else:
+                    cells += ["not run", ""]
+            print(f"| {label} | " + " | ".join(cells) + " |")
