@@ -18,8 +18,8 @@ for f in sorted(out.glob("ppl-*.jsonl")):
         toks = {r["mode"]: r["result"]["tokens"] for r in rs}
         print(f"\n**{rows[0]['model']}, {text}** (scored tokens: " +
               ", ".join(f"{m} {t}" for m, t in toks.items()) + ")\n")
-        print("| method | PPL prefill | Δ prefill | PPL decode | Δ decode |")
-        print("|---|---|---|---|---|")
+        print("| method | PPL prefill | Δ prefill | PPL decode | Δ decode | s (prefill, decode) |")
+        print("|---|---|---|---|---|---|")
         for label, d in by.items():
             cells = []
             for mode in ("prefill", "decode"):
@@ -29,4 +29,5 @@ for f in sorted(out.glob("ppl-*.jsonl")):
                     cells += [f"{res['ppl']:.3f} ± {res['ppl_stderr']:.2f}", delta]
                 else:
                     cells += ["not run", ""]
-            print(f"| {label} | " + " | ".join(cells) + " |")
+            secs = ", ".join(str(d[m]["secs"]) if m in d else "-" for m in ("prefill", "decode"))
+            print(f"| {label} | " + " | ".join(cells) + f" | {secs} |")
