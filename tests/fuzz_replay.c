@@ -1,6 +1,6 @@
 /*
  * fuzz_replay.c - regression driver for inputs the fuzz harnesses found
- * (tests/data/fuzz/<harness>/*): linked with fuzz/<harness>.c instead of
+ * (the files in tests/data/fuzz/<harness>/): linked with fuzz/<harness>.c instead of
  * libFuzzer, it feeds each file given on the command line through the same
  * entry point (LLVMFuzzerTestOneInput, after LLVMFuzzerInitialize when the
  * harness has one). Each input must be refused cleanly: a crash, a sanitizer
