@@ -4,8 +4,9 @@
 set -euo pipefail
 # python3-numpy, python3-yaml: tests/quant_ref.py (gguf-py reference dequantization);
 # python3-jinja2: tests/chat_template_ref.py (cli_chat.sh re-renders the chat template fixture)
+# clang: the libFuzzer harnesses (fuzz/run.sh, run by .ci/run)
 pkgs=(build-essential cmake pkg-config libopenblas-dev liblapacke-dev libpcre2-dev libcjson-dev libssl-dev python3
-      python3-numpy python3-yaml python3-jinja2)
+      python3-numpy python3-yaml python3-jinja2 clang)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #define GGUF_MAX_DIMS 4
+#define GGUF_MAX_ELEMENTS ((uint64_t)1 << 42) /* elements in one tensor (4 Ti) */
 #define GGUF_DEFAULT_ALIGNMENT 32
 
 /* Cursor over the mapping; every take checks bounds. */
@@ -125,7 +126,11 @@ static loki_status read_kv(gguf_reader *r, lk_gguf_kv *kv) {
         return LOKI_OK;
     }
     /* each string takes at least 8 bytes: reject absurd counts before allocating */
-    if (kv->arr_n > (r->size - r->pos) / 8) return rd_need(r, kv->arr_n * 8, kv->key);
+    if (kv->arr_n > (r->size - r->pos) / 8) /* (arr_n * 8 may wrap: report, never pass rd_need a product) */
+        return lk_fail(r->err, LOKI_ERR_FORMAT,
+                       "%s: truncated GGUF file: string array '%s' at offset %zu declares %llu strings, "
+                       "the %zu bytes left hold at most %zu", r->path, kv->key, r->pos,
+                       (unsigned long long)kv->arr_n, r->size - r->pos, (r->size - r->pos) / 8);
     kv->arr_str = lk_calloc(kv->arr_n, sizeof(lk_gguf_str), r->err);
     if (!kv->arr_str) return LOKI_ERR_NOMEM;
     for (uint64_t i = 0; i < kv->arr_n; i++)
@@ -147,6 +152,9 @@ static loki_status read_tensor_info(gguf_reader *r, lk_tensor *t, uint64_t *offs
                        r->path, nm, n_dims);
     t->n_dims = (int)n_dims;
     for (int i = 0; i < GGUF_MAX_DIMS; i++) t->ne[i] = 1;
+    /* the element count is checked while the dimensions are read: a product
+     * of four dimensions of up to 2^40 each would overflow int64 */
+    uint64_t count = 1;
     for (uint32_t i = 0; i < n_dims; i++) {
         uint64_t ne;
         if ((st = rd_u64(r, &ne, nm))) return st;
@@ -154,6 +162,10 @@ static loki_status read_tensor_info(gguf_reader *r, lk_tensor *t, uint64_t *offs
             return lk_fail(r->err, LOKI_ERR_FORMAT, "%s: tensor '%s' has invalid dimension %llu",
                            r->path, nm, (unsigned long long)ne);
         t->ne[i] = (int64_t)ne;
+        if (count > GGUF_MAX_ELEMENTS / ne)
+            return lk_fail(r->err, LOKI_ERR_FORMAT, "%s: tensor '%s' has more than 2^42 elements",
+                           r->path, nm);
+        count *= ne;
     }
     if ((st = rd_u32(r, &dtype, nm)) || (st = rd_u64(r, offset, nm))) return st;
     if (!lk_dtype_valid((int)dtype))
@@ -167,7 +179,7 @@ static loki_status read_tensor_info(gguf_reader *r, lk_tensor *t, uint64_t *offs
         return lk_fail(r->err, LOKI_ERR_FORMAT, "%s: tensor '%s': row length %lld is not a multiple of the %s block",
                        r->path, nm, (long long)t->ne[0], lk_dtype_name(t->dtype));
     int64_t n = lk_tensor_nelements(t);
-    if (n <= 0 || n > ((int64_t)1 << 42))
+    if (n <= 0 || n > (int64_t)GGUF_MAX_ELEMENTS)
         return lk_fail(r->err, LOKI_ERR_FORMAT, "%s: tensor '%s' has an invalid element count", r->path, nm);
     t->nbytes = lk_dtype_row_bytes(t->dtype, t->ne[0]) * (size_t)(n / t->ne[0]);
     return LOKI_OK;

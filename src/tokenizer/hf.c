@@ -173,46 +173,53 @@ static void read_template(lk_vocab *v, const cJSON *pp) {
 }
 
 /* Apply tokenizer_config.json overrides (add_bos_token, add_eos_token and
- * the bos/eos/unk/pad token names) when the file exists and parses. */
-static void read_config(lk_vocab *v, const char *dir) {
-    size_t n = strlen(dir) + 32, size;
-    char *path = malloc(n), *data = NULL;
-    if (!path) return;
-    snprintf(path, n, "%s/tokenizer_config.json", dir);
-    /* optional file: absent or unreadable means "no overrides" */
-    if (lk_read_file(path, &data, &size, NULL) == LOKI_OK) {
-        cJSON *c = cJSON_ParseWithLength(data, size);
-        if (c) {
-            const cJSON *x;
-            int32_t id;
-            if (cJSON_IsBool(x = cJSON_GetObjectItemCaseSensitive(c, "add_bos_token"))) v->add_bos = cJSON_IsTrue(x);
-            if (cJSON_IsBool(x = cJSON_GetObjectItemCaseSensitive(c, "add_eos_token"))) v->add_eos = cJSON_IsTrue(x);
-            if ((id = lookup(v, token_name(cJSON_GetObjectItemCaseSensitive(c, "bos_token")))) >= 0) v->bos_id = id;
-            if ((id = lookup(v, token_name(cJSON_GetObjectItemCaseSensitive(c, "eos_token")))) >= 0) v->eos_id = id;
-            if ((id = lookup(v, token_name(cJSON_GetObjectItemCaseSensitive(c, "unk_token")))) >= 0) v->unk_id = id;
-            if ((id = lookup(v, token_name(cJSON_GetObjectItemCaseSensitive(c, "pad_token")))) >= 0) v->pad_id = id;
-            cJSON_Delete(c);
-        }
-        free(data);
-    }
-    free(path);
+ * the bos/eos/unk/pad token names) from its text data[0..size) when it parses
+ * (optional file: NULL or invalid JSON means "no overrides"). */
+static void apply_config(lk_vocab *v, const char *data, size_t size) {
+    if (!data) return;
+    cJSON *c = cJSON_ParseWithLength(data, size);
+    if (!c) return;
+    const cJSON *x;
+    int32_t id;
+    if (cJSON_IsBool(x = cJSON_GetObjectItemCaseSensitive(c, "add_bos_token"))) v->add_bos = cJSON_IsTrue(x);
+    if (cJSON_IsBool(x = cJSON_GetObjectItemCaseSensitive(c, "add_eos_token"))) v->add_eos = cJSON_IsTrue(x);
+    if ((id = lookup(v, token_name(cJSON_GetObjectItemCaseSensitive(c, "bos_token")))) >= 0) v->bos_id = id;
+    if ((id = lookup(v, token_name(cJSON_GetObjectItemCaseSensitive(c, "eos_token")))) >= 0) v->eos_id = id;
+    if ((id = lookup(v, token_name(cJSON_GetObjectItemCaseSensitive(c, "unk_token")))) >= 0) v->unk_id = id;
+    if ((id = lookup(v, token_name(cJSON_GetObjectItemCaseSensitive(c, "pad_token")))) >= 0) v->pad_id = id;
+    cJSON_Delete(c);
 }
 
 loki_status lk_vocab_from_hf(lk_vocab *v, const char *dir, loki_error *err) {
-    char *path = NULL, *data = NULL;
-    size_t size = 0;
+    if (!dir) return lk_fail(err, LOKI_ERR_ARG, "tokenizer directory is NULL");
+    size_t pn = strlen(dir) + 32, size = 0, csize = 0;
+    char *path = lk_malloc(pn, err), *cpath = lk_malloc(pn, err), *data = NULL, *cdata = NULL;
+    loki_status st = LOKI_ERR_NOMEM;
+    if (path && cpath) {
+        snprintf(path, pn, "%s/tokenizer.json", dir);
+        snprintf(cpath, pn, "%s/tokenizer_config.json", dir);
+        if (!(st = lk_read_file(path, &data, &size, err))) {
+            /* optional file: absent or unreadable means "no overrides" */
+            if (lk_read_file(cpath, &cdata, &csize, NULL) != LOKI_OK) cdata = NULL;
+            st = lk_vocab_from_hf_json(v, data, size, cdata, csize, path, err);
+        }
+    }
+    free(cdata);
+    free(data);
+    free(cpath);
+    free(path);
+    return st;
+}
+
+loki_status lk_vocab_from_hf_json(lk_vocab *v, const char *data, size_t size, const char *config,
+                                  size_t config_size, const char *path, loki_error *err) {
     cJSON *root = NULL;
     lk_vocab tmp;
     memset(&tmp, 0, sizeof tmp);
     loki_status st;
-    if (!dir) return lk_fail(err, LOKI_ERR_ARG, "tokenizer directory is NULL");
-    size_t pn = strlen(dir) + 32;
-    path = lk_malloc(pn, err);
-    if (!path) return LOKI_ERR_NOMEM;
-    snprintf(path, pn, "%s/tokenizer.json", dir);
-    if ((st = lk_read_file(path, &data, &size, err))) goto fail;
+    if (!path) path = "tokenizer.json";
     const char *end = NULL;
-    root = cJSON_ParseWithLengthOpts(data, size, &end, false);
+    root = data ? cJSON_ParseWithLengthOpts(data, size, &end, false) : NULL;
     if (!root || !cJSON_IsObject(root)) {
         st = lk_fail(err, LOKI_ERR_FORMAT, "%s: invalid JSON near byte %zu", path,
                      end ? (size_t)(end - data) : (size_t)0);
@@ -338,18 +345,14 @@ loki_status lk_vocab_from_hf(lk_vocab *v, const char *dir, loki_error *err) {
                                                 : im->n_re == 1 && !split ? "gpt-2" : "hf");
     }
     read_template(&tmp, cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
-    read_config(&tmp, dir);
+    apply_config(&tmp, config, config_size);
     if (tmp.add_bos && tmp.bos_id < 0) tmp.add_bos = false;
     if (tmp.add_eos && tmp.eos_id < 0) tmp.add_eos = false;
     cJSON_Delete(root);
-    free(data);
-    free(path);
     *v = tmp;
     return LOKI_OK;
 fail:
     cJSON_Delete(root);
-    free(data);
-    free(path);
     lk_vocab_free(&tmp);
     return st;
 }

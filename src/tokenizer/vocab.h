@@ -48,6 +48,12 @@ typedef struct lk_vocab {
 loki_status lk_vocab_from_gguf(lk_vocab *v, const struct lk_gguf *g, loki_error *err);
 /* dir holds tokenizer.json and optionally tokenizer_config.json. */
 loki_status lk_vocab_from_hf(lk_vocab *v, const char *dir, loki_error *err);
+/* The same from memory: data[0..size) is the text of tokenizer.json, config
+ * that of tokenizer_config.json (NULL: none); `path` names tokenizer.json in
+ * messages. lk_vocab_from_hf reads the two files and calls this (the fuzz
+ * harness fuzz/fuzz_tokenizer_json.c calls it directly). */
+loki_status lk_vocab_from_hf_json(lk_vocab *v, const char *data, size_t size, const char *config,
+                                  size_t config_size, const char *path, loki_error *err);
 /* llama2.c tokenizer (tok512.bin, tokenizer.bin): n_vocab from the checkpoint. */
 loki_status lk_vocab_from_llama2c(lk_vocab *v, const char *path, int32_t n_vocab, loki_error *err);
 void lk_vocab_free(lk_vocab *v);
