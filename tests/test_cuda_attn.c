@@ -51,6 +51,7 @@ typedef struct spec {
     bool flat;             /* every key but the needles equal: exact ties everywhere, which
                               must go to the lower positions as on the CPU */
     int steps;             /* 0/1: one step; more: each further step appends a token (H2O) */
+    int splits;            /* > 0: the attend stage's splits per row forced (lk_gpu_attn_set_splits) */
 } spec;
 
 /* Everything a case builds. Row (pos, kh) of a (cap, Hkv, D) buffer is at (pos*Hkv + kh)*D. */
@@ -334,6 +335,7 @@ static bool world_build(world *w) {
     free(used), free(sl);
     if (lk_gpu_attn_init(&w->ga, w->kv, s->H, B, &w->p, &err))
         return fail(NULL, "%s: lk_gpu_attn_init: %s", s->name, err.msg);
+    lk_gpu_attn_set_splits(w->ga, s->splits);
     loki_attn_params pd = loki_attn_default_params();
     for (int b = 0; b < B && s->vs_dense; b++)
         if ((!w->kv2 && lk_gpu_kv_init(g_cu, &w->kv2, L, Hkv, D, NULL, pages + 4, B, maxp + 1, &err)) ||
@@ -724,6 +726,13 @@ int main(void) {
         {"exact-topk group 4", 1, 8, 2, 128, 3, {1000, 65, 4097}, TK, .kf = 0.125f},
         {"exact-topk gqa-shared", 1, 8, 2, 64, 3, {4097, 63, 1000}, TK, .kf = 0.25f, .gqa_shared = 1},
         {"pcaattn", 2, 8, 2, 128, 3, {1, 1000, 4097}, .method = LOKI_ATTN_PCAATTN, .d = 32},
+        /* forced split counts: one split, uneven splits, more splits than a
+         * short row has tiles (clamped) */
+        {"dense MHA, 1 split", 1, 4, 4, 128, 3, {1, 640, 4097}, DN, .splits = 1},
+        {"dense GQA 4, 7 splits", 1, 8, 2, 128, 3, {4097, 65, 1000}, DN, .splits = 7},
+        {"loki per head, 3 splits", 1, 4, 4, 128, 3, {4097, 1000, 65}, LK, .kf = 0.25f, .d = 32, .splits = 3},
+        {"loki gqa-shared, 256 splits", 1, 8, 2, 64, 3, {4097, 1000, 65}, LK, .kf = 0.25f, .d = 16, .gqa_shared = 1,
+         .splits = 256},
  /* long rows: the select stage splits a row over a cluster of blocks (2
          * and 4 here); flat keys put nearly the whole row into the first
          * digit's bucket, more than a block keeps, so the passes re-read the

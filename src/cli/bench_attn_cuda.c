@@ -46,7 +46,7 @@ static const char *const gqa_names[] = {"none", "shared", "max"};
 
 typedef struct bc_opts {
     const char *s_list, *b_list, *hkv_list, *kfdf, *methods, *gqa, *device;
-    int32_t H, D, reps, device_id;
+    int32_t H, D, reps, device_id, splits;
     float decay, mem_gib;
     bool paper;
     /* parsed lists */
@@ -151,25 +151,28 @@ static int enum_variants(const bc_opts *o, const shape *sh, variant *out, int ca
  * (read once per group) by dense and pcaattn, and u selections per KV head
  * (G, or 1 with a shared selection):
  *   dense       2·S·D           K and V once
- *   exact-topk  S·D + u·k·2D    all of K for exact scores, then the selected
- *                               keys and values
- *   loki        S·d + u·k·2D    k_lo of every token, then the selected keys
- *                               (all D: the attend kernel recomputes the exact
- *                               score) and values
+ *   exact-topk  S·D + u·k·D     all of K for exact scores, then the selected
+ *                               values (per-query-head selections: the attend
+ *                               stage takes the exact scores from the score
+ *                               stage); shared selections: + k·D for the keys
+ *   loki        S·d + u·k·(2D−d) k_lo of every token, then the rest of the
+ *                               selected keys and their values (per-query-head:
+ *                               the score stage's q[:d]·k[:d] is reused);
+ *                               shared selections: S·d + k·2D
  *   pcaattn     S·d + S·D       low-rank scores and every value
  *   h2o         u·k·2D          the kept keys and values (its f32
  *                               accumulators, 5 bytes a token, not counted)
  * k = lk_attn_budget (<= S); h2o is timed in steady state, where it has
- * evicted all but k. docs/ATTENTION.md's CPU model counts k·(2D−d) for loki
- * (its attend reuses the low-rank part of the score); groups over 8 heads
+ * evicted all but k. The selection lists (positions, slots and reused
+ * scores, 12 bytes an entry) are not counted; groups over 8 heads
  * are read more than once by the kernels, so there the GB/s is a floor. */
 static double step_bytes(const shape *sh, const variant *v, int32_t k) {
     const double S = sh->S, D = sh->D, d = v->d, G = sh->H / sh->Hkv, u = v->gqa == GQA_NONE ? G : 1;
     double e = 0;
     switch (v->method) {
     case LOKI_ATTN_DENSE: e = 2 * S * D; break;
-    case LOKI_ATTN_EXACT_TOPK: e = S * D + u * k * 2 * D; break;
-    case LOKI_ATTN_LOKI: e = S * d + u * k * 2 * D; break;
+    case LOKI_ATTN_EXACT_TOPK: e = S * D + u * k * (v->gqa == GQA_NONE ? D : 2 * D); break;
+    case LOKI_ATTN_LOKI: e = S * d + u * k * (v->gqa == GQA_NONE ? 2 * D - d : 2 * D); break;
     case LOKI_ATTN_PCAATTN: e = S * d + S * D; break;
     case LOKI_ATTN_H2O: e = u * k * 2 * D; break;
     }
@@ -202,6 +205,7 @@ static loki_status build_caches(bench *bn, const shape *sh, int32_t d, int C, lk
 
 typedef struct result {
     double us, runs[N_RUNS], stage_us[3];
+    int n_split; /* the attend stage's splits per row */
 } result;
 
 /* Time one variant over the C caches: a graph of C steps, then the stages. */
@@ -216,6 +220,7 @@ static loki_status time_variant(bench *bn, const shape *sh, const variant *v, lk
     loki_status st = a ? LOKI_OK : lk_fail(err, LOKI_ERR_NOMEM, "out of memory");
     for (int c = 0; c < C && !st; c++) st = lk_gpu_attn_init(&a[c], kv[c], sh->H, sh->B, &p, err);
     if (st) goto done;
+    for (int c = 0; c < C; c++) lk_gpu_attn_set_splits(a[c], o->splits);
     /* the capture must be ended whatever happens inside it, or the stream
      * stays in capture mode; the first error is the one reported */
     if ((st = lk_cuda_capture_begin(bn->cu, err))) goto done;
@@ -243,6 +248,7 @@ static loki_status time_variant(bench *bn, const shape *sh, const variant *v, lk
         for (int j = 0; j < 3; j++) stage[j][i] = sm[j] * 1e3;
     }
     for (int j = 0; j < 3; j++) r->stage_us[j] = median(stage[j], STAGE_STEPS);
+    r->n_split = lk_gpu_attn_splits(a[0]);
     st = lk_cuda_sync(bn->cu, err);
 done:
     if (g) lk_cuda_graph_free(g);
@@ -282,6 +288,8 @@ static void report(const bench *bn, const shape *sh, const variant *v, const res
     static const char *const stage_keys[3] = {"score_us", "select_us", "attend_us"};
     for (int s = v->method == LOKI_ATTN_DENSE ? 2 : 0; s < 3; s++) /* dense only attends */
         cJSON_AddNumberToObject(j, stage_keys[s], tidy(r->stage_us[s]));
+    cJSON_AddNumberToObject(j, "n_split", r->n_split);
+    if (o->splits > 0) cJSON_AddNumberToObject(j, "splits_forced", o->splits);
     cJSON_AddNumberToObject(j, "bytes", bytes);
     cJSON_AddNumberToObject(j, "gb_per_s", tidy(gbs));
     cJSON_AddNumberToObject(j, "read_bw_gb_per_s", tidy(bn->read_bw));
@@ -444,6 +452,7 @@ static bool parse_lists(bc_opts *o) {
         if (o->H % o->Hkv[i] || o->H / o->Hkv[i] > 16)
             bad = "--kv-heads: each must divide --heads, with at most 16 query heads per KV head";
     if (!bad && (o->D < 8 || o->D > 256 || o->D % 8)) bad = "--head-dim: a multiple of 8 up to 256";
+    if (!bad && (o->splits < 0 || o->splits > 256)) bad = "--splits: 0 (automatic) to 256";
     if (!bad && (o->reps < 1 || !(o->decay > 0) || !(o->mem_gib > 0) || o->device_id < 0))
         bad = "-r, --decay and --dev-mem-gib must be > 0, --device-id >= 0";
     if (!bad) {
@@ -487,6 +496,7 @@ int cli_bench_attention_cuda(int argc, char **argv) {
         {NULL, "--decay", CLI_FLOAT, &o.decay, "T", "key variance of component j is exp(-j/T) (default 24)"},
         {"-r", "--reps", CLI_INT, &o.reps, "N", "graph replays per timing; median of 3 timings (default 50)"},
         {NULL, "--device-id", CLI_INT, &o.device_id, "N", "GPU index (default 0)"},
+        {NULL, "--splits", CLI_INT, &o.splits, "N", "force N KV splits per row in the attend stage (default 0: automatic)"},
         {NULL, "--dev-mem-gib", CLI_FLOAT, &o.mem_gib, "G", "skip shapes whose KV cache exceeds G GiB (default 100)"},
     };
     const cli_spec spec = {"bench attention", "loki bench attention --device cuda [options]",

@@ -101,6 +101,9 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
         const int ns = a.n_sel[b * a.sel_rows + sel_row];
         if (ns >= 0) n = ns, list = a.slots + ((size_t)b * a.sel_rows + sel_row) * a.n_ctx;
     }
+    /* the selection's first-d scores are known: read only k_hi (k_lo chunks
+     * zero-filled, Q's first d components zero) and add them to S */
+    const float *lsc = list && a.lsc && !a.lowrank ? a.lsc + ((size_t)b * a.sel_rows + sel_row) * a.n_ctx : NULL;
     const int tiles = (n + ATT_TILE - 1) / ATT_TILE;
     const int t_begin = split * a.tiles_per_split, t_end = min(tiles, t_begin + a.tiles_per_split);
     const int32_t *bt = a.kv.block_table + (size_t)b * a.kv.mpps;
@@ -118,8 +121,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
                 const int j = 16 * k + 8 * u + 2 * q4;
                 float x = 0.0f, y = 0.0f;
                 if (hq < NH) {
-                    if (!a.lowrank || j < d) x = qp[j] * a.scale;
-                    if (!a.lowrank || j + 1 < d) y = qp[j + 1] * a.scale;
+                    if (a.lowrank ? j < d : !lsc || j >= d) x = qp[j] * a.scale;
+                    if (a.lowrank ? j + 1 < d : !lsc || j + 1 >= d) y = qp[j + 1] * a.scale;
                 }
                 split2(x, y, qh[k][u], ql[k][u]);
             }
@@ -136,7 +139,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
      * load per lane and passed around by shuffles. pcaattn's unused key
      * chunks are zero-filled (no read). */
     const int cc = threadIdx.x % C::CPT, ch = cc < D / 8 ? cc : cc - D / 8, tok0 = threadIdx.x / C::CPT;
-    const bool isk = cc < D / 8, skip = a.lowrank && isk && ch * 8 >= d;
+    const bool isk = cc < D / 8, skip = isk && (a.lowrank ? ch * 8 >= d : lsc && ch * 8 < d);
     const int rstride = !isk ? D : ch * 8 < d ? d : D - d;
     const int roff = !isk ? ATT_TILE * D + ch * 8 : ch * 8 < d ? ch * 8 : ATT_TILE * d + ch * 8 - d;
     const uint16_t *head0 = a.kv.pool + lk_seg_offset(a.kv.layer, 0, kvh, a.kv.n_pages, a.kv.Hkv, D) + roff;
@@ -190,13 +193,23 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
         if (t + C::STAGES - 1 < t_end) load(t + C::STAGES - 1, (it + C::STAGES - 1) % C::STAGES, ahead);
         cp_async_commit();
         ahead = fetch(t + C::STAGES); /* in flight during this tile's wait and products */
+        float ls[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}}; /* this lane's tokens' first-d scores */
+        if (lsc)
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int j = t * ATT_TILE + warp * ATT_WT + 8 * nt + 2 * (lane % 4) + e;
+                    if (j < n) ls[nt][e] = lsc[j];
+                }
         cp_async_wait<C::STAGES - 1>();
         __syncthreads();
         const uint16_t *Ks = sm + (it % C::STAGES) * C::STAGE_ELEMS, *Vs = Ks + ATT_TILE * D;
         const int valid = min(ATT_TILE, n - t * ATT_TILE);
 
-        /* S (heads x 16 tokens) = Q K^T: n-tile 0 = tokens tw0..+7, 1 = +8..+15 */
-        float s[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
+        /* S (heads x 16 tokens) = Q K^T (+ the first-d scores): n-tile 0 =
+         * tokens tw0..+7, 1 = +8..+15 */
+        float s[2][2] = {{ls[0][0], ls[0][1]}, {ls[1][0], ls[1][1]}};
         {
             const int mi = lane >> 3, ktok = tw0 + (mi >> 1) * 8 + (lane & 7);
 #pragma unroll

@@ -26,12 +26,17 @@ struct lk_gpu_attn {
     uint32_t *rowmax;     /* (max_batch, H) per-head maxima (gqa_max) */
     int32_t *idx;         /* (max_batch, sel_rows, n_ctx) selected positions */
     int32_t *slots;       /* (max_batch, sel_rows, n_ctx) their physical slots */
+    float *lsc;           /* (max_batch, H, n_ctx) the selected entries' scores (per-query-head loki and
+                             exact-topk: the attend stage then skips the key components they cover) */
     int32_t *n_sel;       /* (max_batch, sel_rows) */
     float *part, *part_ml;/* (max_batch, H, LK_GPU_MAX_SPLIT, D) and (..., 2) */
     float *ml;            /* (max_batch, H, 2) final max and sum */
     float *raw;           /* (max_batch, H, n_ctx) exact scores by list entry (H2O) */
     float *acc;           /* (L, max_batch, H, n_ctx) accumulated attention (H2O) */
     uint8_t *evicted;     /* (L, max_batch, H, n_ctx) (H2O) */
+    int att_occ;          /* attend blocks resident per SM (the launch is the same every step) */
+    int n_split_force;    /* > 0: splits per row forced (lk_gpu_attn_set_splits) */
+    int n_split_last;     /* splits of the last step */
     bool timing;
     cudaEvent_t ev[4];
 };
@@ -91,6 +96,9 @@ extern "C" loki_status lk_gpu_attn_init(lk_gpu_attn **out, lk_gpu_kv *kv, int32_
             (st = lk_cuda_alloc(a->cu, (void **)&a->n_sel, (size_t)max_batch * a->sel_rows * 4, "selections", err)))
             goto fail;
     }
+    if ((p->method == LOKI_ATTN_LOKI || p->method == LOKI_ATTN_EXACT_TOPK) && !a->shared &&
+        (st = lk_cuda_alloc(a->cu, (void **)&a->lsc, rows * n_ctx * 4, "selections", err)))
+        goto fail;
     if ((p->method == LOKI_ATTN_LOKI || p->method == LOKI_ATTN_EXACT_TOPK) &&
         (st = lk_cuda_alloc(a->cu, (void **)&a->scores, rows * n_ctx * 4, "approximate scores", err)))
         goto fail;
@@ -113,7 +121,7 @@ fail:
 
 extern "C" void lk_gpu_attn_free(lk_gpu_attn *a) {
     if (!a) return;
-    void *bufs[] = {a->scores, a->rowmax, a->idx, a->slots, a->n_sel, a->part, a->part_ml, a->ml, a->raw, a->acc, a->evicted};
+    void *bufs[] = {a->scores, a->rowmax, a->idx, a->slots, a->lsc, a->n_sel, a->part, a->part_ml, a->ml, a->raw, a->acc, a->evicted};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) lk_cuda_dealloc(a->cu, bufs[i]);
     for (int i = 0; i < 4; i++)
         if (a->ev[i]) cudaEventDestroy(a->ev[i]);
@@ -146,6 +154,48 @@ static int32_t list_len(const lk_gpu_attn *a, int32_t S) {
     const int32_t k = lk_attn_budget(&a->p, S);
     return lk_attn_all(&a->p, S, S, k) ? S : k;
 }
+
+/* Fixed cost of one split, in tiles of the wave model below: the pipeline's
+ * first loads, the Q fragments, the partial's write and its share of the
+ * reduce. */
+#define SPLIT_OVH 2
+
+/* Splits per row for an attend over `tiles` tiles in each of `units` blocks'
+ * worth of rows (B * KV heads * head groups).
+ *  - No more units than resident blocks (B = 1, small GQA batches, most
+ *    selections): the split
+ *    is what fills the GPU, and a last wave that runs a few blocks is paid
+ *    in full, so take the split count n minimising a wave model,
+ *    waves(units * n) * (tiles / n + SPLIT_OVH) (fewest splits on ties).
+ *  - Otherwise (bandwidth-bound: every SM busy without splitting) about 4
+ *    blocks per SM; or, with 32 units up to one per SM and splits that stay
+ *    long (>= 16 tiles), as many blocks as fill 4 whole waves (docs/RESULTS.md:
+ *    whole waves won for dense B = 16 with 8 KV heads, 0.82 -> 0.95 x SDPA,
+ *    and lost where 2 splits of B = 16 with 32 heads became 3).
+ * A count forced by lk_gpu_attn_set_splits wins (clamped to 1..tiles). */
+static int split_count(const lk_gpu_attn *a, int tiles, int units) {
+    const int sms = lk_cuda_sm_count(a->cu), occ = LK_MAX(a->att_occ, 1), slots = sms * occ;
+    const int most = LK_MAX(LK_MIN(tiles, LK_GPU_MAX_SPLIT), 1);
+    if (a->n_split_force > 0) return LK_MIN(a->n_split_force, most);
+    if (units <= slots) {
+        int best = 1;
+        long best_cost = -1;
+        for (int n = 1; n <= most; n++) {
+            const int tps = (tiles + n - 1) / n;
+            if ((tiles + tps - 1) / tps != n) continue; /* the same tiles per split as a smaller n */
+            const long waves = ((long)units * n + slots - 1) / slots, cost = waves * (tps + SPLIT_OVH);
+            if (best_cost < 0 || cost < best_cost) best = n, best_cost = cost;
+        }
+        return best;
+    }
+    int n_split = LK_MIN((4 * sms + units - 1) / units, most);
+    const int n_wave = LK_MIN(4 * slots / units, most);
+    if (units >= 32 && units <= sms && n_wave > n_split && tiles / LK_MAX(n_wave, 1) >= 16) n_split = n_wave;
+    return LK_MAX(n_split, 1);
+}
+
+extern "C" void lk_gpu_attn_set_splits(lk_gpu_attn *a, int n_split) { a->n_split_force = LK_MAX(n_split, 0); }
+extern "C" int lk_gpu_attn_splits(const lk_gpu_attn *a) { return a->n_split_last; }
 
 extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, const float *q, float *out,
                                           loki_error *err) {
@@ -189,7 +239,7 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
         se.p = a->p;
         se.seq_len = kv->seq_len;
         se.rows_per_seq = a->sel_rows, se.n_ctx = a->n_ctx, se.H = a->H;
-        se.idx = a->idx, se.n_sel = a->n_sel, se.slots = a->slots;
+        se.idx = a->idx, se.n_sel = a->n_sel, se.slots = a->slots, se.lsc = a->lsc;
         se.block_table = kv->block_table, se.mpps = kv->max_pages_per_seq;
         if (m == LOKI_ATTN_H2O) { /* a unit's accumulator row is its first head's */
             se.scores = a->acc + lay_off, se.evicted = a->evicted + lay_off;
@@ -210,35 +260,19 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
     memset(&at, 0, sizeof at);
     at.kv = view, at.q = q, at.H = a->H, at.G = a->G;
     at.nh = sparse_method(m) && !a->shared ? 1 : lk_pick_nh(a->G);
-    at.idx = sparse_method(m) ? a->idx : NULL, at.n_sel = a->n_sel, at.slots = a->slots;
+    at.idx = sparse_method(m) ? a->idx : NULL, at.n_sel = a->n_sel, at.slots = a->slots, at.lsc = a->lsc;
     at.sel_rows = a->sel_rows, at.n_ctx = a->n_ctx;
     at.lowrank = m == LOKI_ATTN_PCAATTN;
     at.scale = a->scale;
     at.part = a->part, at.part_ml = a->part_ml;
     at.raw = m == LOKI_ATTN_H2O ? a->raw : NULL;
     {
-        /* splits: about 4 blocks per SM; or, with 32 units up to one per
-         * SM and splits that stay long (>= 16 tiles), as many blocks as
-         * fill 4 whole waves of resident blocks, so no wave runs mostly
-         * empty (docs/RESULTS.md: whole waves won for dense B = 16 with 8
-         * KV heads, 0.82 -> 0.95 x SDPA, and B = 1 with 32 heads, and lost
-         * with short splits (B = 1, 8 KV heads) and for B = 16 with 32
-         * heads, where 2 splits became 3) */
-        int occ = 1;
-        LK_CUDA_TRY(lk_attend_occupancy(&at, &occ));
-        const int tiles = (n_max + LK_GPU_PAGE - 1) / LK_GPU_PAGE, sms = lk_cuda_sm_count(a->cu);
-        const int units = B * a->Hkv * (a->G / at.nh);
-        int n_split = LK_MIN(LK_MIN((4 * sms + units - 1) / units, tiles), LK_GPU_MAX_SPLIT);
-        const int n_wave = LK_MIN(LK_MIN(4 * sms * LK_MAX(occ, 1) / units, tiles), LK_GPU_MAX_SPLIT);
-        if (units >= 32 && units <= sms && n_wave > n_split && tiles / LK_MAX(n_wave, 1) >= 16) n_split = n_wave;
-        /* a gathered list over at most one wave of units: one wave of the
-         * longest splits (measured: GQA-shared B = 16 at 32k, attend 114 ->
-         * 92 us; B = 1 with 32 heads at 32k 41 -> 34 us) */
-        if (sparse_method(m) && units <= sms * LK_MAX(occ, 1))
-            n_split = LK_MIN(LK_MIN(sms * LK_MAX(occ, 1) / units, tiles), LK_GPU_MAX_SPLIT);
-        n_split = LK_MAX(n_split, 1);
+        if (!a->att_occ) LK_CUDA_TRY(lk_attend_occupancy(&at, &a->att_occ));
+        const int tiles = (n_max + LK_GPU_PAGE - 1) / LK_GPU_PAGE;
+        const int n_split = split_count(a, tiles, B * a->Hkv * (a->G / at.nh));
         at.tiles_per_split = (tiles + n_split - 1) / n_split;
         at.n_split = LK_MAX((tiles + at.tiles_per_split - 1) / at.tiles_per_split, 1);
+        a->n_split_last = at.n_split;
     }
     LK_CUDA_TRY(lk_launch_attend(&at, B, a->Hkv, s));
     LK_CUDA_TRY(lk_launch_reduce(a->part, a->part_ml, at.n_split, B, a->H, a->D, out, a->ml, s));

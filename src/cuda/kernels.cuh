@@ -38,6 +38,9 @@ struct lk_attend_args {
     const int32_t *idx;    /* (B, sel_rows, n_ctx) selected positions (any order); NULL: all tokens */
     const int32_t *slots;  /* (B, sel_rows, n_ctx) their physical slots (page * P + offset) */
     const int32_t *n_sel;  /* (B, sel_rows): entries of idx; -1 = all seq_len tokens */
+    const float *lsc;      /* (B, sel_rows, n_ctx) or NULL: the score stage's scale * q[:d] . k[:d] of each
+                              entry (per-query-head selections); then only k_hi is read and the exact
+                              score is lsc + scale * q[d:] . k[d:] (q . k split at d: the same sum) */
     int sel_rows, n_ctx;   /* rows per sequence of idx (H or Hkv) and their stride */
     int lowrank;           /* pcaattn: scores from the first d components only */
     float scale;           /* 1/sqrt(D) */
@@ -97,6 +100,7 @@ struct lk_select_args {
     const uint8_t *evicted;    /* rows indexed like scores (H2O), or NULL */
     int32_t *idx;              /* (B, rows_per_seq, n_ctx) */
     int32_t *slots;            /* (B, rows_per_seq, n_ctx) physical slots of idx, for the attend gathers */
+    float *lsc;                /* (B, rows_per_seq, n_ctx) or NULL: each entry's score (plain rows only) */
     const int32_t *block_table;/* (B, mpps) */
     int mpps;
     int32_t *n_sel;            /* (B, rows_per_seq) */

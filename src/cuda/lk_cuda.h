@@ -176,6 +176,12 @@ loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, const float
  * milliseconds of score, select and attend (attend includes the split
  * reduction and H2O's accumulation). */
 void lk_gpu_attn_set_timing(lk_gpu_attn *a, bool on);
+/* Force n_split splits per row of the split-KV attend (as flash-attention's
+ * num_splits; clamped to the row's tiles and LK_GPU_MAX_SPLIT); 0 restores
+ * the automatic choice. For benchmarks and tuning. */
+void lk_gpu_attn_set_splits(lk_gpu_attn *a, int n_split);
+/* Splits per row the last decode step used. */
+int lk_gpu_attn_splits(const lk_gpu_attn *a);
 loki_status lk_gpu_attn_stage_ms(lk_gpu_attn *a, float ms[3], loki_error *err);
 
 /* The selection of the last decode step for (b, query head h) (per KV head

@@ -130,11 +130,13 @@ __device__ __forceinline__ int32_t warp_reserve(int32_t *counter, uint32_t n) {
     return __shfl_sync(0xffffffffu, start, 31) + (int32_t)(incl - n);
 }
 
-/* Entry o of the row's list: position pos and its physical slot. */
+/* Entry o of the row's list: position pos, its physical slot and (lsc)
+ * its score, read back from the row (an L2 hit: the block scanned it). */
 __device__ __forceinline__ void put(const lk_select_args &a, const sel_row &r, int32_t o, int32_t pos) {
     const int32_t *bt = a.block_table + (size_t)blockIdx.y * a.mpps;
     a.idx[r.id * a.n_ctx + o] = pos;
     a.slots[r.id * a.n_ctx + o] = bt[pos / LK_GPU_PAGE] * LK_GPU_PAGE + pos % LK_GPU_PAGE;
+    if (a.lsc) a.lsc[r.id * a.n_ctx + o] = r.row[pos];
 }
 
 /* This block's histogram of the pass's digit over the keys that match the
