@@ -84,7 +84,9 @@ __device__ __forceinline__ void split2(float x, float y, uint32_t &hi, uint32_t 
 /* Element offset of chunk ch of token row tok in a swizzled tile. */
 template <int D> __device__ __forceinline__ int swz(int tok, int ch) { return tok * D + ((ch ^ (tok & 7)) << 3); }
 
-template <int D, int NH, int STAGES>
+/* LSC: a.lsc may be set (per-query-head selections, NH = 1); a template
+ * flag so the other kernels carry none of its code. */
+template <int D, int NH, int STAGES, bool LSC>
 __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_args a) {
     using C = att_cfg<D, STAGES>;
     extern __shared__ __align__(16) uint16_t sm[];
@@ -103,7 +105,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
     }
     /* the selection's first-d scores are known: read only k_hi (k_lo chunks
      * zero-filled, Q's first d components zero) and add them to S */
-    const float *lsc = list && a.lsc && !a.lowrank ? a.lsc + ((size_t)b * a.sel_rows + sel_row) * a.n_ctx : NULL;
+    const float *lsc = LSC && list && a.lsc && !a.lowrank ? a.lsc + ((size_t)b * a.sel_rows + sel_row) * a.n_ctx : NULL;
     const int tiles = (n + ATT_TILE - 1) / ATT_TILE;
     const int t_begin = split * a.tiles_per_split, t_end = min(tiles, t_begin + a.tiles_per_split);
     const int32_t *bt = a.kv.block_table + (size_t)b * a.kv.mpps;
@@ -194,7 +196,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
         cp_async_commit();
         ahead = fetch(t + C::STAGES); /* in flight during this tile's wait and products */
         float ls[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}}; /* this lane's tokens' first-d scores */
-        if (lsc)
+        if (LSC && lsc)
 #pragma unroll
             for (int nt = 0; nt < 2; nt++)
 #pragma unroll
@@ -308,18 +310,19 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
 
 /* Launch one instance, or (occ not NULL) only report how many of its
  * blocks fit on an SM. */
-template <int D, int NH, int STAGES>
+template <int D, int NH, int STAGES, bool LSC = false>
 static cudaError_t launch_dns(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, int *occ) {
     using C = att_cfg<D, STAGES>;
     size_t smem = C::SMEM;
     size_t red = (size_t)(ATT_WARPS * NH * D + 2 * ATT_WARPS * NH) * 4;
     if (red > smem) smem = red;
     cudaError_t e =
-        cudaFuncSetAttribute(attend_kernel<D, NH, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        cudaFuncSetAttribute(attend_kernel<D, NH, STAGES, LSC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
-    if (occ) return cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ, attend_kernel<D, NH, STAGES>, ATT_THREADS, smem);
+    if (occ)
+        return cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ, attend_kernel<D, NH, STAGES, LSC>, ATT_THREADS, smem);
     dim3 grid(a->n_split, Hkv * (a->G / a->nh), B);
-    attend_kernel<D, NH, STAGES><<<grid, ATT_THREADS, smem, s>>>(*a);
+    attend_kernel<D, NH, STAGES, LSC><<<grid, ATT_THREADS, smem, s>>>(*a);
     return cudaGetLastError();
 }
 
@@ -330,6 +333,8 @@ static cudaError_t launch_dn(const lk_attend_args *a, int B, int Hkv, cudaStream
 #endif
     if constexpr (D <= 128 && NH == 1)
         if (!a->idx) return launch_dns<D, NH, 3>(a, B, Hkv, s, occ);
+    if constexpr (NH == 1)
+        if (a->idx && a->lsc && !a->lowrank) return launch_dns<D, NH, 2, true>(a, B, Hkv, s, occ);
     return launch_dns<D, NH, 2>(a, B, Hkv, s, occ);
 }
 

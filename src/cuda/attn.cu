@@ -161,23 +161,29 @@ static int32_t list_len(const lk_gpu_attn *a, int32_t S) {
 #define SPLIT_OVH 2
 
 /* Splits per row for an attend over `tiles` tiles in each of `units` blocks'
- * worth of rows (B * KV heads * head groups).
- *  - No more units than resident blocks (B = 1, small GQA batches, most
- *    selections): the split
- *    is what fills the GPU, and a last wave that runs a few blocks is paid
- *    in full, so take the split count n minimising a wave model,
- *    waves(units * n) * (tiles / n + SPLIT_OVH) (fewest splits on ties).
- *  - Otherwise (bandwidth-bound: every SM busy without splitting) about 4
- *    blocks per SM; or, with 32 units up to one per SM and splits that stay
- *    long (>= 16 tiles), as many blocks as fill 4 whole waves (docs/RESULTS.md:
- *    whole waves won for dense B = 16 with 8 KV heads, 0.82 -> 0.95 x SDPA,
- *    and lost where 2 splits of B = 16 with 32 heads became 3).
+ * worth of rows (B * KV heads * head groups); `list`: a gathered selection.
+ *  - Few units (< 64: a batch of one): the split is what fills the GPU, and
+ *    a last wave that runs a few blocks costs as much as a full one, so take
+ *    the n minimising a wave model, waves(units * n) * (tiles / n +
+ *    SPLIT_OVH), fewest splits on ties. Measured on the H200 (2026-12-02,
+ *    docs/RESULTS.md), dense B = 1 at 16k-128k: the model's choice was the
+ *    fastest of 2-64 splits for 32 heads (8 splits: 0.77 -> 0.96 x SDPA at
+ *    32k) and for 8 KV heads (32 splits).
+ *  - More units: a batch, bandwidth-bound without splitting. The wave model
+ *    chose 2 splits for dense B = 16 with 8 KV heads (556 us at 32k) where
+ *    more waves of shorter splits ran faster (8-12 splits: 506-525 us), so
+ *    the earlier rules stay: a gathered list over at most one wave of units
+ *    takes one wave of the longest splits (GQA-shared attend at 32k 114 ->
+ *    92 us); otherwise about 4 blocks per SM, or, with 32 units up to one
+ *    per SM and splits that stay long (>= 16 tiles), 4 whole waves of
+ *    resident blocks (0.82 -> 0.95 x SDPA for dense B = 16, 8 KV heads; it
+ *    lost where 2 splits of B = 16 with 32 heads became 3).
  * A count forced by lk_gpu_attn_set_splits wins (clamped to 1..tiles). */
-static int split_count(const lk_gpu_attn *a, int tiles, int units) {
+static int split_count(const lk_gpu_attn *a, int tiles, int units, bool list) {
     const int sms = lk_cuda_sm_count(a->cu), occ = LK_MAX(a->att_occ, 1), slots = sms * occ;
     const int most = LK_MAX(LK_MIN(tiles, LK_GPU_MAX_SPLIT), 1);
     if (a->n_split_force > 0) return LK_MIN(a->n_split_force, most);
-    if (units <= slots) {
+    if (units < 64) {
         int best = 1;
         long best_cost = -1;
         for (int n = 1; n <= most; n++) {
@@ -188,6 +194,7 @@ static int split_count(const lk_gpu_attn *a, int tiles, int units) {
         }
         return best;
     }
+    if (list && units <= slots) return LK_MAX(LK_MIN(slots / units, most), 1);
     int n_split = LK_MIN((4 * sms + units - 1) / units, most);
     const int n_wave = LK_MIN(4 * slots / units, most);
     if (units >= 32 && units <= sms && n_wave > n_split && tiles / LK_MAX(n_wave, 1) >= 16) n_split = n_wave;
@@ -269,7 +276,7 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
     {
         if (!a->att_occ) LK_CUDA_TRY(lk_attend_occupancy(&at, &a->att_occ));
         const int tiles = (n_max + LK_GPU_PAGE - 1) / LK_GPU_PAGE;
-        const int n_split = split_count(a, tiles, B * a->Hkv * (a->G / at.nh));
+        const int n_split = split_count(a, tiles, B * a->Hkv * (a->G / at.nh), sparse_method(m));
         at.tiles_per_split = (tiles + n_split - 1) / n_split;
         at.n_split = LK_MAX((tiles + at.tiles_per_split - 1) / at.tiles_per_split, 1);
         a->n_split_last = at.n_split;

@@ -131,12 +131,13 @@ __device__ __forceinline__ int32_t warp_reserve(int32_t *counter, uint32_t n) {
 }
 
 /* Entry o of the row's list: position pos, its physical slot and (lsc)
- * its score, read back from the row (an L2 hit: the block scanned it). */
-__device__ __forceinline__ void put(const lk_select_args &a, const sel_row &r, int32_t o, int32_t pos) {
+ * its score: the key's float, or for a forced token (whose key is not its
+ * score) the row's value, read back (an L2 hit: the block scanned it). */
+__device__ __forceinline__ void put(const lk_select_args &a, const sel_row &r, int32_t o, int32_t pos, uint32_t key) {
     const int32_t *bt = a.block_table + (size_t)blockIdx.y * a.mpps;
     a.idx[r.id * a.n_ctx + o] = pos;
     a.slots[r.id * a.n_ctx + o] = bt[pos / LK_GPU_PAGE] * LK_GPU_PAGE + pos % LK_GPU_PAGE;
-    if (a.lsc) a.lsc[r.id * a.n_ctx + o] = r.row[pos];
+    if (a.lsc) a.lsc[r.id * a.n_ctx + o] = key >= 0xff800001u ? r.row[pos] : lk_key_float(key);
 }
 
 /* This block's histogram of the pass's digit over the keys that match the
@@ -226,7 +227,7 @@ __device__ void keep_bucket(sel_smem &sm, sel_smem *root, uint2 *keep, const lk_
         int32_t o = warp_reserve(&root->fill, nup), q = warp_reserve(&sm.nkeep, nin);
 #pragma unroll
         for (int i = 0; i < SEL_VEC; i++) {
-            if (up >> i & 1) put(a, r, o++, s0 + i);
+            if (up >> i & 1) put(a, r, o++, s0 + i, key[i]);
             if (in >> i & 1) {
                 if (q < SEL_CAP) keep[q] = make_uint2(key[i], (uint32_t)(s0 + i));
                 q++;
@@ -314,7 +315,7 @@ __global__ void __launch_bounds__(SEL_THREADS, SEL_BLOCKS) sel_kernel(const lk_s
             const uint32_t k = e.x >> st.sh;
             const bool t = i < sm.nkeep && (k > st.P || (take_eq && k == st.P));
             const int32_t o = warp_reserve(&root->fill, t);
-            if (t) put(a, r, o, (int32_t)e.y);
+            if (t) put(a, r, o, (int32_t)e.y, e.x);
         }
     } else {
         for (int32_t base = lo; base < hi; base += SEL_THREADS * SEL_VEC) {
@@ -331,7 +332,7 @@ __global__ void __launch_bounds__(SEL_THREADS, SEL_BLOCKS) sel_kernel(const lk_s
             int32_t o = warp_reserve(&root->fill, n);
 #pragma unroll
             for (int i = 0; i < SEL_VEC; i++)
-                if (take >> i & 1) put(a, r, o++, s0 + i);
+                if (take >> i & 1) put(a, r, o++, s0 + i, key[i]);
         }
     }
     if (st.mode == 1 && st.need != st.C) {
@@ -368,7 +369,7 @@ __global__ void __launch_bounds__(SEL_THREADS, SEL_BLOCKS) sel_kernel(const lk_s
 #pragma unroll
             for (int i = 0; i < SEL_VEC; i++)
                 if (eq >> i & 1) {
-                    if (rank < st.need) put(a, r, o0 + rank, s0 + i);
+                    if (rank < st.need) put(a, r, o0 + rank, s0 + i, key[i]);
                     rank++;
                 }
             run += (int32_t)tot;
