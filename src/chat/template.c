@@ -3,41 +3,13 @@
  * why detection rather than a Jinja interpreter, and what each family writes).
  */
 #include "chat/template.h"
+#include "core/strbuf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------ strings */
-
-/* Growable byte string; `oom` records a failed append so callers check once. */
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-/* Append len bytes of s (keeps p NUL-terminated). */
-static void sb_put(sbuf *b, const char *s, size_t len) {
-    if (b->oom) return;
-    if (b->n + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + len + 1) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = true;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, len);
-    b->n += len;
-    b->p[b->n] = '\0';
-}
-
-/* Append the C string s. */
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
 /* Byte length of the Python-whitespace character at s[0..n) (str.isspace():
  * ASCII \t\n\v\f\r, \x1c-\x1f and space; U+0085, U+00A0, U+1680,
@@ -55,7 +27,7 @@ static size_t ws_len(const unsigned char *s, size_t n) {
 }
 
 /* Append s stripped of leading and trailing whitespace (Python str.strip()). */
-static void sb_strip(sbuf *b, const char *s) {
+static void sb_strip(lk_strbuf *b, const char *s) {
     const unsigned char *u = (const unsigned char *)s;
     size_t n = strlen(s), lo = 0, hi = n, k;
     while (lo < n && (k = ws_len(u + lo, n - lo))) lo += k;
@@ -70,7 +42,7 @@ static void sb_strip(sbuf *b, const char *s) {
         }
     }
     hi = end;
-    sb_put(b, s + lo, hi > lo ? hi - lo : 0);
+    lk_strbuf_put(b, s + lo, hi > lo ? hi - lo : 0);
 }
 
 /* ------------------------------------------------------------ detection */
@@ -98,15 +70,15 @@ static loki_status chatml_default_system(const char *text, char **out, loki_erro
         const char *q = s;
         while (q < end && *q != quote) q += *q == '\\' && q[1] ? 2 : 1;
         if (q < end) continue; /* the literal closes first: '<|im_start|>system\n' + content */
-        sbuf b = {0};
+        lk_strbuf b = {0};
         for (q = s; q < end; q++) {
             char c = *q;
             if (c == '\\' && q + 1 < end) {
                 char e = *++q;
                 c = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
-                if (e != 'n' && e != 't' && e != 'r' && e != '\\' && e != '\'' && e != '"') sb_put(&b, "\\", 1);
+                if (e != 'n' && e != 't' && e != 'r' && e != '\\' && e != '\'' && e != '"') lk_strbuf_put(&b, "\\", 1);
             }
-            sb_put(&b, &c, 1);
+            lk_strbuf_put(&b, &c, 1);
         }
         if (b.oom || !b.p) {
             free(b.p);
@@ -205,69 +177,69 @@ static loki_status check_alternation(const lk_chat_msg *m, int n, int first, lok
     return LOKI_OK;
 }
 
-static void render_chatml(const lk_chat_template *t, const lk_chat_msg *m, int n, bool gen, sbuf *b) {
+static void render_chatml(const lk_chat_template *t, const lk_chat_msg *m, int n, bool gen, lk_strbuf *b) {
     if (t->default_system && strcmp(m[0].role, "system") != 0) {
-        sb_str(b, "<|im_start|>system\n");
-        sb_str(b, t->default_system);
-        sb_str(b, "<|im_end|>\n");
+        lk_strbuf_puts(b, "<|im_start|>system\n");
+        lk_strbuf_puts(b, t->default_system);
+        lk_strbuf_puts(b, "<|im_end|>\n");
     }
     for (int i = 0; i < n; i++) {
-        sb_str(b, "<|im_start|>");
-        sb_str(b, m[i].role);
-        sb_str(b, "\n");
-        sb_str(b, m[i].content);
-        sb_str(b, "<|im_end|>\n");
+        lk_strbuf_puts(b, "<|im_start|>");
+        lk_strbuf_puts(b, m[i].role);
+        lk_strbuf_puts(b, "\n");
+        lk_strbuf_puts(b, m[i].content);
+        lk_strbuf_puts(b, "<|im_end|>\n");
     }
-    if (gen) sb_str(b, "<|im_start|>assistant\n");
+    if (gen) lk_strbuf_puts(b, "<|im_start|>assistant\n");
 }
 
-static void render_llama3(const lk_chat_template *t, const lk_chat_msg *m, int n, bool gen, sbuf *b) {
+static void render_llama3(const lk_chat_template *t, const lk_chat_msg *m, int n, bool gen, lk_strbuf *b) {
     for (int i = 0; i < n; i++) {
-        if (i == 0 && t->emits_bos) sb_str(b, t->bos);
-        sb_str(b, "<|start_header_id|>");
-        sb_str(b, m[i].role);
-        sb_str(b, "<|end_header_id|>\n\n");
+        if (i == 0 && t->emits_bos) lk_strbuf_puts(b, t->bos);
+        lk_strbuf_puts(b, "<|start_header_id|>");
+        lk_strbuf_puts(b, m[i].role);
+        lk_strbuf_puts(b, "<|end_header_id|>\n\n");
         sb_strip(b, m[i].content);
-        sb_str(b, "<|eot_id|>");
+        lk_strbuf_puts(b, "<|eot_id|>");
     }
-    if (gen) sb_str(b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    if (gen) lk_strbuf_puts(b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
-static loki_status render_llama2(const lk_chat_template *t, const lk_chat_msg *m, int n, sbuf *b,
+static loki_status render_llama2(const lk_chat_template *t, const lk_chat_msg *m, int n, lk_strbuf *b,
                                  loki_error *err) {
     int first = strcmp(m[0].role, "system") == 0 ? 1 : 0;
     loki_status st = check_alternation(m, n, first, err);
     if (st) return st;
     for (int i = first; i < n; i++) {
-        sbuf c = {0};
+        lk_strbuf c = {0};
         if (i == first && first) {
-            sb_str(&c, "<<SYS>>\n");
-            sb_str(&c, m[0].content);
-            sb_str(&c, "\n<</SYS>>\n\n");
+            lk_strbuf_puts(&c, "<<SYS>>\n");
+            lk_strbuf_puts(&c, m[0].content);
+            lk_strbuf_puts(&c, "\n<</SYS>>\n\n");
         }
-        sb_str(&c, m[i].content);
+        lk_strbuf_puts(&c, m[i].content);
         if (c.oom) {
             free(c.p);
             b->oom = true;
             return LOKI_OK;
         }
         if (strcmp(m[i].role, "user") == 0) {
-            if (t->emits_bos) sb_str(b, t->bos);
-            sb_str(b, "[INST] ");
+            if (t->emits_bos) lk_strbuf_puts(b, t->bos);
+            lk_strbuf_puts(b, "[INST] ");
             sb_strip(b, c.p ? c.p : "");
-            sb_str(b, " [/INST]");
+            lk_strbuf_puts(b, " [/INST]");
         } else if (strcmp(m[i].role, "assistant") == 0) {
-            sb_str(b, " ");
+            lk_strbuf_puts(b, " ");
             sb_strip(b, c.p ? c.p : "");
-            sb_str(b, " ");
-            sb_str(b, t->eos);
+            lk_strbuf_puts(b, " ");
+            lk_strbuf_puts(b, t->eos);
         }
         free(c.p);
     }
     return LOKI_OK;
 }
 
-static loki_status render_gemma(const lk_chat_template *t, const lk_chat_msg *m, int n, bool gen, sbuf *b,
+static loki_status render_gemma(const lk_chat_template *t, const lk_chat_msg *m, int n, bool gen, lk_strbuf *b,
                                 loki_error *err) {
     int first = strcmp(m[0].role, "system") == 0 ? 1 : 0;
     if (first && !t->system_allowed)
@@ -275,19 +247,19 @@ static loki_status render_gemma(const lk_chat_template *t, const lk_chat_msg *m,
                        "message (System role not supported)");
     loki_status st = check_alternation(m, n, first, err);
     if (st) return st;
-    if (t->emits_bos) sb_str(b, t->bos);
+    if (t->emits_bos) lk_strbuf_puts(b, t->bos);
     for (int i = first; i < n; i++) {
-        sb_str(b, "<start_of_turn>");
-        sb_str(b, strcmp(m[i].role, "assistant") == 0 ? "model" : m[i].role);
-        sb_str(b, "\n");
+        lk_strbuf_puts(b, "<start_of_turn>");
+        lk_strbuf_puts(b, strcmp(m[i].role, "assistant") == 0 ? "model" : m[i].role);
+        lk_strbuf_puts(b, "\n");
         if (i == first && first) {
-            sb_str(b, m[0].content);
-            sb_str(b, "\n\n");
+            lk_strbuf_puts(b, m[0].content);
+            lk_strbuf_puts(b, "\n\n");
         }
         sb_strip(b, m[i].content);
-        sb_str(b, "<end_of_turn>\n");
+        lk_strbuf_puts(b, "<end_of_turn>\n");
     }
-    if (gen) sb_str(b, "<start_of_turn>model\n");
+    if (gen) lk_strbuf_puts(b, "<start_of_turn>model\n");
     return LOKI_OK;
 }
 
@@ -297,7 +269,7 @@ loki_status lk_chat_render(const lk_chat_template *t, const lk_chat_msg *m, int 
     for (int i = 0; i < n; i++)
         if (!m[i].role || !m[i].content)
             return lk_fail(err, LOKI_ERR_ARG, "chat: message %d has no role or content", i + 1);
-    sbuf b = {0};
+    lk_strbuf b = {0};
     loki_status st = LOKI_OK;
     switch (t->family) {
     case LK_CHAT_CHATML: render_chatml(t, m, n, add_generation_prompt, &b); break;

@@ -20,28 +20,7 @@
 
 #include "chat/template.h"
 #include "core/common.h"
-
-/* Growable NUL-terminated text. */
-typedef struct text_buf {
-    char *p;
-    size_t n, cap;
-} text_buf;
-
-/* Append len bytes; false when out of memory. */
-static bool tb_put(text_buf *b, const char *s, size_t len) {
-    if (b->n + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + len + 1) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) return false;
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, len);
-    b->n += len;
-    b->p[b->n] = '\0';
-    return true;
-}
+#include "core/strbuf.h"
 
 /* The conversation so far: messages with owned contents. */
 typedef struct convo {
@@ -160,7 +139,7 @@ static int feed(loki_model *m, loki_context *ctx, loki_sampler *smp, const char 
  * written out) in *reply. Every kept token is evaluated, so the cache holds
  * the reply. *full: the context filled up. */
 static int reply(const cli_chat_opts *o, loki_model *m, loki_context *ctx, loki_sampler *smp, int32_t prev,
-                 int32_t eos, int32_t eot, text_buf *out, bool *full) {
+                 int32_t eos, int32_t eot, lk_strbuf *out, bool *full) {
     loki_error err = {0};
     char piece[256];
     int32_t n_gen = 0;
@@ -174,7 +153,7 @@ static int reply(const cli_chat_opts *o, loki_model *m, loki_context *ctx, loki_
         if (len > 0) fwrite(piece, 1, (size_t)LK_MIN(len, (int32_t)sizeof piece), stdout);
         fflush(stdout);
         len = loki_token_to_piece(m, prev, tok, true, piece, (int32_t)sizeof piece);
-        if (len > 0 && !tb_put(out, piece, (size_t)LK_MIN(len, (int32_t)sizeof piece))) {
+        if (len > 0 && !lk_strbuf_put(out, piece, (size_t)LK_MIN(len, (int32_t)sizeof piece))) {
             fprintf(stderr, "\nloki run: out of memory\n");
             return 1;
         }
@@ -200,11 +179,11 @@ static int reply(const cli_chat_opts *o, loki_model *m, loki_context *ctx, loki_
 /* One user turn: add the message, feed what the cache lacks, generate the
  * reply and add it. *stop: the conversation cannot go on (context full). */
 static int turn(const cli_chat_opts *o, loki_model *m, loki_context *ctx, loki_sampler *smp,
-                const lk_chat_template *t, convo *c, text_buf *fed, int32_t eos, int32_t eot, const char *user,
+                const lk_chat_template *t, convo *c, lk_strbuf *fed, int32_t eos, int32_t eot, const char *user,
                 bool *stop) {
     loki_error err = {0};
     char *prompt = NULL;
-    text_buf out = {0};
+    lk_strbuf out = {0};
     int rc = 1;
     if (!convo_add(c, "user", user)) goto oom;
     if (lk_chat_render(t, c->msgs, c->n, true, &prompt, &err) != LOKI_OK) {
@@ -226,13 +205,13 @@ static int turn(const cli_chat_opts *o, loki_model *m, loki_context *ctx, loki_s
     fprintf(stderr, "loki run: prompt %d tokens in %.3f s (%.1f tokens/s)\n", n_fed, dt,
             n_fed / (dt > 0 ? dt : 1e-9));
     fed->n = 0;
-    if (!tb_put(fed, prompt, strlen(prompt))) goto oom;
+    if (!lk_strbuf_put(fed, prompt, strlen(prompt))) goto oom;
     if (loki_context_pos(ctx) == 0) {
         fprintf(stderr, "loki run: the chat template rendered an empty prompt\n");
         goto done;
     }
     if ((rc = reply(o, m, ctx, smp, last, eos, eot, &out, stop))) goto done;
-    if ((out.n && !tb_put(fed, out.p, out.n)) || !convo_add(c, "assistant", out.p ? out.p : "")) goto oom;
+    if ((out.n && !lk_strbuf_put(fed, out.p, out.n)) || !convo_add(c, "assistant", out.p ? out.p : "")) goto oom;
     if (*stop)
         fprintf(stderr, "loki run: context full (%d tokens), ending the conversation (raise -c)\n",
                 loki_context_n_ctx(ctx));
@@ -257,7 +236,7 @@ int cli_chat(const cli_chat_opts *o, loki_model *m, loki_context *ctx, loki_samp
     fprintf(stderr, "loki run: chat template family %s, turns end at %s%s\n", lk_chat_family_name(t.family),
             lk_chat_end_of_turn(&t), eot < 0 ? " (not a single token: stopping at EOS only)" : "");
     convo c = {0};
-    text_buf fed = {0};
+    lk_strbuf fed = {0};
     char *line = NULL;
     size_t line_cap = 0;
     bool stop = false;

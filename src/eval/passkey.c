@@ -5,6 +5,7 @@
  * found by measuring token counts and adjusting at word boundaries.
  */
 #include "eval/passkey.h"
+#include "core/strbuf.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -176,24 +177,9 @@ static size_t utf8_floor(const char *t, size_t len, size_t x) {
 
 /* --------------------------------------------------- prompt assembly */
 
-/* Growable text buffer. */
-typedef struct text_buf {
-    char *p;
-    size_t n, cap;
-} text_buf;
-
 /* Append s[0, n) to b, keeping it NUL-terminated. */
-static loki_status tb_put(text_buf *b, const char *s, size_t n, loki_error *err) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = LK_MAX(b->cap * 2, b->n + n + 1024);
-        char *p = realloc(b->p, cap);
-        if (!p) return lk_fail(err, LOKI_ERR_NOMEM, "out of memory (%zu bytes of prompt text)", cap);
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
+static loki_status tb_put(lk_strbuf *b, const char *s, size_t n, loki_error *err) {
+    if (!lk_strbuf_put(b, s, n)) return lk_fail(err, LOKI_ERR_NOMEM, "out of memory (%zu bytes of prompt text)", b->n + n);
     return LOKI_OK;
 }
 
@@ -202,7 +188,7 @@ typedef struct pk_builder {
     const lk_haystack *h;
     char key_sentence[96];
     size_t key_len;
-    text_buf text;
+    lk_strbuf text;
     id_buf ids;
     int32_t bos_n; /* 1 if the model prepends BOS */
 } pk_builder;
