@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 /* Fetch "model.layers.<il>.<suffix>" into *t. */
@@ -21,19 +22,77 @@ static loki_status hf_layer_tensor(const lk_st_set *s, int il, const char *suffi
     return lk_st_get(s, name, optional, t, err);
 }
 
-/* Reject tensors the network would need but loki's llama/qwen2 graph has no
- * slot for (o_proj / MLP biases), instead of silently ignoring them. */
-static loki_status hf_reject_extra(const lk_st_set *s, int il, loki_error *err) {
-    const char *const extra[] = {
-        "self_attn.o_proj.bias", "mlp.gate_proj.bias", "mlp.up_proj.bias", "mlp.down_proj.bias",
-    };
-    for (size_t k = 0; k < LK_ARRAY_LEN(extra); k++) {
+/* One per-layer tensor of an architecture: "model.layers.<il>.<suffix>"
+ * goes to the lk_tensor at byte offset `off` of lk_layer. */
+typedef struct hf_layer_slot {
+    const char *suffix;
+    size_t off;
+    bool optional;
+} hf_layer_slot;
+
+#define HF_SLOT(suffix, field, optional) {suffix, offsetof(lk_layer, field), optional}
+
+/* Llama / Qwen2 (LlamaDecoderLayer names; q/k/v biases are Qwen2's). */
+static const hf_layer_slot hf_llama_slots[] = {
+    HF_SLOT("input_layernorm.weight", attn_norm, false),
+    HF_SLOT("self_attn.q_proj.weight", wq, false),
+    HF_SLOT("self_attn.k_proj.weight", wk, false),
+    HF_SLOT("self_attn.v_proj.weight", wv, false),
+    HF_SLOT("self_attn.o_proj.weight", wo, false),
+    HF_SLOT("self_attn.q_proj.bias", bq, true),
+    HF_SLOT("self_attn.k_proj.bias", bk, true),
+    HF_SLOT("self_attn.v_proj.bias", bv, true),
+    HF_SLOT("post_attention_layernorm.weight", ffn_norm, false),
+    HF_SLOT("mlp.gate_proj.weight", w_gate, false),
+    HF_SLOT("mlp.up_proj.weight", w_up, false),
+    HF_SLOT("mlp.down_proj.weight", w_down, false),
+};
+/* Gemma 3 (Gemma3DecoderLayer names: its post_attention_layernorm is the
+ * norm of the attention OUTPUT, and pre_feedforward_layernorm the one Llama
+ * calls post_attention_layernorm). */
+static const hf_layer_slot hf_gemma3_slots[] = {
+    HF_SLOT("input_layernorm.weight", attn_norm, false),
+    HF_SLOT("self_attn.q_proj.weight", wq, false),
+    HF_SLOT("self_attn.k_proj.weight", wk, false),
+    HF_SLOT("self_attn.v_proj.weight", wv, false),
+    HF_SLOT("self_attn.o_proj.weight", wo, false),
+    HF_SLOT("self_attn.q_norm.weight", attn_q_norm, false),
+    HF_SLOT("self_attn.k_norm.weight", attn_k_norm, false),
+    HF_SLOT("post_attention_layernorm.weight", attn_post_norm, false),
+    HF_SLOT("pre_feedforward_layernorm.weight", ffn_norm, false),
+    HF_SLOT("post_feedforward_layernorm.weight", ffn_post_norm, false),
+    HF_SLOT("mlp.gate_proj.weight", w_gate, false),
+    HF_SLOT("mlp.up_proj.weight", w_up, false),
+    HF_SLOT("mlp.down_proj.weight", w_down, false),
+};
+#undef HF_SLOT
+
+/* Tensors the network would need but loki's graph has no slot for: refused
+ * instead of silently ignored. Gemma 3 has no attention biases either. */
+static const char *const hf_llama_refused[] = {
+    "self_attn.o_proj.bias", "mlp.gate_proj.bias", "mlp.up_proj.bias", "mlp.down_proj.bias", NULL,
+};
+static const char *const hf_gemma3_refused[] = {
+    "self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias", "self_attn.o_proj.bias",
+    "mlp.gate_proj.bias",    "mlp.up_proj.bias",      "mlp.down_proj.bias",    NULL,
+};
+
+/* Layer il's tensors of an architecture's table into *L; an error names a
+ * missing tensor or a refused one that is present. */
+static loki_status hf_load_layer(const lk_st_set *s, int il, const hf_layer_slot *slots, size_t n_slots,
+                                 const char *const *refused, const char *arch, lk_layer *L, loki_error *err) {
+    loki_status st;
+    for (size_t k = 0; k < n_slots; k++)
+        if ((st = hf_layer_tensor(s, il, slots[k].suffix, slots[k].optional,
+                                  (lk_tensor *)((char *)L + slots[k].off), err)))
+            return st;
+    for (size_t k = 0; refused[k]; k++) {
         char name[160];
-        snprintf(name, sizeof(name), "model.layers.%d.%s", il, extra[k]);
+        snprintf(name, sizeof(name), "model.layers.%d.%s", il, refused[k]);
         const lk_st_entry *e = lk_st_find(s, name);
         if (e)
-            return lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s: tensor '%s' is not supported "
-                           "(attention output / MLP biases)", lk_st_path(s, e->file), name);
+            return lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s: tensor '%s' is not supported by loki's %s graph",
+                           lk_st_path(s, e->file), name, arch);
     }
     return LOKI_OK;
 }
@@ -60,41 +119,6 @@ static loki_status hf_fold_norm(lk_tensor *t, int64_t want, float **cursor, cons
     t->nbytes = (size_t)want * sizeof(float);
     *cursor = w + want;
     return LOKI_OK;
-}
-
-/* Gemma 3 layer tensors (transformers' Gemma3DecoderLayer names; note that
- * its post_attention_layernorm is the norm of the attention OUTPUT, and
- * pre_feedforward_layernorm the one Llama calls post_attention_layernorm). */
-static loki_status hf_gemma3_layer(const lk_st_set *s, int il, lk_layer *L, loki_error *err) {
-    loki_status st;
-    if ((st = hf_layer_tensor(s, il, "input_layernorm.weight", false, &L->attn_norm, err)) ||
-        (st = hf_layer_tensor(s, il, "self_attn.q_proj.weight", false, &L->wq, err)) ||
-        (st = hf_layer_tensor(s, il, "self_attn.k_proj.weight", false, &L->wk, err)) ||
-        (st = hf_layer_tensor(s, il, "self_attn.v_proj.weight", false, &L->wv, err)) ||
-        (st = hf_layer_tensor(s, il, "self_attn.o_proj.weight", false, &L->wo, err)) ||
-        (st = hf_layer_tensor(s, il, "self_attn.q_norm.weight", false, &L->attn_q_norm, err)) ||
-        (st = hf_layer_tensor(s, il, "self_attn.k_norm.weight", false, &L->attn_k_norm, err)) ||
-        (st = hf_layer_tensor(s, il, "post_attention_layernorm.weight", false, &L->attn_post_norm,
-                              err)) ||
-        (st = hf_layer_tensor(s, il, "pre_feedforward_layernorm.weight", false, &L->ffn_norm,
-                              err)) ||
-        (st = hf_layer_tensor(s, il, "post_feedforward_layernorm.weight", false, &L->ffn_post_norm,
-                              err)) ||
-        (st = hf_layer_tensor(s, il, "mlp.gate_proj.weight", false, &L->w_gate, err)) ||
-        (st = hf_layer_tensor(s, il, "mlp.up_proj.weight", false, &L->w_up, err)) ||
-        (st = hf_layer_tensor(s, il, "mlp.down_proj.weight", false, &L->w_down, err)))
-        return st;
-    const char *const extra[] = {"self_attn.q_proj.bias", "self_attn.k_proj.bias",
-                                 "self_attn.v_proj.bias"};
-    for (size_t k = 0; k < LK_ARRAY_LEN(extra); k++) {
-        char name[160];
-        snprintf(name, sizeof(name), "model.layers.%d.%s", il, extra[k]);
-        const lk_st_entry *e = lk_st_find(s, name);
-        if (e)
-            return lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s: tensor '%s' is not supported "
-                           "(Gemma 3 has no attention biases)", lk_st_path(s, e->file), name);
-    }
-    return hf_reject_extra(s, il, err);
 }
 
 /* Every RMSNorm weight of a Gemma 3 model replaced by 1 + w in one owned
@@ -152,25 +176,11 @@ loki_status lk_model_load_hf(loki_model *m, const char *dir, loki_error *err) {
     const bool gemma = !strcmp(m->hp.arch, "gemma3");
     for (int il = 0; il < m->hp.n_layer; il++) {
         lk_layer *L = &m->layers[il];
-        if (gemma) {
-            if ((st = hf_gemma3_layer(s, il, L, err))) return st;
-            continue;
-        }
-        if ((st = hf_layer_tensor(s, il, "input_layernorm.weight", false, &L->attn_norm, err)) ||
-            (st = hf_layer_tensor(s, il, "self_attn.q_proj.weight", false, &L->wq, err)) ||
-            (st = hf_layer_tensor(s, il, "self_attn.k_proj.weight", false, &L->wk, err)) ||
-            (st = hf_layer_tensor(s, il, "self_attn.v_proj.weight", false, &L->wv, err)) ||
-            (st = hf_layer_tensor(s, il, "self_attn.o_proj.weight", false, &L->wo, err)) ||
-            (st = hf_layer_tensor(s, il, "self_attn.q_proj.bias", true, &L->bq, err)) ||
-            (st = hf_layer_tensor(s, il, "self_attn.k_proj.bias", true, &L->bk, err)) ||
-            (st = hf_layer_tensor(s, il, "self_attn.v_proj.bias", true, &L->bv, err)) ||
-            (st = hf_layer_tensor(s, il, "post_attention_layernorm.weight", false, &L->ffn_norm,
-                                  err)) ||
-            (st = hf_layer_tensor(s, il, "mlp.gate_proj.weight", false, &L->w_gate, err)) ||
-            (st = hf_layer_tensor(s, il, "mlp.up_proj.weight", false, &L->w_up, err)) ||
-            (st = hf_layer_tensor(s, il, "mlp.down_proj.weight", false, &L->w_down, err)) ||
-            (st = hf_reject_extra(s, il, err)))
-            return st;
+        const loki_status st1 = gemma ? hf_load_layer(s, il, hf_gemma3_slots, LK_ARRAY_LEN(hf_gemma3_slots),
+                                                      hf_gemma3_refused, "gemma3", L, err)
+                                      : hf_load_layer(s, il, hf_llama_slots, LK_ARRAY_LEN(hf_llama_slots),
+                                                      hf_llama_refused, m->hp.arch, L, err);
+        if (st1) return st1;
     }
     /* A layer beyond num_hidden_layers means config and weights disagree. */
     char extra[64];
