@@ -33,10 +33,11 @@
 /* STAGES: cp.async pipeline depth. Measured on the H200 (docs/RESULTS.md):
  * dense MHA streams best 3 deep (2 blocks per SM); gathers and GQA groups
  * did better 2 deep (3 blocks per SM). */
-template <int D, int STAGES_> struct att_cfg {
+template <int D, int STAGES_, bool LSC = false> struct att_cfg {
     static constexpr int STAGES = STAGES_;
     static constexpr int CPT = 2 * D / 8;              /* 16-byte chunks per token: K then V */
-    static constexpr int STAGE_ELEMS = ATT_TILE * 2 * D;
+    /* a stage: K (64, D), V (64, D) bf16, then (LSC) the tile's 64 f32 scores */
+    static constexpr int STAGE_ELEMS = ATT_TILE * 2 * D + (LSC ? 2 * ATT_TILE : 0);
     static constexpr size_t SMEM = (size_t)STAGES * STAGE_ELEMS * 2;
     static constexpr int TSTEP = ATT_THREADS / CPT;    /* tokens apart of one thread's chunks */
     static constexpr int NT = ATT_TILE / TSTEP;        /* chunks per thread per tile */
@@ -88,7 +89,7 @@ template <int D> __device__ __forceinline__ int swz(int tok, int ch) { return to
  * flag so the other kernels carry none of its code. */
 template <int D, int NH, int STAGES, bool LSC>
 __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_args a) {
-    using C = att_cfg<D, STAGES>;
+    using C = att_cfg<D, STAGES, LSC>;
     extern __shared__ __align__(16) uint16_t sm[];
     const int split = blockIdx.x, b = blockIdx.z, groups = a.G / a.nh;
     const int kvh = blockIdx.y / groups, h0 = kvh * a.G + (blockIdx.y % groups) * a.nh;
@@ -161,6 +162,10 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
     auto load = [&](int tile, int stage, int myslot) {
         uint16_t *dst = sm + stage * C::STAGE_ELEMS + (isk ? 0 : ATT_TILE * D);
         const int valid = n - tile * ATT_TILE;
+        if (LSC && lsc && threadIdx.x < ATT_TILE / 4) { /* the tile's scores ride with its keys */
+            const int j = tile * ATT_TILE + 4 * threadIdx.x; /* rows hold n_ctx >= the list's tiles */
+            cp_async16(sm + stage * C::STAGE_ELEMS + 2 * ATT_TILE * D + 8 * threadIdx.x, lsc + j, j < n ? 16 : 0);
+        }
         if (!list) {
             const uint16_t *src0 = head0 + (size_t)myslot * page_stride; /* myslot: the page */
 #pragma unroll
@@ -195,19 +200,18 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
         if (t + C::STAGES - 1 < t_end) load(t + C::STAGES - 1, (it + C::STAGES - 1) % C::STAGES, ahead);
         cp_async_commit();
         ahead = fetch(t + C::STAGES); /* in flight during this tile's wait and products */
-        float ls[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}}; /* this lane's tokens' first-d scores */
-        if (LSC && lsc)
-#pragma unroll
-            for (int nt = 0; nt < 2; nt++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    const int j = t * ATT_TILE + warp * ATT_WT + 8 * nt + 2 * (lane % 4) + e;
-                    if (j < n) ls[nt][e] = lsc[j];
-                }
         cp_async_wait<C::STAGES - 1>();
         __syncthreads();
         const uint16_t *Ks = sm + (it % C::STAGES) * C::STAGE_ELEMS, *Vs = Ks + ATT_TILE * D;
         const int valid = min(ATT_TILE, n - t * ATT_TILE);
+        float ls[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}}; /* this lane's tokens' first-d scores */
+        if (LSC && lsc) {
+            const float *Ls = (const float *)(Ks + 2 * ATT_TILE * D);
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) ls[nt][e] = Ls[tw0 + 8 * nt + 2 * q4 + e];
+        }
 
         /* S (heads x 16 tokens) = Q K^T (+ the first-d scores): n-tile 0 =
          * tokens tw0..+7, 1 = +8..+15 */
@@ -312,7 +316,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
  * blocks fit on an SM. */
 template <int D, int NH, int STAGES, bool LSC = false>
 static cudaError_t launch_dns(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, int *occ) {
-    using C = att_cfg<D, STAGES>;
+    using C = att_cfg<D, STAGES, LSC>;
     size_t smem = C::SMEM;
     size_t red = (size_t)(ATT_WARPS * NH * D + 2 * ATT_WARPS * NH) * 4;
     if (red > smem) smem = red;

@@ -246,7 +246,8 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
         se.p = a->p;
         se.seq_len = kv->seq_len;
         se.rows_per_seq = a->sel_rows, se.n_ctx = a->n_ctx, se.H = a->H;
-        se.idx = a->idx, se.n_sel = a->n_sel, se.slots = a->slots, se.lsc = a->lsc;
+        /* positions only for H2O's update; the attend gathers by slot */
+        se.idx = m == LOKI_ATTN_H2O ? a->idx : NULL, se.n_sel = a->n_sel, se.slots = a->slots, se.lsc = a->lsc;
         se.block_table = kv->block_table, se.mpps = kv->max_pages_per_seq;
         if (m == LOKI_ATTN_H2O) { /* a unit's accumulator row is its first head's */
             se.scores = a->acc + lay_off, se.evicted = a->evicted + lay_off;
@@ -312,8 +313,22 @@ extern "C" loki_status lk_gpu_attn_selection(lk_gpu_attn *a, int32_t b, int32_t 
         return LOKI_OK;
     }
     *n = ns;
-    if ((st = lk_cuda_download(a->cu, pos, a->idx + ((size_t)b * a->sel_rows + row) * a->n_ctx, (size_t)ns * 4, err)))
-        return st;
+    if (a->p.method == LOKI_ATTN_H2O) {
+        if ((st = lk_cuda_download(a->cu, pos, a->idx + ((size_t)b * a->sel_rows + row) * a->n_ctx, (size_t)ns * 4,
+                                   err)))
+            return st;
+    } else { /* only slots were written: positions through the inverse of the sequence's block table */
+        const lk_gpu_kv *kv = a->kv;
+        const int32_t *bt = kv->bt_host + (size_t)b * kv->max_pages_per_seq;
+        int32_t *inv = (int32_t *)lk_calloc((size_t)kv->n_pages, sizeof *inv, err);
+        if (!inv) return LOKI_ERR_NOMEM;
+        for (int32_t l = 0; l < (S + LK_GPU_PAGE - 1) / LK_GPU_PAGE; l++) inv[bt[l]] = l;
+        st = lk_cuda_download(a->cu, pos, a->slots + ((size_t)b * a->sel_rows + row) * a->n_ctx, (size_t)ns * 4, err);
+        for (int32_t i = 0; !st && i < ns; i++)
+            pos[i] = inv[pos[i] / LK_GPU_PAGE] * LK_GPU_PAGE + pos[i] % LK_GPU_PAGE;
+        free(inv);
+        if (st) return st;
+    }
     qsort(pos, (size_t)ns, sizeof *pos, cmp_i32); /* the select kernels append in no particular order */
     return LOKI_OK;
 }

@@ -98,7 +98,7 @@ struct lk_select_args {
     int H;                     /* heads, for combine_g */
     const uint32_t *rowmax;    /* (B, H) for combine_max */
     const uint8_t *evicted;    /* rows indexed like scores (H2O), or NULL */
-    int32_t *idx;              /* (B, rows_per_seq, n_ctx) */
+    int32_t *idx;              /* (B, rows_per_seq, n_ctx) positions, or NULL (the attend needs only slots) */
     int32_t *slots;            /* (B, rows_per_seq, n_ctx) physical slots of idx, for the attend gathers */
     float *lsc;                /* (B, rows_per_seq, n_ctx) or NULL: each entry's score (plain rows only) */
     const int32_t *block_table;/* (B, mpps) */
