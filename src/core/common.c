@@ -67,6 +67,14 @@ void *lk_calloc(size_t count, size_t size, loki_error *err) {
     return p;
 }
 
+void *lk_calloc_for(size_t count, size_t size, const char *input, const char *what, loki_error *err) {
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p)
+        lk_fail(err, LOKI_ERR_NOMEM, "%s: out of memory allocating %s (%zu x %zu bytes)", input ? input : "?",
+                what, count, size);
+    return p;
+}
+
 void *lk_alloc_aligned(size_t n, loki_error *err) {
     /* Large buffers (the KV cache, score blocks) are 2 MiB aligned and asked
      * to be backed by transparent huge pages: attention gathers rows spread

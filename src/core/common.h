@@ -34,6 +34,10 @@ void *lk_malloc(size_t n, loki_error *err);
 void *lk_calloc(size_t count, size_t size, loki_error *err);
 /* Aligned (64-byte) allocation, zeroed; free with lk_free_aligned. */
 void *lk_alloc_aligned(size_t n, loki_error *err);
+/* lk_calloc for sizes an input file declares: on failure the message names
+ * the input and what was being allocated, "INPUT: out of memory allocating
+ * WHAT (COUNT x SIZE bytes)". */
+void *lk_calloc_for(size_t count, size_t size, const char *input, const char *what, loki_error *err);
 void lk_free_aligned(void *p);
 
 char *lk_strdup(const char *s, loki_error *err);

@@ -45,12 +45,14 @@ static bool st_json_uint(const cJSON *j, uint64_t *out) {
 }
 
 /* Grow s->entries to hold at least `need` entries (capacity in *cap). */
-static loki_status st_reserve(lk_st_set *s, int64_t need, int64_t *cap, loki_error *err) {
+static loki_status st_reserve(lk_st_set *s, int fi, int64_t need, int64_t *cap, loki_error *err) {
     if (need <= *cap) return LOKI_OK;
     int64_t nc = *cap ? *cap * 2 : 256;
     while (nc < need) nc *= 2;
     lk_st_entry *e = realloc(s->entries, (size_t)nc * sizeof(*e));
-    if (!e) return lk_fail(err, LOKI_ERR_NOMEM, "out of memory for safetensors index");
+    if (!e)
+        return lk_fail(err, LOKI_ERR_NOMEM, "%s: out of memory allocating the tensor table (%lld entries)",
+                       s->paths[fi], (long long)nc);
     s->entries = e;
     *cap = nc;
     return LOKI_OK;
@@ -147,7 +149,7 @@ static loki_status st_load_file(lk_st_set *s, int fi, int64_t *cap, loki_error *
     cJSON_ArrayForEach(j, root) {
         if (!j->string) continue;
         if (strcmp(j->string, "__metadata__") == 0) continue;
-        if ((st = st_reserve(s, s->n_entries + 1, cap, err))) goto done;
+        if ((st = st_reserve(s, fi, s->n_entries + 1, cap, err))) goto done;
         if ((st = st_parse_entry(s, fi, j, data, data_size, &s->entries[s->n_entries], err))) {
             free((void *)s->entries[s->n_entries].t.name);
             goto done;
