@@ -19,6 +19,7 @@ const char *loki_status_str(loki_status s) {
     case LOKI_ERR_ARG: return "invalid argument";
     case LOKI_ERR_NOMEM: return "out of memory";
     case LOKI_ERR_RANGE: return "out of range";
+    case LOKI_ERR_INTERRUPTED: return "interrupted";
     }
     return "unknown status";
 }
