@@ -7,6 +7,7 @@
 
 #include "format/gguf.h"
 #include "format/hf_config.h"
+#include "format/safetensors.h"
 #include "tokenizer/vocab.h"
 
 #include <sys/stat.h>
@@ -187,6 +188,55 @@ static void test_tokenizer_json(void) {
     if (st == LOKI_OK) lk_vocab_free(&v);
 }
 
+/* A llama2.c tok*.bin of 12 bytes for the 4M-token vocabulary a checkpoint
+ * declares: refused before the per-token arrays (4M x 14 bytes). */
+static void test_llama2c_tok(const char *dir) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/tok.bin", dir);
+    const int32_t d[3] = {8, 0, 0}; /* max_token_length 8, one token: score 0, length 0 */
+    test_write_all(path, d, sizeof d);
+    lk_vocab v;
+    loki_error err = {0};
+    loki_status st = lk_vocab_from_llama2c(&v, path, 4 << 20, &err);
+    CHECKF(st == LOKI_ERR_FORMAT && strstr(err.msg, "4194304 tokens need at least"), "status %d: %s", (int)st,
+           err.msg);
+    if (st == LOKI_OK) lk_vocab_free(&v);
+}
+
+/* safetensors: one tensor name twice in a header; an index naming 1025
+ * shard files (each would be opened and mapped). */
+static void test_safetensors(const char *dir) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/dup.safetensors", dir);
+    static const char hdr[] = "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}, "
+                              "\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}";
+    uint8_t f[8 + sizeof hdr + 8] = {0};
+    uint64_t hlen = sizeof hdr - 1;
+    memcpy(f, &hlen, 8);
+    memcpy(f + 8, hdr, hlen);
+    test_write_all(path, f, 8 + hlen + 8);
+    const char *paths[1] = {path};
+    lk_st_set *s = NULL;
+    loki_error err = {0};
+    loki_status st = lk_st_open_files(paths, 1, &s, &err);
+    CHECKF(st == LOKI_ERR_FORMAT && strstr(err.msg, "tensor 'w' appears twice"), "status %d: %s", (int)st, err.msg);
+    lk_st_free(s);
+
+    size_t cap = 64 * 1100, n = 0;
+    char *ix = malloc(cap);
+    if (!ix) abort();
+    n += (size_t)snprintf(ix + n, cap - n, "{\"weight_map\": {");
+    for (int i = 0; i <= LK_ST_MAX_SHARDS; i++)
+        n += (size_t)snprintf(ix + n, cap - n, "%s\"t%d\": \"s%d.safetensors\"", i ? ", " : "", i, i);
+    n += (size_t)snprintf(ix + n, cap - n, "}}");
+    lk_st_index x;
+    st = lk_st_index_parse(ix, n, "many/model.safetensors.index.json", &x, &err);
+    CHECKF(st == LOKI_ERR_UNSUPPORTED && strstr(err.msg, "more than 1024 shard files"), "status %d: %s", (int)st,
+           err.msg);
+    if (st == LOKI_OK) lk_st_index_free(&x);
+    free(ix);
+}
+
 /* JSON nested 200000 deep: cJSON's nesting limit (1000) refuses it, without
  * a stack overflow. */
 static void test_json_depth(void) {
@@ -242,6 +292,8 @@ int main(void) {
     test_gguf_block_count(dir);
     test_tokenizer_json();
     test_json_depth();
+    test_llama2c_tok(dir);
+    test_safetensors(dir);
     test_hf_layers(dir);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -308,6 +308,14 @@ loki_status lk_vocab_from_llama2c(lk_vocab *v, const char *path, int32_t n_vocab
         st = lk_fail(err, LOKI_ERR_FORMAT, "%s: bad max_token_length %d", path, (int)max_len);
         goto fail;
     }
+    /* each token takes at least 8 bytes (score, length): the vocabulary
+     * size the checkpoint declares must fit in this file before the
+     * per-token arrays are allocated for it */
+    if ((size_t)n_vocab > (size - 4) / 8) {
+        st = lk_fail(err, LOKI_ERR_FORMAT, "%s: truncated: %d tokens need at least %llu bytes, the file has %zu",
+                     path, (int)n_vocab, 4 + 8ull * (unsigned long long)n_vocab, size);
+        goto fail;
+    }
     st = lk__vocab_alloc(&tmp, n_vocab, path, err);
     if (st) goto fail;
     size_t pos = 4;
