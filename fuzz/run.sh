@@ -40,7 +40,7 @@ for exe in "$bdir"/fuzz/fuzz_*; do
   esac
   case $name in
     fuzz_gguf|fuzz_model) dict=(-dict=fuzz/gguf.dict) ;;
-    fuzz_hf_config|fuzz_safetensors) dict=(-dict=fuzz/json.dict) ;;
+    fuzz_hf_config|fuzz_safetensors|fuzz_st_index|fuzz_tokenizer_config) dict=(-dict=fuzz/json.dict) ;;
   esac
   rc=0
   "$exe" "$corpus" "$bdir/seeds/$name" "${dict[@]}" -max_total_time="$secs" -rss_limit_mb=2048 \

@@ -3,7 +3,7 @@
 harnesses into OUT_DIR/<harness>/: small hand-made edge cases plus small real
 files (or the first bytes of big ones) from SHARED_DIR (default ../shared).
 Nothing large is committed: run.sh regenerates the seeds in its build folder."""
-import os, struct, sys
+import json, os, struct, sys
 
 out = sys.argv[1]
 shared = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "..", "..", "shared")
@@ -85,6 +85,26 @@ put("fuzz_hf_config", "llama3", b'{"model_type":"llama","hidden_size":64,"interm
     b'"num_attention_heads":2,"vocab_size":100,"rope_parameters":{"rope_theta":500000,"rope_type":"llama3","factor":8,'
     b'"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":8192}}')
 put("fuzz_hf_config", "deep", b"[" * 2000)
+
+# ---- model.safetensors.index.json (the harness's fixed shard holds a, b, model.embed_tokens.weight)
+put("fuzz_st_index", "one_shard", b'{"metadata":{"total_size":20},"weight_map":{"a":"model-00001-of-00001.safetensors",'
+    b'"b":"model-00001-of-00001.safetensors","model.embed_tokens.weight":"model-00001-of-00001.safetensors"}}')
+put("fuzz_st_index", "two_shards", b'{"weight_map":{"a":"s1.safetensors","b":"s2.safetensors"}}')
+put("fuzz_st_index", "wrong_shard", b'{"weight_map":{"a":"s1.safetensors","zz":"s1.safetensors"}}')
+put("fuzz_st_index", "bad", b'{"weight_map":{"a":"../x.safetensors","b":7}}')
+
+# ---- tokenizer_config.json alone (chat template + token overrides)
+d = head(os.path.join(shared, "models/fixture-15m/tokenizer_config.json"), 1 << 16)
+if d: put("fuzz_tokenizer_config", "fixture", d)
+put("fuzz_tokenizer_config", "overrides", b'{"add_bos_token":true,"add_eos_token":false,"bos_token":"<s>",'
+    b'"eos_token":{"content":"</s>"},"unk_token":"a","pad_token":"<|endoftext|>"}')
+put("fuzz_tokenizer_config", "named", b'{"chat_template":[{"name":"tool_use","template":"x"},{"name":"default",'
+    b'"template":"{% for m in messages %}{{ m.role }}: {{ m.content }}\\n{% endfor %}"}]}')
+chatdir = os.path.join(src, "tests", "data", "chat")
+for name in sorted(os.listdir(chatdir)) if os.path.isdir(chatdir) else []:
+    if name.endswith(".jinja"):
+        t = open(os.path.join(chatdir, name), encoding="utf-8").read()
+        put("fuzz_tokenizer_config", "tpl_" + name, json.dumps({"chat_template": t, "bos_token": "<s>"}).encode())
 
 # ---- tokenizer.json [\0 tokenizer_config.json]
 bpe = ('{"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"\u0120":3,"<|endoftext|>":4},"merges":["a b",["ab","b"]]},'

@@ -27,6 +27,7 @@ typedef enum loki_status {
     LOKI_ERR_ARG,         /* bad argument from the caller */
     LOKI_ERR_NOMEM,       /* allocation failed */
     LOKI_ERR_RANGE,       /* value out of range (context full, buffer small) */
+    LOKI_ERR_INTERRUPTED, /* stopped on request (SIGINT/SIGTERM): nothing was written */
 } loki_status;
 
 /* Caller-owned error sink; filled on failure. */

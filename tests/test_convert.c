@@ -293,7 +293,7 @@ int main(void) {
         char out[600];
         snprintf(out, sizeof out, "%s/fixture-%s.gguf", dir, k_names[ti]);
         double t0 = lk_time_s();
-        loki_status st = lk_convert_hf_to_gguf(fix, out, k_types[ti], 2, &err);
+        loki_status st = lk_convert_hf_to_gguf(fix, out, k_types[ti], 2, NULL, &err);
         CHECKF(st == LOKI_OK, "convert --type %s: %s", k_names[ti], err.msg);
         if (st) continue;
         printf("%s: converted in %.2f s\n", k_names[ti], lk_time_s() - t0);

@@ -430,7 +430,7 @@ static void check_pca_file(loki_model *m, const char *base) {
     pca->swa_pattern = m->hp.swa_pattern;
     char path[700];
     snprintf(path, sizeof path, "%s/swa.pca.gguf", base);
-    CHECK_OK(lk_pca_save(pca, path, &err));
+    CHECK_OK(lk_pca_save(pca, path, NULL, &err));
     CHECKF(loki_pca_load(path, m, &back, &err) == LOKI_OK, "%s", err.msg);
     if (back) {
         CHECK_EQ_INT(back->swa_window, WIN);

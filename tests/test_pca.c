@@ -201,7 +201,7 @@ static void test_round_trip(loki_pca *p, const char *path) {
     fill_meta(p, "a");
     p->calib_tokens = 400000;
     loki_error err = {0};
-    loki_status st = lk_pca_save(p, path, &err);
+    loki_status st = lk_pca_save(p, path, NULL, &err);
     CHECKF(st == LOKI_OK, "%s", err.msg);
     loki_pca *q = NULL;
     st = loki_pca_load(path, NULL, &q, &err);
@@ -221,9 +221,9 @@ static void test_round_trip(loki_pca *p, const char *path) {
     /* nothing is written without metadata, or into a missing directory */
     loki_pca *z = NULL;
     CHECK_OK(lk_pca_init(&z, 1, 1, 4, &e_));
-    CHECK(lk_pca_save(z, path, &err) == LOKI_ERR_ARG && strstr(err.msg, "fingerprint"));
+    CHECK(lk_pca_save(z, path, NULL, &err) == LOKI_ERR_ARG && strstr(err.msg, "fingerprint"));
     fill_meta(z, "z");
-    CHECK(lk_pca_save(z, "/nonexistent-dir/x.pca.gguf", &err) != LOKI_OK && strstr(err.msg, "/nonexistent-dir/x.pca.gguf"));
+    CHECK(lk_pca_save(z, "/nonexistent-dir/x.pca.gguf", NULL, &err) != LOKI_OK && strstr(err.msg, "/nonexistent-dir/x.pca.gguf"));
     CHECK(!test_file_exists("/nonexistent-dir/x.pca.gguf"));
     loki_pca_free(z);
 }
@@ -344,7 +344,7 @@ static void test_forward_hook(const char *path) {
     CHECK(memcmp(p->components[0], p->components[1], sizeof(float) * 32 * 32) != 0);
     fill_meta(p, "x");
     memcpy(p->fingerprint, f1, sizeof f1);
-    CHECK_OK(lk_pca_save(p, path, &e_));
+    CHECK_OK(lk_pca_save(p, path, NULL, &e_));
     loki_pca *q = NULL;
     st = loki_pca_load(path, m_same, &q, &err);
     CHECKF(st == LOKI_OK, "%s", err.msg);
@@ -392,7 +392,7 @@ static void test_real_models(const char *path) {
     CHECK_OK(lk_model_fingerprint(b, fb, &e_));
     CHECK(!strcmp(fa, p->fingerprint) && strcmp(fa, fb));
     snprintf(p->model_name, sizeof p->model_name, "fixture-15m");
-    CHECK_OK(lk_pca_save(p, path, &e_));
+    CHECK_OK(lk_pca_save(p, path, NULL, &e_));
     loki_status st = loki_pca_load(path, a2, &q, &err);
     CHECKF(st == LOKI_OK, "%s", err.msg);
     loki_pca_free(q);

@@ -155,7 +155,7 @@ static bool is_sha_hex(const char *s) {
     return true;
 }
 
-loki_status lk_pca_save(const loki_pca *p, const char *path, loki_error *err) {
+loki_status lk_pca_save(const loki_pca *p, const char *path, lk_stop_flag *stop, loki_error *err) {
     const int64_t L = p->n_layer, H = p->n_head_kv, D = p->head_dim;
     if (!is_sha_hex(p->fingerprint) || !is_sha_hex(p->calib_sha256))
         return lk_fail(err, LOKI_ERR_ARG, "%s: the PCA needs its model fingerprint and calibration SHA-256 "
@@ -163,6 +163,7 @@ loki_status lk_pca_save(const loki_pca *p, const char *path, loki_error *err) {
     lk_gguf_writer *w = NULL;
     loki_status st = lk_gguf_writer_init(&w, err);
     if (st) return lk_fail_prefix(err, "%s", path);
+    lk_gguf_writer_set_stop(w, stop);
     bool ok = !lk_gguf_writer_add_u32(w, "loki.pca.version", PCA_VERSION) &&
               !lk_gguf_writer_add_u32(w, "loki.pca.n_layer", (uint32_t)L) &&
               !lk_gguf_writer_add_u32(w, "loki.pca.n_head_kv", (uint32_t)H) &&

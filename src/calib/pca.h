@@ -58,8 +58,9 @@ loki_status lk_pca_init(loki_pca **out, int32_t n_layer, int32_t n_head_kv, int3
  * eigenvalues over their total) reaches `fraction` (0, 1]; D if the total is 0. */
 int32_t lk_pca_rank(const loki_pca *p, int basis, int layer, int h, double fraction);
 
-/* Write the PCA file atomically (no partial file on failure). */
-loki_status lk_pca_save(const loki_pca *p, const char *path, loki_error *err);
+/* Write the PCA file atomically (no partial file on failure, or once *stop
+ * is set: LOKI_ERR_INTERRUPTED; stop may be NULL). */
+loki_status lk_pca_save(const loki_pca *p, const char *path, lk_stop_flag *stop, loki_error *err);
 
 /* SHA-256 (hex) identifying a model's key subspace: its shape hyper-parameters
  * and the raw bytes of every layer's key projection (wk, bk), attn_norm and,

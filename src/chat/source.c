@@ -36,12 +36,27 @@ static const char *config_template(const cJSON *cfg) {
     return NULL;
 }
 
+loki_status lk_chat_template_from_config(const char *data, size_t size, const char *path, char **out,
+                                         loki_error *err) {
+    *out = NULL;
+    cJSON *cfg = cJSON_ParseWithLength(data, size);
+    loki_status st = LOKI_OK;
+    if (!cfg || !cJSON_IsObject(cfg)) {
+        st = lk_fail(err, LOKI_ERR_FORMAT, "%s: invalid JSON", path);
+    } else {
+        const char *t = config_template(cfg);
+        if (t && !(*out = lk_strdup(t, err))) st = lk_fail(err, LOKI_ERR_NOMEM, "%s: out of memory copying "
+                                                                "chat_template (%zu bytes)", path, strlen(t));
+    }
+    cJSON_Delete(cfg);
+    return st;
+}
+
 /* Template of a Hugging Face directory (see template.h). */
 static loki_status hf_template(const char *dir, char **out, loki_error *err) {
     loki_status st = LOKI_OK;
     char *path = NULL, *data = NULL;
     size_t size = 0;
-    cJSON *cfg = NULL;
     struct stat sb;
     if (!(path = join(dir, "chat_template.jinja", err))) return LOKI_ERR_NOMEM;
     if (stat(path, &sb) == 0) {
@@ -52,14 +67,8 @@ static loki_status hf_template(const char *dir, char **out, loki_error *err) {
     if (!(path = join(dir, "tokenizer_config.json", err))) return LOKI_ERR_NOMEM;
     if (stat(path, &sb) != 0) goto done; /* no config: no template */
     if ((st = lk_read_file(path, &data, &size, err))) goto done;
-    if (!(cfg = cJSON_ParseWithLength(data, size)) || !cJSON_IsObject(cfg)) {
-        st = lk_fail(err, LOKI_ERR_FORMAT, "%s: invalid JSON", path);
-        goto done;
-    }
-    const char *t = config_template(cfg);
-    if (t && !(*out = lk_strdup(t, err))) st = LOKI_ERR_NOMEM;
+    st = lk_chat_template_from_config(data, size, path, out, err);
 done:
-    cJSON_Delete(cfg);
     free(data);
     free(path);
     return st;

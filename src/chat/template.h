@@ -92,5 +92,10 @@ const char *lk_chat_end_of_turn(const lk_chat_template *t);
  * *out is malloc'ed. */
 struct loki_model;
 loki_status lk_chat_template_of_model(const struct loki_model *m, char **out, loki_error *err);
+/* The chat_template of tokenizer_config.json text data[0..size) (read from
+ * `path`, for messages) as above: *out malloc'ed, or NULL when it has none;
+ * LOKI_ERR_FORMAT when the text is not a JSON object. */
+loki_status lk_chat_template_from_config(const char *data, size_t size, const char *path, char **out,
+                                         loki_error *err);
 
 #endif /* LK_CHAT_TEMPLATE_H */

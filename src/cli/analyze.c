@@ -101,8 +101,10 @@ int cli_analyze(int argc, char **argv) {
         char title[600];
         snprintf(title, sizeof title, "%s, %lld tokens of %s", p->model_name, (long long)p->calib_tokens,
                  p->calib_file);
-        if (lk_rank_stats_svg(&s, title, &doc, &doc_len, &err) || lk_write_file_atomic(svg, doc, doc_len, &err)) {
-            fprintf(stderr, "loki analyze: --svg: %s\n", err.msg);
+        lk_stop_flag *stop = cli_interrupt_install();
+        if (lk_rank_stats_svg(&s, title, &doc, &doc_len, &err) || lk_write_file_atomic(svg, doc, doc_len, stop, &err)) {
+            if (err.status == LOKI_ERR_INTERRUPTED) rc = cli_interrupt_exit("analyze", stop);
+            else fprintf(stderr, "loki analyze: --svg: %s\n", err.msg);
             goto done;
         }
     }

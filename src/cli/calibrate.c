@@ -68,26 +68,29 @@ static bool output_ok(const char *path) {
     return ok;
 }
 
-/* Evaluate every window with key accumulation on; prints errors. */
-static bool run_windows(loki_context *ctx, lk_calib *c, const int32_t *ids, int32_t n, int32_t window,
-                        int64_t n_windows) {
+/* Evaluate every window with key accumulation on, `batch` tokens per call
+ * (appended at the current position, so the keys are those of one call per
+ * window) with the stop flag polled between calls; prints errors other than
+ * a stop. Returns LOKI_OK, LOKI_ERR_INTERRUPTED or the failing status. */
+static loki_status run_windows(loki_context *ctx, lk_calib *c, const int32_t *ids, int32_t n, int32_t window,
+                               int32_t batch, int64_t n_windows, lk_stop_flag *stop) {
     loki_error err = {0};
     double t0 = lk_time_s();
     ctx->calib = c;
-    bool ok = true;
-    for (int64_t w = 0; w < n_windows && ok; w++) {
+    loki_status st = LOKI_OK;
+    for (int64_t w = 0; w < n_windows && !st; w++) {
         int64_t off = w * window;
         int32_t len = (int32_t)LK_MIN((int64_t)window, n - off);
         loki_context_reset(ctx);
-        if (loki_eval(ctx, ids + off, len, false, &err) != LOKI_OK) {
-            fprintf(stderr, "\nloki calibrate: window %lld: %s\n", (long long)w, err.msg);
-            ok = false;
-        } else {
-            progress_bar(t0, w + 1, n_windows);
+        for (int32_t done = 0; done < len && !st; done += batch) {
+            if ((st = lk_check_stop(stop, "calibrate", &err))) break;
+            if ((st = loki_eval(ctx, ids + off + done, LK_MIN(batch, len - done), false, &err)))
+                fprintf(stderr, "\nloki calibrate: window %lld: %s\n", (long long)w, err.msg);
         }
+        if (!st) progress_bar(t0, w + 1, n_windows);
     }
     ctx->calib = NULL;
-    return ok;
+    return st;
 }
 
 int cli_calibrate(int argc, char **argv) {
@@ -122,6 +125,7 @@ int cli_calibrate(int argc, char **argv) {
         return 2;
     }
     if (!output_ok(output)) return 1;
+    lk_stop_flag *stop = cli_interrupt_install();
 
     loki_model *m = NULL;
     loki_context *ctx = NULL;
@@ -156,7 +160,9 @@ int cli_calibrate(int argc, char **argv) {
         fprintf(stderr, "loki calibrate: %s\n", err.msg);
         goto done;
     }
-    if (!run_windows(ctx, calib, ids, n, window, n_windows)) goto done;
+    loki_status st = run_windows(ctx, calib, ids, n, window, cp.n_batch, n_windows, stop);
+    if (st == LOKI_ERR_INTERRUPTED) rc = cli_interrupt_exit("calibrate", stop);
+    if (st) goto done;
     if (lk_calib_finish(calib, pca, &err) || lk_model_fingerprint(m, pca->fingerprint, &err)) {
         fprintf(stderr, "loki calibrate: %s\n", err.msg);
         goto done;
@@ -168,7 +174,11 @@ int cli_calibrate(int argc, char **argv) {
     pca->calib_window = window;
     pca->swa_window = hp->swa_window;
     pca->swa_pattern = hp->swa_pattern;
-    if (lk_pca_save(pca, output, &err) || lk_rank_stats_compute(pca, 90.0, &stats, &err)) {
+    if ((st = lk_pca_save(pca, output, stop, &err)) == LOKI_ERR_INTERRUPTED) {
+        rc = cli_interrupt_exit("calibrate", stop);
+        goto done;
+    }
+    if (st || lk_rank_stats_compute(pca, 90.0, &stats, &err)) {
         fprintf(stderr, "loki calibrate: %s\n", err.msg);
         goto done;
     }

@@ -3,6 +3,7 @@
 #define LK_CLI_H
 
 #include "loki.h"
+#include "core/common.h"
 
 #include <stdio.h>
 
@@ -41,5 +42,12 @@ void cli_utc_date(char *buf, size_t cap);
 
 /* Read a whole text file (NUL-terminated); prints the error on failure. */
 char *cli_read_text(const char *cmd, const char *path, size_t *len);
+
+/* interrupt.c: catch SIGINT and SIGTERM for a command that writes a file;
+ * returns the flag the handler sets (the signal number) for the long loops
+ * and the atomic writers to poll. */
+lk_stop_flag *cli_interrupt_install(void);
+/* Print "interrupted" for `cmd` and return the exit code 128 + signal. */
+int cli_interrupt_exit(const char *cmd, lk_stop_flag *stop);
 
 #endif

@@ -49,7 +49,9 @@ int cli_convert(int argc, char **argv) {
     }
     loki_error err = {0};
     double t0 = lk_time_s();
-    if (lk_convert_hf_to_gguf(pos[0], out, type, n_threads, &err) != LOKI_OK) {
+    lk_stop_flag *stop = cli_interrupt_install();
+    if (lk_convert_hf_to_gguf(pos[0], out, type, n_threads, stop, &err) != LOKI_OK) {
+        if (err.status == LOKI_ERR_INTERRUPTED) return cli_interrupt_exit("convert", stop);
         fprintf(stderr, "loki convert: %s\n", err.msg);
         return err.status == LOKI_ERR_ARG ? 2 : 1;
     }

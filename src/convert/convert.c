@@ -329,7 +329,7 @@ static void base_name(const char *dir, char *out, size_t cap) {
 }
 
 loki_status lk_convert_hf_to_gguf(const char *dir, const char *out_path, lk_dtype type, int n_threads,
-                                  loki_error *err) {
+                                  lk_stop_flag *stop, loki_error *err) {
     loki_model *m = NULL;
     lk_gguf_writer *w = NULL;
     conv_ctx c = {0};
@@ -348,6 +348,7 @@ loki_status lk_convert_hf_to_gguf(const char *dir, const char *out_path, lk_dtyp
         goto done;
     }
     if ((st = lk_gguf_writer_init(&w, err))) goto done;
+    lk_gguf_writer_set_stop(w, stop);
     char name[256];
     base_name(dir, name, sizeof name);
     write_hparams(w, m, name, type);

@@ -41,8 +41,10 @@ bool lk_convert_type_parse(const char *name, lk_dtype *out);
 /* Convert the Hugging Face directory `dir` to the GGUF file `out_path`,
  * quantizing on n_threads threads (<= 0: every CPU; at most 256).
  * Unsupported architectures, tokenizers and RoPE layouts are
- * LOKI_ERR_UNSUPPORTED with a message naming them. */
+ * LOKI_ERR_UNSUPPORTED with a message naming them. The file is written
+ * atomically; once *stop is set (stop may be NULL) the conversion ends
+ * after the current tensor with LOKI_ERR_INTERRUPTED and no file. */
 loki_status lk_convert_hf_to_gguf(const char *dir, const char *out_path, lk_dtype type, int n_threads,
-                                  loki_error *err);
+                                  lk_stop_flag *stop, loki_error *err);
 
 #endif /* LK_CONVERT_H */

@@ -19,6 +19,7 @@ const char *loki_status_str(loki_status s) {
     case LOKI_ERR_ARG: return "invalid argument";
     case LOKI_ERR_NOMEM: return "out of memory";
     case LOKI_ERR_RANGE: return "out of range";
+    case LOKI_ERR_INTERRUPTED: return "interrupted";
     }
     return "unknown status";
 }
@@ -64,6 +65,14 @@ void *lk_malloc(size_t n, loki_error *err) {
 void *lk_calloc(size_t count, size_t size, loki_error *err) {
     void *p = calloc(count ? count : 1, size ? size : 1);
     if (!p) lk_fail(err, LOKI_ERR_NOMEM, "out of memory allocating %zu x %zu bytes", count, size);
+    return p;
+}
+
+void *lk_calloc_for(size_t count, size_t size, const char *input, const char *what, loki_error *err) {
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p)
+        lk_fail(err, LOKI_ERR_NOMEM, "%s: out of memory allocating %s (%zu x %zu bytes)", input ? input : "?",
+                what, count, size);
     return p;
 }
 

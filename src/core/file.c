@@ -43,24 +43,87 @@ void lk_file_unmap(lk_mapped_file *m) {
     m->size = 0;
 }
 
-loki_status lk_write_file_atomic(const char *path, const void *data, size_t n, loki_error *err) {
-    size_t plen = strlen(path);
-    char *tmp = lk_malloc(plen + 16, err);
-    if (!tmp) return LOKI_ERR_NOMEM;
-    snprintf(tmp, plen + 16, "%s.tmp%ld", path, (long)getpid());
-    loki_status st = LOKI_OK;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        st = lk_fail(err, LOKI_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-        goto done;
+loki_status lk_check_stop(lk_stop_flag *stop, const char *what, loki_error *err) {
+    if (!stop || !*stop) return LOKI_OK;
+    return lk_fail(err, LOKI_ERR_INTERRUPTED, "%s: interrupted (signal %d)", what, (int)*stop);
+}
+
+loki_status lk_file_atomic_open(lk_atomic_file *af, const char *path, lk_stop_flag *stop, loki_error *err) {
+    memset(af, 0, sizeof *af);
+    af->fd = -1;
+    af->stop = stop;
+    size_t cap = strlen(path) + 32;
+    if (!(af->path = lk_strdup(path, err)) || !(af->tmp = lk_malloc(cap, err))) {
+        lk_file_atomic_abort(af);
+        return lk_fail(err, LOKI_ERR_NOMEM, "%s: out of memory allocating the output file name", path);
     }
-    int ok = fwrite(data, 1, n, f) == n;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        st = lk_fail(err, LOKI_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-        remove(tmp);
+    /* the pid makes the name ours: a file of that name is a leftover of a
+     * killed process that had our pid, safe to replace (O_EXCL never
+     * follows a symlink planted there) */
+    snprintf(af->tmp, cap, "%s.tmp%ld", path, (long)getpid());
+    for (int attempt = 0; af->fd < 0 && attempt < 2; attempt++) {
+        af->fd = open(af->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (af->fd < 0 && (errno != EEXIST || unlink(af->tmp) != 0)) break;
     }
-done:
-    free(tmp);
+    if (af->fd < 0) {
+        loki_status st = lk_fail(err, LOKI_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        free(af->tmp); /* not created: nothing to remove */
+        af->tmp = NULL;
+        lk_file_atomic_abort(af);
+        return st;
+    }
+    return LOKI_OK;
+}
+
+loki_status lk_file_atomic_write(lk_atomic_file *af, const void *data, size_t n, loki_error *err) {
+    const char *p = data;
+    while (n > 0) {
+        loki_status st = lk_check_stop(af->stop, af->path, err);
+        if (st) return st;
+        size_t chunk = n < ((size_t)1 << 24) ? n : ((size_t)1 << 24); /* 16 MiB between stop checks */
+        ssize_t w = write(af->fd, p, chunk);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return lk_fail(err, LOKI_ERR_IO, "%s: write failed: %s", af->path, w ? strerror(errno) : "no space");
+        p += w;
+        n -= (size_t)w;
+    }
+    return LOKI_OK;
+}
+
+loki_status lk_file_atomic_commit(lk_atomic_file *af, loki_error *err) {
+    loki_status st = lk_check_stop(af->stop, af->path, err);
+    if (!st && fsync(af->fd) != 0)
+        st = lk_fail(err, LOKI_ERR_IO, "%s: fsync failed: %s", af->path, strerror(errno));
+    if (close(af->fd) != 0 && !st) st = lk_fail(err, LOKI_ERR_IO, "%s: close failed: %s", af->path, strerror(errno));
+    af->fd = -1;
+    if (!st) st = lk_check_stop(af->stop, af->path, err); /* the last chance before the file appears */
+    if (!st && rename(af->tmp, af->path) != 0)
+        st = lk_fail(err, LOKI_ERR_IO, "%s: cannot rename %s to it: %s", af->path, af->tmp, strerror(errno));
+    if (!st) {
+        free(af->tmp); /* renamed: nothing to remove */
+        af->tmp = NULL;
+    }
+    lk_file_atomic_abort(af);
     return st;
+}
+
+void lk_file_atomic_abort(lk_atomic_file *af) {
+    if (af->fd >= 0) close(af->fd);
+    if (af->tmp) unlink(af->tmp);
+    free(af->tmp);
+    free(af->path);
+    af->fd = -1;
+    af->tmp = af->path = NULL;
+}
+
+loki_status lk_write_file_atomic(const char *path, const void *data, size_t n, lk_stop_flag *stop,
+                                 loki_error *err) {
+    lk_atomic_file af;
+    loki_status st = lk_file_atomic_open(&af, path, stop, err);
+    if (st) return st;
+    if ((st = lk_file_atomic_write(&af, data, n, err))) {
+        lk_file_atomic_abort(&af);
+        return st;
+    }
+    return lk_file_atomic_commit(&af, err);
 }

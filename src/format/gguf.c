@@ -12,6 +12,13 @@
 #define GGUF_MAX_DIMS 4
 #define GGUF_MAX_ELEMENTS ((uint64_t)1 << 42) /* elements in one tensor (4 Ti) */
 #define GGUF_DEFAULT_ALIGNMENT 32
+/* The smallest possible records: a metadata entry is a key length (8), a
+ * type (4) and at least a 1-byte value; a tensor info a name length (8),
+ * n_dims (4), one dimension (8), a type (4) and an offset (8). Declared
+ * counts are checked against the bytes that can back them before anything
+ * is allocated from them. */
+#define GGUF_MIN_KV_BYTES 13
+#define GGUF_MIN_TENSOR_BYTES 32
 
 /* Cursor over the mapping; every take checks bounds. */
 typedef struct gguf_reader {
@@ -96,7 +103,8 @@ static loki_status read_kv(gguf_reader *r, lk_gguf_kv *kv) {
     lk_gguf_str key;
     loki_status st = rd_str(r, &key, "metadata key");
     if (st) return st;
-    if (!(kv->key = lk_strndup(key.ptr, key.len, r->err))) return LOKI_ERR_NOMEM;
+    if (!(kv->key = lk_calloc_for(key.len + 1, 1, r->path, "a metadata key", r->err))) return LOKI_ERR_NOMEM;
+    memcpy(kv->key, key.ptr, key.len);
     uint32_t type;
     if ((st = rd_u32(r, &type, "metadata type"))) return st;
     if (type > LK_GGUF_FLOAT64)
@@ -131,7 +139,7 @@ static loki_status read_kv(gguf_reader *r, lk_gguf_kv *kv) {
                        "%s: truncated GGUF file: string array '%s' at offset %zu declares %llu strings, "
                        "the %zu bytes left hold at most %zu", r->path, kv->key, r->pos,
                        (unsigned long long)kv->arr_n, r->size - r->pos, (r->size - r->pos) / 8);
-    kv->arr_str = lk_calloc(kv->arr_n, sizeof(lk_gguf_str), r->err);
+    kv->arr_str = lk_calloc_for(kv->arr_n, sizeof(lk_gguf_str), r->path, "the index of a string array", r->err);
     if (!kv->arr_str) return LOKI_ERR_NOMEM;
     for (uint64_t i = 0; i < kv->arr_n; i++)
         if ((st = rd_str(r, &kv->arr_str[i], kv->key))) return st;
@@ -142,8 +150,9 @@ static loki_status read_tensor_info(gguf_reader *r, lk_tensor *t, uint64_t *offs
     lk_gguf_str name;
     loki_status st = rd_str(r, &name, "tensor name");
     if (st) return st;
-    char *nm = lk_strndup(name.ptr, name.len, r->err);
+    char *nm = lk_calloc_for(name.len + 1, 1, r->path, "a tensor name", r->err);
     if (!nm) return LOKI_ERR_NOMEM;
+    memcpy(nm, name.ptr, name.len);
     t->name = nm;
     uint32_t n_dims, dtype;
     if ((st = rd_u32(r, &n_dims, nm))) return st;
@@ -185,6 +194,29 @@ static loki_status read_tensor_info(gguf_reader *r, lk_tensor *t, uint64_t *offs
     return LOKI_OK;
 }
 
+static int cmp_names(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* No two metadata keys (tensors false) or tensor names (tensors true) of g
+ * are equal: a reader would silently take the first, a writer the other. */
+static loki_status check_unique(const lk_gguf *g, bool tensors, loki_error *err) {
+    uint64_t n = tensors ? g->n_tensors : g->n_kv;
+    const char *what = tensors ? "tensor name" : "metadata key";
+    if (n < 2) return LOKI_OK;
+    const char **names = lk_calloc_for(n, sizeof(char *), g->path, tensors ? "the tensor name index" :
+                                       "the metadata key index", err);
+    if (!names) return LOKI_ERR_NOMEM;
+    for (uint64_t i = 0; i < n; i++) names[i] = tensors ? g->tensors[i].name : g->kv[i].key;
+    qsort(names, n, sizeof(char *), cmp_names); /* O(n log n): a hostile file may declare millions */
+    loki_status st = LOKI_OK;
+    for (uint64_t i = 1; i < n && !st; i++)
+        if (strcmp(names[i - 1], names[i]) == 0)
+            st = lk_fail(err, LOKI_ERR_FORMAT, "%s: duplicate %s '%s'", g->path, what, names[i]);
+    free(names);
+    return st;
+}
+
 loki_status lk_gguf_open(const char *path, lk_gguf *g, loki_error *err) {
     memset(g, 0, sizeof(*g));
     uint64_t *offsets = NULL;
@@ -205,18 +237,24 @@ loki_status lk_gguf_open(const char *path, lk_gguf *g, loki_error *err) {
     }
     if ((st = rd_u64(&r, &g->n_tensors, "tensor count")) || (st = rd_u64(&r, &g->n_kv, "metadata count")))
         goto fail;
-    /* every kv and tensor info needs more than 8 bytes: bound counts by file size */
-    if (g->n_kv > g->map.size / 8 || g->n_tensors > g->map.size / 8) {
-        st = lk_fail(err, LOKI_ERR_FORMAT, "%s: implausible counts (%llu metadata, %llu tensors) for a %zu-byte file",
-                     path, (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors, g->map.size);
+    /* every kv and tensor info needs GGUF_MIN_*_BYTES of the rest of the file */
+    size_t rest = g->map.size - r.pos;
+    if (g->n_kv > rest / GGUF_MIN_KV_BYTES || g->n_tensors > rest / GGUF_MIN_TENSOR_BYTES ||
+        g->n_kv * GGUF_MIN_KV_BYTES > rest - g->n_tensors * GGUF_MIN_TENSOR_BYTES) {
+        st = lk_fail(err, LOKI_ERR_FORMAT, "%s: truncated GGUF file or implausible counts (%llu metadata, "
+                     "%llu tensors): the %zu bytes after the header hold at most %zu metadata entries or %zu "
+                     "tensor infos", path,
+                     (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors, rest, rest / GGUF_MIN_KV_BYTES,
+                     rest / GGUF_MIN_TENSOR_BYTES);
         goto fail;
     }
-    g->kv = lk_calloc(g->n_kv, sizeof(lk_gguf_kv), err);
-    g->tensors = lk_calloc(g->n_tensors, sizeof(lk_tensor), err);
-    offsets = lk_calloc(g->n_tensors, sizeof(uint64_t), err);
+    g->kv = lk_calloc_for(g->n_kv, sizeof(lk_gguf_kv), path, "the metadata table", err);
+    g->tensors = lk_calloc_for(g->n_tensors, sizeof(lk_tensor), path, "the tensor table", err);
+    offsets = lk_calloc_for(g->n_tensors, sizeof(uint64_t), path, "the tensor offsets", err);
     if (!g->kv || !g->tensors || !offsets) { st = LOKI_ERR_NOMEM; goto fail; }
     for (uint64_t i = 0; i < g->n_kv; i++)
         if ((st = read_kv(&r, &g->kv[i]))) goto fail;
+    if ((st = check_unique(g, false, err))) goto fail;
     g->alignment = GGUF_DEFAULT_ALIGNMENT;
     const lk_gguf_kv *al = lk_gguf_find(g, "general.alignment");
     if (al) {
@@ -228,6 +266,7 @@ loki_status lk_gguf_open(const char *path, lk_gguf *g, loki_error *err) {
     }
     for (uint64_t i = 0; i < g->n_tensors; i++)
         if ((st = read_tensor_info(&r, &g->tensors[i], &offsets[i]))) goto fail;
+    if ((st = check_unique(g, true, err))) goto fail;
     g->data_offset = (r.pos + g->alignment - 1) / g->alignment * g->alignment;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         lk_tensor *t = &g->tensors[i];

@@ -105,7 +105,11 @@ loki_status lk_gguf_writer_copy_kv(lk_gguf_writer *w, const lk_gguf_kv *kv);
 /* Add a tensor; `data` (lk_dtype_row_bytes(dtype, ne[0]) * rows bytes) is copied. */
 loki_status lk_gguf_writer_add_tensor(lk_gguf_writer *w, const char *name, lk_dtype dtype,
                                       int n_dims, const int64_t *ne, const void *data);
-/* Write the file atomically (no partial file on failure). Version 3, alignment 32. */
+/* Writes fail with LOKI_ERR_INTERRUPTED (and leave no file) once *stop is
+ * set, e.g. by a SIGINT handler; NULL (the default) never stops. */
+void lk_gguf_writer_set_stop(lk_gguf_writer *w, lk_stop_flag *stop);
+/* Write the file atomically (lk_file_atomic_*: no partial file on failure
+ * or stop). Version 3, alignment 32. */
 loki_status lk_gguf_writer_write(lk_gguf_writer *w, const char *path, loki_error *err);
 
 /* Streaming form, for files too large to build in memory (`loki convert`):
@@ -118,7 +122,7 @@ loki_status lk_gguf_writer_add_tensor_deferred(lk_gguf_writer *w, const char *na
 typedef loki_status (*lk_gguf_fill_fn)(void *ctx, uint64_t index, void *dst, size_t nbytes,
                                        loki_error *err);
 /* Write the file through "<path>.tmp<pid>" renamed to path at the end (no
- * partial file on failure); deferred tensors are filled one at a time, so
+ * partial file on failure or stop); deferred tensors are filled one at a time, so
  * memory holds one tensor, never the whole file. */
 loki_status lk_gguf_writer_write_stream(lk_gguf_writer *w, const char *path, lk_gguf_fill_fn fill,
                                         void *ctx, loki_error *err);

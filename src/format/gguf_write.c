@@ -34,6 +34,7 @@ struct lk_gguf_writer {
     wtensor *tensors;
     uint64_t n_tensors, cap_tensors;
     bool oom;         /* an add failed: write reports it */
+    lk_stop_flag *stop; /* a stop request aborts the write (NULL: none) */
 };
 
 static bool buf_put(byte_buf *b, const void *p, size_t n) {
@@ -211,45 +212,30 @@ static bool build_header(const lk_gguf_writer *w, byte_buf *b) {
     return ok && buf_put(b, gguf_zeros, align_up(b->len) - b->len);
 }
 
+void lk_gguf_writer_set_stop(lk_gguf_writer *w, lk_stop_flag *stop) { w->stop = stop; }
+
 loki_status lk_gguf_writer_write(lk_gguf_writer *w, const char *path, loki_error *err) {
-    if (w->oom) return lk_fail(err, LOKI_ERR_NOMEM, "%s: out of memory while building GGUF", path);
     for (uint64_t i = 0; i < w->n_tensors; i++)
         if (!w->tensors[i].data)
             return lk_fail(err, LOKI_ERR_ARG, "%s: tensor '%s' is deferred: use lk_gguf_writer_write_stream",
                            path, w->tensors[i].name);
-    byte_buf b = {0};
-    bool ok = build_header(w, &b);
-    for (uint64_t i = 0; ok && i < w->n_tensors; i++) {
-        const wtensor *t = &w->tensors[i];
-        ok = buf_put(&b, t->data, t->nbytes) && buf_put(&b, gguf_zeros, align_up(t->nbytes) - t->nbytes);
-    }
-    loki_status st = ok ? lk_write_file_atomic(path, b.data, b.len, err)
-                        : lk_fail(err, LOKI_ERR_NOMEM, "%s: out of memory while writing GGUF", path);
-    free(b.data);
-    return st;
+    return lk_gguf_writer_write_stream(w, path, NULL, NULL, err);
 }
 
 loki_status lk_gguf_writer_write_stream(lk_gguf_writer *w, const char *path, lk_gguf_fill_fn fill,
                                         void *ctx, loki_error *err) {
     if (w->oom) return lk_fail(err, LOKI_ERR_NOMEM, "%s: out of memory while building GGUF", path);
-    loki_status st = LOKI_OK;
     byte_buf b = {0};
     void *buf = NULL;
-    FILE *f = NULL;
-    size_t plen = strlen(path) + 32;
-    char *tmp = lk_malloc(plen, err);
-    if (!tmp) return LOKI_ERR_NOMEM;
-    snprintf(tmp, plen, "%s.tmp%ld", path, (long)getpid());
+    lk_atomic_file af;
     if (!build_header(w, &b)) {
-        st = lk_fail(err, LOKI_ERR_NOMEM, "%s: out of memory while writing GGUF", path);
-        goto done;
+        free(b.data);
+        return lk_fail(err, LOKI_ERR_NOMEM, "%s: out of memory while writing GGUF", path);
     }
-    if (!(f = fopen(tmp, "wb"))) {
-        st = lk_fail(err, LOKI_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-        goto done;
-    }
-    bool ok = fwrite(b.data, 1, b.len, f) == b.len;
-    for (uint64_t i = 0; ok && i < w->n_tensors; i++) {
+    loki_status st = lk_file_atomic_open(&af, path, w->stop, err);
+    if (st) goto done;
+    st = lk_file_atomic_write(&af, b.data, b.len, err);
+    for (uint64_t i = 0; !st && i < w->n_tensors; i++) {
         const wtensor *t = &w->tensors[i];
         const void *data = t->data;
         if (!data) {
@@ -259,23 +245,17 @@ loki_status lk_gguf_writer_write_stream(lk_gguf_writer *w, const char *path, lk_
                 break;
             }
             buf = nb;
-            if (!fill || (st = fill(ctx, i, buf, t->nbytes, err))) {
-                if (!fill) st = lk_fail(err, LOKI_ERR_ARG, "%s: no fill callback for tensor '%s'", path, t->name);
-                break;
-            }
+            if (!fill) st = lk_fail(err, LOKI_ERR_ARG, "%s: no fill callback for tensor '%s'", path, t->name);
+            else st = fill(ctx, i, buf, t->nbytes, err);
             data = buf;
         }
-        size_t pad = align_up(t->nbytes) - t->nbytes;
-        ok = fwrite(data, 1, t->nbytes, f) == t->nbytes && fwrite(gguf_zeros, 1, pad, f) == pad;
+        if (!st) st = lk_file_atomic_write(&af, data, t->nbytes, err);
+        if (!st) st = lk_file_atomic_write(&af, gguf_zeros, align_up(t->nbytes) - t->nbytes, err);
     }
-    ok = (fclose(f) == 0) && ok;
-    f = NULL;
-    if (!st && (!ok || rename(tmp, path) != 0))
-        st = lk_fail(err, LOKI_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    if (st) remove(tmp);
+    if (st) lk_file_atomic_abort(&af);
+    else st = lk_file_atomic_commit(&af, err);
 done:
     free(buf);
     free(b.data);
-    free(tmp);
     return st;
 }

@@ -45,12 +45,14 @@ static bool st_json_uint(const cJSON *j, uint64_t *out) {
 }
 
 /* Grow s->entries to hold at least `need` entries (capacity in *cap). */
-static loki_status st_reserve(lk_st_set *s, int64_t need, int64_t *cap, loki_error *err) {
+static loki_status st_reserve(lk_st_set *s, int fi, int64_t need, int64_t *cap, loki_error *err) {
     if (need <= *cap) return LOKI_OK;
     int64_t nc = *cap ? *cap * 2 : 256;
     while (nc < need) nc *= 2;
     lk_st_entry *e = realloc(s->entries, (size_t)nc * sizeof(*e));
-    if (!e) return lk_fail(err, LOKI_ERR_NOMEM, "out of memory for safetensors index");
+    if (!e)
+        return lk_fail(err, LOKI_ERR_NOMEM, "%s: out of memory allocating the tensor table (%lld entries)",
+                       s->paths[fi], (long long)nc);
     s->entries = e;
     *cap = nc;
     return LOKI_OK;
@@ -147,7 +149,7 @@ static loki_status st_load_file(lk_st_set *s, int fi, int64_t *cap, loki_error *
     cJSON_ArrayForEach(j, root) {
         if (!j->string) continue;
         if (strcmp(j->string, "__metadata__") == 0) continue;
-        if ((st = st_reserve(s, s->n_entries + 1, cap, err))) goto done;
+        if ((st = st_reserve(s, fi, s->n_entries + 1, cap, err))) goto done;
         if ((st = st_parse_entry(s, fi, j, data, data_size, &s->entries[s->n_entries], err))) {
             free((void *)s->entries[s->n_entries].t.name);
             goto done;
@@ -247,62 +249,95 @@ static char *st_join(const char *dir, const char *name, loki_error *err) {
     return p;
 }
 
+loki_status lk_st_index_parse(const char *text, size_t len, const char *path, lk_st_index *ix, loki_error *err) {
+    memset(ix, 0, sizeof *ix);
+    loki_status st = LOKI_OK;
+    ix->root = cJSON_ParseWithLength(text, len);
+    ix->wm = ix->root ? cJSON_GetObjectItemCaseSensitive(ix->root, "weight_map") : NULL;
+    if (!ix->root) {
+        st = lk_fail(err, LOKI_ERR_FORMAT, "%s: invalid JSON", path);
+        goto fail;
+    }
+    if (!cJSON_IsObject(ix->wm) || !ix->wm->child) {
+        st = lk_fail(err, LOKI_ERR_FORMAT, "%s: missing or empty \"weight_map\" object", path);
+        goto fail;
+    }
+    int n_map = cJSON_GetArraySize(ix->wm);
+    if (!(ix->shards = lk_calloc_for((size_t)LK_MIN(n_map, LK_ST_MAX_SHARDS), sizeof(char *), path,
+                                     "the shard list", err))) {
+        st = LOKI_ERR_NOMEM;
+        goto fail;
+    }
+    /* Unique shard names in first-seen order (linear search: at most
+     * LK_ST_MAX_SHARDS names, so at most that many compares per entry). */
+    const cJSON *j;
+    cJSON_ArrayForEach(j, ix->wm) {
+        if (!cJSON_IsString(j) || !j->valuestring[0] || strstr(j->valuestring, "..")) {
+            st = lk_fail(err, LOKI_ERR_FORMAT, "%s: weight_map entry '%s' is not a shard file name",
+                         path, j->string ? j->string : "?");
+            goto fail;
+        }
+        int k = 0;
+        while (k < ix->n_shards && strcmp(ix->shards[k], j->valuestring) != 0) k++;
+        if (k < ix->n_shards) continue;
+        if (ix->n_shards == LK_ST_MAX_SHARDS) {
+            st = lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s: weight_map names more than %d shard files", path,
+                         LK_ST_MAX_SHARDS);
+            goto fail;
+        }
+        ix->shards[ix->n_shards++] = j->valuestring;
+    }
+    return LOKI_OK;
+fail:
+    lk_st_index_free(ix);
+    return st;
+}
+
+loki_status lk_st_index_check(const lk_st_index *ix, const lk_st_set *s, const char *path, loki_error *err) {
+    const cJSON *j;
+    cJSON_ArrayForEach(j, ix->wm) {
+        const lk_st_entry *e = j->string ? lk_st_find(s, j->string) : NULL;
+        if (!e || e->file >= ix->n_shards || strcmp(ix->shards[e->file], j->valuestring) != 0)
+            return lk_fail(err, LOKI_ERR_FORMAT, "%s: tensor '%s' is not in shard %s as the index says",
+                           path, j->string ? j->string : "?", j->valuestring);
+    }
+    return LOKI_OK;
+}
+
+void lk_st_index_free(lk_st_index *ix) {
+    free(ix->shards);
+    cJSON_Delete(ix->root);
+    memset(ix, 0, sizeof *ix);
+}
+
 /* Open the shards an index file lists and check its weight_map against them. */
 static loki_status st_open_index(const char *index_path, const char *dir, lk_st_set **out,
                                  loki_error *err) {
     char *text = NULL;
     size_t len = 0;
-    cJSON *root = NULL;
-    char **files = NULL;      /* (n_files) shard paths */
-    const char **rel = NULL;  /* (n_files) shard names as the index writes them */
-    int n_files = 0;
+    char **files = NULL; /* (n_shards) shard paths */
+    lk_st_index ix;
     lk_st_set *s = NULL;
+    memset(&ix, 0, sizeof ix);
     loki_status st = lk_read_file(index_path, &text, &len, err);
     if (st) return st;
-    root = cJSON_ParseWithLength(text, len);
-    const cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
-    if (!root) { st = lk_fail(err, LOKI_ERR_FORMAT, "%s: invalid JSON", index_path); goto fail; }
-    if (!cJSON_IsObject(wm) || !wm->child) {
-        st = lk_fail(err, LOKI_ERR_FORMAT, "%s: missing or empty \"weight_map\" object", index_path);
+    if ((st = lk_st_index_parse(text, len, index_path, &ix, err))) goto fail;
+    if (!(files = lk_calloc_for((size_t)ix.n_shards, sizeof(char *), index_path, "the shard paths", err))) {
+        st = LOKI_ERR_NOMEM;
         goto fail;
     }
-    int n_map = cJSON_GetArraySize(wm);
-    files = lk_calloc((size_t)n_map, sizeof(char *), err);
-    rel = lk_calloc((size_t)n_map, sizeof(char *), err);
-    if (!files || !rel) { st = LOKI_ERR_NOMEM; goto fail; }
-    /* Unique shard names in first-seen order (few shards: linear search). */
-    const cJSON *j;
-    cJSON_ArrayForEach(j, wm) {
-        if (!cJSON_IsString(j) || !j->valuestring[0] || strstr(j->valuestring, "..")) {
-            st = lk_fail(err, LOKI_ERR_FORMAT, "%s: weight_map entry '%s' is not a shard file name",
-                         index_path, j->string ? j->string : "?");
-            goto fail;
-        }
-        int k = 0;
-        while (k < n_files && strcmp(rel[k], j->valuestring) != 0) k++;
-        if (k == n_files) {
-            rel[n_files] = j->valuestring;
-            if (!(files[n_files] = st_join(dir, j->valuestring, err))) { st = LOKI_ERR_NOMEM; goto fail; }
-            n_files++;
-        }
-    }
-    if ((st = lk_st_open_files((const char *const *)files, n_files, &s, err))) goto fail;
-    cJSON_ArrayForEach(j, wm) {
-        const lk_st_entry *e = lk_st_find(s, j->string);
-        if (!e || strcmp(rel[e->file], j->valuestring) != 0) {
-            st = lk_fail(err, LOKI_ERR_FORMAT, "%s: tensor '%s' is not in shard %s as the index says",
-                         index_path, j->string, j->valuestring);
-            goto fail;
-        }
-    }
+    for (int k = 0; k < ix.n_shards; k++)
+        if (!(files[k] = st_join(dir, ix.shards[k], err))) { st = LOKI_ERR_NOMEM; goto fail; }
+    if ((st = lk_st_open_files((const char *const *)files, ix.n_shards, &s, err)) ||
+        (st = lk_st_index_check(&ix, s, index_path, err)))
+        goto fail;
     *out = s;
     s = NULL;
 fail:
     lk_st_free(s);
-    for (int k = 0; files && k < n_files; k++) free(files[k]);
+    for (int k = 0; files && k < ix.n_shards; k++) free(files[k]);
     free(files);
-    free(rel);
-    cJSON_Delete(root);
+    lk_st_index_free(&ix);
     free(text);
     return st;
 }

@@ -51,6 +51,28 @@ loki_status lk_st_open_dir(const char *dir, lk_st_set **out, loki_error *err);
 
 void lk_st_free(lk_st_set *s);
 
+/* The shards of a sharded checkpoint are at most this many files. */
+#define LK_ST_MAX_SHARDS 1024
+
+/* A parsed model.safetensors.index.json (the core of lk_st_open_dir for
+ * sharded checkpoints, in memory so it can be fuzzed): the weight_map and
+ * the distinct shard file names it lists, in first-seen order. */
+typedef struct lk_st_index {
+    struct cJSON *root;      /* the parsed JSON; owns the strings below */
+    const struct cJSON *wm;  /* its "weight_map" object */
+    const char **shards;     /* (n_shards) shard names as the index writes them */
+    int n_shards;
+} lk_st_index;
+
+/* Parse index text[0..len) (read from `path`, for messages): a non-empty
+ * weight_map of tensor name -> shard file name (no "..", at most
+ * LK_ST_MAX_SHARDS distinct files). Free with lk_st_index_free. */
+loki_status lk_st_index_parse(const char *text, size_t len, const char *path, lk_st_index *ix, loki_error *err);
+/* Every tensor of the weight map is in the file of s the index names; s
+ * holds ix's shards in ix's order (file k of s is ix->shards[k]). */
+loki_status lk_st_index_check(const lk_st_index *ix, const lk_st_set *s, const char *path, loki_error *err);
+void lk_st_index_free(lk_st_index *ix);
+
 /* Entry for `name`, or NULL if the set has no such tensor. */
 const lk_st_entry *lk_st_find(const lk_st_set *s, const char *name);
 

@@ -225,7 +225,13 @@ loki_status lk_model_load_gguf(loki_model *m, const char *path, loki_error *err)
         return st;
     if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
 
-    m->layers = lk_calloc((size_t)m->hp.n_layer, sizeof(lk_layer), err);
+    /* every layer needs LK_LAYER_MIN_TENSORS tensors: a block_count the
+     * tensor table cannot back is refused before the layer table is allocated */
+    if ((uint64_t)m->hp.n_layer > g->n_tensors / LK_LAYER_MIN_TENSORS)
+        return lk_fail(err, LOKI_ERR_FORMAT, "%s: block_count %d needs at least %lld tensors, the file has %llu",
+                       path, (int)m->hp.n_layer, (long long)m->hp.n_layer * LK_LAYER_MIN_TENSORS,
+                       (unsigned long long)g->n_tensors);
+    m->layers = lk_calloc_for((size_t)m->hp.n_layer, sizeof(lk_layer), path, "the layer table", err);
     if (!m->layers) return LOKI_ERR_NOMEM;
     /* Gemma 3 blocks have QK-norm and post-norms; other architectures may
      * carry them too (they are used when present) */

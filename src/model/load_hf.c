@@ -101,7 +101,7 @@ static loki_status hf_load_layer(const lk_st_set *s, int il, const hf_layer_slot
  * multiplies by the stored weight, as in the GGUF files llama.cpp writes
  * for Gemma, where the converter has added the 1. Do the same here: *t
  * (want elements, any float dtype) becomes an f32 copy of 1 + w at *cursor,
- * which advances. */
+ * which advances. With cursor NULL only the shape and dtype are checked. */
 static loki_status hf_fold_norm(lk_tensor *t, int64_t want, float **cursor, const char *dir,
                                 loki_error *err) {
     if (lk_tensor_nelements(t) != want || t->n_dims != 1)
@@ -111,6 +111,7 @@ static loki_status hf_fold_norm(lk_tensor *t, int64_t want, float **cursor, cons
     if (lk_dtype_is_quant(t->dtype))
         return lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s: tensor '%s' is %s; norm vectors must be f32, "
                        "f16 or bf16", dir, t->name, lk_dtype_name(t->dtype));
+    if (!cursor) return LOKI_OK;
     float *w = *cursor;
     lk_row_to_f32(t->dtype, t->data, w, want);
     for (int64_t i = 0; i < want; i++) w[i] = 1.0f + w[i];
@@ -128,19 +129,29 @@ static loki_status hf_gemma3_fold(loki_model *m, const char *dir, loki_error *er
     const int64_t E = hp->n_embd, D = hp->head_dim;
     if (m->n_owned >= (int)LK_ARRAY_LEN(m->owned))
         return lk_fail(err, LOKI_ERR_NOMEM, "%s: too many loader buffers", dir);
-    float *buf = lk_malloc(sizeof(float) * (size_t)(hp->n_layer * (4 * E + 2 * D) + E), err);
-    if (!buf) return LOKI_ERR_NOMEM;
-    m->owned[m->n_owned++] = buf;
-    loki_status st = hf_fold_norm(&m->out_norm, E, &buf, dir, err);
-    for (int il = 0; !st && il < hp->n_layer; il++) {
-        lk_layer *L = &m->layers[il];
-        if ((st = hf_fold_norm(&L->attn_norm, E, &buf, dir, err)) ||
-            (st = hf_fold_norm(&L->attn_q_norm, D, &buf, dir, err)) ||
-            (st = hf_fold_norm(&L->attn_k_norm, D, &buf, dir, err)) ||
-            (st = hf_fold_norm(&L->attn_post_norm, E, &buf, dir, err)) ||
-            (st = hf_fold_norm(&L->ffn_norm, E, &buf, dir, err)) ||
-            (st = hf_fold_norm(&L->ffn_post_norm, E, &buf, dir, err)))
-            break;
+    /* pass 0 checks every norm's shape (so the buffer's size, taken from
+     * config.json, is backed by the checkpoint), pass 1 folds */
+    loki_status st = LOKI_OK;
+    float *buf = NULL;
+    for (int pass = 0; pass < 2 && !st; pass++) {
+        if (pass == 1) {
+            buf = lk_calloc_for((size_t)(hp->n_layer * (4 * E + 2 * D) + E), sizeof(float), dir,
+                                "the folded Gemma 3 norm weights", err);
+            if (!buf) return LOKI_ERR_NOMEM;
+            m->owned[m->n_owned++] = buf;
+        }
+        float **cur = pass ? &buf : NULL;
+        st = hf_fold_norm(&m->out_norm, E, cur, dir, err);
+        for (int il = 0; !st && il < hp->n_layer; il++) {
+            lk_layer *L = &m->layers[il];
+            if ((st = hf_fold_norm(&L->attn_norm, E, cur, dir, err)) ||
+                (st = hf_fold_norm(&L->attn_q_norm, D, cur, dir, err)) ||
+                (st = hf_fold_norm(&L->attn_k_norm, D, cur, dir, err)) ||
+                (st = hf_fold_norm(&L->attn_post_norm, E, cur, dir, err)) ||
+                (st = hf_fold_norm(&L->ffn_norm, E, cur, dir, err)) ||
+                (st = hf_fold_norm(&L->ffn_post_norm, E, cur, dir, err)))
+                break;
+        }
     }
     return st;
 }
@@ -171,7 +182,13 @@ loki_status lk_model_load_hf(loki_model *m, const char *dir, loki_error *err) {
         return lk_fail_prefix(err, "%s: config.json says tie_word_embeddings is false", dir);
     }
 
-    m->layers = lk_calloc((size_t)m->hp.n_layer, sizeof(lk_layer), err);
+    /* a num_hidden_layers the checkpoint cannot back is refused before the
+     * layer table is allocated */
+    if (m->hp.n_layer > s->n_entries / LK_LAYER_MIN_TENSORS)
+        return lk_fail(err, LOKI_ERR_FORMAT, "%s: config.json says num_hidden_layers = %d, which needs at least %lld "
+                       "tensors; the checkpoint has %lld", dir, (int)m->hp.n_layer,
+                       (long long)m->hp.n_layer * LK_LAYER_MIN_TENSORS, (long long)s->n_entries);
+    m->layers = lk_calloc_for((size_t)m->hp.n_layer, sizeof(lk_layer), dir, "the layer table", err);
     if (!m->layers) return LOKI_ERR_NOMEM;
     const bool gemma = !strcmp(m->hp.arch, "gemma3");
     for (int il = 0; il < m->hp.n_layer; il++) {

@@ -78,10 +78,10 @@ loki_status lk_model_load_llama2c(loki_model *m, const char *path, const char *t
     hp->rope_factor = 1.0f;
 
     /* tensor names: 9 per layer, GGUF-style so messages read alike */
-    char *names = lk_calloc((size_t)c.n_layers * L2C_NAMES_PER_LAYER, L2C_NAME_LEN, err);
+    char *names = lk_calloc_for((size_t)c.n_layers * L2C_NAMES_PER_LAYER, L2C_NAME_LEN, path, "the tensor names", err);
     if (!names) return LOKI_ERR_NOMEM;
     m->owned[m->n_owned++] = names;
-    m->layers = lk_calloc((size_t)c.n_layers, sizeof(lk_layer), err);
+    m->layers = lk_calloc_for((size_t)c.n_layers, sizeof(lk_layer), path, "the layer table", err);
     if (!m->layers) return LOKI_ERR_NOMEM;
 
     int64_t d = c.dim, h = c.hidden_dim, kv = c.kv_dim;

@@ -109,6 +109,10 @@ typedef struct lk_layer {
 } lk_layer;
 
 #define LK_MAX_FILES 64
+/* Tensors every layer must have (attention norm, q, k, v, output; FFN norm,
+ * gate, up, down): a declared layer count above n_tensors / this is refused
+ * before the layer table is allocated. */
+#define LK_LAYER_MIN_TENSORS 9
 
 struct loki_model {
     lk_hparams hp;

@@ -30,6 +30,8 @@
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+" \
     "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define SPM_SPACE "\xE2\x96\x81"
+/* nesting of pre_tokenizer Sequences accepted (real files use 1) */
+#define HF_MAX_SEQUENCE_DEPTH 8
 
 /* o[key] if it is a string, else NULL. */
 static const char *jstr(const cJSON *o, const char *key) {
@@ -71,15 +73,19 @@ static int32_t lookup(const lk_vocab *v, const char *s) {
 }
 
 /* Append the regexes of one pre-tokenizer component (recursing into Sequence). */
-static loki_status add_pretok(lk_vocab *v, const cJSON *pt, const char *path, loki_error *err) {
+static loki_status add_pretok(lk_vocab *v, const cJSON *pt, int depth, const char *path, loki_error *err) {
     loki_status st;
     if (!pt || cJSON_IsNull(pt)) return LOKI_OK;
     const char *type = jstr(pt, "type");
     if (!type) return lk_fail(err, LOKI_ERR_FORMAT, "%s: pre_tokenizer without a type", path);
     if (strcmp(type, "Sequence") == 0) {
+        /* real files nest one level; the bound keeps the recursion shallow */
+        if (depth >= HF_MAX_SEQUENCE_DEPTH)
+            return lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s: pre_tokenizer Sequences nested deeper than %d", path,
+                           HF_MAX_SEQUENCE_DEPTH);
         const cJSON *it;
         cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(pt, "pretokenizers"))
-            if ((st = add_pretok(v, it, path, err))) return st;
+            if ((st = add_pretok(v, it, depth + 1, path, err))) return st;
         return LOKI_OK;
     }
     if (strcmp(type, "Split") == 0) {
@@ -260,10 +266,15 @@ loki_status lk_vocab_from_hf_json(lk_vocab *v, const char *data, size_t size, co
         }
         n = LK_MAX(n, (int64_t)id->valueint + 1);
     }
-    if ((st = lk__vocab_alloc(&tmp, (int32_t)n, err))) {
-        lk_fail_prefix(err, "%s", path);
+    /* the per-token arrays are sized by the largest id: an id the file
+     * cannot back (each entry takes bytes of it, so n <= size) is refused
+     * before they are allocated */
+    if (n > (int64_t)size) {
+        st = lk_fail(err, LOKI_ERR_FORMAT, "%s: token id %lld is beyond what the %zu-byte file can back", path,
+                     (long long)n - 1, size);
         goto fail;
     }
+    if ((st = lk__vocab_alloc(&tmp, (int32_t)n, path, err))) goto fail;
     lk_vocab_impl *im = tmp.impl;
     for (int32_t i = 0; i < tmp.n_tokens; i++) im->ttype[i] = LK_TOK_UNUSED; /* holes */
 
@@ -338,7 +349,7 @@ loki_status lk_vocab_from_hf_json(lk_vocab *v, const char *data, size_t size, co
             st = lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s: BPE without ByteLevel or SentencePiece conventions is not supported", path);
             goto fail;
         }
-        if ((st = add_pretok(&tmp, pt, path, err))) goto fail;
+        if ((st = add_pretok(&tmp, pt, 0, path, err))) goto fail;
         const cJSON *split = find_component(pt, "pretokenizers", "Split");
         const char *re = split ? jstr(cJSON_GetObjectItemCaseSensitive(split, "pattern"), "Regex") : NULL;
         snprintf(tmp.pre, sizeof tmp.pre, "%s", re && strcmp(re, RE_HF_LLAMA3) == 0 ? "llama-bpe"

@@ -62,8 +62,9 @@ struct lk_vocab_impl {
 };
 
 /* ---- vocab.c: building */
-/* Allocate v->impl and the per-token arrays for n tokens (texts empty). */
-loki_status lk__vocab_alloc(lk_vocab *v, int32_t n, loki_error *err);
+/* Allocate v->impl and the per-token arrays for n tokens (texts empty);
+ * `input` (the tokenizer file) names the input in error messages. */
+loki_status lk__vocab_alloc(lk_vocab *v, int32_t n, const char *input, loki_error *err);
 /* Set token id's text (copied), score and type. */
 loki_status lk__vocab_set(lk_vocab *v, int32_t id, const char *s, size_t len, float score,
                           int type, loki_error *err);

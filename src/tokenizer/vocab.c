@@ -14,19 +14,19 @@
 
 /* ------------------------------------------------------------- building */
 
-loki_status lk__vocab_alloc(lk_vocab *v, int32_t n, loki_error *err) {
+loki_status lk__vocab_alloc(lk_vocab *v, int32_t n, const char *input, loki_error *err) {
     memset(v, 0, sizeof *v);
     v->bos_id = v->eos_id = v->unk_id = v->pad_id = -1;
-    if (n <= 0) return lk_fail(err, LOKI_ERR_FORMAT, "vocabulary has %d tokens", (int)n);
-    lk_vocab_impl *im = lk_calloc(1, sizeof *im, err);
+    if (n <= 0) return lk_fail(err, LOKI_ERR_FORMAT, "%s: vocabulary has %d tokens", input, (int)n);
+    lk_vocab_impl *im = lk_calloc_for(1, sizeof *im, input, "the vocabulary", err);
     if (!im) return LOKI_ERR_NOMEM;
     v->impl = im;
     v->n_tokens = n;
-    im->off = lk_calloc((size_t)n, sizeof *im->off, err);
-    im->len = lk_calloc((size_t)n, sizeof *im->len, err);
-    im->score = lk_calloc((size_t)n, sizeof *im->score, err);
-    im->ttype = lk_calloc((size_t)n, 1, err);
-    im->flags = lk_calloc((size_t)n, 1, err);
+    im->off = lk_calloc_for((size_t)n, sizeof *im->off, input, "the token offsets", err);
+    im->len = lk_calloc_for((size_t)n, sizeof *im->len, input, "the token lengths", err);
+    im->score = lk_calloc_for((size_t)n, sizeof *im->score, input, "the token scores", err);
+    im->ttype = lk_calloc_for((size_t)n, 1, input, "the token types", err);
+    im->flags = lk_calloc_for((size_t)n, 1, input, "the token flags", err);
     if (!im->off || !im->len || !im->score || !im->ttype || !im->flags) return LOKI_ERR_NOMEM;
     for (int32_t i = 0; i < n; i++) im->ttype[i] = LK_TOK_NORMAL;
     for (int b = 0; b < 256; b++) im->byte_tok[b] = -1;
@@ -198,7 +198,7 @@ loki_status lk_vocab_from_gguf(lk_vocab *v, const lk_gguf *g, loki_error *err) {
                   types->arr_type == LK_GGUF_STRING || types->arr_type == LK_GGUF_ARRAY))
         return lk_fail(err, LOKI_ERR_FORMAT, "%s: tokenizer.ggml.token_type is not an integer array of %d", path, (int)n);
 
-    st = lk__vocab_alloc(&tmp, n, err);
+    st = lk__vocab_alloc(&tmp, n, path, err);
     if (st) goto fail;
     tmp.type = type;
     snprintf(tmp.pre, sizeof tmp.pre, "%s", pre[0] ? pre : "default");
@@ -308,7 +308,15 @@ loki_status lk_vocab_from_llama2c(lk_vocab *v, const char *path, int32_t n_vocab
         st = lk_fail(err, LOKI_ERR_FORMAT, "%s: bad max_token_length %d", path, (int)max_len);
         goto fail;
     }
-    st = lk__vocab_alloc(&tmp, n_vocab, err);
+    /* each token takes at least 8 bytes (score, length): the vocabulary
+     * size the checkpoint declares must fit in this file before the
+     * per-token arrays are allocated for it */
+    if ((size_t)n_vocab > (size - 4) / 8) {
+        st = lk_fail(err, LOKI_ERR_FORMAT, "%s: truncated: %d tokens need at least %llu bytes, the file has %zu",
+                     path, (int)n_vocab, 4 + 8ull * (unsigned long long)n_vocab, size);
+        goto fail;
+    }
+    st = lk__vocab_alloc(&tmp, n_vocab, path, err);
     if (st) goto fail;
     size_t pos = 4;
     for (int32_t i = 0; i < n_vocab; i++) {
