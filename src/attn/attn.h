@@ -122,7 +122,7 @@ extern bool lk_kv_simd;
 typedef struct lk_attn_stats {
     double jaccard_sum;     /* Σ Jaccard(selected, exact top-k) over counted rows */
     int64_t jaccard_rows;   /* query-head rows with more than k causal keys */
-    double bytes_read;      /* key/value bytes read (f32) by the method */
+    double bytes_read;      /* key/value bytes read by the method (in the cache types) */
     double bytes_dense;     /* bytes dense attention would read for the same rows */
 } lk_attn_stats;
 

@@ -125,6 +125,8 @@ int cli_run(int argc, char **argv) {
         fprintf(stderr, "loki run: -n must be >= 0, got %d\n", o.n_predict);
         return 2;
     }
+    loki_kv_type tk, tv;
+    if (cli_cache_types("run", o.attn.ctk, o.attn.ctv, &tk, &tv)) return 2;
     char *text = NULL;
     if (o.file && !(text = cli_read_text("run", o.file, NULL))) return 1;
     const char *prompt = text ? text : o.prompt;
@@ -145,8 +147,6 @@ int cli_run(int argc, char **argv) {
     }
     loki_attn_params ap;
     if ((rc = cli_attn_params("run", &o.attn, NULL, m, &ap, &pca))) goto done;
-    loki_kv_type tk, tv;
-    if ((rc = cli_cache_types("run", o.attn.ctk, o.attn.ctv, &tk, &tv))) goto done;
     rc = 1;
     if (!o.chat) {
         if (!(ids = cli_tokenize_text("run", m, prompt, !o.no_bos, &n))) goto done;
