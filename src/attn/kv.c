@@ -257,11 +257,32 @@ LK_AI __m128 hsum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
     return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
+enum { WIDE_MAX = 512 }; /* longest row widened once for several query rows */
+
 LK_AI void scores_t(const loki_kv_type T, const lk_rows *K, int32_t S, const float *Q, int ldq, int M, float scale,
                     float *out, int32_t ldo) {
     const int n = K->n;
     const __m128 sc = _mm_set1_ps(scale);
     int32_t s = 0;
+    if (T != LOKI_KV_F32 && M > 1 && n <= WIDE_MAX) {
+        /* several query rows (a GQA group): widen four keys once into L1,
+         * then f32 dot products, instead of widening per query row */
+        float w[4][WIDE_MAX];
+        const int nb = (n + 31) / 32;
+        for (; s + 4 <= S; s += 4) {
+            for (int i = 0; i < 4; i++)
+                for (int c = 0; c < n; c += 16) {
+                    __mmask16 mk = tail_mask(n - c);
+                    _mm512_mask_storeu_ps(w[i] + c, mk, load16(T, lk_row(K, s + i), c, nb, mk));
+                }
+            for (int m = 0; m < M; m++) {
+                const float *q = Q + (size_t)m * ldq;
+                __m128 r = hsum4(dotv(LOKI_KV_F32, (const uint8_t *)w[0], q, n), dotv(LOKI_KV_F32, (const uint8_t *)w[1], q, n),
+                                 dotv(LOKI_KV_F32, (const uint8_t *)w[2], q, n), dotv(LOKI_KV_F32, (const uint8_t *)w[3], q, n));
+                _mm_storeu_ps(out + (size_t)m * ldo + s, _mm_mul_ps(r, sc));
+            }
+        }
+    }
     for (; s + 4 <= S; s += 4) {
         const uint8_t *k0 = lk_row(K, s), *k1 = lk_row(K, s + 1), *k2 = lk_row(K, s + 2), *k3 = lk_row(K, s + 3);
         for (int m = 0; m < M; m++) {
@@ -347,19 +368,32 @@ LK_AI void wblock(const loki_kv_type T, float *out, int ldo, const float *w, int
             if (M > 1) o1[c] = _mm512_fmadd_ps(w1, v, o1[c]);
         }
     }
-    for (int c = 0; c < NV; c++) {
-        _mm512_storeu_ps(out + c0 + 16 * c, o0[c]);
-        if (M > 1) _mm512_storeu_ps(out + (size_t)ldo + c0 + 16 * c, o1[c]);
+    for (int c = 0; c < NV; c++) { /* accumulated: the caller zeroes out, rows come in chunks */
+        float *o = out + c0 + 16 * c;
+        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), o0[c]));
+        if (M > 1) _mm512_storeu_ps(o + ldo, _mm512_add_ps(_mm512_loadu_ps(o + ldo), o1[c]));
     }
 }
 
+/* Value rows in chunks of WCHUNK: with more than 2 query rows (GQA) each
+ * pair of rows re-reads a chunk from L2, not the whole of V from DRAM. */
+enum { WCHUNK = 256 };
+
 LK_AI void weighted_t(const loki_kv_type T, float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos,
-                      int32_t n, const lk_rows *V) {
+                      int32_t n_all, const lk_rows *V) {
     const int D = V->n, nb = (D + 31) / 32;
+    for (int m = 0; m < M; m++) memset(out + (size_t)m * ldo, 0, sizeof(float) * (size_t)D);
+    for (int32_t j0 = 0; j0 < n_all; j0 += (M > 2 ? WCHUNK : n_all)) {
+    const int32_t n = M > 2 ? LK_MIN(WCHUNK, n_all - j0) : n_all;
+    const int32_t *pj = pos ? pos + j0 : NULL;
+    lk_rows Vj = *V;
+    if (!pos) Vj.p = lk_row(V, j0);
     for (int m0 = 0; m0 < M; m0 += 2) {
         const int mb = LK_MIN(2, M - m0);
         float *ob = out + (size_t)m0 * ldo;
-        const float *wb = w + (size_t)m0 * ldw;
+        const float *wb = w + (size_t)m0 * ldw + j0;
+        const int32_t *pos = pj;
+        const lk_rows *V = &Vj;
         int c0 = 0;
         for (; c0 + 128 <= D; c0 += 128)
             mb == 2 ? wblock(T, ob, ldo, wb, ldw, 2, pos, n, V, c0, 8) : wblock(T, ob, ldo, wb, ldw, 1, pos, n, V, c0, 8);
@@ -368,13 +402,14 @@ LK_AI void weighted_t(const loki_kv_type T, float *out, int ldo, const float *w,
         if (c0 < D) { /* a tail of D not a multiple of 16: masked */
             const __mmask16 mk = tail_mask(D - c0);
             for (int m = 0; m < mb; m++) {
-                __m512 o = _mm512_setzero_ps();
+                __m512 o = _mm512_maskz_loadu_ps(mk, ob + (size_t)m * ldo + c0);
                 for (int32_t j = 0; j < n; j++)
                     o = _mm512_fmadd_ps(_mm512_set1_ps(wb[(size_t)m * ldw + j]),
                                         load16(T, lk_row(V, pos ? pos[j] : j), c0, nb, mk), o);
                 _mm512_mask_storeu_ps(ob + (size_t)m * ldo + c0, mk, o);
             }
         }
+    }
     }
 }
 

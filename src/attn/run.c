@@ -191,7 +191,7 @@ static void evict(const lk_attn *a, lk_attn_thread *t, float *acc, uint8_t *ev, 
 /* One query row of one sharing unit: candidates → select → exact attend. */
 static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, const unit_row *u) {
     const loki_attn_params *p = &a->p;
-    const int D = a->D, d = lk_kv_d(kv, u->layer, u->kh);
+    const int D = a->D;
     const int32_t S = u->S;
     const head_rows hrs = head_rows_of(kv, u->layer, u->kh), *hr = &hrs;
     const size_t unit_off = ((size_t)u->layer * a->H + u->h0) * (size_t)a->n_ctx;
