@@ -102,10 +102,36 @@ int64_t loki_detokenize(const loki_model *model, const int32_t *ids, int32_t n,
 
 typedef struct loki_context loki_context;
 
+/* Element type of the CPU KV cache (docs/ATTENTION.md, "KV cache types").
+ * LOKI_KV_DEFAULT (0, what a zeroed struct holds) is the fastest 16-bit type
+ * on this build's CPU, loki_kv_type_default(). q8_0: blocks of 32 values
+ * along each stored row sharing an fp16 scale (a short last block when the
+ * row length is not a multiple of 32). */
+typedef enum loki_kv_type {
+    LOKI_KV_DEFAULT = 0,
+    LOKI_KV_F32,
+    LOKI_KV_F16,
+    LOKI_KV_BF16,
+    LOKI_KV_Q8_0,
+} loki_kv_type;
+
+#define LOKI_KV_TYPE_NAMES "f32, f16, bf16, q8_0"
+const char *loki_kv_type_name(loki_kv_type t); /* "f32" ..; DEFAULT resolves */
+/* Parse "f32", "f16", "bf16", "q8_0"; -1 if unknown. */
+int loki_kv_type_parse(const char *name);
+loki_kv_type loki_kv_type_default(void); /* never LOKI_KV_DEFAULT */
+
+/* Largest context loki_context_init allocates when n_ctx = 0: the model's
+ * trained length, capped here (a 128k-token model would otherwise allocate
+ * tens of GB of KV cache up front); pass n_ctx explicitly for more. */
+#define LOKI_DEFAULT_MAX_CTX 8192
+
 typedef struct loki_context_params {
-    int32_t n_ctx;     /* KV cache length in tokens; 0 = model's trained length */
+    int32_t n_ctx;     /* KV cache length in tokens; 0 = the model's trained length capped at
+                          LOKI_DEFAULT_MAX_CTX */
     int32_t n_threads; /* compute threads; 0 = number of online CPUs */
     int32_t n_batch;   /* max tokens per forward pass in prompt processing */
+    loki_kv_type type_k, type_v; /* KV cache element types (LOKI_KV_DEFAULT: loki_kv_type_default()) */
 } loki_context_params;
 
 loki_context_params loki_context_default_params(void);
@@ -127,6 +153,8 @@ const float *loki_get_logits(const loki_context *ctx, int32_t *n_rows);
 
 int32_t loki_context_pos(const loki_context *ctx);   /* tokens in the cache */
 int32_t loki_context_n_ctx(const loki_context *ctx);
+/* Bytes of the context's KV cache (keys + values, all layers, n_ctx tokens). */
+int64_t loki_context_kv_bytes(const loki_context *ctx);
 void loki_context_reset(loki_context *ctx);          /* empty the KV cache */
 
 /* ----------------------------------------------------------- attention */

@@ -20,8 +20,8 @@ bad() { fail=$((fail+1)); echo "FAIL $*"; }
 PCA=$T/fixture.pca.gguf
 "$LOKI" calibrate -m "$HF" -f "$CAL" -c 256 --chunks 2 -t 2 -o "$PCA" >/dev/null 2>"$T/err" || bad "calibrate: $(cat "$T/err")"
 
-ppl() { # mode args... -> prints the JSON object
-  "$LOKI" perplexity -m "$HF" -f "$TEXT" -c 384 --chunks 1 -t 2 --json --mode "$@" 2>"$T/err"
+ppl() { # mode args... -> prints the JSON object (f32 cache: kf=1 equals dense to 1e-5)
+  "$LOKI" perplexity -m "$HF" -f "$TEXT" -c 384 --chunks 1 -t 2 --json -ctk f32 -ctv f32 --mode "$@" 2>"$T/err"
 }
 # field FILE KEY -> value
 field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
@@ -62,7 +62,7 @@ out=$("$LOKI" run -m "$HF" -p "Once upon a time" -n 24 --temp 0 -t 2 --attn loki
 [ $? -eq 0 ] && [ ${#out} -gt 20 ] && ok || bad "run --attn loki: $out $(cat "$T/err")"
 
 # the attention benchmark, every method, GQA
-"$LOKI" bench attention --S 512,1024 --heads 4 --kv-heads 2 --head-dim 64 -r 2 -t 2 \
+"$LOKI" bench attention --S 512,1024 --heads 4 --kv-heads 2 --head-dim 64 -r 2 -t 2 -ctk f32 -ctv f32 \
   --methods dense,exact-topk,loki,pcaattn,h2o --gqa-shared >"$T/b.json" 2>"$T/err" && python3 - "$T/b.json" <<'EOF' \
   && ok || bad "bench attention: $(cat "$T/b.json" "$T/err")"
 import json, sys

@@ -13,6 +13,7 @@
 #include "test.h"
 
 #include "attn/attn.h"
+#include "attn/attn_impl.h"
 #include "calib/pca.h"
 #include "cpu/cpu.h"
 
@@ -60,6 +61,8 @@ static int by_key_desc(const void *a, const void *b) {
 
 /* Choose the top `kk` of cand (n) by key into sel; returns whether the choice
  * is ambiguous (the kk-th and kk+1-th keys within 1e-4). */
+static double g_amb_rel = 1e-5; /* relative gap below which a selection is ambiguous */
+
 static bool ref_top(const double *key, const int *cand, int n, int kk, int *sel) {
     int tmp[NCTX];
     memcpy(tmp, cand, sizeof(int) * (size_t)n);
@@ -68,7 +71,7 @@ static bool ref_top(const double *key, const int *cand, int n, int kk, int *sel)
     memcpy(sel, tmp, sizeof(int) * (size_t)(kk < n ? kk : n));
     /* exact ties (e.g. tokens H2O never attended) break by index on both sides */
     double gap = kk > 0 && kk < n ? key[tmp[kk - 1]] - key[tmp[kk]] : 1.0;
-    return gap != 0.0 && gap < 1e-6 + 1e-5 * fabs(key[tmp[kk - 1]]);
+    return gap != 0.0 && gap < 1e-6 + g_amb_rel * fabs(key[tmp[kk - 1]]);
 }
 
 /* Forced (sinks, recent) then top of the rest; mirrors the documented policy. */
@@ -88,12 +91,22 @@ static int ref_select(const loki_attn_params *p, const double *key, const uint8_
 }
 
 /* One row of one unit (g heads from h0) seeing S keys; out[i] (D). */
+/* The keys and values as the cache holds them (rotated, rounded to the
+ * cache type), or NULL: the reference rotates the raw keys in double. */
+static float (*g_kst)[HKV][D], (*g_vst)[HKV][D];
+
 static void ref_row(const fixture *f, const loki_attn_params *p, ref_state *rs, int layer, int h0, int g, int S,
                     double out[][D], bool *amb) {
     const int kh = h0 / G, d = ref_d(f, p, layer, kh);
     const double scale = 1.0 / sqrt((double)D);
     static double K[NCTX][D], Q[G][D], approx[G][NCTX], exact[G][NCTX], sum[NCTX];
-    for (int s = 0; s < S; s++) ref_rotate(f, p, layer, kh, f->k[s][kh], K[s]);
+    for (int s = 0; s < S; s++) {
+        if (g_kst)
+            for (int j = 0; j < D; j++) K[s][j] = g_kst[s][kh][j];
+        else
+            ref_rotate(f, p, layer, kh, f->k[s][kh], K[s]);
+    }
+    const float(*V)[HKV][D] = g_vst ? (const float(*)[HKV][D])g_vst : (const float(*)[HKV][D])f->v;
     for (int i = 0; i < g; i++) {
         ref_rotate(f, p, layer, kh, f->q[S - 1][h0 + i], Q[i]);
         for (int s = 0; s < S; s++) {
@@ -116,7 +129,7 @@ static void ref_row(const fixture *f, const loki_attn_params *p, ref_state *rs, 
             for (int j = 0; j < D; j++) out[i][j] = 0;
             for (int j = 0; j < C; j++) z += exp(approx[i][cand[j]] - m);
             for (int j = 0; j < C; j++)
-                for (int t = 0; t < D; t++) out[i][t] += exp(approx[i][cand[j]] - m) / z * f->v[cand[j]][kh][t];
+                for (int t = 0; t < D; t++) out[i][t] += exp(approx[i][cand[j]] - m) / z * V[cand[j]][kh][t];
         }
         return;
     }
@@ -155,7 +168,7 @@ static void ref_row(const fixture *f, const loki_attn_params *p, ref_state *rs, 
         for (int t = 0; t < D; t++) out[i][t] = 0;
         for (int j = 0; j < n; j++) {
             w[j] /= z;
-            for (int t = 0; t < D; t++) out[i][t] += w[j] * f->v[sel[j]][kh][t];
+            for (int t = 0; t < D; t++) out[i][t] += w[j] * V[sel[j]][kh][t];
             if (p->method == LOKI_ATTN_H2O || p->evict_kf > 0) acc[sel[j]] += w[j];
         }
     }
@@ -182,17 +195,49 @@ static void ref_row(const fixture *f, const loki_attn_params *p, ref_state *rs, 
 
 /* Run the kernel over S positions (decode: one row at a time; else one
  * prompt of S rows) and compare every (row, head) with the reference. */
-static void check_method(fixture *f, const char *name, loki_attn_params p, bool decode, int S) {
+/* Round rows x (S, HKV, D) through the cache type as the cache stores them
+ * (keys split at d of (layer, head)). */
+static void round_rows(loki_kv_type t, const lk_kv_cache *kv, int layer, bool keys, float (*x)[HKV][D],
+                       float (*y)[HKV][D], int S) {
+    uint8_t buf[4 * D + 64];
+    for (int s = 0; s < S; s++)
+        for (int h = 0; h < HKV; h++) {
+            int d = keys ? lk_kv_d(kv, layer, h) : D;
+            lk_row_encode(t, buf, x[s][h], d);
+            lk_row_decode(t, buf, y[s][h], d);
+            if (d < D) {
+                lk_row_encode(t, buf, x[s][h] + d, D - d);
+                lk_row_decode(t, buf, y[s][h] + d, D - d);
+            }
+        }
+}
+
+static const char *tname(loki_kv_type t) { return loki_kv_type_name(t); }
+
+/* Tolerance of the kernels against the reference on the same stored
+ * (rounded) keys and values: float vs double arithmetic, and for bf16 keys
+ * the query rounded to two bf16 parts (hi + lo, ~16 bits) by vdpbf16ps. */
+static bool g_small_blk; /* prompt blocks of 1-2 rows: the scratch budget of long contexts */
+
+static double type_tol(loki_kv_type t) { return t == LOKI_KV_BF16 ? 2e-5 : 1e-5; }
+
+static void check_method_t(fixture *f, const char *name, loki_attn_params p, bool decode, int S, loki_kv_type tk,
+                           loki_kv_type tv) {
     lk_hparams hp = {.n_layer = L, .n_head = H, .n_head_kv = HKV, .head_dim = D};
-    static float kbuf[L * HKV * NCTX * D], vbuf[L * HKV * NCTX * D];
-    int32_t dsplit[L * HKV];
-    lk_kv_cache kv = {L, HKV, D, NCTX, dsplit, kbuf, vbuf};
-    for (size_t i = 0; i < sizeof kbuf / sizeof kbuf[0]; i++) kbuf[i] = vbuf[i] = NAN; /* poison */
-    lk_attn *a = NULL;
+    lk_kv_cache kv;
     loki_error err = {0};
+    CHECK(lk_kv_init(&kv, L, HKV, D, NCTX, tk, tv, &err) == LOKI_OK);
+    if (!kv.k) return;
+    memset(kv.k, 0xff, (size_t)L * HKV * kv.k_head); /* poison: NaN in every float type */
+    memset(kv.v, 0xff, (size_t)L * HKV * kv.v_head);
+    lk_attn *a = NULL;
     p.pca = f->pca;
     CHECKF(lk_attn_init(&a, &hp, &p, NCTX, NCTX, 2, &kv, &err) == LOKI_OK, "%s: %s", name, err.msg);
-    if (!a) return;
+    if (!a) {
+        lk_kv_free(&kv);
+        return;
+    }
+    if (g_small_blk) a->blk_floats = 2 * NCTX; /* what a 128 x n_ctx block over budget does at any size */
     static float qr[NCTX][H][D], kr[NCTX][HKV][D], out[NCTX][H][D];
     static ref_state rs;
     memset(&rs, 0, sizeof rs);
@@ -201,6 +246,12 @@ static void check_method(fixture *f, const char *name, loki_attn_params p, bool 
     const int layer = 1;
     lk_attn_rotate(a, layer, &qr[0][0][0], S, H);
     lk_attn_rotate(a, layer, &kr[0][0][0], S, HKV);
+    static float kst[NCTX][HKV][D], vst[NCTX][HKV][D];
+    round_rows(kv.tk, &kv, layer, true, kr, kst, S);
+    round_rows(kv.tv, &kv, layer, false, f->v, vst, S);
+    const bool stored = kv.tk != LOKI_KV_F32 || kv.tv != LOKI_KV_F32;
+    g_kst = stored ? kst : NULL, g_vst = stored ? vst : NULL;
+    g_amb_rel = kv.tk == LOKI_KV_BF16 ? 2e-5 : 1e-5;
     for (size_t i = 0; i < sizeof out / sizeof(float); i++) (&out[0][0][0])[i] = NAN;
     if (decode) {
         for (int s = 0; s < S; s++) {
@@ -234,20 +285,37 @@ static void check_method(fixture *f, const char *name, loki_attn_params p, bool 
                     if (isnan(out[s][h0 + i][t])) max_err = INFINITY;
                 }
         }
-    CHECKF(max_err <= 1e-5 * fmax(max_ref, 1.0), "%s (%s): max error %.3g (max |ref| %.3g)", name,
-           decode ? "decode" : "prompt", max_err, max_ref);
-    CHECKF(skipped * 50 <= compared + skipped, "%s: %d of %d rows ambiguous", name, skipped, compared + skipped);
+    const double tol = type_tol(kv.tk);
+    CHECKF(max_err <= tol * fmax(max_ref, 1.0), "%s (%s, K %s V %s, %s): max error %.3g (max |ref| %.3g)", name,
+           decode ? "decode" : "prompt", tname(kv.tk), tname(kv.tv), lk_kv_simd ? "simd" : "portable", max_err,
+           max_ref);
+    CHECKF(skipped * 50 <= compared + skipped, "%s (K %s): %d of %d rows ambiguous", name, tname(kv.tk), skipped,
+           compared + skipped);
+    if (getenv("TEST_ATTN_VERBOSE"))
+        printf("%-40s %-6s K %-4s V %-4s %-8s max error %.3g\n", name, decode ? "decode" : "prompt", tname(kv.tk),
+               tname(kv.tv), lk_kv_simd ? "simd" : "portable", max_err / fmax(max_ref, 1.0));
+    g_kst = g_vst = NULL;
+    g_amb_rel = 1e-5;
     lk_attn_free(a);
+    lk_kv_free(&kv);
+}
+
+static void check_method(fixture *f, const char *name, loki_attn_params p, bool decode, int S) {
+    check_method_t(f, name, p, decode, S, LOKI_KV_F32, LOKI_KV_F32);
 }
 
 /* Output of the kernel for every row (decode steps) into out. */
-static void run_rows(fixture *f, loki_attn_params p, int S, float out[][H][D], lk_attn **keep) {
+static lk_kv_cache g_rows_kv; /* run_rows' cache: lives as long as the lk_attn kept */
+
+static void run_rows_t(fixture *f, loki_attn_params p, int S, float out[][H][D], lk_attn **keep, loki_kv_type t) {
     lk_hparams hp = {.n_layer = L, .n_head = H, .n_head_kv = HKV, .head_dim = D};
-    static float kbuf[L * HKV * NCTX * D], vbuf[L * HKV * NCTX * D];
-    static int32_t dsplit[L * HKV];
-    lk_kv_cache kv = {L, HKV, D, NCTX, dsplit, kbuf, vbuf};
+    lk_kv_free(&g_rows_kv);
+    lk_kv_cache *kvp = &g_rows_kv, kv_dummy;
+    (void)kv_dummy;
     lk_attn *a = NULL;
     loki_error err = {0};
+    CHECK(lk_kv_init(kvp, L, HKV, D, NCTX, t, t, &err) == LOKI_OK);
+#define kv (*kvp)
     p.pca = f->pca;
     CHECK(lk_attn_init(&a, &hp, &p, NCTX, NCTX, 2, &kv, &err) == LOKI_OK);
     if (!a) return;
@@ -263,6 +331,11 @@ static void run_rows(fixture *f, loki_attn_params p, int S, float out[][H][D], l
     }
     if (keep) *keep = a;
     else lk_attn_free(a);
+#undef kv
+}
+
+static void run_rows(fixture *f, loki_attn_params p, int S, float out[][H][D], lk_attn **keep) {
+    run_rows_t(f, p, S, out, keep, LOKI_KV_F32);
 }
 
 static double rel_diff(float a[][H][D], float b[][H][D], int S) {
@@ -309,6 +382,91 @@ static void test_kernels(void) {
                 }
             CHECKF(e < 1e-4, "lk_weighted_rows D=%d M=%d: error %.3g", d, M, e);
         }
+    }
+}
+
+/* The typed-row kernels, SIMD against portable and both against double
+ * loops over the decoded rows: every type, row lengths with tails, strided
+ * rows, several query rows. */
+static void test_typed_kernels(void) {
+    uint64_t seed = 4242;
+    static float K[53 * 200], Q[4 * 200], out0[4 * 53], out1[4 * 53], W[4 * 53], O0[4 * 200], O1[4 * 200],
+        dec[53 * 200];
+    static uint8_t rows[53 * 1000];
+    const int dims[] = {3, 16, 24, 32, 40, 64, 100, 128, 200};
+    const loki_kv_type ts[] = {LOKI_KV_F32, LOKI_KV_F16, LOKI_KV_BF16, LOKI_KV_Q8_0};
+    for (int ti = 0; ti < 4; ti++)
+        for (int di = 0; di < 9; di++) {
+            const int n = dims[di], S = 53;
+            const size_t stride = lk_kv_row_bytes(ts[ti], n) + 6; /* odd strides: no alignment assumed */
+            test_fill_random(K, (size_t)S * n, -1, 1, &seed);
+            test_fill_random(Q, (size_t)4 * n, -2, 2, &seed);
+            test_fill_random(W, (size_t)4 * S, 0, 1, &seed);
+            for (int s = 0; s < S; s++) {
+                lk_row_encode(ts[ti], rows + s * stride, K + s * n, n);
+                lk_row_decode(ts[ti], rows + s * stride, dec + s * n, n);
+            }
+            lk_rows R = {rows, stride, n, ts[ti]};
+            int32_t pos[53];
+            for (int t = 0; t < S; t++) pos[t] = (t * 7) % S;
+            for (int M = 1; M <= 4; M++) {
+                lk_kv_simd = true;
+                lk_scores_rows(&R, S, Q, n, M, 0.5f, out0, S);
+                lk_weighted_rows_t(O0, n, W, S, M, pos, S, &R);
+                lk_kv_simd = false;
+                lk_scores_rows(&R, S, Q, n, M, 0.5f, out1, S);
+                lk_weighted_rows_t(O1, n, W, S, M, pos, S, &R);
+                double es = 0, ew = 0, eq = 0;
+                for (int m = 0; m < M; m++)
+                    for (int t = 0; t < S; t++) {
+                        double r = 0, a = 0;
+                        for (int j = 0; j < n; j++) r += (double)Q[m * n + j] * dec[t * n + j], a += fabs(Q[m * n + j] * dec[t * n + j]);
+                        es = fmax(es, fabs(out0[m * S + t] - 0.5 * r) / (0.5 * a + 1e-30));
+                        eq = fmax(eq, fabs(out0[m * S + t] - out1[m * S + t]) / (0.5 * a + 1e-30));
+                        es = fmax(es, fabs(out1[m * S + t] - 0.5 * r) / (0.5 * a + 1e-30));
+                    }
+                for (int m = 0; m < M; m++)
+                    for (int j = 0; j < n; j++) {
+                        double r = 0;
+                        for (int t = 0; t < S; t++) r += (double)W[m * S + t] * dec[pos[t] * n + j];
+                        ew = fmax(ew, fmax(fabs(O0[m * n + j] - r), fabs(O1[m * n + j] - r)));
+                    }
+                /* bf16 SIMD scores round the query to hi + lo bf16 parts */
+                const double tol_s = ts[ti] == LOKI_KV_BF16 ? 2e-5 : 1e-6;
+                CHECKF(es < tol_s, "scores %s n=%d M=%d: relative error %.3g", loki_kv_type_name(ts[ti]), n, M, es);
+                CHECKF(eq < tol_s, "scores %s n=%d M=%d: SIMD vs portable %.3g", loki_kv_type_name(ts[ti]), n, M, eq);
+                CHECKF(ew < 1e-4, "weighted rows %s n=%d M=%d: error %.3g", loki_kv_type_name(ts[ti]), n, M, ew);
+            }
+            /* dot / axpy of one row, and widening */
+            float y0[200] = {0}, y1[200] = {0}, wd[200];
+            double ed = 0;
+            for (int s = 0; s < S; s++) {
+                lk_kv_simd = true;
+                float d0 = lk_dot_row(&R, s, Q);
+                lk_axpy_row(y0, 0.25f, &R, s);
+                lk_row_widen(ts[ti], lk_row(&R, s), wd, n);
+                lk_kv_simd = false;
+                float d1 = lk_dot_row(&R, s, Q);
+                lk_axpy_row(y1, 0.25f, &R, s);
+                ed = fmax(ed, fabs(d0 - d1));
+                for (int j = 0; j < n; j++) ed = fmax(ed, fabs(wd[j] - dec[s * n + j]));
+            }
+            for (int j = 0; j < n; j++) ed = fmax(ed, fabs(y0[j] - y1[j]));
+            CHECKF(ed < 1e-4, "dot/axpy/widen %s n=%d: SIMD vs portable %.3g", loki_kv_type_name(ts[ti]), n, ed);
+        }
+    lk_kv_simd = true;
+    /* storage error of one row per type (relative to max |x|): f16 2^-11,
+     * bf16 2^-8, q8_0 half a step of max|block|/127 (+ the fp16 scale) */
+    float x[100], y[100];
+    uint8_t buf[512];
+    test_fill_random(x, 100, -3, 3, &seed);
+    const double rt[] = {0, 4.9e-4 * 3, 3.9e-3 * 3, 3 * (0.5 / 127 + 1e-3)};
+    for (int ti = 0; ti < 4; ti++) {
+        lk_row_encode(ts[ti], buf, x, 100);
+        lk_row_decode(ts[ti], buf, y, 100);
+        double e = 0;
+        for (int j = 0; j < 100; j++) e = fmax(e, fabs(x[j] - y[j]));
+        CHECKF(e <= rt[ti], "row %s: storage error %.3g", loki_kv_type_name(ts[ti]), e);
     }
 }
 
@@ -464,6 +622,30 @@ int main(void) {
         check_method(&f, cases[i].name, cases[i].p, true, S);
         check_method(&f, cases[i].name, cases[i].p, false, S);
     }
+    /* every case on every cache type (keys and values of one type, and a
+     * mixed pair), SIMD kernels and the portable ones, against the
+     * reference on the same stored (rounded) numbers */
+    const loki_kv_type types[][2] = {{LOKI_KV_F16, LOKI_KV_F16}, {LOKI_KV_BF16, LOKI_KV_BF16},
+                                     {LOKI_KV_Q8_0, LOKI_KV_Q8_0}, {LOKI_KV_BF16, LOKI_KV_Q8_0},
+                                     {LOKI_KV_F32, LOKI_KV_F32}};
+    for (int simd = 1; simd >= 0; simd--) {
+        lk_kv_simd = simd;
+        for (int ti = 0; ti < 5; ti++) {
+            if (simd && ti == 4) continue; /* f32 SIMD: above */
+            for (int i = 0; i < nc; i++) {
+                check_method_t(&f, cases[i].name, cases[i].p, true, S, types[ti][0], types[ti][1]);
+                check_method_t(&f, cases[i].name, cases[i].p, false, S, types[ti][0], types[ti][1]);
+            }
+        }
+    }
+    lk_kv_simd = true;
+    g_small_blk = true;
+    for (int i = 0; i < nc; i++) {
+        check_method_t(&f, cases[i].name, cases[i].p, false, S, LOKI_KV_F32, LOKI_KV_F32);
+        check_method_t(&f, cases[i].name, cases[i].p, false, S, LOKI_KV_F16, LOKI_KV_F16);
+    }
+    g_small_blk = false;
+    test_typed_kernels();
 
     /* kf = 1 gives dense attention (loki through the rotated split cache) */
     static float dense[NCTX][H][D], other[NCTX][H][D];
@@ -474,6 +656,28 @@ int main(void) {
     p.method = LOKI_ATTN_EXACT_TOPK;
     run_rows(&f, p, S, other, NULL);
     CHECKF(rel_diff(other, dense, S) <= 1e-5, "exact-topk kf=1 vs dense: %.3g", rel_diff(other, dense, S));
+    /* per type: kf = 1 is dense (exact-topk: the same stored keys, to float
+     * rounding; loki: its keys are rounded in the rotated basis, so to the
+     * type's storage error); the type's dense output is within its storage
+     * error of the f32 dense output */
+    const loki_kv_type tt[] = {LOKI_KV_F16, LOKI_KV_BF16, LOKI_KV_Q8_0};
+    const double store_tol[] = {2e-3, 1.5e-2, 1.5e-2}; /* relative to max |out| */
+    for (int ti = 0; ti < 3; ti++) {
+        static float dense_t[NCTX][H][D];
+        run_rows_t(&f, base, S, dense_t, NULL, tt[ti]);
+        double e = rel_diff(dense_t, dense, S);
+        CHECKF(e <= store_tol[ti], "dense %s vs f32: %.3g", loki_kv_type_name(tt[ti]), e);
+        if (getenv("TEST_ATTN_VERBOSE")) printf("dense %s vs dense f32: %.3g\n", loki_kv_type_name(tt[ti]), e);
+        p = base, p.method = LOKI_ATTN_EXACT_TOPK, p.kf = 1.0f;
+        run_rows_t(&f, p, S, other, NULL, tt[ti]);
+        e = rel_diff(other, dense_t, S);
+        CHECKF(e <= 1e-5, "exact-topk kf=1 vs dense, %s: %.3g", loki_kv_type_name(tt[ti]), e);
+        p.method = LOKI_ATTN_LOKI, p.df = 0.25f;
+        run_rows_t(&f, p, S, other, NULL, tt[ti]);
+        e = rel_diff(other, dense_t, S);
+        CHECKF(e <= store_tol[ti], "loki kf=1 vs dense, %s: %.3g", loki_kv_type_name(tt[ti]), e);
+        if (getenv("TEST_ATTN_VERBOSE")) printf("loki kf=1 vs dense %s: %.3g\n", loki_kv_type_name(tt[ti]), e);
+    }
     /* the oracle's Jaccard with itself is 1; loki at df=0.25 is lower */
     lk_attn *a = NULL;
     lk_attn_stats st;

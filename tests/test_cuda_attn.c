@@ -350,9 +350,8 @@ static bool world_build(world *w) {
             w->krb[l][b] = xcalloc(w->cap[b] * row, sizeof(float)), w->vrb[l][b] = xcalloc(w->cap[b] * row, 4);
         }
         lk_kv_cache *c = &w->ckv[b];
-        *c = (lk_kv_cache){L, Hkv, D, w->cap[b], xcalloc((size_t)L * Hkv, sizeof(int32_t)), NULL, NULL};
-        if (!(c->k = lk_alloc_aligned(sizeof(float) * L * row * w->cap[b], &err)) ||
-            !(c->v = lk_alloc_aligned(sizeof(float) * L * row * w->cap[b], &err)) ||
+        /* f32: the GPU's read-back numbers are compared as they are */
+        if (lk_kv_init(c, L, Hkv, D, w->cap[b], LOKI_KV_F32, LOKI_KV_F32, &err) ||
             lk_attn_init(&w->ca[b], &hp, &w->p, w->cap[b], 1, lk_pool_size(lk_cpu_pool(g_cpu)), c, &err))
             return fail(NULL, "%s: CPU setup: %s", s->name, err.msg);
     }
@@ -383,7 +382,7 @@ static void world_free(world *w) {
         for (int l = 0; l < w->s.L; l++)
             free(w->kraw[l][b]), free(w->vraw[l][b]), free(w->krb[l][b]), free(w->vrb[l][b]);
         lk_attn_free(w->ca[b]);
-        lk_free_aligned(w->ckv[b].k), lk_free_aligned(w->ckv[b].v), free(w->ckv[b].d);
+        lk_kv_free(&w->ckv[b]);
     }
     if (w->pca) loki_pca_free(w->pca);
     free(w->dsplit), free(w->q), free(w->out), free(w->outc), free(w->outd), free(w->acc), free(w->ev);

@@ -352,6 +352,7 @@ static void check_model(loki_model *m, const char *label, const int32_t *ids, co
     cp.n_ctx = NT;
     cp.n_batch = 7; /* chunks that start inside and outside the window */
     cp.n_threads = 2;
+    cp.type_k = cp.type_v = LOKI_KV_F32; /* the reference's float numbers, to 1e-4 */
     loki_context *ctx = NULL;
     CHECK_OK(loki_context_init(m, &cp, &ctx, &err));
     if (!ctx) return;
@@ -384,6 +385,7 @@ static void check_loki_layers(loki_model *m, const int32_t *ids) {
     loki_context_params cp = loki_context_default_params();
     cp.n_ctx = NT;
     cp.n_threads = 1;
+    cp.type_k = cp.type_v = LOKI_KV_F32; /* bytes counted below are f32 */
     loki_context *ctx = NULL;
     CHECK_OK(loki_context_init(m, &cp, &ctx, &err));
     loki_attn_params ap = loki_attn_default_params();

@@ -52,15 +52,25 @@ loki_status lk_attn_init(lk_attn **out, const lk_hparams *hp, const loki_attn_pa
             !(a->evicted = lk_alloc_aligned(LH * (size_t)n_ctx, err)))
             goto nomem;
     }
-    /* score block rows: a decode step stacks a KV head's query heads; a
-     * prompt block holds LK_ATT_ROW_BLOCK rows of each head sharing a selection */
-    size_t g_sel = a->p.gqa_shared ? (size_t)a->group : 1;
-    size_t blk_rows = LK_MAX(2 * (size_t)a->group, g_sel * (size_t)LK_MIN(n_batch, LK_ATT_ROW_BLOCK));
+    /* score blocks: a decode step stacks a KV head's G query heads over S
+     * keys (dense: twice, the low and high parts); a sparse prompt block
+     * holds rows x keys per head sharing a selection, at least one row
+     * (g_sel x n_ctx), at most LK_ATT_ROW_BLOCK rows, within
+     * LK_ATT_BLK_BUDGET beyond that; a dense prompt block (rows, key chunk) */
+    size_t g_sel = a->p.gqa_shared ? (size_t)a->group : 1, N = (size_t)n_ctx;
+    size_t blk = LK_MAX(2 * (size_t)a->group * N, g_sel * N);
+    if (n_batch > 1) {
+        blk = LK_MAX(blk, (size_t)LK_ATT_ROW_BLOCK * LK_ATT_KEY_CHUNK);
+        blk = LK_MAX(blk, LK_MIN(g_sel * (size_t)LK_MIN(n_batch, LK_ATT_ROW_BLOCK) * N, (size_t)LK_ATT_BLK_BUDGET));
+    }
+    a->blk_floats = (int64_t)blk;
     if (!(a->th = lk_calloc((size_t)n_threads, sizeof *a->th, err))) goto nomem;
     for (int i = 0; i < n_threads; i++) {
         lk_attn_thread *t = &a->th[i];
-        size_t N = (size_t)n_ctx;
-        if (!(t->blk = aligned_f32(blk_rows * N, err)) || !(t->sum = aligned_f32(N, err)) ||
+        if (!(t->blk = aligned_f32(blk, err)) || !(t->sum = aligned_f32(N, err)) ||
+            !(t->kbuf = aligned_f32((size_t)LK_ATT_KEY_CHUNK * D, err)) ||
+            !(t->vbuf = aligned_f32((size_t)LK_ATT_KEY_CHUNK * D, err)) ||
+            !(t->mrow = aligned_f32(LK_ATT_ROW_BLOCK, err)) || !(t->lrow = aligned_f32(LK_ATT_ROW_BLOCK, err)) ||
             !(t->work = aligned_f32(2 * N, err)) || !(t->ex = aligned_f32(g_sel * N, err)) ||
             !(t->exall = aligned_f32(N, err)) || !(t->sel = lk_alloc_aligned(N * 4, err)) ||
             !(t->cand = lk_alloc_aligned(N * 4, err)) || !(t->rest = lk_alloc_aligned(N * 4, err)) ||
@@ -85,6 +95,10 @@ void lk_attn_free(lk_attn *a) {
     for (int i = 0; a->th && i < a->n_threads; i++) {
         lk_attn_thread *t = &a->th[i];
         lk_free_aligned(t->blk);
+        lk_free_aligned(t->kbuf);
+        lk_free_aligned(t->vbuf);
+        lk_free_aligned(t->mrow);
+        lk_free_aligned(t->lrow);
         lk_free_aligned(t->sum);
         lk_free_aligned(t->work);
         lk_free_aligned(t->ex);
@@ -139,20 +153,5 @@ void lk_attn_rotate(lk_attn *a, int layer, float *x, int32_t n, int n_heads) {
                     a->rot_tmp, D);
         for (int32_t i = 0; i < n; i++)
             memcpy(xh + (size_t)i * n_heads * D, a->rot_tmp + (size_t)i * D, sizeof(float) * (size_t)D);
-    }
-}
-
-void lk_kv_store(lk_kv_cache *c, int layer, int32_t pos0, const float *k, const float *v, int32_t n) {
-    const int Hkv = c->n_head_kv, D = c->head_dim;
-    for (int h = 0; h < Hkv; h++) {
-        const int d = lk_kv_d(c, layer, h);
-        float *Klo = lk_kv_klo(c, layer, h), *Khi = lk_kv_khi(c, layer, h), *V = lk_kv_v(c, layer, h);
-        for (int32_t i = 0; i < n; i++) {
-            const float *ki = k + ((size_t)i * Hkv + h) * D;
-            size_t pos = (size_t)(pos0 + i);
-            memcpy(Klo + pos * d, ki, sizeof(float) * (size_t)d);
-            memcpy(Khi + pos * (D - d), ki + d, sizeof(float) * (size_t)(D - d));
-            memcpy(V + pos * D, v + ((size_t)i * Hkv + h) * D, sizeof(float) * (size_t)D);
-        }
     }
 }

@@ -26,39 +26,103 @@
 /* Most query heads per KV head that --gqa-shared supports. */
 #define LK_ATTN_MAX_GROUP 16
 
-/* KV cache of n_ctx positions, allocated once. */
+/* KV cache of n_ctx positions, allocated once, in one of the element types
+ * of loki_kv_type (keys and values may differ). Every type keeps the split
+ * layout: a stored row is one token's k_lo (d values), k_hi (D-d) or v (D).
+ *   f32, f16, bf16: the values, 4 or 2 bytes each;
+ *   q8_0: a row of n values is ceil(n/32) fp16 scales followed by n int8
+ *         codes; block b (values 32b .. min(32b+32, n)) is scale_b · code,
+ *         scale_b = max|x|/127 of the block. A row whose length is not a
+ *         multiple of 32 (d = 24 of D = 128, say) ends in a short block of
+ *         its own, not padded: k_lo and k_hi then hold
+ *         2·(ceil(d/32) + ceil((D-d)/32)) + D bytes per token, at most 2
+ *         bytes more than an unsplit row.
+ * A (layer, KV head) region is sized for the largest split, so changing the
+ * method (and d) never reallocates. */
 typedef struct lk_kv_cache {
     int32_t n_layer, n_head_kv, head_dim, n_ctx;
-    int32_t *d;  /* (L, Hkv) split point of each head's keys */
-    float *k;    /* (L, Hkv, n_ctx*D): k_lo (n_ctx, d) then k_hi (n_ctx, D-d), post-RoPE
-                    (rotated into the PCA basis for loki/pcaattn) */
-    float *v;    /* (L, Hkv, n_ctx, D) values, never rotated */
+    loki_kv_type tk, tv; /* resolved types, never LOKI_KV_DEFAULT */
+    int32_t *d;          /* (L, Hkv) split point of each head's keys */
+    size_t k_head, v_head; /* bytes of one (layer, head) region of k / v */
+    uint8_t *k; /* (L, Hkv) regions: k_lo (n_ctx rows of d) then k_hi (n_ctx rows of D-d), post-RoPE
+                   (rotated into the PCA basis for loki/pcaattn) */
+    uint8_t *v; /* (L, Hkv) regions: (n_ctx rows of D) values, never rotated */
 } lk_kv_cache;
+
+/* Bytes of one stored row of n values of type t. */
+static inline size_t lk_kv_row_bytes(loki_kv_type t, int n) {
+    switch (t) {
+    case LOKI_KV_F16:
+    case LOKI_KV_BF16: return 2 * (size_t)n;
+    case LOKI_KV_Q8_0: return 2 * (size_t)((n + 31) / 32) + (size_t)n;
+    default: return 4 * (size_t)n;
+    }
+}
+
+/* Set up the cache's shape and allocate it (types LOKI_KV_DEFAULT resolve).
+ * On failure the message names the sizes. d starts at D (no split). */
+loki_status lk_kv_init(lk_kv_cache *c, int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t n_ctx,
+                       loki_kv_type tk, loki_kv_type tv, loki_error *err);
+void lk_kv_free(lk_kv_cache *c);
+/* Bytes lk_kv_init allocates for this shape (keys + values). */
+double lk_kv_bytes_for(int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t n_ctx, loki_kv_type tk,
+                       loki_kv_type tv);
 
 static inline int32_t lk_kv_d(const lk_kv_cache *c, int layer, int h) {
     return c->d[layer * c->n_head_kv + h];
 }
-/* (n_ctx, d): the first d components of every position's key */
-static inline float *lk_kv_klo(const lk_kv_cache *c, int layer, int h) {
-    return c->k + ((size_t)layer * c->n_head_kv + h) * (size_t)c->n_ctx * c->head_dim;
+/* (n_ctx rows of d): the first d components of every position's key */
+static inline uint8_t *lk_kv_klo(const lk_kv_cache *c, int layer, int h) {
+    return c->k + ((size_t)layer * c->n_head_kv + h) * c->k_head;
 }
-/* (n_ctx, D-d): the remaining components */
-static inline float *lk_kv_khi(const lk_kv_cache *c, int layer, int h) {
-    return lk_kv_klo(c, layer, h) + (size_t)c->n_ctx * lk_kv_d(c, layer, h);
+static inline size_t lk_kv_klo_stride(const lk_kv_cache *c, int layer, int h) {
+    return lk_kv_row_bytes(c->tk, lk_kv_d(c, layer, h));
 }
-/* (n_ctx, D) */
-static inline float *lk_kv_v(const lk_kv_cache *c, int layer, int h) {
-    return c->v + ((size_t)layer * c->n_head_kv + h) * (size_t)c->n_ctx * c->head_dim;
+/* (n_ctx rows of D-d): the remaining components */
+static inline uint8_t *lk_kv_khi(const lk_kv_cache *c, int layer, int h) {
+    return lk_kv_klo(c, layer, h) + (size_t)c->n_ctx * lk_kv_klo_stride(c, layer, h);
 }
+static inline size_t lk_kv_khi_stride(const lk_kv_cache *c, int layer, int h) {
+    return lk_kv_row_bytes(c->tk, c->head_dim - lk_kv_d(c, layer, h));
+}
+/* (n_ctx rows of D) */
+static inline uint8_t *lk_kv_v(const lk_kv_cache *c, int layer, int h) {
+    return c->v + ((size_t)layer * c->n_head_kv + h) * c->v_head;
+}
+static inline size_t lk_kv_v_stride(const lk_kv_cache *c) { return lk_kv_row_bytes(c->tv, c->head_dim); }
 
-/* Store n rows k, v (n, Hkv, D) at positions pos0 .. pos0+n-1 of a layer. */
+/* Store n rows k, v (n, Hkv, D) at positions pos0 .. pos0+n-1 of a layer
+ * (converted / quantized to the cache's types). */
 void lk_kv_store(lk_kv_cache *c, int layer, int32_t pos0, const float *k, const float *v, int32_t n);
+
+/* ------------------------------------------------- typed rows (kv.c) */
+
+/* Rows of a stored matrix: row s at p + s·stride, n values of type t each. */
+typedef struct lk_rows {
+    const uint8_t *p;
+    size_t stride;
+    int n;
+    loki_kv_type t;
+} lk_rows;
+
+static inline const uint8_t *lk_row(const lk_rows *r, int32_t s) { return r->p + (size_t)s * r->stride; }
+
+/* Encode n floats x as one row of type t at dst / decode one row into y. */
+void lk_row_encode(loki_kv_type t, void *dst, const float *x, int n);
+void lk_row_decode(loki_kv_type t, const void *src, float *y, int n);
+/* lk_row_decode by the SIMD path where there is one (lk_kv_simd). */
+void lk_row_widen(loki_kv_type t, const void *src, float *y, int n);
+
+/* Kernels use the SIMD paths (AVX-512 / AVX-512 BF16 / F16C, where the
+ * build targets them) while this is true (the default); false forces the
+ * portable C beside them (tests compare the two). */
+extern bool lk_kv_simd;
 
 /* Statistics a context gathers while attending (reset by lk_attn_reset). */
 typedef struct lk_attn_stats {
     double jaccard_sum;     /* Σ Jaccard(selected, exact top-k) over counted rows */
     int64_t jaccard_rows;   /* query-head rows with more than k causal keys */
-    double bytes_read;      /* key/value bytes read (f32) by the method */
+    double bytes_read;      /* key/value bytes read by the method (in the cache types) */
     double bytes_dense;     /* bytes dense attention would read for the same rows */
 } lk_attn_stats;
 
@@ -120,12 +184,23 @@ void lk_topk(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t 
  * with row stride ldq. Reads every key once however many query rows. */
 void lk_scores(const float *K, int32_t S, int d, const float *Q, int ldq, int M, float scale, float *out,
                int32_t ldo);
+/* The same over typed rows K (rows 0 .. S-1, K->n = d). */
+void lk_scores_rows(const lk_rows *K, int32_t S, const float *Q, int ldq, int M, float scale, float *out,
+                    int32_t ldo);
 
 /* out[m] (D, row stride ldo) = Σ_j w[m][j] · V[pos[j]] for m < M (pos NULL:
  * V[j]); w (M, n) with row stride ldw; V rows of D floats, each read once
  * per 2 query rows. */
 void lk_weighted_rows(float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos, int32_t n,
                       const float *V, int D);
+/* The same over typed value rows V (V->n = D). */
+void lk_weighted_rows_t(float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos, int32_t n,
+                        const lk_rows *V);
+
+/* q · row (n = r->n values of row s). */
+float lk_dot_row(const lk_rows *r, int32_t s, const float *q);
+/* y (n) += w · row s. */
+void lk_axpy_row(float *y, float w, const lk_rows *r, int32_t s);
 
 /* y (n) += w · x (n), vectorised. */
 void lk_axpy(float *y, float w, const float *x, int n);

@@ -5,10 +5,17 @@
 #include "attn/attn.h"
 
 #define LK_ATT_ROW_BLOCK 128 /* query rows per score block in prompt processing */
+#define LK_ATT_KEY_CHUNK 256 /* keys per chunk of a dense prompt block (and of widened key rows) */
+/* Floats of a thread's score block scratch beyond what one row needs: a
+ * sparse method's prompt block of g heads x rows x keys takes fewer rows
+ * when its keys are many (4 MiB). */
+#define LK_ATT_BLK_BUDGET (1 << 20)
 
 /* Per-thread scratch; every array holds n_ctx entries unless noted. */
 typedef struct lk_attn_thread {
-    float *blk;           /* (blk_rows, n_ctx) score blocks */
+    float *blk;           /* score blocks: lk_attn.blk_floats */
+    float *kbuf, *vbuf;   /* (LK_ATT_KEY_CHUNK, D) key / value rows widened to f32 */
+    float *mrow, *lrow;   /* (LK_ATT_ROW_BLOCK) running max / sum of a dense prompt block */
     float *sum;           /* summed scores of a shared (GQA) selection */
     float *work;          /* (2 n_ctx) selection workspace */
     float *ex;            /* (g, n_ctx) exact scores / weights of the selected tokens per head */
@@ -24,6 +31,7 @@ typedef struct lk_attn_thread {
 struct lk_attn {
     loki_attn_params p;
     int32_t L, H, Hkv, D, group, n_ctx, n_batch, n_threads;
+    int64_t blk_floats;   /* floats of each thread's blk */
     float scale;          /* score scale: hp->attn_scale, else 1/sqrt(D) (exact and approximate scores) */
     int32_t swa_window, swa_pattern; /* sliding-window layers (model.h); window 0: none */
     float *rot;           /* (L, Hkv, D, D) PCA axes as rows, or NULL (no rotation) */

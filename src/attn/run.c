@@ -39,19 +39,41 @@ typedef struct unit_row {
     float *out[LK_ATTN_MAX_GROUP];          /* per head: (D) output */
 } unit_row;
 
-/* Prefetch the `bytes` of a row (rows of selected keys/values are gathered). */
-static inline void prefetch_row(const float *p, int bytes) {
-    for (int o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)p + o);
+/* Prefetch row s of r (rows of selected keys/values are gathered). */
+static inline void prefetch_row(const lk_rows *r, int32_t s) {
+    const uint8_t *p = lk_row(r, s);
+    for (size_t o = 0; o < r->stride; o += 64) __builtin_prefetch(p + o);
+}
+
+/* The key rows (lo, hi) and value rows of (layer, KV head). */
+typedef struct head_rows {
+    lk_rows lo, hi, v;
+} head_rows;
+
+static head_rows head_rows_of(const lk_kv_cache *kv, int layer, int kh) {
+    const int D = kv->head_dim, d = lk_kv_d(kv, layer, kh);
+    head_rows h = {{lk_kv_klo(kv, layer, kh), lk_kv_klo_stride(kv, layer, kh), d, kv->tk},
+                   {lk_kv_khi(kv, layer, kh), lk_kv_khi_stride(kv, layer, kh), D - d, kv->tk},
+                   {lk_kv_v(kv, layer, kh), lk_kv_v_stride(kv), D, kv->tv}};
+    return h;
+}
+
+/* Rows s0 .. s0+n-1 of r as floats (n, r->n): the rows themselves for f32,
+ * else widened into buf. */
+static const float *rows_f32(const lk_rows *r, int32_t s0, int32_t n, float *buf) {
+    if (r->t == LOKI_KV_F32) return (const float *)lk_row(r, s0);
+    for (int32_t i = 0; i < n; i++) lk_row_widen(r->t, lk_row(r, s0 + i), buf + (size_t)i * r->n, r->n);
+    return buf;
 }
 
 #define LK_PREFETCH_AHEAD 16 /* selected rows */
 
 /* Exact score of key s for query q: the low-rank part is already in approx. */
-static inline float exact_score(const lk_attn *a, const float *approx, const float *q, const float *Klo,
-                                const float *Khi, int d, int32_t s) {
-    const int Dh = a->D - d;
-    float lo = approx ? approx[s] : lk_dot(q, Klo + (size_t)s * d, d) * a->scale;
-    return Dh ? lo + lk_dot(q + d, Khi + (size_t)s * Dh, Dh) * a->scale : lo;
+static inline float exact_score(const lk_attn *a, const float *approx, const float *q, const head_rows *hr,
+                                int32_t s) {
+    const int d = hr->lo.n;
+    float lo = approx ? approx[s] : lk_dot_row(&hr->lo, s, q) * a->scale;
+    return hr->hi.n ? lo + lk_dot_row(&hr->hi, s, q + d) * a->scale : lo;
 }
 
 /* GQA-shared selection scores (S) of a unit's g heads: the sum of the
@@ -76,19 +98,19 @@ static const float *shared_scores(const unit_row *u, float *x, bool gqa_max) {
  * softmax (as flash-decoding does): each row's key rest and value are used
  * while both are in cache, instead of a second gather of the values.
  * ex (n) receives the softmax weights; out (D) the output. */
-static void attend_one_pass(const lk_attn *a, const unit_row *u, const float *Klo, const float *Khi,
-                            const float *V, int d, const int32_t *sel, int32_t n, float *ex) {
-    const int D = a->D, Dh = D - d;
+static void attend_one_pass(const lk_attn *a, const unit_row *u, const head_rows *hr, const int32_t *sel,
+                            int32_t n, float *ex) {
+    const int D = a->D;
     float *out = u->out[0], m = -FLT_MAX, l = 0.0f;
     memset(out, 0, sizeof(float) * (size_t)D);
     for (int32_t j = 0; j < n; j++) {
         if (j + LK_PREFETCH_AHEAD < n) {
             int32_t sp = sel[j + LK_PREFETCH_AHEAD];
-            if (Dh) prefetch_row(Khi + (size_t)sp * Dh, Dh * 4);
-            prefetch_row(V + (size_t)sp * D, D * 4);
-            if (!u->approx[0]) prefetch_row(Klo + (size_t)sp * d, d * 4);
+            if (hr->hi.n) prefetch_row(&hr->hi, sp);
+            prefetch_row(&hr->v, sp);
+            if (!u->approx[0]) prefetch_row(&hr->lo, sp);
         }
-        float sc = exact_score(a, u->approx[0], u->q[0], Klo, Khi, d, sel[j]);
+        float sc = exact_score(a, u->approx[0], u->q[0], hr, sel[j]);
         ex[j] = sc;
         if (sc > m) { /* a new maximum: rescale what has been summed */
             float c = expf(m - sc);
@@ -98,7 +120,7 @@ static void attend_one_pass(const lk_attn *a, const unit_row *u, const float *Kl
         }
         float w = expf(sc - m);
         l += w;
-        lk_axpy(out, w, V + (size_t)sel[j] * D, D);
+        lk_axpy_row(out, w, &hr->v, sel[j]);
     }
     const float inv = 1.0f / l;
     for (int i = 0; i < D; i++) out[i] *= inv;
@@ -133,9 +155,9 @@ static int32_t select_tokens(const lk_attn *a, lk_attn_thread *t, const float *x
 }
 
 /* Jaccard similarity of sel (n) with the exact top-k of all S keys. */
-static double jaccard_of(const lk_attn *a, lk_attn_thread *t, const unit_row *u, int i, const float *Klo,
-                         const float *Khi, int d, int32_t n, int32_t k) {
-    for (int32_t s = 0; s < u->S; s++) t->exall[s] = exact_score(a, u->approx[i], u->q[i], Klo, Khi, d, s);
+static double jaccard_of(const lk_attn *a, lk_attn_thread *t, const unit_row *u, int i, const head_rows *hr,
+                         int32_t n, int32_t k) {
+    for (int32_t s = 0; s < u->S; s++) t->exall[s] = exact_score(a, u->approx[i], u->q[i], hr, s);
     lk_topk(t->exall, NULL, u->S, k, t->top, t->work);
     for (int32_t j = 0; j < k; j++) t->mark[t->top[j]] = 1;
     int32_t inter = 0;
@@ -169,10 +191,9 @@ static void evict(const lk_attn *a, lk_attn_thread *t, float *acc, uint8_t *ev, 
 /* One query row of one sharing unit: candidates → select → exact attend. */
 static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, const unit_row *u) {
     const loki_attn_params *p = &a->p;
-    const int D = a->D, d = lk_kv_d(kv, u->layer, u->kh);
+    const int D = a->D;
     const int32_t S = u->S;
-    const float *Klo = lk_kv_klo(kv, u->layer, u->kh), *Khi = lk_kv_khi(kv, u->layer, u->kh);
-    const float *V = lk_kv_v(kv, u->layer, u->kh);
+    const head_rows hrs = head_rows_of(kv, u->layer, u->kh), *hr = &hrs;
     const size_t unit_off = ((size_t)u->layer * a->H + u->h0) * (size_t)a->n_ctx;
     float *acc = a->acc ? a->acc + unit_off : NULL;
     uint8_t *ev = a->evicted ? a->evicted + unit_off : NULL;
@@ -191,9 +212,9 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
         for (int i = 0; i < u->g; i++) {
             for (int32_t j = 0; j < C; j++) t->ex[j] = u->approx[i][cand ? cand[j] : j];
             softmax_inplace(t->ex, C);
-            lk_weighted_rows(u->out[i], D, t->ex, C, 1, cand, C, V, D);
+            lk_weighted_rows_t(u->out[i], D, t->ex, C, 1, cand, C, &hr->v);
         }
-        if (u->count_bytes) st->bytes_read += 4.0 * u->g * C * D;
+        if (u->count_bytes) st->bytes_read += (double)u->g * C * hr->v.stride;
         return;
     }
     const int32_t k = lk_attn_budget(p, S);
@@ -220,12 +241,11 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
     /* exact scores of the selected rows for all g heads in one pass over the
      * rows, then one weighted sum (M = g) over their values: a shared
      * selection's rows are gathered once for the group */
-    const int Dh = D - d;
     float *ex = t->ex; /* (g, n) */
     if (u->g == 1) {
-        attend_one_pass(a, u, Klo, Khi, V, d, t->sel, n, ex);
+        attend_one_pass(a, u, hr, t->sel, n, ex);
         if (a->jaccard && !all) {
-            st->jaccard_sum += jaccard_of(a, t, u, 0, Klo, Khi, d, n, k);
+            st->jaccard_sum += jaccard_of(a, t, u, 0, hr, n, k);
             st->jaccard_rows++;
         }
         if (acc)
@@ -234,16 +254,16 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
     for (int32_t j = 0; j < n && u->g > 1; j++) {
         if (j + LK_PREFETCH_AHEAD < n) {
             int32_t sp = t->sel[j + LK_PREFETCH_AHEAD];
-            if (Dh) prefetch_row(Khi + (size_t)sp * Dh, Dh * 4);
-            prefetch_row(V + (size_t)sp * D, D * 4);
-            if (!u->approx[0]) prefetch_row(Klo + (size_t)sp * d, d * 4);
+            if (hr->hi.n) prefetch_row(&hr->hi, sp);
+            prefetch_row(&hr->v, sp);
+            if (!u->approx[0]) prefetch_row(&hr->lo, sp);
         }
         for (int i = 0; i < u->g; i++)
-            ex[(size_t)i * n + j] = exact_score(a, u->approx[i], u->q[i], Klo, Khi, d, t->sel[j]);
+            ex[(size_t)i * n + j] = exact_score(a, u->approx[i], u->q[i], hr, t->sel[j]);
     }
     for (int i = 0; i < u->g && u->g > 1; i++) {
         if (a->jaccard && !all) {
-            st->jaccard_sum += jaccard_of(a, t, u, i, Klo, Khi, d, n, k);
+            st->jaccard_sum += jaccard_of(a, t, u, i, hr, n, k);
             st->jaccard_rows++;
         }
         softmax_inplace(ex + (size_t)i * n, n);
@@ -251,60 +271,96 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
             for (int32_t j = 0; j < n; j++) acc[t->sel[j]] += ex[(size_t)i * n + j];
     }
     /* the g heads of a unit are adjacent: out rows with stride D */
-    if (u->g > 1) lk_weighted_rows(u->out[0], D, ex, n, u->g, t->sel, n, V, D);
+    if (u->g > 1) lk_weighted_rows_t(u->out[0], D, ex, n, u->g, t->sel, n, &hr->v);
     /* bytes of the selected rows: the rest of the key (all of it for h2o,
      * whose scores read no keys) and the value; once per selection */
     if (u->count_bytes) {
-        int key_rest = p->method == LOKI_ATTN_H2O ? D : D - d;
-        st->bytes_read += 4.0 * (double)n * (key_rest + D);
+        double key_rest = p->method == LOKI_ATTN_H2O ? (double)(hr->lo.stride + hr->hi.stride) : (double)hr->hi.stride;
+        st->bytes_read += (double)n * (key_rest + (double)hr->v.stride);
     }
     if (ev) evict(a, t, acc, ev, cand, C, S, n, all);
 }
 
 /* ------------------------------------------------------------- dense */
 
-/* Dense attention of `rows` query rows (stride ldq) over keys of (layer, kv
- * head) into out (stride ldo). Row r sees keys up to `last` = first_visible +
- * r (exclusive; causal), or all n_keys when first_visible < 0 (a decode
- * step); with window > 0 (a sliding-window layer) only the last `window`
- * of those, keys last - window .. last - 1. S: scratch of at least
- * (rows, 2 * n_keys) floats. */
-static void dense_block(const lk_attn *a, const lk_kv_cache *kv, int layer, int kh, const float *q, int ldq,
-                        float *out, int ldo, int32_t rows, int32_t n_keys, int32_t first_visible,
-                        int32_t window, float *S) {
-    const int D = a->D, d = lk_kv_d(kv, layer, kh);
-    /* k0: the first key any row sees; nk keys from there on */
-    const int32_t k0 = window > 0 ? LK_MAX(0, (first_visible < 0 ? n_keys : first_visible) - window) : 0;
-    const int32_t nk = n_keys - k0;
-    const float *Klo = lk_kv_klo(kv, layer, kh) + (size_t)k0 * d;
-    const float *Khi = lk_kv_khi(kv, layer, kh) + (size_t)k0 * (D - d);
-    const float *V = lk_kv_v(kv, layer, kh) + (size_t)k0 * D;
-    if (first_visible < 0) { /* a decode step: a few rows, keys and values streamed once */
-        lk_scores(Klo, nk, d, q, ldq, rows, a->scale, S, nk);
-        if (d < D) {
-            float *hi = S + (size_t)rows * nk;
-            lk_scores(Khi, nk, D - d, q + d, ldq, rows, a->scale, hi, nk);
-            for (size_t i = 0; i < (size_t)rows * nk; i++) S[i] += hi[i];
-        }
-        for (int32_t r = 0; r < rows; r++) softmax_inplace(S + (size_t)r * nk, nk);
-        lk_weighted_rows(out, ldo, S, nk, rows, NULL, nk, V, D);
-        return;
+/* Dense attention of a decode step: `rows` query rows (stride ldq; the query
+ * heads of a KV head) over the keys of (layer, kv head) into out (stride
+ * ldo), all n_keys of them, or the last `window` (a sliding-window layer).
+ * Keys and values are streamed once. S: scratch of (rows, 2 * n_keys) floats. */
+static void dense_decode(const lk_attn *a, const lk_kv_cache *kv, int layer, int kh, const float *q, int ldq,
+                         float *out, int ldo, int32_t rows, int32_t n_keys, int32_t window, float *S) {
+    const int D = a->D;
+    const int32_t k0 = window > 0 ? LK_MAX(0, n_keys - window) : 0, nk = n_keys - k0;
+    head_rows hr = head_rows_of(kv, layer, kh);
+    hr.lo.p = lk_row(&hr.lo, k0), hr.hi.p = lk_row(&hr.hi, k0), hr.v.p = lk_row(&hr.v, k0);
+    const int d = hr.lo.n;
+    lk_scores_rows(&hr.lo, nk, q, ldq, rows, a->scale, S, nk);
+    if (d < D) {
+        float *hi = S + (size_t)rows * nk;
+        lk_scores_rows(&hr.hi, nk, q + d, ldq, rows, a->scale, hi, nk);
+        for (size_t i = 0; i < (size_t)rows * nk; i++) S[i] += hi[i];
     }
-    /* S (rows, nk) = scale · Q_lo · K_loᵀ (+ scale · Q_hi · K_hiᵀ) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, d, a->scale, q, ldq, Klo, d, 0.0f, S, nk);
-    if (d < D)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, D - d, a->scale, q + d, ldq, Khi, D - d,
-                    1.0f, S, nk);
+    for (int32_t r = 0; r < rows; r++) softmax_inplace(S + (size_t)r * nk, nk);
+    lk_weighted_rows_t(out, ldo, S, nk, rows, NULL, nk, &hr.v);
+}
+
+/* Dense attention of a prompt block of `rows` query rows (rows <=
+ * LK_ATT_ROW_BLOCK): row r sees keys up to first_visible + r (exclusive;
+ * causal), with window > 0 only the last `window` of those. Keys are taken in
+ * chunks of LK_ATT_KEY_CHUNK (widened to f32 for the 16-bit and q8_0 types)
+ * with an online softmax (flash attention), so the scratch is (rows, chunk)
+ * whatever the context length. */
+static void dense_prefill(const lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, int layer, int kh,
+                          const float *q, int ldq, float *out, int ldo, int32_t rows, int32_t first_visible,
+                          int32_t window) {
+    const int D = a->D;
+    const head_rows hr = head_rows_of(kv, layer, kh);
+    const int d = hr.lo.n;
+    const int32_t k0 = window > 0 ? LK_MAX(0, first_visible - window) : 0, k1 = first_visible + rows - 1;
+    float *mx = t->mrow, *l = t->lrow, *S = t->blk;
     for (int32_t r = 0; r < rows; r++) {
-        const int32_t last = first_visible + r; /* keys [lo, hi) of this row, relative to k0 */
-        const int32_t lo = window > 0 ? LK_MAX(0, last - window) - k0 : 0, hi = last - k0;
-        float *row = S + (size_t)r * nk;
-        memset(row, 0, sizeof(float) * (size_t)lo);
-        softmax_inplace(row + lo, hi - lo);
-        memset(row + hi, 0, sizeof(float) * (size_t)(nk - hi));
+        mx[r] = -INFINITY, l[r] = 0.0f;
+        memset(out + (size_t)r * ldo, 0, sizeof(float) * (size_t)D);
     }
-    /* out (rows, D) = S (rows, nk) · V (nk, D) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, nk, 1.0f, S, nk, V, D, 0.0f, out, ldo);
+    for (int32_t c0 = k0; c0 < k1; c0 += LK_ATT_KEY_CHUNK) {
+        const int32_t kc = LK_MIN(LK_ATT_KEY_CHUNK, k1 - c0);
+        /* S (rows, kc) = scale · Q_lo · K_loᵀ (+ scale · Q_hi · K_hiᵀ) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, kc, d, a->scale, q, ldq,
+                    rows_f32(&hr.lo, c0, kc, t->kbuf), d, 0.0f, S, kc);
+        if (d < D)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, kc, D - d, a->scale, q + d, ldq,
+                        rows_f32(&hr.hi, c0, kc, t->kbuf), D - d, 1.0f, S, kc);
+        for (int32_t r = 0; r < rows; r++) {
+            const int32_t last = first_visible + r; /* keys [lo, hi) of this row, relative to c0 */
+            const int32_t lo = LK_MAX(window > 0 ? LK_MAX(0, last - window) : 0, c0) - c0;
+            const int32_t hi = LK_MIN(last, c0 + kc) - c0;
+            float *row = S + (size_t)r * kc;
+            if (hi <= lo) {
+                memset(row, 0, sizeof(float) * (size_t)kc);
+                continue;
+            }
+            float m = -FLT_MAX, sum = 0.0f;
+            for (int32_t j = lo; j < hi; j++) m = row[j] > m ? row[j] : m;
+            if (m > mx[r]) { /* a new maximum: rescale what has been summed */
+                const float c = expf(mx[r] - m);
+                float *o = out + (size_t)r * ldo;
+                for (int i = 0; i < D; i++) o[i] *= c;
+                l[r] *= c;
+                mx[r] = m;
+            }
+            memset(row, 0, sizeof(float) * (size_t)lo);
+            for (int32_t j = lo; j < hi; j++) sum += row[j] = expf(row[j] - mx[r]);
+            memset(row + hi, 0, sizeof(float) * (size_t)(kc - hi));
+            l[r] += sum;
+        }
+        /* out (rows, D) += S (rows, kc) · V (kc, D) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, kc, 1.0f, S, kc,
+                    rows_f32(&hr.v, c0, kc, t->vbuf), D, 1.0f, out, ldo);
+    }
+    for (int32_t r = 0; r < rows; r++) {
+        const float inv = 1.0f / l[r];
+        for (int i = 0; i < D; i++) out[(size_t)r * ldo + i] *= inv;
+    }
 }
 
 /* ----------------------------------------------------------- workers */
@@ -328,20 +384,21 @@ static void decode_worker(void *arg, int ith, int nth) {
     const int D = a->D, G = a->group;
     const int32_t S = r->pos0 + 1;
     const int32_t S_vis = r->window > 0 ? LK_MIN(S, r->window) : S; /* keys dense attention reads */
+    const double row_bytes = (double)lk_kv_row_bytes(r->kv->tk, D) + (double)lk_kv_v_stride(r->kv);
     for (int kh = ith; kh < a->Hkv; kh += nth) {
         const float *q = r->q + (size_t)kh * G * D; /* (G, D) */
         float *out = r->out + (size_t)kh * G * D;   /* (G, D) */
         lk_attn_stats *st = &t->stats[r->layer];
-        st->bytes_dense += 4.0 * S_vis * 2 * D;
+        st->bytes_dense += S_vis * row_bytes;
         if (r->dense) {
-            dense_block(a, r->kv, r->layer, kh, q, D, out, D, G, S, -1, r->window, t->blk);
-            st->bytes_read += 4.0 * S_vis * 2 * D;
+            dense_decode(a, r->kv, r->layer, kh, q, D, out, D, G, S, r->window, t->blk);
+            st->bytes_read += S_vis * row_bytes;
             continue;
         }
-        const int d = lk_kv_d(r->kv, r->layer, kh);
         if (a->p.method != LOKI_ATTN_H2O) { /* blk (G, S) = scale · Q_lo · K_loᵀ */
-            lk_scores(lk_kv_klo(r->kv, r->layer, kh), S, d, q, D, G, a->scale, t->blk, S);
-            st->bytes_read += 4.0 * S * d;
+            const head_rows hr = head_rows_of(r->kv, r->layer, kh);
+            lk_scores_rows(&hr.lo, S, q, D, G, a->scale, t->blk, S);
+            st->bytes_read += (double)S * hr.lo.stride;
         }
         int g = a->p.gqa_shared ? G : 1; /* (dense has returned above) */
         for (int i0 = 0; i0 < G; i0 += g) {
@@ -364,23 +421,33 @@ static void prefill_worker(void *arg, int ith, int nth) {
     const int D = a->D, H = a->H, G = a->group, ld = H * D;
     const int g = a->p.gqa_shared && !r->dense ? G : 1, n_items = H / g;
     for (int it = ith; it < n_items; it += nth) {
-        const int h0 = it * g, kh = h0 / G, d = lk_kv_d(r->kv, r->layer, kh);
-        for (int32_t r0 = 0; r0 < r->n; r0 += LK_ATT_ROW_BLOCK) {
-            const int32_t rows = LK_MIN(LK_ATT_ROW_BLOCK, r->n - r0);
-            const int32_t nk = r->pos0 + r0 + rows; /* keys the block's last row sees */
+        const int h0 = it * g, kh = h0 / G;
+        const head_rows hr = head_rows_of(r->kv, r->layer, kh);
+        const int d = hr.lo.n;
+        for (int32_t r0 = 0, rows; r0 < r->n; r0 += rows) {
+            rows = LK_MIN(LK_ATT_ROW_BLOCK, r->n - r0);
             const float *qb = r->q + (size_t)r0 * ld;
             float *ob = r->out + (size_t)r0 * ld;
             if (r->dense) {
-                dense_block(a, r->kv, r->layer, kh, qb + (size_t)h0 * D, ld, ob + (size_t)h0 * D, ld, rows, nk,
-                            r->pos0 + r0 + 1, r->window, t->blk);
+                dense_prefill(a, t, r->kv, r->layer, kh, qb + (size_t)h0 * D, ld, ob + (size_t)h0 * D, ld, rows,
+                              r->pos0 + r0 + 1, r->window);
                 continue;
             }
-            /* blk_i (rows, nk) = scale · Q_lo (head h0+i) · K_loᵀ */
-            if (a->p.method != LOKI_ATTN_H2O)
-                for (int i = 0; i < g; i++)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nk, d, a->scale,
-                                qb + (size_t)(h0 + i) * D, ld, lk_kv_klo(r->kv, r->layer, kh), d, 0.0f,
-                                t->blk + (size_t)i * rows * nk, nk);
+            /* the block's score rows (g, rows, nk) must fit the scratch
+             * (lk_attn_blk_floats): fewer rows per block at long contexts */
+            rows = (int32_t)LK_MIN((int64_t)rows, LK_MAX((int64_t)1, a->blk_floats / ((int64_t)g * (r->pos0 + r0 + rows))));
+            const int32_t nk = r->pos0 + r0 + rows; /* keys the block's last row sees */
+            /* blk_i (rows, nk) = scale · Q_lo (head h0+i) · K_loᵀ, in key chunks widened to f32 */
+            if (a->p.method != LOKI_ATTN_H2O) {
+                const int32_t chunk = hr.lo.t == LOKI_KV_F32 ? nk : LK_ATT_KEY_CHUNK;
+                for (int32_t c0 = 0; c0 < nk; c0 += chunk) {
+                    const int32_t kc = LK_MIN(chunk, nk - c0);
+                    const float *K = rows_f32(&hr.lo, c0, kc, t->kbuf);
+                    for (int i = 0; i < g; i++)
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, kc, d, a->scale,
+                                    qb + (size_t)(h0 + i) * D, ld, K, d, 0.0f, t->blk + (size_t)i * rows * nk + c0, nk);
+                }
+            }
             for (int32_t rr = 0; rr < rows; rr++) {
                 unit_row u = {.layer = r->layer, .kh = kh, .g = g, .h0 = h0, .S = r->pos0 + r0 + rr + 1};
                 for (int i = 0; i < g; i++) {

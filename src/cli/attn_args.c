@@ -1,5 +1,6 @@
 /* attn_args.c - shared attention options of the subcommands (see attn_args.h). */
 #include "cli/attn_args.h"
+#include "cli/cli.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -29,6 +30,8 @@ int cli_attn_opts(cli_attn_args *a, cli_opt *o) {
         {NULL, "--gqa-max", CLI_FLAG, &a->gqa_max, "", "--gqa-shared ranking by each token's best head-relative score"},
         {NULL, "--evict-kf", CLI_FLOAT, &a->evict_kf, "F", "H2O eviction keeping F of the tokens, method selects among them"},
         {NULL, "--pca-any-model", CLI_FLAG, &a->pca_any_model, "", "accept a PCA file calibrated on other weights"},
+        {"-ctk", "--cache-type-k", CLI_STR, &a->ctk, "T", CLI_CACHE_TYPE_HELP},
+        {"-ctv", "--cache-type-v", CLI_STR, &a->ctv, "T", CLI_CACHE_TYPE_HELP},
     };
     memcpy(o, opts, sizeof opts);
     return CLI_ATTN_N_OPTS;

@@ -19,7 +19,7 @@
 #include "model/random.h"
 
 typedef struct bench_opts {
-    const char *model, *random, *dtype, *tokenizer;
+    const char *model, *random, *dtype, *tokenizer, *ctk, *ctv;
     int32_t n_ctx, n_threads, n_prompt, n_gen, reps;
 } bench_opts;
 
@@ -84,6 +84,7 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
     cp.n_ctx = o->n_ctx > 0 ? o->n_ctx : LK_MAX(o->n_prompt, o->n_gen) + 1;
     cp.n_threads = o->n_threads;
     cp.n_batch = LK_MAX(o->n_prompt, 1);
+    if (cli_cache_types("bench", o->ctk, o->ctv, &cp.type_k, &cp.type_v)) return 2;
     loki_context *ctx = NULL;
     loki_error err = {0};
     if (loki_context_init(m, &cp, &ctx, &err) != LOKI_OK) {
@@ -128,12 +129,17 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
            "\"prefill_tokens_per_s\": %.2f, \"prefill_tokens_per_s_std\": %.2f, "
            "\"decode_tokens_per_s\": %.2f, \"decode_tokens_per_s_std\": %.2f, "
            "\"decode_weight_bytes_per_token\": %lld, \"decode_weight_gb_per_s\": %.3f, "
+           "\"n_ctx\": %d, \"cache_type_k\": \"%s\", \"cache_type_v\": \"%s\", \"kv_cache_bytes\": %lld, "
            "\"peak_rss_bytes\": %lld, \"date\": \"%s\"}\n",
            o->random ? o->random : o->model, info.format, (long long)info.n_params, ctx->n_threads,
            o->n_prompt, o->n_gen, o->reps, pp_m, pp_s, tg_m, tg_s, (long long)wb, tg_m * (double)wb / 1e9,
-           (long long)ru.ru_maxrss * 1024, date);
+           loki_context_n_ctx(ctx), loki_kv_type_name(cp.type_k), loki_kv_type_name(cp.type_v),
+           (long long)loki_context_kv_bytes(ctx), (long long)ru.ru_maxrss * 1024, date);
     fprintf(stderr, "loki bench: prefill %.1f ± %.1f tokens/s, decode %.1f ± %.1f tokens/s (%.2f GB/s of weights)\n",
             pp_m, pp_s, tg_m, tg_s, tg_m * (double)wb / 1e9);
+    fprintf(stderr, "loki bench: KV cache %d tokens, K %s, V %s: %.1f MiB; peak RSS %.1f MiB\n", loki_context_n_ctx(ctx),
+            loki_kv_type_name(cp.type_k), loki_kv_type_name(cp.type_v), loki_context_kv_bytes(ctx) / 1048576.0,
+            ru.ru_maxrss / 1024.0);
     rc = 0;
     goto done;
 eval_fail:
@@ -158,6 +164,8 @@ int cli_bench(int argc, char **argv) {
         {"-n", "--n-gen", CLI_INT, &o.n_gen, "N", "tokens decoded one at a time (default 128)"},
         {"-r", "--reps", CLI_INT, &o.reps, "N", "repetitions after one warm-up (default 3)"},
         {NULL, "--tokenizer", CLI_STR, &o.tokenizer, "FILE", "tokenizer file (llama2.c tok*.bin)"},
+        {"-ctk", "--cache-type-k", CLI_STR, &o.ctk, "T", CLI_CACHE_TYPE_HELP},
+        {"-ctv", "--cache-type-v", CLI_STR, &o.ctv, "T", CLI_CACHE_TYPE_HELP},
     };
     const cli_spec spec = {"bench", "loki bench decode (-m MODEL | --random-weights SHAPE) [options]",
                            "Measure prompt processing and decode speed; prints one JSON object.\n"

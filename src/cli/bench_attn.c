@@ -22,10 +22,11 @@
 #define MAX_LIST BATTN_MAX_LIST
 
 typedef struct battn_opts {
-    const char *s_list, *methods, *device;
+    const char *s_list, *methods, *device, *ctk, *ctv;
     int32_t H, Hkv, D, n_threads, reps;
     float kf, df, decay, bw;
-    bool gqa_shared;
+    bool gqa_shared, portable;
+    loki_kv_type tk, tv;
 } battn_opts;
 
 /* Parse "a,b,c" of positive integers; returns the count or -1. */
@@ -125,16 +126,14 @@ done:
 static int run(const battn_opts *o, const int32_t *S, int nS, const char **meth, int nm) {
     int32_t n_ctx = 0, D = o->D;
     for (int i = 0; i < nS; i++) n_ctx = LK_MAX(n_ctx, S[i]);
-    size_t n = (size_t)o->Hkv * n_ctx * D;
-    int32_t *dsplit = calloc((size_t)o->Hkv, sizeof(int32_t));
-    lk_kv_cache kv = {1, o->Hkv, D, n_ctx, dsplit, NULL, NULL};
+    lk_kv_cache kv = {0};
     loki_pca *pca = NULL;
     lk_cpu *cpu = NULL;
     loki_error err = {0};
     float *q = NULL, *out = NULL, *sigma = NULL;
     battn_result *res = calloc((size_t)nm * nS, sizeof *res);
     int rc = 1;
-    if (!dsplit || !res || !(kv.k = lk_alloc_aligned(n * 4, &err)) || !(kv.v = lk_alloc_aligned(n * 4, &err)) ||
+    if (!res || lk_kv_init(&kv, 1, o->Hkv, D, n_ctx, o->tk, o->tv, &err) ||
         !(q = lk_alloc_aligned((size_t)o->H * D * 4, &err)) || !(out = lk_alloc_aligned((size_t)o->H * D * 4, &err)) ||
         !(sigma = malloc(sizeof(float) * (size_t)D)) || lk_pca_init(&pca, 1, o->Hkv, D, &err) ||
         lk_cpu_init(&cpu, o->n_threads > 0 ? o->n_threads : lk_n_cpus(), 1, (int64_t)o->H * D, &err)) {
@@ -156,9 +155,10 @@ static int run(const battn_opts *o, const int32_t *S, int nS, const char **meth,
     }
     char date[32];
     cli_utc_date(date, sizeof date);
-    printf("{\"bench\": \"attention\", \"heads\": %d, \"kv_heads\": %d, \"head_dim\": %d, \"kf\": %g, \"df\": %g, "
+    printf("{\"bench\": \"attention\", \"cache_type_k\": \"%s\", \"cache_type_v\": \"%s\", "
+           "\"heads\": %d, \"kv_heads\": %d, \"head_dim\": %d, \"kf\": %g, \"df\": %g, "
            "\"decay\": %g, \"gqa_shared\": %s, \"threads\": %d, \"reps\": %d, \"date\": \"%s\", \"results\": [",
-           o->H, o->Hkv, D, o->kf, o->df, o->decay, o->gqa_shared ? "true" : "false",
+           loki_kv_type_name(kv.tk), loki_kv_type_name(kv.tv), o->H, o->Hkv, D, o->kf, o->df, o->decay, o->gqa_shared ? "true" : "false",
            lk_pool_size(lk_cpu_pool(cpu)), o->reps, date);
     for (int m = 0; m < nm; m++)
         for (int i = 0; i < nS; i++) {
@@ -180,12 +180,10 @@ static int run(const battn_opts *o, const int32_t *S, int nS, const char **meth,
 done:
     lk_cpu_free(cpu);
     loki_pca_free(pca);
-    lk_free_aligned(kv.k);
-    lk_free_aligned(kv.v);
+    lk_kv_free(&kv);
     lk_free_aligned(q);
     lk_free_aligned(out);
     free(sigma);
-    free(dsplit);
     free(res);
     return rc;
 }
@@ -224,6 +222,9 @@ int cli_bench_attention(int argc, char **argv) {
         {NULL, "--bw", CLI_FLOAT, &o.bw, "GB/s", "memory bandwidth: also report the time reading the bytes at it takes"},
         {"-t", "--threads", CLI_INT, &o.n_threads, "N", "compute threads (default: all CPUs)"},
         {"-r", "--reps", CLI_INT, &o.reps, "N", "timed repetitions after one warm-up (default 10)"},
+        {"-ctk", "--cache-type-k", CLI_STR, &o.ctk, "T", CLI_CACHE_TYPE_HELP},
+        {"-ctv", "--cache-type-v", CLI_STR, &o.ctv, "T", CLI_CACHE_TYPE_HELP},
+        {NULL, "--portable", CLI_FLAG, &o.portable, "", "the portable C kernels instead of the SIMD ones"},
         {NULL, "--device", CLI_STR, &o.device, "cpu|cuda",
          "cpu (default) or cuda: the GPU kernels, options in `--device cuda --help`"},
     };
@@ -234,6 +235,8 @@ int cli_bench_attention(int argc, char **argv) {
                            opts, (int)(sizeof opts / sizeof opts[0]), 0};
     int rc = cli_parse(&spec, argc, argv, NULL, NULL);
     if (rc) return rc == 1 ? 0 : 2;
+    if (cli_cache_types("bench attention", o.ctk, o.ctv, &o.tk, &o.tv)) return 2;
+    lk_kv_simd = !o.portable;
     int32_t S[MAX_LIST];
     int nS = battn_parse_int_list(o.s_list, S, MAX_LIST);
     if (nS <= 0) {

@@ -152,6 +152,7 @@ int cli_calibrate(int argc, char **argv) {
     loki_context_params cp = loki_context_default_params();
     cp.n_ctx = window;
     cp.n_batch = LK_MIN(window, CALIB_MAX_BATCH);
+    cp.type_k = cp.type_v = LOKI_KV_F32; /* calibration keeps the float cache: PCA files reproduce */
     cp.n_threads = n_threads;
     const lk_hparams *hp = &m->hp;
     double t0 = lk_time_s();

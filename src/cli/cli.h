@@ -26,10 +26,17 @@ int32_t *cli_tokenize_text(const char *cmd, const loki_model *m, const char *tex
                            int32_t *n_out);
 
 /* A context of n_ctx tokens (0: the model's), n_batch, n_threads (0:
- * defaults) with attention `attn` (NULL: dense); prints the error and sets
- * *rc (2 for a bad argument, else 1) on failure. */
+ * defaults), KV cache types tk/tv, with attention `attn` (NULL: dense);
+ * prints the error and sets *rc (2 for a bad argument, else 1) on failure. */
 loki_context *cli_make_context(const char *cmd, loki_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
-                               const loki_attn_params *attn, int *rc);
+                               loki_kv_type tk, loki_kv_type tv, const loki_attn_params *attn, int *rc);
+
+/* Help of -ctk/--cache-type-k and -ctv/--cache-type-v. */
+#define CLI_CACHE_TYPE_HELP "KV cache type: f32, f16, bf16, q8_0 (default f16 where the CPU has F16C, else bf16)"
+
+/* Parse -ctk / -ctv values (NULL: the default); prints "loki CMD: ..." naming
+ * the option and the allowed values and returns 2 on a bad value, else 0. */
+int cli_cache_types(const char *cmd, const char *ctk, const char *ctv, loki_kv_type *tk, loki_kv_type *tv);
 
 /* `loki bench attention` (bench_attn.c); argv[0] = "attention". */
 int cli_bench_attention(int argc, char **argv);

@@ -64,9 +64,11 @@ char *cli_read_text(const char *cmd, const char *path, size_t *len) {
 }
 
 loki_context *cli_make_context(const char *cmd, loki_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
-                               const loki_attn_params *attn, int *rc) {
+                               loki_kv_type tk, loki_kv_type tv, const loki_attn_params *attn, int *rc) {
     loki_context_params cp = loki_context_default_params();
     cp.n_ctx = n_ctx;
+    cp.type_k = tk;
+    cp.type_v = tv;
     cp.n_batch = n_batch;
     cp.n_threads = n_threads;
     loki_context *ctx = NULL;
@@ -79,6 +81,24 @@ loki_context *cli_make_context(const char *cmd, loki_model *m, int32_t n_ctx, in
         return NULL;
     }
     return ctx;
+}
+
+static int parse_cache_type(const char *cmd, const char *opt, const char *s, loki_kv_type *t) {
+    *t = LOKI_KV_DEFAULT;
+    if (!s) return 0;
+    int v = loki_kv_type_parse(s);
+    if (v < 0) {
+        fprintf(stderr, "loki %s: %s must be one of " LOKI_KV_TYPE_NAMES " (default %s), got '%s'\n", cmd, opt,
+                loki_kv_type_name(LOKI_KV_DEFAULT), s);
+        return 2;
+    }
+    *t = (loki_kv_type)v;
+    return 0;
+}
+
+int cli_cache_types(const char *cmd, const char *ctk, const char *ctv, loki_kv_type *tk, loki_kv_type *tv) {
+    if (parse_cache_type(cmd, "-ctk/--cache-type-k", ctk, tk)) return 2;
+    return parse_cache_type(cmd, "-ctv/--cache-type-v", ctv, tv);
 }
 
 void cli_mean_std(const double *x, int n, double *mean, double *sd) {

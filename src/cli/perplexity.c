@@ -125,8 +125,12 @@ int cli_perplexity(int argc, char **argv) {
         goto done;
     }
     if (!(ids = cli_tokenize_text("perplexity", m, text, true, &n))) goto done;
-    if (!(ctx = cli_make_context("perplexity", m, window, window, n_threads, &ap, &rc))) goto done;
-    if (compare && !(ref = cli_make_context("perplexity", m, window, window, n_threads, NULL, &rc))) goto done;
+    loki_kv_type tk, tv;
+    if ((rc = cli_cache_types("perplexity", attn.ctk, attn.ctv, &tk, &tv))) goto done;
+    rc = 1;
+    if (!(ctx = cli_make_context("perplexity", m, window, window, n_threads, tk, tv, &ap, &rc))) goto done;
+    /* the dense reference of --compare keeps the same cache types */
+    if (compare && !(ref = cli_make_context("perplexity", m, window, window, n_threads, tk, tv, NULL, &rc))) goto done;
     rc = 1;
     po.ref = ref;
     double t0 = lk_time_s();

@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "core/common.h"
@@ -64,6 +65,10 @@ static int generate(const run_opts *o, loki_model *m, loki_context *ctx, loki_sa
     fprintf(stderr, "loki run: prompt %d tokens in %.3f s (%.1f tokens/s), generated %d tokens in %.3f s (%.1f tokens/s)\n",
             n_prompt, t_prompt, n_prompt / (t_prompt > 0 ? t_prompt : 1e-9), n_gen, t_gen,
             n_gen / (t_gen > 0 ? t_gen : 1e-9));
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    fprintf(stderr, "loki run: KV cache %.1f MiB, peak RSS %.1f MiB\n", loki_context_kv_bytes(ctx) / 1048576.0,
+            ru.ru_maxrss / 1024.0);
     return 0;
 }
 
@@ -76,7 +81,7 @@ int cli_run(int argc, char **argv) {
         {"-p", "--prompt", CLI_STR, &o.prompt, "TEXT", "prompt text"},
         {"-f", "--file", CLI_STR, &o.file, "FILE", "read the prompt from FILE"},
         {"-n", "--n-predict", CLI_INT, &o.n_predict, "N", "tokens to generate (default 256)"},
-        {"-c", "--ctx-size", CLI_INT, &o.n_ctx, "N", "context length (default: the model's)"},
+        {"-c", "--ctx-size", CLI_INT, &o.n_ctx, "N", "context length (default: prompt + -n tokens; with --chat the model's, at most 8192)"},
         {"-t", "--threads", CLI_INT, &o.n_threads, "N", "compute threads (default: all CPUs)"},
         {"-b", "--batch-size", CLI_INT, &o.n_batch, "N", "prompt tokens per forward pass (default 512)"},
         {NULL, "--temp", CLI_FLOAT, &o.sp.temp, "T", "temperature; 0 = greedy (default 0.8)"},
@@ -120,6 +125,8 @@ int cli_run(int argc, char **argv) {
         fprintf(stderr, "loki run: -n must be >= 0, got %d\n", o.n_predict);
         return 2;
     }
+    loki_kv_type tk, tv;
+    if (cli_cache_types("run", o.attn.ctk, o.attn.ctv, &tk, &tv)) return 2;
     char *text = NULL;
     if (o.file && !(text = cli_read_text("run", o.file, NULL))) return 1;
     const char *prompt = text ? text : o.prompt;
@@ -141,18 +148,26 @@ int cli_run(int argc, char **argv) {
     loki_attn_params ap;
     if ((rc = cli_attn_params("run", &o.attn, NULL, m, &ap, &pca))) goto done;
     rc = 1;
-    if (!(ctx = cli_make_context("run", m, o.n_ctx, o.n_batch, o.n_threads, &ap, &rc))) goto done;
+    if (!o.chat) {
+        if (!(ids = cli_tokenize_text("run", m, prompt, !o.no_bos, &n))) goto done;
+        if (n == 0) {
+            fprintf(stderr, "loki run: the prompt is empty and the model adds no BOS token\n");
+            goto done;
+        }
+    }
+    /* the KV cache is allocated up front: without -c, what this run needs
+     * (prompt + -n tokens), never more than the model's trained length */
+    int32_t n_ctx = o.n_ctx;
+    if (n_ctx == 0 && !o.chat) n_ctx = (int32_t)LK_MIN((int64_t)n + o.n_predict, (int64_t)LK_MAX(info.n_ctx_train, n));
+    if (!(ctx = cli_make_context("run", m, n_ctx, o.n_batch, o.n_threads, tk, tv, &ap, &rc))) goto done;
+    fprintf(stderr, "loki run: KV cache %d tokens, K %s, V %s: %.1f MiB\n", loki_context_n_ctx(ctx),
+            loki_kv_type_name(tk), loki_kv_type_name(tv), loki_context_kv_bytes(ctx) / 1048576.0);
     if (o.chat) {
         cli_chat_opts co = {prompt, o.system, o.chat_template_file, o.n_predict, o.ignore_eos};
         rc = cli_chat(&co, m, ctx, smp);
         goto done;
     }
     rc = 1;
-    if (!(ids = cli_tokenize_text("run", m, prompt, !o.no_bos, &n))) goto done;
-    if (n == 0) {
-        fprintf(stderr, "loki run: the prompt is empty and the model adds no BOS token\n");
-        goto done;
-    }
     if (n > loki_context_n_ctx(ctx)) {
         fprintf(stderr, "loki run: the prompt is %d tokens, longer than the context of %d (raise -c)\n", n,
                 loki_context_n_ctx(ctx));

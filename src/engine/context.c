@@ -10,7 +10,8 @@
 #define DEFAULT_N_BATCH 512
 
 loki_context_params loki_context_default_params(void) {
-    loki_context_params p = {.n_ctx = 0, .n_threads = 0, .n_batch = DEFAULT_N_BATCH};
+    loki_context_params p = {.n_ctx = 0, .n_threads = 0, .n_batch = DEFAULT_N_BATCH, .type_k = LOKI_KV_DEFAULT,
+                             .type_v = LOKI_KV_DEFAULT};
     return p;
 }
 
@@ -27,7 +28,9 @@ loki_status loki_context_init(loki_model *model, const loki_context_params *para
     if (!c) return LOKI_ERR_NOMEM;
     c->model = model;
     c->hp = *hp;
-    c->n_ctx = params->n_ctx > 0 ? params->n_ctx : hp->n_ctx_train;
+    /* n_ctx 0: the trained length, at most LOKI_DEFAULT_MAX_CTX (the cache
+     * is allocated up front; loki_context_n_ctx tells what was chosen) */
+    c->n_ctx = params->n_ctx > 0 ? params->n_ctx : LK_MIN(hp->n_ctx_train, LOKI_DEFAULT_MAX_CTX);
     if (c->n_ctx <= 0) c->n_ctx = 2048;
     c->n_threads = params->n_threads > 0 ? params->n_threads : lk_n_cpus();
     c->n_batch = params->n_batch > 0 ? params->n_batch : DEFAULT_N_BATCH;
@@ -37,19 +40,15 @@ loki_status loki_context_init(loki_model *model, const loki_context_params *para
     int64_t max_dim = LK_MAX(LK_MAX(E, QD), LK_MAX(F, hp->n_vocab));
     loki_status st = lk_cpu_init(&c->cpu, c->n_threads, B, max_dim, err);
     if (st) goto fail;
-    c->kv.n_layer = hp->n_layer;
-    c->kv.n_head_kv = hp->n_head_kv;
-    c->kv.head_dim = hp->head_dim;
-    c->kv.n_ctx = c->n_ctx;
-    size_t kv_n = (size_t)hp->n_layer * hp->n_head_kv * (size_t)c->n_ctx * hp->head_dim;
+    if ((st = lk_kv_init(&c->kv, hp->n_layer, hp->n_head_kv, hp->head_dim, c->n_ctx, params->type_k,
+                         params->type_v, err)))
+        goto fail;
     c->logits_cap = 1;
-    if (!(c->kv.k = alloc_f32(kv_n, err)) || !(c->kv.v = alloc_f32(kv_n, err)) ||
-        !(c->x = alloc_f32((size_t)B * E, err)) || !(c->xb = alloc_f32((size_t)B * E, err)) ||
+    if (!(c->x = alloc_f32((size_t)B * E, err)) || !(c->xb = alloc_f32((size_t)B * E, err)) ||
         !(c->q = alloc_f32((size_t)B * QD, err)) || !(c->k = alloc_f32((size_t)B * KD, err)) ||
         !(c->v = alloc_f32((size_t)B * KD, err)) || !(c->att = alloc_f32((size_t)B * QD, err)) ||
         !(c->hb = alloc_f32((size_t)B * F, err)) || !(c->hb2 = alloc_f32((size_t)B * F, err)) ||
         !(c->positions = lk_calloc((size_t)B, sizeof(int32_t), err)) ||
-        !(c->kv.d = lk_calloc((size_t)hp->n_layer * hp->n_head_kv, sizeof(int32_t), err)) ||
         !(c->logits = alloc_f32((size_t)hp->n_vocab, err))) {
         st = lk_fail_prefix(err, "context of %d tokens", c->n_ctx);
         goto fail;
@@ -66,8 +65,7 @@ fail:
 void loki_context_free(loki_context *c) {
     if (!c) return;
     lk_cpu_free(c->cpu);
-    lk_free_aligned(c->kv.k);
-    lk_free_aligned(c->kv.v);
+    lk_kv_free(&c->kv);
     lk_free_aligned(c->x);
     lk_free_aligned(c->xb);
     lk_free_aligned(c->q);
@@ -77,7 +75,6 @@ void loki_context_free(loki_context *c) {
     lk_free_aligned(c->hb);
     lk_free_aligned(c->hb2);
     free(c->positions);
-    free(c->kv.d);
     lk_attn_free(c->attn);
     lk_free_aligned(c->logits);
     free(c);
@@ -121,6 +118,10 @@ const float *loki_get_logits(const loki_context *ctx, int32_t *n_rows) {
 
 int32_t loki_context_pos(const loki_context *ctx) { return ctx->pos; }
 int32_t loki_context_n_ctx(const loki_context *ctx) { return ctx->n_ctx; }
+int64_t loki_context_kv_bytes(const loki_context *ctx) {
+    const lk_kv_cache *kv = &ctx->kv;
+    return (int64_t)kv->n_layer * kv->n_head_kv * (int64_t)(kv->k_head + kv->v_head);
+}
 void loki_context_reset(loki_context *ctx) {
     ctx->pos = 0;
     ctx->n_logits = 0;

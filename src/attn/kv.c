@@ -1,0 +1,526 @@
+/*
+ * kv.c - the KV cache in its element types (f32, f16, bf16, q8_0; attn.h
+ * describes the layout): allocation, storing rows, and the kernels that read
+ * typed rows directly: scores of query rows against key rows, dot products
+ * and axpy with single rows, weighted sums of value rows.
+ *
+ * Two paths for every type, chosen at run time by lk_kv_simd:
+ *   SIMD (compiled when the target has AVX-512 F/BW/VL, i.e. -march=native
+ *   on such a CPU, the same gate as src/cpu/quant_x86.c): rows widened to
+ *   f32 in registers: f16 by F16C (vcvtph2ps), bf16 by a 16-bit shift, q8_0
+ *   by int8 -> int32 -> f32 times the block scale; the bulk key scores of
+ *   bf16 rows use AVX-512 BF16 (vdpbf16ps) where the target has it, with
+ *   the query split into two bf16 parts (hi + lo) so that only the stored
+ *   key is rounded (the query keeps ~16 bits);
+ *   portable C: each row decoded to floats (lk_row_decode), then the f32
+ *   vector-extension kernels of kernels.c.
+ * tests/test_attn.c checks both against a double-precision reference and
+ * against each other.
+ */
+#include "attn/attn.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/tensor.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define LK_KV_X86 1
+#include <immintrin.h>
+#endif
+
+bool lk_kv_simd = true;
+
+/* ---------------------------------------------------------- types */
+
+const char *loki_kv_type_name(loki_kv_type t) {
+    switch (t == LOKI_KV_DEFAULT ? loki_kv_type_default() : t) {
+    case LOKI_KV_F32: return "f32";
+    case LOKI_KV_F16: return "f16";
+    case LOKI_KV_BF16: return "bf16";
+    case LOKI_KV_Q8_0: return "q8_0";
+    default: return "?";
+    }
+}
+
+int loki_kv_type_parse(const char *name) {
+    static const char *names[] = {"f32", "f16", "bf16", "q8_0"};
+    for (int i = 0; i < 4; i++)
+        if (name && !strcmp(name, names[i])) return LOKI_KV_F32 + i;
+    return -1;
+}
+
+/* The default is the 16-bit type whose attention kernels measured fastest
+ * here (docs/ATTENTION.md, "KV cache types"): f16 on CPUs with F16C (its
+ * widening is one vcvtph2ps per 16 values), else bf16 (a shift, fast in any
+ * C). */
+loki_kv_type loki_kv_type_default(void) {
+#if defined(__F16C__)
+    return LOKI_KV_F16;
+#else
+    return LOKI_KV_BF16;
+#endif
+}
+
+static loki_kv_type resolve(loki_kv_type t) { return t == LOKI_KV_DEFAULT ? loki_kv_type_default() : t; }
+
+/* Bytes of a (layer, head) key region: the largest of any split d. */
+static size_t k_head_bytes(loki_kv_type t, int D, int32_t n_ctx) {
+    size_t row = lk_kv_row_bytes(t, D);
+    if (t == LOKI_KV_Q8_0) row += 2; /* a split adds at most one more block scale */
+    return row * (size_t)n_ctx;
+}
+
+double lk_kv_bytes_for(int32_t L, int32_t Hkv, int32_t D, int32_t n_ctx, loki_kv_type tk, loki_kv_type tv) {
+    return (double)L * Hkv * ((double)k_head_bytes(resolve(tk), D, n_ctx) +
+                              (double)lk_kv_row_bytes(resolve(tv), D) * n_ctx);
+}
+
+loki_status lk_kv_init(lk_kv_cache *c, int32_t L, int32_t Hkv, int32_t D, int32_t n_ctx, loki_kv_type tk,
+                       loki_kv_type tv, loki_error *err) {
+    memset(c, 0, sizeof *c);
+    if ((unsigned)tk > LOKI_KV_Q8_0)
+        return lk_fail(err, LOKI_ERR_ARG, "type_k (-ctk/--cache-type-k) must be one of " LOKI_KV_TYPE_NAMES ", got %d",
+                       (int)tk);
+    if ((unsigned)tv > LOKI_KV_Q8_0)
+        return lk_fail(err, LOKI_ERR_ARG, "type_v (-ctv/--cache-type-v) must be one of " LOKI_KV_TYPE_NAMES ", got %d",
+                       (int)tv);
+    c->n_layer = L, c->n_head_kv = Hkv, c->head_dim = D, c->n_ctx = n_ctx;
+    c->tk = resolve(tk), c->tv = resolve(tv);
+    c->k_head = k_head_bytes(c->tk, D, n_ctx);
+    c->v_head = lk_kv_row_bytes(c->tv, D) * (size_t)n_ctx;
+    const double kb = (double)L * Hkv * c->k_head, vb = (double)L * Hkv * c->v_head;
+    /* Linux overcommits: an allocation larger than the machine's memory
+     * succeeds and fails later, page by page; refuse it here instead */
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    double phys = pages > 0 && psz > 0 ? (double)pages * psz : 0;
+    bool too_big = kb + vb > 0.9 * 18446744073709551615.0 || (phys > 0 && kb + vb > phys);
+    if (!too_big) {
+        c->d = lk_calloc((size_t)L * Hkv, sizeof(int32_t), err);
+        c->k = c->d ? lk_alloc_aligned((size_t)kb, err) : NULL;
+        c->v = c->k ? lk_alloc_aligned((size_t)vb, err) : NULL;
+    }
+    if (!c->v) {
+        lk_kv_free(c);
+        return lk_fail(err, LOKI_ERR_NOMEM,
+                       "cannot allocate the KV cache: %d tokens x %d layers x %d KV heads x %d dims, "
+                       "K %s %.2f GiB + V %s %.2f GiB = %.2f GiB%s%.2f GiB of memory (lower -c/--ctx-size, or "
+                       "a smaller -ctk/-ctv type)",
+                       n_ctx, L, Hkv, D, loki_kv_type_name(c->tk), kb / 1073741824.0, loki_kv_type_name(c->tv),
+                       vb / 1073741824.0, (kb + vb) / 1073741824.0, too_big ? ", more than the machine's " : "; ",
+                       phys / 1073741824.0);
+    }
+    for (int32_t i = 0; i < L * Hkv; i++) c->d[i] = D;
+    return LOKI_OK;
+}
+
+void lk_kv_free(lk_kv_cache *c) {
+    lk_free_aligned(c->k);
+    lk_free_aligned(c->v);
+    free(c->d);
+    c->k = c->v = NULL;
+    c->d = NULL;
+}
+
+/* --------------------------------------------------- rows, portable */
+
+void lk_row_encode(loki_kv_type t, void *dst, const float *x, int n) {
+    switch (t) {
+    case LOKI_KV_F16: {
+        uint16_t *h = dst;
+        for (int i = 0; i < n; i++) h[i] = lk_f32_to_f16(x[i]);
+        return;
+    }
+    case LOKI_KV_BF16: {
+        uint16_t *h = dst;
+        for (int i = 0; i < n; i++) h[i] = lk_f32_to_bf16(x[i]);
+        return;
+    }
+    case LOKI_KV_Q8_0: {
+        const int nb = (n + 31) / 32;
+        uint8_t *sc = dst;
+        int8_t *qs = (int8_t *)dst + 2 * nb;
+        for (int b = 0; b < nb; b++) {
+            const int i0 = 32 * b, i1 = LK_MIN(n, i0 + 32);
+            float amax = 0.0f;
+            for (int i = i0; i < i1; i++) amax = fmaxf(amax, fabsf(x[i]));
+            uint16_t h = lk_f32_to_f16(amax / 127.0f);
+            float d = lk_f16_to_f32(h), id = d > 0.0f ? 1.0f / d : 0.0f;
+            memcpy(sc + 2 * b, &h, 2);
+            for (int i = i0; i < i1; i++) {
+                float q = nearbyintf(x[i] * id);
+                qs[i] = (int8_t)(q > 127.0f ? 127 : q < -127.0f ? -127 : q);
+            }
+        }
+        return;
+    }
+    default: memcpy(dst, x, sizeof(float) * (size_t)n); return;
+    }
+}
+
+void lk_row_decode(loki_kv_type t, const void *src, float *y, int n) {
+    switch (t) {
+    case LOKI_KV_F16: {
+        const uint16_t *h = src;
+        for (int i = 0; i < n; i++) y[i] = lk_f16_to_f32(h[i]);
+        return;
+    }
+    case LOKI_KV_BF16: {
+        const uint16_t *h = src;
+        for (int i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)h[i] << 16;
+            memcpy(&y[i], &u, 4);
+        }
+        return;
+    }
+    case LOKI_KV_Q8_0: {
+        const int nb = (n + 31) / 32;
+        const uint8_t *sc = src;
+        const int8_t *qs = (const int8_t *)src + 2 * nb;
+        for (int b = 0; b < nb; b++) {
+            uint16_t h;
+            memcpy(&h, sc + 2 * b, 2);
+            const float d = lk_f16_to_f32(h);
+            for (int i = 32 * b; i < LK_MIN(n, 32 * b + 32); i++) y[i] = d * (float)qs[i];
+        }
+        return;
+    }
+    default: memcpy(y, src, sizeof(float) * (size_t)n); return;
+    }
+}
+
+void lk_kv_store(lk_kv_cache *c, int layer, int32_t pos0, const float *k, const float *v, int32_t n) {
+    const int Hkv = c->n_head_kv, D = c->head_dim;
+    for (int h = 0; h < Hkv; h++) {
+        const int d = lk_kv_d(c, layer, h);
+        const size_t slo = lk_kv_klo_stride(c, layer, h), shi = lk_kv_khi_stride(c, layer, h), sv = lk_kv_v_stride(c);
+        uint8_t *Klo = lk_kv_klo(c, layer, h), *Khi = lk_kv_khi(c, layer, h), *V = lk_kv_v(c, layer, h);
+        for (int32_t i = 0; i < n; i++) {
+            const float *ki = k + ((size_t)i * Hkv + h) * D;
+            size_t pos = (size_t)(pos0 + i);
+            lk_row_encode(c->tk, Klo + pos * slo, ki, d);
+            if (D > d) lk_row_encode(c->tk, Khi + pos * shi, ki + d, D - d);
+            lk_row_encode(c->tv, V + pos * sv, v + ((size_t)i * Hkv + h) * D, D);
+        }
+    }
+}
+
+/* ------------------------------------------------------ SIMD (x86) */
+
+#if defined(LK_KV_X86)
+#define LK_AI static inline __attribute__((always_inline))
+
+/* Values c .. c+15 of a row of type T with n values (mask m for a tail),
+ * widened to f32; q8_0's codes start after nb scales. */
+LK_AI __m512 load16(const loki_kv_type T, const uint8_t *row, int c, int nb, __mmask16 m) {
+    switch (T) {
+    case LOKI_KV_F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * c));
+    case LOKI_KV_BF16:
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, row + 2 * c)), 16));
+    case LOKI_KV_Q8_0: {
+        __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, row + 2 * nb + c)));
+        uint16_t h;
+        memcpy(&h, row + 2 * (c / 32), 2);
+        return _mm512_mul_ps(x, _mm512_cvtph_ps(_mm256_set1_epi16((short)h)));
+    }
+    default: return _mm512_maskz_loadu_ps(m, row + 4 * c);
+    }
+}
+
+LK_AI __mmask16 tail_mask(int left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
+
+/* Σ row · q as a vector (lanes to be summed). */
+LK_AI __m512 dotv(const loki_kv_type T, const uint8_t *row, const float *q, int n) {
+    const int nb = (n + 31) / 32;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int c = 0;
+    for (; c + 32 <= n; c += 32) {
+        acc0 = _mm512_fmadd_ps(load16(T, row, c, nb, 0xFFFF), _mm512_loadu_ps(q + c), acc0);
+        acc1 = _mm512_fmadd_ps(load16(T, row, c + 16, nb, 0xFFFF), _mm512_loadu_ps(q + c + 16), acc1);
+    }
+    for (; c < n; c += 16) {
+        __mmask16 m = tail_mask(n - c);
+        acc0 = _mm512_fmadd_ps(load16(T, row, c, nb, m), _mm512_maskz_loadu_ps(m, q + c), acc0);
+    }
+    return _mm512_add_ps(acc0, acc1);
+}
+
+/* [Σ a0, Σ a1, Σ a2, Σ a3]: four horizontal sums sharing their shuffles. */
+LK_AI __m128 hsum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    __m512d p0 = _mm512_castps_pd(t0), p1 = _mm512_castps_pd(t1);
+    __m512 u = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(p0, p1)), _mm512_castpd_ps(_mm512_unpackhi_pd(p0, p1)));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(u), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(u), 1)));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+enum { WIDE_MAX = 512 }; /* longest row widened once for several query rows */
+
+LK_AI void scores_t(const loki_kv_type T, const lk_rows *K, int32_t S, const float *Q, int ldq, int M, float scale,
+                    float *out, int32_t ldo) {
+    const int n = K->n;
+    const __m128 sc = _mm_set1_ps(scale);
+    int32_t s = 0;
+    if (T != LOKI_KV_F32 && M > 1 && n <= WIDE_MAX) {
+        /* several query rows (a GQA group): widen four keys once into L1,
+         * then f32 dot products, instead of widening per query row */
+        float w[4][WIDE_MAX];
+        const int nb = (n + 31) / 32;
+        for (; s + 4 <= S; s += 4) {
+            for (int i = 0; i < 4; i++)
+                for (int c = 0; c < n; c += 16) {
+                    __mmask16 mk = tail_mask(n - c);
+                    _mm512_mask_storeu_ps(w[i] + c, mk, load16(T, lk_row(K, s + i), c, nb, mk));
+                }
+            for (int m = 0; m < M; m++) {
+                const float *q = Q + (size_t)m * ldq;
+                __m128 r = hsum4(dotv(LOKI_KV_F32, (const uint8_t *)w[0], q, n), dotv(LOKI_KV_F32, (const uint8_t *)w[1], q, n),
+                                 dotv(LOKI_KV_F32, (const uint8_t *)w[2], q, n), dotv(LOKI_KV_F32, (const uint8_t *)w[3], q, n));
+                _mm_storeu_ps(out + (size_t)m * ldo + s, _mm_mul_ps(r, sc));
+            }
+        }
+    }
+    for (; s + 4 <= S; s += 4) {
+        const uint8_t *k0 = lk_row(K, s), *k1 = lk_row(K, s + 1), *k2 = lk_row(K, s + 2), *k3 = lk_row(K, s + 3);
+        for (int m = 0; m < M; m++) {
+            const float *q = Q + (size_t)m * ldq;
+            __m128 r = hsum4(dotv(T, k0, q, n), dotv(T, k1, q, n), dotv(T, k2, q, n), dotv(T, k3, q, n));
+            _mm_storeu_ps(out + (size_t)m * ldo + s, _mm_mul_ps(r, sc));
+        }
+    }
+    for (; s < S; s++)
+        for (int m = 0; m < M; m++)
+            out[(size_t)m * ldo + s] = _mm512_reduce_add_ps(dotv(T, lk_row(K, s), Q + (size_t)m * ldq, n)) * scale;
+}
+
+#if defined(__AVX512BF16__)
+/* bf16 keys by vdpbf16ps: q = hi + lo, both bf16 (padded with zeros to
+ * whole 32-value chunks), two dot-product instructions per 32 values. */
+enum { BF_MAXQ = 4096 }; /* bf16 values of hi + lo per call held on the stack */
+
+LK_AI __m512 dotv_bf(const uint8_t *row, const __m512bh *qh, const __m512bh *ql, int n) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int c = 0, j = 0;
+    for (; c + 32 <= n; c += 32, j++) {
+        __m512bh k = (__m512bh)_mm512_loadu_si512(row + 2 * c);
+        acc0 = _mm512_dpbf16_ps(acc0, k, qh[j]);
+        acc1 = _mm512_dpbf16_ps(acc1, k, ql[j]);
+    }
+    if (c < n) {
+        __mmask32 m = (__mmask32)((1ull << (n - c)) - 1);
+        __m512bh k = (__m512bh)_mm512_maskz_loadu_epi16(m, row + 2 * c);
+        acc0 = _mm512_dpbf16_ps(acc0, k, qh[j]);
+        acc1 = _mm512_dpbf16_ps(acc1, k, ql[j]);
+    }
+    return _mm512_add_ps(acc0, acc1);
+}
+
+/* false when the query does not fit the stack buffer (caller falls back) */
+static bool scores_bf16_dp(const lk_rows *K, int32_t S, const float *Q, int ldq, int M, float scale, float *out,
+                           int32_t ldo) {
+    const int n = K->n, nc = (n + 31) / 32;
+    if ((size_t)M * nc * 64 > BF_MAXQ) return false;
+    __m512bh qh[BF_MAXQ / 64], ql[BF_MAXQ / 64];
+    for (int m = 0; m < M; m++)
+        for (int j = 0; j < nc; j++) {
+            const int c = 32 * j;
+            __mmask16 m0 = tail_mask(n - c), m1 = n - c > 16 ? tail_mask(n - c - 16) : 0;
+            __m512 a = _mm512_maskz_loadu_ps(m0, Q + (size_t)m * ldq + c);
+            __m512 b = _mm512_maskz_loadu_ps(m1, Q + (size_t)m * ldq + c + 16);
+            __m512bh h = _mm512_cvtne2ps_pbh(b, a); /* a in the low half */
+            __m512 ah = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256((__m512i)h)), 16));
+            __m512 bh = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64((__m512i)h, 1)), 16));
+            qh[m * nc + j] = h;
+            ql[m * nc + j] = _mm512_cvtne2ps_pbh(_mm512_sub_ps(b, bh), _mm512_sub_ps(a, ah));
+        }
+    const __m128 sc = _mm_set1_ps(scale);
+    int32_t s = 0;
+    for (; s + 4 <= S; s += 4) {
+        const uint8_t *k0 = lk_row(K, s), *k1 = lk_row(K, s + 1), *k2 = lk_row(K, s + 2), *k3 = lk_row(K, s + 3);
+        for (int m = 0; m < M; m++) {
+            const __m512bh *h = qh + m * nc, *l = ql + m * nc;
+            __m128 r = hsum4(dotv_bf(k0, h, l, n), dotv_bf(k1, h, l, n), dotv_bf(k2, h, l, n), dotv_bf(k3, h, l, n));
+            _mm_storeu_ps(out + (size_t)m * ldo + s, _mm_mul_ps(r, sc));
+        }
+    }
+    for (; s < S; s++)
+        for (int m = 0; m < M; m++)
+            out[(size_t)m * ldo + s] = _mm512_reduce_add_ps(dotv_bf(lk_row(K, s), qh + m * nc, ql + m * nc, n)) * scale;
+    return true;
+}
+#endif
+
+/* Rows m < M (M <= 2) of out[:, c0 .. c0+16*NV) = W · V[pos] over n rows. */
+LK_AI void wblock(const loki_kv_type T, float *out, int ldo, const float *w, int ldw, const int M, const int32_t *pos,
+                  int32_t n, const lk_rows *V, int c0, const int NV) {
+    __m512 o0[8], o1[8];
+    const int nb = (V->n + 31) / 32;
+    for (int c = 0; c < NV; c++) o0[c] = o1[c] = _mm512_setzero_ps();
+    for (int32_t j = 0; j < n; j++) {
+        const uint8_t *row = lk_row(V, pos ? pos[j] : j);
+        const __m512 w0 = _mm512_set1_ps(w[j]), w1 = _mm512_set1_ps(M > 1 ? w[(size_t)ldw + j] : 0.0f);
+        for (int c = 0; c < NV; c++) {
+            __m512 v = load16(T, row, c0 + 16 * c, nb, 0xFFFF);
+            o0[c] = _mm512_fmadd_ps(w0, v, o0[c]);
+            if (M > 1) o1[c] = _mm512_fmadd_ps(w1, v, o1[c]);
+        }
+    }
+    for (int c = 0; c < NV; c++) { /* accumulated: the caller zeroes out, rows come in chunks */
+        float *o = out + c0 + 16 * c;
+        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), o0[c]));
+        if (M > 1) _mm512_storeu_ps(o + ldo, _mm512_add_ps(_mm512_loadu_ps(o + ldo), o1[c]));
+    }
+}
+
+/* Value rows in chunks of WCHUNK: with more than 2 query rows (GQA) each
+ * pair of rows re-reads a chunk from L2, not the whole of V from DRAM. */
+enum { WCHUNK = 256 };
+
+LK_AI void weighted_t(const loki_kv_type T, float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos,
+                      int32_t n_all, const lk_rows *V) {
+    const int D = V->n, nb = (D + 31) / 32;
+    for (int m = 0; m < M; m++) memset(out + (size_t)m * ldo, 0, sizeof(float) * (size_t)D);
+    for (int32_t j0 = 0; j0 < n_all; j0 += (M > 2 ? WCHUNK : n_all)) {
+    const int32_t n = M > 2 ? LK_MIN(WCHUNK, n_all - j0) : n_all;
+    const int32_t *pj = pos ? pos + j0 : NULL;
+    lk_rows Vj = *V;
+    if (!pos) Vj.p = lk_row(V, j0);
+    for (int m0 = 0; m0 < M; m0 += 2) {
+        const int mb = LK_MIN(2, M - m0);
+        float *ob = out + (size_t)m0 * ldo;
+        const float *wb = w + (size_t)m0 * ldw + j0;
+        const int32_t *pos = pj;
+        const lk_rows *V = &Vj;
+        int c0 = 0;
+        for (; c0 + 128 <= D; c0 += 128)
+            mb == 2 ? wblock(T, ob, ldo, wb, ldw, 2, pos, n, V, c0, 8) : wblock(T, ob, ldo, wb, ldw, 1, pos, n, V, c0, 8);
+        for (; c0 + 16 <= D; c0 += 16)
+            mb == 2 ? wblock(T, ob, ldo, wb, ldw, 2, pos, n, V, c0, 1) : wblock(T, ob, ldo, wb, ldw, 1, pos, n, V, c0, 1);
+        if (c0 < D) { /* a tail of D not a multiple of 16: masked */
+            const __mmask16 mk = tail_mask(D - c0);
+            for (int m = 0; m < mb; m++) {
+                __m512 o = _mm512_maskz_loadu_ps(mk, ob + (size_t)m * ldo + c0);
+                for (int32_t j = 0; j < n; j++)
+                    o = _mm512_fmadd_ps(_mm512_set1_ps(wb[(size_t)m * ldw + j]),
+                                        load16(T, lk_row(V, pos ? pos[j] : j), c0, nb, mk), o);
+                _mm512_mask_storeu_ps(ob + (size_t)m * ldo + c0, mk, o);
+            }
+        }
+    }
+    }
+}
+
+LK_AI void axpy_t(const loki_kv_type T, float *y, float w, const uint8_t *row, int n) {
+    const int nb = (n + 31) / 32;
+    const __m512 wv = _mm512_set1_ps(w);
+    for (int c = 0; c < n; c += 16) {
+        __mmask16 m = tail_mask(n - c);
+        _mm512_mask_storeu_ps(y + c, m, _mm512_fmadd_ps(wv, load16(T, row, c, nb, m), _mm512_maskz_loadu_ps(m, y + c)));
+    }
+}
+#endif /* LK_KV_X86 */
+
+/* ------------------------------------------------- the entry points */
+
+void lk_row_widen(loki_kv_type t, const void *src, float *y, int n) {
+#if defined(LK_KV_X86)
+    if (lk_kv_simd && t != LOKI_KV_F32) {
+        const int nb = (n + 31) / 32;
+        for (int c = 0; c < n; c += 16) {
+            __mmask16 m = tail_mask(n - c);
+            __m512 x = t == LOKI_KV_F16    ? load16(LOKI_KV_F16, src, c, nb, m)
+                       : t == LOKI_KV_BF16 ? load16(LOKI_KV_BF16, src, c, nb, m)
+                                           : load16(LOKI_KV_Q8_0, src, c, nb, m);
+            _mm512_mask_storeu_ps(y + c, m, x);
+        }
+        return;
+    }
+#endif
+    lk_row_decode(t, src, y, n);
+}
+
+enum { ROWBUF = 1024 }; /* longest row the portable path decodes on the stack */
+
+float lk_dot_row(const lk_rows *r, int32_t s, const float *q) {
+    const uint8_t *row = lk_row(r, s);
+#if defined(LK_KV_X86)
+    if (lk_kv_simd) switch (r->t) {
+        case LOKI_KV_F16: return _mm512_reduce_add_ps(dotv(LOKI_KV_F16, row, q, r->n));
+        case LOKI_KV_BF16: return _mm512_reduce_add_ps(dotv(LOKI_KV_BF16, row, q, r->n));
+        case LOKI_KV_Q8_0: return _mm512_reduce_add_ps(dotv(LOKI_KV_Q8_0, row, q, r->n));
+        default: return _mm512_reduce_add_ps(dotv(LOKI_KV_F32, row, q, r->n));
+        }
+#endif
+    if (r->t == LOKI_KV_F32) return lk_dot(q, (const float *)row, r->n);
+    float sbuf[ROWBUF], *buf = r->n <= ROWBUF ? sbuf : malloc(sizeof(float) * (size_t)r->n);
+    if (!buf) return NAN;
+    lk_row_decode(r->t, row, buf, r->n);
+    float s_ = lk_dot(q, buf, r->n);
+    if (buf != sbuf) free(buf);
+    return s_;
+}
+
+void lk_axpy_row(float *y, float w, const lk_rows *r, int32_t s) {
+    const uint8_t *row = lk_row(r, s);
+#if defined(LK_KV_X86)
+    if (lk_kv_simd) switch (r->t) {
+        case LOKI_KV_F16: axpy_t(LOKI_KV_F16, y, w, row, r->n); return;
+        case LOKI_KV_BF16: axpy_t(LOKI_KV_BF16, y, w, row, r->n); return;
+        case LOKI_KV_Q8_0: axpy_t(LOKI_KV_Q8_0, y, w, row, r->n); return;
+        default: axpy_t(LOKI_KV_F32, y, w, row, r->n); return;
+        }
+#endif
+    if (r->t == LOKI_KV_F32) {
+        lk_axpy(y, w, (const float *)row, r->n);
+        return;
+    }
+    float sbuf[ROWBUF], *buf = r->n <= ROWBUF ? sbuf : malloc(sizeof(float) * (size_t)r->n);
+    if (!buf) return;
+    lk_row_decode(r->t, row, buf, r->n);
+    lk_axpy(y, w, buf, r->n);
+    if (buf != sbuf) free(buf);
+}
+
+void lk_scores_rows(const lk_rows *K, int32_t S, const float *Q, int ldq, int M, float scale, float *out, int32_t ldo) {
+#if defined(LK_KV_X86)
+    if (lk_kv_simd) switch (K->t) {
+        case LOKI_KV_F16: scores_t(LOKI_KV_F16, K, S, Q, ldq, M, scale, out, ldo); return;
+        case LOKI_KV_BF16:
+#if defined(__AVX512BF16__)
+            if (scores_bf16_dp(K, S, Q, ldq, M, scale, out, ldo)) return;
+#endif
+            scores_t(LOKI_KV_BF16, K, S, Q, ldq, M, scale, out, ldo);
+            return;
+        case LOKI_KV_Q8_0: scores_t(LOKI_KV_Q8_0, K, S, Q, ldq, M, scale, out, ldo); return;
+        default: scores_t(LOKI_KV_F32, K, S, Q, ldq, M, scale, out, ldo); return;
+        }
+#endif
+    if (K->t == LOKI_KV_F32 && K->stride == sizeof(float) * (size_t)K->n) {
+        lk_scores((const float *)K->p, S, K->n, Q, ldq, M, scale, out, ldo);
+        return;
+    }
+    for (int32_t s = 0; s < S; s++)
+        for (int m = 0; m < M; m++) out[(size_t)m * ldo + s] = lk_dot_row(K, s, Q + (size_t)m * ldq) * scale;
+}
+
+void lk_weighted_rows_t(float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos, int32_t n,
+                        const lk_rows *V) {
+#if defined(LK_KV_X86)
+    if (lk_kv_simd) switch (V->t) {
+        case LOKI_KV_F16: weighted_t(LOKI_KV_F16, out, ldo, w, ldw, M, pos, n, V); return;
+        case LOKI_KV_BF16: weighted_t(LOKI_KV_BF16, out, ldo, w, ldw, M, pos, n, V); return;
+        case LOKI_KV_Q8_0: weighted_t(LOKI_KV_Q8_0, out, ldo, w, ldw, M, pos, n, V); return;
+        default: weighted_t(LOKI_KV_F32, out, ldo, w, ldw, M, pos, n, V); return;
+        }
+#endif
+    if (V->t == LOKI_KV_F32 && V->stride == sizeof(float) * (size_t)V->n) {
+        lk_weighted_rows(out, ldo, w, ldw, M, pos, n, (const float *)V->p, V->n);
+        return;
+    }
+    for (int m = 0; m < M; m++) memset(out + (size_t)m * ldo, 0, sizeof(float) * (size_t)V->n);
+    for (int32_t j = 0; j < n; j++)
+        for (int m = 0; m < M; m++) lk_axpy_row(out + (size_t)m * ldo, w[(size_t)m * ldw + j], V, pos ? pos[j] : j);
+}
