@@ -78,7 +78,7 @@ static int check_case(lk_cpu *cpu, lk_dtype dt, int in, int out, int n, uint64_t
                 ref += (double)wr[j] * xi[j];
                 S += fabs((double)wr[j] * xi[j]);
             }
-            if (lk_mv_has_qdot(dt) && n <= LK_MV_MAX_N) {
+            if (lk_mv_has_qdot(dt) && (n <= LK_MV_MAX_N || lk_cpu_gemm_qdot(cpu, dt))) {
                 for (int b = 0; b < in / 32; b++) {
                     double amax = 0, sw = 0;
                     for (int j = 32 * b; j < 32 * b + 32; j++) {

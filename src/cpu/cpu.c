@@ -26,16 +26,19 @@ loki_status lk_cpu_init(lk_cpu **out, int n_threads, int max_rows, int64_t max_d
         free(c);
         return st;
     }
-    /* Per-thread scratch: the largest of a packed GEMM panel, a tile of W
+    /* Per-thread scratch: the largest of a packed GEMM panel (f32 or integer), a tile of W
      * rows for the portable sgemm path, one converted row (scalar
      * matrix-vector) and a RoPE cos/sin table (max_dim floats). */
     size_t thr = (size_t)2 * LK_GEMM_KC * LK_GEMM_NR;
     thr = LK_MAX(thr, (size_t)LK_BLAS_TILE_ROWS * (size_t)max_dim);
     thr = LK_MAX(thr, (size_t)max_dim);
+    thr = LK_MAX(thr, (size_t)10 * LK_QG_KC); /* integer GEMM panel (gemm_q8_x86.c) */
     c->thr_floats = round16(thr);
-    /* quantized activations, row layout of lk_cpu_xq_row */
-    size_t nb = round16((size_t)max_dim / 32) * LK_MV_MAX_N, ng = round16((size_t)max_dim / 16) * LK_MV_MAX_N;
-    c->xq.q = lk_alloc_aligned((((size_t)max_dim + 63) & ~(size_t)63) * LK_MV_MAX_N, err);
+    /* quantized activations, row layout of lk_q8_act_row: max_rows rows
+     * (the integer GEMM quantizes every row of x) */
+    size_t nb = (size_t)lk_q8_row_blocks(max_dim) * (size_t)max_rows;
+    size_t ng = (size_t)lk_q8_row_groups(max_dim) * (size_t)max_rows;
+    c->xq.q = lk_alloc_aligned((size_t)lk_q8_row_q_bytes(max_dim) * (size_t)max_rows, err);
     c->xq.d = lk_alloc_aligned(nb * sizeof(float), err);
     c->xq.c = lk_alloc_aligned(nb * sizeof(int32_t), err);
     c->xq.s32 = lk_alloc_aligned(nb * sizeof(float), err);

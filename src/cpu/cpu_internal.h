@@ -35,6 +35,20 @@
 #ifndef LK_MV_MAX_N
 #define LK_MV_MAX_N 16
 #endif
+/* Integer prompt GEMM (gemm_q8_x86.c): panels of LK_QG_NR output columns x
+ * LK_QG_KC inputs (a multiple of 256: whole k-quant super-blocks; 8 KiB of
+ * codes), LK_QG_MR rows of x per micro-kernel tile (2 zmm per row: an int32
+ * and an f32 accumulator). Per-thread scratch: 10 * LK_QG_KC floats. */
+#define LK_QG_NR 16
+#ifndef LK_QG_KC
+#define LK_QG_KC 512
+#endif
+#if LK_QG_KC % 256
+#error "LK_QG_KC must be a multiple of 256"
+#endif
+#ifndef LK_QG_MR
+#define LK_QG_MR 8
+#endif
 /* Rows of W dequantized per tile on the portable (OpenBLAS) GEMM path. */
 #define LK_BLAS_TILE_ROWS 32
 
@@ -58,7 +72,7 @@ struct lk_cpu {
     int max_rows;
     int64_t max_dim;
     lk_cpu_kernels kernels;
-    lk_q8_act xq;          /* quantized x, up to LK_MV_MAX_N rows (lk_cpu_xq_row) */
+    lk_q8_act xq;          /* quantized x, up to max_rows rows (lk_cpu_xq_row) */
     float *wbuf;           /* (max_dim) a norm/bias weight converted to f32 */
     float *freq;           /* (max_dim/2 + 1) RoPE inverse frequencies, for freq_key */
     struct {               /* the hparams freq was computed from (valid = 0: none) */
@@ -70,16 +84,22 @@ struct lk_cpu {
     size_t thr_floats;
 };
 
-/* Row i of the quantized x of a matrix with `in` columns: q rows are
- * 64-byte aligned (the kernels load 64 bytes of q at a time). */
-static inline lk_q8_act lk_cpu_xq_row(const lk_cpu *c, int i, int64_t in) {
-    const int64_t qs = (in + 63) & ~(int64_t)63, nb = in / 32;
-    /* 16-float alignment of each row's arrays: the kernels load 8 or 16 at a time */
-    const int64_t nb16 = (nb + 15) & ~(int64_t)15, ng16 = (2 * nb + 15) & ~(int64_t)15;
-    lk_q8_act a = {c->xq.q + i * qs, c->xq.d + i * nb16, c->xq.c + i * nb16, c->xq.s32 + i * nb16,
-                   c->xq.s16 + i * ng16};
+/* Row i of quantized activations stored as consecutive rows of `in` values
+ * from base (the layout of lk_cpu.xq, also used by the GEMM and its tests):
+ * q rows are 64-byte aligned (the kernels load 64 bytes of q at a time),
+ * d/c/s32 rows padded to 16 floats, s16 rows to 16 floats. */
+static inline int64_t lk_q8_row_q_bytes(int64_t in) { return (in + 63) & ~(int64_t)63; }
+static inline int64_t lk_q8_row_blocks(int64_t in) { return (in / 32 + 15) & ~(int64_t)15; }
+static inline int64_t lk_q8_row_groups(int64_t in) { return (2 * (in / 32) + 15) & ~(int64_t)15; }
+static inline lk_q8_act lk_q8_act_row(const lk_q8_act *base, int64_t i, int64_t in) {
+    const int64_t qs = lk_q8_row_q_bytes(in), nb16 = lk_q8_row_blocks(in), ng16 = lk_q8_row_groups(in);
+    lk_q8_act a = {base->q + i * qs, base->d + i * nb16, base->c + i * nb16, base->s32 + i * nb16,
+                   base->s16 + i * ng16};
     return a;
 }
+
+/* Row i of the quantized x of a matrix with `in` columns (up to max_rows rows). */
+static inline lk_q8_act lk_cpu_xq_row(const lk_cpu *c, int i, int64_t in) { return lk_q8_act_row(&c->xq, i, in); }
 
 static inline float *lk_cpu_thr_scratch(lk_cpu *c, int ith) { return c->thr + (size_t)ith * c->thr_floats; }
 
@@ -100,6 +120,19 @@ void lk_q8_quantize_scalar(const float *x, lk_q8_act *a, int64_t in);
  * lk_q8_act first)? q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k. The
  * other types (f32/f16/bf16, q2_k, q3_k) keep f32 activations. */
 int lk_mv_has_qdot(lk_dtype t);
+
+/* Does lk_cpu_matmul quantize x for its GEMM path (n > LK_MV_MAX_N) on
+ * weights of type t? Yes for the integer GEMM (AVX-512 builds, AUTO
+ * kernels, lk_mv_has_qdot types); the portable GEMM keeps f32 x. */
+static inline int lk_cpu_gemm_qdot(const lk_cpu *c, lk_dtype t) {
+#if defined(LK_CPU_X86_512)
+    return c->kernels == LK_CPU_KERNELS_AUTO && lk_mv_has_qdot(t);
+#else
+    (void)c;
+    (void)t;
+    return 0;
+#endif
+}
 
 /* y[r] = W~[r] . x~ for rows r0..r1 of W (dtype t with lk_mv_has_qdot, rows
  * of lk_dtype_row_bytes(t, in) bytes) and quantized x (in): the portable
@@ -131,6 +164,15 @@ void lk_dequant_block_x86(lk_dtype t, const void *blk, float *dst);
  * 64-byte aligned. */
 void lk_gemm_x86(float *y, const float *x, const lk_tensor *w, int n, int ith, int nth,
                  float *scratch);
+/* dst (16, ldd) = transpose of src (16 rows of stride lds, 16 columns) of
+ * 32-bit elements; src and dst 64-byte aligned. */
+void lk_transpose16_x86(const float *src, int64_t lds, float *dst, int64_t ldd);
+/* Integer GEMM share of thread ith: y (n, out) = W~ . x~ for this thread's
+ * panels of LK_QG_NR output columns; w of a type with lk_mv_has_qdot, x its
+ * n rows quantized (lk_q8_act_row layout from x, `in` = w->ne[0]).
+ * scratch: 10 * LK_QG_KC floats, 64-byte aligned. */
+void lk_gemm_q8_x86(float *y, const lk_q8_act *x, const lk_tensor *w, int n, int ith, int nth,
+                    float *scratch);
 /* silu(g) * u over n floats, vectorized exp. */
 void lk_swiglu_x86(float *g, const float *u, int64_t n);
 #endif

@@ -174,6 +174,23 @@ static void gemm_x86_task(void *arg, int ith, int nth) {
     const mm_task *t = arg;
     lk_gemm_x86(t->y, t->x, t->w, t->n, ith, nth, lk_cpu_thr_scratch(t->c, ith));
 }
+
+/* Quantize this thread's share of the n rows of x into c->xq. */
+static void quantize_rows_task(void *arg, int ith, int nth) {
+    const mm_task *t = arg;
+    const int64_t in = t->w->ne[0];
+    int64_t i0, i1;
+    lk_split(t->n, 1, ith, nth, &i0, &i1);
+    for (int64_t i = i0; i < i1; i++) {
+        lk_q8_act xq = lk_cpu_xq_row(t->c, (int)i, in);
+        lk_q8_quantize_x86(t->x + (size_t)i * in, &xq, in);
+    }
+}
+
+static void gemm_q8_x86_task(void *arg, int ith, int nth) {
+    const mm_task *t = arg;
+    lk_gemm_q8_x86(t->y, &t->c->xq, t->w, t->n, ith, nth, lk_cpu_thr_scratch(t->c, ith));
+}
 #endif
 
 /* Preconditions (programming errors: asserted in debug builds only): w is
@@ -201,6 +218,11 @@ void lk_cpu_matmul(lk_cpu *c, float *y, const float *x, const lk_tensor *w, int 
         return;
     }
 #if defined(LK_CPU_X86_512)
+    if (lk_cpu_gemm_qdot(c, w->dtype)) {
+        lk_pool_run(c->pool, quantize_rows_task, &t);
+        lk_pool_run(c->pool, gemm_q8_x86_task, &t);
+        return;
+    }
     if (c->kernels == LK_CPU_KERNELS_AUTO) {
         lk_pool_run(c->pool, gemm_x86_task, &t);
         return;

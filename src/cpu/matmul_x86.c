@@ -333,6 +333,10 @@ LK_AI void transpose16(const float *src, int64_t lds, float *dst, int64_t ldd) {
     }
 }
 
+void lk_transpose16_x86(const float *src, int64_t lds, float *dst, int64_t ldd) {
+    transpose16(src, lds, dst, ldd);
+}
+
 /* Pack columns [j0, j0+nj) x inputs [k0, k0+kc) of W as f32 into
  * pack (KC, NR): pack[k*NR + j] = W[j0+j][k0+k]; columns nj..NR-1 are 0 so
  * the micro-kernel never needs a column tail. Rows are first converted
