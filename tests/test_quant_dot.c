@@ -3,7 +3,8 @@
  * every type with an integer-dot kernel (q8_0, q4_0, q4_1, q5_0, q5_1,
  * q4_k, q5_k, q6_k), the portable kernel (quant_dot.c) and, when built,
  * the AVX-512 one (quant_x86.c), against a double-precision reference.
- * Also the activation quantization (SIMD == scalar, bit for bit) and the
+ * Also the integer prompt GEMM (gemm_q8_x86.c), the activation quantization
+ * (SIMD == scalar, bit for bit) and the
  * SIMD block dequantization used by the GEMM (== lk_row_to_f32, bit for bit).
  *
  * Blocks are random bytes (every code, every scale/min bit pattern, negative
@@ -177,6 +178,84 @@ static void check_type(lk_dtype t, int64_t n, int out, int r0, uint64_t *s) {
     free(yv);
 }
 
+/* The integer prompt GEMM (gemm_q8_x86.c) on `nx` rows of quantized x and
+ * `out` random rows of W (in inputs), split over nth simulated threads
+ * (each share run in turn with its own scratch), against the double
+ * W~ . x~ per output. Its split w = s u + m takes q8_0's codes as q + 128
+ * (offset 128 d; the other types' offsets are those of offsets_abs); each
+ * output is a single f32 lane accumulating 2 FMAs per group of G (32, or
+ * 16 for q6_k) plus the product s d_x and one add per LK_QG_KC chunk, so
+ * for in <= 1024 the error is below (2 in / 16 + 8) 2^-24 M < 1e-5 M. */
+static void check_gemm(lk_dtype t, int64_t in, int out, int nx, int nth, uint64_t *s) {
+#if defined(LK_CPU_X86_512)
+    const size_t rb = lk_dtype_row_bytes(t, in);
+    uint8_t *w = malloc(rb * (size_t)out);
+    float *x = malloc(sizeof(float) * (size_t)in), *wd = malloc(sizeof(float) * (size_t)in);
+    float *o = malloc(sizeof(float) * (size_t)in), *y = malloc(sizeof(float) * (size_t)out * nx);
+    float *scratch = alloc64(sizeof(float) * 10 * LK_QG_KC);
+    lk_q8_act xa = {alloc64((size_t)lk_q8_row_q_bytes(in) * nx), alloc64(sizeof(float) * lk_q8_row_blocks(in) * nx),
+                    alloc64(sizeof(int32_t) * lk_q8_row_blocks(in) * nx),
+                    alloc64(sizeof(float) * lk_q8_row_blocks(in) * nx),
+                    alloc64(sizeof(float) * lk_q8_row_groups(in) * nx)};
+    random_blocks(t, w, in * out, s);
+    for (int i = 0; i < nx; i++) {
+        lk_q8_act a = lk_q8_act_row(&xa, i, in);
+        random_x(x, in, s);
+        lk_q8_quantize_scalar(x, &a, in);
+    }
+    for (size_t i = 0; i < (size_t)out * nx; i++) y[i] = NAN;
+    lk_tensor wt = {.name = "w", .dtype = t, .n_dims = 2, .ne = {in, out, 1, 1}, .data = w, .nbytes = rb * out};
+    for (int ith = 0; ith < nth; ith++) lk_gemm_q8_x86(y, &xa, &wt, nx, ith, nth, scratch);
+    int bad = 0;
+    for (int r = 0; r < out; r++) {
+        lk_row_to_f32(t, w + (size_t)r * rb, wd, in);
+        offsets_abs(t, w + (size_t)r * rb, in, o);
+        if (t == LK_DTYPE_Q8_0)
+            for (int64_t j = 0; j < in; j++) {
+                uint16_t h;
+                memcpy(&h, w + (size_t)r * rb + (size_t)(j / 32) * sizeof(lk_block_q8_0), 2);
+                o[j] = 128.0f * fabsf(lk_f16_to_f32(h));
+            }
+        for (int i = 0; i < nx; i++) {
+            const lk_q8_act a = lk_q8_act_row(&xa, i, in);
+            double ref = 0, M = 0;
+            for (int64_t j = 0; j < in; j++) {
+                const double xt = (double)a.d[j / 32] * a.q[j];
+                ref += (double)wd[j] * xt;
+                M += ((double)fabsf(wd[j]) + 2.0 * o[j]) * fabs(xt);
+            }
+            const double got = y[(size_t)i * out + r];
+            if (!(fabs(got - ref) <= 1e-5 * M + 1e-30)) {
+                if (bad < 3)
+                    fprintf(stderr, "  gemm %s in %lld out %d nx %d [%d,%d]: got %.9g ref %.9g tol %.3g\n",
+                            lk_dtype_name(t), (long long)in, out, nx, i, r, got, ref, 1e-5 * M);
+                bad++;
+            }
+        }
+    }
+    CHECKF(bad == 0, "gemm %s in %lld out %d nx %d nth %d: %d bad outputs", lk_dtype_name(t), (long long)in, out,
+           nx, nth, bad);
+    free(xa.q);
+    free(xa.d);
+    free(xa.c);
+    free(xa.s32);
+    free(xa.s16);
+    free(scratch);
+    free(w);
+    free(x);
+    free(wd);
+    free(o);
+    free(y);
+#else
+    (void)t;
+    (void)in;
+    (void)out;
+    (void)nx;
+    (void)nth;
+    (void)s;
+#endif
+}
+
 /* lk_q8_quantize_x86 == lk_q8_quantize_scalar, and the sums are those of q. */
 static void check_quantize(uint64_t *s) {
     const int64_t n = 1024;
@@ -250,6 +329,15 @@ int main(void) {
             check_type(t, (int64_t)nbs[k] * be, 6, 1, &s);
             check_type(t, (int64_t)nbs[k] * be, 1, 0, &s);
         }
+        /* GEMM: one and several LK_QG_KC chunks (with a short last one),
+         * column counts below / at / above the 16-column panel, row counts
+         * around the micro-kernel's LK_QG_MR, 1 and 3 threads */
+        const int64_t ins[] = {t == LK_DTYPE_Q8_0 || be == 32 ? 96 : 256, 768, 1024};
+        const int outs[] = {5, 16, 37};
+        const int nxs[] = {1, LK_QG_MR, 2 * LK_QG_MR + 3};
+        for (size_t a = 0; a < LK_ARRAY_LEN(ins); a++)
+            for (size_t b = 0; b < LK_ARRAY_LEN(outs); b++)
+                check_gemm(t, ins[a], outs[b], nxs[(a + b) % 3], 1 + 2 * (int)((a + b) & 1), &s);
     }
     CHECK(!lk_mv_has_qdot(LK_DTYPE_F32) && !lk_mv_has_qdot(LK_DTYPE_Q2_K) && !lk_mv_has_qdot(LK_DTYPE_Q3_K));
 #if !defined(LK_CPU_X86_512)
