@@ -12,9 +12,11 @@
  *     fixture's logits span about [-20, 25]), with what was measured when
  *     they were set: f32 and bf16 1e-3 (measured 1e-5: the same weights,
  *     only the float order differs), f16 2e-2 (1e-5: the fixture's bf16
- *     weights all fit f16), q8_0 0.35 (0.21: weights and, in loki's Q8_0
- *     matmul, the activations quantized), q6_k 0.4 (0.24), q4_k 1.2 (0.68),
- *     q4_0 2.2 (1.45). The test prints the measured values.
+ *     weights all fit f16), q8_0 0.6 (0.39: weights and, in loki's
+ *     quantized matmuls, the activations quantized to int8 blocks - since
+ *     the integer prompt GEMM also in prefill; 0.21 with f32 prefill
+ *     activations), q6_k 0.65 (0.42; 0.24 before), q4_k 1.2 (0.76),
+ *     q4_0 2.2 (1.52). The test prints the measured values.
  *  3. Quantized tensors round-trip: dequantized by loki, each is within a
  *     relative RMS error of the source (q8_0 0.7%, q6_k 2%, q5_0 5%, q4_k 8%,
  *     q4_0 9.5%; measured at most 0.58%, 1.73%, 4.39%, 7.25%, 8.80%), and
@@ -35,7 +37,7 @@
 static const lk_dtype k_types[N_TYPES] = {LK_DTYPE_F32,  LK_DTYPE_F16,  LK_DTYPE_BF16, LK_DTYPE_Q8_0,
                                           LK_DTYPE_Q4_0, LK_DTYPE_Q4_K, LK_DTYPE_Q6_K};
 static const char *const k_names[N_TYPES] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k"};
-static const double k_logit_tol[N_TYPES] = {1e-3, 2e-2, 1e-3, 0.35, 2.2, 1.2, 0.4};
+static const double k_logit_tol[N_TYPES] = {1e-3, 2e-2, 1e-3, 0.6, 2.2, 1.2, 0.65};
 static const char *const k_prompts[3] = {
     "Once upon a time, in a small village",
     " = Robert Boulter = \n Robert Boulter is an English film , television and theatre actor .",

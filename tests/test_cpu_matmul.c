@@ -13,15 +13,17 @@
  *    adds per partial sum (scalar: 4 partials; SIMD: 16 lanes + reduction;
  *    sgemm: similar), and in <= 1056 here, so the classical bound
  *    (adds) * 2^-24 * S <= 280 * 6e-8 * S = 1.7e-5 * S.
- *  - q8_0 with n <= LK_MV_MAX_N (activations quantized to int8 blocks, like llama.cpp):
+ *  - q8_0 .. q6_k (lk_mv_has_qdot) with n <= LK_MV_MAX_N, and on the GEMM
+ *    path where lk_cpu_gemm_qdot (the AVX-512 integer GEMM; activations
+ *    quantized to int8 blocks, like llama.cpp):
  *    |x_j - d_b q_j| <= d_b / 2 with d_b = amax_b / 127, so
  *    |err| <= sum_b (amax_b / 254) * sum_{j in b} |w_j| + 3e-5 * S,
  *    computed per output element (times 1.001 for d_b's own rounding).
- *  - q4_0, q4_1, q5_0, q5_1, q2_k .. q6_k (core/quant.h): every path reads
- *    the blocks, dequantizes a row/tile of W and multiplies f32 x, so the
+ *  - q2_k and q3_k at every level, and the other quantized types on the
+ *    GEMM paths that keep f32 x (SCALAR, BLAS_GEMM): W's blocks are
+ *    dequantized (a row or tile at a time) and multiply f32 x, so the
  *    result is the dequantized f32 product up to f32 summation order: the
- *    same 3e-5 * S bound, at every kernel level (no SIMD kernels for them
- *    yet; the AVX-512 GEMM packs their dequantized blocks). Cases whose `in`
+ *    same 3e-5 * S bound. Cases whose `in`
  *    is not a multiple of the dtype's block (32, or 256 for K-quants) are
  *    skipped for that dtype; the 256-multiple cases cover them.
  */

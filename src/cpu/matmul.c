@@ -13,17 +13,21 @@
  *           blocks as stored (quant_x86.c with AVX-512 VNNI, quant_dot.c
  *           portable). f32/f16/bf16, q2_k and q3_k keep f32 x (q2_k/q3_k:
  *           each row dequantized into the thread's scratch row, portable).
- *   larger n: GEMM; AVX-512 builds use the packed micro-kernel for every dtype
- *           (panels of 32 output columns split across the pool; quantized
- *           W dequantized block by block into the panel, SIMD for the types
- *           above). The portable path dequantizes LK_BLAS_TILE_ROWS rows of
+ *   larger n: GEMM. AVX-512 builds (AUTO kernels): for the lk_mv_has_qdot
+ *           types the integer GEMM (gemm_q8_x86.c): every row of x quantized
+ *           once (split across the pool, the same quantizer as above), W's
+ *           codes unpacked per panel of 16 output columns, vpdpbusd tiles;
+ *           for f32/f16/bf16, q2_k and q3_k the packed f32 micro-kernel
+ *           (panels of 32 output columns split across the pool; W converted
+ *           or dequantized block by block into the panel). The portable path dequantizes LK_BLAS_TILE_ROWS rows of
  *           W at a time into per-thread scratch and calls cblas_sgemm on
  *           each tile (OpenBLAS set to 1 thread: our pool is the only
  *           parallelism, so no second set of spinning threads competes for
  *           the cores). GEMMs keep x in f32.
  * No copy of W beyond a panel, a tile or a row ever exists.
  *
- * Accuracy with quantized activations (n <= LK_MV_MAX_N, every level):
+ * Accuracy with quantized activations (n <= LK_MV_MAX_N at every level;
+ * the integer GEMM):
  * x_j is replaced by x~_j = d_b * q_j with |x_j - x~_j| <= d_b/2 =
  * amax_b/254, and the kernels compute W~ . x~ (W~ the dequantized weights)
  * up to f32 rounding, so |y - W~ . x| <= sum_b (amax_b / 254) * sum_{j in b}
@@ -32,8 +36,10 @@
  * bound per output, tests/test_quant_dot.c the W~ . x~ part per kernel).
  * This is llama.cpp's scheme for its legacy types (x scale fp16 there, f32
  * here); for the k-quants llama.cpp uses one x scale per 256 (q8_K), we keep
- * blocks of 32 (smaller error, same data for every type). The GEMM path
- * uses f32 activations: only W's own quantization error remains.
+ * blocks of 32 (smaller error, same data for every type). The integer GEMM
+ * (n > LK_MV_MAX_N, AVX-512) has the same bound; the f32 GEMMs (other
+ * dtypes, and the portable/BLAS levels) keep f32 activations: only W's own
+ * quantization error remains.
  */
 #include "cpu/cpu_internal.h"
 
