@@ -6,6 +6,8 @@
 #define LK_CPU_INTERNAL_H
 
 #include "cpu/cpu.h"
+#include <stdint.h>
+#include <string.h>
 
 /* The SIMD kernels need AVX-512 F/BW/VL/VNNI and F16C (Zen 4+, Ice Lake+).
  * Without them every kernel takes its portable scalar path. */
@@ -176,5 +178,18 @@ void lk_gemm_q8_x86(float *y, const lk_q8_act *x, const lk_tensor *w, int n, int
 /* silu(g) * u over n floats, vectorized exp. */
 void lk_swiglu_x86(float *g, const float *u, int64_t n);
 #endif
+
+/* Unaligned little-endian loads of quant block fields (fp16 scales, packed
+ * high bits), by memcpy so no alignment is assumed. */
+static inline uint16_t lk_ld16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+static inline uint32_t lk_ld32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
 
 #endif /* LK_CPU_INTERNAL_H */

@@ -36,16 +36,6 @@
 
 #define LK_AI static inline __attribute__((always_inline))
 
-static inline uint16_t ld16(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-static inline uint32_t ld32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 /* Inputs per scale group of type t. */
 static int qg_group(lk_dtype t) { return t == LK_DTYPE_Q6_K ? 16 : 32; }
@@ -56,7 +46,7 @@ LK_AI void block_codes(lk_dtype t, const uint8_t *p, uint8_t *u, float *s, float
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     switch (t) {
     case LK_DTYPE_Q8_0: {
-        const float d = _cvtsh_ss(ld16(p));
+        const float d = _cvtsh_ss(lk_ld16(p));
         _mm256_storeu_si256((__m256i *)u, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 2)),
                                                            _mm256_set1_epi8((char)0x80)));
         s[0] = d;
@@ -70,11 +60,11 @@ LK_AI void block_codes(lk_dtype t, const uint8_t *p, uint8_t *u, float *s, float
         const __m128i v = _mm_loadu_si128((const __m128i *)(p + qs));
         __m256i z = _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
         z = _mm256_and_si256(z, m4); /* low nibbles = elements 0..15, high = 16..31 */
-        if (five) z = _mm256_mask_add_epi8(z, _cvtu32_mask32(ld32(p + qh)), z, _mm256_set1_epi8(16));
+        if (five) z = _mm256_mask_add_epi8(z, _cvtu32_mask32(lk_ld32(p + qh)), z, _mm256_set1_epi8(16));
         _mm256_storeu_si256((__m256i *)u, z);
-        const float d = _cvtsh_ss(ld16(p));
+        const float d = _cvtsh_ss(lk_ld16(p));
         s[0] = d;
-        m[0] = has_m ? _cvtsh_ss(ld16(p + 2)) : (five ? -16.0f : -8.0f) * d;
+        m[0] = has_m ? _cvtsh_ss(lk_ld16(p + 2)) : (five ? -16.0f : -8.0f) * d;
         break;
     }
     case LK_DTYPE_Q4_K: case LK_DTYPE_Q5_K: {
@@ -82,7 +72,7 @@ LK_AI void block_codes(lk_dtype t, const uint8_t *p, uint8_t *u, float *s, float
         const lk_block_q4_k *b4 = (const lk_block_q4_k *)p;
         const lk_block_q5_k *b5 = (const lk_block_q5_k *)p;
         const uint8_t *qs = q5 ? b5->qs : b4->qs, *sc12 = q5 ? b5->scales : b4->scales;
-        const float d = _cvtsh_ss(ld16(p)), dmin = _cvtsh_ss(ld16(p + 2));
+        const float d = _cvtsh_ss(lk_ld16(p)), dmin = _cvtsh_ss(lk_ld16(p + 2));
         const __m256i H = q5 ? _mm256_loadu_si256((const __m256i *)b5->qh) : _mm256_setzero_si256();
         #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {

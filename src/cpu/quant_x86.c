@@ -56,16 +56,6 @@ LK_AI float hsum128(__m128 s) {
 }
 LK_AI float hsum256q(__m256 v) { return hsum128(_mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1))); }
 
-static inline uint16_t ld16(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-static inline uint32_t ld32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 /* ------------------------------------------------ legacy (32 per block) */
 
@@ -93,7 +83,7 @@ LK_AI __m512i leg_codes2(leg_layout L, const uint8_t *b0, const uint8_t *b1) {
     z = _mm512_and_si512(z, _mm512_set1_epi8(0x0f)); /* [lo b0, lo b1, hi b0, hi b1] */
     z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
     if (L.five) {
-        const __mmask64 k = _cvtu64_mask64((uint64_t)ld32(b0 + L.qh) | (uint64_t)ld32(b1 + L.qh) << 32);
+        const __mmask64 k = _cvtu64_mask64((uint64_t)lk_ld32(b0 + L.qh) | (uint64_t)lk_ld32(b1 + L.qh) << 32);
         z = _mm512_mask_add_epi8(z, k, z, _mm512_set1_epi8(16));
     }
     return z;
@@ -126,8 +116,8 @@ LK_AI void leg_row2(leg_layout L, const uint8_t *b0, const uint8_t *b1, const le
                     const lk_q8_act *x, int64_t ib, __m512 *acc, __m128 *accm) {
     const __m512i pair_idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m512i s = _mm512_dpbusd_epi32(a->init, leg_codes2(L, b0, b1), a->q);
-    uint64_t dm = (uint64_t)ld16(b0) | (uint64_t)ld16(b1) << 16;
-    if (L.has_m) dm |= (uint64_t)ld16(b0 + 2) << 32 | (uint64_t)ld16(b1 + 2) << 48;
+    uint64_t dm = (uint64_t)lk_ld16(b0) | (uint64_t)lk_ld16(b1) << 16;
+    if (L.has_m) dm |= (uint64_t)lk_ld16(b0 + 2) << 32 | (uint64_t)lk_ld16(b1 + 2) << 48;
     const __m128 f = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)dm)); /* [d0, d1, m0, m1] */
     const __m512 dw = _mm512_permutexvar_ps(pair_idx, _mm512_castps128_ps512(f));
     *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, a->d), *acc);
@@ -142,12 +132,12 @@ LK_AI float leg_row1(leg_layout L, const uint8_t *b0, const lk_q8_act *x, int64_
     const __m128i v = _mm_loadu_si128((const __m128i *)(b0 + L.qs));
     __m256i z = _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
     z = _mm256_and_si256(z, _mm256_set1_epi8(0x0f));
-    if (L.five) z = _mm256_mask_add_epi8(z, _cvtu32_mask32(ld32(b0 + L.qh)), z, _mm256_set1_epi8(16));
+    if (L.five) z = _mm256_mask_add_epi8(z, _cvtu32_mask32(lk_ld32(b0 + L.qh)), z, _mm256_set1_epi8(16));
     const __m256i init = L.has_m ? _mm256_setzero_si256()
                                  : _mm256_set1_epi32(x->c[ib] / (L.five ? 8 : 16));
     const __m256i s = _mm256_dpbusd_epi32(init, z, _mm256_load_si256((const __m256i *)(x->q + 32 * ib)));
-    float r = hsum256q(_mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(_cvtsh_ss(ld16(b0)) * x->d[ib])));
-    if (L.has_m) r += _cvtsh_ss(ld16(b0 + 2)) * x->s32[ib];
+    float r = hsum256q(_mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(_cvtsh_ss(lk_ld16(b0)) * x->d[ib])));
+    if (L.has_m) r += _cvtsh_ss(lk_ld16(b0 + 2)) * x->s32[ib];
     return r;
 }
 
@@ -193,22 +183,22 @@ LK_AI void leg_row4(leg_layout L, const uint8_t *b, const leg_x4 *a, const lk_q8
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m512i ulo = _mm512_and_si512(z, m4), uhi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
     if (L.five) {
-        const uint64_t h0 = ld32(b + L.qh), h1 = ld32(b + bs + L.qh), h2 = ld32(b + 2 * bs + L.qh),
-                       h3 = ld32(b + 3 * bs + L.qh);
+        const uint64_t h0 = lk_ld32(b + L.qh), h1 = lk_ld32(b + bs + L.qh), h2 = lk_ld32(b + 2 * bs + L.qh),
+                       h3 = lk_ld32(b + 3 * bs + L.qh);
         const uint64_t klo = (h0 & 0xffff) | (h1 & 0xffff) << 16 | (h2 & 0xffff) << 32 | (h3 & 0xffff) << 48;
         const uint64_t khi = (h0 >> 16) | (h1 >> 16) << 16 | (h2 >> 16) << 32 | (h3 >> 16) << 48;
         ulo = _mm512_mask_add_epi8(ulo, _cvtu64_mask64(klo), ulo, _mm512_set1_epi8(16));
         uhi = _mm512_mask_add_epi8(uhi, _cvtu64_mask64(khi), uhi, _mm512_set1_epi8(16));
     }
     const __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a->init, ulo, a->lo), uhi, a->hi);
-    const uint64_t dd = (uint64_t)ld16(b) | (uint64_t)ld16(b + bs) << 16 | (uint64_t)ld16(b + 2 * bs) << 32 |
-                        (uint64_t)ld16(b + 3 * bs) << 48;
+    const uint64_t dd = (uint64_t)lk_ld16(b) | (uint64_t)lk_ld16(b + bs) << 16 | (uint64_t)lk_ld16(b + 2 * bs) << 32 |
+                        (uint64_t)lk_ld16(b + 3 * bs) << 48;
     const __m512 dw = _mm512_permutexvar_ps(spread4_idx(),
                                             _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)dd))));
     *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, a->d), *acc);
     if (L.has_m) {
-        const uint64_t mm = (uint64_t)ld16(b + 2) | (uint64_t)ld16(b + bs + 2) << 16 |
-                            (uint64_t)ld16(b + 2 * bs + 2) << 32 | (uint64_t)ld16(b + 3 * bs + 2) << 48;
+        const uint64_t mm = (uint64_t)lk_ld16(b + 2) | (uint64_t)lk_ld16(b + bs + 2) << 16 |
+                            (uint64_t)lk_ld16(b + 2 * bs + 2) << 32 | (uint64_t)lk_ld16(b + 3 * bs + 2) << 48;
         *accm = _mm_fmadd_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)mm)), _mm_loadu_ps(x->s32 + ib), *accm);
     }
 }
@@ -268,7 +258,7 @@ LK_AI void mv_legacy(lk_dtype t, float *y, const uint8_t *w, const lk_q8_act *x,
  *   sc 0..3 = a & 63, m 0..3 = b & 63,
  *   sc 4..7 = (c & 15) | (a >> 6) << 4, m 4..7 = (c >> 4) | (b >> 6) << 4, bytewise. */
 LK_AI void k_scales(const uint8_t *sc12, uint64_t *sc, uint64_t *m) {
-    const uint32_t a = ld32(sc12), b = ld32(sc12 + 4), c = ld32(sc12 + 8);
+    const uint32_t a = lk_ld32(sc12), b = lk_ld32(sc12 + 4), c = lk_ld32(sc12 + 8);
     const uint32_t sc_lo = a & 0x3f3f3f3fu, m_lo = b & 0x3f3f3f3fu;
     const uint32_t sc_hi = (c & 0x0f0f0f0fu) | ((a >> 6) & 0x03030303u) << 4;
     const uint32_t m_hi = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 6) & 0x03030303u) << 4;
@@ -490,7 +480,7 @@ void lk_dequant_block_x86(lk_dtype t, const void *blk, float *dst) {
     const __m128i m4 = _mm_set1_epi8(0x0f);
     switch (t) {
     case LK_DTYPE_Q8_0: {
-        const __m512 d = _mm512_set1_ps(_cvtsh_ss(ld16(p)));
+        const __m512 d = _mm512_set1_ps(_cvtsh_ss(lk_ld16(p)));
         #pragma GCC unroll 4
         for (int h = 0; h < 2; h++) {
             const __m128i q = _mm_loadu_si128((const __m128i *)(p + 2 + 16 * h));
@@ -503,9 +493,9 @@ void lk_dequant_block_x86(lk_dtype t, const void *blk, float *dst) {
         const __m128i v = _mm_loadu_si128((const __m128i *)(p + L.qs));
         __m512i q[2] = {_mm512_cvtepu8_epi32(_mm_and_si128(v, m4)),
                         _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), m4))};
-        const uint32_t qh = L.five ? ld32(p + L.qh) : 0;
-        const __m512 d = _mm512_set1_ps(_cvtsh_ss(ld16(p)));
-        const __m512 m = _mm512_set1_ps(L.has_m ? _cvtsh_ss(ld16(p + 2)) : 0.0f);
+        const uint32_t qh = L.five ? lk_ld32(p + L.qh) : 0;
+        const __m512 d = _mm512_set1_ps(_cvtsh_ss(lk_ld16(p)));
+        const __m512 m = _mm512_set1_ps(L.has_m ? _cvtsh_ss(lk_ld16(p + 2)) : 0.0f);
         const int off = L.has_m ? 0 : L.five ? 16 : 8;
         #pragma GCC unroll 4
         for (int h = 0; h < 2; h++) {
@@ -522,7 +512,7 @@ void lk_dequant_block_x86(lk_dtype t, const void *blk, float *dst) {
         const lk_block_q4_k *b4 = blk;
         const lk_block_q5_k *b5 = blk;
         const uint8_t *qs = q5 ? b5->qs : b4->qs, *qh = q5 ? b5->qh : NULL;
-        const float d = _cvtsh_ss(ld16(p)), dmin = _cvtsh_ss(ld16(p + 2));
+        const float d = _cvtsh_ss(lk_ld16(p)), dmin = _cvtsh_ss(lk_ld16(p + 2));
         for (int s = 0; s < 8; s++) {
             uint8_t sc, mn;
             lk_quant_k_scale_min(p + 4, s, &sc, &mn);
