@@ -218,6 +218,7 @@ static const char *tname(loki_kv_type t) { return loki_kv_type_name(t); }
  * (rounded) keys and values: float vs double arithmetic, and for bf16 keys
  * the query rounded to two bf16 parts (hi + lo, ~16 bits) by vdpbf16ps. */
 static bool g_small_blk; /* prompt blocks of 1-2 rows: the scratch budget of long contexts */
+static bool g_portable;  /* check_method_t's caches take the portable kernels */
 
 static double type_tol(loki_kv_type t) { return t == LOKI_KV_BF16 ? 2e-5 : 1e-5; }
 
@@ -228,6 +229,7 @@ static void check_method_t(fixture *f, const char *name, loki_attn_params p, boo
     loki_error err = {0};
     CHECK(lk_kv_init(&kv, L, HKV, D, NCTX, tk, tv, &err) == LOKI_OK);
     if (!kv.k) return;
+    kv.portable = g_portable;
     memset(kv.k, 0xff, (size_t)L * HKV * kv.k_head); /* poison: NaN in every float type */
     memset(kv.v, 0xff, (size_t)L * HKV * kv.v_head);
     lk_attn *a = NULL;
@@ -287,13 +289,13 @@ static void check_method_t(fixture *f, const char *name, loki_attn_params p, boo
         }
     const double tol = type_tol(kv.tk);
     CHECKF(max_err <= tol * fmax(max_ref, 1.0), "%s (%s, K %s V %s, %s): max error %.3g (max |ref| %.3g)", name,
-           decode ? "decode" : "prompt", tname(kv.tk), tname(kv.tv), lk_kv_simd ? "simd" : "portable", max_err,
+           decode ? "decode" : "prompt", tname(kv.tk), tname(kv.tv), kv.portable ? "portable" : "simd", max_err,
            max_ref);
     CHECKF(skipped * 50 <= compared + skipped, "%s (K %s): %d of %d rows ambiguous", name, tname(kv.tk), skipped,
            compared + skipped);
     if (getenv("TEST_ATTN_VERBOSE"))
         printf("%-40s %-6s K %-4s V %-4s %-8s max error %.3g\n", name, decode ? "decode" : "prompt", tname(kv.tk),
-               tname(kv.tv), lk_kv_simd ? "simd" : "portable", max_err / fmax(max_ref, 1.0));
+               tname(kv.tv), kv.portable ? "portable" : "simd", max_err / fmax(max_ref, 1.0));
     g_kst = g_vst = NULL;
     g_amb_rel = 1e-5;
     lk_attn_free(a);
@@ -406,16 +408,14 @@ static void test_typed_kernels(void) {
                 lk_row_encode(ts[ti], rows + s * stride, K + s * n, n);
                 lk_row_decode(ts[ti], rows + s * stride, dec + s * n, n);
             }
-            lk_rows R = {rows, stride, n, ts[ti]};
+            lk_rows R = {rows, stride, n, ts[ti], false}, Rp = {rows, stride, n, ts[ti], true};
             int32_t pos[53];
             for (int t = 0; t < S; t++) pos[t] = (t * 7) % S;
             for (int M = 1; M <= 4; M++) {
-                lk_kv_simd = true;
                 lk_scores_rows(&R, S, Q, n, M, 0.5f, out0, S);
                 lk_weighted_rows_t(O0, n, W, S, M, pos, S, &R);
-                lk_kv_simd = false;
-                lk_scores_rows(&R, S, Q, n, M, 0.5f, out1, S);
-                lk_weighted_rows_t(O1, n, W, S, M, pos, S, &R);
+                lk_scores_rows(&Rp, S, Q, n, M, 0.5f, out1, S);
+                lk_weighted_rows_t(O1, n, W, S, M, pos, S, &Rp);
                 double es = 0, ew = 0, eq = 0;
                 for (int m = 0; m < M; m++)
                     for (int t = 0; t < S; t++) {
@@ -441,20 +441,18 @@ static void test_typed_kernels(void) {
             float y0[200] = {0}, y1[200] = {0}, wd[200];
             double ed = 0;
             for (int s = 0; s < S; s++) {
-                lk_kv_simd = true;
                 float d0 = lk_dot_row(&R, s, Q);
                 lk_axpy_row(y0, 0.25f, &R, s);
-                lk_row_widen(ts[ti], lk_row(&R, s), wd, n);
-                lk_kv_simd = false;
-                float d1 = lk_dot_row(&R, s, Q);
-                lk_axpy_row(y1, 0.25f, &R, s);
+                lk_row_widen(ts[ti], false, lk_row(&R, s), wd, n);
+                float d1 = lk_dot_row(&Rp, s, Q);
+                lk_axpy_row(y1, 0.25f, &Rp, s);
                 ed = fmax(ed, fabs(d0 - d1));
                 for (int j = 0; j < n; j++) ed = fmax(ed, fabs(wd[j] - dec[s * n + j]));
             }
             for (int j = 0; j < n; j++) ed = fmax(ed, fabs(y0[j] - y1[j]));
             CHECKF(ed < 1e-4, "dot/axpy/widen %s n=%d: SIMD vs portable %.3g", loki_kv_type_name(ts[ti]), n, ed);
         }
-    lk_kv_simd = true;
+    g_portable = false;
     /* storage error of one row per type (relative to max |x|): f16 2^-11,
      * bf16 2^-8, q8_0 half a step of max|block|/127 (+ the fp16 scale) */
     float x[100], y[100];
@@ -629,7 +627,7 @@ int main(void) {
                                      {LOKI_KV_Q8_0, LOKI_KV_Q8_0}, {LOKI_KV_BF16, LOKI_KV_Q8_0},
                                      {LOKI_KV_F32, LOKI_KV_F32}};
     for (int simd = 1; simd >= 0; simd--) {
-        lk_kv_simd = simd;
+        g_portable = !simd;
         for (int ti = 0; ti < 5; ti++) {
             if (simd && ti == 4) continue; /* f32 SIMD: above */
             for (int i = 0; i < nc; i++) {
@@ -638,7 +636,7 @@ int main(void) {
             }
         }
     }
-    lk_kv_simd = true;
+    g_portable = false;
     g_small_blk = true;
     for (int i = 0; i < nc; i++) {
         check_method_t(&f, cases[i].name, cases[i].p, false, S, LOKI_KV_F32, LOKI_KV_F32);

@@ -47,6 +47,7 @@ typedef struct lk_kv_cache {
     uint8_t *k; /* (L, Hkv) regions: k_lo (n_ctx rows of d) then k_hi (n_ctx rows of D-d), post-RoPE
                    (rotated into the PCA basis for loki/pcaattn) */
     uint8_t *v; /* (L, Hkv) regions: (n_ctx rows of D) values, never rotated */
+    bool portable; /* kernels take the portable C paths instead of the SIMD ones (tests, benchmarks) */
 } lk_kv_cache;
 
 /* Bytes of one stored row of n values of type t. */
@@ -103,6 +104,7 @@ typedef struct lk_rows {
     size_t stride;
     int n;
     loki_kv_type t;
+    bool portable; /* the portable C path instead of the SIMD one (lk_kv_cache.portable) */
 } lk_rows;
 
 static inline const uint8_t *lk_row(const lk_rows *r, int32_t s) { return r->p + (size_t)s * r->stride; }
@@ -110,13 +112,11 @@ static inline const uint8_t *lk_row(const lk_rows *r, int32_t s) { return r->p +
 /* Encode n floats x as one row of type t at dst / decode one row into y. */
 void lk_row_encode(loki_kv_type t, void *dst, const float *x, int n);
 void lk_row_decode(loki_kv_type t, const void *src, float *y, int n);
-/* lk_row_decode by the SIMD path where there is one (lk_kv_simd). */
-void lk_row_widen(loki_kv_type t, const void *src, float *y, int n);
-
-/* Kernels use the SIMD paths (AVX-512 / AVX-512 BF16 / F16C, where the
- * build targets them) while this is true (the default); false forces the
- * portable C beside them (tests compare the two). */
-extern bool lk_kv_simd;
+/* lk_row_decode by the SIMD path where there is one, unless portable.
+ * The kernels below use the SIMD paths (AVX-512 / AVX-512 BF16 / F16C,
+ * where the build targets them) unless their rows say portable, which
+ * forces the portable C beside them (tests compare the two). */
+void lk_row_widen(loki_kv_type t, bool portable, const void *src, float *y, int n);
 
 /* Statistics a context gathers while attending (reset by lk_attn_reset). */
 typedef struct lk_attn_stats {

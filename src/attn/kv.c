@@ -4,7 +4,7 @@
  * typed rows directly: scores of query rows against key rows, dot products
  * and axpy with single rows, weighted sums of value rows.
  *
- * Two paths for every type, chosen at run time by lk_kv_simd:
+ * Two paths for every type, chosen at run time by the rows' `portable` flag:
  *   SIMD (compiled when the target has AVX-512 F/BW/VL, i.e. -march=native
  *   on such a CPU, the same gate as src/cpu/quant_x86.c): rows widened to
  *   f32 in registers: f16 by F16C (vcvtph2ps), bf16 by a 16-bit shift, q8_0
@@ -30,8 +30,6 @@
 #define LK_KV_X86 1
 #include <immintrin.h>
 #endif
-
-bool lk_kv_simd = true;
 
 /* ---------------------------------------------------------- types */
 
@@ -425,9 +423,9 @@ LK_AI void axpy_t(const loki_kv_type T, float *y, float w, const uint8_t *row, i
 
 /* ------------------------------------------------- the entry points */
 
-void lk_row_widen(loki_kv_type t, const void *src, float *y, int n) {
+void lk_row_widen(loki_kv_type t, bool portable, const void *src, float *y, int n) {
 #if defined(LK_KV_X86)
-    if (lk_kv_simd && t != LOKI_KV_F32) {
+    if (!portable && t != LOKI_KV_F32) {
         const int nb = (n + 31) / 32;
         for (int c = 0; c < n; c += 16) {
             __mmask16 m = tail_mask(n - c);
@@ -447,7 +445,7 @@ enum { ROWBUF = 1024 }; /* longest row the portable path decodes on the stack */
 float lk_dot_row(const lk_rows *r, int32_t s, const float *q) {
     const uint8_t *row = lk_row(r, s);
 #if defined(LK_KV_X86)
-    if (lk_kv_simd) switch (r->t) {
+    if (!r->portable) switch (r->t) {
         case LOKI_KV_F16: return _mm512_reduce_add_ps(dotv(LOKI_KV_F16, row, q, r->n));
         case LOKI_KV_BF16: return _mm512_reduce_add_ps(dotv(LOKI_KV_BF16, row, q, r->n));
         case LOKI_KV_Q8_0: return _mm512_reduce_add_ps(dotv(LOKI_KV_Q8_0, row, q, r->n));
@@ -466,7 +464,7 @@ float lk_dot_row(const lk_rows *r, int32_t s, const float *q) {
 void lk_axpy_row(float *y, float w, const lk_rows *r, int32_t s) {
     const uint8_t *row = lk_row(r, s);
 #if defined(LK_KV_X86)
-    if (lk_kv_simd) switch (r->t) {
+    if (!r->portable) switch (r->t) {
         case LOKI_KV_F16: axpy_t(LOKI_KV_F16, y, w, row, r->n); return;
         case LOKI_KV_BF16: axpy_t(LOKI_KV_BF16, y, w, row, r->n); return;
         case LOKI_KV_Q8_0: axpy_t(LOKI_KV_Q8_0, y, w, row, r->n); return;
@@ -486,7 +484,7 @@ void lk_axpy_row(float *y, float w, const lk_rows *r, int32_t s) {
 
 void lk_scores_rows(const lk_rows *K, int32_t S, const float *Q, int ldq, int M, float scale, float *out, int32_t ldo) {
 #if defined(LK_KV_X86)
-    if (lk_kv_simd) switch (K->t) {
+    if (!K->portable) switch (K->t) {
         case LOKI_KV_F16: scores_t(LOKI_KV_F16, K, S, Q, ldq, M, scale, out, ldo); return;
         case LOKI_KV_BF16:
 #if defined(__AVX512BF16__)
@@ -509,7 +507,7 @@ void lk_scores_rows(const lk_rows *K, int32_t S, const float *Q, int ldq, int M,
 void lk_weighted_rows_t(float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos, int32_t n,
                         const lk_rows *V) {
 #if defined(LK_KV_X86)
-    if (lk_kv_simd) switch (V->t) {
+    if (!V->portable) switch (V->t) {
         case LOKI_KV_F16: weighted_t(LOKI_KV_F16, out, ldo, w, ldw, M, pos, n, V); return;
         case LOKI_KV_BF16: weighted_t(LOKI_KV_BF16, out, ldo, w, ldw, M, pos, n, V); return;
         case LOKI_KV_Q8_0: weighted_t(LOKI_KV_Q8_0, out, ldo, w, ldw, M, pos, n, V); return;

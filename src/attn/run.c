@@ -52,9 +52,9 @@ typedef struct head_rows {
 
 static head_rows head_rows_of(const lk_kv_cache *kv, int layer, int kh) {
     const int D = kv->head_dim, d = lk_kv_d(kv, layer, kh);
-    head_rows h = {{lk_kv_klo(kv, layer, kh), lk_kv_klo_stride(kv, layer, kh), d, kv->tk},
-                   {lk_kv_khi(kv, layer, kh), lk_kv_khi_stride(kv, layer, kh), D - d, kv->tk},
-                   {lk_kv_v(kv, layer, kh), lk_kv_v_stride(kv), D, kv->tv}};
+    head_rows h = {{lk_kv_klo(kv, layer, kh), lk_kv_klo_stride(kv, layer, kh), d, kv->tk, kv->portable},
+                   {lk_kv_khi(kv, layer, kh), lk_kv_khi_stride(kv, layer, kh), D - d, kv->tk, kv->portable},
+                   {lk_kv_v(kv, layer, kh), lk_kv_v_stride(kv), D, kv->tv, kv->portable}};
     return h;
 }
 
@@ -62,7 +62,7 @@ static head_rows head_rows_of(const lk_kv_cache *kv, int layer, int kh) {
  * else widened into buf. */
 static const float *rows_f32(const lk_rows *r, int32_t s0, int32_t n, float *buf) {
     if (r->t == LOKI_KV_F32) return (const float *)lk_row(r, s0);
-    for (int32_t i = 0; i < n; i++) lk_row_widen(r->t, lk_row(r, s0 + i), buf + (size_t)i * r->n, r->n);
+    for (int32_t i = 0; i < n; i++) lk_row_widen(r->t, r->portable, lk_row(r, s0 + i), buf + (size_t)i * r->n, r->n);
     return buf;
 }
 

@@ -140,6 +140,7 @@ static int run(const battn_opts *o, const int32_t *S, int nS, const char **meth,
         fprintf(stderr, "loki bench attention: %s\n", err.msg[0] ? err.msg : "out of memory");
         goto done;
     }
+    kv.portable = o->portable; /* --portable: the C paths beside the SIMD kernels */
     battn_identity_pca(pca, o->decay);
     for (int j = 0; j < D; j++) sigma[j] = sqrtf(expf(-(float)j / o->decay));
     for (int h = 0; h < o->H; h++)
@@ -236,7 +237,6 @@ int cli_bench_attention(int argc, char **argv) {
     int rc = cli_parse(&spec, argc, argv, NULL, NULL);
     if (rc) return rc == 1 ? 0 : 2;
     if (cli_cache_types("bench attention", o.ctk, o.ctv, &o.tk, &o.tv)) return 2;
-    lk_kv_simd = !o.portable;
     int32_t S[MAX_LIST];
     int nS = battn_parse_int_list(o.s_list, S, MAX_LIST);
     if (nS <= 0) {
