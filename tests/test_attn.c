@@ -400,7 +400,11 @@ static void test_typed_kernels(void) {
     for (int ti = 0; ti < 4; ti++)
         for (int di = 0; di < 9; di++) {
             const int n = dims[di], S = 53;
-            const size_t stride = lk_kv_row_bytes(ts[ti], n) + 6; /* odd strides: no alignment assumed */
+            /* strides off the SIMD widths (no 16- or 64-byte alignment assumed), but
+             * aligned to the element loads of the portable paths (f32 rows 4 bytes,
+             * fp16/bf16 values and q8_0 scales 2), as the cache lays rows out */
+            const size_t al = ts[ti] == LOKI_KV_F32 ? 4 : 2;
+            const size_t stride = (lk_kv_row_bytes(ts[ti], n) + 6 + al - 1) / al * al;
             test_fill_random(K, (size_t)S * n, -1, 1, &seed);
             test_fill_random(Q, (size_t)4 * n, -2, 2, &seed);
             test_fill_random(W, (size_t)4 * S, 0, 1, &seed);
