@@ -372,7 +372,15 @@ int64_t lk_gguf_arr_i64(const lk_gguf_kv *kv, uint64_t i) {
     size_t sz = lk_gguf_type_size(kv->arr_type);
     if (kv->type != LK_GGUF_ARRAY || !kv->arr_data || i >= kv->arr_n) return 0;
     scalar_load(kv->arr_type, kv->arr_data + i * sz, &tmp);
-    if (kv->arr_type == LK_GGUF_FLOAT32 || kv->arr_type == LK_GGUF_FLOAT64) return (int64_t)tmp.v.f64;
+    if (kv->arr_type == LK_GGUF_FLOAT32 || kv->arr_type == LK_GGUF_FLOAT64) {
+        /* a float element read as an integer: truncated, saturated at the
+         * int64 range and NaN as 0 (a cast out of range is undefined) */
+        const double x = tmp.v.f64;
+        if (!(x == x)) return 0;
+        if (x >= 9223372036854775807.0) return INT64_MAX;
+        if (x <= -9223372036854775808.0) return INT64_MIN;
+        return (int64_t)x;
+    }
     if (kv->arr_type == LK_GGUF_BOOL) return tmp.v.b;
     return type_is_signed(kv->arr_type) ? tmp.v.i64 : (int64_t)tmp.v.u64;
 }
