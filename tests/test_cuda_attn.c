@@ -725,6 +725,10 @@ int main(void) {
         {"exact-topk group 4", 1, 8, 2, 128, 3, {1000, 65, 4097}, TK, .kf = 0.125f},
         {"exact-topk gqa-shared", 1, 8, 2, 64, 3, {4097, 63, 1000}, TK, .kf = 0.25f, .gqa_shared = 1},
         {"pcaattn", 2, 8, 2, 128, 3, {1, 1000, 4097}, .method = LOKI_ATTN_PCAATTN, .d = 32},
+        /* one head per block (the transposed products): d not a multiple of
+         * 16, so a k-step is half inside the skipped part */
+        {"pcaattn MHA, d = 40", 1, 4, 4, 128, 3, {1, 1000, 4097}, .method = LOKI_ATTN_PCAATTN, .d = 40},
+        {"loki per head, d = 24", 1, 4, 4, 64, 3, {4097, 1000, 65}, LK, .kf = 0.125f, .d = 24},
         /* forced split counts: one split, uneven splits, more splits than a
          * short row has tiles (clamped) */
         {"dense MHA, 1 split", 1, 4, 4, 128, 3, {1, 640, 4097}, DN, .splits = 1},

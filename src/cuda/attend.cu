@@ -19,6 +19,14 @@
  * values split into bf16 hi + lo parts (two products each), so the result
  * keeps f32 accuracy (the keys and values are bf16 already). Warps merge at
  * the end; the block writes an unnormalised partial (out, max, sum) per head.
+ *
+ * One head per block (NH = 1: MHA, per-query-head selections) would leave 15
+ * of the 16 rows empty, so there the products are transposed: S^T (16 tokens
+ * x 8) = K (16 tokens x 16) . Q^T and O^T (16 dims x 8) += V^T . P^T, with
+ * the hi part of Q (of P) in the even columns and the lo part in the odd
+ * ones, so one product does both halves and every lane ends with whole
+ * scores (c0 + c1) of its tokens: a quarter of the tensor-core instructions
+ * and half of the Q registers.
  */
 #include "cuda/kernels.cuh"
 
@@ -36,8 +44,8 @@
 template <int D, int STAGES_, bool LSC = false> struct att_cfg {
     static constexpr int STAGES = STAGES_;
     static constexpr int CPT = 2 * D / 8;              /* 16-byte chunks per token: K then V */
-    /* a stage: K (64, D), V (64, D) bf16, then (LSC) the tile's 64 f32 scores */
-    static constexpr int STAGE_ELEMS = ATT_TILE * 2 * D + (LSC ? 2 * ATT_TILE : 0);
+    /* a stage: K (64, D), V (64, D) bf16, then (LSC) the tile's 64 (slot, score) entries */
+    static constexpr int STAGE_ELEMS = ATT_TILE * 2 * D + (LSC ? 4 * ATT_TILE : 0);
     static constexpr size_t SMEM = (size_t)STAGES * STAGE_ELEMS * 2;
     static constexpr int TSTEP = ATT_THREADS / CPT;    /* tokens apart of one thread's chunks */
     static constexpr int NT = ATT_TILE / TSTEP;        /* chunks per thread per tile */
@@ -72,6 +80,14 @@ __device__ __forceinline__ void mma16816(float c[2], uint32_t a0, uint32_t a2, u
                  : "+f"(c[0]), "+f"(c[1]), "+f"(z0), "+f"(z1)
                  : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
 }
+/* c (16x8 f32: c0 c1 rows g, c2 c3 rows g + 8) += a (16x16 bf16, all four
+ * registers) . b (16x8 bf16) */
+__device__ __forceinline__ void mma16816f(float c[2], float c8[2], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c8[0]), "+f"(c8[1])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
 /* Two floats as bf16x2 (x in the low half), and the remainders below them. */
 __device__ __forceinline__ uint32_t bf2(float x, float y) {
     __nv_bfloat162 v = __floats2bfloat162_rn(x, y);
@@ -85,10 +101,77 @@ __device__ __forceinline__ void split2(float x, float y, uint32_t &hi, uint32_t 
 /* Element offset of chunk ch of token row tok in a swizzled tile. */
 template <int D> __device__ __forceinline__ int swz(int tok, int ch) { return tok * D + ((ch ^ (tok & 7)) << 3); }
 
-/* LSC: a.lsc may be set (per-query-head selections, NH = 1); a template
+/* One warp's 16 tokens (tw0 ..) of a tile for one query head (NH = 1),
+ * transposed products (see the top): lane = 4 g + c holds S of tokens
+ * tw0 + g and tw0 + g + 8 in c0 + c1 and c2 + c3 of the S^T accumulators,
+ * and O^T rows (dims) 16 jj + g and + 8 in o[2 jj] and o[2 jj + 1], columns
+ * 2c (hi) and 2c + 1 (lo). Updates the running max m (the same in every
+ * lane) and this lane's share of the sum l (its two tokens); lsc: the
+ * tile's (slot, first-d score) entries; raw: the tile's exact scores (H2O). */
+template <int D>
+__device__ __forceinline__ void tile_one(const uint16_t *Ks, const uint16_t *Vs, int lane, int tw0, int valid,
+                                         int k_first, int k_end, const uint32_t (&qb)[D / 16][2], float &m, float &l,
+                                         float (&o)[D / 8][2], const int2 *lsc, float *raw) {
+    const int g = lane / 4, mi = lane >> 3;
+    /* two accumulator chains (even and odd k-steps) halve the dependent run */
+    float sa[2] = {0.0f, 0.0f}, sa8[2] = {0.0f, 0.0f}, sb[2] = {0.0f, 0.0f}, sb8[2] = {0.0f, 0.0f};
+    if (lsc) sa[0] = __int_as_float(lsc[tw0 + g].y), sa8[0] = __int_as_float(lsc[tw0 + g + 8].y);
+    {
+        /* A = K (tokens x components): matrices (tokens 0-7 | 8-15) x (components 0-7 | 8-15) */
+        const int ktok = tw0 + (mi & 1) * 8 + (lane & 7);
+#pragma unroll
+        for (int k = 0; k < D / 16; k++) {
+            if (k < k_first || k >= k_end) continue;
+            uint32_t ka[4];
+            ldsm_x4(ka, Ks + swz<D>(ktok, 2 * k + (mi >> 1)));
+            if (k & 1) mma16816f(sb, sb8, ka, qb[k][0], qb[k][1]);
+            else mma16816f(sa, sa8, ka, qb[k][0], qb[k][1]);
+        }
+    }
+    float s0 = sa[0] + sa[1] + sb[0] + sb[1], s1 = sa8[0] + sa8[1] + sb8[0] + sb8[1];
+    if (tw0 + g >= valid) s0 = -INFINITY;
+    else if (raw && lane % 4 == 0) raw[tw0 + g] = s0;
+    if (tw0 + g + 8 >= valid) s1 = -INFINITY;
+    else if (raw && lane % 4 == 0) raw[tw0 + g + 8] = s1;
+    float mx = fmaxf(s0, s1);
+#pragma unroll
+    for (int off = 4; off < 32; off <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+    const float mn = fmaxf(m, mx);
+    float p0 = 0.0f, p1 = 0.0f;
+    if (mn != -INFINITY) {
+        const float corr = __expf(m - mn); /* 0 when m was -inf */
+        p0 = __expf(s0 - mn), p1 = __expf(s1 - mn);
+        l = l * corr + p0 + p1;
+        m = mn;
+#pragma unroll
+        for (int j = 0; j < D / 8; j++) o[j][0] *= corr, o[j][1] *= corr;
+    }
+    /* B = P^T (tokens x 8): lane 4g + c needs tokens 2c, 2c + 1, 2c + 8,
+     * 2c + 9, held by lanes 8c and 8c + 4; column g even takes hi, odd lo */
+    const int c = lane % 4;
+    const float x0 = __shfl_sync(0xffffffffu, p0, 8 * c), x1 = __shfl_sync(0xffffffffu, p0, 8 * c + 4);
+    const float x2 = __shfl_sync(0xffffffffu, p1, 8 * c), x3 = __shfl_sync(0xffffffffu, p1, 8 * c + 4);
+    uint32_t h0, l0, h1, l1;
+    split2(x0, x1, h0, l0);
+    split2(x2, x3, h1, l1);
+    const uint32_t pb0 = g & 1 ? l0 : h0, pb1 = g & 1 ? l1 : h1;
+    {
+        /* A = V^T (components x tokens) by transposed loads: matrices
+         * (components 0-7 | 8-15) x (tokens 0-7 | 8-15) */
+        const int vtok = tw0 + (mi >> 1) * 8 + (lane & 7);
+#pragma unroll
+        for (int jj = 0; jj < D / 16; jj++) {
+            uint32_t va[4];
+            ldsm_x4_t(va, Vs + swz<D>(vtok, 2 * jj + (mi & 1)));
+            mma16816f(o[2 * jj], o[2 * jj + 1], va, pb0, pb1);
+        }
+    }
+}
+
+/* LSC: a.lsc may be set (per-query-head selections, NH = 1: the entries carry the scores); a template
  * flag so the other kernels carry none of its code. */
 template <int D, int NH, int STAGES, bool LSC>
-__global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_args a) {
+__global__ void __launch_bounds__(ATT_THREADS, NH == 1 && STAGES == 2 ? 3 : 1) attend_kernel(const lk_attend_args a) {
     using C = att_cfg<D, STAGES, LSC>;
     extern __shared__ __align__(16) uint16_t sm[];
     const int split = blockIdx.x, b = blockIdx.z, groups = a.G / a.nh;
@@ -98,7 +181,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
     const int sel_row = a.sel_rows == a.H ? h0 : kvh;
 
     /* the token list: positions 0..S-1, or the selection's physical slots */
-    const int32_t *list = NULL;
+    const int2 *list = NULL;
     int n = S;
     if (a.idx) {
         const int ns = a.n_sel[b * a.sel_rows + sel_row];
@@ -106,15 +189,18 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
     }
     /* the selection's first-d scores are known: read only k_hi (k_lo chunks
      * zero-filled, Q's first d components zero) and add them to S */
-    const float *lsc = LSC && list && a.lsc && !a.lowrank ? a.lsc + ((size_t)b * a.sel_rows + sel_row) * a.n_ctx : NULL;
+    const bool lsc = LSC && list && a.lsc && !a.lowrank;
     const int tiles = (n + ATT_TILE - 1) / ATT_TILE;
     const int t_begin = split * a.tiles_per_split, t_end = min(tiles, t_begin + a.tiles_per_split);
     const int32_t *bt = a.kv.block_table + (size_t)b * a.kv.mpps;
 
     /* Q fragments (A operand, rows = heads): this lane's head hq = lane/4 and
-     * components 16k + 2(lane%4) + {0, 1, 8, 9}, pre-scaled, hi and lo */
+     * components 16k + 2(lane%4) + {0, 1, 8, 9}, pre-scaled, hi and lo.
+     * NH = 1: the B operand of S^T, column lane/4 (even: hi, odd: lo), the
+     * same components. */
     const int hq = lane / 4, q4 = lane % 4;
-    uint32_t qh[D / 16][2], ql[D / 16][2];
+    constexpr int KQ = NH == 1 ? 1 : D / 16, KB = NH == 1 ? D / 16 : 1;
+    uint32_t qh[KQ][2], ql[KQ][2], qb[KB][2];
     {
         const float *qp = a.q + ((size_t)b * a.H + h0 + (hq < NH ? hq : 0)) * D;
 #pragma unroll
@@ -123,13 +209,18 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
             for (int u = 0; u < 2; u++) {
                 const int j = 16 * k + 8 * u + 2 * q4;
                 float x = 0.0f, y = 0.0f;
-                if (hq < NH) {
+                if (NH == 1 || hq < NH) {
                     if (a.lowrank ? j < d : !lsc || j >= d) x = qp[j] * a.scale;
                     if (a.lowrank ? j + 1 < d : !lsc || j + 1 >= d) y = qp[j + 1] * a.scale;
                 }
-                split2(x, y, qh[k][u], ql[k][u]);
+                uint32_t hi, lo;
+                split2(x, y, hi, lo);
+                if constexpr (NH == 1) qb[k][u] = hq & 1 ? lo : hi;
+                else qh[k][u] = hi, ql[k][u] = lo;
             }
     }
+    /* NH = 1: the k-steps (16 components) that Q leaves zero are skipped */
+    const int k_first = NH == 1 && lsc ? d / 16 : 0, k_end = NH == 1 && a.lowrank ? (d + 15) / 16 : D / 16;
     float m = -INFINITY, l = 0.0f, o[D / 8][2];
 #pragma unroll
     for (int j = 0; j < D / 8; j++) o[j][0] = o[j][1] = 0.0f;
@@ -157,14 +248,14 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
         if (tile >= t_end) return 0;
         if (!list) return bt[tile];
         const int myj = tile * ATT_TILE + tok0 + gi * C::TSTEP;
-        return gi < C::NT && myj < n ? list[myj] : 0;
+        return gi < C::NT && myj < n ? list[myj].x : 0;
     };
     auto load = [&](int tile, int stage, int myslot) {
         uint16_t *dst = sm + stage * C::STAGE_ELEMS + (isk ? 0 : ATT_TILE * D);
         const int valid = n - tile * ATT_TILE;
-        if (LSC && lsc && threadIdx.x < ATT_TILE / 4) { /* the tile's scores ride with its keys */
-            const int j = tile * ATT_TILE + 4 * threadIdx.x; /* rows hold n_ctx >= the list's tiles */
-            cp_async16(sm + stage * C::STAGE_ELEMS + 2 * ATT_TILE * D + 8 * threadIdx.x, lsc + j, j < n ? 16 : 0);
+        if (LSC && lsc && threadIdx.x < ATT_TILE / 2) { /* the tile's entries (and scores) ride with its keys */
+            const int j = tile * ATT_TILE + 2 * threadIdx.x; /* rows hold n_ctx >= the list's tiles */
+            cp_async16(sm + stage * C::STAGE_ELEMS + 2 * ATT_TILE * D + 8 * threadIdx.x, list + j, j < n ? 16 : 0);
         }
         if (!list) {
             const uint16_t *src0 = head0 + (size_t)myslot * page_stride; /* myslot: the page */
@@ -204,74 +295,80 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
         __syncthreads();
         const uint16_t *Ks = sm + (it % C::STAGES) * C::STAGE_ELEMS, *Vs = Ks + ATT_TILE * D;
         const int valid = min(ATT_TILE, n - t * ATT_TILE);
-        float ls[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}}; /* this lane's tokens' first-d scores */
-        if (LSC && lsc) {
-            const float *Ls = (const float *)(Ks + 2 * ATT_TILE * D);
-#pragma unroll
-            for (int nt = 0; nt < 2; nt++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) ls[nt][e] = Ls[tw0 + 8 * nt + 2 * q4 + e];
-        }
-
-        /* S (heads x 16 tokens) = Q K^T (+ the first-d scores): n-tile 0 =
-         * tokens tw0..+7, 1 = +8..+15 */
-        float s[2][2] = {{ls[0][0], ls[0][1]}, {ls[1][0], ls[1][1]}};
-        {
-            const int mi = lane >> 3, ktok = tw0 + (mi >> 1) * 8 + (lane & 7);
-#pragma unroll
-            for (int k = 0; k < D / 16; k++) {
-                uint32_t kb[4];
-                ldsm_x4(kb, Ks + swz<D>(ktok, 2 * k + (mi & 1)));
-                mma16816(s[0], qh[k][0], qh[k][1], kb[0], kb[1]);
-                mma16816(s[0], ql[k][0], ql[k][1], kb[0], kb[1]);
-                mma16816(s[1], qh[k][0], qh[k][1], kb[2], kb[3]);
-                mma16816(s[1], ql[k][0], ql[k][1], kb[2], kb[3]);
-            }
-        }
-        /* this lane holds S[hq][token tw0 + 8 nt + 2 q4 + e] */
-        float mx = -INFINITY;
-#pragma unroll
-        for (int nt = 0; nt < 2; nt++)
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int tok = tw0 + 8 * nt + 2 * q4 + e;
-                if (tok >= valid) s[nt][e] = -INFINITY;
-                else if (a.raw && hq < NH)
-                    a.raw[((size_t)b * a.H + h0 + hq) * a.n_ctx + t * ATT_TILE + tok] = s[nt][e];
-                mx = fmaxf(mx, s[nt][e]);
-            }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float mn = fmaxf(m, mx);
-        uint32_t ph[2], pl[2]; /* P as the A operand: rows = heads, k = the 16 tokens */
-        if (mn == -INFINITY) {
-            ph[0] = ph[1] = pl[0] = pl[1] = 0u;
+        if constexpr (NH == 1) {
+            tile_one<D>(Ks, Vs, lane, tw0, valid, k_first, k_end, qb, m, l, o,
+                        LSC && lsc ? (const int2 *)(Ks + 2 * ATT_TILE * D) : NULL,
+                        a.raw ? a.raw + ((size_t)b * a.H + h0) * a.n_ctx + t * ATT_TILE : NULL);
         } else {
-            const float corr = __expf(m - mn); /* 0 when m was -inf */
-            float p[2][2];
-#pragma unroll
+            float ls[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}}; /* this lane's tokens' first-d scores */
+            if (LSC && lsc) {
+                const int2 *Ls = (const int2 *)(Ks + 2 * ATT_TILE * D);
+    #pragma unroll
+                for (int nt = 0; nt < 2; nt++)
+    #pragma unroll
+                    for (int e = 0; e < 2; e++) ls[nt][e] = __int_as_float(Ls[tw0 + 8 * nt + 2 * q4 + e].y);
+            }
+
+            /* S (heads x 16 tokens) = Q K^T (+ the first-d scores): n-tile 0 =
+             * tokens tw0..+7, 1 = +8..+15 */
+            float s[2][2] = {{ls[0][0], ls[0][1]}, {ls[1][0], ls[1][1]}};
+            {
+                const int mi = lane >> 3, ktok = tw0 + (mi >> 1) * 8 + (lane & 7);
+    #pragma unroll
+                for (int k = 0; k < D / 16; k++) {
+                    uint32_t kb[4];
+                    ldsm_x4(kb, Ks + swz<D>(ktok, 2 * k + (mi & 1)));
+                    mma16816(s[0], qh[k][0], qh[k][1], kb[0], kb[1]);
+                    mma16816(s[0], ql[k][0], ql[k][1], kb[0], kb[1]);
+                    mma16816(s[1], qh[k][0], qh[k][1], kb[2], kb[3]);
+                    mma16816(s[1], ql[k][0], ql[k][1], kb[2], kb[3]);
+                }
+            }
+            /* this lane holds S[hq][token tw0 + 8 nt + 2 q4 + e] */
+            float mx = -INFINITY;
+    #pragma unroll
             for (int nt = 0; nt < 2; nt++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) p[nt][e] = __expf(s[nt][e] - mn);
-            l = l * corr + p[0][0] + p[0][1] + p[1][0] + p[1][1];
-            m = mn;
-#pragma unroll
-            for (int j = 0; j < D / 8; j++) o[j][0] *= corr, o[j][1] *= corr;
-            split2(p[0][0], p[0][1], ph[0], pl[0]);
-            split2(p[1][0], p[1][1], ph[1], pl[1]);
-        }
-        /* O (heads x D) += P V: V fragments by transposed loads, two
-         * 8-column tiles per load */
-        {
-            const int mi = lane >> 3, vtok = tw0 + (mi & 1) * 8 + (lane & 7);
-#pragma unroll
-            for (int jj = 0; jj < D / 16; jj++) {
-                uint32_t vb[4];
-                ldsm_x4_t(vb, Vs + swz<D>(vtok, 2 * jj + (mi >> 1)));
-                mma16816(o[2 * jj], ph[0], ph[1], vb[0], vb[1]);
-                mma16816(o[2 * jj], pl[0], pl[1], vb[0], vb[1]);
-                mma16816(o[2 * jj + 1], ph[0], ph[1], vb[2], vb[3]);
-                mma16816(o[2 * jj + 1], pl[0], pl[1], vb[2], vb[3]);
+    #pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int tok = tw0 + 8 * nt + 2 * q4 + e;
+                    if (tok >= valid) s[nt][e] = -INFINITY;
+                    else if (a.raw && hq < NH)
+                        a.raw[((size_t)b * a.H + h0 + hq) * a.n_ctx + t * ATT_TILE + tok] = s[nt][e];
+                    mx = fmaxf(mx, s[nt][e]);
+                }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float mn = fmaxf(m, mx);
+            uint32_t ph[2], pl[2]; /* P as the A operand: rows = heads, k = the 16 tokens */
+            if (mn == -INFINITY) {
+                ph[0] = ph[1] = pl[0] = pl[1] = 0u;
+            } else {
+                const float corr = __expf(m - mn); /* 0 when m was -inf */
+                float p[2][2];
+    #pragma unroll
+                for (int nt = 0; nt < 2; nt++)
+    #pragma unroll
+                    for (int e = 0; e < 2; e++) p[nt][e] = __expf(s[nt][e] - mn);
+                l = l * corr + p[0][0] + p[0][1] + p[1][0] + p[1][1];
+                m = mn;
+    #pragma unroll
+                for (int j = 0; j < D / 8; j++) o[j][0] *= corr, o[j][1] *= corr;
+                split2(p[0][0], p[0][1], ph[0], pl[0]);
+                split2(p[1][0], p[1][1], ph[1], pl[1]);
+            }
+            /* O (heads x D) += P V: V fragments by transposed loads, two
+             * 8-column tiles per load */
+            {
+                const int mi = lane >> 3, vtok = tw0 + (mi & 1) * 8 + (lane & 7);
+    #pragma unroll
+                for (int jj = 0; jj < D / 16; jj++) {
+                    uint32_t vb[4];
+                    ldsm_x4_t(vb, Vs + swz<D>(vtok, 2 * jj + (mi >> 1)));
+                    mma16816(o[2 * jj], ph[0], ph[1], vb[0], vb[1]);
+                    mma16816(o[2 * jj], pl[0], pl[1], vb[0], vb[1]);
+                    mma16816(o[2 * jj + 1], ph[0], ph[1], vb[2], vb[3]);
+                    mma16816(o[2 * jj + 1], pl[0], pl[1], vb[2], vb[3]);
+                }
             }
         }
         __syncthreads(); /* the stage is refilled next iteration */
@@ -279,18 +376,32 @@ __global__ void __launch_bounds__(ATT_THREADS) attend_kernel(const lk_attend_arg
     cp_async_wait<0>();
 
     /* merge: the 4 lanes of a head share its max; sum their partial sums,
-     * then merge the warps through shared memory */
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
+     * then merge the warps through shared memory (NH = 1: every lane has the
+     * max and its tokens' sum; lanes of one group (lane / 4) hold the same
+     * values, so the sum runs over the groups) */
     __syncthreads();
     float *red = (float *)sm;                       /* (WARPS, NH, D) */
     float *redm = red + ATT_WARPS * NH * D;         /* (WARPS, NH) */
     float *redl = redm + ATT_WARPS * NH;            /* (WARPS, NH) */
-    if (hq < NH) {
+    if constexpr (NH == 1) {
 #pragma unroll
-        for (int j = 0; j < D / 8; j++)
-            red[(warp * NH + hq) * D + 8 * j + 2 * q4] = o[j][0], red[(warp * NH + hq) * D + 8 * j + 2 * q4 + 1] = o[j][1];
-        if (q4 == 0) redm[warp * NH + hq] = m, redl[warp * NH + hq] = l;
+        for (int off = 4; off < 32; off <<= 1) l += __shfl_xor_sync(0xffffffffu, l, off);
+        if (q4 == 0)
+#pragma unroll
+            for (int jj = 0; jj < D / 16; jj++) /* O^T rows 16 jj + hq and + 8: columns 0 (hi) + 1 (lo) */
+                red[warp * D + 16 * jj + hq] = o[2 * jj][0] + o[2 * jj][1],
+                                         red[warp * D + 16 * jj + hq + 8] = o[2 * jj + 1][0] + o[2 * jj + 1][1];
+        if (lane == 0) redm[warp] = m, redl[warp] = l;
+    } else {
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        if (hq < NH) {
+#pragma unroll
+            for (int j = 0; j < D / 8; j++)
+                red[(warp * NH + hq) * D + 8 * j + 2 * q4] = o[j][0],
+                                              red[(warp * NH + hq) * D + 8 * j + 2 * q4 + 1] = o[j][1];
+            if (q4 == 0) redm[warp * NH + hq] = m, redl[warp * NH + hq] = l;
+        }
     }
     __syncthreads();
     for (int oi = threadIdx.x; oi < NH * D; oi += ATT_THREADS) {

@@ -25,9 +25,10 @@ struct lk_gpu_attn {
     float *scores;        /* (max_batch, H, n_ctx) approximate scores (summed rows use b*Hkv + kvh) */
     uint32_t *rowmax;     /* (max_batch, H) per-head maxima (gqa_max) */
     int32_t *idx;         /* (max_batch, sel_rows, n_ctx) selected positions */
-    int32_t *slots;       /* (max_batch, sel_rows, n_ctx) their physical slots */
-    float *lsc;           /* (max_batch, H, n_ctx) the selected entries' scores (per-query-head loki and
-                             exact-topk: the attend stage then skips the key components they cover) */
+    int2 *slots;          /* (max_batch, sel_rows, n_ctx) their physical slots and scores (per-query-head
+                             loki and exact-topk: the attend stage skips the key components a score
+                             covers) */
+    bool lsc;             /* the attend stage reuses the entries' scores */
     int32_t *n_sel;       /* (max_batch, sel_rows) */
     float *part, *part_ml;/* (max_batch, H, LK_GPU_MAX_SPLIT, D) and (..., 2) */
     float *ml;            /* (max_batch, H, 2) final max and sum */
@@ -92,13 +93,11 @@ extern "C" loki_status lk_gpu_attn_init(lk_gpu_attn **out, lk_gpu_kv *kv, int32_
         goto fail;
     if (sparse_method(p->method)) {
         if ((st = lk_cuda_alloc(a->cu, (void **)&a->idx, (size_t)max_batch * a->sel_rows * n_ctx * 4, "selections", err)) ||
-            (st = lk_cuda_alloc(a->cu, (void **)&a->slots, (size_t)max_batch * a->sel_rows * n_ctx * 4, "selections", err)) ||
+            (st = lk_cuda_alloc(a->cu, (void **)&a->slots, (size_t)max_batch * a->sel_rows * n_ctx * 8, "selections", err)) ||
             (st = lk_cuda_alloc(a->cu, (void **)&a->n_sel, (size_t)max_batch * a->sel_rows * 4, "selections", err)))
             goto fail;
     }
-    if ((p->method == LOKI_ATTN_LOKI || p->method == LOKI_ATTN_EXACT_TOPK) && !a->shared &&
-        (st = lk_cuda_alloc(a->cu, (void **)&a->lsc, rows * n_ctx * 4, "selections", err)))
-        goto fail;
+    a->lsc = (p->method == LOKI_ATTN_LOKI || p->method == LOKI_ATTN_EXACT_TOPK) && !a->shared;
     if ((p->method == LOKI_ATTN_LOKI || p->method == LOKI_ATTN_EXACT_TOPK) &&
         (st = lk_cuda_alloc(a->cu, (void **)&a->scores, rows * n_ctx * 4, "approximate scores", err)))
         goto fail;
@@ -121,7 +120,7 @@ fail:
 
 extern "C" void lk_gpu_attn_free(lk_gpu_attn *a) {
     if (!a) return;
-    void *bufs[] = {a->scores, a->rowmax, a->idx, a->slots, a->lsc, a->n_sel, a->part, a->part_ml, a->ml, a->raw, a->acc, a->evicted};
+    void *bufs[] = {a->scores, a->rowmax, a->idx, a->slots, a->n_sel, a->part, a->part_ml, a->ml, a->raw, a->acc, a->evicted};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) lk_cuda_dealloc(a->cu, bufs[i]);
     for (int i = 0; i < 4; i++)
         if (a->ev[i]) cudaEventDestroy(a->ev[i]);
@@ -247,7 +246,7 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
         se.seq_len = kv->seq_len;
         se.rows_per_seq = a->sel_rows, se.n_ctx = a->n_ctx, se.H = a->H;
         /* positions only for H2O's update; the attend gathers by slot */
-        se.idx = m == LOKI_ATTN_H2O ? a->idx : NULL, se.n_sel = a->n_sel, se.slots = a->slots, se.lsc = a->lsc;
+        se.idx = m == LOKI_ATTN_H2O ? a->idx : NULL, se.n_sel = a->n_sel, se.slots = a->slots;
         se.block_table = kv->block_table, se.mpps = kv->max_pages_per_seq;
         if (m == LOKI_ATTN_H2O) { /* a unit's accumulator row is its first head's */
             se.scores = a->acc + lay_off, se.evicted = a->evicted + lay_off;
@@ -321,12 +320,16 @@ extern "C" loki_status lk_gpu_attn_selection(lk_gpu_attn *a, int32_t b, int32_t 
         const lk_gpu_kv *kv = a->kv;
         const int32_t *bt = kv->bt_host + (size_t)b * kv->max_pages_per_seq;
         int32_t *inv = (int32_t *)lk_calloc((size_t)kv->n_pages, sizeof *inv, err);
-        if (!inv) return LOKI_ERR_NOMEM;
+        int2 *ent = (int2 *)lk_calloc((size_t)ns, sizeof *ent, err);
+        if (!inv || !ent) {
+            free(inv), free(ent);
+            return LOKI_ERR_NOMEM;
+        }
         for (int32_t l = 0; l < (S + LK_GPU_PAGE - 1) / LK_GPU_PAGE; l++) inv[bt[l]] = l;
-        st = lk_cuda_download(a->cu, pos, a->slots + ((size_t)b * a->sel_rows + row) * a->n_ctx, (size_t)ns * 4, err);
+        st = lk_cuda_download(a->cu, ent, a->slots + ((size_t)b * a->sel_rows + row) * a->n_ctx, (size_t)ns * 8, err);
         for (int32_t i = 0; !st && i < ns; i++)
-            pos[i] = inv[pos[i] / LK_GPU_PAGE] * LK_GPU_PAGE + pos[i] % LK_GPU_PAGE;
-        free(inv);
+            pos[i] = inv[ent[i].x / LK_GPU_PAGE] * LK_GPU_PAGE + ent[i].x % LK_GPU_PAGE;
+        free(inv), free(ent);
         if (st) return st;
     }
     qsort(pos, (size_t)ns, sizeof *pos, cmp_i32); /* the select kernels append in no particular order */

@@ -36,11 +36,12 @@ struct lk_attend_args {
     const float *q;        /* (B, H, D) */
     int H, G, nh;          /* query heads, heads per KV head, heads per block (1 or G) */
     const int32_t *idx;    /* (B, sel_rows, n_ctx) selected positions (any order); NULL: all tokens */
-    const int32_t *slots;  /* (B, sel_rows, n_ctx) their physical slots (page * P + offset) */
+    const int2 *slots;     /* (B, sel_rows, n_ctx) entries: x = physical slot (page * P + offset), y = the
+                              bits of the entry's score (lk_select_args.slots) */
     const int32_t *n_sel;  /* (B, sel_rows): entries of idx; -1 = all seq_len tokens */
-    const float *lsc;      /* (B, sel_rows, n_ctx) or NULL: the score stage's scale * q[:d] . k[:d] of each
-                              entry (per-query-head selections); then only k_hi is read and the exact
-                              score is lsc + scale * q[d:] . k[d:] (q . k split at d: the same sum) */
+    int lsc;               /* 1: slots[].y is the score stage's scale * q[:d] . k[:d] of the entry
+                              (per-query-head selections); then only k_hi is read and the exact score
+                              is that + scale * q[d:] . k[d:] (q . k split at d: the same sum) */
     int sel_rows, n_ctx;   /* rows per sequence of idx (H or Hkv) and their stride */
     int lowrank;           /* pcaattn: scores from the first d components only */
     float scale;           /* 1/sqrt(D) */
@@ -99,8 +100,9 @@ struct lk_select_args {
     const uint32_t *rowmax;    /* (B, H) for combine_max */
     const uint8_t *evicted;    /* rows indexed like scores (H2O), or NULL */
     int32_t *idx;              /* (B, rows_per_seq, n_ctx) positions, or NULL (the attend needs only slots) */
-    int32_t *slots;            /* (B, rows_per_seq, n_ctx) physical slots of idx, for the attend gathers */
-    float *lsc;                /* (B, rows_per_seq, n_ctx) or NULL: each entry's score (plain rows only) */
+    int2 *slots;               /* (B, rows_per_seq, n_ctx) entries for the attend gathers: x = the physical
+                                  slot, y = the bits of the entry's score (the row's value: meaningful
+                                  for plain rows, where the attend stage reuses it); one 8-byte store */
     const int32_t *block_table;/* (B, mpps) */
     int mpps;
     int32_t *n_sel;            /* (B, rows_per_seq) */

@@ -130,14 +130,14 @@ __device__ __forceinline__ int32_t warp_reserve(int32_t *counter, uint32_t n) {
     return __shfl_sync(0xffffffffu, start, 31) + (int32_t)(incl - n);
 }
 
-/* Entry o of the row's list: (idx) position pos, its physical slot and (lsc)
- * its score: the key's float, or for a forced token (whose key is not its
- * score) the row's value, read back (an L2 hit: the block scanned it). */
+/* Entry o of the row's list: (idx) position pos; its physical slot and its
+ * score, the key's float or, for a forced token (whose key is not its
+ * score), the row's value read back (an L2 hit: the block scanned it). */
 __device__ __forceinline__ void put(const lk_select_args &a, const sel_row &r, int32_t o, int32_t pos, uint32_t key) {
     const int32_t *bt = a.block_table + (size_t)blockIdx.y * a.mpps;
     if (a.idx) a.idx[r.id * a.n_ctx + o] = pos;
-    a.slots[r.id * a.n_ctx + o] = bt[pos / LK_GPU_PAGE] * LK_GPU_PAGE + pos % LK_GPU_PAGE;
-    if (a.lsc) a.lsc[r.id * a.n_ctx + o] = key >= 0xff800001u ? r.row[pos] : lk_key_float(key);
+    const float sc = key >= 0xff800001u ? r.row[pos] : lk_key_float(key);
+    a.slots[r.id * a.n_ctx + o] = make_int2(bt[pos / LK_GPU_PAGE] * LK_GPU_PAGE + pos % LK_GPU_PAGE, __float_as_int(sc));
 }
 
 /* This block's histogram of the pass's digit over the keys that match the
