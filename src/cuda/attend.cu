@@ -20,13 +20,13 @@
  * keeps f32 accuracy (the keys and values are bf16 already). Warps merge at
  * the end; the block writes an unnormalised partial (out, max, sum) per head.
  *
- * One head per block (NH = 1: MHA, per-query-head selections) would leave 15
- * of the 16 rows empty, so there the products are transposed: S^T (16 tokens
- * x 8) = K (16 tokens x 16) . Q^T and O^T (16 dims x 8) += V^T . P^T, with
- * the hi part of Q (of P) in the even columns and the lo part in the odd
- * ones, so one product does both halves and every lane ends with whole
- * scores (c0 + c1) of its tokens: a quarter of the tensor-core instructions
- * and half of the Q registers.
+ * Up to four heads per block (NH <= 4: MHA, per-query-head selections,
+ * groups of 2-4) would leave 12-15 of the 16 rows empty, so there the
+ * products are transposed: S^T (16 tokens x 8) = K (16 tokens x 16) . Q^T
+ * and O^T (16 dims x 8) += V^T . P^T, head c in columns 2c (the hi part of
+ * Q, of P) and 2c + 1 (the lo part), so one product does both halves of
+ * every head and lane 4g + c ends with whole scores (c0 + c1) of head c:
+ * a quarter of the tensor-core instructions and half of the Q registers.
  */
 #include "cuda/kernels.cuh"
 
@@ -101,18 +101,19 @@ __device__ __forceinline__ void split2(float x, float y, uint32_t &hi, uint32_t 
 /* Element offset of chunk ch of token row tok in a swizzled tile. */
 template <int D> __device__ __forceinline__ int swz(int tok, int ch) { return tok * D + ((ch ^ (tok & 7)) << 3); }
 
-/* One warp's 16 tokens (tw0 ..) of a tile for one query head (NH = 1),
- * transposed products (see the top): lane = 4 g + c holds S of tokens
- * tw0 + g and tw0 + g + 8 in c0 + c1 and c2 + c3 of the S^T accumulators,
- * and O^T rows (dims) 16 jj + g and + 8 in o[2 jj] and o[2 jj + 1], columns
- * 2c (hi) and 2c + 1 (lo). Updates the running max m (the same in every
- * lane) and this lane's share of the sum l (its two tokens); lsc: the
- * tile's (slot, first-d score) entries; raw: the tile's exact scores (H2O). */
-template <int D>
-__device__ __forceinline__ void tile_one(const uint16_t *Ks, const uint16_t *Vs, int lane, int tw0, int valid,
-                                         int k_first, int k_end, const uint32_t (&qb)[D / 16][2], float &m, float &l,
-                                         float (&o)[D / 8][2], const int2 *lsc, float *raw) {
-    const int g = lane / 4, mi = lane >> 3;
+/* One warp's 16 tokens (tw0 ..) of a tile for NH <= 4 query heads,
+ * transposed products (see the top): lane = 4 g + c holds head c % NH's
+ * scores of tokens tw0 + g and tw0 + g + 8 in c0 + c1 and c2 + c3 of the S^T
+ * accumulators, and its O^T rows (dims) 16 jj + g and + 8 in o[2 jj] and
+ * o[2 jj + 1], columns 2c (hi) and 2c + 1 (lo). Updates the lane's head's
+ * running max m and the lane's share of its sum l (its two tokens); lsc:
+ * the tile's (slot, first-d score) entries (NH = 1); raw: the tile's exact
+ * scores of the block's first head (H2O), heads n_ctx apart. */
+template <int D, int NH>
+__device__ __forceinline__ void tile_t(const uint16_t *Ks, const uint16_t *Vs, int lane, int tw0, int valid,
+                                       int k_first, int k_end, const uint32_t (&qb)[D / 16][2], float &m, float &l,
+                                       float (&o)[D / 8][2], const int2 *lsc, float *raw, int n_ctx) {
+    const int g = lane / 4, c = lane % 4, mi = lane >> 3;
     /* two accumulator chains (even and odd k-steps) halve the dependent run */
     float sa[2] = {0.0f, 0.0f}, sa8[2] = {0.0f, 0.0f}, sb[2] = {0.0f, 0.0f}, sb8[2] = {0.0f, 0.0f};
     if (lsc) sa[0] = __int_as_float(lsc[tw0 + g].y), sa8[0] = __int_as_float(lsc[tw0 + g + 8].y);
@@ -129,10 +130,11 @@ __device__ __forceinline__ void tile_one(const uint16_t *Ks, const uint16_t *Vs,
         }
     }
     float s0 = sa[0] + sa[1] + sb[0] + sb[1], s1 = sa8[0] + sa8[1] + sb8[0] + sb8[1];
+    float *rh = raw && c < NH ? raw + (size_t)c * n_ctx : NULL;
     if (tw0 + g >= valid) s0 = -INFINITY;
-    else if (raw && lane % 4 == 0) raw[tw0 + g] = s0;
+    else if (rh) rh[tw0 + g] = s0;
     if (tw0 + g + 8 >= valid) s1 = -INFINITY;
-    else if (raw && lane % 4 == 0) raw[tw0 + g + 8] = s1;
+    else if (rh) rh[tw0 + g + 8] = s1;
     float mx = fmaxf(s0, s1);
 #pragma unroll
     for (int off = 4; off < 32; off <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
@@ -146,11 +148,12 @@ __device__ __forceinline__ void tile_one(const uint16_t *Ks, const uint16_t *Vs,
 #pragma unroll
         for (int j = 0; j < D / 8; j++) o[j][0] *= corr, o[j][1] *= corr;
     }
-    /* B = P^T (tokens x 8): lane 4g + c needs tokens 2c, 2c + 1, 2c + 8,
-     * 2c + 9, held by lanes 8c and 8c + 4; column g even takes hi, odd lo */
-    const int c = lane % 4;
-    const float x0 = __shfl_sync(0xffffffffu, p0, 8 * c), x1 = __shfl_sync(0xffffffffu, p0, 8 * c + 4);
-    const float x2 = __shfl_sync(0xffffffffu, p1, 8 * c), x3 = __shfl_sync(0xffffffffu, p1, 8 * c + 4);
+    /* B = P^T (tokens x 8): column g is head hh = (g / 2) % NH, hi for g
+     * even, lo for odd; lane 4g + c needs that head's tokens 2c, 2c + 1,
+     * 2c + 8, 2c + 9, held by lanes 8c + hh and 8c + 4 + hh */
+    const int hh = (g >> 1) % NH;
+    const float x0 = __shfl_sync(0xffffffffu, p0, 8 * c + hh), x1 = __shfl_sync(0xffffffffu, p0, 8 * c + 4 + hh);
+    const float x2 = __shfl_sync(0xffffffffu, p1, 8 * c + hh), x3 = __shfl_sync(0xffffffffu, p1, 8 * c + 4 + hh);
     uint32_t h0, l0, h1, l1;
     split2(x0, x1, h0, l0);
     split2(x2, x3, h1, l1);
@@ -171,7 +174,7 @@ __device__ __forceinline__ void tile_one(const uint16_t *Ks, const uint16_t *Vs,
 /* LSC: a.lsc may be set (per-query-head selections, NH = 1: the entries carry the scores); a template
  * flag so the other kernels carry none of its code. */
 template <int D, int NH, int STAGES, bool LSC>
-__global__ void __launch_bounds__(ATT_THREADS, NH == 1 && STAGES == 2 ? 3 : 1) attend_kernel(const lk_attend_args a) {
+__global__ void __launch_bounds__(ATT_THREADS, NH <= 4 && STAGES == 2 ? 3 : 1) attend_kernel(const lk_attend_args a) {
     using C = att_cfg<D, STAGES, LSC>;
     extern __shared__ __align__(16) uint16_t sm[];
     const int split = blockIdx.x, b = blockIdx.z, groups = a.G / a.nh;
@@ -196,31 +199,33 @@ __global__ void __launch_bounds__(ATT_THREADS, NH == 1 && STAGES == 2 ? 3 : 1) a
 
     /* Q fragments (A operand, rows = heads): this lane's head hq = lane/4 and
      * components 16k + 2(lane%4) + {0, 1, 8, 9}, pre-scaled, hi and lo.
-     * NH = 1: the B operand of S^T, column lane/4 (even: hi, odd: lo), the
-     * same components. */
+     * NH <= 4: the B operand of S^T, column lane/4 = 2 head + (0: hi, 1:
+     * lo), the same components (columns past the heads repeat them). */
     const int hq = lane / 4, q4 = lane % 4;
-    constexpr int KQ = NH == 1 ? 1 : D / 16, KB = NH == 1 ? D / 16 : 1;
+    constexpr bool TR = NH <= 4; /* transposed products */
+    constexpr int KQ = TR ? 1 : D / 16, KB = TR ? D / 16 : 1;
     uint32_t qh[KQ][2], ql[KQ][2], qb[KB][2];
     {
-        const float *qp = a.q + ((size_t)b * a.H + h0 + (hq < NH ? hq : 0)) * D;
+        const int qhead = TR ? (hq >> 1) % NH : hq < NH ? hq : 0;
+        const float *qp = a.q + ((size_t)b * a.H + h0 + qhead) * D;
 #pragma unroll
         for (int k = 0; k < D / 16; k++)
 #pragma unroll
             for (int u = 0; u < 2; u++) {
                 const int j = 16 * k + 8 * u + 2 * q4;
                 float x = 0.0f, y = 0.0f;
-                if (NH == 1 || hq < NH) {
+                if (TR || hq < NH) {
                     if (a.lowrank ? j < d : !lsc || j >= d) x = qp[j] * a.scale;
                     if (a.lowrank ? j + 1 < d : !lsc || j + 1 >= d) y = qp[j + 1] * a.scale;
                 }
                 uint32_t hi, lo;
                 split2(x, y, hi, lo);
-                if constexpr (NH == 1) qb[k][u] = hq & 1 ? lo : hi;
+                if constexpr (TR) qb[k][u] = hq & 1 ? lo : hi;
                 else qh[k][u] = hi, ql[k][u] = lo;
             }
     }
-    /* NH = 1: the k-steps (16 components) that Q leaves zero are skipped */
-    const int k_first = NH == 1 && lsc ? d / 16 : 0, k_end = NH == 1 && a.lowrank ? (d + 15) / 16 : D / 16;
+    /* transposed: the k-steps (16 components) that Q leaves zero are skipped */
+    const int k_first = TR && lsc ? d / 16 : 0, k_end = TR && a.lowrank ? (d + 15) / 16 : D / 16;
     float m = -INFINITY, l = 0.0f, o[D / 8][2];
 #pragma unroll
     for (int j = 0; j < D / 8; j++) o[j][0] = o[j][1] = 0.0f;
@@ -295,10 +300,10 @@ __global__ void __launch_bounds__(ATT_THREADS, NH == 1 && STAGES == 2 ? 3 : 1) a
         __syncthreads();
         const uint16_t *Ks = sm + (it % C::STAGES) * C::STAGE_ELEMS, *Vs = Ks + ATT_TILE * D;
         const int valid = min(ATT_TILE, n - t * ATT_TILE);
-        if constexpr (NH == 1) {
-            tile_one<D>(Ks, Vs, lane, tw0, valid, k_first, k_end, qb, m, l, o,
-                        LSC && lsc ? (const int2 *)(Ks + 2 * ATT_TILE * D) : NULL,
-                        a.raw ? a.raw + ((size_t)b * a.H + h0) * a.n_ctx + t * ATT_TILE : NULL);
+        if constexpr (TR) {
+            tile_t<D, NH>(Ks, Vs, lane, tw0, valid, k_first, k_end, qb, m, l, o,
+                          LSC && lsc ? (const int2 *)(Ks + 2 * ATT_TILE * D) : NULL,
+                          a.raw ? a.raw + ((size_t)b * a.H + h0) * a.n_ctx + t * ATT_TILE : NULL, a.n_ctx);
         } else {
             float ls[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}}; /* this lane's tokens' first-d scores */
             if (LSC && lsc) {
@@ -376,22 +381,22 @@ __global__ void __launch_bounds__(ATT_THREADS, NH == 1 && STAGES == 2 ? 3 : 1) a
     cp_async_wait<0>();
 
     /* merge: the 4 lanes of a head share its max; sum their partial sums,
-     * then merge the warps through shared memory (NH = 1: every lane has the
-     * max and its tokens' sum; lanes of one group (lane / 4) hold the same
-     * values, so the sum runs over the groups) */
+     * then merge the warps through shared memory (transposed: lane 4g + c
+     * has head c % NH's max and its tokens' sum, so the sum runs over g) */
     __syncthreads();
     float *red = (float *)sm;                       /* (WARPS, NH, D) */
     float *redm = red + ATT_WARPS * NH * D;         /* (WARPS, NH) */
     float *redl = redm + ATT_WARPS * NH;            /* (WARPS, NH) */
-    if constexpr (NH == 1) {
+    if constexpr (TR) {
 #pragma unroll
         for (int off = 4; off < 32; off <<= 1) l += __shfl_xor_sync(0xffffffffu, l, off);
-        if (q4 == 0)
+        if (q4 < NH) {
+            float *r = red + (warp * NH + q4) * D;
 #pragma unroll
-            for (int jj = 0; jj < D / 16; jj++) /* O^T rows 16 jj + hq and + 8: columns 0 (hi) + 1 (lo) */
-                red[warp * D + 16 * jj + hq] = o[2 * jj][0] + o[2 * jj][1],
-                                         red[warp * D + 16 * jj + hq + 8] = o[2 * jj + 1][0] + o[2 * jj + 1][1];
-        if (lane == 0) redm[warp] = m, redl[warp] = l;
+            for (int jj = 0; jj < D / 16; jj++) /* O^T rows 16 jj + hq and + 8: columns 2 q4 (hi) + 2 q4 + 1 (lo) */
+                r[16 * jj + hq] = o[2 * jj][0] + o[2 * jj][1], r[16 * jj + hq + 8] = o[2 * jj + 1][0] + o[2 * jj + 1][1];
+            if (hq == 0) redm[warp * NH + q4] = m, redl[warp * NH + q4] = l;
+        }
     } else {
         l += __shfl_xor_sync(0xffffffffu, l, 1);
         l += __shfl_xor_sync(0xffffffffu, l, 2);
@@ -446,8 +451,10 @@ static cudaError_t launch_dn(const lk_attend_args *a, int B, int Hkv, cudaStream
 #ifdef LK_ATT_ALL3 /* dev/cuda variant: 3 stages everywhere */
     if constexpr (D <= 128) return launch_dns<D, NH, 3>(a, B, Hkv, s, occ);
 #endif
+#ifndef LK_ATT_DENSE2 /* dev/cuda variant: dense MHA 2 stages deep (3 blocks per SM) */
     if constexpr (D <= 128 && NH == 1)
         if (!a->idx) return launch_dns<D, NH, 3>(a, B, Hkv, s, occ);
+#endif
     if constexpr (NH == 1)
         if (a->idx && a->lsc && !a->lowrank) return launch_dns<D, NH, 2, true>(a, B, Hkv, s, occ);
     return launch_dns<D, NH, 2>(a, B, Hkv, s, occ);
