@@ -39,6 +39,7 @@ namespace cg = cooperative_groups;
 #define SEL_BINS 4096 /* the first digit: 12 bits */
 #define SEL_CAP 4096  /* keys of the first digit's boundary bucket a block keeps in shared memory */
 #define SEL_MAX_CLUSTER 16
+#define SEL_BT_MAX 8192 /* block-table entries a block copies to shared memory (32 KB) */
 
 struct sel_row {
     const float *row;       /* (n_ctx) scores, or the first of combine_g rows */
@@ -62,27 +63,31 @@ __device__ __forceinline__ sel_row make_row(const lk_select_args &a, int b, int 
     return r;
 }
 
-/* Keys of positions s0 .. s0+3 (s0 a multiple of 4; rows are n_ctx long, a
- * multiple of 64, so the vector loads stay inside the row); positions at or
- * past S get valid = 0. */
+/* Scores of positions s0 .. s0+3 (s0 a multiple of 4; rows are n_ctx long,
+ * a multiple of 64, so the vector loads stay inside the row): the row's, or
+ * the combination of the group's rows. */
 template <bool SIMPLE>
-__device__ __forceinline__ void row_keys(const lk_select_args &a, const sel_row &r, int32_t s0, uint32_t key[SEL_VEC],
-                                         bool valid[SEL_VEC]) {
+__device__ __forceinline__ float4 row_vals(const lk_select_args &a, const sel_row &r, int32_t s0) {
+    if (SIMPLE || a.combine_g <= 0) return *(const float4 *)(r.row + s0);
     float x[SEL_VEC];
-    if (SIMPLE || a.combine_g <= 0) {
-        const float4 v = *(const float4 *)(r.row + s0);
-        x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
-    } else {
 #pragma unroll
-        for (int i = 0; i < SEL_VEC; i++) x[i] = a.combine_max ? -INFINITY : 0.0f;
-        for (int g = 0; g < a.combine_g; g++) {
-            const float4 v = *(const float4 *)(r.row + (size_t)g * a.n_ctx + s0);
-            const float y[SEL_VEC] = {v.x, v.y, v.z, v.w};
-            const float mg = a.combine_max ? lk_key_float(r.rmax[g]) : 0.0f;
+    for (int i = 0; i < SEL_VEC; i++) x[i] = a.combine_max ? -INFINITY : 0.0f;
+    for (int g = 0; g < a.combine_g; g++) {
+        const float4 v = *(const float4 *)(r.row + (size_t)g * a.n_ctx + s0);
+        const float y[SEL_VEC] = {v.x, v.y, v.z, v.w};
+        const float mg = a.combine_max ? lk_key_float(r.rmax[g]) : 0.0f;
 #pragma unroll
-            for (int i = 0; i < SEL_VEC; i++) x[i] = a.combine_max ? fmaxf(x[i], y[i] - mg) : x[i] + y[i];
-        }
+        for (int i = 0; i < SEL_VEC; i++) x[i] = a.combine_max ? fmaxf(x[i], y[i] - mg) : x[i] + y[i];
     }
+    return make_float4(x[0], x[1], x[2], x[3]);
+}
+
+/* Keys of positions s0 .. s0+3 from their scores v; positions at or past S
+ * get valid = 0. */
+template <bool SIMPLE>
+__device__ __forceinline__ void vals_keys(const sel_row &r, int32_t s0, float4 v, uint32_t key[SEL_VEC],
+                                          bool valid[SEL_VEC]) {
+    const float x[SEL_VEC] = {v.x, v.y, v.z, v.w};
     const uchar4 e = !SIMPLE && r.ev ? *(const uchar4 *)(r.ev + s0) : make_uchar4(0, 0, 0, 0);
     const uint8_t ev[SEL_VEC] = {e.x, e.y, e.z, e.w};
 #pragma unroll
@@ -95,6 +100,32 @@ __device__ __forceinline__ void row_keys(const lk_select_args &a, const sel_row 
                  : lk_float_key(x[i]);
     }
 }
+
+template <bool SIMPLE>
+__device__ __forceinline__ void row_keys(const lk_select_args &a, const sel_row &r, int32_t s0, uint32_t key[SEL_VEC],
+                                         bool valid[SEL_VEC]) {
+    vals_keys<SIMPLE>(r, s0, row_vals<SIMPLE>(a, r, s0), key, valid);
+}
+
+/* A slice's scores in order, each thread's next float4 loaded one step
+ * ahead of its use, so the load's latency overlaps the work on the current
+ * ones (the scans below are otherwise latency-bound: ncu, 2026-12-02). */
+template <bool SIMPLE> struct row_stream {
+    float4 nxt;
+    __device__ __forceinline__ void start(const lk_select_args &a, const sel_row &r, int32_t s0, int32_t hi) {
+        nxt = s0 < hi ? row_vals<SIMPLE>(a, r, s0) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+    /* keys of s0 (< hi or all invalid), and the load of s0 + step */
+    __device__ __forceinline__ void next(const lk_select_args &a, const sel_row &r, int32_t s0, int32_t step,
+                                         int32_t hi, uint32_t key[SEL_VEC], bool valid[SEL_VEC]) {
+        const float4 cur = nxt;
+        if (s0 + step < hi) nxt = row_vals<SIMPLE>(a, r, s0 + step);
+        if (s0 < hi) vals_keys<SIMPLE>(r, s0, cur, key, valid);
+        else
+#pragma unroll
+            for (int i = 0; i < SEL_VEC; i++) key[i] = 0u, valid[i] = false;
+    }
+};
 
 /* Digit widths and shifts of the three passes: 12, 10 and 10 bits. */
 __device__ __forceinline__ int pass_shift(int pass) { return pass == 0 ? 20 : pass == 1 ? 10 : 0; }
@@ -133,11 +164,18 @@ __device__ __forceinline__ int32_t warp_reserve(int32_t *counter, uint32_t n) {
 /* Entry o of the row's list: (idx) position pos; its physical slot and its
  * score, the key's float or, for a forced token (whose key is not its
  * score), the row's value read back (an L2 hit: the block scanned it). */
-__device__ __forceinline__ void put(const lk_select_args &a, const sel_row &r, int32_t o, int32_t pos, uint32_t key) {
-    const int32_t *bt = a.block_table + (size_t)blockIdx.y * a.mpps;
+/* bt: the sequence's block table from page p0 on (this block's slice; a
+ * shared-memory copy where it fits). */
+struct sel_bt {
+    const int32_t *bt;
+    int32_t p0;
+};
+__device__ __forceinline__ void put(const lk_select_args &a, const sel_row &r, sel_bt bt, int32_t o, int32_t pos,
+                                    uint32_t key) {
     if (a.idx) a.idx[r.id * a.n_ctx + o] = pos;
     const float sc = key >= 0xff800001u ? r.row[pos] : lk_key_float(key);
-    a.slots[r.id * a.n_ctx + o] = make_int2(bt[pos / LK_GPU_PAGE] * LK_GPU_PAGE + pos % LK_GPU_PAGE, __float_as_int(sc));
+    a.slots[r.id * a.n_ctx + o] =
+        make_int2(bt.bt[pos / LK_GPU_PAGE - bt.p0] * LK_GPU_PAGE + pos % LK_GPU_PAGE, __float_as_int(sc));
 }
 
 /* This block's histogram of the pass's digit over the keys that match the
@@ -155,11 +193,12 @@ __device__ int32_t hist_pass(sel_smem &sm, const uint2 *keep, const lk_select_ar
         }
         return 0;
     }
-#pragma unroll 2
+    row_stream<SIMPLE> rs;
+    rs.start(a, r, lo + threadIdx.x * SEL_VEC, hi);
     for (int32_t s0 = lo + threadIdx.x * SEL_VEC; s0 < hi; s0 += SEL_THREADS * SEL_VEC) {
         uint32_t key[SEL_VEC];
         bool valid[SEL_VEC];
-        row_keys<SIMPLE>(a, r, s0, key, valid);
+        rs.next(a, r, s0, SEL_THREADS * SEL_VEC, hi, key, valid);
 #pragma unroll
         for (int i = 0; i < SEL_VEC; i++)
             if (valid[i]) {
@@ -212,12 +251,14 @@ __device__ void sel_digit(sel_smem &sm, int pass, const sel_row &r, const lk_sel
  * the bucket's keys, up to SEL_CAP, for the next passes. */
 template <bool SIMPLE>
 __device__ void keep_bucket(sel_smem &sm, sel_smem *root, uint2 *keep, const lk_select_args &a, const sel_row &r,
-                            int32_t lo, int32_t hi, uint32_t P0) {
+                            sel_bt bt, int32_t lo, int32_t hi, uint32_t P0) {
+    row_stream<SIMPLE> rs;
+    rs.start(a, r, lo + threadIdx.x * SEL_VEC, hi);
     for (int32_t base = lo; base < hi; base += SEL_THREADS * SEL_VEC) {
         const int32_t s0 = base + threadIdx.x * SEL_VEC;
-        uint32_t key[SEL_VEC] = {0, 0, 0, 0}, up = 0, in = 0, nup = 0, nin = 0;
-        bool valid[SEL_VEC] = {false, false, false, false};
-        if (s0 < hi) row_keys<SIMPLE>(a, r, s0, key, valid);
+        uint32_t key[SEL_VEC], up = 0, in = 0, nup = 0, nin = 0;
+        bool valid[SEL_VEC];
+        rs.next(a, r, s0, SEL_THREADS * SEL_VEC, hi, key, valid);
 #pragma unroll
         for (int i = 0; i < SEL_VEC; i++) {
             const uint32_t d = key[i] >> 20;
@@ -227,7 +268,7 @@ __device__ void keep_bucket(sel_smem &sm, sel_smem *root, uint2 *keep, const lk_
         int32_t o = warp_reserve(&root->fill, nup), q = warp_reserve(&sm.nkeep, nin);
 #pragma unroll
         for (int i = 0; i < SEL_VEC; i++) {
-            if (up >> i & 1) put(a, r, o++, s0 + i, key[i]);
+            if (up >> i & 1) put(a, r, bt, o++, s0 + i, key[i]);
             if (in >> i & 1) {
                 if (q < SEL_CAP) keep[q] = make_uint2(key[i], (uint32_t)(s0 + i));
                 q++;
@@ -240,9 +281,9 @@ __device__ void keep_bucket(sel_smem &sm, sel_smem *root, uint2 *keep, const lk_
  * takes positions [c*L, (c+1)*L) of row blockIdx.x / C. SIMPLE: one score
  * row per selection row and no evictions (fewer registers). */
 template <bool SIMPLE>
-__global__ void __launch_bounds__(SEL_THREADS, SEL_BLOCKS) sel_kernel(const lk_select_args a, int C) {
+__global__ void __launch_bounds__(SEL_THREADS, SEL_BLOCKS) sel_kernel(const lk_select_args a, int C, int bt_cap) {
     __shared__ sel_smem sm;
-    extern __shared__ uint2 keep_buf[]; /* (SEL_CAP) kept keys and positions */
+    extern __shared__ uint2 keep_buf[]; /* (SEL_CAP) kept keys and positions, then (bt_cap) block-table entries */
     cg::cluster_group cl = cg::this_cluster();
     /* a cluster of one block needs only the block barrier */
     auto csync = [&]() {
@@ -258,6 +299,15 @@ __global__ void __launch_bounds__(SEL_THREADS, SEL_BLOCKS) sel_kernel(const lk_s
     sel_smem *root = cl.map_shared_rank(&sm, 0);
     const int32_t L = ((r.S + C - 1) / C + SEL_VEC - 1) / SEL_VEC * SEL_VEC;
     const int32_t lo = min(c * L, r.S), hi = min(lo + L, r.S);
+    /* the slice's block-table entries (every put reads one), copied to
+     * shared memory when they fit (bt_cap) */
+    sel_bt bt = {a.block_table + (size_t)blockIdx.y * a.mpps + lo / LK_GPU_PAGE, lo / LK_GPU_PAGE};
+    const int32_t np = hi > lo ? (hi - 1) / LK_GPU_PAGE - lo / LK_GPU_PAGE + 1 : 0;
+    if (np <= bt_cap) {
+        int32_t *sbt = (int32_t *)(keep_buf + SEL_CAP);
+        for (int i = tid; i < np; i += SEL_THREADS) sbt[i] = bt.bt[i];
+        bt.bt = sbt; /* read after the barrier below */
+    }
     for (int i = tid; i < SEL_BINS; i += SEL_THREADS) sm.hist[i] = 0;
     if (tid == 0) {
         sm.st.P = 0, sm.st.sh = 32, sm.st.need = r.k, sm.st.mode = 0, sm.st.C = 0;
@@ -299,7 +349,7 @@ __global__ void __launch_bounds__(SEL_THREADS, SEL_BLOCKS) sel_kernel(const lk_s
         if (st.mode != 0) break;
         if (pass == 0) { /* the rest happens inside the first digit's bucket */
             P0 = st.P, kept = true;
-            keep_bucket<SIMPLE>(sm, root, keep_buf, a, r, lo, hi, P0);
+            keep_bucket<SIMPLE>(sm, root, keep_buf, a, r, bt, lo, hi, P0);
             __syncthreads();
             if (sm.nkeep <= SEL_CAP) keep = keep_buf;
         }
@@ -315,7 +365,7 @@ __global__ void __launch_bounds__(SEL_THREADS, SEL_BLOCKS) sel_kernel(const lk_s
             const uint32_t k = e.x >> st.sh;
             const bool t = i < sm.nkeep && (k > st.P || (take_eq && k == st.P));
             const int32_t o = warp_reserve(&root->fill, t);
-            if (t) put(a, r, o, (int32_t)e.y, e.x);
+            if (t) put(a, r, bt, o, (int32_t)e.y, e.x);
         }
     } else {
         for (int32_t base = lo; base < hi; base += SEL_THREADS * SEL_VEC) {
@@ -332,7 +382,7 @@ __global__ void __launch_bounds__(SEL_THREADS, SEL_BLOCKS) sel_kernel(const lk_s
             int32_t o = warp_reserve(&root->fill, n);
 #pragma unroll
             for (int i = 0; i < SEL_VEC; i++)
-                if (take >> i & 1) put(a, r, o++, s0 + i, key[i]);
+                if (take >> i & 1) put(a, r, bt, o++, s0 + i, key[i]);
         }
     }
     if (st.mode == 1 && st.need != st.C) {
@@ -369,7 +419,7 @@ __global__ void __launch_bounds__(SEL_THREADS, SEL_BLOCKS) sel_kernel(const lk_s
 #pragma unroll
             for (int i = 0; i < SEL_VEC; i++)
                 if (eq >> i & 1) {
-                    if (rank < st.need) put(a, r, o0 + rank, s0 + i, key[i]);
+                    if (rank < st.need) put(a, r, bt, o0 + rank, s0 + i, key[i]);
                     rank++;
                 }
             run += (int32_t)tot;
@@ -389,9 +439,14 @@ static int sel_cluster_size(int rows, int32_t max_len, int sms) {
 cudaError_t lk_launch_select(const lk_select_args *a, int B, int32_t max_len, int sms, cudaStream_t s) {
     if (max_len < 1) return cudaSuccess;
     const int C = sel_cluster_size(B * a->rows_per_seq, max_len, sms);
-    const size_t dyn = SEL_CAP * sizeof(uint2);
+    /* a slice's block-table entries in shared memory up to SEL_BT_MAX (slices
+     * of 512k positions); longer ones read the global table */
+    const int32_t L = ((max_len + C - 1) / C + SEL_VEC - 1) / SEL_VEC * SEL_VEC;
+    int bt_cap = L / LK_GPU_PAGE + 2;
+    if (bt_cap > SEL_BT_MAX) bt_cap = 0;
+    const size_t dyn = SEL_CAP * sizeof(uint2) + (size_t)bt_cap * sizeof(int32_t);
     const bool simple = a->combine_g <= 0 && !a->evicted;
-    void (*kern)(const lk_select_args, int) = simple ? sel_kernel<true> : sel_kernel<false>;
+    void (*kern)(const lk_select_args, int, int) = simple ? sel_kernel<true> : sel_kernel<false>;
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dyn);
     if (e == cudaSuccess && C > 8) /* clusters above 8 blocks are Hopper's non-portable sizes */
         e = cudaFuncSetAttribute(kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
@@ -405,5 +460,5 @@ cudaError_t lk_launch_select(const lk_select_args *a, int B, int32_t max_len, in
     at[0].id = cudaLaunchAttributeClusterDimension;
     at[0].val.clusterDim.x = C, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
     cfg.attrs = at, cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, kern, *a, C);
+    return cudaLaunchKernelEx(&cfg, kern, *a, C, bt_cap);
 }
