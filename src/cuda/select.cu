@@ -161,6 +161,28 @@ __device__ __forceinline__ int32_t warp_reserve(int32_t *counter, uint32_t n) {
     return __shfl_sync(0xffffffffu, start, 31) + (int32_t)(incl - n);
 }
 
+/* Two reservations at once (n1, n2 < 65536 per warp: at most 4 each per
+ * lane here), one scan of the packed counts: *o1 from c1, *o2 from c2. */
+__device__ __forceinline__ void warp_reserve2(int32_t *c1, uint32_t n1, int32_t *c2, uint32_t n2, int32_t *o1,
+                                              int32_t *o2) {
+    const int lane = threadIdx.x % 32;
+    const uint32_t n = n1 | n2 << 16;
+    uint32_t incl = n;
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1) {
+        const uint32_t t = __shfl_up_sync(0xffffffffu, incl, off);
+        if (lane >= off) incl += t;
+    }
+    const uint32_t tot = __shfl_sync(0xffffffffu, incl, 31), ex = incl - n;
+    int32_t s1 = 0, s2 = 0;
+    if (lane == 31) {
+        if (tot & 0xffffu) s1 = atomicAdd(c1, (int32_t)(tot & 0xffffu));
+        if (tot >> 16) s2 = atomicAdd(c2, (int32_t)(tot >> 16));
+    }
+    *o1 = __shfl_sync(0xffffffffu, s1, 31) + (int32_t)(ex & 0xffffu);
+    *o2 = __shfl_sync(0xffffffffu, s2, 31) + (int32_t)(ex >> 16);
+}
+
 /* Entry o of the row's list: (idx) position pos; its physical slot and its
  * score, the key's float or, for a forced token (whose key is not its
  * score), the row's value read back (an L2 hit: the block scanned it). */
@@ -265,7 +287,8 @@ __device__ void keep_bucket(sel_smem &sm, sel_smem *root, uint2 *keep, const lk_
             const bool u = valid[i] && d > P0, k = valid[i] && d == P0;
             up |= (uint32_t)u << i, nup += u, in |= (uint32_t)k << i, nin += k;
         }
-        int32_t o = warp_reserve(&root->fill, nup), q = warp_reserve(&sm.nkeep, nin);
+        int32_t o, q;
+        warp_reserve2(&root->fill, nup, &sm.nkeep, nin, &o, &q);
 #pragma unroll
         for (int i = 0; i < SEL_VEC; i++) {
             if (up >> i & 1) put(a, r, bt, o++, s0 + i, key[i]);
