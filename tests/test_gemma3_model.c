@@ -262,6 +262,19 @@ int main(void) {
     test_hparams(m);
     test_tokenizer(m);
 
+    /* n_ctx 0: the trained 32768 tokens capped at LOKI_DEFAULT_MAX_CTX, and
+     * the cache sized for that many */
+    {
+        loki_context_params dp = loki_context_default_params();
+        dp.n_ctx = 0;
+        loki_context *dc = NULL;
+        CHECK_OK(loki_context_init(m, &dp, &dc, &err));
+        if (dc) {
+            CHECK_EQ_INT(loki_context_n_ctx(dc), LOKI_DEFAULT_MAX_CTX);
+            CHECKF(loki_context_kv_bytes(dc) > 0, "KV bytes %.0f", (double)loki_context_kv_bytes(dc));
+            loki_context_free(dc);
+        }
+    }
     loki_context_params cp = loki_context_default_params();
     cp.n_ctx = 1024;
     cp.n_batch = 256; /* the long text is prefilled in chunks that straddle the window */
