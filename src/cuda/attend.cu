@@ -141,12 +141,14 @@ __device__ __forceinline__ void tile_t(const uint16_t *Ks, const uint16_t *Vs, i
     const float mn = fmaxf(m, mx);
     float p0 = 0.0f, p1 = 0.0f;
     if (mn != -INFINITY) {
-        const float corr = __expf(m - mn); /* 0 when m was -inf */
         p0 = __expf(s0 - mn), p1 = __expf(s1 - mn);
-        l = l * corr + p0 + p1;
-        m = mn;
+        if (mn > m) { /* rescale only when the max moved (most tiles of a long list keep it) */
+            const float corr = __expf(m - mn); /* 0 when m was -inf */
+            l *= corr, m = mn;
 #pragma unroll
-        for (int j = 0; j < D / 8; j++) o[j][0] *= corr, o[j][1] *= corr;
+            for (int j = 0; j < D / 8; j++) o[j][0] *= corr, o[j][1] *= corr;
+        }
+        l += p0 + p1;
     }
     /* B = P^T (tokens x 8): column g is head hh = (g / 2) % NH, hi for g
      * even, lo for odd; lane 4g + c needs that head's tokens 2c, 2c + 1,
