@@ -10,10 +10,16 @@
 #include <string.h>
 
 /* The SIMD kernels need AVX-512 F/BW/VL/VNNI and F16C (Zen 4+, Ice Lake+).
- * Without them every kernel takes its portable scalar path. */
+ * Without them, a target with AVX2 + FMA + F16C (Haswell+, Zen 1-3) gets
+ * the AVX2 matrix-vector kernels and activation quantizer (LK_CPU_X86_256:
+ * matmul_avx2.c, quant_avx2.c; its GEMM and ops stay portable); anything
+ * else takes the portable scalar paths. Exactly one of the two is defined,
+ * and only when the compiler targets it (-march=native by default). */
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
     defined(__AVX512VNNI__) && defined(__F16C__) && defined(__FMA__)
 #define LK_CPU_X86_512 1
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define LK_CPU_X86_256 1
 #endif
 
 /* GEMM blocking of the AVX-512 kernel: W is packed in panels of LK_GEMM_NR
@@ -177,6 +183,21 @@ void lk_gemm_q8_x86(float *y, const lk_q8_act *x, const lk_tensor *w, int n, int
                     float *scratch);
 /* silu(g) * u over n floats, vectorized exp. */
 void lk_swiglu_x86(float *g, const float *u, int64_t n);
+#endif
+
+#if defined(LK_CPU_X86_256)
+/* AVX2 + FMA + F16C kernels (matmul_avx2.c, quant_avx2.c), each with the
+ * contract of its portable / AVX-512 counterpart:
+ *   lk_q8_quantize_avx2 == lk_q8_quantize_scalar, bit for bit;
+ *   lk_mv_float_avx2:   contract of lk_mv_float_x86 (f32/f16/bf16 W, any in);
+ *   lk_mv_q8_avx2:      q8_0 rows r0..r1 times quantized x (as lk_mv_qdot_scalar);
+ *   lk_mv_qdot_avx2:    contract of lk_mv_qdot_scalar, every lk_mv_has_qdot type. */
+void lk_q8_quantize_avx2(const float *x, lk_q8_act *a, int64_t in);
+void lk_mv_float_avx2(lk_dtype dt, float *y, const void *w, const float *x, int64_t in,
+                      int64_t r0, int64_t r1);
+void lk_mv_q8_avx2(float *y, const void *w, const lk_q8_act *x, int64_t in, int64_t r0, int64_t r1);
+void lk_mv_qdot_avx2(lk_dtype t, float *y, const void *w, const lk_q8_act *x, int64_t in,
+                     int64_t r0, int64_t r1);
 #endif
 
 /* Unaligned little-endian loads of quant block fields (fp16 scales, packed

@@ -1,6 +1,7 @@
 /*
  * matmul.c - lk_cpu_matmul dispatch, its threading, and the portable scalar
- * kernels (the SIMD ones are in matmul_x86.c).
+ * kernels (the SIMD ones are in matmul_x86.c, AVX-512, and matmul_avx2.c /
+ * quant_avx2.c, AVX2 matrix-vector only).
  *
  * Paths (see dev/cpu/README.md for the measurements behind them):
  *   n <= LK_MV_MAX_N (decode, short batches): matrix-vector; the rows of
@@ -10,8 +11,8 @@
  *           q4_0, q4_1, q5_0, q5_1, q4_k, q5_k and q6_k (lk_mv_has_qdot) x is
  *           first quantized to int8 blocks of 32 once (thread 0, before the
  *           dispatch) and every thread uses integer dot products on the
- *           blocks as stored (quant_x86.c with AVX-512 VNNI, quant_dot.c
- *           portable). f32/f16/bf16, q2_k and q3_k keep f32 x (q2_k/q3_k:
+ *           blocks as stored (quant_x86.c with AVX-512 VNNI, quant_avx2.c
+ *           with AVX2, quant_dot.c portable). f32/f16/bf16, q2_k and q3_k keep f32 x (q2_k/q3_k:
  *           each row dequantized into the thread's scratch row, portable).
  *   larger n: GEMM. AVX-512 builds (AUTO kernels): for the lk_mv_has_qdot
  *           types the integer GEMM (gemm_q8_x86.c): every row of x quantized
@@ -136,6 +137,9 @@ static void mv_task(void *arg, int ith, int nth) {
 #if defined(LK_CPU_X86_512)
                 if (t->simd) lk_mv_qdot_x86(w->dtype, y, w->data, &xq, in, c0, c1);
                 else
+#elif defined(LK_CPU_X86_256)
+                if (t->simd) lk_mv_qdot_avx2(w->dtype, y, w->data, &xq, in, c0, c1);
+                else
 #endif
                     lk_mv_qdot_scalar(w->dtype, y, w->data, &xq, in, c0, c1);
                 continue;
@@ -143,6 +147,11 @@ static void mv_task(void *arg, int ith, int nth) {
 #if defined(LK_CPU_X86_512)
             if (t->simd && !lk_quant_is_kind(w->dtype)) { /* f32/f16/bf16; q2_k, q3_k: portable below */
                 lk_mv_float_x86(w->dtype, y, w->data, x, in, c0, c1);
+                continue;
+            }
+#elif defined(LK_CPU_X86_256)
+            if (t->simd && !lk_quant_is_kind(w->dtype)) { /* the same split as above */
+                lk_mv_float_avx2(w->dtype, y, w->data, x, in, c0, c1);
                 continue;
             }
 #endif
@@ -207,7 +216,7 @@ void lk_cpu_matmul(lk_cpu *c, float *y, const float *x, const lk_tensor *w, int 
     assert(in >= 1 && in <= c->max_dim && n >= 1 && n <= c->max_rows);
     assert(lk_dtype_valid((int)w->dtype) && in % lk_dtype_block_elems(w->dtype) == 0);
     mm_task t = {.c = c, .y = y, .x = x, .w = w, .n = n, .simd = 0};
-#if defined(LK_CPU_X86_512)
+#if defined(LK_CPU_X86_512) || defined(LK_CPU_X86_256)
     t.simd = c->kernels != LK_CPU_KERNELS_SCALAR;
 #endif
     if (n <= LK_MV_MAX_N) {
@@ -216,6 +225,9 @@ void lk_cpu_matmul(lk_cpu *c, float *y, const float *x, const lk_tensor *w, int 
             lk_q8_act xq = lk_cpu_xq_row(c, i, in);
 #if defined(LK_CPU_X86_512)
             if (t.simd) lk_q8_quantize_x86(x + (size_t)i * in, &xq, in);
+            else
+#elif defined(LK_CPU_X86_256)
+            if (t.simd) lk_q8_quantize_avx2(x + (size_t)i * in, &xq, in);
             else
 #endif
                 lk_q8_quantize_scalar(x + (size_t)i * in, &xq, in);
