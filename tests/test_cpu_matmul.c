@@ -1,7 +1,8 @@
 /*
  * test_cpu_matmul.c - lk_cpu_matmul for every dtype, both paths (n <=
  * LK_MV_MAX_N matrix-vector, larger n GEMM) and every kernel level (AUTO = AVX-512 when
- * compiled in, SCALAR = portable C + dequantized-tile sgemm, BLAS_GEMM),
+ * compiled in, or the AVX2 matrix-vector kernels + portable GEMM in AVX2
+ * builds; SCALAR = portable C + dequantized-tile sgemm, BLAS_GEMM),
  * against a double-precision reference computed from lk_row_to_f32-
  * dequantized weights. Fresh random inputs per case; y poisoned with NaN.
  *
@@ -10,7 +11,8 @@
  *    stay f32; weights are exactly their dequantized values): only f32
  *    accumulation error, |err| <= 3e-5 * S. Justification: each output is
  *    a sum of `in` products accumulated in at most in/4 + 16 sequential f32
- *    adds per partial sum (scalar: 4 partials; SIMD: 16 lanes + reduction;
+ *    adds per partial sum (scalar: 4 partials; SIMD: 16 lanes, or 2 x 8
+ *    for AVX2, + reduction;
  *    sgemm: similar), and in <= 1056 here, so the classical bound
  *    (adds) * 2^-24 * S <= 280 * 6e-8 * S = 1.7e-5 * S.
  *  - q8_0 .. q6_k (lk_mv_has_qdot) with n <= LK_MV_MAX_N, and on the GEMM
@@ -108,6 +110,62 @@ static int check_case(lk_cpu *cpu, lk_dtype dt, int in, int out, int n, uint64_t
     return bad;
 }
 
+/* The SIMD float matrix-vector kernel called directly on rows [3, 10) of 11
+ * (an odd start, the 4-row loop and a 3-row tail), `in` around the vector
+ * widths, against lk_mv_float_scalar (same 3e-5 * S bound as above: both
+ * sum the same exact products in f32); rows outside the range untouched. */
+static void check_mv_float_direct(uint64_t *seed) {
+#if defined(LK_CPU_X86_512) || defined(LK_CPU_X86_256)
+    const int ins[] = {1, 7, 8, 9, 16, 17, 31, 32, 33, 301};
+    const int out = 11, r0 = 3, r1 = 10;
+    for (int d = 0; d < 3; d++) {
+        const lk_dtype dt = k_dtypes[d];
+        int bad = 0;
+        for (size_t k = 0; k < LK_ARRAY_LEN(ins); k++) {
+            const int in = ins[k];
+            const size_t rb = lk_dtype_row_bytes(dt, in);
+            float *wf = malloc(sizeof(float) * in * out), *wd = malloc(sizeof(float) * in);
+            float *x = malloc(sizeof(float) * in), *tmp = malloc(sizeof(float) * in);
+            char *wq = malloc(rb * out);
+            float ys[11], yv[11];
+            test_fill_random(wf, (size_t)in * out, -1.0f, 1.0f, seed);
+            test_fill_random(x, (size_t)in, -2.0f, 2.0f, seed);
+            for (int r = 0; r < out; r++) lk_row_from_f32(dt, wf + (size_t)r * in, wq + r * rb, in);
+            for (int r = 0; r < out; r++) ys[r] = yv[r] = NAN;
+            lk_mv_float_scalar(dt, ys, wq, x, in, r0, r1, tmp);
+#if defined(LK_CPU_X86_512)
+            lk_mv_float_x86(dt, yv, wq, x, in, r0, r1);
+#else
+            lk_mv_float_avx2(dt, yv, wq, x, in, r0, r1);
+#endif
+            for (int r = 0; r < out; r++) {
+                if (r < r0 || r >= r1) {
+                    bad += !isnan(yv[r]);
+                    continue;
+                }
+                lk_row_to_f32(dt, wq + r * rb, wd, in);
+                double S = 0;
+                for (int j = 0; j < in; j++) S += fabs((double)wd[j] * x[j]);
+                if (!(fabs((double)yv[r] - ys[r]) <= 3e-5 * S + 1e-30)) {
+                    if (bad < 3)
+                        fprintf(stderr, "  direct %s in %d row %d: simd %.9g scalar %.9g\n", lk_dtype_name(dt), in,
+                                r, yv[r], ys[r]);
+                    bad++;
+                }
+            }
+            free(wf);
+            free(wd);
+            free(x);
+            free(tmp);
+            free(wq);
+        }
+        CHECKF(bad == 0, "direct SIMD float matvec %s: %d bad rows", lk_dtype_name(dt), bad);
+    }
+#else
+    (void)seed;
+#endif
+}
+
 static void run_level(int nth, lk_cpu_kernels level, const char *name) {
     lk_cpu *cpu = NULL;
     loki_error err = {0};
@@ -141,6 +199,8 @@ static void run_level(int nth, lk_cpu_kernels level, const char *name) {
 }
 
 int main(void) {
+    uint64_t seed = 0xabcdefull;
+    check_mv_float_direct(&seed);
     for (int nth = 1; nth <= 3; nth++) {
         run_level(nth, LK_CPU_KERNELS_AUTO, "auto");
         run_level(nth, LK_CPU_KERNELS_SCALAR, "scalar");

@@ -2,7 +2,8 @@
  * test_quant_dot.c - the quantized matrix-vector kernels on random blocks:
  * every type with an integer-dot kernel (q8_0, q4_0, q4_1, q5_0, q5_1,
  * q4_k, q5_k, q6_k), the portable kernel (quant_dot.c) and, when built,
- * the AVX-512 one (quant_x86.c), against a double-precision reference.
+ * the AVX-512 one (quant_x86.c) or the AVX2 one (quant_avx2.c, q8_0 in
+ * matmul_avx2.c), against a double-precision reference.
  * Also the integer prompt GEMM (gemm_q8_x86.c), the activation quantization
  * (SIMD == scalar, bit for bit) and the
  * SIMD block dequantization used by the GEMM (== lk_row_to_f32, bit for bit).
@@ -143,6 +144,8 @@ static void check_type(lk_dtype t, int64_t n, int out, int r0, uint64_t *s) {
     lk_mv_qdot_scalar(t, ys, w, &xa.a, n, r0, out);
 #if defined(LK_CPU_X86_512)
     lk_mv_qdot_x86(t, yv, w, &xa.a, n, r0, out);
+#elif defined(LK_CPU_X86_256)
+    lk_mv_qdot_avx2(t, yv, w, &xa.a, n, r0, out);
 #endif
     int bad = 0;
     for (int r = 0; r < out; r++) {
@@ -160,7 +163,7 @@ static void check_type(lk_dtype t, int64_t n, int out, int r0, uint64_t *s) {
         }
         const double tol = 1e-5 * M + 1e-30;
         int ok = fabs(ys[r] - ref) <= tol;
-#if defined(LK_CPU_X86_512)
+#if defined(LK_CPU_X86_512) || defined(LK_CPU_X86_256)
         ok = ok && fabs(yv[r] - ref) <= tol;
 #endif
         if (!ok && bad < 3)
@@ -256,8 +259,8 @@ static void check_gemm(lk_dtype t, int64_t in, int out, int nx, int nth, uint64_
 #endif
 }
 
-/* lk_q8_quantize_x86 == lk_q8_quantize_scalar, and the sums are those of q. */
-static void check_quantize(uint64_t *s) {
+/* lk_q8_quantize_x86 / _avx2 == lk_q8_quantize_scalar, and the sums are those of q. */
+static void check_quantize(uint64_t *s, float scale) {
     const int64_t n = 1024;
     float *x = malloc(sizeof(float) * n);
     act_buf a, b;
@@ -265,6 +268,10 @@ static void check_quantize(uint64_t *s) {
     act_alloc(&b, n);
     random_x(x, n, s);
     x[5] = 127.5f; /* rounding ties and the block maximum */
+    for (int64_t j = 0; j < n; j++) x[j] *= scale;
+    /* block 3: amax 127 (d = 1 at scale 1) and values k + 1/2: every q a tie */
+    for (int j = 96; j < 128; j++) x[j] = ((float)(j - 112) + 0.5f) * scale;
+    x[96] = -127.0f * scale;
     lk_q8_quantize_scalar(x, &a.a, n);
     int bad = 0;
     for (int64_t g = 0; g < n / 16; g++) {
@@ -278,8 +285,12 @@ static void check_quantize(uint64_t *s) {
         bad += a.a.c[blk] != -16 * sum || a.a.s32[blk] != a.a.d[blk] * (float)sum;
     }
     CHECKF(bad == 0, "quantize: %d bad sums", bad);
+#if defined(LK_CPU_X86_512) || defined(LK_CPU_X86_256)
 #if defined(LK_CPU_X86_512)
     lk_q8_quantize_x86(x, &b.a, n);
+#else
+    lk_q8_quantize_avx2(x, &b.a, n);
+#endif
     CHECK(memcmp(a.a.q, b.a.q, (size_t)n) == 0);
     CHECK(memcmp(a.a.d, b.a.d, sizeof(float) * (size_t)(n / 32)) == 0);
     CHECK(memcmp(a.a.c, b.a.c, sizeof(int32_t) * (size_t)(n / 32)) == 0);
@@ -313,14 +324,19 @@ static void check_dequant(lk_dtype t, uint64_t *s) {
 
 int main(void) {
     uint64_t s = 0x9e3779b97f4a7c15ull;
-    check_quantize(&s);
+    /* magnitudes of activations and far from them (scales stay normal floats) */
+    check_quantize(&s, 1.0f);
+    check_quantize(&s, 3e-18f);
+    check_quantize(&s, 7e17f);
     for (size_t i = 0; i < LK_ARRAY_LEN(k_types); i++) {
         const lk_dtype t = k_types[i];
         CHECK(lk_mv_has_qdot(t));
         check_dequant(t, &s);
         /* block counts 1..9 and 64+3 (every group/pair/single tail of the
          * legacy kernels, 1..9 super-blocks for k-quants); 1, 2, 5 and 7
-         * rows from r0 0 or 1 (the 2-row loop and its 1-row tail) */
+         * rows from r0 0 or 1 (the 2-row loop and its 1-row tail; the
+         * 4-row loop of q8_0's AVX2 kernel and its 1-3 row tail), and rows
+         * 3..9 of 10 (an odd start) */
         const int be = lk_dtype_block_elems(t);
         const int nbs[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 67};
         for (size_t k = 0; k < LK_ARRAY_LEN(nbs); k++) {
@@ -328,6 +344,7 @@ int main(void) {
             check_type(t, (int64_t)nbs[k] * be, 7, 0, &s);
             check_type(t, (int64_t)nbs[k] * be, 6, 1, &s);
             check_type(t, (int64_t)nbs[k] * be, 1, 0, &s);
+            check_type(t, (int64_t)nbs[k] * be, 10, 3, &s);
         }
         /* GEMM: one and several LK_QG_KC chunks (with a short last one),
          * column counts below / at / above the 16-column panel, row counts
@@ -340,8 +357,10 @@ int main(void) {
                 check_gemm(t, ins[a], outs[b], nxs[(a + b) % 3], 1 + 2 * (int)((a + b) & 1), &s);
     }
     CHECK(!lk_mv_has_qdot(LK_DTYPE_F32) && !lk_mv_has_qdot(LK_DTYPE_Q2_K) && !lk_mv_has_qdot(LK_DTYPE_Q3_K));
-#if !defined(LK_CPU_X86_512)
-    fprintf(stderr, "test_quant_dot: no AVX-512 kernels in this build; portable kernels only\n");
+#if defined(LK_CPU_X86_256)
+    fprintf(stderr, "test_quant_dot: AVX2 build: AVX2 kernels and quantizer checked, no AVX-512 GEMM/dequantization\n");
+#elif !defined(LK_CPU_X86_512)
+    fprintf(stderr, "test_quant_dot: no SIMD kernels in this build; portable kernels only\n");
 #endif
     return test_finish();
 }
