@@ -38,8 +38,9 @@ void lk_cpu_free(lk_cpu *c);
 lk_pool *lk_cpu_pool(lk_cpu *c);
 
 /* Kernel selection (tests and dev/cpu benchmarks; the default is AUTO):
- *  AUTO:      the fastest kernels this build has (AVX-512 when compiled in);
- *  SCALAR:    portable C everywhere (what a non-AVX-512 build runs), with
+ *  AUTO:      the fastest kernels this build has (AVX-512 when compiled in;
+ *             in AVX2 builds the AVX2 matrix-vector kernels, portable GEMM);
+ *  SCALAR:    portable C everywhere (what a build without AVX2/AVX-512 runs), with
  *             GEMMs as dequantized tiles of W through cblas_sgemm;
  *  BLAS_GEMM: SIMD matrix-vector kernels, but GEMMs through cblas_sgemm. */
 typedef enum lk_cpu_kernels {
