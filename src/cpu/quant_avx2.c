@@ -22,7 +22,7 @@
  *     to each of the block's 8 lanes (from lk_q8_act.c = -16 sum(Q), exact);
  *   q4_1 / q5_1 mins, q4_k / q5_k mins, q6_k's -32: in float, against the
  *     per-block / per-16 sums of x~ (lk_q8_act.s32 / s16).
- * Each kernel runs 2 rows of W at a time, sharing the activation side
+ * Each kernel runs 2 rows of W at a time (legacy types: 4), sharing the activation side
  * (loads, offsets, scale vectors), with a 1-row tail; the row loops are
  * inlined with the row count as a constant (arrays of vectors are unrolled
  * by #pragma GCC unroll so they stay in registers).
@@ -88,18 +88,20 @@ LK_AI __m256i leg_codes(leg_layout L, const uint8_t *blk) {
     return u;
 }
 
-/* y[r] = W~[r] . x~ for rows r0.. of nr (1 or 2) rows starting at w (row
- * stride rb), nb blocks. */
+/* y[0..nr) = W~ . x~ for the nr (1..4) rows starting at w (row stride rb),
+ * nb blocks. 4 rows share the activation side (its load, offset and scale
+ * are a third of a 2-row iteration's instructions). */
 LK_AI void leg_rows(leg_layout L, int nr, float *y, const uint8_t *w, size_t rb, const lk_q8_act *x,
                     int64_t nb) {
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    float accm[2] = {0.0f, 0.0f};
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float accm[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int64_t ib = 0; ib < nb; ib++) {
         const __m256i q = _mm256_loadu_si256((const __m256i *)(x->q + 32 * ib));
-        /* c = -16 sum(Q): per lane -sum(Q) (q4_0: 8 lanes x -sum = -8 sum(Q)) or -2 sum(Q) (q5_0) */
-        const __m256i off = _mm256_set1_epi32(L.five ? x->c[ib] / 8 : x->c[ib] / 16);
+        /* c = -16 sum(Q), a multiple of 16: per lane -sum(Q) (q4_0: 8 lanes x
+         * -sum = -8 sum(Q)) or -2 sum(Q) (q5_0), by exact arithmetic shifts */
+        const __m256i off = _mm256_srai_epi32(_mm256_set1_epi32(x->c[ib]), L.five ? 3 : 4);
         const float xd = x->d[ib];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int i = 0; i < nr; i++) {
             const uint8_t *blk = w + (size_t)i * rb + (size_t)ib * L.bytes;
             __m256i s = dot_u8s8(leg_codes(L, blk), q);
@@ -109,7 +111,7 @@ LK_AI void leg_rows(leg_layout L, int nr, float *y, const uint8_t *w, size_t rb,
             if (L.has_m) accm[i] += _cvtsh_ss(lk_ld16(blk + 2)) * x->s32[ib];
         }
     }
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int i = 0; i < nr; i++) y[i] = hsum8q(acc[i]) + accm[i];
 }
 
@@ -119,8 +121,8 @@ LK_AI void mv_legacy(lk_dtype t, float *y, const uint8_t *w, const lk_q8_act *x,
     const int64_t nb = in / 32;
     const size_t rb = (size_t)nb * L.bytes;
     int64_t r = r0;
-    for (; r + 2 <= r1; r += 2) leg_rows(L, 2, y + r, w + (size_t)r * rb, rb, x, nb);
-    if (r < r1) leg_rows(L, 1, y + r, w + (size_t)r * rb, rb, x, nb);
+    for (; r + 4 <= r1; r += 4) leg_rows(L, 4, y + r, w + (size_t)r * rb, rb, x, nb);
+    for (; r < r1; r++) leg_rows(L, 1, y + r, w + (size_t)r * rb, rb, x, nb);
 }
 
 /* ------------------------------------------------ q4_k / q5_k */
