@@ -20,7 +20,8 @@
  * stored byte is loaded once per group and the arithmetic (6 loads per 8
  * FMAs) stays below what two Zen 3 cores need to keep up with DRAM. Keys
  * and values are walked in blocks of LK_KV2_BLOCK rows so that a group of
- * more than 4 query rows re-reads a block from L1/L2, not from DRAM.
+ * more than 4 query rows re-reads a block from L1/L2, not from DRAM (value
+ * rows in blocks of LK_KV2_WBLOCK, see there).
  */
 #include "attn/kv_simd.h"
 
@@ -44,6 +45,15 @@
  * Zen 3's L1d. */
 #ifndef LK_KV2_BLOCK
 #define LK_KV2_BLOCK 64
+#endif
+
+/* Value rows per block of the weighted sums: the block is walked once per
+ * 16-column tile, so a short block keeps the walk close to sequential (a
+ * few consecutive rows, then the next few) while the accumulators are
+ * loaded and stored once per tile and block; 8 rows measured 10-30% faster
+ * than 64 for dense decode at 64k, 4 the same as 8 (dev/cpu/README.md). */
+#ifndef LK_KV2_WBLOCK
+#define LK_KV2_WBLOCK 8
 #endif
 
 /* Software prefetch of value rows in the weighted sums (dev/cpu/README.md
@@ -139,6 +149,27 @@ LK_AI void scores_tile(const loki_kv_type T, const lk_rows *K, int32_t s0, int32
     const int n = K->n, nb = (n + 31) / 32, n8 = n & ~7;
     const __m256i tm = lane_mask(n - n8);
     int32_t s = s0;
+    /* one query row (MHA, Loki's low-rank scan): four keys at a time, for
+     * four independent FMA chains (two would wait on the FMA latency) */
+    for (; MR == 1 && s + 4 <= s1; s += 4) {
+        const uint8_t *r0 = lk_row(K, s), *r1 = lk_row(K, s + 1), *r2 = lk_row(K, s + 2), *r3 = lk_row(K, s + 3);
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int c = 0; c < n8; c += 8) {
+            const __m256 q = _mm256_loadu_ps(Q + c);
+            a0 = _mm256_fmadd_ps(ld8(T, r0, c, nb), q, a0);
+            a1 = _mm256_fmadd_ps(ld8(T, r1, c, nb), q, a1);
+            a2 = _mm256_fmadd_ps(ld8(T, r2, c, nb), q, a2);
+            a3 = _mm256_fmadd_ps(ld8(T, r3, c, nb), q, a3);
+        }
+        if (n8 < n) {
+            const __m256 q = _mm256_maskload_ps(Q + n8, tm);
+            a0 = _mm256_fmadd_ps(ld_tail(T, r0, n8, n, nb), q, a0);
+            a1 = _mm256_fmadd_ps(ld_tail(T, r1, n8, n, nb), q, a1);
+            a2 = _mm256_fmadd_ps(ld_tail(T, r2, n8, n, nb), q, a2);
+            a3 = _mm256_fmadd_ps(ld_tail(T, r3, n8, n, nb), q, a3);
+        }
+        _mm_storeu_ps(out + s, _mm_mul_ps(hsum4(a0, a1, a2, a3), _mm_set1_ps(scale)));
+    }
     for (; s + 2 <= s1; s += 2) {
         const uint8_t *r0 = lk_row(K, s), *r1 = lk_row(K, s + 1);
         __m256 a0[4], a1[4];
@@ -273,8 +304,8 @@ LK_AI void wrows(const loki_kv_type T, float *out, int ldo, const float *w, int 
 LK_AI void weighted_t(const loki_kv_type T, float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos,
                       int32_t n, const lk_rows *V) {
     for (int m = 0; m < M; m++) memset(out + (size_t)m * ldo, 0, sizeof(float) * (size_t)V->n);
-    for (int32_t b0 = 0; b0 < n; b0 += LK_KV2_BLOCK) {
-        const int32_t b1 = LK_MIN(n, b0 + LK_KV2_BLOCK);
+    for (int32_t b0 = 0; b0 < n; b0 += LK_KV2_WBLOCK) {
+        const int32_t b1 = LK_MIN(n, b0 + LK_KV2_WBLOCK);
         if (LK_KV2_PF == 1) prefetch_rows(V, pos, b1, LK_MIN(n, b1 + LK_KV2_BLOCK));
         /* only the block's first tile of rows prefetches (variant 2) */
         int32_t pf = LK_KV2_PF == 2 ? n : 0;
