@@ -303,7 +303,8 @@ static float exp_shift(float *x, int32_t n, float m) {
 #ifndef LK_DENSE_BLOCK
 #define LK_DENSE_BLOCK 256
 #endif
-enum { DENSE_TMP = 4096 }; /* floats of (rows, D) partial outputs on the stack */
+enum { DENSE_TMP = 4096, /* floats of (rows, D) partial outputs on the stack */
+       DENSE_ROWS = 64 };  /* query rows per call with their running max and sum on the stack */
 
 /* Dense attention of a decode step: `rows` query rows (stride ldq; the query
  * heads of a KV head) over the keys of (layer, kv head) into out (stride
@@ -322,13 +323,15 @@ static void dense_decode(const lk_attn *a, const lk_kv_cache *kv, int layer, int
     head_rows hr = head_rows_of(kv, layer, kh);
     hr.lo.p = lk_row(&hr.lo, k0), hr.hi.p = lk_row(&hr.hi, k0), hr.v.p = lk_row(&hr.v, k0);
     const int d = hr.lo.n;
-    const int32_t B = LK_MIN(nk, LK_DENSE_BLOCK);
-    float tmp[DENSE_TMP], mx[LK_ATTN_MAX_GROUP * 4], l[LK_ATTN_MAX_GROUP * 4];
-    if ((size_t)rows * D > DENSE_TMP || rows > LK_ATTN_MAX_GROUP * 4) { /* unusual shapes: one block per row */
+    float tmp[DENSE_TMP], mx[DENSE_ROWS], l[DENSE_ROWS];
+    if (rows > DENSE_ROWS) { /* more query heads per KV head than any model here: a row at a time */
         for (int32_t r = 0; r < rows; r++)
             dense_decode(a, kv, layer, kh, q + (size_t)r * ldq, ldq, out + (size_t)r * ldo, ldo, 1, n_keys, window, S);
         return;
     }
+    /* partial outputs (rows, D) that do not fit tmp: all keys in one block
+     * (the scratch holds (rows, 2 * n_keys)), nothing to merge */
+    const int32_t B = (size_t)rows * D > DENSE_TMP ? nk : LK_MIN(nk, LK_DENSE_BLOCK);
     for (int32_t r = 0; r < rows; r++) mx[r] = -FLT_MAX, l[r] = 0.0f;
     for (int32_t b0 = 0; b0 < nk; b0 += B) {
         const int32_t nb = LK_MIN(B, nk - b0);
