@@ -389,33 +389,35 @@ static void test_kernels(void) {
 
 /* The typed-row kernels, SIMD against portable and both against double
  * loops over the decoded rows: every type, row lengths with tails, strided
- * rows, several query rows. */
+ * rows, 1 .. 8 query rows (GQA groups: the AVX2 kernels tile them by 4, 2,
+ * 1), S = 203 rows (several of the kernels' row blocks, an odd tail). */
+enum { TK_S = 203, TK_M = 8 };
 static void test_typed_kernels(void) {
     uint64_t seed = 4242;
-    static float K[53 * 200], Q[4 * 200], out0[4 * 53], out1[4 * 53], W[4 * 53], O0[4 * 200], O1[4 * 200],
-        dec[53 * 200];
-    static uint8_t rows[53 * 1000];
+    static float K[TK_S * 200], Q[TK_M * 200], out0[TK_M * TK_S], out1[TK_M * TK_S], W[TK_M * TK_S],
+        O0[TK_M * 200], O1[TK_M * 200], dec[TK_S * 200];
+    static uint8_t rows[TK_S * 1000];
     const int dims[] = {3, 16, 24, 32, 40, 64, 100, 128, 200};
     const loki_kv_type ts[] = {LOKI_KV_F32, LOKI_KV_F16, LOKI_KV_BF16, LOKI_KV_Q8_0};
     for (int ti = 0; ti < 4; ti++)
         for (int di = 0; di < 9; di++) {
-            const int n = dims[di], S = 53;
+            const int n = dims[di], S = TK_S;
             /* strides off the SIMD widths (no 16- or 64-byte alignment assumed), but
              * aligned to the element loads of the portable paths (f32 rows 4 bytes,
              * fp16/bf16 values and q8_0 scales 2), as the cache lays rows out */
             const size_t al = ts[ti] == LOKI_KV_F32 ? 4 : 2;
             const size_t stride = (lk_kv_row_bytes(ts[ti], n) + 6 + al - 1) / al * al;
             test_fill_random(K, (size_t)S * n, -1, 1, &seed);
-            test_fill_random(Q, (size_t)4 * n, -2, 2, &seed);
-            test_fill_random(W, (size_t)4 * S, 0, 1, &seed);
+            test_fill_random(Q, (size_t)TK_M * n, -2, 2, &seed);
+            test_fill_random(W, (size_t)TK_M * S, 0, 1, &seed);
             for (int s = 0; s < S; s++) {
                 lk_row_encode(ts[ti], rows + s * stride, K + s * n, n);
                 lk_row_decode(ts[ti], rows + s * stride, dec + s * n, n);
             }
             lk_rows R = {rows, stride, n, ts[ti], false}, Rp = {rows, stride, n, ts[ti], true};
-            int32_t pos[53];
+            int32_t pos[TK_S];
             for (int t = 0; t < S; t++) pos[t] = (t * 7) % S;
-            for (int M = 1; M <= 4; M++) {
+            for (int M = 1; M <= TK_M; M++) {
                 lk_scores_rows(&R, S, Q, n, M, 0.5f, out0, S);
                 lk_weighted_rows_t(O0, n, W, S, M, pos, S, &R);
                 lk_scores_rows(&Rp, S, Q, n, M, 0.5f, out1, S);
@@ -433,7 +435,7 @@ static void test_typed_kernels(void) {
                     for (int j = 0; j < n; j++) {
                         double r = 0;
                         for (int t = 0; t < S; t++) r += (double)W[m * S + t] * dec[pos[t] * n + j];
-                        ew = fmax(ew, fmax(fabs(O0[m * n + j] - r), fabs(O1[m * n + j] - r)));
+                        ew = fmax(ew, fmax(fabs(O0[m * n + j] - r), fabs(O1[m * n + j] - r)) / fmax(1.0, fabs(r)));
                     }
                 /* bf16 SIMD scores round the query to hi + lo bf16 parts */
                 const double tol_s = ts[ti] == LOKI_KV_BF16 ? 2e-5 : 1e-6;
@@ -546,6 +548,90 @@ static void test_topk(void) {
     free(bx), free(bw), free(bi), free(bc), free(bk), free(order), free(in);
 }
 
+/* The dense decode of one row over a long context (more keys than one of
+ * dense_decode's blocks, an odd count), for GQA groups of 1, 2, 3, 4 and 8
+ * query heads per KV head, head dims with and without a tail of 8, keys
+ * split at d < D (a sliding-window layer of a Loki model keeps the split
+ * layout), every cache type, SIMD and portable, against a double-precision
+ * softmax over the stored (rounded) rows. */
+static void test_dense_decode_long(void) {
+    enum { DL_S = 601, DL_HKV = 2, DL_GMAX = 8, DL_DMAX = 128 };
+    static float k[DL_S][DL_HKV][DL_DMAX], v[DL_S][DL_HKV][DL_DMAX], kd[DL_S][DL_HKV][DL_DMAX],
+        vd[DL_S][DL_HKV][DL_DMAX], q[DL_HKV * DL_GMAX * DL_DMAX], out[DL_HKV * DL_GMAX * DL_DMAX];
+    static uint8_t buf[4 * DL_DMAX + 64];
+    const int groups[] = {1, 2, 3, 4, 8};
+    const int dims[][2] = {{128, 128}, {128, 32}, {40, 13}}; /* D, d */
+    const loki_kv_type ts[] = {LOKI_KV_F32, LOKI_KV_F16, LOKI_KV_BF16, LOKI_KV_Q8_0};
+    uint64_t seed = 777;
+    lk_pool *pool = NULL;
+    loki_error err = {0};
+    CHECK(lk_pool_init(&pool, 2, &err) == LOKI_OK);
+    if (!pool) return;
+    for (int di = 0; di < 3; di++)
+        for (int gi = 0; gi < 5; gi++)
+            for (int ti = 0; ti < 4; ti++)
+                for (int portable = 0; portable < 2; portable++) {
+                    const int Dh = dims[di][0], dsp = dims[di][1], g = groups[gi], Hq = DL_HKV * g;
+                    lk_hparams hp = {.n_layer = 1, .n_head = Hq, .n_head_kv = DL_HKV, .head_dim = Dh};
+                    loki_attn_params p = loki_attn_default_params();
+                    lk_kv_cache kv;
+                    lk_attn *a = NULL;
+                    CHECK(lk_kv_init(&kv, 1, DL_HKV, Dh, DL_S, ts[ti], ts[ti], &err) == LOKI_OK);
+                    if (!kv.k) continue;
+                    kv.portable = portable;
+                    CHECKF(lk_attn_init(&a, &hp, &p, DL_S, 1, 2, &kv, &err) == LOKI_OK, "dense long: %s", err.msg);
+                    if (!a) {
+                        lk_kv_free(&kv);
+                        continue;
+                    }
+                    for (int h = 0; h < DL_HKV; h++) kv.d[h] = dsp;
+                    for (int s = 0; s < DL_S; s++) {
+                        float kr[DL_HKV * DL_DMAX], vr[DL_HKV * DL_DMAX];
+                        test_fill_random(kr, (size_t)DL_HKV * Dh, -1, 1, &seed);
+                        test_fill_random(vr, (size_t)DL_HKV * Dh, -1, 1, &seed);
+                        lk_kv_store(&kv, 0, s, kr, vr, 1);
+                        for (int h = 0; h < DL_HKV; h++) { /* the values the cache holds */
+                            memcpy(k[s][h], kr + h * Dh, sizeof(float) * Dh);
+                            lk_row_encode(kv.tk, buf, k[s][h], dsp);
+                            lk_row_decode(kv.tk, buf, kd[s][h], dsp);
+                            if (dsp < Dh) {
+                                lk_row_encode(kv.tk, buf, k[s][h] + dsp, Dh - dsp);
+                                lk_row_decode(kv.tk, buf, kd[s][h] + dsp, Dh - dsp);
+                            }
+                            memcpy(v[s][h], vr + h * Dh, sizeof(float) * Dh);
+                            lk_row_encode(kv.tv, buf, v[s][h], Dh);
+                            lk_row_decode(kv.tv, buf, vd[s][h], Dh);
+                        }
+                    }
+                    test_fill_random(q, (size_t)Hq * Dh, -3, 3, &seed);
+                    lk_attn_run(a, pool, &kv, 0, q, out, 1, DL_S - 1);
+                    double err_max = 0;
+                    for (int h = 0; h < Hq; h++) {
+                        const int kh = h / g;
+                        static double sc[DL_S];
+                        double m = -1e300, l = 0;
+                        for (int s = 0; s < DL_S; s++) {
+                            double x = 0;
+                            for (int t = 0; t < Dh; t++) x += (double)q[h * Dh + t] * kd[s][kh][t];
+                            sc[s] = x / sqrt((double)Dh);
+                            m = fmax(m, sc[s]);
+                        }
+                        for (int s = 0; s < DL_S; s++) l += sc[s] = exp(sc[s] - m);
+                        for (int t = 0; t < Dh; t++) {
+                            double r = 0;
+                            for (int s = 0; s < DL_S; s++) r += sc[s] / l * vd[s][kh][t];
+                            err_max = fmax(err_max, fabs(out[h * Dh + t] - r));
+                            if (isnan(out[h * Dh + t])) err_max = INFINITY;
+                        }
+                    }
+                    CHECKF(err_max < 1e-5, "dense decode S=%d G=%d D=%d d=%d %s %s: max error %.3g", DL_S, g, Dh, dsp,
+                           tname(kv.tk), portable ? "portable" : "simd", err_max);
+                    lk_attn_free(a);
+                    lk_kv_free(&kv);
+                }
+    lk_pool_free(pool);
+}
+
 int main(void) {
     static fixture f;
     loki_error err = {0};
@@ -648,6 +734,7 @@ int main(void) {
     }
     g_small_blk = false;
     test_typed_kernels();
+    test_dense_decode_long();
 
     /* kf = 1 gives dense attention (loki through the rotated split cache) */
     static float dense[NCTX][H][D], other[NCTX][H][D];

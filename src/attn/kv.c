@@ -12,12 +12,16 @@
  *   bf16 rows use AVX-512 BF16 (vdpbf16ps) where the target has it, with
  *   the query split into two bf16 parts (hi + lo) so that only the stored
  *   key is rounded (the query keeps ~16 bits);
+ *   SIMD (AVX2 + FMA + F16C without AVX-512, e.g. AMD Zen 3): the same
+ *   widening 8 values at a time, in kv_avx2.c (kv_simd.h), register-blocked
+ *   over the query rows of a GQA group;
  *   portable C: each row decoded to floats (lk_row_decode), then the f32
  *   vector-extension kernels of kernels.c.
  * tests/test_attn.c checks both against a double-precision reference and
  * against each other.
  */
 #include "attn/attn.h"
+#include "attn/kv_simd.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -436,6 +440,11 @@ void lk_row_widen(loki_kv_type t, bool portable, const void *src, float *y, int 
         }
         return;
     }
+#elif defined(LK_KV_AVX2)
+    if (!portable && t != LOKI_KV_F32) {
+        lk_row_widen_avx2(t, src, y, n);
+        return;
+    }
 #endif
     lk_row_decode(t, src, y, n);
 }
@@ -451,6 +460,8 @@ float lk_dot_row(const lk_rows *r, int32_t s, const float *q) {
         case LOKI_KV_Q8_0: return _mm512_reduce_add_ps(dotv(LOKI_KV_Q8_0, row, q, r->n));
         default: return _mm512_reduce_add_ps(dotv(LOKI_KV_F32, row, q, r->n));
         }
+#elif defined(LK_KV_AVX2)
+    if (!r->portable) return lk_dot_row_avx2(r, s, q);
 #endif
     if (r->t == LOKI_KV_F32) return lk_dot(q, (const float *)row, r->n);
     float sbuf[ROWBUF], *buf = r->n <= ROWBUF ? sbuf : malloc(sizeof(float) * (size_t)r->n);
@@ -470,6 +481,11 @@ void lk_axpy_row(float *y, float w, const lk_rows *r, int32_t s) {
         case LOKI_KV_Q8_0: axpy_t(LOKI_KV_Q8_0, y, w, row, r->n); return;
         default: axpy_t(LOKI_KV_F32, y, w, row, r->n); return;
         }
+#elif defined(LK_KV_AVX2)
+    if (!r->portable) {
+        lk_axpy_row_avx2(y, w, r, s);
+        return;
+    }
 #endif
     if (r->t == LOKI_KV_F32) {
         lk_axpy(y, w, (const float *)row, r->n);
@@ -495,6 +511,11 @@ void lk_scores_rows(const lk_rows *K, int32_t S, const float *Q, int ldq, int M,
         case LOKI_KV_Q8_0: scores_t(LOKI_KV_Q8_0, K, S, Q, ldq, M, scale, out, ldo); return;
         default: scores_t(LOKI_KV_F32, K, S, Q, ldq, M, scale, out, ldo); return;
         }
+#elif defined(LK_KV_AVX2)
+    if (!K->portable) {
+        lk_scores_rows_avx2(K, S, Q, ldq, M, scale, out, ldo);
+        return;
+    }
 #endif
     if (K->t == LOKI_KV_F32 && K->stride == sizeof(float) * (size_t)K->n) {
         lk_scores((const float *)K->p, S, K->n, Q, ldq, M, scale, out, ldo);
@@ -513,6 +534,11 @@ void lk_weighted_rows_t(float *out, int ldo, const float *w, int ldw, int M, con
         case LOKI_KV_Q8_0: weighted_t(LOKI_KV_Q8_0, out, ldo, w, ldw, M, pos, n, V); return;
         default: weighted_t(LOKI_KV_F32, out, ldo, w, ldw, M, pos, n, V); return;
         }
+#elif defined(LK_KV_AVX2)
+    if (!V->portable) {
+        lk_weighted_rows_t_avx2(out, ldo, w, ldw, M, pos, n, V);
+        return;
+    }
 #endif
     if (V->t == LOKI_KV_F32 && V->stride == sizeof(float) * (size_t)V->n) {
         lk_weighted_rows(out, ldo, w, ldw, M, pos, n, (const float *)V->p, V->n);

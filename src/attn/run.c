@@ -9,6 +9,7 @@
  * LK_ATT_ROW_BLOCK, which keeps H2O's accumulators in causal order.
  */
 #include "attn/attn_impl.h"
+#include "attn/kv_simd.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -283,10 +284,38 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
 
 /* ------------------------------------------------------------- dense */
 
+/* x[i] = exp(x[i] - m) for i < n; returns Σ x[i] (vectorised where the
+ * build has AVX2 + FMA: the softmax's exps cost as much as reading the keys
+ * otherwise, one expf per key and query row). */
+static float exp_shift(float *x, int32_t n, float m) {
+#if defined(LK_EXP_AVX2)
+    return lk_exp_shift_avx2(x, n, m);
+#else
+    float s = 0.0f;
+    for (int32_t i = 0; i < n; i++) s += x[i] = expf(x[i] - m);
+    return s;
+#endif
+}
+
+/* Keys per block of the dense decode: the (rows, block) scores stay in L1
+ * (4 rows x 256 x 4 B = 4 KiB) and the block's keys and values (64 KiB each
+ * at D = 128, f16) in L2 between the score and the weighted-sum passes. */
+#ifndef LK_DENSE_BLOCK
+#define LK_DENSE_BLOCK 256
+#endif
+enum { DENSE_TMP = 4096, /* floats of (rows, D) partial outputs on the stack */
+       DENSE_ROWS = 64 };  /* query rows per call with their running max and sum on the stack */
+
 /* Dense attention of a decode step: `rows` query rows (stride ldq; the query
  * heads of a KV head) over the keys of (layer, kv head) into out (stride
  * ldo), all n_keys of them, or the last `window` (a sliding-window layer).
- * Keys and values are streamed once. S: scratch of (rows, 2 * n_keys) floats. */
+ * Keys and values are streamed once for all rows, in blocks of
+ * LK_DENSE_BLOCK with an online softmax (flash decoding): per block the
+ * scores (rows, block), their exps relative to the running maximum, and a
+ * weighted sum of the block's values added to out after rescaling it.
+ * S: scratch of at least (rows, 2 * LK_DENSE_BLOCK) floats (the caller's is
+ * (rows, 2 * n_ctx); with n_keys < LK_DENSE_BLOCK only (rows, 2 * n_keys)
+ * is used). */
 static void dense_decode(const lk_attn *a, const lk_kv_cache *kv, int layer, int kh, const float *q, int ldq,
                          float *out, int ldo, int32_t rows, int32_t n_keys, int32_t window, float *S) {
     const int D = a->D;
@@ -294,14 +323,46 @@ static void dense_decode(const lk_attn *a, const lk_kv_cache *kv, int layer, int
     head_rows hr = head_rows_of(kv, layer, kh);
     hr.lo.p = lk_row(&hr.lo, k0), hr.hi.p = lk_row(&hr.hi, k0), hr.v.p = lk_row(&hr.v, k0);
     const int d = hr.lo.n;
-    lk_scores_rows(&hr.lo, nk, q, ldq, rows, a->scale, S, nk);
-    if (d < D) {
-        float *hi = S + (size_t)rows * nk;
-        lk_scores_rows(&hr.hi, nk, q + d, ldq, rows, a->scale, hi, nk);
-        for (size_t i = 0; i < (size_t)rows * nk; i++) S[i] += hi[i];
+    float tmp[DENSE_TMP], mx[DENSE_ROWS], l[DENSE_ROWS];
+    if (rows > DENSE_ROWS) { /* more query heads per KV head than any model here: a row at a time */
+        for (int32_t r = 0; r < rows; r++)
+            dense_decode(a, kv, layer, kh, q + (size_t)r * ldq, ldq, out + (size_t)r * ldo, ldo, 1, n_keys, window, S);
+        return;
     }
-    for (int32_t r = 0; r < rows; r++) softmax_inplace(S + (size_t)r * nk, nk);
-    lk_weighted_rows_t(out, ldo, S, nk, rows, NULL, nk, &hr.v);
+    /* partial outputs (rows, D) that do not fit tmp: all keys in one block
+     * (the scratch holds (rows, 2 * n_keys)), nothing to merge */
+    const int32_t B = (size_t)rows * D > DENSE_TMP ? nk : LK_MIN(nk, LK_DENSE_BLOCK);
+    for (int32_t r = 0; r < rows; r++) mx[r] = -FLT_MAX, l[r] = 0.0f;
+    for (int32_t b0 = 0; b0 < nk; b0 += B) {
+        const int32_t nb = LK_MIN(B, nk - b0);
+        lk_rows lo = hr.lo, hi = hr.hi, v = hr.v;
+        lo.p = lk_row(&hr.lo, b0), hi.p = lk_row(&hr.hi, b0), v.p = lk_row(&hr.v, b0);
+        lk_scores_rows(&lo, nb, q, ldq, rows, a->scale, S, nb);
+        if (d < D) {
+            float *h = S + (size_t)rows * nb;
+            lk_scores_rows(&hi, nb, q + d, ldq, rows, a->scale, h, nb);
+            for (size_t i = 0; i < (size_t)rows * nb; i++) S[i] += h[i];
+        }
+        for (int32_t r = 0; r < rows; r++) {
+            float *x = S + (size_t)r * nb, m = mx[r];
+            for (int32_t j = 0; j < nb; j++) m = x[j] > m ? x[j] : m;
+            const float c = b0 ? expf(mx[r] - m) : 0.0f; /* rescales what has been summed */
+            l[r] = l[r] * c + exp_shift(x, nb, m);
+            mx[r] = m;
+            if (b0) {
+                float *o = out + (size_t)r * ldo;
+                for (int i = 0; i < D; i++) o[i] *= c;
+            }
+        }
+        lk_weighted_rows_t(b0 ? tmp : out, b0 ? D : ldo, S, nb, rows, NULL, nb, &v);
+        if (b0)
+            for (int32_t r = 0; r < rows; r++)
+                for (int i = 0; i < D; i++) out[(size_t)r * ldo + i] += tmp[(size_t)r * D + i];
+    }
+    for (int32_t r = 0; r < rows; r++) {
+        const float inv = 1.0f / l[r];
+        for (int i = 0; i < D; i++) out[(size_t)r * ldo + i] *= inv;
+    }
 }
 
 /* Dense attention of a prompt block of `rows` query rows (rows <=
