@@ -61,6 +61,8 @@ static float *logits_of(loki_model *m, const char *prompt, int32_t *n) {
     loki_context_params cp = loki_context_default_params();
     cp.n_ctx = 256;
     cp.n_threads = 2;
+    cp.type_k = cp.type_v = LOKI_KV_F32; /* the tolerances are the weights'; the 16-bit default
+                                            cache alone moved f32 logits by 1.1e-3 (2026-12-02) */
     loki_context *ctx = NULL;
     loki_error err = {0};
     int32_t ids[256];
@@ -85,6 +87,8 @@ static void greedy(loki_model *m, const char *prompt, int n_gen, int32_t *out) {
     loki_context_params cp = loki_context_default_params();
     cp.n_ctx = 256;
     cp.n_threads = 2;
+    cp.type_k = cp.type_v = LOKI_KV_F32; /* the tolerances are the weights'; the 16-bit default
+                                            cache alone moved f32 logits by 1.1e-3 (2026-12-02) */
     loki_context *ctx = NULL;
     loki_error err = {0};
     int32_t ids[256], n = 0;

@@ -466,6 +466,12 @@ int main(int argc, char **argv) {
         loki_model_get_info(rm.m, &rm.info);
         loki_context_params cp = loki_context_default_params();
         cp.n_ctx = 512;
+        /* an f32 KV cache: the bounds above are about the weights and the
+         * matmuls; the 16-bit default cache (issue 11) alone moves prefill
+         * logits by ~5e-4-1e-3 relative (measured 2026-12-02 on an AVX2
+         * build, where prefill keeps f32 activations), and its own quality
+         * test is cli_kv_types_slow */
+        cp.type_k = cp.type_v = LOKI_KV_F32;
         st = loki_context_init(rm.m, &cp, &ctx, &err);
         CHECKF(st == LOKI_OK, "context: %s", err.msg);
     }
