@@ -124,6 +124,24 @@ static inline void lk_split(int64_t n, int64_t align, int ith, int nth, int64_t 
  * results (both round half to even). */
 void lk_q8_quantize_scalar(const float *x, lk_q8_act *a, int64_t in);
 
+/* Legacy quant types (q4_0, q4_1, q5_0, q5_1; 32 weights a block): byte
+ * offsets of qh and qs inside a block (d at 0, m at 2), shared by the SIMD
+ * kernels of quant_x86.c and quant_avx2.c. */
+typedef struct leg_layout {
+    int has_m, five, qh, qs;
+    size_t bytes;
+} leg_layout;
+
+static inline leg_layout leg_of(lk_dtype t) {
+    leg_layout L;
+    L.has_m = t == LK_DTYPE_Q4_1 || t == LK_DTYPE_Q5_1;
+    L.five = t == LK_DTYPE_Q5_0 || t == LK_DTYPE_Q5_1;
+    L.qh = L.has_m ? 4 : 2;
+    L.qs = L.qh + (L.five ? 4 : 0);
+    L.bytes = (size_t)L.qs + 16;
+    return L;
+}
+
 /* Does dtype t have integer-dot matrix-vector kernels (x quantized to
  * lk_q8_act first)? q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k. The
  * other types (f32/f16/bf16, q2_k, q3_k) keep f32 activations. */

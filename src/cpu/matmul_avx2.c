@@ -24,18 +24,13 @@
 #if defined(LK_CPU_X86_256)
 
 #include <immintrin.h>
+#include "cpu/avx2_util.h"
 #include <string.h>
 
 #define LK_AI static inline __attribute__((always_inline))
 
 /* ------------------------------------------------------------ helpers */
 
-LK_AI float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 LK_AI int32_t hsum8i(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -149,10 +144,10 @@ LK_AI void mv_float(lk_dtype dt, float *y, const void *w, const float *x, int64_
             b2 = _mm256_fmadd_ps(tail8(dt, w2, in8, in), xt, b2);
             b3 = _mm256_fmadd_ps(tail8(dt, w3, in8, in), xt, b3);
         }
-        y[r] = hsum8(_mm256_add_ps(a0, b0));
-        y[r + 1] = hsum8(_mm256_add_ps(a1, b1));
-        y[r + 2] = hsum8(_mm256_add_ps(a2, b2));
-        y[r + 3] = hsum8(_mm256_add_ps(a3, b3));
+        y[r] = lk_hsum8(_mm256_add_ps(a0, b0));
+        y[r + 1] = lk_hsum8(_mm256_add_ps(a1, b1));
+        y[r + 2] = lk_hsum8(_mm256_add_ps(a2, b2));
+        y[r + 3] = lk_hsum8(_mm256_add_ps(a3, b3));
     }
     for (; r < r1; r++) {
         const char *w0 = (const char *)w + (size_t)r * rb;
@@ -164,7 +159,7 @@ LK_AI void mv_float(lk_dtype dt, float *y, const void *w, const float *x, int64_
         }
         if (k < in8) a0 = _mm256_fmadd_ps(load8(dt, w0, k), _mm256_loadu_ps(x + k), a0);
         if (in8 < in) b0 = _mm256_fmadd_ps(tail8(dt, w0, in8, in), xt, b0);
-        y[r] = hsum8(_mm256_add_ps(a0, b0));
+        y[r] = lk_hsum8(_mm256_add_ps(a0, b0));
     }
 }
 
@@ -220,10 +215,10 @@ void lk_mv_q8_avx2(float *y, const void *w, const lk_q8_act *x, int64_t in, int6
             a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(LK_Q8_DOT(p2)), LK_Q8_SCALE(p2), a2);
             a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(LK_Q8_DOT(p3)), LK_Q8_SCALE(p3), a3);
         }
-        y[r] = hsum8(a0);
-        y[r + 1] = hsum8(a1);
-        y[r + 2] = hsum8(a2);
-        y[r + 3] = hsum8(a3);
+        y[r] = lk_hsum8(a0);
+        y[r + 1] = lk_hsum8(a1);
+        y[r + 2] = lk_hsum8(a2);
+        y[r + 3] = lk_hsum8(a3);
     }
     for (; r < r1; r++) {
         const uint8_t *p0 = (const uint8_t *)w + (size_t)r * rb;
@@ -234,7 +229,7 @@ void lk_mv_q8_avx2(float *y, const void *w, const lk_q8_act *x, int64_t in, int6
             const float xd = x->d[ib];
             a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(LK_Q8_DOT(p0)), LK_Q8_SCALE(p0), a0);
         }
-        y[r] = hsum8(a0);
+        y[r] = lk_hsum8(a0);
     }
 #undef LK_Q8_DOT
 #undef LK_Q8_SCALE

@@ -34,16 +34,11 @@
 #if defined(LK_CPU_X86_256)
 
 #include <immintrin.h>
+#include "cpu/avx2_util.h"
 #include <string.h>
 
 #define LK_AI static inline __attribute__((always_inline))
 
-LK_AI float hsum8q(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* sum over lane pairs of u * Q as 8 int32 lanes: lane i = elements 4i..4i+3. */
 LK_AI __m256i dot_u8s8(__m256i u, __m256i q) {
@@ -63,21 +58,6 @@ LK_AI __m256i bits_to_0x10(uint32_t h) {
 
 /* ------------------------------------------------ legacy (32 per block) */
 
-/* Legacy types: byte offsets of qh and qs inside a block (d at 0, m at 2). */
-typedef struct leg_layout {
-    int has_m, five, qh, qs;
-    size_t bytes;
-} leg_layout;
-
-LK_AI leg_layout leg_of(lk_dtype t) {
-    leg_layout L;
-    L.has_m = t == LK_DTYPE_Q4_1 || t == LK_DTYPE_Q5_1;
-    L.five = t == LK_DTYPE_Q5_0 || t == LK_DTYPE_Q5_1;
-    L.qh = L.has_m ? 4 : 2;
-    L.qs = L.qh + (L.five ? 4 : 0);
-    L.bytes = (size_t)L.qs + 16;
-    return L;
-}
 
 /* Codes of one block in element order: low nibbles of the 16 qs bytes are
  * elements 0..15, high nibbles 16..31 (the GGUF order), plus the qh bits. */
@@ -112,7 +92,7 @@ LK_AI void leg_rows(leg_layout L, int nr, float *y, const uint8_t *w, size_t rb,
         }
     }
 #pragma GCC unroll 4
-    for (int i = 0; i < nr; i++) y[i] = hsum8q(acc[i]) + accm[i];
+    for (int i = 0; i < nr; i++) y[i] = lk_hsum8(acc[i]) + accm[i];
 }
 
 LK_AI void mv_legacy(lk_dtype t, float *y, const uint8_t *w, const lk_q8_act *x, int64_t in, int64_t r0,
@@ -192,14 +172,14 @@ LK_AI void mv_k45(int five, float *y, const uint8_t *w, const lk_q8_act *x, int6
             k45_block(five, w0 + (size_t)ib * bs, x, ib, &a0);
             k45_block(five, w1 + (size_t)ib * bs, x, ib, &a1);
         }
-        y[r] = hsum8q(a0);
-        y[r + 1] = hsum8q(a1);
+        y[r] = lk_hsum8(a0);
+        y[r + 1] = lk_hsum8(a1);
     }
     if (r < r1) {
         const uint8_t *w0 = w + (size_t)r * rb;
         __m256 a0 = _mm256_setzero_ps();
         for (int64_t ib = 0; ib < nsb; ib++) k45_block(five, w0 + (size_t)ib * bs, x, ib, &a0);
-        y[r] = hsum8q(a0);
+        y[r] = lk_hsum8(a0);
     }
 }
 
@@ -264,8 +244,8 @@ static void mv_q6_k(float *y, const uint8_t *w, const lk_q8_act *x, int64_t in, 
             q6_block(w0 + (size_t)ib * bs, lo, hi, x, ib, &a0);
             q6_block(w1 + (size_t)ib * bs, lo, hi, x, ib, &a1);
         }
-        y[r] = hsum8q(a0);
-        y[r + 1] = hsum8q(a1);
+        y[r] = lk_hsum8(a0);
+        y[r + 1] = lk_hsum8(a1);
     }
     if (r < r1) {
         const uint8_t *w0 = w + (size_t)r * rb;
@@ -275,7 +255,7 @@ static void mv_q6_k(float *y, const uint8_t *w, const lk_q8_act *x, int64_t in, 
             q6_block(w0 + (size_t)ib * bs, _mm256_permutevar8x32_ps(xd, dup_lo), _mm256_permutevar8x32_ps(xd, dup_hi),
                      x, ib, &a0);
         }
-        y[r] = hsum8q(a0);
+        y[r] = lk_hsum8(a0);
     }
 }
 

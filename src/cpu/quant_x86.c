@@ -59,21 +59,6 @@ LK_AI float hsum256q(__m256 v) { return hsum128(_mm_add_ps(_mm256_castps256_ps12
 
 /* ------------------------------------------------ legacy (32 per block) */
 
-/* Legacy types: byte offsets of d, m, qh, qs inside a block. */
-typedef struct leg_layout {
-    int has_m, five, qh, qs;
-    size_t bytes;
-} leg_layout;
-
-LK_AI leg_layout leg_of(lk_dtype t) {
-    leg_layout L;
-    L.has_m = t == LK_DTYPE_Q4_1 || t == LK_DTYPE_Q5_1;
-    L.five = t == LK_DTYPE_Q5_0 || t == LK_DTYPE_Q5_1;
-    L.qh = L.has_m ? 4 : 2;
-    L.qs = L.qh + (L.five ? 4 : 0);
-    L.bytes = (size_t)L.qs + 16;
-    return L;
-}
 
 /* Codes u of blocks b0, b1 as 64 bytes in element order [b0 0..31 | b1 0..31]. */
 LK_AI __m512i leg_codes2(leg_layout L, const uint8_t *b0, const uint8_t *b1) {
