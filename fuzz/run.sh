@@ -8,7 +8,9 @@
 # timed out or allocated past the limit; reproducers are kept in
 # build-fuzz/artifacts/<harness>/ and the logs in build-fuzz/logs/.
 # LOKI_FUZZ_JOBS: build parallelism (default 2). LOKI_FUZZ_ONLY: run only
-# the harnesses whose names contain this string.
+# the harness of exactly this name or, when no harness has it, those whose
+# names contain it. LOKI_FUZZ_RUNS: also stop a harness after this many
+# executions (libFuzzer -runs; the campaign of fuzz/campaign.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
@@ -26,11 +28,18 @@ python3 fuzz/seeds.py "$bdir/seeds" "$shared"
 export LOKI_FUZZ_SHARED=$shared
 export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fail=0
+only=${LOKI_FUZZ_ONLY:-}
+[ -n "$only" ] && [ -x "$bdir/fuzz/$only" ] && only_exact=1 || only_exact=0
+runs=()
+[ -n "${LOKI_FUZZ_RUNS:-}" ] && runs=(-runs="$LOKI_FUZZ_RUNS")
 printf '%-20s %12s %8s %8s %s\n' harness executions cov ft result
 for exe in "$bdir"/fuzz/fuzz_*; do
   [ -x "$exe" ] || continue
   name=$(basename "$exe")
-  [ -n "${LOKI_FUZZ_ONLY:-}" ] && [[ $name != *"$LOKI_FUZZ_ONLY"* ]] && continue
+  if [ -n "$only" ]; then
+    if [ $only_exact = 1 ]; then [ "$name" = "$only" ] || continue
+    elif [[ $name != *"$only"* ]]; then continue; fi
+  fi
   corpus=$bdir/corpus/$name art=$bdir/artifacts/$name log=$bdir/logs/$name.log
   mkdir -p "$corpus" "$art" "$bdir/logs"
   dict=() maxlen=65536
@@ -43,7 +52,7 @@ for exe in "$bdir"/fuzz/fuzz_*; do
     fuzz_hf_config|fuzz_safetensors|fuzz_st_index|fuzz_tokenizer_config) dict=(-dict=fuzz/json.dict) ;;
   esac
   rc=0
-  "$exe" "$corpus" "$bdir/seeds/$name" "${dict[@]}" -max_total_time="$secs" -rss_limit_mb=2048 \
+  "$exe" "$corpus" "$bdir/seeds/$name" "${dict[@]}" -max_total_time="$secs" "${runs[@]}" -rss_limit_mb=2048 \
     -malloc_limit_mb=1024 -timeout=10 -max_len=$maxlen -close_fd_mask=3 -print_final_stats=1 \
     -artifact_prefix="$art/" >"$log" 2>&1 || rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)

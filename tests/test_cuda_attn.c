@@ -743,6 +743,11 @@ int main(void) {
         {"loki long rows (clusters of 2)", 1, 4, 4, 128, 3, {20000, 9000, 8192}, LK, .kf = 0.125f, .d = 32},
         {"loki long rows, sinks/recent, gqa-shared", 1, 8, 2, 64, 3, {33000, 8200, 16384}, LK, .kf = 0.25f, .d = 16,
          .sinks = 4, .recent = 64, .gqa_shared = 1},
+        /* more rows of short sequences than one wave of 512-thread select
+         * blocks holds (> 2 per SM on a 132-SM H200): the 256-thread select */
+        {"loki many rows (256-thread select)", 1, 96, 96, 64, 3, {1000, 65, 4097}, LK, .kf = 0.25f, .d = 16},
+        {"loki gqa-max, many rows (256-thread select)", 1, 192, 96, 64, 3, {1000, 300, 2000}, LK, .kf = 0.25f,
+         .d = 16, .gqa_max = 1, .sinks = 2, .recent = 16},
         {"loki flat keys, long rows (ties)", 1, 2, 1, 64, 2, {20000, 3000}, LK, .kf = 0.125f, .d = 16, .flat = 1},
         {"exact-topk flat keys (ties)", 1, 4, 2, 64, 2, {9000, 700}, TK, .kf = 0.25f, .flat = 1},
         {"h2o group 4, 8 steps", 2, 8, 2, 64, 3, {1, 63, 300}, .method = LOKI_ATTN_H2O, .kf = 0.25f, .steps = 8},

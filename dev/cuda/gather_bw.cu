@@ -93,6 +93,27 @@ __global__ void __launch_bounds__(256) gather(const uint8_t *__restrict__ pool, 
     sum[(size_t)blockIdx.x * 256 + threadIdx.x] = x;
 }
 
+/* The score stage's pattern: the k_lo run (64 tokens x d = 32: 4 KB) of
+ * every segment, a warp per run. MODE 0: at the start of each 32 KB segment
+ * (the shipped layout); 1: the run at a rotating 4 KB offset (segment i at
+ * (i % 8) * 4 KB: does the fixed 32 KB stride alias DRAM channels?);
+ * 2: the runs packed back to back (the same bytes, one contiguous array). */
+template <int MODE>
+__global__ void __launch_bounds__(256) lo_read(const uint8_t *__restrict__ pool, size_t segs, uint4 *__restrict__ sum) {
+    const int lane = threadIdx.x % 32;
+    const size_t nw = (size_t)gridDim.x * blockDim.x / 32;
+    uint4 x = make_uint4(0, 0, 0, 0);
+    for (size_t i = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32; i < segs; i += nw) {
+        const size_t base = MODE == 0 ? i * SEG : MODE == 1 ? i * SEG + (i % 8) * 4096 : i * 4096;
+        uint4 v[8];
+#pragma unroll
+        for (int u = 0; u < 8; u++) v[u] = __ldg((const uint4 *)(pool + base + (size_t)(u * 32 + lane) * 16));
+#pragma unroll
+        for (int u = 0; u < 8; u++) acc(x, v[u]);
+    }
+    sum[(size_t)blockIdx.x * blockDim.x + threadIdx.x] = x;
+}
+
 /* The whole pool, streamed (dense attention's pattern). */
 __global__ void stream(const uint4 *__restrict__ p, size_t n, uint4 *__restrict__ sum) {
     uint4 x = make_uint4(0, 0, 0, 0);
@@ -151,7 +172,7 @@ int main() {
     const int sblocks = 132 * 8;
     CK(cudaMalloc(&pool, bytes));
     CK(cudaMalloc(&dsl, slots.size() * 4));
-    CK(cudaMalloc(&dsum, (size_t)std::max(ROWS * 256, sblocks * 256) * 16));
+    CK(cudaMalloc(&dsum, (size_t)std::max(ROWS * 256, 132 * 32 * 256) * 16));
     CK(cudaMemcpy(dsl, slots.data(), slots.size() * 4, cudaMemcpyHostToDevice));
     std::vector<uint4> hs(ROWS * 256);
     const double gbytes = (double)ROWS * K * (2 * D - DL) * 2 / 1e9;
@@ -181,6 +202,19 @@ int main() {
                    gbytes / (ms * 1e-3), moved / (ms * 1e-3), cs == ref ? "ok" : "MISMATCH");
         }
     }
+    const char *lonames[] = {"k_lo at segment start", "k_lo rotated in segment", "k_lo packed"};
+    for (int mode = 0; mode < 3; mode++)
+        for (int mult : {8, 32}) {
+            auto go = [&]() {
+                const int nb = 132 * mult;
+                if (mode == 0) lo_read<0><<<nb, 256>>>(pool, pages, dsum);
+                if (mode == 1) lo_read<1><<<nb, 256>>>(pool, pages, dsum);
+                if (mode == 2) lo_read<2><<<nb, 256>>>(pool, pages, dsum);
+            };
+            const float lms = time_ms(go);
+            printf("%-24s %4d blocks  %8.1f us  %7.0f GB/s read\n", lonames[mode], 132 * mult, lms * 1e3,
+                   pages * 4096.0 / 1e9 / (lms * 1e-3));
+        }
     const float ms = time_ms([&]() { stream<<<sblocks, 256>>>((const uint4 *)pool, bytes / 16, dsum); });
     printf("%-24s       %8.1f us  %7.0f GB/s read\n", "stream (whole pool)", ms * 1e3, bytes / 1e9 / (ms * 1e-3));
     CK(cudaFree(pool));

@@ -179,6 +179,8 @@ template <int D, int NH, int STAGES, bool LSC>
 __global__ void __launch_bounds__(ATT_THREADS, NH <= 4 && STAGES == 2 ? 3 : 1) attend_kernel(const lk_attend_args a) {
     using C = att_cfg<D, STAGES, LSC>;
     extern __shared__ __align__(16) uint16_t sm[];
+    lk_pdl_wait();
+    lk_pdl_release();
     const int split = blockIdx.x, b = blockIdx.z, groups = a.G / a.nh;
     const int kvh = blockIdx.y / groups, h0 = kvh * a.G + (blockIdx.y % groups) * a.nh;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -433,7 +435,7 @@ __global__ void __launch_bounds__(ATT_THREADS, NH <= 4 && STAGES == 2 ? 3 : 1) a
 /* Launch one instance, or (occ not NULL) only report how many of its
  * blocks fit on an SM. */
 template <int D, int NH, int STAGES, bool LSC = false>
-static cudaError_t launch_dns(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, int *occ) {
+static cudaError_t launch_dns(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, bool pdl, int *occ) {
     using C = att_cfg<D, STAGES, LSC>;
     size_t smem = C::SMEM;
     size_t red = (size_t)(ATT_WARPS * NH * D + 2 * ATT_WARPS * NH) * 4;
@@ -444,52 +446,51 @@ static cudaError_t launch_dns(const lk_attend_args *a, int B, int Hkv, cudaStrea
     if (occ)
         return cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ, attend_kernel<D, NH, STAGES, LSC>, ATT_THREADS, smem);
     dim3 grid(a->n_split, Hkv * (a->G / a->nh), B);
-    attend_kernel<D, NH, STAGES, LSC><<<grid, ATT_THREADS, smem, s>>>(*a);
-    return cudaGetLastError();
+    return lk_launch_kernel(attend_kernel<D, NH, STAGES, LSC>, grid, dim3(ATT_THREADS), smem, s, pdl, 0, *a);
 }
 
 template <int D, int NH>
-static cudaError_t launch_dn(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, int *occ) {
+static cudaError_t launch_dn(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, bool pdl, int *occ) {
 #ifdef LK_ATT_ALL3 /* dev/cuda variant: 3 stages everywhere */
-    if constexpr (D <= 128) return launch_dns<D, NH, 3>(a, B, Hkv, s, occ);
+    if constexpr (D <= 128) return launch_dns<D, NH, 3>(a, B, Hkv, s, pdl, occ);
 #endif
 #ifndef LK_ATT_DENSE2 /* dev/cuda variant: dense MHA 2 stages deep (3 blocks per SM) */
     if constexpr (D <= 128 && NH == 1)
-        if (!a->idx) return launch_dns<D, NH, 3>(a, B, Hkv, s, occ);
+        if (!a->idx) return launch_dns<D, NH, 3>(a, B, Hkv, s, pdl, occ);
 #endif
     if constexpr (NH == 1)
-        if (a->idx && a->lsc && !a->lowrank) return launch_dns<D, NH, 2, true>(a, B, Hkv, s, occ);
-    return launch_dns<D, NH, 2>(a, B, Hkv, s, occ);
+        if (a->idx && a->lsc && !a->lowrank) return launch_dns<D, NH, 2, true>(a, B, Hkv, s, pdl, occ);
+    return launch_dns<D, NH, 2>(a, B, Hkv, s, pdl, occ);
 }
 
-template <int D> static cudaError_t launch_d(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, int *occ) {
+template <int D> static cudaError_t launch_d(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, bool pdl, int *occ) {
     switch (a->nh) {
-    case 1: return launch_dn<D, 1>(a, B, Hkv, s, occ);
-    case 2: return launch_dn<D, 2>(a, B, Hkv, s, occ);
-    case 3: return launch_dn<D, 3>(a, B, Hkv, s, occ);
-    case 4: return launch_dn<D, 4>(a, B, Hkv, s, occ);
-    case 6: return launch_dn<D, 6>(a, B, Hkv, s, occ);
-    case 8: return launch_dn<D, 8>(a, B, Hkv, s, occ);
+    case 1: return launch_dn<D, 1>(a, B, Hkv, s, pdl, occ);
+    case 2: return launch_dn<D, 2>(a, B, Hkv, s, pdl, occ);
+    case 3: return launch_dn<D, 3>(a, B, Hkv, s, pdl, occ);
+    case 4: return launch_dn<D, 4>(a, B, Hkv, s, pdl, occ);
+    case 6: return launch_dn<D, 6>(a, B, Hkv, s, pdl, occ);
+    case 8: return launch_dn<D, 8>(a, B, Hkv, s, pdl, occ);
     default: return cudaErrorInvalidValue;
     }
 }
 
-static cudaError_t launch_any(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, int *occ) {
+static cudaError_t launch_any(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, bool pdl, int *occ) {
     switch (a->kv.D) {
-    case 64: return launch_d<64>(a, B, Hkv, s, occ);
-    case 128: return launch_d<128>(a, B, Hkv, s, occ);
-    case 256: return launch_d<256>(a, B, Hkv, s, occ);
+    case 64: return launch_d<64>(a, B, Hkv, s, pdl, occ);
+    case 128: return launch_d<128>(a, B, Hkv, s, pdl, occ);
+    case 256: return launch_d<256>(a, B, Hkv, s, pdl, occ);
     default: return cudaErrorInvalidValue;
     }
 }
 
-cudaError_t lk_launch_attend(const lk_attend_args *a, int B, int Hkv, cudaStream_t s) {
-    return launch_any(a, B, Hkv, s, NULL);
+cudaError_t lk_launch_attend(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, bool pdl) {
+    return launch_any(a, B, Hkv, s, pdl, NULL);
 }
 
 cudaError_t lk_attend_occupancy(const lk_attend_args *a, int *blocks_per_sm) {
     *blocks_per_sm = 0;
-    return launch_any(a, 0, 0, NULL, blocks_per_sm);
+    return launch_any(a, 0, 0, NULL, false, blocks_per_sm);
 }
 
 /* One block per (b, h): merge the splits' partials by their maxima. Thread
@@ -507,6 +508,8 @@ __global__ void __launch_bounds__(RED_THREADS) reduce_kernel(const float *__rest
     typedef cub::BlockReduce<float, RED_THREADS> red_t;
     __shared__ typename red_t::TempStorage tmp;
     __shared__ float wts[LK_GPU_MAX_SPLIT], sum[RED_THREADS / 32][256], sML[2];
+    lk_pdl_wait();
+    lk_pdl_release();
     const size_t row = blockIdx.x;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const float *pm = part_ml + row * n_split * 2;
@@ -540,8 +543,8 @@ __global__ void __launch_bounds__(RED_THREADS) reduce_kernel(const float *__rest
 }
 
 cudaError_t lk_launch_reduce(const float *part, const float *part_ml, int n_split, int B, int H, int D, float *out,
-                             float *ml, cudaStream_t s) {
+                             float *ml, cudaStream_t s, bool pdl) {
     if (n_split > LK_GPU_MAX_SPLIT || n_split > RED_THREADS || D > 256 || D % 4) return cudaErrorInvalidValue;
-    reduce_kernel<<<B * H, RED_THREADS, 0, s>>>(part, part_ml, n_split, D, out, ml);
-    return cudaGetLastError();
+    return lk_launch_kernel(reduce_kernel, dim3(B * H), dim3(RED_THREADS), 0, s, pdl, 0, part, part_ml, n_split, D,
+                            out, ml);
 }

@@ -38,6 +38,7 @@ struct lk_gpu_attn {
     int att_occ;          /* attend blocks resident per SM (the launch is the same every step) */
     int n_split_force;    /* > 0: splits per row forced (lk_gpu_attn_set_splits) */
     int n_split_last;     /* splits of the last step */
+    bool pdl;             /* programmatic dependent launch between the step's kernels (lk_gpu_attn_set_pdl) */
     bool timing;
     cudaEvent_t ev[4];
 };
@@ -79,6 +80,7 @@ extern "C" loki_status lk_gpu_attn_init(lk_gpu_attn **out, lk_gpu_kv *kv, int32_
     free(want);
     if (!(a = (lk_gpu_attn *)lk_calloc(1, sizeof *a, err))) return LOKI_ERR_NOMEM;
     a->cu = kv->cu, a->kv = kv, a->p = *p;
+    a->pdl = a->cu->prop.major >= 9;
     a->p.pca = NULL; /* the kernels never read it */
     a->shared = (p->gqa_shared || p->gqa_max) && p->method != LOKI_ATTN_DENSE && p->method != LOKI_ATTN_PCAATTN;
     a->p.gqa_shared = a->shared;
@@ -201,6 +203,7 @@ static int split_count(const lk_gpu_attn *a, int tiles, int units, bool list) {
 }
 
 extern "C" void lk_gpu_attn_set_splits(lk_gpu_attn *a, int n_split) { a->n_split_force = LK_MAX(n_split, 0); }
+extern "C" void lk_gpu_attn_set_pdl(lk_gpu_attn *a, bool on) { a->pdl = on && a->cu->prop.major >= 9; }
 extern "C" int lk_gpu_attn_splits(const lk_gpu_attn *a) { return a->n_split_last; }
 
 extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, const float *q, float *out,
@@ -232,9 +235,9 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
         int dmax = 8;
         for (int h = 0; h < a->Hkv; h++) dmax = LK_MAX(dmax, kv->d_host[layer * a->Hkv + h]);
         lk_score_args sc = {view, q, a->H, a->G, m == LOKI_ATTN_EXACT_TOPK, dmax, sum_rows, a->scale, a->scores,
-                            a->n_ctx, a->rowmax};
+                            a->n_ctx, a->rowmax, B};
         if (a->rowmax) LK_CUDA_TRY(cudaMemsetAsync(a->rowmax, 0, (size_t)B * a->H * 4, s));
-        LK_CUDA_TRY(lk_launch_score(&sc, B, S_max, s));
+        LK_CUDA_TRY(lk_launch_score(&sc, B, S_max, lk_cuda_sm_count(a->cu), s, a->pdl));
     }
     if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[1], s));
 
@@ -259,7 +262,7 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
         } else {
             se.scores = a->scores, se.srow_b = a->H, se.srow_r = 1;
         }
-        LK_CUDA_TRY(lk_launch_select(&se, B, S_max, lk_cuda_sm_count(a->cu), s));
+        LK_CUDA_TRY(lk_launch_select(&se, B, S_max, lk_cuda_sm_count(a->cu), s, a->pdl));
     }
     if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[2], s));
 
@@ -281,12 +284,12 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
         at.n_split = LK_MAX((tiles + at.tiles_per_split - 1) / at.tiles_per_split, 1);
         a->n_split_last = at.n_split;
     }
-    LK_CUDA_TRY(lk_launch_attend(&at, B, a->Hkv, s));
-    LK_CUDA_TRY(lk_launch_reduce(a->part, a->part_ml, at.n_split, B, a->H, a->D, out, a->ml, s));
+    LK_CUDA_TRY(lk_launch_attend(&at, B, a->Hkv, s, a->pdl));
+    LK_CUDA_TRY(lk_launch_reduce(a->part, a->part_ml, at.n_split, B, a->H, a->D, out, a->ml, s, a->pdl));
     if (m == LOKI_ATTN_H2O) {
         lk_h2o_args h = {kv->seq_len, a->idx, a->n_sel, a->sel_rows, a->n_ctx, a->H, a->shared ? a->G : 1,
                          a->raw, a->ml, a->acc + lay_off, a->evicted + lay_off};
-        LK_CUDA_TRY(lk_launch_h2o_update(&h, B, s));
+        LK_CUDA_TRY(lk_launch_h2o_update(&h, B, s, a->pdl));
     }
     if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[3], s));
 fail:

@@ -40,6 +40,47 @@ extern "C" loki_status lk_cuda_fail(loki_error *err, cudaError_t e, const char *
 /* After a kernel launch: launch errors (bad configuration) surface here. */
 #define LK_CUDA_LAUNCHED() LK_CUDA_TRY(cudaGetLastError())
 
+/* Programmatic dependent launch (Hopper): a kernel launched with
+ * lk_launch_kernel(..., pdl = true) may be scheduled while the kernel before
+ * it on the stream still runs, so its launch and block placement overlap
+ * that kernel's tail instead of following it. Such a kernel calls
+ * lk_pdl_wait() before its first global memory access (it returns once the
+ * previous kernel has completed and its writes are visible), then
+ * lk_pdl_release() to let the next kernel be scheduled. Without the launch
+ * attribute (or before sm_90) both are no-ops. */
+__device__ __forceinline__ void lk_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void lk_pdl_release() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/* kern<<<grid, block, smem, s>>>(args...), with programmatic dependent
+ * launch when pdl is set and thread-block clusters of `cluster` blocks along
+ * x when cluster > 0 (the kernel must then be launchable with clusters). */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t lk_launch_kernel(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                                           cudaStream_t s, bool pdl, int cluster, Args &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute at[2];
+    unsigned n = 0;
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = s;
+    if (pdl) {
+        at[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[n++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (cluster > 0) {
+        at[n].id = cudaLaunchAttributeClusterDimension;
+        at[n].val.clusterDim.x = (unsigned)cluster, at[n].val.clusterDim.y = 1, at[n++].val.clusterDim.z = 1;
+    }
+    cfg.attrs = at, cfg.numAttrs = n;
+    return cudaLaunchKernelEx(&cfg, kern, static_cast<Args &&>(args)...);
+}
+
 /* bf16 <-> f32: the cache stores bf16 bits as uint16_t (C sees no bf16 type). */
 __device__ __forceinline__ float lk_bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
 __device__ __forceinline__ float lk_bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }

@@ -9,6 +9,8 @@
 #include <math.h>
 
 __global__ void h2o_update_kernel(const lk_h2o_args a) {
+    lk_pdl_wait();
+    lk_pdl_release();
     const int b = blockIdx.y, u = blockIdx.x;
     const int h0 = a.sel_rows == a.H ? u : u * a.g;
     const int32_t S = a.seq_len[b], ns = a.n_sel[(size_t)b * a.sel_rows + u], n = ns < 0 ? S : ns;
@@ -35,7 +37,6 @@ __global__ void h2o_update_kernel(const lk_h2o_args a) {
         if (ev[s] == 2) ev[s] = 1;
 }
 
-cudaError_t lk_launch_h2o_update(const lk_h2o_args *a, int B, cudaStream_t s) {
-    h2o_update_kernel<<<dim3(a->sel_rows, B), 256, 0, s>>>(*a);
-    return cudaGetLastError();
+cudaError_t lk_launch_h2o_update(const lk_h2o_args *a, int B, cudaStream_t s, bool pdl) {
+    return lk_launch_kernel(h2o_update_kernel, dim3(a->sel_rows, B), dim3(256), 0, s, pdl, 0, *a);
 }

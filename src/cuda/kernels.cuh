@@ -2,7 +2,8 @@
  * kernels.cuh - launchers of the attention kernels, shared by the .cu files
  * of the backend (attn.cu drives them; each kernel lives in its own file).
  * All work on the context's stream and only enqueue; launch errors come back
- * as cudaError_t.
+ * as cudaError_t. pdl: launch with programmatic dependent launch (common.cuh;
+ * every kernel here waits for its predecessor before touching memory).
  */
 #ifndef LK_CUDA_KERNELS_CUH
 #define LK_CUDA_KERNELS_CUH
@@ -50,14 +51,14 @@ struct lk_attend_args {
     float *part_ml;        /* (B, H, n_split, 2) running max and sum of each split */
     float *raw;            /* (B, H, n_ctx) exact scores of list entry j, or NULL */
 };
-cudaError_t lk_launch_attend(const lk_attend_args *a, int B, int Hkv, cudaStream_t s);
+cudaError_t lk_launch_attend(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, bool pdl);
 /* Blocks of the attend kernel that a's launch would use resident per SM. */
 cudaError_t lk_attend_occupancy(const lk_attend_args *a, int *blocks_per_sm);
 
 /* out (B, H, D) = merge of the n_split partials; ml (B, H, 2) the final max
  * and sum (for H2O's weights), may be NULL. */
 cudaError_t lk_launch_reduce(const float *part, const float *part_ml, int n_split, int B, int H, int D, float *out,
-                             float *ml, cudaStream_t s);
+                             float *ml, cudaStream_t s, bool pdl);
 
 /* ------------------------------------------------------------- score */
 
@@ -79,8 +80,10 @@ struct lk_score_args {
     float *out;
     int n_ctx;
     uint32_t *rowmax;
+    int n_seq;       /* B (set by lk_launch_score) */
 };
-cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, cudaStream_t s);
+/* sms: the GPU's multiprocessors (the grid is one wave of resident blocks). */
+cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, int sms, cudaStream_t s, bool pdl);
 
 /* ------------------------------------------------------------ select */
 
@@ -117,7 +120,8 @@ struct lk_sel_state {
                         mode 1, the keys equal to the prefix (the threshold bucket) */
 };
 /* sms: the GPU's multiprocessors (sizes the clusters of short rows). */
-cudaError_t lk_launch_select(const lk_select_args *a, int B, int32_t max_len, int sms, cudaStream_t s);
+cudaError_t lk_launch_select(const lk_select_args *a, int B, int32_t max_len, int sms, cudaStream_t s,
+                             bool pdl);
 
 /* Orderable key of a float: larger floats give larger keys, NaN the lowest
  * key of any number (1); 0 is below every key (excluded tokens). */
@@ -143,6 +147,6 @@ struct lk_h2o_args {
     float *acc;
     uint8_t *evicted;
 };
-cudaError_t lk_launch_h2o_update(const lk_h2o_args *a, int B, cudaStream_t s);
+cudaError_t lk_launch_h2o_update(const lk_h2o_args *a, int B, cudaStream_t s, bool pdl);
 
 #endif

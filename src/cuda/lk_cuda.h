@@ -180,6 +180,10 @@ void lk_gpu_attn_set_timing(lk_gpu_attn *a, bool on);
  * num_splits; clamped to the row's tiles and LK_GPU_MAX_SPLIT); 0 restores
  * the automatic choice. For benchmarks and tuning. */
 void lk_gpu_attn_set_splits(lk_gpu_attn *a, int n_split);
+/* Programmatic dependent launch between the kernels of a step (on by
+ * default on sm_90 and later: each kernel's launch overlaps the tail of the
+ * one before it). Off: plain stream order. For benchmarks. */
+void lk_gpu_attn_set_pdl(lk_gpu_attn *a, bool on);
 /* Splits per row the last decode step used. */
 int lk_gpu_attn_splits(const lk_gpu_attn *a);
 loki_status lk_gpu_attn_stage_ms(lk_gpu_attn *a, float ms[3], loki_error *err);

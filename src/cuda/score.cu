@@ -39,6 +39,8 @@ template <int LPT> struct sc_cfg {
 template <int NH, int LPT, bool SUM>
 __global__ void __launch_bounds__(SC_WARPS * 32) score_kernel(const lk_score_args a) {
     using C = sc_cfg<LPT>;
+    lk_pdl_wait();
+    lk_pdl_release();
     const int b = blockIdx.z, groups = SUM ? 1 : a.G / NH;
     const int kvh = blockIdx.y / groups, hq0 = kvh * a.G + (blockIdx.y % groups) * NH;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -120,7 +122,8 @@ __global__ void __launch_bounds__(SC_WARPS * 32) score_kernel(const lk_score_arg
     }
 }
 
-cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, cudaStream_t s) {
+cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, int sms, cudaStream_t s, bool pdl) {
+    (void)sms;
     /* a summed (shared) row: one row per KV head from the group's summed query */
     const int nh = a->sum_rows ? 1 : lk_pick_nh(a->G);
     const int pages = (max_len + LK_GPU_PAGE - 1) / LK_GPU_PAGE;
@@ -133,7 +136,8 @@ cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, cuda
     dim3 grid((pages + ppb - 1) / ppb, a->kv.Hkv * (a->sum_rows ? 1 : a->G / nh), B);
     switch ((a->sum_rows ? 0 : nh) * 64 + lpt) { /* nh 0: the summed row */
 #define LK_SCORE_CASE(NH, LPT)                                                                                         \
-    case NH * 64 + LPT: score_kernel<NH ? NH : 1, LPT, NH == 0><<<grid, SC_WARPS * 32, 0, s>>>(*a); break;
+    case NH * 64 + LPT:                                                                                                \
+        return lk_launch_kernel(score_kernel<NH ? NH : 1, LPT, NH == 0>, grid, dim3(SC_WARPS * 32), 0, s, pdl, 0, *a);
 #define LK_SCORE_NH(NH) LK_SCORE_CASE(NH, 1) LK_SCORE_CASE(NH, 2) LK_SCORE_CASE(NH, 4) LK_SCORE_CASE(NH, 8) \
     LK_SCORE_CASE(NH, 16) LK_SCORE_CASE(NH, 32)
         LK_SCORE_NH(0) LK_SCORE_NH(1) LK_SCORE_NH(2) LK_SCORE_NH(3) LK_SCORE_NH(4) LK_SCORE_NH(6) LK_SCORE_NH(8)
@@ -141,5 +145,4 @@ cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, cuda
 #undef LK_SCORE_CASE
     default: return cudaErrorInvalidValue;
     }
-    return cudaGetLastError();
 }
