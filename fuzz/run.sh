@@ -23,8 +23,10 @@ if ! command -v clang >/dev/null; then
 fi
 CC=clang cmake -S . -B "$bdir" -DCMAKE_BUILD_TYPE=Debug -DLOKI_FUZZ=ON -DLOKI_CUDA=OFF -DBUILD_TESTING=OFF >/dev/null
 cmake --build "$bdir" -j"${LOKI_FUZZ_JOBS:-2}" >/dev/null
-rm -rf "$bdir/seeds"
-python3 fuzz/seeds.py "$bdir/seeds" "$shared"
+# seeds per run (two campaigns may run side by side)
+seeds=$bdir/seeds.$$
+trap 'rm -rf "$seeds"' EXIT
+python3 fuzz/seeds.py "$seeds" "$shared"
 export LOKI_FUZZ_SHARED=$shared
 export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fail=0
@@ -52,7 +54,7 @@ for exe in "$bdir"/fuzz/fuzz_*; do
     fuzz_hf_config|fuzz_safetensors|fuzz_st_index|fuzz_tokenizer_config) dict=(-dict=fuzz/json.dict) ;;
   esac
   rc=0
-  "$exe" "$corpus" "$bdir/seeds/$name" "${dict[@]}" -max_total_time="$secs" "${runs[@]}" -rss_limit_mb=2048 \
+  "$exe" "$corpus" "$seeds/$name" "${dict[@]}" -max_total_time="$secs" "${runs[@]}" -rss_limit_mb=2048 \
     -malloc_limit_mb=1024 -timeout=10 -max_len=$maxlen -close_fd_mask=3 -print_final_stats=1 \
     -artifact_prefix="$art/" >"$log" 2>&1 || rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
