@@ -235,9 +235,9 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
         int dmax = 8;
         for (int h = 0; h < a->Hkv; h++) dmax = LK_MAX(dmax, kv->d_host[layer * a->Hkv + h]);
         lk_score_args sc = {view, q, a->H, a->G, m == LOKI_ATTN_EXACT_TOPK, dmax, sum_rows, a->scale, a->scores,
-                            a->n_ctx, a->rowmax, B};
+                            a->n_ctx, a->rowmax};
         if (a->rowmax) LK_CUDA_TRY(cudaMemsetAsync(a->rowmax, 0, (size_t)B * a->H * 4, s));
-        LK_CUDA_TRY(lk_launch_score(&sc, B, S_max, lk_cuda_sm_count(a->cu), s, a->pdl));
+        LK_CUDA_TRY(lk_launch_score(&sc, B, S_max, s, a->pdl));
     }
     if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[1], s));
 

@@ -80,10 +80,8 @@ struct lk_score_args {
     float *out;
     int n_ctx;
     uint32_t *rowmax;
-    int n_seq;       /* B (set by lk_launch_score) */
 };
-/* sms: the GPU's multiprocessors (the grid is one wave of resident blocks). */
-cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, int sms, cudaStream_t s, bool pdl);
+cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, cudaStream_t s, bool pdl);
 
 /* ------------------------------------------------------------ select */
 

@@ -122,8 +122,7 @@ __global__ void __launch_bounds__(SC_WARPS * 32) score_kernel(const lk_score_arg
     }
 }
 
-cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, int sms, cudaStream_t s, bool pdl) {
-    (void)sms;
+cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, cudaStream_t s, bool pdl) {
     /* a summed (shared) row: one row per KV head from the group's summed query */
     const int nh = a->sum_rows ? 1 : lk_pick_nh(a->G);
     const int pages = (max_len + LK_GPU_PAGE - 1) / LK_GPU_PAGE;

@@ -30,9 +30,9 @@
 
 namespace cg = cooperative_groups;
 
-/* Threads per block T: 512, or 256 where a batch has more rows than one
- * wave of 512-thread blocks holds (lk_launch_select); blocks of T threads
- * resident per SM by the register budget: 1024 / T. */
+/* Threads per block T: 512, or 256 for rows of at most 8192 tokens when a
+ * batch has more of them than one wave of 512-thread blocks holds
+ * (lk_launch_select); blocks resident per SM by the register budget: 1024 / T. */
 #define SEL_THREADS 512
 #define SEL_VEC 4 /* positions per thread and load: float4 */
 #define SEL_BINS 4096 /* the first digit: 12 bits */
