@@ -52,7 +52,6 @@ typedef struct spec {
                               must go to the lower positions as on the CPU */
     int steps;             /* 0/1: one step; more: each further step appends a token (H2O) */
     int splits;            /* > 0: the attend stage's splits per row forced (lk_gpu_attn_set_splits) */
-    bool stream;           /* the stream attend (lk_gpu_attn_set_stream); main runs every case both ways */
 } spec;
 
 /* Everything a case builds. Row (pos, kh) of a (cap, Hkv, D) buffer is at (pos*Hkv + kh)*D. */
@@ -337,14 +336,12 @@ static bool world_build(world *w) {
     if (lk_gpu_attn_init(&w->ga, w->kv, s->H, B, &w->p, &err))
         return fail(NULL, "%s: lk_gpu_attn_init: %s", s->name, err.msg);
     lk_gpu_attn_set_splits(w->ga, s->splits);
-    lk_gpu_attn_set_stream(w->ga, s->stream);
     loki_attn_params pd = loki_attn_default_params();
     for (int b = 0; b < B && s->vs_dense; b++)
         if ((!w->kv2 && lk_gpu_kv_init(g_cu, &w->kv2, L, Hkv, D, NULL, pages + 4, B, maxp + 1, &err)) ||
             lk_gpu_kv_reserve(w->kv2, b, w->cap[b], &err) || lk_gpu_kv_set_len(w->kv2, b, w->len[b], &err) ||
             (b == B - 1 && lk_gpu_attn_init(&w->gad, w->kv2, s->H, B, &pd, &err)))
             return fail(NULL, "%s: plain cache and dense attention: %s", s->name, err.msg);
-    if (w->gad) lk_gpu_attn_set_stream(w->gad, s->stream);
     /* host side */
     lk_hparams hp = {.n_layer = L, .n_head = s->H, .n_head_kv = Hkv, .head_dim = D};
     for (int b = 0; b < B; b++) {
@@ -617,8 +614,7 @@ static void step_layer(world *w, int layer, tally *t) {
 static void run_case(int ci, const spec *s) {
     world w = {.s = *s, .rng = g_seed + 7919u * (uint64_t)(ci + 1)};
     tally t = {0};
-    printf("case %2d %-34s %s seed %llu: L=%d H=%d Hkv=%d D=%d S={%d,%d,%d} ", ci, s->name,
-           s->stream ? "stream" : "split ", (unsigned long long)w.rng,
+    printf("case %2d %-34s seed %llu: L=%d H=%d Hkv=%d D=%d S={%d,%d,%d} ", ci, s->name, (unsigned long long)w.rng,
            s->L, s->H, s->Hkv, s->D, s->S[0], s->S[1], s->S[2]);
     fflush(stdout);
     if (!world_build(&w)) goto done;
@@ -761,15 +757,7 @@ int main(void) {
 #undef DN
 #undef TK
 #undef LK
-    /* every case with the split-KV attend and again with the stream attend
-     * (H2O always takes the split kernel; its cases run once) */
-    const int nc = (int)(sizeof cases / sizeof cases[0]);
-    for (int i = 0; i < 2 * nc; i++) {
-        spec s = cases[i % nc];
-        s.stream = i >= nc;
-        if (s.stream && (s.method == LOKI_ATTN_H2O || s.splits > 0)) continue; /* forced splits: the split kernel */
-        run_case(i, &s);
-    }
+    for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) run_case(i, &cases[i]);
     test_evict_unsupported();
     lk_cpu_free(g_cpu);
     lk_cuda_free(g_cu);

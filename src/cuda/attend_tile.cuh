@@ -1,11 +1,12 @@
 /*
- * attend_tile.cuh - the pieces of the exact decode attention that the
- * split-KV kernel (attend.cu) and the persistent stream kernel
- * (attend_stream.cu) share: the tile configuration, the cp.async / ldmatrix
- * / mma.sync wrappers, the products of one 64-token tile for one warp (both
- * the transposed form for 1-4 heads and the plain one for 6-8), the Q
- * fragments and the merge of the warps' running (max, sum, output).
- * attend.cu's header comment describes the method.
+ * attend_tile.cuh - the building blocks of the exact decode attention
+ * (attend.cu, whose header comment describes the method): the tile
+ * configuration, the cp.async / ldmatrix / mma.sync wrappers, the products
+ * of one 64-token tile for one warp (the transposed form for 1-4 heads and
+ * the plain one for 6-8), the Q fragments, the merge of the warps' running
+ * (max, sum, output), the merge of a row's split partials, and the choice
+ * of kernel configuration. Kept apart from the kernels so a kernel variant
+ * (dev/cuda, or the stream attend tried in 8c4657c) reuses the same math.
  */
 #ifndef LK_CUDA_ATTEND_TILE_CUH
 #define LK_CUDA_ATTEND_TILE_CUH

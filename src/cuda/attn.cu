@@ -36,8 +36,6 @@ struct lk_gpu_attn {
     float *acc;           /* (L, max_batch, H, n_ctx) accumulated attention (H2O) */
     uint8_t *evicted;     /* (L, max_batch, H, n_ctx) (H2O) */
     int att_occ;          /* attend blocks resident per SM (the launch is the same every step) */
-    int att_occ_stream;   /* the same for the stream attend */
-    bool stream;          /* the attend stage streams (lk_gpu_attn_set_stream) */
     int n_split_force;    /* > 0: splits per row forced (lk_gpu_attn_set_splits) */
     int n_split_last;     /* splits of the last step */
     bool pdl;             /* programmatic dependent launch between the step's kernels (lk_gpu_attn_set_pdl) */
@@ -83,7 +81,6 @@ extern "C" loki_status lk_gpu_attn_init(lk_gpu_attn **out, lk_gpu_kv *kv, int32_
     if (!(a = (lk_gpu_attn *)lk_calloc(1, sizeof *a, err))) return LOKI_ERR_NOMEM;
     a->cu = kv->cu, a->kv = kv, a->p = *p;
     a->pdl = a->cu->prop.major >= 9;
-    a->stream = LK_GPU_STREAM_DEFAULT;
     a->p.pca = NULL; /* the kernels never read it */
     a->shared = (p->gqa_shared || p->gqa_max) && p->method != LOKI_ATTN_DENSE && p->method != LOKI_ATTN_PCAATTN;
     a->p.gqa_shared = a->shared;
@@ -205,37 +202,8 @@ static int split_count(const lk_gpu_attn *a, int tiles, int units, bool list) {
     return LK_MAX(n_split, 1);
 }
 
-/* The stream attend's plan (kernels.cuh): each sequence's units take the
- * tiles of its list; the W tiles are cut into one range per resident block
- * (one wave), at least STREAM_MIN_TILES tiles each, and few enough that no
- * unit spans more than LK_GPU_MAX_SPLIT ranges (the partials' rows). */
-#define STREAM_MIN_TILES 2
-static cudaError_t stream_plan(lk_gpu_attn *a, lk_attend_args *at, int B) {
-    long long W = 0;
-    int t_max = 1;
-    at->stream = 1, at->B = B, at->U = a->Hkv * (a->G / at->nh), at->cum[0] = 0;
-    for (int b = 0; b < B; b++) {
-        const int T = (list_len(a, a->kv->len_host[b]) + LK_GPU_PAGE - 1) / LK_GPU_PAGE;
-        at->cum[b + 1] = at->cum[b] + T, t_max = LK_MAX(t_max, T);
-    }
-    W = (long long)at->U * at->cum[B];
-    if (W < 1 || W > INT32_MAX / 2) return cudaErrorInvalidValue;
-    if (!a->att_occ_stream) {
-        cudaError_t e = lk_attend_stream_occupancy(at, &a->att_occ_stream);
-        if (e != cudaSuccess) return e;
-        if (!a->att_occ_stream) return cudaErrorInvalidConfiguration;
-    }
-    /* every range >= c_min tiles: a unit of T tiles meets <= ceil(T / c_min) + 1 <= MAX_SPLIT - 1 ranges */
-    const long long c_min = LK_MAX(STREAM_MIN_TILES, (t_max + LK_GPU_MAX_SPLIT - 3) / (LK_GPU_MAX_SPLIT - 2));
-    long long nb = LK_MIN((long long)lk_cuda_sm_count(a->cu) * a->att_occ_stream, W / c_min);
-    if (a->n_split_force > 0) nb = LK_MIN(nb, a->n_split_force); /* blocks forced (tuning) */
-    at->W = (int)W, at->n_blocks = (int)LK_MAX(nb, 1);
-    return cudaSuccess;
-}
-
 extern "C" void lk_gpu_attn_set_splits(lk_gpu_attn *a, int n_split) { a->n_split_force = LK_MAX(n_split, 0); }
 extern "C" void lk_gpu_attn_set_pdl(lk_gpu_attn *a, bool on) { a->pdl = on && a->cu->prop.major >= 9; }
-extern "C" void lk_gpu_attn_set_stream(lk_gpu_attn *a, bool on) { a->stream = on; }
 extern "C" int lk_gpu_attn_splits(const lk_gpu_attn *a) { return a->n_split_last; }
 
 extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, const float *q, float *out,
@@ -308,21 +276,16 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
     at.scale = a->scale;
     at.part = a->part, at.part_ml = a->part_ml;
     at.raw = m == LOKI_ATTN_H2O ? a->raw : NULL;
-    if (a->stream && m != LOKI_ATTN_H2O && B <= LK_STREAM_MAX_B) {
-        LK_CUDA_TRY(stream_plan(a, &at, B));
-        at.out = out;
-        a->n_split_last = at.n_blocks;
-        LK_CUDA_TRY(lk_launch_attend_stream(&at, s, a->pdl));
-    } else {
+    {
         if (!a->att_occ) LK_CUDA_TRY(lk_attend_occupancy(&at, &a->att_occ));
         const int tiles = (n_max + LK_GPU_PAGE - 1) / LK_GPU_PAGE;
         const int n_split = split_count(a, tiles, B * a->Hkv * (a->G / at.nh), sparse_method(m));
         at.tiles_per_split = (tiles + n_split - 1) / n_split;
         at.n_split = LK_MAX((tiles + at.tiles_per_split - 1) / at.tiles_per_split, 1);
         a->n_split_last = at.n_split;
-        LK_CUDA_TRY(lk_launch_attend(&at, B, a->Hkv, s, a->pdl));
-        LK_CUDA_TRY(lk_launch_reduce(a->part, a->part_ml, at.n_split, B, a->H, a->D, out, a->ml, s, a->pdl));
     }
+    LK_CUDA_TRY(lk_launch_attend(&at, B, a->Hkv, s, a->pdl));
+    LK_CUDA_TRY(lk_launch_reduce(a->part, a->part_ml, at.n_split, B, a->H, a->D, out, a->ml, s, a->pdl));
     if (m == LOKI_ATTN_H2O) {
         lk_h2o_args h = {kv->seq_len, a->idx, a->n_sel, a->sel_rows, a->n_ctx, a->H, a->shared ? a->G : 1,
                          a->raw, a->ml, a->acc + lay_off, a->evicted + lay_off};

@@ -27,9 +27,6 @@ static inline int lk_pick_nh(int G) {
 
 /* Most splits of one row in the split-KV attend (partials are sized by it). */
 #define LK_GPU_MAX_SPLIT 256
-/* Most sequences of a step the stream attend takes (its tile table rides in
- * the launch parameters). */
-#define LK_STREAM_MAX_B 64
 
 /* ------------------------------------------------------------ attend */
 
@@ -53,24 +50,10 @@ struct lk_attend_args {
     float *part;           /* (B, H, n_split, D) unnormalised partial outputs */
     float *part_ml;        /* (B, H, n_split, 2) running max and sum of each split */
     float *raw;            /* (B, H, n_ctx) exact scores of list entry j, or NULL */
-    /* stream attend (attend_stream.cu; raw must be NULL): the B * U units
-     * (U = Hkv * G / nh per sequence, unit u = b * U + j) laid end to end,
-     * sequence b's units of T_b = cum[b + 1] - cum[b] tiles each; W tiles
-     * in all, cut into n_blocks equal ranges, one per block (one wave). A
-     * unit's ranges write partials at split index (block - its first
-     * block), rows LK_GPU_MAX_SPLIT apart, merged into out by a reduce
-     * pass; a unit held whole by one block writes out directly. */
-    int stream, U, B, W, n_blocks;
-    int32_t cum[LK_STREAM_MAX_B + 1];
-    float *out;            /* (B, H, D) */
 };
 cudaError_t lk_launch_attend(const lk_attend_args *a, int B, int Hkv, cudaStream_t s, bool pdl);
 /* Blocks of the attend kernel that a's launch would use resident per SM. */
 cudaError_t lk_attend_occupancy(const lk_attend_args *a, int *blocks_per_sm);
-/* The stream attend (a->stream set): one wave of a->n_blocks blocks, then
- * its reduce pass into a->out. */
-cudaError_t lk_launch_attend_stream(const lk_attend_args *a, cudaStream_t s, bool pdl);
-cudaError_t lk_attend_stream_occupancy(const lk_attend_args *a, int *blocks_per_sm);
 
 /* out (B, H, D) = merge of the n_split partials; ml (B, H, 2) the final max
  * and sum (for H2O's weights), may be NULL. */

@@ -184,13 +184,7 @@ void lk_gpu_attn_set_splits(lk_gpu_attn *a, int n_split);
  * default on sm_90 and later: each kernel's launch overlaps the tail of the
  * one before it). Off: plain stream order. For benchmarks. */
 void lk_gpu_attn_set_pdl(lk_gpu_attn *a, bool on);
-/* The attend stage as one wave of persistent blocks streaming tiles across
- * rows (attend_stream.cu; on) or split-KV blocks with a reduce pass (off).
- * H2O and batches over LK_STREAM_MAX_B sequences always take the split
- * kernel. For benchmarks. */
-void lk_gpu_attn_set_stream(lk_gpu_attn *a, bool on);
-#define LK_GPU_STREAM_DEFAULT 0
-/* Splits per row the last decode step used (the stream attend: its blocks). */
+/* Splits per row the last decode step used. */
 int lk_gpu_attn_splits(const lk_gpu_attn *a);
 loki_status lk_gpu_attn_stage_ms(lk_gpu_attn *a, float ms[3], loki_error *err);
 
