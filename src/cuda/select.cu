@@ -454,12 +454,23 @@ __global__ void __launch_bounds__(T, 1024 / T) sel_kernel(const lk_select_args a
     csync(); /* the root's shared memory stays until every block is done with it */
 }
 
-/* Blocks per row: the most (up to 16) that keep the grid within one wave of
- * resident blocks, each block at least 4096 positions. */
+/* Blocks per row: the most (up to 16, each at least 4096 positions) that
+ * keep one block per SM, or two per SM when each block still has at least
+ * 16384 positions. Measured on the H200 (2026-12-03, docs/RESULTS.md item
+ * 26), B = 1, 32 rows: at 32k, 4 blocks a row (one per SM) 22.2 us against
+ * 26.6 for 8 (two per SM); at 128k, 8 a row (two per SM) 52.8 us against
+ * 55.7 for 4. */
+#ifndef LK_SEL_CLUSTER_CAP /* dev/cuda variant knob: -DLK_SEL_CLUSTER_CAP=1 (no clusters) */
+#define LK_SEL_CLUSTER_CAP SEL_MAX_CLUSTER
+#endif
 static int sel_cluster_size(int rows, int32_t max_len, int sms) {
     int C = 1;
-    while (C < SEL_MAX_CLUSTER && rows * 2 * C <= (1024 / SEL_THREADS) * sms && max_len / (2 * C) >= 4096) C *= 2;
-    return C;
+    for (;;) {
+        const int C2 = 2 * C, per = max_len / C2;
+        const bool fits = rows * C2 <= sms || (rows * C2 <= (1024 / SEL_THREADS) * sms && per >= 16384);
+        if (C2 > LK_SEL_CLUSTER_CAP || per < 4096 || !fits) return C;
+        C = C2;
+    }
 }
 
 cudaError_t lk_launch_select(const lk_select_args *a, int B, int32_t max_len, int sms, cudaStream_t s,
