@@ -518,7 +518,16 @@ static void test_topk(void) {
     int nan_or_unset = 0;
     for (int i = 0; i < 7; i++) nan_or_unset += idx[i] < 0 || idx[i] > 9 || isnan(x[idx[i]]);
     CHECK_EQ_INT(nan_or_unset, 0);
-    /* large n takes the sampled-threshold path: same answer as sorting */
+    /* -0 equals +0: a tie, broken by the lower index */
+    {
+        const float z[6] = {0.0f, -0.0f, 0.0f, -0.0f, -1.0f, 1.0f};
+        int32_t zi[3] = {-1, -1, -1};
+        float zw[12];
+        lk_topk(z, NULL, 6, 3, zi, zw);
+        CHECKF(zi[0] == 0 && zi[1] == 1 && zi[2] == 5, "topk with signed zeros: %d %d %d (want 0 1 5)", zi[0], zi[1],
+               zi[2]);
+    }
+    /* large n: same answer as sorting */
     enum { BIG = 40000 };
     float *bx = malloc(sizeof(float) * BIG), *bw = malloc(sizeof(float) * 2 * BIG);
     int32_t *bi = malloc(sizeof(int32_t) * BIG), *bc = malloc(sizeof(int32_t) * BIG);

@@ -2,9 +2,10 @@
  * kernels.c - the building blocks of attention on the CPU: scores of a few
  * query rows against many keys, weighted sums of value rows, dot products,
  * top-k by partial selection. AVX-512 where the compiler targets it, GCC
- * vector extensions (any SIMD) otherwise. Selection is quickselect (Hoare
- * partition, median of three): O(n) expected, O(n²) only on adversarial
- * orders, which scores are not.
+ * vector extensions (any SIMD) otherwise. Selection is a radix select on the
+ * scores' orderable bits (at most three histogram passes, the later ones
+ * over the boundary digit's keys only): O(n) whatever the order, no
+ * data-dependent branches in the passes over all n.
  */
 #include "attn/attn.h"
 
@@ -165,65 +166,74 @@ void lk_weighted_rows(float *out, int ldo, const float *w, int ldw, int M, const
     }
 }
 
-static inline void swapf(float *a, float *b) {
-    float t = *a;
-    *a = *b;
-    *b = t;
+/* Selection key as an unsigned integer ordered like the values: larger
+ * values give larger keys, -0 and +0 the same key, NaN ranks below every
+ * number (as -FLT_MAX), so a NaN score is never chosen over a real one and
+ * k indices are always written. */
+static inline uint32_t topk_key(float v) {
+    float f = (v == v ? v : -FLT_MAX) + 0.0f; /* + 0: -0 becomes +0 */
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u ^ ((uint32_t)((int32_t)u >> 31) | 0x80000000u); /* negative: all bits flipped; else the sign bit */
 }
 
-/* Rearrange w[0..n) so that w[r] holds the element of rank r in descending
- * order (Hoare partition around a median of three, iterating into the side
- * that holds r). */
-static void select_rank_desc(float *w, int32_t n, int32_t r) {
-    int32_t lo = 0, hi = n - 1;
-    while (hi > lo) {
-        int32_t mid = lo + (hi - lo) / 2;
-        /* median of three to w[mid] */
-        if (w[mid] > w[lo]) swapf(&w[mid], &w[lo]);
-        if (w[hi] > w[lo]) swapf(&w[hi], &w[lo]);
-        if (w[hi] > w[mid]) swapf(&w[hi], &w[mid]);
-        float pivot = w[mid];
-        int32_t i = lo, j = hi;
-        while (i <= j) {
-            while (w[i] > pivot) i++;
-            while (w[j] < pivot) j--;
-            if (i <= j) {
-                swapf(&w[i], &w[j]);
-                i++;
-                j--;
+/* Radix-select digits: 11, 11 and 10 bits from the top. */
+static const int topk_shift[3] = {21, 10, 0}, topk_bits[3] = {11, 11, 10};
+
+/* The top k of the m keys key[i] (0 < k < m), as a prefix class: on return
+ * every key with key >> *sh > *prefix is in, and of the keys with
+ * key >> *sh == *prefix (the class, live[0..] in index order) the first
+ * *need >= 1 are. A radix
+ * select (histograms of the digit over the keys still undecided, four
+ * interleaved so runs of equal digits do not wait on one counter), the
+ * undecided keys' indices compacted into live (m) between passes. */
+static void topk_threshold(const uint32_t *key, int32_t m, int32_t k, int32_t *live, uint32_t *prefix, int *sh,
+                           int32_t *need) {
+    uint32_t hist[4][2048];
+    int32_t nlive = m; /* pass 0 reads every key; later ones the live list */
+    uint32_t pre = 0;
+    int s = 32;
+    for (int pass = 0; pass < 3 && nlive > k; pass++) {
+        const int shift = topk_shift[pass], nb = 1 << topk_bits[pass];
+        const uint32_t mask = (uint32_t)nb - 1;
+        memset(hist, 0, sizeof hist);
+        int32_t j = 0;
+        if (pass == 0) {
+            for (; j + 4 <= m; j += 4) {
+                hist[0][key[j] >> 21]++, hist[1][key[j + 1] >> 21]++;
+                hist[2][key[j + 2] >> 21]++, hist[3][key[j + 3] >> 21]++;
+            }
+            for (; j < m; j++) hist[0][key[j] >> 21]++;
+        } else {
+            for (; j + 4 <= nlive; j += 4) {
+                hist[0][(key[live[j]] >> shift) & mask]++, hist[1][(key[live[j + 1]] >> shift) & mask]++;
+                hist[2][(key[live[j + 2]] >> shift) & mask]++, hist[3][(key[live[j + 3]] >> shift) & mask]++;
+            }
+            for (; j < nlive; j++) hist[0][(key[live[j]] >> shift) & mask]++;
+        }
+        int d = nb - 1;
+        for (;; d--) { /* the digit where the count from the top reaches k */
+            const int32_t c = (int32_t)(hist[0][d] + hist[1][d] + hist[2][d] + hist[3][d]);
+            if (c >= k) {
+                nlive = c;
+                break;
+            }
+            k -= c;
+        }
+        pre = pass == 0 ? (uint32_t)d : pre << topk_bits[pass] | (uint32_t)d;
+        s = shift;
+        /* keep the indices of the keys in the boundary digit (in order) */
+        int32_t o = 0;
+        if (pass == 0) {
+            for (int32_t i = 0; i < m; i++) live[o] = i, o += (key[i] >> 21) == (uint32_t)d;
+        } else { /* exactly nlive of the previous list match: stop at the last */
+            for (int32_t i = 0; o < nlive; i++) {
+                const int32_t t = live[i];
+                live[o] = t, o += ((key[t] >> shift) & mask) == (uint32_t)d;
             }
         }
-        /* now w[lo..j] >= pivot >= w[i..hi], and w[j+1..i-1] == pivot */
-        if (r <= j)
-            hi = j;
-        else if (r >= i)
-            lo = i;
-        else
-            return;
     }
-}
-
-/* Selection key: NaN ranks below every number, so a NaN score is never
- * chosen over a real one and k indices are always written. */
-static inline float topk_key(float v) { return v == v ? v : -FLT_MAX; }
-
-/* Output the top k of x over cand (n), in candidate order, given the k-th
- * largest key t and how many of the top k equal t (`ties`, the lowest
- * positions among those equal to t are taken). */
-static void collect(const float *x, const int32_t *cand, int32_t n, float t, int32_t ties, int32_t *idx) {
-    int32_t m = 0;
-    for (int32_t i = 0; i < n; i++) {
-        int32_t s = cand ? cand[i] : i;
-        float v = topk_key(x[s]);
-        if (v > t || (v == t && ties-- > 0)) idx[m++] = s;
-    }
-}
-
-/* How many of the first k of w (partitioned: w[0..k) >= w[k-1]) equal w[k-1]. */
-static int32_t ties_at(const float *w, int32_t k) {
-    int32_t c = 0;
-    for (int32_t i = 0; i < k; i++) c += w[i] == w[k - 1];
-    return c;
+    *prefix = pre, *sh = s, *need = k;
 }
 
 void lk_topk(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t *idx, float *work) {
@@ -232,35 +242,22 @@ void lk_topk(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t 
         for (int32_t i = 0; i < n; i++) idx[i] = cand ? cand[i] : i;
         return;
     }
-    enum { SAMPLE = 1024 };
-    if (n >= 8 * SAMPLE && k <= n / 4) {
-        /* A lower bound of the threshold from a strided sample, with a margin
-         * of a few standard deviations of the sample rank; the survivors
-         * (x >= bound) then hold the top k whenever there are at least k of
-         * them, which is checked, so the result is exact either way. */
-        float *sv = work, *vals = work + SAMPLE;
-        int32_t *pos = (int32_t *)(work + n);
-        for (int i = 0; i < SAMPLE; i++) {
-            int32_t j = (int32_t)((int64_t)i * n / SAMPLE);
-            sv[i] = topk_key(x[cand ? cand[j] : j]);
-        }
-        int32_t r = (int32_t)((int64_t)k * SAMPLE / n);
-        int32_t rr = LK_MIN(SAMPLE - 1, r + 4 * (int32_t)sqrtf((float)r + 1.0f) + 8);
-        select_rank_desc(sv, SAMPLE, rr);
-        const float bound = sv[rr];
-        int32_t ns = 0;
-        for (int32_t i = 0; i < n; i++) {
-            int32_t s = cand ? cand[i] : i;
-            if (topk_key(x[s]) >= bound) pos[ns++] = s;
-        }
-        if (ns >= k && ns <= n - SAMPLE) {
-            for (int32_t i = 0; i < ns; i++) vals[i] = topk_key(x[pos[i]]);
-            select_rank_desc(vals, ns, k - 1);
-            collect(x, pos, ns, vals[k - 1], ties_at(vals, k), idx);
-            return;
-        }
+    uint32_t *key = (uint32_t *)work;         /* (n) keys in candidate order */
+    int32_t *live = (int32_t *)(work + n);    /* (n) the undecided keys' indices, then the picks */
+    for (int32_t i = 0; i < n; i++) key[i] = topk_key(x[cand ? cand[i] : i]);
+    uint32_t prefix = 0;
+    int sh = 0;
+    int32_t need = 0;
+    topk_threshold(key, n, k, live, &prefix, &sh, &need); /* k < n: at least one pass, sh < 32 */
+    /* every key above the prefix class, and the class members up to the
+     * need-th (ties to the lower index), in candidate order; branch-free,
+     * written to live (n entries) and copied out */
+    const int32_t cut = live[need - 1];
+    int32_t o = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const uint32_t kp = key[i] >> sh;
+        live[o] = cand ? cand[i] : i;
+        o += (kp > prefix) | ((kp == prefix) & (i <= cut));
     }
-    for (int32_t i = 0; i < n; i++) work[i] = topk_key(x[cand ? cand[i] : i]);
-    select_rank_desc(work, n, k - 1);
-    collect(x, cand, n, work[k - 1], ties_at(work, k), idx);
+    memcpy(idx, live, (size_t)k * sizeof *idx);
 }
