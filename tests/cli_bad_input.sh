@@ -58,6 +58,7 @@ expect bad-cache-type-k "-ctk/--cache-type-k" "f32, f16, bf16, q8_0" "q4" -- "$L
 expect bad-cache-type-v "-ctv/--cache-type-v" "f32, f16, bf16, q8_0" "f8" -- "$LOKI" perplexity -m "$Q8" -f "$T/trunc.gguf" -ctv f8
 expect bench-cache-type "-ctk/--cache-type-k" "bogus" -- "$LOKI" bench attention -ctk bogus
 expect kv-too-big "KV cache" "GiB" -- "$LOKI" bench attention --S 16000000 -r 1
+expect run-kv-too-big "KV cache" "GiB" "ctx-size" -- "$LOKI" run -m "$Q8" -p hi -n 1 -c 2000000000
 if [ -d "$HF" ]; then
   mkdir -p "$T/hf"; cp "$HF"/*.json "$T/hf/"; head -c 5000 "$HF/model.safetensors" > "$T/hf/model.safetensors"
   expect hf-truncated "model\.safetensors" -- "$LOKI" run -m "$T/hf" -p hi -n 1
