@@ -67,7 +67,9 @@ static const float *rows_f32(const lk_rows *r, int32_t s0, int32_t n, float *buf
     return buf;
 }
 
+#ifndef LK_PREFETCH_AHEAD /* dev/cpu variant knob: -DLK_PREFETCH_AHEAD=32 */
 #define LK_PREFETCH_AHEAD 16 /* selected rows */
+#endif
 
 /* Exact score of key s for query q: the low-rank part is already in approx. */
 static inline float exact_score(const lk_attn *a, const float *approx, const float *q, const head_rows *hr,
