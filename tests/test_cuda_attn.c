@@ -749,6 +749,15 @@ int main(void) {
         {"loki gqa-max, many rows (256-thread select)", 1, 192, 96, 64, 3, {1000, 300, 2000}, LK, .kf = 0.25f,
          .d = 16, .gqa_max = 1, .sinks = 2, .recent = 16},
         {"loki flat keys, long rows (ties)", 1, 2, 1, 64, 2, {20000, 3000}, LK, .kf = 0.125f, .d = 16, .flat = 1},
+        /* few long rows of one score row each (MHA, summed): the score stage
+         * counts the select's first digit, and the select stage zeroes the
+         * counts for the next layer and step */
+        {"loki MHA long rows, 2 layers, 3 steps", 2, 4, 4, 128, 3, {20000, 9000, 8192}, LK, .kf = 0.125f, .d = 32,
+         .steps = 3},
+        {"loki gqa-shared long rows, 3 steps", 2, 8, 2, 64, 2, {12000, 8191}, LK, .kf = 0.25f, .d = 16,
+         .gqa_shared = 1, .sinks = 4, .recent = 64, .steps = 3},
+        {"loki flat keys, MHA long rows (ties)", 1, 2, 2, 64, 2, {20000, 3000}, LK, .kf = 0.125f, .d = 16, .flat = 1,
+         .steps = 2},
         {"exact-topk flat keys (ties)", 1, 4, 2, 64, 2, {9000, 700}, TK, .kf = 0.25f, .flat = 1},
         {"h2o group 4, 8 steps", 2, 8, 2, 64, 3, {1, 63, 300}, .method = LOKI_ATTN_H2O, .kf = 0.25f, .steps = 8},
         {"h2o gqa-shared recent 16, 8 steps", 1, 8, 2, 128, 3, {64, 65, 500}, .method = LOKI_ATTN_H2O, .kf = 0.125f,
