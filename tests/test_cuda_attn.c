@@ -749,9 +749,7 @@ int main(void) {
         {"loki gqa-max, many rows (256-thread select)", 1, 192, 96, 64, 3, {1000, 300, 2000}, LK, .kf = 0.25f,
          .d = 16, .gqa_max = 1, .sinks = 2, .recent = 16},
         {"loki flat keys, long rows (ties)", 1, 2, 1, 64, 2, {20000, 3000}, LK, .kf = 0.125f, .d = 16, .flat = 1},
-        /* few long rows of one score row each (MHA, summed): the score stage
-         * counts the select's first digit, and the select stage zeroes the
-         * counts for the next layer and step */
+        /* few long rows (select clusters) over several layers and steps */
         {"loki MHA long rows, 2 layers, 3 steps", 2, 4, 4, 128, 3, {20000, 9000, 8192}, LK, .kf = 0.125f, .d = 32,
          .steps = 3},
         {"loki gqa-shared long rows, 3 steps", 2, 8, 2, 64, 2, {12000, 8191}, LK, .kf = 0.25f, .d = 16,

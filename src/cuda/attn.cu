@@ -15,12 +15,6 @@ extern "C" {
 #include "attn/attn.h"
 }
 
-/* dev/cuda variant knob: -DLK_SEL_PREHIST=0 has the select stage count the
- * first digit itself, as before RESULTS.md item 29 */
-#ifndef LK_SEL_PREHIST
-#define LK_SEL_PREHIST 1
-#endif
-
 struct lk_gpu_attn {
     lk_cuda *cu;
     lk_gpu_kv *kv;
@@ -30,10 +24,6 @@ struct lk_gpu_attn {
     bool shared;          /* one selection per KV head */
     float *scores;        /* (max_batch, H, n_ctx) approximate scores (summed rows use b*Hkv + kvh) */
     uint32_t *rowmax;     /* (max_batch, H) per-head maxima (gqa_max) */
-    uint32_t *hist;       /* (max_batch, sel_rows, LK_SEL_BINS) first-digit histograms from the score stage
-                             (one score row per selection row: MHA or summed rows), zero between steps;
-                             NULL: the select stage counts them itself */
-    bool hist_on;         /* this step uses hist */
     int32_t *idx;         /* (max_batch, sel_rows, n_ctx) selected positions */
     int2 *slots;          /* (max_batch, sel_rows, n_ctx) their physical slots and scores (per-query-head
                              loki and exact-topk: the attend stage skips the key components a score
@@ -115,13 +105,6 @@ extern "C" loki_status lk_gpu_attn_init(lk_gpu_attn **out, lk_gpu_kv *kv, int32_
         goto fail;
     if (a->shared && p->gqa_max && (st = lk_cuda_alloc(a->cu, (void **)&a->rowmax, rows * 4, "score maxima", err)))
         goto fail;
-    /* the score stage counts the select keys' first digit where each of its
-     * blocks writes one selection row (RESULTS.md item 29) */
-    if (LK_SEL_PREHIST && a->scores && (a->shared ? !p->gqa_max : a->G == 1)) {
-        const size_t hb = (size_t)max_batch * a->sel_rows * LK_SEL_BINS * 4;
-        if ((st = lk_cuda_alloc(a->cu, (void **)&a->hist, hb, "select histograms", err))) goto fail;
-        LK_CUDA_TRY(cudaMemset(a->hist, 0, hb));
-    }
     if (p->method == LOKI_ATTN_H2O) {
         if ((st = lk_cuda_alloc(a->cu, (void **)&a->raw, rows * n_ctx * 4, "H2O scores", err)) ||
             (st = lk_cuda_alloc(a->cu, (void **)&a->acc, LHc * 4, "H2O accumulators", err)) ||
@@ -139,7 +122,7 @@ fail:
 
 extern "C" void lk_gpu_attn_free(lk_gpu_attn *a) {
     if (!a) return;
-    void *bufs[] = {a->scores, a->rowmax, a->hist, a->idx, a->slots, a->n_sel, a->part, a->part_ml, a->ml, a->raw, a->acc, a->evicted};
+    void *bufs[] = {a->scores, a->rowmax, a->idx, a->slots, a->n_sel, a->part, a->part_ml, a->ml, a->raw, a->acc, a->evicted};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) lk_cuda_dealloc(a->cu, bufs[i]);
     for (int i = 0; i < 4; i++)
         if (a->ev[i]) cudaEventDestroy(a->ev[i]);
@@ -251,12 +234,8 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
     if (scored) {
         int dmax = 8;
         for (int h = 0; h < a->Hkv; h++) dmax = LK_MAX(dmax, kv->d_host[layer * a->Hkv + h]);
-        /* the score stage counts the first digit for a few long rows (the
-         * select stage's clusters): where rows are many, the counting costs
-         * the bandwidth-bound score stage more than it saves (item 29) */
-        a->hist_on = a->hist && B * a->sel_rows * 2 <= lk_cuda_sm_count(a->cu) && S_max >= 8192;
         lk_score_args sc = {view, q, a->H, a->G, m == LOKI_ATTN_EXACT_TOPK, dmax, sum_rows, a->scale, a->scores,
-                            a->n_ctx, a->rowmax, a->hist_on ? a->hist : NULL, a->p};
+                            a->n_ctx, a->rowmax};
         if (a->rowmax) LK_CUDA_TRY(cudaMemsetAsync(a->rowmax, 0, (size_t)B * a->H * 4, s));
         LK_CUDA_TRY(lk_launch_score(&sc, B, S_max, s, a->pdl));
     }
@@ -272,7 +251,6 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
         /* positions only for H2O's update; the attend gathers by slot */
         se.idx = m == LOKI_ATTN_H2O ? a->idx : NULL, se.n_sel = a->n_sel, se.slots = a->slots;
         se.block_table = kv->block_table, se.mpps = kv->max_pages_per_seq;
-        se.prehist = a->hist_on ? a->hist : NULL;
         if (m == LOKI_ATTN_H2O) { /* a unit's accumulator row is its first head's */
             se.scores = a->acc + lay_off, se.evicted = a->evicted + lay_off;
             se.srow_b = a->H, se.srow_r = a->shared ? a->G : 1;

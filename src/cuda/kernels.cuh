@@ -60,11 +60,6 @@ cudaError_t lk_attend_occupancy(const lk_attend_args *a, int *blocks_per_sm);
 cudaError_t lk_launch_reduce(const float *part, const float *part_ml, int n_split, int B, int H, int D, float *out,
                              float *ml, cudaStream_t s, bool pdl);
 
-/* The select keys' first digit (the radix select's first pass): the top
- * LK_SEL_BITS0 bits of the 32-bit key. */
-#define LK_SEL_BITS0 12
-#define LK_SEL_BINS (1 << LK_SEL_BITS0)
-
 /* ------------------------------------------------------------- score */
 
 /* Approximate scores scale * q[:dsc] . k[:dsc] of every cached token for
@@ -85,14 +80,6 @@ struct lk_score_args {
     float *out;
     int n_ctx;
     uint32_t *rowmax;
-    /* When not NULL (one query head per block: MHA rows or summed rows;
-     * loki / exact-topk, no evictions): (B, rows, LK_SEL_BINS) first-digit
-     * histograms of the select keys (the budget's forced tokens included,
-     * rows as in out), added to; the select stage reads each row's instead
-     * of a pass over the scores, and zeroes it for the next step. Rows that
-     * attend to all tokens get no counts. */
-    uint32_t *hist;
-    loki_attn_params p; /* budget fields, for the keys of the histogram */
 };
 cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, cudaStream_t s, bool pdl);
 
@@ -120,8 +107,6 @@ struct lk_select_args {
     const int32_t *block_table;/* (B, mpps) */
     int mpps;
     int32_t *n_sel;            /* (B, rows_per_seq) */
-    uint32_t *prehist;         /* (B, rows_per_seq, LK_SEL_BINS) the first digit's histograms written by the
-                                  score stage (lk_score_args.hist), zeroed here once read; NULL: counted here */
 };
 /* The select state of a row (select.cu keeps it in shared memory). */
 struct lk_sel_state {
@@ -145,13 +130,6 @@ __device__ __forceinline__ uint32_t lk_float_key(float f) {
 }
 __device__ __forceinline__ float lk_key_float(uint32_t k) {
     return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
-}
-
-/* The select key of position s (of S) with score x: forced tokens above
- * every score (sinks highest, then the recent window newest first), scores
- * by their orderable bits. (Evicted tokens, key 0, are the caller's.) */
-__device__ __forceinline__ uint32_t lk_sel_key(float x, int32_t s, int32_t S, int32_t sinks, int32_t recent) {
-    return s < sinks ? 0xffffffffu : s >= S - recent ? 0xff800001u + (uint32_t)(s - (S - recent)) : lk_float_key(x);
 }
 
 /* --------------------------------------------------------------- h2o */

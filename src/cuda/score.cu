@@ -36,27 +36,16 @@ template <int LPT> struct sc_cfg {
  * block's warps read adjacent pages at each step); the next step's chunks
  * are loaded before the current ones are used, and the pages' block-table
  * entries before any of them. */
-template <int NH, int LPT, bool SUM, bool HIST>
+template <int NH, int LPT, bool SUM>
 __global__ void __launch_bounds__(SC_WARPS * 32) score_kernel(const lk_score_args a) {
     using C = sc_cfg<LPT>;
-    extern __shared__ uint32_t sc_hist[]; /* (LK_SEL_BINS) with HIST: the block's first-digit counts */
     lk_pdl_wait();
     lk_pdl_release();
     const int b = blockIdx.z, groups = SUM ? 1 : a.G / NH;
     const int kvh = blockIdx.y / groups, hq0 = kvh * a.G + (blockIdx.y % groups) * NH;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int S = a.kv.seq_len[b], lp0 = blockIdx.x * C::PPW * SC_WARPS + warp;
-    /* HIST (NH == 1): the row's budget, for the keys; a row that attends to
-     * all its tokens is not selected, so it gets no counts */
-    const int32_t k = HIST ? lk_attn_budget(&a.p, S) : 0;
-    const bool hon = HIST && !lk_attn_all(&a.p, S, S, k) && blockIdx.x * C::PPW * SC_WARPS * LK_GPU_PAGE < S;
-    const int32_t sinks = HIST ? min(a.p.sinks, S) : 0, recent = HIST ? min(lk_attn_recent(&a.p, k), S) : 0;
-    if (hon) {
-        for (int i = threadIdx.x; i < LK_SEL_BINS; i += SC_WARPS * 32) sc_hist[i] = 0;
-        __syncthreads();
-    } else if (lp0 * LK_GPU_PAGE >= S) {
-        return;
-    }
+    if (lp0 * LK_GPU_PAGE >= S) return;
     const int D = a.kv.D, d = a.kv.dsplit[a.kv.layer * a.kv.Hkv + kvh];
     const int dsc = a.full ? D : d, nch = dsc / 8; /* full: the plain layout, d == D */
     constexpr int lpt = LPT, tpi = C::TPI; /* lanes per key: the power of two >= d/8 */
@@ -114,22 +103,13 @@ __global__ void __launch_bounds__(SC_WARPS * 32) score_kernel(const lk_score_arg
                 for (int off = lpt / 2; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
                 if (tok < valid[j]) {
                     mx[h] = fmaxf(mx[h], part);
-                    if (c == 0) {
-                        a.out[((size_t)b * (SUM ? a.kv.Hkv : a.H) + (SUM ? kvh : hq0 + h)) * a.n_ctx + pos] = part;
-                        if (hon) atomicAdd(&sc_hist[lk_sel_key(part, pos, S, sinks, recent) >> (32 - LK_SEL_BITS0)], 1u);
-                    }
+                    if (c == 0) a.out[((size_t)b * (SUM ? a.kv.Hkv : a.H) + (SUM ? kvh : hq0 + h)) * a.n_ctx + pos] = part;
                 }
             }
         }
         if (step + 1 < C::NSTEP)
 #pragma unroll
             for (int u = 0; u < 8; u++) cur[u] = nxt[u];
-    }
-    if (hon) { /* the block's counts into the row's histogram */
-        __syncthreads();
-        uint32_t *gh = a.hist + ((size_t)b * (SUM ? a.kv.Hkv : a.H) + (SUM ? kvh : hq0)) * LK_SEL_BINS;
-        for (int i = threadIdx.x; i < LK_SEL_BINS; i += SC_WARPS * 32)
-            if (sc_hist[i]) atomicAdd(&gh[i], sc_hist[i]);
     }
     if (a.rowmax && !SUM) {
 #pragma unroll
@@ -153,17 +133,10 @@ cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, cuda
     const int ppw = lpt <= 4 ? sc_cfg<4>::PPW : lpt == 8 ? sc_cfg<8>::PPW : lpt == 16 ? sc_cfg<16>::PPW : sc_cfg<32>::PPW;
     const int ppb = SC_WARPS * ppw; /* pages per block */
     dim3 grid((pages + ppb - 1) / ppb, a->kv.Hkv * (a->sum_rows ? 1 : a->G / nh), B);
-    const bool hist = a->hist != NULL;
-    if (hist && nh != 1) return cudaErrorInvalidValue; /* one row per block only */
-    const size_t smem = hist ? LK_SEL_BINS * sizeof(uint32_t) : 0;
     switch ((a->sum_rows ? 0 : nh) * 64 + lpt) { /* nh 0: the summed row */
 #define LK_SCORE_CASE(NH, LPT)                                                                                         \
     case NH * 64 + LPT:                                                                                                \
-        if (NH <= 1 && hist)                                                                                           \
-            return lk_launch_kernel(score_kernel<1, LPT, NH == 0, true>, grid, dim3(SC_WARPS * 32), smem, s, pdl, 0,   \
-                                    *a);                                                                               \
-        return lk_launch_kernel(score_kernel<NH ? NH : 1, LPT, NH == 0, false>, grid, dim3(SC_WARPS * 32), 0, s, pdl,  \
-                                0, *a);
+        return lk_launch_kernel(score_kernel<NH ? NH : 1, LPT, NH == 0>, grid, dim3(SC_WARPS * 32), 0, s, pdl, 0, *a);
 #define LK_SCORE_NH(NH) LK_SCORE_CASE(NH, 1) LK_SCORE_CASE(NH, 2) LK_SCORE_CASE(NH, 4) LK_SCORE_CASE(NH, 8) \
     LK_SCORE_CASE(NH, 16) LK_SCORE_CASE(NH, 32)
         LK_SCORE_NH(0) LK_SCORE_NH(1) LK_SCORE_NH(2) LK_SCORE_NH(3) LK_SCORE_NH(4) LK_SCORE_NH(6) LK_SCORE_NH(8)

@@ -12,10 +12,6 @@
  * are taken only in part, the first of the tied ones by position, so ties go
  * to the lower position, as on the CPU.
  *
- * The first digit's histogram can come from the score stage (prehist:
- * the score kernel counted each row's keys as it wrote them), which saves
- * the first pass over the scores; the other passes are the same.
- *
  * One kernel does it all: a row belongs to one thread-block cluster
  * (Hopper; 1 to 16 blocks, each a slice of the row). Each block counts its
  * slice into a shared-memory histogram and adds it into the cluster root's
@@ -39,7 +35,7 @@ namespace cg = cooperative_groups;
  * (lk_launch_select); blocks resident per SM by the register budget: 1024 / T. */
 #define SEL_THREADS 512
 #define SEL_VEC 4 /* positions per thread and load: float4 */
-#define SEL_BINS LK_SEL_BINS /* the first digit: 12 bits */
+#define SEL_BINS 4096 /* the first digit: 12 bits */
 #define SEL_CAP 4096  /* keys of the first digit's boundary bucket a block keeps in shared memory */
 #define SEL_MAX_CLUSTER 16
 #define SEL_BT_MAX 8192 /* block-table entries a block copies to shared memory (32 KB) */
@@ -97,7 +93,10 @@ __device__ __forceinline__ void vals_keys(const sel_row &r, int32_t s0, float4 v
     for (int i = 0; i < SEL_VEC; i++) {
         const int32_t s = s0 + i;
         valid[i] = s < r.S;
-        key[i] = ev[i] ? 0u : lk_sel_key(x[i], s, r.S, r.sinks, r.recent);
+        key[i] = ev[i] ? 0u
+                 : s < r.sinks ? 0xffffffffu
+                 : s >= r.S - r.recent ? 0xff800001u + (uint32_t)(s - (r.S - r.recent))
+                 : lk_float_key(x[i]);
     }
 }
 
@@ -346,25 +345,12 @@ __global__ void __launch_bounds__(T, 1024 / T) sel_kernel(const lk_select_args a
     bool kept = false;
     uint32_t P0 = 0;
     for (int pass = 0; pass < 3; pass++) {
-        const bool pre = pass == 0 && a.prehist; /* the score stage counted the first digit */
-        if (pre) {
-            if (c == 0) { /* the row's counts into the root's histogram (all loads in flight at once);
-                             zeroed for the next step */
-                constexpr int NV = SEL_BINS / 4 / T;
-                uint4 *gh = (uint4 *)(a.prehist + r.id * SEL_BINS), v[NV];
-#pragma unroll
-                for (int j = 0; j < NV; j++) v[j] = gh[tid + j * T];
-#pragma unroll
-                for (int j = 0; j < NV; j++) ((uint4 *)sm.hist)[tid + j * T] = v[j], gh[tid + j * T] = make_uint4(0, 0, 0, 0);
-            }
-        } else {
-            int32_t mine = hist_pass<SIMPLE, T>(sm, keep, a, r, lo, hi, pass, st);
-            if (!SIMPLE && pass == 0 && r.ev) {
-                mine = __reduce_add_sync(0xffffffffu, mine);
-                if (lane == 0 && mine) atomicAdd(&root->cand, mine);
-            }
+        int32_t mine = hist_pass<SIMPLE, T>(sm, keep, a, r, lo, hi, pass, st);
+        if (!SIMPLE && pass == 0 && r.ev) {
+            mine = __reduce_add_sync(0xffffffffu, mine);
+            if (lane == 0 && mine) atomicAdd(&root->cand, mine);
         }
-        if (c != 0 && !pre) { /* add the slice's histogram into the root's */
+        if (c != 0) { /* add the slice's histogram into the root's */
             __syncthreads();
             for (int i = tid; i < (1 << pass_bits(pass)); i += T) {
                 const uint32_t v = sm.hist[i];
