@@ -549,8 +549,10 @@ static void test_topk(void) {
         g_sort_key = bk;
         qsort(order, (size_t)n, sizeof(int), by_key_desc);
         for (int i = 0; i < k; i++) in[bi[i]]++;
-        int bad = 0;
+        int bad = 0, unordered = 0;
         for (int i = 0; i < k; i++) bad += in[order[i]] != 1;
+        for (int i = 1; i < k; i++) unordered += bi[i] <= bi[i - 1]; /* in candidate order */
+        CHECKF(unordered == 0, "topk large n=%d k=%d: %d picks out of candidate order", n, k, unordered);
         for (int i = 0; i < k; i++) in[bi[i]] = 0;
         CHECKF(bad == 0, "topk large n=%d k=%d cand=%d: %d differ", n, k, cp != NULL, bad);
     }

@@ -101,6 +101,24 @@ fail:
     return st;
 }
 
+/* One thread waits on the global nanosecond timer. */
+__global__ void spin_kernel(unsigned long long ns) {
+    unsigned long long t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do {
+        __nanosleep(1000);
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    } while (t - t0 < ns);
+}
+
+extern "C" loki_status lk_cuda_spin(lk_cuda *cu, int us, loki_error *err) {
+    loki_status st = LOKI_OK;
+    spin_kernel<<<1, 1, 0, cu->stream>>>((unsigned long long)LK_MAX(us, 0) * 1000ull);
+    LK_CUDA_LAUNCHED();
+fail:
+    return st;
+}
+
 /* ------------------------------------------------------------ graphs */
 
 struct lk_cuda_graph {

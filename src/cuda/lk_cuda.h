@@ -51,6 +51,11 @@ loki_status lk_cuda_download(lk_cuda *cu, void *dst, const void *src, size_t byt
 /* Wait for the stream; surfaces any error of the kernels launched on it. */
 loki_status lk_cuda_sync(lk_cuda *cu, loki_error *err);
 
+/* Enqueue a kernel that keeps the GPU busy for about `us` microseconds, so
+ * that the work the host enqueues after it is queued before it starts:
+ * events between kernels then time the GPU, not the host's launches. */
+loki_status lk_cuda_spin(lk_cuda *cu, int us, loki_error *err);
+
 /* Graphs: capture the work enqueued on the stream between begin and end,
  * then replay it `times` times back to back between two events; *ms is the
  * total elapsed GPU time of the replays. */

@@ -20,14 +20,20 @@
 
 #define SC_WARPS 4
 #ifndef SC_STEPS /* dev/cuda variant knob: -DSC_STEPS=8 */
-#define SC_STEPS 4 /* loads of eight 16-byte chunks per warp: pages per warp = SC_STEPS / steps per page */
+#define SC_STEPS 4 /* loads of SC_LD 16-byte chunks per warp: pages per warp = SC_STEPS / steps per page */
+#endif
+#ifndef SC_LD /* dev/cuda variant knob: 16-byte loads per lane and step */
+#define SC_LD 8
+#endif
+#ifndef SC_MINB /* dev/cuda variant knob: blocks per SM the registers must allow */
+#define SC_MINB 1
 #endif
 
 /* Steps (eight 16-byte loads per lane) to cover one page with LPT lanes per
  * key, and the pages one warp takes. */
 template <int LPT> struct sc_cfg {
     static constexpr int TPI = 32 / LPT;                       /* keys per load */
-    static constexpr int SPP = (LK_GPU_PAGE + 8 * TPI - 1) / (8 * TPI);
+    static constexpr int SPP = (LK_GPU_PAGE + SC_LD * TPI - 1) / (SC_LD * TPI);
     static constexpr int PPW = SC_STEPS / SPP > 0 ? SC_STEPS / SPP : 1;
     static constexpr int NSTEP = PPW * SPP;
 };
@@ -37,7 +43,7 @@ template <int LPT> struct sc_cfg {
  * are loaded before the current ones are used, and the pages' block-table
  * entries before any of them. */
 template <int NH, int LPT, bool SUM>
-__global__ void __launch_bounds__(SC_WARPS * 32) score_kernel(const lk_score_args a) {
+__global__ void __launch_bounds__(SC_WARPS * 32, SC_MINB) score_kernel(const lk_score_args a) {
     using C = sc_cfg<LPT>;
     lk_pdl_wait();
     lk_pdl_release();
@@ -74,23 +80,23 @@ __global__ void __launch_bounds__(SC_WARPS * 32) score_kernel(const lk_score_arg
         for (int e = 0; e < 8; e++) qr[h][e] *= a.scale;
         mx[h] = -INFINITY;
     }
-    auto load = [&](int step, uint4 (&kc)[8]) {
-        const int j = step / C::SPP, t0 = (step % C::SPP) * 8 * tpi;
+    auto load = [&](int step, uint4 (&kc)[SC_LD]) {
+        const int j = step / C::SPP, t0 = (step % C::SPP) * SC_LD * tpi;
 #pragma unroll
-        for (int u = 0; u < 8; u++) {
+        for (int u = 0; u < SC_LD; u++) {
             const int tok = t0 + u * tpi + grp;
             kc[u] = active && tok < valid[j] ? __ldg((const uint4 *)(klo[j] + (size_t)tok * d + c * 8))
                                              : make_uint4(0, 0, 0, 0);
         }
     };
-    uint4 cur[8], nxt[8];
+    uint4 cur[SC_LD], nxt[SC_LD];
     load(0, cur);
 #pragma unroll
     for (int step = 0; step < C::NSTEP; step++) {
         if (step + 1 < C::NSTEP) load(step + 1, nxt);
-        const int j = step / C::SPP, t0 = (step % C::SPP) * 8 * tpi, lp = lp0 + j * SC_WARPS;
+        const int j = step / C::SPP, t0 = (step % C::SPP) * SC_LD * tpi, lp = lp0 + j * SC_WARPS;
 #pragma unroll
-        for (int u = 0; u < 8; u++) {
+        for (int u = 0; u < SC_LD; u++) {
             const int tok = t0 + u * tpi + grp, pos = lp * LK_GPU_PAGE + tok;
             float k8[8];
             lk_unpack8(cur[u], k8);
@@ -109,7 +115,7 @@ __global__ void __launch_bounds__(SC_WARPS * 32) score_kernel(const lk_score_arg
         }
         if (step + 1 < C::NSTEP)
 #pragma unroll
-            for (int u = 0; u < 8; u++) cur[u] = nxt[u];
+            for (int u = 0; u < SC_LD; u++) cur[u] = nxt[u];
     }
     if (a.rowmax && !SUM) {
 #pragma unroll

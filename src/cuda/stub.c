@@ -39,6 +39,11 @@ loki_status lk_cuda_sync(lk_cuda *cu, loki_error *err) {
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
 }
 
+loki_status lk_cuda_spin(lk_cuda *cu, int us, loki_error *err) {
+    (void)cu, (void)us;
+    return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
+}
+
 loki_status lk_gpu_kv_init(lk_cuda *cu, lk_gpu_kv **out, int32_t n_layer, int32_t n_head_kv, int32_t head_dim,
                            const int32_t *d, int32_t n_pages, int32_t max_seqs, int32_t max_pages_per_seq,
                            loki_error *err) {
