@@ -5,8 +5,8 @@
  *
  * A warp takes one to four pages (64 tokens each), a block four warps.
  * Lanes split a key's low part into 16-byte chunks (the next power of two >=
- * d/8 lanes per token, so a warp covers 32/LPT tokens per load); eight loads
- * are in flight while the previous eight are used, then the chunk dots are
+ * d/8 lanes per token, so a warp covers 32/LPT tokens per load); SC_LD loads
+ * are in flight while the previous SC_LD are used, then the chunk dots are
  * reduced by shuffles. Each
  * key is read once for all NH query heads of its KV head. A summed row (the
  * GQA-shared selection) is sum_h q_h . k = (sum_h q_h) . k: the group's
@@ -19,15 +19,23 @@
 #include <math.h>
 
 #define SC_WARPS 4
-#ifndef SC_STEPS /* dev/cuda variant knob: -DSC_STEPS=8 */
-#define SC_STEPS 4 /* loads of SC_LD 16-byte chunks per warp: pages per warp = SC_STEPS / steps per page */
+/* Four 16-byte loads per lane and step, eight steps per warp, registers for
+ * 8 blocks (32 warps) per SM: against eight loads, four steps and no bound
+ * (96 registers, 5 blocks per SM) the score stage went 313 -> 268 us at
+ * B = 16, 32k, 86 -> 72 at B = 1, 128k, 39 -> 30.5 at the paper's setting
+ * (h200, 2026-12-03, RESULTS.md item 30). dev/cuda variant knobs. */
+#ifndef SC_STEPS
+#define SC_STEPS 8 /* steps of SC_LD loads per warp: pages per warp = SC_STEPS / steps per page */
 #endif
-#ifndef SC_LD /* dev/cuda variant knob: 16-byte loads per lane and step */
-#define SC_LD 8
+#ifndef SC_LD
+#define SC_LD 4 /* 16-byte loads per lane and step */
 #endif
-#ifndef SC_MINB /* dev/cuda variant knob: blocks per SM the registers must allow */
-#define SC_MINB 1
+#ifndef SC_MINB
+#define SC_MINB 8 /* blocks per SM the registers must allow (one head per block, 4-16 lanes per key) */
 #endif
+/* Wider kernels (several heads, or 1-2 or 32 lanes per key) spill at the
+ * 64 registers of 8 blocks per SM: no bound for them. */
+#define SC_BOUND(NH, LPT) ((NH) == 1 && (LPT) >= 4 && (LPT) <= 16 ? SC_MINB : 1)
 
 /* Steps (eight 16-byte loads per lane) to cover one page with LPT lanes per
  * key, and the pages one warp takes. */
@@ -43,7 +51,7 @@ template <int LPT> struct sc_cfg {
  * are loaded before the current ones are used, and the pages' block-table
  * entries before any of them. */
 template <int NH, int LPT, bool SUM>
-__global__ void __launch_bounds__(SC_WARPS * 32, SC_MINB) score_kernel(const lk_score_args a) {
+__global__ void __launch_bounds__(SC_WARPS * 32, SC_BOUND(NH, LPT)) score_kernel(const lk_score_args a) {
     using C = sc_cfg<LPT>;
     lk_pdl_wait();
     lk_pdl_release();
