@@ -5,8 +5,8 @@
  *
  * A warp takes one to four pages (64 tokens each), a block four warps.
  * Lanes split a key's low part into 16-byte chunks (the next power of two >=
- * d/8 lanes per token, so a warp covers 32/LPT tokens per load); SC_LD loads
- * are in flight while the previous SC_LD are used, then the chunk dots are
+ * d/8 lanes per token, so a warp covers 32/LPT tokens per load); LD loads
+ * are in flight while the previous LD are used, then the chunk dots are
  * reduced by shuffles. Each
  * key is read once for all NH query heads of its KV head. A summed row (the
  * GQA-shared selection) is sum_h q_h . k = (sum_h q_h) . k: the group's
@@ -19,30 +19,36 @@
 #include <math.h>
 
 #define SC_WARPS 4
-/* Four 16-byte loads per lane and step, eight steps per warp, registers for
- * 8 blocks (32 warps) per SM: against eight loads, four steps and no bound
- * (96 registers, 5 blocks per SM) the score stage went 313 -> 268 us at
- * B = 16, 32k, 86 -> 72 at B = 1, 128k, 39 -> 30.5 at the paper's setting
- * (h200, 2026-12-03, RESULTS.md item 30). dev/cuda variant knobs. */
+/* One head per block with 4-16 lanes per key (the usual Loki rows: MHA or
+ * summed, d = 32..128): four 16-byte loads per lane and step, eight steps
+ * per warp, registers bounded for 8 blocks (32 warps) per SM. Against eight
+ * loads and four steps with no bound (96 registers, 5 blocks per SM) the
+ * score stage went 313 -> 268 us at B = 16, 32k, 86 -> 72 at B = 1, 128k on
+ * one h200, 273.5 -> 268 and 79 -> 72.6 on another (2026-12-03, RESULTS.md
+ * item 30). The wider kernels (several heads per block: per-head selection
+ * on GQA; 1-2 or 32 lanes per key) spill at 64 registers and ran slower
+ * with four loads (B = 16, 32/8, 32k: 113 -> 146 us), so they keep eight
+ * loads, four steps and no bound. dev/cuda variant knobs: SC_LD, SC_STEPS,
+ * SC_MINB (the narrow kernels). */
 #ifndef SC_STEPS
-#define SC_STEPS 8 /* steps of SC_LD loads per warp: pages per warp = SC_STEPS / steps per page */
+#define SC_STEPS 8
 #endif
 #ifndef SC_LD
-#define SC_LD 4 /* 16-byte loads per lane and step */
+#define SC_LD 4
 #endif
 #ifndef SC_MINB
-#define SC_MINB 8 /* blocks per SM the registers must allow (one head per block, 4-16 lanes per key) */
+#define SC_MINB 8
 #endif
-/* Wider kernels (several heads, or 1-2 or 32 lanes per key) spill at the
- * 64 registers of 8 blocks per SM: no bound for them. */
-#define SC_BOUND(NH, LPT) ((NH) == 1 && (LPT) >= 4 && (LPT) <= 16 ? SC_MINB : 1)
 
-/* Steps (eight 16-byte loads per lane) to cover one page with LPT lanes per
- * key, and the pages one warp takes. */
-template <int LPT> struct sc_cfg {
+/* A kernel's loads per lane and step (LD), the steps to cover one page with
+ * LPT lanes per key (SPP), the pages one warp takes (PPW), its blocks per
+ * SM bound (MINB). */
+template <int NH, int LPT> struct sc_cfg {
+    static constexpr bool NARROW = NH == 1 && LPT >= 4 && LPT <= 16;
+    static constexpr int LD = NARROW ? SC_LD : 8, STEPS = NARROW ? SC_STEPS : 4, MINB = NARROW ? SC_MINB : 1;
     static constexpr int TPI = 32 / LPT;                       /* keys per load */
-    static constexpr int SPP = (LK_GPU_PAGE + SC_LD * TPI - 1) / (SC_LD * TPI);
-    static constexpr int PPW = SC_STEPS / SPP > 0 ? SC_STEPS / SPP : 1;
+    static constexpr int SPP = (LK_GPU_PAGE + LD * TPI - 1) / (LD * TPI);
+    static constexpr int PPW = STEPS / SPP > 0 ? STEPS / SPP : 1;
     static constexpr int NSTEP = PPW * SPP;
 };
 
@@ -51,8 +57,8 @@ template <int LPT> struct sc_cfg {
  * are loaded before the current ones are used, and the pages' block-table
  * entries before any of them. */
 template <int NH, int LPT, bool SUM>
-__global__ void __launch_bounds__(SC_WARPS * 32, SC_BOUND(NH, LPT)) score_kernel(const lk_score_args a) {
-    using C = sc_cfg<LPT>;
+__global__ void __launch_bounds__(SC_WARPS * 32, (sc_cfg<NH, LPT>::MINB)) score_kernel(const lk_score_args a) {
+    using C = sc_cfg<NH, LPT>;
     lk_pdl_wait();
     lk_pdl_release();
     const int b = blockIdx.z, groups = SUM ? 1 : a.G / NH;
@@ -88,23 +94,23 @@ __global__ void __launch_bounds__(SC_WARPS * 32, SC_BOUND(NH, LPT)) score_kernel
         for (int e = 0; e < 8; e++) qr[h][e] *= a.scale;
         mx[h] = -INFINITY;
     }
-    auto load = [&](int step, uint4 (&kc)[SC_LD]) {
-        const int j = step / C::SPP, t0 = (step % C::SPP) * SC_LD * tpi;
+    auto load = [&](int step, uint4 (&kc)[C::LD]) {
+        const int j = step / C::SPP, t0 = (step % C::SPP) * C::LD * tpi;
 #pragma unroll
-        for (int u = 0; u < SC_LD; u++) {
+        for (int u = 0; u < C::LD; u++) {
             const int tok = t0 + u * tpi + grp;
             kc[u] = active && tok < valid[j] ? __ldg((const uint4 *)(klo[j] + (size_t)tok * d + c * 8))
                                              : make_uint4(0, 0, 0, 0);
         }
     };
-    uint4 cur[SC_LD], nxt[SC_LD];
+    uint4 cur[C::LD], nxt[C::LD];
     load(0, cur);
 #pragma unroll
     for (int step = 0; step < C::NSTEP; step++) {
         if (step + 1 < C::NSTEP) load(step + 1, nxt);
-        const int j = step / C::SPP, t0 = (step % C::SPP) * SC_LD * tpi, lp = lp0 + j * SC_WARPS;
+        const int j = step / C::SPP, t0 = (step % C::SPP) * C::LD * tpi, lp = lp0 + j * SC_WARPS;
 #pragma unroll
-        for (int u = 0; u < SC_LD; u++) {
+        for (int u = 0; u < C::LD; u++) {
             const int tok = t0 + u * tpi + grp, pos = lp * LK_GPU_PAGE + tok;
             float k8[8];
             lk_unpack8(cur[u], k8);
@@ -123,7 +129,7 @@ __global__ void __launch_bounds__(SC_WARPS * 32, SC_BOUND(NH, LPT)) score_kernel
         }
         if (step + 1 < C::NSTEP)
 #pragma unroll
-            for (int u = 0; u < SC_LD; u++) cur[u] = nxt[u];
+            for (int u = 0; u < C::LD; u++) cur[u] = nxt[u];
     }
     if (a.rowmax && !SUM) {
 #pragma unroll
@@ -136,6 +142,15 @@ __global__ void __launch_bounds__(SC_WARPS * 32, SC_BOUND(NH, LPT)) score_kernel
     }
 }
 
+/* Blocks of SC_WARPS * PPW pages, one per (NH heads of a KV head, or its
+ * summed row) and sequence. */
+template <int NH, int LPT, bool SUM>
+static cudaError_t launch_score(const lk_score_args *a, int B, int pages, cudaStream_t s, bool pdl) {
+    const int ppb = SC_WARPS * sc_cfg<NH, LPT>::PPW; /* pages per block */
+    const dim3 grid((pages + ppb - 1) / ppb, a->kv.Hkv * (SUM ? 1 : a->G / NH), B);
+    return lk_launch_kernel(score_kernel<NH, LPT, SUM>, grid, dim3(SC_WARPS * 32), 0, s, pdl, 0, *a);
+}
+
 cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, cudaStream_t s, bool pdl) {
     /* a summed (shared) row: one row per KV head from the group's summed query */
     const int nh = a->sum_rows ? 1 : lk_pick_nh(a->G);
@@ -144,13 +159,9 @@ cudaError_t lk_launch_score(const lk_score_args *a, int B, int32_t max_len, cuda
     /* lanes per key from the widest split dim of the cache's heads */
     int lpt = 1;
     while (lpt * 8 < (a->full ? a->kv.D : a->dmax)) lpt <<= 1;
-    const int ppw = lpt <= 4 ? sc_cfg<4>::PPW : lpt == 8 ? sc_cfg<8>::PPW : lpt == 16 ? sc_cfg<16>::PPW : sc_cfg<32>::PPW;
-    const int ppb = SC_WARPS * ppw; /* pages per block */
-    dim3 grid((pages + ppb - 1) / ppb, a->kv.Hkv * (a->sum_rows ? 1 : a->G / nh), B);
     switch ((a->sum_rows ? 0 : nh) * 64 + lpt) { /* nh 0: the summed row */
 #define LK_SCORE_CASE(NH, LPT)                                                                                         \
-    case NH * 64 + LPT:                                                                                                \
-        return lk_launch_kernel(score_kernel<NH ? NH : 1, LPT, NH == 0>, grid, dim3(SC_WARPS * 32), 0, s, pdl, 0, *a);
+    case NH * 64 + LPT: return launch_score<NH ? NH : 1, LPT, NH == 0>(a, B, pages, s, pdl);
 #define LK_SCORE_NH(NH) LK_SCORE_CASE(NH, 1) LK_SCORE_CASE(NH, 2) LK_SCORE_CASE(NH, 4) LK_SCORE_CASE(NH, 8) \
     LK_SCORE_CASE(NH, 16) LK_SCORE_CASE(NH, 32)
         LK_SCORE_NH(0) LK_SCORE_NH(1) LK_SCORE_NH(2) LK_SCORE_NH(3) LK_SCORE_NH(4) LK_SCORE_NH(6) LK_SCORE_NH(8)
