@@ -12,10 +12,10 @@
 /* The SIMD kernels need AVX-512 F/BW/VL/VNNI and F16C (Zen 4+, Ice Lake+).
  * Without them, a target with AVX2 + FMA + F16C (Haswell+, Zen 1-3) gets
  * the AVX2 matrix-vector kernels, activation quantizer and integer prompt
- * GEMM (LK_CPU_X86_256: matmul_avx2.c, quant_avx2.c, gemm_q8_avx2.c; its
- * f32 GEMM and ops stay portable); anything
- * else takes the portable scalar paths. Exactly one of the two is defined,
- * and only when the compiler targets it (-march=native by default). */
+ * GEMM (LK_CPU_X86_256: matmul_avx2.c, quant_avx2.c, gemm_q8_avx2.c; its f32
+ * GEMM and ops stay portable); anything else takes the portable scalar
+ * paths. Exactly one of the two is defined, and only when the compiler
+ * targets it (-march=native by default). */
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
     defined(__AVX512VNNI__) && defined(__F16C__) && defined(__FMA__)
 #define LK_CPU_X86_512 1

@@ -96,7 +96,7 @@ static int qg_bits(lk_dtype t) {
 /* Keep v in a register here: an empty asm statement. In the fully unrolled
  * group, GCC otherwise reassociates each chain of integer adds into a tree,
  * computes a chunk's products first and spills them to the stack (measured
- * 4-23% slower by type, KC 1024, the shape of the header); rolled chunk
+ * 4-23% slower by type, KC 1024, the header's 768 x 1536); rolled chunk
  * loops instead cost a register move per add (0-14% slower). */
 #define QG_KEEP(v) __asm__("" : "+x"(v))
 
