@@ -16,8 +16,8 @@
  *    sgemm: similar), and in <= 1056 here, so the classical bound
  *    (adds) * 2^-24 * S <= 280 * 6e-8 * S = 1.7e-5 * S.
  *  - q8_0 .. q6_k (lk_mv_has_qdot) with n <= LK_MV_MAX_N, and on the GEMM
- *    path where lk_cpu_gemm_qdot (the AVX-512 integer GEMM; activations
- *    quantized to int8 blocks, like llama.cpp):
+ *    path where lk_cpu_gemm_qdot (the AVX-512 or AVX2 integer GEMM;
+ *    activations quantized to int8 blocks, like llama.cpp):
  *    |x_j - d_b q_j| <= d_b / 2 with d_b = amax_b / 127, so
  *    |err| <= sum_b (amax_b / 254) * sum_{j in b} |w_j| + 3e-5 * S,
  *    computed per output element (times 1.001 for d_b's own rounding).

@@ -21,7 +21,10 @@
  * them in float64. Gemma's activations have outliers (output_norm weights
  * reach 301), so that rounding shows: measured max |dlogit| / max |logit|
  * 1.5% .. 3.4% on 2026-12-02 after the integer-dot kernels (0.7% .. 1.8%
- * before them, when only Q8_0 rounded its activations; printed per row),
+ * before them, when only Q8_0 rounded its activations; printed per row;
+ * on an AVX2 build whose prompt GEMM quantizes activations too, 2026-12-03:
+ * 1.5% .. 3.6% on the short prompt, 2.4% / 2.5% at the long text's last
+ * positions, 1.5% there with f32 prefill activations before),
  * and tests/hf_ref measured up to 5.4% on other Gemma prompts against
  * transformers, where rounding the activations the same way inside
  * transformers gives errors of the same size. The rest of the pass is

@@ -4,8 +4,10 @@
  * q4_k, q5_k, q6_k), the portable kernel (quant_dot.c) and, when built,
  * the AVX-512 one (quant_x86.c) or the AVX2 one (quant_avx2.c, q8_0 in
  * matmul_avx2.c), against a double-precision reference.
- * Also the integer prompt GEMM (gemm_q8_x86.c), the activation quantization
- * (SIMD == scalar, bit for bit) and the
+ * Also the integer prompt GEMM (gemm_q8_x86.c, or gemm_q8_avx2.c in AVX2
+ * builds) and the weight unpacking both share (gemm_q8_pack.h, both q8_0
+ * forms), the activation quantization (SIMD == scalar, bit for bit, codes
+ * in [-127, 127]) and the
  * SIMD block dequantization used by the GEMM (== lk_row_to_f32, bit for bit).
  *
  * Blocks are random bytes (every code, every scale/min bit pattern, negative
@@ -28,6 +30,9 @@
 #include "core/quant.h"
 #include "cpu/cpu_internal.h"
 #include "test.h"
+#if defined(LK_CPU_X86_512) || defined(LK_CPU_X86_256)
+#include "cpu/gemm_q8_pack.h"
+#endif
 
 static const lk_dtype k_types[] = {LK_DTYPE_Q8_0, LK_DTYPE_Q4_0, LK_DTYPE_Q4_1, LK_DTYPE_Q5_0,
                                    LK_DTYPE_Q5_1, LK_DTYPE_Q4_K, LK_DTYPE_Q5_K, LK_DTYPE_Q6_K};
@@ -181,21 +186,22 @@ static void check_type(lk_dtype t, int64_t n, int out, int r0, uint64_t *s) {
     free(yv);
 }
 
-/* The integer prompt GEMM (gemm_q8_x86.c) on `nx` rows of quantized x and
- * `out` random rows of W (in inputs), split over nth simulated threads
- * (each share run in turn with its own scratch), against the double
- * W~ . x~ per output. Its split w = s u + m takes q8_0's codes as q + 128
- * (offset 128 d; the other types' offsets are those of offsets_abs); each
- * output is a single f32 lane accumulating 2 FMAs per group of G (32, or
- * 16 for q6_k) plus the product s d_x and one add per LK_QG_KC chunk, so
- * for in <= 1024 the error is below (2 in / 16 + 8) 2^-24 M < 1e-5 M. */
+/* The integer prompt GEMM (gemm_q8_x86.c; gemm_q8_avx2.c in AVX2 builds)
+ * on `nx` rows of quantized x and `out` random rows of W (in inputs), split
+ * over nth simulated threads (each share run in turn with its own scratch),
+ * against the double W~ . x~ per output. Its split w = s u + m takes q8_0's
+ * codes as q + 128 on AVX-512 (offset 128 d) and as q, no offset, on AVX2;
+ * the other types' offsets are those of offsets_abs. Each output is a
+ * single f32 lane accumulating 2 FMAs per group of G (32, or 16 for q6_k)
+ * plus the product s d_x and one add per LK_QG_KC chunk, so for in <= 1024
+ * the error is below (2 in / 16 + 8) 2^-24 M < 1e-5 M. */
 static void check_gemm(lk_dtype t, int64_t in, int out, int nx, int nth, uint64_t *s) {
-#if defined(LK_CPU_X86_512)
+#if defined(LK_CPU_X86_512) || defined(LK_CPU_X86_256)
     const size_t rb = lk_dtype_row_bytes(t, in);
     uint8_t *w = malloc(rb * (size_t)out);
     float *x = malloc(sizeof(float) * (size_t)in), *wd = malloc(sizeof(float) * (size_t)in);
     float *o = malloc(sizeof(float) * (size_t)in), *y = malloc(sizeof(float) * (size_t)out * nx);
-    float *scratch = alloc64(sizeof(float) * 10 * LK_QG_KC);
+    float *scratch = alloc64(sizeof(float) * LK_QG_SCRATCH_FLOATS);
     lk_q8_act xa = {alloc64((size_t)lk_q8_row_q_bytes(in) * nx), alloc64(sizeof(float) * lk_q8_row_blocks(in) * nx),
                     alloc64(sizeof(int32_t) * lk_q8_row_blocks(in) * nx),
                     alloc64(sizeof(float) * lk_q8_row_blocks(in) * nx),
@@ -208,12 +214,18 @@ static void check_gemm(lk_dtype t, int64_t in, int out, int nx, int nth, uint64_
     }
     for (size_t i = 0; i < (size_t)out * nx; i++) y[i] = NAN;
     lk_tensor wt = {.name = "w", .dtype = t, .n_dims = 2, .ne = {in, out, 1, 1}, .data = w, .nbytes = rb * out};
-    for (int ith = 0; ith < nth; ith++) lk_gemm_q8_x86(y, &xa, &wt, nx, ith, nth, scratch);
+    for (int ith = 0; ith < nth; ith++) {
+#if defined(LK_CPU_X86_512)
+        lk_gemm_q8_x86(y, &xa, &wt, nx, ith, nth, scratch);
+#else
+        lk_gemm_q8_avx2(y, &xa, &wt, nx, ith, nth, scratch);
+#endif
+    }
     int bad = 0;
     for (int r = 0; r < out; r++) {
         lk_row_to_f32(t, w + (size_t)r * rb, wd, in);
         offsets_abs(t, w + (size_t)r * rb, in, o);
-        if (t == LK_DTYPE_Q8_0)
+        if (t == LK_DTYPE_Q8_0 && LK_QG_NR == 16) /* the AVX-512 kernel's u = q + 128 */
             for (int64_t j = 0; j < in; j++) {
                 uint16_t h;
                 memcpy(&h, w + (size_t)r * rb + (size_t)(j / 32) * sizeof(lk_block_q8_0), 2);
@@ -285,6 +297,10 @@ static void check_quantize(uint64_t *s, float scale) {
         bad += a.a.c[blk] != -16 * sum || a.a.s32[blk] != a.a.d[blk] * (float)sum;
     }
     CHECKF(bad == 0, "quantize: %d bad sums", bad);
+    /* never -128: the AVX2 GEMM's q8_0 products rely on |q| <= 127 */
+    int low = 0;
+    for (int64_t j = 0; j < n; j++) low += a.a.q[j] < -127;
+    CHECKF(low == 0, "quantize: %d codes below -127", low);
 #if defined(LK_CPU_X86_512) || defined(LK_CPU_X86_256)
 #if defined(LK_CPU_X86_512)
     lk_q8_quantize_x86(x, &b.a, n);
@@ -300,6 +316,51 @@ static void check_quantize(uint64_t *s, float scale) {
     act_free(&a);
     act_free(&b);
     free(x);
+}
+
+/* The integer GEMMs' weight unpacking (gemm_q8_pack.h) in both q8_0 modes
+ * (AVX-512: u = q + 128; AVX2: q signed), whichever kernel this build runs:
+ * s u + m equals lk_row_to_f32's weight for every column and input of a
+ * panel with nj = 11 columns (5 zero columns) and one or two chunks of
+ * inputs, up to f32 rounding of s u + m and of the dequantizer (each at
+ * most 2 roundings: 1e-6 of |s u| + |m|, and 1e-30 for zero scales). */
+static void check_unpack(lk_dtype t, uint64_t *s) {
+#if defined(LK_CPU_X86_512) || defined(LK_CPU_X86_256)
+    const int64_t in = LK_QG_KC + 256; /* a full chunk and a short one */
+    const int out = 13, j0 = 2, nj = 11;
+    const size_t rb = lk_dtype_row_bytes(t, in);
+    const int G = lk_qg_group(t);
+    uint8_t *w = malloc(rb * out), *tmp = alloc64((size_t)LK_QG_NR * LK_QG_KC);
+    float *wd = malloc(sizeof(float) * (size_t)in * out);
+    float *ps = alloc64(sizeof(float) * LK_QG_NR * LK_QG_KC / 16), *pm = alloc64(sizeof(float) * LK_QG_NR * LK_QG_KC / 16);
+    random_blocks(t, w, in * out, s);
+    for (int r = 0; r < out; r++) lk_row_to_f32(t, w + (size_t)r * rb, wd + (size_t)r * in, in);
+    lk_tensor wt = {.name = "w", .dtype = t, .n_dims = 2, .ne = {in, out, 1, 1}, .data = w, .nbytes = rb * out};
+    int bad = 0;
+    for (int mode = LK_QG_Q8_U8; mode <= LK_QG_Q8_S8; mode++)
+        for (int64_t k0 = 0; k0 < in; k0 += LK_QG_KC) {
+            const int64_t kc = LK_MIN((int64_t)LK_QG_KC, in - k0);
+            lk_qg_unpack(&wt, mode, j0, nj, k0, kc, tmp, ps, pm);
+            for (int j = 0; j < LK_QG_NR; j++)
+                for (int64_t k = 0; k < kc; k++) {
+                    const uint8_t b = tmp[(size_t)j * LK_QG_KC + k];
+                    const double u = t == LK_DTYPE_Q8_0 && mode == LK_QG_Q8_S8 ? (double)(int8_t)b : (double)b;
+                    const double sj = ps[k / G * LK_QG_NR + j], mj = pm[k / G * LK_QG_NR + j];
+                    const double want = j < nj ? wd[(size_t)(j0 + j) * in + k0 + k] : 0.0;
+                    const double tol = 1e-6 * (fabs(sj * u) + fabs(mj)) + 1e-30;
+                    bad += !(fabs(sj * u + mj - want) <= tol) || (j >= nj && b != 0);
+                }
+        }
+    CHECKF(bad == 0, "%s: %d unpacked weights differ from the dequantized ones", lk_dtype_name(t), bad);
+    free(w);
+    free(tmp);
+    free(wd);
+    free(ps);
+    free(pm);
+#else
+    (void)t;
+    (void)s;
+#endif
 }
 
 /* lk_dequant_block_x86 == lk_row_to_f32 bit for bit on random blocks. */
@@ -332,6 +393,7 @@ int main(void) {
         const lk_dtype t = k_types[i];
         CHECK(lk_mv_has_qdot(t));
         check_dequant(t, &s);
+        check_unpack(t, &s);
         /* block counts 1..9 and 64+3 (every group/pair/single tail of the
          * legacy kernels, 1..9 super-blocks for k-quants); 1, 2, 5 and 7
          * rows from r0 0 or 1 (the 2-row loop and its 1-row tail; the
@@ -347,18 +409,20 @@ int main(void) {
             check_type(t, (int64_t)nbs[k] * be, 10, 3, &s);
         }
         /* GEMM: one and several LK_QG_KC chunks (with a short last one),
-         * column counts below / at / above the 16-column panel, row counts
-         * around the micro-kernel's LK_QG_MR, 1 and 3 threads */
+         * column counts below / at / above the panel (16 columns on AVX-512,
+         * 8 on AVX2), row counts around the micro-kernel's LK_QG_MR (AVX2:
+         * tiles of 6 rows for 4-bit codes, 5 for q8_0, 4 otherwise, tails of
+         * 4, 2, 1), 1 and 3 threads */
         const int64_t ins[] = {t == LK_DTYPE_Q8_0 || be == 32 ? 96 : 256, 768, 1024};
-        const int outs[] = {5, 16, 37};
-        const int nxs[] = {1, LK_QG_MR, 2 * LK_QG_MR + 3};
+        const int outs[] = {5, LK_QG_NR, 2 * LK_QG_NR + 13};
+        const int nxs[] = {1, LK_QG_MR - 1, LK_QG_MR, 2 * LK_QG_MR + 2, 2 * LK_QG_MR + 3};
         for (size_t a = 0; a < LK_ARRAY_LEN(ins); a++)
             for (size_t b = 0; b < LK_ARRAY_LEN(outs); b++)
-                check_gemm(t, ins[a], outs[b], nxs[(a + b) % 3], 1 + 2 * (int)((a + b) & 1), &s);
+                check_gemm(t, ins[a], outs[b], nxs[(a + b) % 5], 1 + 2 * (int)((a + b) & 1), &s);
     }
     CHECK(!lk_mv_has_qdot(LK_DTYPE_F32) && !lk_mv_has_qdot(LK_DTYPE_Q2_K) && !lk_mv_has_qdot(LK_DTYPE_Q3_K));
 #if defined(LK_CPU_X86_256)
-    fprintf(stderr, "test_quant_dot: AVX2 build: AVX2 kernels and quantizer checked, no AVX-512 GEMM/dequantization\n");
+    fprintf(stderr, "test_quant_dot: AVX2 build: AVX2 kernels, integer GEMM and quantizer checked, no AVX-512 dequantization\n");
 #elif !defined(LK_CPU_X86_512)
     fprintf(stderr, "test_quant_dot: no SIMD kernels in this build; portable kernels only\n");
 #endif

@@ -32,7 +32,7 @@ loki_status lk_cpu_init(lk_cpu **out, int n_threads, int max_rows, int64_t max_d
     size_t thr = (size_t)2 * LK_GEMM_KC * LK_GEMM_NR;
     thr = LK_MAX(thr, (size_t)LK_BLAS_TILE_ROWS * (size_t)max_dim);
     thr = LK_MAX(thr, (size_t)max_dim);
-    thr = LK_MAX(thr, (size_t)10 * LK_QG_KC); /* integer GEMM panel (gemm_q8_x86.c) */
+    thr = LK_MAX(thr, (size_t)LK_QG_SCRATCH_FLOATS); /* integer GEMM panel (gemm_q8_x86.c / _avx2.c) */
     c->thr_floats = round16(thr);
     /* quantized activations, row layout of lk_q8_act_row: max_rows rows
      * (the integer GEMM quantizes every row of x) */

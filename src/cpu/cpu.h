@@ -39,7 +39,8 @@ lk_pool *lk_cpu_pool(lk_cpu *c);
 
 /* Kernel selection (tests and dev/cpu benchmarks; the default is AUTO):
  *  AUTO:      the fastest kernels this build has (AVX-512 when compiled in;
- *             in AVX2 builds the AVX2 matrix-vector kernels, portable GEMM);
+ *             in AVX2 builds the AVX2 matrix-vector kernels and integer
+ *             GEMM for the quantized types, the portable f32 GEMM else);
  *  SCALAR:    portable C everywhere (what a build without AVX2/AVX-512 runs), with
  *             GEMMs as dequantized tiles of W through cblas_sgemm;
  *  BLAS_GEMM: SIMD matrix-vector kernels, but GEMMs through cblas_sgemm. */

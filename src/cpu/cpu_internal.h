@@ -11,10 +11,11 @@
 
 /* The SIMD kernels need AVX-512 F/BW/VL/VNNI and F16C (Zen 4+, Ice Lake+).
  * Without them, a target with AVX2 + FMA + F16C (Haswell+, Zen 1-3) gets
- * the AVX2 matrix-vector kernels and activation quantizer (LK_CPU_X86_256:
- * matmul_avx2.c, quant_avx2.c; its GEMM and ops stay portable); anything
- * else takes the portable scalar paths. Exactly one of the two is defined,
- * and only when the compiler targets it (-march=native by default). */
+ * the AVX2 matrix-vector kernels, activation quantizer and integer prompt
+ * GEMM (LK_CPU_X86_256: matmul_avx2.c, quant_avx2.c, gemm_q8_avx2.c; its f32
+ * GEMM and ops stay portable); anything else takes the portable scalar
+ * paths. Exactly one of the two is defined, and only when the compiler
+ * targets it (-march=native by default). */
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
     defined(__AVX512VNNI__) && defined(__F16C__) && defined(__FMA__)
 #define LK_CPU_X86_512 1
@@ -43,20 +44,35 @@
 #ifndef LK_MV_MAX_N
 #define LK_MV_MAX_N 16
 #endif
-/* Integer prompt GEMM (gemm_q8_x86.c): panels of LK_QG_NR output columns x
- * LK_QG_KC inputs (a multiple of 256: whole k-quant super-blocks; 8 KiB of
- * codes), LK_QG_MR rows of x per micro-kernel tile (2 zmm per row: an int32
- * and an f32 accumulator). Per-thread scratch: 10 * LK_QG_KC floats. */
+/* Integer prompt GEMMs (gemm_q8_x86.c, gemm_q8_avx2.c): panels of LK_QG_NR
+ * = 16 output columns x LK_QG_KC inputs (a multiple of 256: whole k-quant
+ * super-blocks), tiles of at most LK_QG_MR rows of x (each file states its
+ * tiles and why). AVX-512: 16 columns = one zmm of int32 lanes, KC 512 (8
+ * KiB of codes), 8 rows (2 zmm per row: an int32 and an f32 accumulator);
+ * AVX2: 16 columns = two ymm, KC 1024 (16 KiB of codes; on Zen 3 4-8%
+ * faster than 512 for q4_0 and q5_0 at n = 512 on the SmolLM2 and Gemma 3
+ * FFN shapes: fewer passes over y), up to 5 rows. Per-thread
+ * scratch of either: LK_QG_SCRATCH_FLOATS floats (codes and the unpacked
+ * columns, (LK_QG_KC, LK_QG_NR) bytes each, plus s and m, (LK_QG_KC/16,
+ * LK_QG_NR) f32 each at most). */
 #define LK_QG_NR 16
+#if defined(LK_CPU_X86_512)
 #ifndef LK_QG_KC
 #define LK_QG_KC 512
-#endif
-#if LK_QG_KC % 256
-#error "LK_QG_KC must be a multiple of 256"
 #endif
 #ifndef LK_QG_MR
 #define LK_QG_MR 8
 #endif
+#else
+#ifndef LK_QG_KC
+#define LK_QG_KC 1024
+#endif
+#define LK_QG_MR 5
+#endif
+#if LK_QG_KC % 256
+#error "LK_QG_KC must be a multiple of 256"
+#endif
+#define LK_QG_SCRATCH_FLOATS (LK_QG_NR * LK_QG_KC / 2 + LK_QG_NR * LK_QG_KC / 8)
 /* Rows of W dequantized per tile on the portable (OpenBLAS) GEMM path. */
 #define LK_BLAS_TILE_ROWS 32
 
@@ -148,10 +164,11 @@ static inline leg_layout leg_of(lk_dtype t) {
 int lk_mv_has_qdot(lk_dtype t);
 
 /* Does lk_cpu_matmul quantize x for its GEMM path (n > LK_MV_MAX_N) on
- * weights of type t? Yes for the integer GEMM (AVX-512 builds, AUTO
- * kernels, lk_mv_has_qdot types); the portable GEMM keeps f32 x. */
+ * weights of type t? Yes for the integer GEMMs (AVX-512 or AVX2 builds,
+ * AUTO kernels, lk_mv_has_qdot types); the portable GEMM (SCALAR,
+ * BLAS_GEMM, builds without either) keeps f32 x. */
 static inline int lk_cpu_gemm_qdot(const lk_cpu *c, lk_dtype t) {
-#if defined(LK_CPU_X86_512)
+#if defined(LK_CPU_X86_512) || defined(LK_CPU_X86_256)
     return c->kernels == LK_CPU_KERNELS_AUTO && lk_mv_has_qdot(t);
 #else
     (void)c;
@@ -196,7 +213,7 @@ void lk_transpose16_x86(const float *src, int64_t lds, float *dst, int64_t ldd);
 /* Integer GEMM share of thread ith: y (n, out) = W~ . x~ for this thread's
  * panels of LK_QG_NR output columns; w of a type with lk_mv_has_qdot, x its
  * n rows quantized (lk_q8_act_row layout from x, `in` = w->ne[0]).
- * scratch: 10 * LK_QG_KC floats, 64-byte aligned. */
+ * scratch: LK_QG_SCRATCH_FLOATS floats, 64-byte aligned. */
 void lk_gemm_q8_x86(float *y, const lk_q8_act *x, const lk_tensor *w, int n, int ith, int nth,
                     float *scratch);
 /* silu(g) * u over n floats, vectorized exp. */
@@ -209,13 +226,17 @@ void lk_swiglu_x86(float *g, const float *u, int64_t n);
  *   lk_q8_quantize_avx2 == lk_q8_quantize_scalar, bit for bit;
  *   lk_mv_float_avx2:   contract of lk_mv_float_x86 (f32/f16/bf16 W, any in);
  *   lk_mv_q8_avx2:      q8_0 rows r0..r1 times quantized x (as lk_mv_qdot_scalar);
- *   lk_mv_qdot_avx2:    contract of lk_mv_qdot_scalar, every lk_mv_has_qdot type. */
+ *   lk_mv_qdot_avx2:    contract of lk_mv_qdot_scalar, every lk_mv_has_qdot type;
+ *   lk_gemm_q8_avx2:    contract of lk_gemm_q8_x86 (gemm_q8_avx2.c), its x's
+ *                       codes in [-127, 127] (what the quantizers write). */
 void lk_q8_quantize_avx2(const float *x, lk_q8_act *a, int64_t in);
 void lk_mv_float_avx2(lk_dtype dt, float *y, const void *w, const float *x, int64_t in,
                       int64_t r0, int64_t r1);
 void lk_mv_q8_avx2(float *y, const void *w, const lk_q8_act *x, int64_t in, int64_t r0, int64_t r1);
 void lk_mv_qdot_avx2(lk_dtype t, float *y, const void *w, const lk_q8_act *x, int64_t in,
                      int64_t r0, int64_t r1);
+void lk_gemm_q8_avx2(float *y, const lk_q8_act *x, const lk_tensor *w, int n, int ith, int nth,
+                     float *scratch);
 #endif
 
 /* Unaligned little-endian loads of quant block fields (fp16 scales, packed

@@ -1,7 +1,7 @@
 /*
  * matmul.c - lk_cpu_matmul dispatch, its threading, and the portable scalar
- * kernels (the SIMD ones are in matmul_x86.c, AVX-512, and matmul_avx2.c /
- * quant_avx2.c, AVX2 matrix-vector only).
+ * kernels (the SIMD ones are in matmul_x86.c, quant_x86.c, gemm_q8_x86.c,
+ * AVX-512, and matmul_avx2.c, quant_avx2.c, gemm_q8_avx2.c, AVX2).
  *
  * Paths (see dev/cpu/README.md for the measurements behind them):
  *   n <= LK_MV_MAX_N (decode, short batches): matrix-vector; the rows of
@@ -14,17 +14,21 @@
  *           blocks as stored (quant_x86.c with AVX-512 VNNI, quant_avx2.c
  *           with AVX2, quant_dot.c portable). f32/f16/bf16, q2_k and q3_k keep f32 x (q2_k/q3_k:
  *           each row dequantized into the thread's scratch row, portable).
- *   larger n: GEMM. AVX-512 builds (AUTO kernels): for the lk_mv_has_qdot
- *           types the integer GEMM (gemm_q8_x86.c): every row of x quantized
- *           once (split across the pool, the same quantizer as above), W's
- *           codes unpacked per panel of 16 output columns, vpdpbusd tiles;
- *           for f32/f16/bf16, q2_k and q3_k the packed f32 micro-kernel
+ *   larger n: GEMM. AVX-512 and AVX2 builds (AUTO kernels): for the
+ *           lk_mv_has_qdot types the integer GEMM (gemm_q8_x86.c, vpdpbusd
+ *           tiles on panels of 16 output columns; gemm_q8_avx2.c,
+ *           vpmaddubsw tiles on panels of 8): every row of x quantized once
+ *           (split across the pool, the same quantizer as above), W's codes
+ *           unpacked per panel (gemm_q8_pack.h). AVX-512 builds: for
+ *           f32/f16/bf16, q2_k and q3_k the packed f32 micro-kernel
  *           (panels of 32 output columns split across the pool; W converted
- *           or dequantized block by block into the panel). The portable path dequantizes LK_BLAS_TILE_ROWS rows of
+ *           or dequantized block by block into the panel). Otherwise (those
+ *           dtypes on AVX2, SCALAR and BLAS_GEMM kernels, other builds) the
+ *           portable path dequantizes LK_BLAS_TILE_ROWS rows of
  *           W at a time into per-thread scratch and calls cblas_sgemm on
  *           each tile (OpenBLAS set to 1 thread: our pool is the only
  *           parallelism, so no second set of spinning threads competes for
- *           the cores). GEMMs keep x in f32.
+ *           the cores); it keeps x in f32.
  * No copy of W beyond a panel, a tile or a row ever exists.
  *
  * Accuracy with quantized activations (n <= LK_MV_MAX_N at every level;
@@ -37,10 +41,10 @@
  * bound per output, tests/test_quant_dot.c the W~ . x~ part per kernel).
  * This is llama.cpp's scheme for its legacy types (x scale fp16 there, f32
  * here); for the k-quants llama.cpp uses one x scale per 256 (q8_K), we keep
- * blocks of 32 (smaller error, same data for every type). The integer GEMM
- * (n > LK_MV_MAX_N, AVX-512) has the same bound; the f32 GEMMs (other
- * dtypes, and the portable/BLAS levels) keep f32 activations: only W's own
- * quantization error remains.
+ * blocks of 32 (smaller error, same data for every type). The integer GEMMs
+ * (n > LK_MV_MAX_N, AVX-512 and AVX2) have the same bound; the f32 GEMMs
+ * (other dtypes, and the portable/BLAS levels) keep f32 activations: only
+ * W's own quantization error remains.
  */
 #include "cpu/cpu_internal.h"
 
@@ -92,6 +96,24 @@ void lk_mv_float_scalar(lk_dtype dt, float *y, const void *w, const float *x, in
         for (; k < in; k++) s[0] += wr[k] * x[k];
         y[r] = (s[0] + s[1]) + (s[2] + s[3]);
     }
+}
+
+/* Quantize one row x (in) into xq: the build's SIMD quantizer when simd,
+ * else the portable one (bit-identical results either way). */
+static void quantize_row(int simd, const float *x, lk_q8_act *xq, int64_t in) {
+#if defined(LK_CPU_X86_512)
+    if (simd) {
+        lk_q8_quantize_x86(x, xq, in);
+        return;
+    }
+#elif defined(LK_CPU_X86_256)
+    if (simd) {
+        lk_q8_quantize_avx2(x, xq, in);
+        return;
+    }
+#endif
+    (void)simd;
+    lk_q8_quantize_scalar(x, xq, in);
 }
 
 /* ------------------------------------------------------------ tasks */
@@ -189,7 +211,9 @@ static void gemm_x86_task(void *arg, int ith, int nth) {
     const mm_task *t = arg;
     lk_gemm_x86(t->y, t->x, t->w, t->n, ith, nth, lk_cpu_thr_scratch(t->c, ith));
 }
+#endif
 
+#if defined(LK_CPU_X86_512) || defined(LK_CPU_X86_256)
 /* Quantize this thread's share of the n rows of x into c->xq. */
 static void quantize_rows_task(void *arg, int ith, int nth) {
     const mm_task *t = arg;
@@ -198,13 +222,19 @@ static void quantize_rows_task(void *arg, int ith, int nth) {
     lk_split(t->n, 1, ith, nth, &i0, &i1);
     for (int64_t i = i0; i < i1; i++) {
         lk_q8_act xq = lk_cpu_xq_row(t->c, (int)i, in);
-        lk_q8_quantize_x86(t->x + (size_t)i * in, &xq, in);
+        quantize_row(t->simd, t->x + (size_t)i * in, &xq, in);
     }
 }
 
-static void gemm_q8_x86_task(void *arg, int ith, int nth) {
+/* Integer GEMM share of thread ith (gemm_q8_x86.c or gemm_q8_avx2.c). */
+static void gemm_q8_task(void *arg, int ith, int nth) {
     const mm_task *t = arg;
-    lk_gemm_q8_x86(t->y, &t->c->xq, t->w, t->n, ith, nth, lk_cpu_thr_scratch(t->c, ith));
+    float *scratch = lk_cpu_thr_scratch(t->c, ith);
+#if defined(LK_CPU_X86_512)
+    lk_gemm_q8_x86(t->y, &t->c->xq, t->w, t->n, ith, nth, scratch);
+#else
+    lk_gemm_q8_avx2(t->y, &t->c->xq, t->w, t->n, ith, nth, scratch);
+#endif
 }
 #endif
 
@@ -223,24 +253,19 @@ void lk_cpu_matmul(lk_cpu *c, float *y, const float *x, const lk_tensor *w, int 
         t.qdot = lk_mv_has_qdot(w->dtype);
         for (int i = 0; t.qdot && i < n; i++) {
             lk_q8_act xq = lk_cpu_xq_row(c, i, in);
-#if defined(LK_CPU_X86_512)
-            if (t.simd) lk_q8_quantize_x86(x + (size_t)i * in, &xq, in);
-            else
-#elif defined(LK_CPU_X86_256)
-            if (t.simd) lk_q8_quantize_avx2(x + (size_t)i * in, &xq, in);
-            else
-#endif
-                lk_q8_quantize_scalar(x + (size_t)i * in, &xq, in);
+            quantize_row(t.simd, x + (size_t)i * in, &xq, in);
         }
         lk_pool_run(c->pool, mv_task, &t);
         return;
     }
-#if defined(LK_CPU_X86_512)
+#if defined(LK_CPU_X86_512) || defined(LK_CPU_X86_256)
     if (lk_cpu_gemm_qdot(c, w->dtype)) {
         lk_pool_run(c->pool, quantize_rows_task, &t);
-        lk_pool_run(c->pool, gemm_q8_x86_task, &t);
+        lk_pool_run(c->pool, gemm_q8_task, &t);
         return;
     }
+#endif
+#if defined(LK_CPU_X86_512)
     if (c->kernels == LK_CPU_KERNELS_AUTO) {
         lk_pool_run(c->pool, gemm_x86_task, &t);
         return;

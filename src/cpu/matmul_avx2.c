@@ -5,7 +5,9 @@
  * kernel. Compiled only under LK_CPU_X86_256 (cpu_internal.h); the other
  * quantized types are in quant_avx2.c, the portable references in matmul.c
  * and quant_dot.c, the AVX-512 counterparts in matmul_x86.c. The prompt
- * GEMM (n > LK_MV_MAX_N) stays on the portable OpenBLAS path in these builds.
+ * GEMM (n > LK_MV_MAX_N) of the quantized types is gemm_q8_avx2.c; that of
+ * f32/f16/bf16, q2_k and q3_k stays on the portable OpenBLAS path in these
+ * builds.
  *
  * Matrix-vector (decode): 4 rows at a time, so one load of x feeds 4
  * independent FMA chains (x is read once per 4 rows, and the 4 chains hide
@@ -26,8 +28,6 @@
 #include <immintrin.h>
 #include "cpu/avx2_util.h"
 #include <string.h>
-
-#define LK_AI static inline __attribute__((always_inline))
 
 /* ------------------------------------------------------------ helpers */
 

@@ -37,36 +37,12 @@
 #include "cpu/avx2_util.h"
 #include <string.h>
 
-#define LK_AI static inline __attribute__((always_inline))
-
-
 /* sum over lane pairs of u * Q as 8 int32 lanes: lane i = elements 4i..4i+3. */
 LK_AI __m256i dot_u8s8(__m256i u, __m256i q) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), _mm256_set1_epi16(1));
 }
 
-/* 32 bits of h as 32 bytes: byte e = 0x10 where bit e of h is set, else 0
- * (the 5th bit of code e). Byte e takes byte e / 8 of h (vpshufb within
- * each 128-bit lane, each of which holds all 4 bytes), tests bit e % 8. */
-LK_AI __m256i bits_to_0x10(uint32_t h) {
-    const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2,
-                                         3, 3, 3, 3, 3, 3, 3, 3);
-    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
-    const __m256i v = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)h), sel), bit);
-    return _mm256_and_si256(_mm256_cmpeq_epi8(v, bit), _mm256_set1_epi8(0x10));
-}
-
 /* ------------------------------------------------ legacy (32 per block) */
-
-
-/* Codes of one block in element order: low nibbles of the 16 qs bytes are
- * elements 0..15, high nibbles 16..31 (the GGUF order), plus the qh bits. */
-LK_AI __m256i leg_codes(leg_layout L, const uint8_t *blk) {
-    const __m128i v = _mm_loadu_si128((const __m128i *)(blk + L.qs));
-    __m256i u = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0f));
-    if (L.five) u = _mm256_or_si256(u, bits_to_0x10(lk_ld32(blk + L.qh)));
-    return u;
-}
 
 /* y[0..nr) = W~ . x~ for the nr (1..4) rows starting at w (row stride rb),
  * nb blocks. 4 rows share the activation side (its load, offset and scale
@@ -84,7 +60,7 @@ LK_AI void leg_rows(leg_layout L, int nr, float *y, const uint8_t *w, size_t rb,
 #pragma GCC unroll 4
         for (int i = 0; i < nr; i++) {
             const uint8_t *blk = w + (size_t)i * rb + (size_t)ib * L.bytes;
-            __m256i s = dot_u8s8(leg_codes(L, blk), q);
+            __m256i s = dot_u8s8(lk_leg_codes(L, blk), q);
             if (!L.has_m) s = _mm256_add_epi32(s, off);
             const __m256 sc = _mm256_set1_ps(_cvtsh_ss(lk_ld16(blk)) * xd);
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc[i]);
@@ -136,22 +112,12 @@ LK_AI void k45_block(int five, const uint8_t *blk, const lk_q8_act *x, int64_t i
     const __m256 c = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(lk_ld16(blk))), u8x8_ps(sc)), xd);
     const __m256 dm = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(lk_ld16(blk + 2))), u8x8_ps(m));
     *acc = _mm256_fnmadd_ps(dm, _mm256_loadu_ps(x->s32 + 8 * ib), *acc);
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m10 = _mm256_set1_epi8(0x10);
     const __m256i H = five ? _mm256_loadu_si256((const __m256i *)(blk + 16)) : _mm256_setzero_si256();
     const int8_t *Q = x->q + 256 * ib;
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
-        const __m256i v = _mm256_loadu_si256((const __m256i *)(blk + qs_off + 32 * j));
-        __m256i u0 = _mm256_and_si256(v, m4), u1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-        if (five) {
-            /* bit s of each byte to bit 4: a 16-bit shift by 4 - s (or s - 4)
-             * moves bits within bytes for the bit kept by the 0x10 mask */
-            const int s0 = 2 * j, s1 = 2 * j + 1;
-            const __m256i h0 = s0 <= 4 ? _mm256_slli_epi16(H, 4 - s0) : _mm256_srli_epi16(H, s0 - 4);
-            const __m256i h1 = s1 <= 4 ? _mm256_slli_epi16(H, 4 - s1) : _mm256_srli_epi16(H, s1 - 4);
-            u0 = _mm256_or_si256(u0, _mm256_and_si256(h0, m10));
-            u1 = _mm256_or_si256(u1, _mm256_and_si256(h1, m10));
-        }
+        __m256i u0, u1;
+        lk_k45_codes(five, blk + qs_off + 32 * j, H, j, &u0, &u1);
         const __m256i p0 = dot_u8s8(u0, _mm256_loadu_si256((const __m256i *)(Q + 64 * j)));
         const __m256i p1 = dot_u8s8(u1, _mm256_loadu_si256((const __m256i *)(Q + 64 * j + 32)));
         *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_permutevar8x32_ps(c, _mm256_set1_epi32(2 * j)), *acc);
@@ -188,12 +154,7 @@ LK_AI void mv_k45(int five, float *y, const uint8_t *w, const lk_q8_act *x, int6
 /* One q6_k super-block (ql at 0, qh at 128, int8 scales at 192, d at 208)
  * of a row against super-block ib of x. xd2: the d of x's 8 blocks, each
  * repeated for its two 16-sub-blocks (lo: sub-blocks 0..7, hi: 8..15).
- * Codes of half h (elements 128h..): 32-byte loads L0 = ql[64h..],
- * L1 = ql[64h + 32..] and H = qh[32h..]; elements 32g + l of the half are
- *   g = 0: L0 & 15 | (H bits 0-1) << 4    g = 1: L1 & 15 | (H bits 2-3) << 2
- *   g = 2: L0 >> 4 | (H bits 4-5)         g = 3: L1 >> 4 | (H bits 6-7) >> 2
- * moved into bits 4-5 with 16-bit shifts and a 0x30 mask (the mask keeps
- * only bits that stayed inside their byte). A 32-group's 8 lanes are
+ * Codes of each half by lk_q6_codes (avx2_util.h). A 32-group's 8 lanes are
  * sub-block 2G (lanes 0-3) and 2G + 1 (4-7): one FMA with
  * [c_2G x4 | c_2G+1 x4], c_s = d sc_s d_x; the -32 against S_s in float. */
 LK_AI void q6_block(const uint8_t *blk, __m256 xd_lo, __m256 xd_hi, const lk_q8_act *x, int64_t ib,
@@ -206,19 +167,11 @@ LK_AI void q6_block(const uint8_t *blk, __m256 xd_lo, __m256 xd_hi, const lk_q8_
     *acc = _mm256_fnmadd_ps(_mm256_mul_ps(ds_lo, m32), _mm256_loadu_ps(x->s16 + 16 * ib), *acc);
     *acc = _mm256_fnmadd_ps(_mm256_mul_ps(ds_hi, m32), _mm256_loadu_ps(x->s16 + 16 * ib + 8), *acc);
     const __m256 c[2] = {_mm256_mul_ps(ds_lo, xd_lo), _mm256_mul_ps(ds_hi, xd_hi)};
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
     const int8_t *Q = x->q + 256 * ib;
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
-        const __m256i L0 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h));
-        const __m256i L1 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
-        const __m256i H = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
-        const __m256i u[4] = {
-            _mm256_or_si256(_mm256_and_si256(L0, m4), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30)),
-            _mm256_or_si256(_mm256_and_si256(L1, m4), _mm256_and_si256(_mm256_slli_epi16(H, 2), m30)),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L0, 4), m4), _mm256_and_si256(H, m30)),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L1, 4), m4),
-                            _mm256_and_si256(_mm256_srli_epi16(H, 2), m30))};
+        __m256i u[4];
+        lk_q6_codes(blk + 64 * h, blk + 128 + 32 * h, u);
 #pragma GCC unroll 4
         for (int g = 0; g < 4; g++) {
             const int G = 4 * h + g; /* 32-group of the super-block: sub-blocks 2G, 2G + 1 */
