@@ -26,10 +26,12 @@
  * score stage went 313 -> 268 us at B = 16, 32k, 86 -> 72 at B = 1, 128k on
  * one h200, 273.5 -> 268 and 79 -> 72.6 on another (2026-12-03, RESULTS.md
  * item 30). The wider kernels (several heads per block: per-head selection
- * on GQA; 1-2 or 32 lanes per key) spill at 64 registers and ran slower
- * with four loads (B = 16, 32/8, 32k: 113 -> 146 us), so they keep eight
- * loads, four steps and no bound. dev/cuda variant knobs: SC_LD, SC_STEPS,
- * SC_MINB (the narrow kernels). */
+ * on GQA; 1-2 or 32 lanes per key) spill at 64 registers, so they keep
+ * eight loads, four steps and no bound: MINB 0 leaves ptxas its own choice,
+ * as before (an explicit 1 let it take 223 registers instead of 168 for 4
+ * heads and 3 blocks per SM became 2: B = 16, 32/8, 32k, per-head
+ * selection, score 113 -> 157 us). dev/cuda variant knobs: SC_LD,
+ * SC_STEPS, SC_MINB (the narrow kernels). */
 #ifndef SC_STEPS
 #define SC_STEPS 8
 #endif
@@ -45,7 +47,7 @@
  * SM bound (MINB). */
 template <int NH, int LPT> struct sc_cfg {
     static constexpr bool NARROW = NH == 1 && LPT >= 4 && LPT <= 16;
-    static constexpr int LD = NARROW ? SC_LD : 8, STEPS = NARROW ? SC_STEPS : 4, MINB = NARROW ? SC_MINB : 1;
+    static constexpr int LD = NARROW ? SC_LD : 8, STEPS = NARROW ? SC_STEPS : 4, MINB = NARROW ? SC_MINB : 0;
     static constexpr int TPI = 32 / LPT;                       /* keys per load */
     static constexpr int SPP = (LK_GPU_PAGE + LD * TPI - 1) / (LD * TPI);
     static constexpr int PPW = STEPS / SPP > 0 ? STEPS / SPP : 1;
