@@ -489,6 +489,11 @@ static void test_topk(void) {
         if (trial % 3 == 0)
             for (int i = 0; i < n; i++) x[i] = (float)((i * 7) % 5); /* many ties */
         lk_topk(x, NULL, n, k, idx, work);
+        {
+            int32_t pidx[500];
+            lk_topk_portable(x, NULL, n, k, pidx, work);
+            CHECKF(memcmp(idx, pidx, sizeof(int32_t) * (size_t)k) == 0, "topk n=%d k=%d: SIMD and portable differ", n, k);
+        }
         double key[500];
         int all[500], ref[500];
         for (int i = 0; i < n; i++) key[i] = x[i], all[i] = i;
@@ -530,7 +535,7 @@ static void test_topk(void) {
     /* large n: same answer as sorting */
     enum { BIG = 40000 };
     float *bx = malloc(sizeof(float) * BIG), *bw = malloc(sizeof(float) * 2 * BIG);
-    int32_t *bi = malloc(sizeof(int32_t) * BIG), *bc = malloc(sizeof(int32_t) * BIG);
+    int32_t *bi = malloc(sizeof(int32_t) * BIG), *bc = malloc(sizeof(int32_t) * BIG), *bp = malloc(sizeof(int32_t) * BIG);
     double *bk = malloc(sizeof(double) * BIG);
     int *order = malloc(sizeof(int) * BIG);
     uint8_t *in = calloc(BIG, 1);
@@ -553,10 +558,14 @@ static void test_topk(void) {
         for (int i = 0; i < k; i++) bad += in[order[i]] != 1;
         for (int i = 1; i < k; i++) unordered += bi[i] <= bi[i - 1]; /* in candidate order */
         CHECKF(unordered == 0, "topk large n=%d k=%d: %d picks out of candidate order", n, k, unordered);
+        /* the vector path (where the build has one) against the portable one: the same picks in order */
+        lk_topk_portable(bx, cp, n, k, bp, bw);
+        CHECKF(memcmp(bi, bp, sizeof(int32_t) * (size_t)k) == 0, "topk large n=%d k=%d cand=%d: SIMD and portable "
+               "picks differ", n, k, cp != NULL);
         for (int i = 0; i < k; i++) in[bi[i]] = 0;
         CHECKF(bad == 0, "topk large n=%d k=%d cand=%d: %d differ", n, k, cp != NULL, bad);
     }
-    free(bx), free(bw), free(bi), free(bc), free(bk), free(order), free(in);
+    free(bx), free(bw), free(bi), free(bc), free(bp), free(bk), free(order), free(in);
 }
 
 /* The dense decode of one row over a long context (more keys than one of

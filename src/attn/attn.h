@@ -179,6 +179,9 @@ void lk_attn_run(lk_attn *a, lk_pool *pool, const lk_kv_cache *kv, int layer, co
  * by a radix select in O(n); work holds 2n floats. Ties at the threshold go
  * to the lower index; NaN ranks below every number; -0 equals +0. k <= n. */
 void lk_topk(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t *idx, float *work);
+/* lk_topk without SIMD (the same picks in the same order): the reference
+ * the tests compare the vector paths with. */
+void lk_topk_portable(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t *idx, float *work);
 
 /* out[m*ldo + s] = scale · Q[m]·K[s] for s < S, m < M: K (S, d) rows, Q (M, d)
  * with row stride ldq. Reads every key once however many query rows. */

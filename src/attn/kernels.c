@@ -251,7 +251,8 @@ static void topk_split_avx2(uint32_t *key, int32_t n, uint32_t d0, int32_t *idx,
  *     class, and the class's first `need` by index: ties to the lower one);
  *  4. the two ordered runs merged from the back into idx.
  * work: (2n) floats (keys, then the bucket's indices). */
-void lk_topk(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t *idx, float *work) {
+static void topk_run(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t *idx, float *work, int simd) {
+    (void)simd; /* builds without AVX2 have the portable path only */
     if (k <= 0) return;
     if (k >= n) {
         for (int32_t i = 0; i < n; i++) idx[i] = cand ? cand[i] : i;
@@ -261,32 +262,36 @@ void lk_topk(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t 
     int32_t *live = (int32_t *)(work + n); /* (n) the bucket's indices, then its picks */
     uint32_t hist[4][TOPK_BINS];
     memset(hist, 0, sizeof hist);
-#if defined(__AVX2__)
-    topk_keys_avx2(x, cand, n, key, hist);
-#else
     int32_t i = 0;
-    if (cand) /* two loops: the keys' one vectorizes */
-        for (i = 0; i < n; i++) key[i] = topk_key(x[cand[i]]);
+#if defined(__AVX2__)
+    if (simd)
+        topk_keys_avx2(x, cand, n, key, hist);
     else
-        for (i = 0; i < n; i++) key[i] = topk_key(x[i]);
-    for (i = 0; i + 4 <= n; i += 4) {
-        hist[0][key[i] >> 21]++, hist[1][key[i + 1] >> 21]++;
-        hist[2][key[i + 2] >> 21]++, hist[3][key[i + 3] >> 21]++;
-    }
-    for (; i < n; i++) hist[0][key[i] >> 21]++;
 #endif
+    {
+        if (cand) /* two loops: the keys' one vectorizes */
+            for (i = 0; i < n; i++) key[i] = topk_key(x[cand[i]]);
+        else
+            for (i = 0; i < n; i++) key[i] = topk_key(x[i]);
+        for (i = 0; i + 4 <= n; i += 4) {
+            hist[0][key[i] >> 21]++, hist[1][key[i + 1] >> 21]++;
+            hist[2][key[i + 2] >> 21]++, hist[3][key[i + 3] >> 21]++;
+        }
+        for (; i < n; i++) hist[0][key[i] >> 21]++;
+    }
     int32_t need = k, cb;
     const uint32_t d0 = (uint32_t)topk_digit(hist, TOPK_BINS, &need, &cb);
     int32_t na = 0, nb = 0; /* above the bucket (into idx: fewer than k), in it */
 #if defined(__AVX2__)
-    topk_split_avx2(key, n, d0, idx, &na, live, &nb);
-#else
-    for (i = 0; i < n; i++) {
-        const uint32_t kk = key[i], dg = kk >> 21;
-        idx[na] = i, na += dg > d0;
-        live[nb] = i, key[nb] = kk, nb += dg == d0; /* nb <= i: in place */
-    }
+    if (simd)
+        topk_split_avx2(key, n, d0, idx, &na, live, &nb);
+    else
 #endif
+        for (i = 0; i < n; i++) {
+            const uint32_t kk = key[i], dg = kk >> 21;
+            idx[na] = i, na += dg > d0;
+            live[nb] = i, key[nb] = kk, nb += dg == d0; /* nb <= i: in place */
+        }
     uint32_t pre = d0;
     int sh = 21;
     for (int pass = 1; pass < 3 && need < cb; pass++) { /* the class must be split further */
@@ -310,4 +315,12 @@ void lk_topk(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t 
         idx[w] = b < 0 || (a >= 0 && idx[a] > live[b]) ? idx[a--] : live[b--];
     if (cand)
         for (int32_t w = 0; w < k; w++) idx[w] = cand[idx[w]];
+}
+
+void lk_topk(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t *idx, float *work) {
+    topk_run(x, cand, n, k, idx, work, 1);
+}
+
+void lk_topk_portable(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t *idx, float *work) {
+    topk_run(x, cand, n, k, idx, work, 0);
 }
