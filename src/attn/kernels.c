@@ -2,10 +2,13 @@
  * kernels.c - the building blocks of attention on the CPU: scores of a few
  * query rows against many keys, weighted sums of value rows, dot products,
  * top-k by partial selection. AVX-512 where the compiler targets it, GCC
- * vector extensions (any SIMD) otherwise. Selection is a radix select on the
- * scores' orderable bits (at most three histogram passes, the later ones
- * over the boundary digit's keys only): O(n) whatever the order, no
- * data-dependent branches in the passes over all n.
+ * vector extensions (any SIMD) otherwise; the top-k's passes over all n have
+ * AVX2 forms beside the portable ones (lk_topk_portable). Selection is a
+ * radix select on the scores' orderable bits (two passes over all n, then up
+ * to two histogram passes over the boundary digit's keys only): O(n)
+ * whatever the order. The portable passes over all n are branch-free; the
+ * AVX2 split loops over the set lanes of each 8-key mask (fewer than k + the
+ * bucket in all).
  */
 #include "attn/attn.h"
 
