@@ -31,6 +31,7 @@ static const shape k_shapes[] = {
     {"fix.up 384x1024", 384, 1024, 0},   {"fix.down 1024x384", 1024, 384, 0},
     {"fix.out 384x8192", 384, 8192, 0},  {"7b.wq 4096x4096", 4096, 4096, 1},
     {"7b.up 4096x11008", 4096, 11008, 1}, {"7b.down 11008x4096", 11008, 4096, 1},
+    {"smol.out 576x49152", 576, 49152, 1}, {"gemma.out 640x262144", 640, 262144, 1},
 };
 static const lk_dtype k_dt[] = {LK_DTYPE_F32,  LK_DTYPE_F16,  LK_DTYPE_BF16, LK_DTYPE_Q8_0, LK_DTYPE_Q4_0,
                                 LK_DTYPE_Q4_1, LK_DTYPE_Q5_0, LK_DTYPE_Q4_K, LK_DTYPE_Q5_K, LK_DTYPE_Q6_K};

@@ -19,6 +19,28 @@
 #define LK_AI static inline __attribute__((always_inline))
 #endif
 
+/* Software prefetch for the matrix-vector kernels, which walk a group of R
+ * consecutive rows (one contiguous range of R * rb bytes) a block column at a
+ * time: step ib reads R blocks of `bs` bytes spread over the group. When rows
+ * are short (a few hundred bytes: the 576..1536-wide matrices of SmolLM2 and
+ * Gemma 3, and their 49k..262k-row output matrices) each row is too short a
+ * stream for the hardware prefetchers, which ran Gemma 3's q8_0 output matrix
+ * at 4-5 GB/s per core against 10-13 with this (dev/cpu/README.md). So the
+ * group is prefetched as the one linear range it is, R * bs bytes per step,
+ * LK_MV_PF_AHEAD bytes ahead. For long rows (7B shapes) the addresses run
+ * ahead into the group's own later rows: useless but harmless (measured). */
+#ifndef LK_MV_PF_AHEAD
+#define LK_MV_PF_AHEAD 2048
+#endif
+LK_AI void lk_mv_prefetch(const uint8_t *group, size_t step_bytes, int64_t ib) {
+#if LK_MV_PF_AHEAD > 0
+    const char *p = (const char *)group + step_bytes * (size_t)ib + LK_MV_PF_AHEAD;
+    for (size_t o = 0; o < step_bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+#else
+    (void)group, (void)step_bytes, (void)ib;
+#endif
+}
+
 /* Sum of the 8 lanes of v. */
 LK_AI float lk_hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -136,8 +136,10 @@ static inline void lk_split(int64_t n, int64_t align, int ith, int nth, int64_t 
     *e = LK_MIN(c1 * align, n);
 }
 
-/* Quantize x (in) into a (in % 32 == 0). Scalar and SIMD give identical
- * results (both round half to even). */
+/* Quantize x (in) into a (in % 32 == 0): per block of 32, d = amax / 127 and
+ * codes round(x / d) (half to even) clamped to [-127, 127] -- never -128, which
+ * the AVX2 q8_0 kernels rely on (lk_mv_q8_avx2, lk_gemm_q8_avx2). Scalar and
+ * SIMD give identical results. */
 void lk_q8_quantize_scalar(const float *x, lk_q8_act *a, int64_t in);
 
 /* Legacy quant types (q4_0, q4_1, q5_0, q5_1; 32 weights a block): byte
@@ -225,7 +227,8 @@ void lk_swiglu_x86(float *g, const float *u, int64_t n);
  * contract of its portable / AVX-512 counterpart:
  *   lk_q8_quantize_avx2 == lk_q8_quantize_scalar, bit for bit;
  *   lk_mv_float_avx2:   contract of lk_mv_float_x86 (f32/f16/bf16 W, any in);
- *   lk_mv_q8_avx2:      q8_0 rows r0..r1 times quantized x (as lk_mv_qdot_scalar);
+ *   lk_mv_q8_avx2:      q8_0 rows r0..r1 times quantized x (as lk_mv_qdot_scalar),
+ *                       x's codes in [-127, 127];
  *   lk_mv_qdot_avx2:    contract of lk_mv_qdot_scalar, every lk_mv_has_qdot type;
  *   lk_gemm_q8_avx2:    contract of lk_gemm_q8_x86 (gemm_q8_avx2.c), its x's
  *                       codes in [-127, 127] (what the quantizers write). */

@@ -66,7 +66,7 @@ void lk_q8_quantize_scalar(const float *x, lk_q8_act *a, int64_t in) {
         int32_t sum[2] = {0, 0};
         for (int j = 0; j < 32; j++) {
             int32_t q = (int32_t)nearbyintf(xb[j] * id); /* half to even, like vcvtps2dq */
-            q = q > 127 ? 127 : q < -128 ? -128 : q;
+            q = q > 127 ? 127 : q < -127 ? -127 : q; /* never -128: see lk_mv_q8_avx2 */
             a->q[32 * b + j] = (int8_t)q;
             sum[j >> 4] += q;
         }

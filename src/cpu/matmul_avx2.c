@@ -45,11 +45,11 @@ LK_AI int32_t hsum8i(__m256i v) {
  * in / 32 blocks), bit-identical results: amax by max of |x| (order-free),
  * d = amax / 127 and id = 1 / d as scalars exactly as there, q = round half
  * to even of x * id (vcvtps2dq under the default MXCSR, like nearbyintf;
- * both give INT32_MIN out of range), clamped to [-128, 127] before both the
+ * both give INT32_MIN out of range), clamped to [-127, 127] before both the
  * sums and the byte store, so the sums describe the stored bytes. */
 void lk_q8_quantize_avx2(const float *x, lk_q8_act *a, int64_t in) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    const __m256i lo = _mm256_set1_epi32(-128), hi = _mm256_set1_epi32(127);
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
     /* vpackssdw/vpacksswb interleave the 128-bit lanes: dword k of the packed
      * bytes holds 4 values of vector k % 4, half k / 4; this puts them back */
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -180,40 +180,40 @@ void lk_mv_float_avx2(lk_dtype dt, float *y, const void *w, const float *x, int6
 /* ------------------------------------------------ q8_0 matrix-vector */
 
 /* Contract of lk_mv_qdot_scalar for q8_0: y[r] = W~[r] . x~, rows r0..r1 of
- * 34-byte blocks, x quantized (in / 32 blocks).
+ * 34-byte blocks, x quantized (in / 32 blocks) by lk_q8_quantize_*, whose
+ * codes lie in [-127, 127].
  *
- * Why not vpmaddubsw (u8 x s8) as for the other types: both operands are
- * signed here, and the usual sign transfer (|w| times x * sign(w)) breaks on
- * -128: |-128| = 128 fits as unsigned but x * sign(w) = 128 does not fit in
- * int8 when x = -128, and two products of 128 * 128 overflow vpmaddubsw's
- * saturating int16 sum (random test blocks hold every byte). Widening both
- * to int16 (vpmovsxbw) and summing pairs with vpmaddwd into int32 is exact
- * for every value, and costs about as many instructions: the x side is
- * widened once per block for all 4 rows.
- * Per block the 8 int32 lanes (each a sum of 4 products, |.| <= 2^16: exact
- * in f32) are converted and FMA'd with d_w d_x; one horizontal sum per row
- * at the end. */
+ * Both operands are signed, and vpmaddubsw takes one unsigned: the sign moves
+ * from w to x, |w| times x * sign(w) (vpsignb). That is exact here: |w| <= 128
+ * fits as unsigned (|-128| = 0x80), x * sign(w) fits in int8 because the
+ * activation codes never hold -128, and a pair of products is at most
+ * 2 * 128 * 127 = 32512 < 2^15, so the saturating int16 sum never saturates.
+ * vpmaddwd by 1 then gives 8 int32 lanes per block (each <= 2^16: exact in
+ * f32), converted and FMA'd with d_w d_x; one horizontal sum per row. */
+LK_AI __m256i q8_dot(const uint8_t *blk, __m256i xq) {
+    const __m256i wq = _mm256_loadu_si256((const __m256i *)(blk + 2));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq)),
+                             _mm256_set1_epi16(1));
+}
+
 void lk_mv_q8_avx2(float *y, const void *w, const lk_q8_act *x, int64_t in, int64_t r0, int64_t r1) {
     const int64_t nb = in / 32;
     const size_t rb = (size_t)nb * sizeof(lk_block_q8_0);
-    /* dot of block ib of row p (byte pointer) against the widened x halves */
-#define LK_Q8_DOT(p)                                                                                      \
-    _mm256_add_epi32(                                                                                     \
-        _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)((p) + 34 * ib + 2))), xl), \
-        _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)((p) + 34 * ib + 18))), xh))
-#define LK_Q8_SCALE(p) _mm256_set1_ps(_cvtsh_ss(lk_ld16((p) + 34 * ib)) * xd)
+#define LK_Q8_STEP(p, a)                                                                       \
+    a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_dot((p) + 34 * ib, xq)),                         \
+                        _mm256_set1_ps(_cvtsh_ss(lk_ld16((p) + 34 * ib)) * xd), a)
     int64_t r = r0;
     for (; r + 4 <= r1; r += 4) {
         const uint8_t *p0 = (const uint8_t *)w + (size_t)r * rb, *p1 = p0 + rb, *p2 = p1 + rb, *p3 = p2 + rb;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (int64_t ib = 0; ib < nb; ib++) {
-            const __m256i xl = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x->q + 32 * ib)));
-            const __m256i xh = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x->q + 32 * ib + 16)));
+            lk_mv_prefetch(p0, 4 * sizeof(lk_block_q8_0), ib);
+            const __m256i xq = _mm256_loadu_si256((const __m256i *)(x->q + 32 * ib));
             const float xd = x->d[ib];
-            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(LK_Q8_DOT(p0)), LK_Q8_SCALE(p0), a0);
-            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(LK_Q8_DOT(p1)), LK_Q8_SCALE(p1), a1);
-            a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(LK_Q8_DOT(p2)), LK_Q8_SCALE(p2), a2);
-            a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(LK_Q8_DOT(p3)), LK_Q8_SCALE(p3), a3);
+            LK_Q8_STEP(p0, a0);
+            LK_Q8_STEP(p1, a1);
+            LK_Q8_STEP(p2, a2);
+            LK_Q8_STEP(p3, a3);
         }
         y[r] = lk_hsum8(a0);
         y[r + 1] = lk_hsum8(a1);
@@ -224,15 +224,14 @@ void lk_mv_q8_avx2(float *y, const void *w, const lk_q8_act *x, int64_t in, int6
         const uint8_t *p0 = (const uint8_t *)w + (size_t)r * rb;
         __m256 a0 = _mm256_setzero_ps();
         for (int64_t ib = 0; ib < nb; ib++) {
-            const __m256i xl = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x->q + 32 * ib)));
-            const __m256i xh = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x->q + 32 * ib + 16)));
+            lk_mv_prefetch(p0, sizeof(lk_block_q8_0), ib);
+            const __m256i xq = _mm256_loadu_si256((const __m256i *)(x->q + 32 * ib));
             const float xd = x->d[ib];
-            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(LK_Q8_DOT(p0)), LK_Q8_SCALE(p0), a0);
+            LK_Q8_STEP(p0, a0);
         }
         y[r] = lk_hsum8(a0);
     }
-#undef LK_Q8_DOT
-#undef LK_Q8_SCALE
+#undef LK_Q8_STEP
 }
 
 #endif /* LK_CPU_X86_256 */

@@ -85,13 +85,14 @@ void lk_q8_quantize_x86(const float *x, lk_q8_act *a, int64_t in) {
         __m512 am = _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1));
         float amax = _mm512_reduce_max_ps(am);
         float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        /* clamped to [-127, 127] like the scalar quantizer (never -128) */
+        const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
         __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_set1_ps(id)));
         __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
+        i0 = _mm512_min_epi32(_mm512_max_epi32(i0, lo), hi);
+        i1 = _mm512_min_epi32(_mm512_max_epi32(i1, lo), hi);
         _mm_store_si128((__m128i *)(a->q + 32 * b), _mm512_cvtsepi32_epi8(i0));
         _mm_store_si128((__m128i *)(a->q + 32 * b + 16), _mm512_cvtsepi32_epi8(i1));
-        /* saturate like the stores above (only +128 can overflow int8) */
-        i0 = _mm512_min_epi32(i0, _mm512_set1_epi32(127));
-        i1 = _mm512_min_epi32(i1, _mm512_set1_epi32(127));
         const int32_t s0 = _mm512_reduce_add_epi32(i0), s1 = _mm512_reduce_add_epi32(i1);
         a->d[b] = d;
         a->c[b] = -16 * (s0 + s1);

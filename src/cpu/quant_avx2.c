@@ -52,6 +52,7 @@ LK_AI void leg_rows(leg_layout L, int nr, float *y, const uint8_t *w, size_t rb,
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     float accm[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int64_t ib = 0; ib < nb; ib++) {
+        lk_mv_prefetch(w, (size_t)nr * L.bytes, ib);
         const __m256i q = _mm256_loadu_si256((const __m256i *)(x->q + 32 * ib));
         /* c = -16 sum(Q), a multiple of 16: per lane -sum(Q) (q4_0: 8 lanes x
          * -sum = -8 sum(Q)) or -2 sum(Q) (q5_0), by exact arithmetic shifts */
@@ -135,6 +136,7 @@ LK_AI void mv_k45(int five, float *y, const uint8_t *w, const lk_q8_act *x, int6
         const uint8_t *w0 = w + (size_t)r * rb, *w1 = w0 + rb;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0;
         for (int64_t ib = 0; ib < nsb; ib++) {
+            lk_mv_prefetch(w0, 2 * bs, ib);
             k45_block(five, w0 + (size_t)ib * bs, x, ib, &a0);
             k45_block(five, w1 + (size_t)ib * bs, x, ib, &a1);
         }
@@ -192,6 +194,7 @@ static void mv_q6_k(float *y, const uint8_t *w, const lk_q8_act *x, int64_t in, 
         const uint8_t *w0 = w + (size_t)r * rb, *w1 = w0 + rb;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0;
         for (int64_t ib = 0; ib < nsb; ib++) {
+            lk_mv_prefetch(w0, 2 * bs, ib);
             const __m256 xd = _mm256_loadu_ps(x->d + 8 * ib);
             const __m256 lo = _mm256_permutevar8x32_ps(xd, dup_lo), hi = _mm256_permutevar8x32_ps(xd, dup_hi);
             q6_block(w0 + (size_t)ib * bs, lo, hi, x, ib, &a0);
