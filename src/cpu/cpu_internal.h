@@ -73,8 +73,18 @@
 #error "LK_QG_KC must be a multiple of 256"
 #endif
 #define LK_QG_SCRATCH_FLOATS (LK_QG_NR * LK_QG_KC / 2 + LK_QG_NR * LK_QG_KC / 8)
-/* Rows of W dequantized per tile on the portable (OpenBLAS) GEMM path. */
-#define LK_BLAS_TILE_ROWS 32
+/* Rows of W converted to f32 per tile on the portable (OpenBLAS) GEMM path:
+ * as many as fit LK_BLAS_TILE_FLOATS (a multiple of 16, 16..256). Each
+ * sgemm call repacks all n rows of x, so short tiles spent a third of the
+ * time packing: 32-row tiles ran the fixture's bf16 prefill matmuls at
+ * 75-95 GFLOP/s on 2 Zen 3 cores, 256-row tiles at 118-144 (dev/cpu). */
+#ifndef LK_BLAS_TILE_FLOATS
+#define LK_BLAS_TILE_FLOATS ((size_t)1 << 20)
+#endif
+static inline int64_t lk_blas_tile_rows(int64_t in) {
+    int64_t r = (int64_t)(LK_BLAS_TILE_FLOATS / (size_t)in) & ~(int64_t)15;
+    return r < 16 ? 16 : r > 256 ? 256 : r;
+}
 
 /* Quantized activations for the integer-dot matrix-vector kernels (q8_0 and
  * every type of core/quant.h with a dot kernel, see lk_mv_has_qdot): one

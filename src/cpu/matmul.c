@@ -24,7 +24,7 @@
  *           (panels of 32 output columns split across the pool; W converted
  *           or dequantized block by block into the panel). Otherwise (those
  *           dtypes on AVX2, SCALAR and BLAS_GEMM kernels, other builds) the
- *           portable path dequantizes LK_BLAS_TILE_ROWS rows of
+ *           portable path dequantizes lk_blas_tile_rows(in) rows of
  *           W at a time into per-thread scratch and calls cblas_sgemm on
  *           each tile (OpenBLAS set to 1 thread: our pool is the only
  *           parallelism, so no second set of spinning threads competes for
@@ -182,18 +182,19 @@ static void mv_task(void *arg, int ith, int nth) {
     }
 }
 
-/* Portable GEMM share of thread ith: tiles of LK_BLAS_TILE_ROWS rows of W
- * (split across threads) converted to f32 then one sgemm per tile. */
+/* Portable GEMM share of thread ith: its rows of W (16-row aligned split) in
+ * tiles of lk_blas_tile_rows(in) rows, each converted to f32 (unless W is f32)
+ * then one sgemm per tile. */
 static void gemm_blas_task(void *arg, int ith, int nth) {
     const mm_task *t = arg;
     const lk_tensor *w = t->w;
-    const int64_t in = w->ne[0], out = w->ne[1];
+    const int64_t in = w->ne[0], out = w->ne[1], tr = lk_blas_tile_rows(in);
     const size_t rb = lk_dtype_row_bytes(w->dtype, in);
     int64_t r0, r1;
-    lk_split(out, LK_BLAS_TILE_ROWS, ith, nth, &r0, &r1);
-    float *tile = lk_cpu_thr_scratch(t->c, ith); /* (LK_BLAS_TILE_ROWS, in) */
-    for (int64_t j0 = r0; j0 < r1; j0 += LK_BLAS_TILE_ROWS) {
-        const int64_t nj = LK_MIN((int64_t)LK_BLAS_TILE_ROWS, r1 - j0);
+    lk_split(out, 16, ith, nth, &r0, &r1);
+    float *tile = lk_cpu_thr_scratch(t->c, ith); /* (tr, in) */
+    for (int64_t j0 = r0; j0 < r1; j0 += tr) {
+        const int64_t nj = LK_MIN(tr, r1 - j0);
         const float *wt = tile;
         if (w->dtype == LK_DTYPE_F32) {
             wt = (const float *)w->data + j0 * in;
