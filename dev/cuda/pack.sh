@@ -6,7 +6,8 @@
 # can run them. There:
 #   mkdir -p /tmp/lk && tar -C /tmp/lk -xJf .carry/gpu-pack.tar.xz
 #   /tmp/lk/run-gpu-tests.sh                       # the `gpu` tests under CTest
-#   LD_LIBRARY_PATH=/tmp/lk/lib /tmp/lk/bin/loki bench attention --device cuda
+#   LD_LIBRARY_PATH=/tmp/lk/lib:/usr/local/cuda/lib64 /tmp/lk/bin/loki bench attention --device cuda
+# (cuBLAS is not packed: hundreds of MB; the GPU machine's toolkit has it)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DLOKI_NATIVE=OFF -DLOKI_CUDA=ON >/dev/null
@@ -19,12 +20,12 @@ tests=$(cd build-cuda/tests && ls test_cuda_* 2>/dev/null | grep -v '\.' || true
 cp build-cuda/loki "$stage"/bin/
 for t in $tests; do cp "build-cuda/tests/$t" "$stage"/bin/; done
 for f in "$stage"/bin/*; do
-  ldd "$f" | awk '/=> \// {print $3}' | grep -Ev 'lib(c|m|dl|rt|pthread|stdc\+\+|gcc_s)\.so' || true
+  ldd "$f" | awk '/=> \// {print $3}' | grep -Ev 'lib(c|m|dl|rt|pthread|stdc\+\+|gcc_s|cublas|cublasLt)\.so' || true
 done | sort -u | while read -r lib; do cp -L "$lib" "$stage"/lib/; done
 {
   echo '#!/usr/bin/env bash'
   echo '# Run the gpu-labelled tests under CTest from the packed binaries.'
-  echo 'set -e; here=$(cd "$(dirname "$0")" && pwd); export LD_LIBRARY_PATH=$here/lib'
+  echo 'set -e; here=$(cd "$(dirname "$0")" && pwd); export LD_LIBRARY_PATH=$here/lib:/usr/local/cuda/lib64'
   echo 'mkdir -p "$here/ctest"; : > "$here/ctest/CTestTestfile.cmake"'
   echo "for t in $tests; do"
   echo '  echo "add_test($t \"$here/bin/$t\")" >> "$here/ctest/CTestTestfile.cmake"'
