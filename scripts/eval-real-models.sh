@@ -9,6 +9,7 @@
 #   MODELS="smol gemma"  CTX=2048  CHUNKS=1 (windows per text)  CAL_CHUNKS=2
 #   T=2 (threads)  TEXTS="wiki book"  PREFILL_ROWS=. / DECODE_ROWS=... (label regexes)
 #   PK_LENGTHS=1024,2048 PK_DEPTHS=0,0.5,1 PK_TRIALS=2 (passkey)
+#   CAL_CHUNKS=0 calibrates on every window of wikitext2-valid.tokens
 set -euo pipefail
 BIN="$1/loki"; OUT="$2"; shift 2; PHASES=("$@")
 SHARED="$(cd "$(dirname "$0")/../.." && pwd)/shared"
@@ -72,11 +73,17 @@ for phase in "${PHASES[@]}"; do
             ppl "$m" "$text" decode "${e%%|*}" ${e#*|}
           done
         done ;;
-      passkey)
-        /usr/bin/time -f "%e s" nice -n 19 "$BIN" eval passkey -m "$(model "$m")" --haystack "$SHARED/data/books/moby_dick.txt" \
-          --lengths "${PK_LENGTHS:-1024,2048}" --depths "${PK_DEPTHS:-0,0.5,1}" --trials "${PK_TRIALS:-2}" --seed 1 -t "$T" \
-          --attn dense,exact-topk,loki --pca "$OUT/$m.pca.gguf" --kf 0.25 --df 0.25 \
-          > "$OUT/passkey-$m.txt" 2> "$OUT/passkey-$m.err" ;;
+      passkey) # one JSON object per method group (each trial's generated text included)
+        pk() { # tag args...
+          local tag="$1"; shift
+          /usr/bin/time -f "%e s" nice -n 19 "$BIN" eval passkey -m "$(model "$m")" \
+            --haystack "$SHARED/data/books/moby_dick.txt" --lengths "${PK_LENGTHS:-1024,2048}" \
+            --depths "${PK_DEPTHS:-0,0.5,1}" --trials "${PK_TRIALS:-2}" --seed 1 -t "$T" \
+            --pca "$OUT/$m.pca.gguf" --json "$@" > "$OUT/passkey-$m-$tag.json" 2> "$OUT/passkey-$m-$tag.err"
+        }
+        pk base --attn dense,exact-topk,loki --kf 0.25 --df 0.25
+        pk pre --attn loki --basis pre --kf 0.25 --df 0.25
+        pk gqamax --attn loki --kf 0.5 --df 0.25 --gqa-max --k-min 64 --sinks 4 --recent 64 ;;
     esac
   done
 done
