@@ -126,12 +126,20 @@ loki_kv_type loki_kv_type_default(void); /* never LOKI_KV_DEFAULT */
  * tens of GB of KV cache up front); pass n_ctx explicitly for more. */
 #define LOKI_DEFAULT_MAX_CTX 8192
 
+/* Where a context runs its forward pass. CUDA keeps the weights, the
+ * activations and the KV cache on GPU 0 (docs/GPU.md). */
+typedef enum loki_device {
+    LOKI_DEVICE_CPU = 0,
+    LOKI_DEVICE_CUDA = 1,
+} loki_device;
+
 typedef struct loki_context_params {
     int32_t n_ctx;     /* KV cache length in tokens; 0 = the model's trained length capped at
                           LOKI_DEFAULT_MAX_CTX */
     int32_t n_threads; /* compute threads; 0 = number of online CPUs */
     int32_t n_batch;   /* max tokens per forward pass in prompt processing */
     loki_kv_type type_k, type_v; /* KV cache element types (LOKI_KV_DEFAULT: loki_kv_type_default()) */
+    loki_device device; /* LOKI_DEVICE_CPU (default) or LOKI_DEVICE_CUDA */
 } loki_context_params;
 
 loki_context_params loki_context_default_params(void);

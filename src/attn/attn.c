@@ -155,3 +155,5 @@ void lk_attn_rotate(lk_attn *a, int layer, float *x, int32_t n, int n_heads) {
             memcpy(xh + (size_t)i * n_heads * D, a->rot_tmp + (size_t)i * D, sizeof(float) * (size_t)D);
     }
 }
+
+const float *lk_attn_rotation(const lk_attn *a) { return a->rot; }

@@ -144,6 +144,10 @@ loki_status lk_attn_init(lk_attn **out, const lk_hparams *hp, const loki_attn_pa
                          int32_t n_batch, int n_threads, lk_kv_cache *kv, loki_error *err);
 void lk_attn_free(lk_attn *a);
 
+/* The PCA rotations (L, Hkv, D, D) f32, rows the PCA axes, of a method that
+ * rotates (loki, pcaattn); NULL otherwise. Owned by a. */
+const float *lk_attn_rotation(const lk_attn *a);
+
 /* Forget per-sequence state (H2O accumulators and evictions, statistics). */
 void lk_attn_reset(lk_attn *a);
 

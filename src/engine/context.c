@@ -17,6 +17,46 @@ loki_context_params loki_context_default_params(void) {
 
 static float *alloc_f32(size_t n, loki_error *err) { return lk_alloc_aligned(n * sizeof(float), err); }
 
+/* Free the activation buffers and the backend that owns them. */
+static void drop_backend(loki_context *c) {
+    if (!c->be) return;
+    float **bufs[] = {&c->x, &c->xb, &c->q, &c->k, &c->v, &c->att, &c->hb, &c->hb2};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
+        c->be->ops->free(c->be, *bufs[i]);
+        *bufs[i] = NULL;
+    }
+    lk_backend_free(c->be);
+    c->be = NULL;
+}
+
+/* Create the context's backend for its device and current attention method
+ * (the GPU's cache layout follows the method) and the activation buffers in
+ * its memory, for n_batch rows. */
+static loki_status make_backend(loki_context *c, loki_error *err) {
+    const lk_hparams *hp = &c->hp;
+    const size_t B = (size_t)c->n_batch, E = (size_t)hp->n_embd, QD = (size_t)hp->n_head * hp->head_dim,
+                 KD = (size_t)hp->n_head_kv * hp->head_dim, F = (size_t)hp->n_ff;
+    loki_status st = c->device == LOKI_DEVICE_CUDA
+                         ? lk_backend_cuda_init(&c->be, c->model, &c->attn_params, lk_attn_rotation(c->attn), c->n_ctx,
+                                                c->n_batch, &c->calib, err)
+                         : lk_backend_cpu_init(&c->be, c->model, c->cpu, &c->kv, &c->attn, &c->calib, err);
+    if (st) return st;
+    lk_backend *be = c->be;
+    struct {
+        float **p;
+        size_t n;
+        const char *what;
+    } bufs[] = {{&c->x, B * E, "x"},     {&c->xb, B * E, "xb"},    {&c->q, B * QD, "q"},
+                {&c->k, B * KD, "k"},    {&c->v, B * KD, "v"},     {&c->att, B * QD, "att"},
+                {&c->hb, B * F, "hb"},   {&c->hb2, B * F, "hb2"}};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        if (!(*bufs[i].p = be->ops->alloc(be, bufs[i].n, bufs[i].what, err))) {
+            drop_backend(c);
+            return lk_fail_prefix(err, "activations of a context of %d tokens", c->n_ctx);
+        }
+    return LOKI_OK;
+}
+
 loki_status loki_context_init(loki_model *model, const loki_context_params *params,
                               loki_context **out, loki_error *err) {
     const lk_hparams *hp = &model->hp;
@@ -35,26 +75,23 @@ loki_status loki_context_init(loki_model *model, const loki_context_params *para
     c->n_threads = params->n_threads > 0 ? params->n_threads : lk_n_cpus();
     c->n_batch = params->n_batch > 0 ? params->n_batch : DEFAULT_N_BATCH;
     if (c->n_batch > c->n_ctx) c->n_batch = c->n_ctx;
-    int32_t B = c->n_batch, E = hp->n_embd, QD = hp->n_head * hp->head_dim,
-            KD = hp->n_head_kv * hp->head_dim, F = hp->n_ff;
+    int32_t B = c->n_batch, E = hp->n_embd, QD = hp->n_head * hp->head_dim, F = hp->n_ff;
     int64_t max_dim = LK_MAX(LK_MAX(E, QD), LK_MAX(F, hp->n_vocab));
     loki_status st = lk_cpu_init(&c->cpu, c->n_threads, B, max_dim, err);
     if (st) goto fail;
     if ((st = lk_kv_init(&c->kv, hp->n_layer, hp->n_head_kv, hp->head_dim, c->n_ctx, params->type_k,
                          params->type_v, err)))
         goto fail;
+    c->attn_params = loki_attn_default_params();
+    if ((st = lk_attn_init(&c->attn, hp, &c->attn_params, c->n_ctx, B, c->n_threads, &c->kv, err))) goto fail;
+    c->device = params->device;
+    if ((st = make_backend(c, err))) goto fail;
     c->logits_cap = 1;
-    if (!(c->x = alloc_f32((size_t)B * E, err)) || !(c->xb = alloc_f32((size_t)B * E, err)) ||
-        !(c->q = alloc_f32((size_t)B * QD, err)) || !(c->k = alloc_f32((size_t)B * KD, err)) ||
-        !(c->v = alloc_f32((size_t)B * KD, err)) || !(c->att = alloc_f32((size_t)B * QD, err)) ||
-        !(c->hb = alloc_f32((size_t)B * F, err)) || !(c->hb2 = alloc_f32((size_t)B * F, err)) ||
-        !(c->positions = lk_calloc((size_t)B, sizeof(int32_t), err)) ||
+    if (!(c->positions = lk_calloc((size_t)B, sizeof(int32_t), err)) ||
         !(c->logits = alloc_f32((size_t)hp->n_vocab, err))) {
         st = lk_fail_prefix(err, "context of %d tokens", c->n_ctx);
         goto fail;
     }
-    c->attn_params = loki_attn_default_params();
-    if ((st = lk_attn_init(&c->attn, hp, &c->attn_params, c->n_ctx, B, c->n_threads, &c->kv, err))) goto fail;
     *out = c;
     return LOKI_OK;
 fail:
@@ -64,16 +101,9 @@ fail:
 
 void loki_context_free(loki_context *c) {
     if (!c) return;
+    drop_backend(c);
     lk_cpu_free(c->cpu);
     lk_kv_free(&c->kv);
-    lk_free_aligned(c->x);
-    lk_free_aligned(c->xb);
-    lk_free_aligned(c->q);
-    lk_free_aligned(c->k);
-    lk_free_aligned(c->v);
-    lk_free_aligned(c->att);
-    lk_free_aligned(c->hb);
-    lk_free_aligned(c->hb2);
     free(c->positions);
     lk_attn_free(c->attn);
     lk_free_aligned(c->logits);
@@ -138,5 +168,9 @@ loki_status loki_context_set_attn(loki_context *ctx, const loki_attn_params *p, 
     ctx->attn = a;
     ctx->attn_params = *p;
     loki_context_reset(ctx);
+    if (ctx->device == LOKI_DEVICE_CUDA) { /* the GPU cache's layout follows the method */
+        drop_backend(ctx);
+        if ((st = make_backend(ctx, err))) return st;
+    }
     return LOKI_OK;
 }

@@ -8,6 +8,7 @@
 #include "attn/attn.h"
 #include "core/common.h"
 #include "cpu/cpu.h"
+#include "engine/backend.h"
 #include "model/model.h"
 
 struct loki_context {
@@ -16,8 +17,10 @@ struct loki_context {
     int32_t n_ctx, n_batch, n_threads;
     lk_cpu *cpu;
     lk_kv_cache kv;
+    loki_device device;
+    lk_backend *be;        /* runs the forward pass (engine/backend.h); owns nothing above */
     int32_t pos;           /* tokens in the cache */
-    /* activations for up to n_batch rows */
+    /* activations for up to n_batch rows, in the backend's memory */
     float *x;              /* (n_batch, n_embd) residual stream */
     float *xb;             /* (n_batch, n_embd) normed input / block output */
     float *q;              /* (n_batch, n_head * head_dim) */
@@ -26,7 +29,7 @@ struct loki_context {
     float *att;            /* (n_batch, n_head * head_dim) attention output */
     float *hb;             /* (n_batch, n_ff) gate, then silu(gate) * up */
     float *hb2;            /* (n_batch, n_ff) up */
-    int32_t *positions;    /* (n_batch) */
+    int32_t *positions;    /* (n_batch) host */
     lk_attn *attn;         /* attention method state (attn/attn.h) */
     struct lk_calib *calib; /* not NULL: keys are accumulated for `loki calibrate` */
     loki_attn_params attn_params; /* attention method (loki_context_set_attn) */

@@ -1,0 +1,132 @@
+/*
+ * backend.h - the seam between the forward pass and the hardware: the
+ * operations forward.c runs, which the CPU backend (backend_cpu.c) and the
+ * CUDA backend (backend_cuda.c) implement. forward.c stays the one readable
+ * description of the model; a backend only says how each op runs.
+ *
+ * Memory: every float * below (activations, logits rows) lives where the
+ * backend computes - host memory for the CPU, device memory for CUDA - and
+ * is allocated through the backend (lk_be_alloc). Weights are passed as the
+ * model's lk_tensor views; a backend that keeps its own copies (the GPU)
+ * finds them from the view. Shapes: n = rows (tokens) of the batch,
+ * E = n_embd, H/Hkv = query/KV heads, D = head_dim, F = n_ff, V = n_vocab.
+ *
+ * Errors: the ops are asynchronous on a GPU, so they do not return a
+ * status. A backend records the first failure of any op (sticky, as CUDA's
+ * own errors are) and reports it at lk_be_sync / lk_be_status; after a
+ * failure the remaining ops of the pass do nothing.
+ */
+#ifndef LK_ENGINE_BACKEND_H
+#define LK_ENGINE_BACKEND_H
+
+#include "core/common.h"
+#include "core/tensor.h"
+#include "model/model.h"
+
+typedef struct lk_backend lk_backend;
+
+typedef struct lk_backend_ops {
+    const char *name; /* "cpu", "cuda" */
+    /* Buffers of `floats` floats in the backend's memory (NULL on failure,
+     * with err set); free accepts NULL. */
+    float *(*alloc)(lk_backend *be, size_t floats, const char *what, loki_error *err);
+    void (*free)(lk_backend *be, float *p);
+    /* Start a pass over n tokens at positions pos (host arrays, n): what the
+     * embedding and RoPE ops of this pass read. */
+    loki_status (*begin)(lk_backend *be, const int32_t *tokens, const int32_t *pos, int n, loki_error *err);
+    /* x (n, E) = rows of table for this pass's tokens, times scale (0: 1). */
+    void (*embed)(lk_backend *be, float *x, const lk_tensor *table, int n, float scale);
+    /* y (n, dim) = x / rms(x) * w; y may equal x. */
+    void (*rmsnorm)(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n, int dim, float eps);
+    /* y (n, out) = x (n, in) · Wᵀ. */
+    void (*matmul)(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n);
+    /* x (n, dim) += b. */
+    void (*add_bias)(lk_backend *be, float *x, const lk_tensor *b, int n, int dim);
+    /* RoPE in place on x (n, n_heads, D) at this pass's positions, with layer l's settings. */
+    void (*rope)(lk_backend *be, float *x, int n, int n_heads, int layer);
+    /* gate (n, F) = act(gate) * up. */
+    void (*glu)(lk_backend *be, float *gate, const float *up, int n, int n_ff, lk_ffn_act act);
+    /* x (count) += y. */
+    void (*add)(lk_backend *be, float *x, const float *y, size_t count);
+    /* x (count) = c * tanh(x / c). */
+    void (*softcap)(lk_backend *be, float *x, float c, size_t count);
+    /* Keys of layer l (n, Hkv, D) into the calibration statistics (basis:
+     * LOKI_BASIS_PRE before RoPE, POST after); only called while calibrating. */
+    void (*calib_keys)(lk_backend *be, int basis, int layer, const float *k, int n);
+    /* The attention of layer l for this pass: rotate q (n, H, D) and k
+     * (n, Hkv, D) into the PCA basis when the method uses one, store k and v
+     * at positions pos0.. of the cache, then out (n, H, D) = attention of
+     * each query over the cached tokens up to its own position. */
+    void (*attention)(lk_backend *be, int layer, float *q, float *k, const float *v, float *out, int n,
+                      int32_t pos0);
+    /* Where the pass writes `floats` floats that end up in host memory at
+     * `host` (the logits): host itself on the CPU, a device buffer (grown
+     * as needed) on a GPU. NULL on failure, with err set. */
+    float *(*out_buffer)(lk_backend *be, float *host, size_t floats, loki_error *err);
+    /* Copy `floats` floats of src (backend memory) to host dst and wait for
+     * every op before; returns the pass's first error, if any. */
+    loki_status (*sync_read)(lk_backend *be, float *dst, const float *src, size_t floats, loki_error *err);
+    void (*destroy)(lk_backend *be);
+} lk_backend_ops;
+
+struct lk_backend {
+    const lk_backend_ops *ops;
+};
+
+/* The CPU backend over a context's CPU state (borrowed: the context owns and
+ * frees them): compute pool/scratch, KV cache, attention method (read through
+ * the pointer each call, since loki_context_set_attn replaces it) and the
+ * calibration collector (NULL when not calibrating, read each call too). */
+struct lk_cpu;
+struct lk_kv_cache;
+struct lk_attn;
+struct lk_calib;
+loki_status lk_backend_cpu_init(lk_backend **out, const loki_model *m, struct lk_cpu *cpu,
+                                struct lk_kv_cache *kv, struct lk_attn *const *attn,
+                                struct lk_calib *const *calib, loki_error *err);
+
+/* The CUDA backend (backend_cuda.c): opens GPU 0, uploads the model's
+ * weights, builds the paged cache of n_ctx tokens for the method p (split
+ * layout and decode kernels of lk_cuda.h; pca_rot (L, Hkv, D, D) from
+ * lk_attn_rotation, NULL without a PCA method) and scratch for n_batch rows.
+ * Without a GPU or a CUDA build: LOKI_ERR_UNSUPPORTED naming the cause. */
+loki_status lk_backend_cuda_init(lk_backend **out, const loki_model *m, const loki_attn_params *p,
+                                 const float *pca_rot, int32_t n_ctx, int32_t n_batch,
+                                 struct lk_calib *const *calib, loki_error *err);
+
+/* Thin wrappers, so forward.c reads as the model. */
+static inline void lk_be_embed(lk_backend *be, float *x, const lk_tensor *t, int n, float scale) {
+    be->ops->embed(be, x, t, n, scale);
+}
+static inline void lk_be_rmsnorm(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n, int dim,
+                                 float eps) {
+    be->ops->rmsnorm(be, y, x, w, n, dim, eps);
+}
+static inline void lk_be_matmul(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n) {
+    be->ops->matmul(be, y, x, w, n);
+}
+static inline void lk_be_add_bias(lk_backend *be, float *x, const lk_tensor *b, int n, int dim) {
+    be->ops->add_bias(be, x, b, n, dim);
+}
+static inline void lk_be_rope(lk_backend *be, float *x, int n, int n_heads, int layer) {
+    be->ops->rope(be, x, n, n_heads, layer);
+}
+static inline void lk_be_glu(lk_backend *be, float *gate, const float *up, int n, int n_ff, lk_ffn_act act) {
+    be->ops->glu(be, gate, up, n, n_ff, act);
+}
+static inline void lk_be_add(lk_backend *be, float *x, const float *y, size_t count) { be->ops->add(be, x, y, count); }
+static inline void lk_be_softcap(lk_backend *be, float *x, float c, size_t count) {
+    be->ops->softcap(be, x, c, count);
+}
+static inline void lk_be_calib_keys(lk_backend *be, int basis, int layer, const float *k, int n) {
+    be->ops->calib_keys(be, basis, layer, k, n);
+}
+static inline void lk_be_attention(lk_backend *be, int layer, float *q, float *k, const float *v, float *out, int n,
+                                   int32_t pos0) {
+    be->ops->attention(be, layer, q, k, v, out, n, pos0);
+}
+static inline void lk_backend_free(lk_backend *be) {
+    if (be) be->ops->destroy(be);
+}
+
+#endif
