@@ -20,7 +20,11 @@
  * loads while this one is used). Split layouts are reassembled per chunk
  * (chunk e < d from k_lo, the rest from k_hi; d is a multiple of 8).
  * Tokens outside [k_lo, p_hi] are zero-filled, not read: unwritten slots of
- * the last page may hold anything (NaN times a zero weight is NaN).
+ * the last page may hold anything (NaN times a zero weight is NaN). The
+ * block-table entry of a page is read one page ahead of its copies.
+ * Registers (sm_90a, no spills): D = 64: 162 (3 blocks per SM), D = 128:
+ * 227 (2 blocks; capped at 168 for 3 it spills ~100 bytes, LK_PF_D128_3BLK), D = 256: 255
+ * (1 block: 160 KiB of shared memory).
  *
  * Products (warp = 16 rows, mma.sync m16n8k16 bf16 -> f32): S (16 x KN) =
  * Q K^T with Q (16 x D) in registers (D <= 128) or read from shared memory
@@ -54,7 +58,11 @@ template <int D> struct pf_cfg {
     static constexpr int CPR = D / 8;              /* 16-byte chunks per token row */
     static constexpr int TSTEP = PF_THREADS / CPR; /* tokens apart of one thread's chunks */
     static constexpr int NT = PF_P / TSTEP;        /* chunks per thread per page (of K, and of V) */
+#ifdef LK_PF_D128_3BLK /* dev/cuda variant: D = 128 capped at 168 registers for 3 blocks per SM (spills) */
+    static constexpr int MINB = D <= 128 ? 3 : 1;
+#else
     static constexpr int MINB = D <= 64 ? 3 : D <= 128 ? 2 : 1; /* blocks per SM for __launch_bounds__ */
+#endif
 };
 
 /* What a launch needs; positions are absolute (0 = the sequence's first token). */
@@ -83,16 +91,17 @@ __device__ __forceinline__ void pf_mma(float (&c)[4], const uint32_t (&a)[4], ui
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/* Gather logical page lp of the sequence (KV head kvh's segment) into dst:
- * K (P, D) then V (P, D), swizzled; tokens outside [k_lo, p_hi] zero-filled.
- * Every thread issues its NT chunks of K and NT of V (no commit). */
+/* Gather logical page lp of the sequence, physical page `page` (KV head
+ * kvh's segment: seg0 is page 0's, pages pstride apart) into dst: K (P, D)
+ * then V (P, D), swizzled; tokens outside [k_lo, p_hi] zero-filled. Every
+ * thread issues its NT chunks of K and NT of V (no commit). */
 template <int D>
-__device__ __forceinline__ void pf_load(const pf_args &a, const uint16_t *seg0, size_t pstride, int d, int lp,
-                                        int k_lo, int p_hi, uint16_t *dst) {
+__device__ __forceinline__ void pf_load(const uint16_t *seg0, size_t pstride, int d, int lp, int page, int k_lo,
+                                        int p_hi, uint16_t *dst) {
     using C = pf_cfg<D>;
     const int ch = threadIdx.x % C::CPR, tok0 = threadIdx.x / C::CPR, e = ch * 8;
     const int kstride = e < d ? d : D - d, koff = e < d ? e : PF_P * d + e - d;
-    const uint16_t *seg = seg0 + (size_t)a.bt[lp] * pstride;
+    const uint16_t *seg = seg0 + (size_t)page * pstride;
 #pragma unroll
     for (int i = 0; i < C::NT; i++) {
         const int tok = tok0 + i * C::TSTEP, pos = lp * PF_P + tok;
@@ -129,8 +138,11 @@ __global__ void __launch_bounds__(PF_THREADS, pf_cfg<D>::MINB) prefill_kernel(co
     const size_t pstride = (size_t)a.Hkv * lk_seg_elems(D);
     const int pg_first = k_lo / PF_P, pg_last = p_hi / PF_P;
 
-    pf_load<D>(a, seg0, pstride, d, pg_first, k_lo, p_hi, sm);
+    pf_load<D>(seg0, pstride, d, pg_first, a.bt[pg_first], k_lo, p_hi, sm);
     cp_async_commit();
+    /* the physical page of the next page to load, read a page ahead so the
+     * block-table load's latency is not in front of every page's copies */
+    int pnext = pg_first < pg_last ? a.bt[pg_first + 1] : 0;
 
     /* Q of the block's rows to bf16 (rows past the last: zero) */
     for (int e = threadIdx.x; e < PF_ROWS * D / 4; e += PF_THREADS) {
@@ -163,8 +175,9 @@ __global__ void __launch_bounds__(PF_THREADS, pf_cfg<D>::MINB) prefill_kernel(co
     for (int lp = pg_first; lp <= pg_last; lp++) {
         const int stg = (lp - pg_first) & 1;
         const uint16_t *cur = sm + stg * C::STAGE;
-        if (lp < pg_last) pf_load<D>(a, seg0, pstride, d, lp + 1, k_lo, p_hi, sm + (stg ^ 1) * C::STAGE);
+        if (lp < pg_last) pf_load<D>(seg0, pstride, d, lp + 1, pnext, k_lo, p_hi, sm + (stg ^ 1) * C::STAGE);
         cp_async_commit();
+        pnext = lp + 2 <= pg_last ? a.bt[lp + 2] : 0; /* used next iteration */
         cp_async_wait<1>();
         __syncthreads();
 #pragma unroll
