@@ -317,8 +317,8 @@ static void bad_args(lk_cuda *cu) {
     {
         loki_error e = {0};
         CHECKF(lk_gpu_attn_prefill(kv, 0, 0, 100, 0, 8, b, b, 0.125f, 0, &e) == LOKI_OK, "n = 0: %s", e.msg);
-        CHECKF(lk_gpu_attn_prefill(kv, 0, 0, 100, 28, 8, b, b + 28 * 8 * 64, 0.125f, 0, &e) == LOKI_OK && lk_cuda_sync(cu, &e) == LOKI_OK,
-               "128 reserved tokens: %s", e.msg);
+        const loki_status s1 = lk_gpu_attn_prefill(kv, 0, 0, 100, 28, 8, b, b + 28 * 8 * 64, 0.125f, 0, &e);
+        CHECKF(s1 == LOKI_OK && lk_cuda_sync(cu, &e) == LOKI_OK, "128 reserved tokens: %s", e.msg);
     }
 done:
     lk_cuda_dealloc(cu, buf);

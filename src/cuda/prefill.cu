@@ -337,7 +337,9 @@ extern "C" loki_status lk_gpu_attn_prefill(lk_gpu_kv *kv, int layer, int32_t seq
         a.sc = scale * 1.4426950408889634f;
         const int blocks = (int)(ntiles * Hkv);
         cudaStream_t s = kv->cu->stream;
-        ce = D == 64 ? pf_launch<64>(a, blocks, s) : D == 128 ? pf_launch<128>(a, blocks, s) : pf_launch<256>(a, blocks, s);
+        ce = D == 64    ? pf_launch<64>(a, blocks, s)
+             : D == 128 ? pf_launch<128>(a, blocks, s)
+                        : pf_launch<256>(a, blocks, s);
     }
     LK_CUDA_TRY(ce);
 fail:
