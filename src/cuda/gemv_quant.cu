@@ -148,14 +148,14 @@ template <bool F> struct dq_q45_k {
     static constexpr bool QX = true;
     struct P { float ds, dm; };
     __device__ static void load(const uint8_t *b, int s, uint32_t *v, P &p) {
-        const uint8_t *sc = b + 4;
-        int scv, mv;
-        if (s < 4) {
-            scv = sc[s] & 63, mv = sc[s + 4] & 63;
-        } else {
-            scv = (sc[s + 4] & 15) | (sc[s - 4] >> 6) << 4;
-            mv = (sc[s + 4] >> 4) | (sc[s] >> 6) << 4;
-        }
+        uint32_t sw[3]; /* the 12 scale bytes; byte k = (sw[k / 4] >> 8 (k % 4)) & 255 */
+        ldwords<3>(b + 4, sw);
+        const int k = s & 3, sh = 8 * k;
+        const int b0 = (sw[0] >> sh) & 255, b1 = (sw[1] >> sh) & 255, b2 = (sw[2] >> sh) & 255;
+        /* s < 4: sc = bytes[s] & 63, m = bytes[s+4] & 63; else sc = (bytes[s+4] & 15) | (bytes[s-4] >> 6) << 4,
+           m = (bytes[s+4] >> 4) | (bytes[s] >> 6) << 4, with bytes[s-4] = b0, bytes[s] = b1, bytes[s+4] = b2 */
+        const int scv = s < 4 ? b0 & 63 : (b2 & 15) | (b0 >> 6) << 4;
+        const int mv = s < 4 ? b1 & 63 : (b2 >> 4) | (b1 >> 6) << 4;
         p.ds = ldf16(b) * (float)scv;
         p.dm = ldf16(b + 2) * (float)mv;
         uint32_t q[8];
