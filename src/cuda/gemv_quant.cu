@@ -150,8 +150,8 @@ template <bool F> struct dq_q45_k {
     __device__ static void load(const uint8_t *b, int s, uint32_t *v, P &p) {
         uint32_t sw[3]; /* the 12 scale bytes; byte k = (sw[k / 4] >> 8 (k % 4)) & 255 */
         ldwords<3>(b + 4, sw);
-        const int k = s & 3, sh = 8 * k;
-        const int b0 = (sw[0] >> sh) & 255, b1 = (sw[1] >> sh) & 255, b2 = (sw[2] >> sh) & 255;
+        const int bsh = 8 * (s & 3);
+        const int b0 = (sw[0] >> bsh) & 255, b1 = (sw[1] >> bsh) & 255, b2 = (sw[2] >> bsh) & 255;
         /* s < 4: sc = bytes[s] & 63, m = bytes[s+4] & 63; else sc = (bytes[s+4] & 15) | (bytes[s-4] >> 6) << 4,
            m = (bytes[s+4] >> 4) | (bytes[s] >> 6) << 4, with bytes[s-4] = b0, bytes[s] = b1, bytes[s+4] = b2 */
         const int scv = s < 4 ? b0 & 63 : (b2 & 15) | (b0 >> 6) << 4;
