@@ -1,0 +1,69 @@
+/*
+ * lk_cuda_mm.h - matrix products y = x · Wᵀ on the GPU for every weight dtype
+ * loki reads (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k,
+ * q5_k, q6_k), W on the device in its GGUF layout (exactly the file's bytes).
+ *
+ * Two paths, chosen by the number of rows n of x:
+ *   n <= LK_CUDA_MV_MAX_N (decode): matrix-vector kernels that read W's
+ *     blocks as stored (src/cuda/gemv_quant.cu). For q8_0, q4_0, q4_1, q5_0,
+ *     q5_1, q4_k, q5_k and q6_k, x is first quantized per row into int8
+ *     blocks of 32 exactly as the CPU's lk_q8_quantize_scalar does, and each
+ *     block's dot product is an exact integer (__dp4a) scaled in f32: the
+ *     same terms as the CPU's lk_mv_qdot_scalar, so the two differ only by
+ *     f32 summation order. f32/f16/bf16, q2_k and q3_k keep f32 x against
+ *     the weights converted / dequantized to f32 as the CPU does.
+ *   n > LK_CUDA_MV_MAX_N (prompt): W dequantized to a bf16 scratch in tiles
+ *     of rows (bf16 W is used in place), x rounded to bf16, one cuBLAS GEMM
+ *     per tile with f32 accumulation. Accuracy: each product w_j x_j carries
+ *     the bf16 rounding of both factors, |error| <= (2^-8 + 2^-18) |w_j x_j|,
+ *     plus f32 accumulation: |y - W~·x| <= ~2^-8 · sum_j |w~_j x_j| (W~ the
+ *     dequantized weights; the rounding errors are random, the typical error
+ *     is far below the bound).
+ * Nothing exits or prints; errors are loki_status with a message in err.
+ */
+#ifndef LK_CUDA_MM_H
+#define LK_CUDA_MM_H
+
+#include "loki.h"
+#include "core/tensor.h"
+#include "cuda/lk_cuda.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Up to this many rows of x, lk_cuda_matmul runs the matrix-vector kernels. */
+#define LK_CUDA_MV_MAX_N 8
+
+typedef struct lk_cuda_mm lk_cuda_mm;
+
+/* Scratch for products with up to max_n rows of x, in <= max_in, out <=
+ * max_out (the GEMM's dequantized weight tile, up to 64 M bf16 elements; the
+ * quantized activations; the cuBLAS handle and workspace). cu is borrowed and
+ * must outlive *out. Errors name the sizes. */
+loki_status lk_cuda_mm_init(lk_cuda *cu, lk_cuda_mm **out, int max_n, int64_t max_in, int64_t max_out,
+                            loki_error *err);
+void lk_cuda_mm_free(lk_cuda_mm *mm);
+
+/* True for the dtypes lk_cuda_matmul accepts: f32, f16, bf16, q8_0, q4_0,
+ * q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k. */
+bool lk_cuda_mm_supports(lk_dtype t);
+
+/* y (n, out) = x (n, in) · Wᵀ on the context's stream (asynchronous; errors
+ * of the kernels surface at lk_cuda_sync). W (out, in) is on the device in
+ * its GGUF dtype and layout, exactly the bytes of the file (row r =
+ * lk_dtype_row_bytes(dt, in) bytes at r * that), its start 16-byte aligned.
+ * x (n, in) and y (n, out) f32 on the device, row-major, not overlapping.
+ * in a multiple of the dtype's block (32 or 256 elements; 1 for float
+ * types), 1 <= n <= max_n, in <= max_in, 1 <= out <= max_out; anything else
+ * is LOKI_ERR_ARG naming the problem. */
+loki_status lk_cuda_matmul(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *w, int64_t in,
+                           int64_t out, int n, loki_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
