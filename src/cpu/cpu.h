@@ -67,6 +67,12 @@ void lk_cpu_rmsnorm(lk_cpu *c, float *y, const float *x, const lk_tensor *weight
 void lk_cpu_rope(lk_cpu *c, float *x, int n, int n_heads, const int32_t *pos,
                  const lk_hparams *hp);
 
+/* inv_freq (hp->rope_dim/2): the angle per position of each rotated pair,
+ * exactly as lk_cpu_rope uses it (theta, linear / llama3 scaling, then
+ * rope_freq_factors): pair i of a token at position p is rotated by
+ * (float)p * inv_freq[i]. For backends that rotate elsewhere (the GPU). */
+void lk_rope_inv_freq(const lk_hparams *hp, float *inv_freq);
+
 /* gate (n, n_ff) = silu(gate) * up, in place. */
 void lk_cpu_swiglu(lk_cpu *c, float *gate, const float *up, int n, int n_ff);
 

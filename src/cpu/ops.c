@@ -88,8 +88,9 @@ void lk_cpu_rmsnorm(lk_cpu *c, float *y, const float *x, const lk_tensor *weight
  * float32 (so positions/angles match HF to the last bit where libm agrees):
  *   inv_freq[i] = 1 / theta ** (float(2i) / d)            (d = rope_dim)
  *   linear: inv_freq /= factor   (HF divides inv_freq, not the position)
- *   llama3: _compute_llama3_parameters (see below). */
-static void rope_freqs(float *f, const lk_hparams *hp) {
+ *   llama3: _compute_llama3_parameters (see below).
+ * Public (cpu.h) so the CUDA backend uploads the very same table. */
+void lk_rope_inv_freq(const lk_hparams *hp, float *f) {
     const int d = hp->rope_dim;
     for (int i = 0; i < d / 2; i++) {
         float e = (float)(2 * i) / (float)d;
@@ -124,7 +125,7 @@ static const float *rope_freqs_cached(lk_cpu *c, const lk_hparams *hp) {
         c->freq_key.factor != hp->rope_factor || c->freq_key.low != hp->rope_low_freq_factor ||
         c->freq_key.high != hp->rope_high_freq_factor || c->freq_key.orig_ctx != hp->rope_orig_ctx ||
         c->freq_key.factors != hp->rope_freq_factors) {
-        rope_freqs(c->freq, hp);
+        lk_rope_inv_freq(hp, c->freq);
         c->freq_key.valid = 1;
         c->freq_key.scaling = (int)hp->rope_scaling;
         c->freq_key.rope_dim = hp->rope_dim;
