@@ -57,6 +57,12 @@ expect ppl-bad-window "-c" -- "$LOKI" perplexity -m "$Q8" -f "$T/trunc.gguf" -c 
 expect bad-cache-type-k "-ctk/--cache-type-k" "f32, f16, bf16, q8_0" "q4" -- "$LOKI" run -m "$Q8" -p hi -n 1 -ctk q4
 expect bad-cache-type-v "-ctv/--cache-type-v" "f32, f16, bf16, q8_0" "f8" -- "$LOKI" perplexity -m "$Q8" -f "$T/trunc.gguf" -ctv f8
 expect bench-cache-type "-ctk/--cache-type-k" "bogus" -- "$LOKI" bench attention -ctk bogus
+expect bad-device "--device" "cpu or cuda" "gpu" -- "$LOKI" run -m "$Q8" -p hi -n 1 --device gpu
+# --device cuda where this machine cannot run it (no CUDA in the build, or no
+# GPU): a clear refusal; on a GPU machine the run works, so it is not checked
+if ! nvidia-smi -L >/dev/null 2>&1; then
+  expect device-cuda-no-gpu "(CUDA|GPU|driver)" -- "$LOKI" run -m "$Q8" -p hi -n 1 --device cuda
+fi
 expect kv-too-big "KV cache" "GiB" -- "$LOKI" bench attention --S 16000000 -r 1
 expect run-kv-too-big "KV cache" "GiB" "ctx-size" -- "$LOKI" run -m "$Q8" -p hi -n 1 -c 2000000000
 if [ -d "$HF" ]; then

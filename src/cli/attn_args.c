@@ -32,6 +32,7 @@ int cli_attn_opts(cli_attn_args *a, cli_opt *o) {
         {NULL, "--pca-any-model", CLI_FLAG, &a->pca_any_model, "", "accept a PCA file calibrated on other weights"},
         {"-ctk", "--cache-type-k", CLI_STR, &a->ctk, "T", CLI_CACHE_TYPE_HELP},
         {"-ctv", "--cache-type-v", CLI_STR, &a->ctv, "T", CLI_CACHE_TYPE_HELP},
+        {NULL, "--device", CLI_STR, &a->device, "D", "cpu|cuda: where the model runs (default cpu)"},
     };
     memcpy(o, opts, sizeof opts);
     return CLI_ATTN_N_OPTS;

@@ -10,7 +10,7 @@
 #include "cli/args.h"
 #include "loki.h"
 
-#define CLI_ATTN_N_OPTS 17
+#define CLI_ATTN_N_OPTS 18
 
 typedef struct cli_attn_args {
     const char *method;   /* --attn */
@@ -24,6 +24,7 @@ typedef struct cli_attn_args {
     float evict_kf;
     bool pca_any_model;   /* --pca-any-model: skip the model fingerprint check */
     const char *ctk, *ctv; /* -ctk/--cache-type-k, -ctv/--cache-type-v (NULL: default) */
+    const char *device;   /* --device cpu|cuda (NULL: cpu) */
 } cli_attn_args;
 
 /* Defaults: dense, kf 0.25, df 0.25, basis post. */

@@ -19,7 +19,7 @@
 #include "model/random.h"
 
 typedef struct bench_opts {
-    const char *model, *random, *dtype, *tokenizer, *ctk, *ctv;
+    const char *model, *random, *dtype, *tokenizer, *ctk, *ctv, *device;
     int32_t n_ctx, n_threads, n_prompt, n_gen, reps;
 } bench_opts;
 
@@ -84,7 +84,8 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
     cp.n_ctx = o->n_ctx > 0 ? o->n_ctx : LK_MAX(o->n_prompt, o->n_gen) + 1;
     cp.n_threads = o->n_threads;
     cp.n_batch = LK_MAX(o->n_prompt, 1);
-    if (cli_cache_types("bench", o->ctk, o->ctv, &cp.type_k, &cp.type_v)) return 2;
+    if (cli_cache_types("bench", o->ctk, o->ctv, &cp.type_k, &cp.type_v) || cli_device("bench", o->device, &cp.device))
+        return 2;
     loki_context *ctx = NULL;
     loki_error err = {0};
     if (loki_context_init(m, &cp, &ctx, &err) != LOKI_OK) {
@@ -166,6 +167,7 @@ int cli_bench(int argc, char **argv) {
         {NULL, "--tokenizer", CLI_STR, &o.tokenizer, "FILE", "tokenizer file (llama2.c tok*.bin)"},
         {"-ctk", "--cache-type-k", CLI_STR, &o.ctk, "T", CLI_CACHE_TYPE_HELP},
         {"-ctv", "--cache-type-v", CLI_STR, &o.ctv, "T", CLI_CACHE_TYPE_HELP},
+        {NULL, "--device", CLI_STR, &o.device, "D", "cpu|cuda: where the model runs (default cpu)"},
     };
     const cli_spec spec = {"bench", "loki bench decode (-m MODEL | --random-weights SHAPE) [options]",
                            "Measure prompt processing and decode speed; prints one JSON object.\n"

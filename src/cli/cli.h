@@ -29,7 +29,10 @@ int32_t *cli_tokenize_text(const char *cmd, const loki_model *m, const char *tex
  * defaults), KV cache types tk/tv, with attention `attn` (NULL: dense);
  * prints the error and sets *rc (2 for a bad argument, else 1) on failure. */
 loki_context *cli_make_context(const char *cmd, loki_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
-                               loki_kv_type tk, loki_kv_type tv, const loki_attn_params *attn, int *rc);
+                               loki_kv_type tk, loki_kv_type tv, loki_device dev, const loki_attn_params *attn,
+                               int *rc);
+/* Parse --device (NULL: cpu); prints "loki CMD: ..." and returns 2 when bad. */
+int cli_device(const char *cmd, const char *s, loki_device *dev);
 
 /* Help of -ctk/--cache-type-k and -ctv/--cache-type-v. */
 #define CLI_CACHE_TYPE_HELP "KV cache type: f32, f16, bf16, q8_0 (default f16 where the CPU has F16C, else bf16)"

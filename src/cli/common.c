@@ -63,9 +63,22 @@ char *cli_read_text(const char *cmd, const char *path, size_t *len) {
     return data;
 }
 
+int cli_device(const char *cmd, const char *s, loki_device *dev) {
+    *dev = LOKI_DEVICE_CPU;
+    if (!s || !strcmp(s, "cpu")) return 0;
+    if (!strcmp(s, "cuda")) {
+        *dev = LOKI_DEVICE_CUDA;
+        return 0;
+    }
+    fprintf(stderr, "loki %s: --device must be cpu or cuda, got '%s'\n", cmd, s);
+    return 2;
+}
+
 loki_context *cli_make_context(const char *cmd, loki_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
-                               loki_kv_type tk, loki_kv_type tv, const loki_attn_params *attn, int *rc) {
+                               loki_kv_type tk, loki_kv_type tv, loki_device dev, const loki_attn_params *attn,
+                               int *rc) {
     loki_context_params cp = loki_context_default_params();
+    cp.device = dev;
     cp.n_ctx = n_ctx;
     cp.type_k = tk;
     cp.type_v = tv;

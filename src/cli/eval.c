@@ -442,7 +442,9 @@ static int eval_main(eval_opts *o, eval_plan *pl) {
     loki_context_params cp = loki_context_default_params();
     cp.n_ctx = pl->kind == EVAL_PASSKEY ? lmax + o->gen + 16 : lmax;
     cp.n_threads = o->n_threads;
-    if ((rc = cli_cache_types(pl->cmd, o->attn.ctk, o->attn.ctv, &cp.type_k, &cp.type_v))) goto done;
+    if ((rc = cli_cache_types(pl->cmd, o->attn.ctk, o->attn.ctv, &cp.type_k, &cp.type_v)) ||
+        (rc = cli_device(pl->cmd, o->attn.device, &cp.device)))
+        goto done;
     rc = 1;
     if (loki_context_init(m, &cp, &ctx, &err) != LOKI_OK) {
         fprintf(stderr, "loki %s: %s\n", pl->cmd, err.msg);

@@ -126,11 +126,15 @@ int cli_perplexity(int argc, char **argv) {
     }
     if (!(ids = cli_tokenize_text("perplexity", m, text, true, &n))) goto done;
     loki_kv_type tk, tv;
-    if ((rc = cli_cache_types("perplexity", attn.ctk, attn.ctv, &tk, &tv))) goto done;
+    loki_device dev;
+    if ((rc = cli_cache_types("perplexity", attn.ctk, attn.ctv, &tk, &tv)) ||
+        (rc = cli_device("perplexity", attn.device, &dev)))
+        goto done;
     rc = 1;
-    if (!(ctx = cli_make_context("perplexity", m, window, window, n_threads, tk, tv, &ap, &rc))) goto done;
-    /* the dense reference of --compare keeps the same cache types */
-    if (compare && !(ref = cli_make_context("perplexity", m, window, window, n_threads, tk, tv, NULL, &rc))) goto done;
+    if (!(ctx = cli_make_context("perplexity", m, window, window, n_threads, tk, tv, dev, &ap, &rc))) goto done;
+    /* the dense reference of --compare keeps the same cache types and device */
+    if (compare && !(ref = cli_make_context("perplexity", m, window, window, n_threads, tk, tv, dev, NULL, &rc)))
+        goto done;
     rc = 1;
     po.ref = ref;
     double t0 = lk_time_s();

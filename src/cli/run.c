@@ -126,7 +126,8 @@ int cli_run(int argc, char **argv) {
         return 2;
     }
     loki_kv_type tk, tv;
-    if (cli_cache_types("run", o.attn.ctk, o.attn.ctv, &tk, &tv)) return 2;
+    loki_device dev;
+    if (cli_cache_types("run", o.attn.ctk, o.attn.ctv, &tk, &tv) || cli_device("run", o.attn.device, &dev)) return 2;
     char *text = NULL;
     if (o.file && !(text = cli_read_text("run", o.file, NULL))) return 1;
     const char *prompt = text ? text : o.prompt;
@@ -159,7 +160,7 @@ int cli_run(int argc, char **argv) {
      * (prompt + -n tokens), never more than the model's trained length */
     int32_t n_ctx = o.n_ctx;
     if (n_ctx == 0 && !o.chat) n_ctx = (int32_t)LK_MIN((int64_t)n + o.n_predict, (int64_t)LK_MAX(info.n_ctx_train, n));
-    if (!(ctx = cli_make_context("run", m, n_ctx, o.n_batch, o.n_threads, tk, tv, &ap, &rc))) goto done;
+    if (!(ctx = cli_make_context("run", m, n_ctx, o.n_batch, o.n_threads, tk, tv, dev, &ap, &rc))) goto done;
     fprintf(stderr, "loki run: KV cache %d tokens, K %s, V %s: %.1f MiB\n", loki_context_n_ctx(ctx),
             loki_kv_type_name(tk), loki_kv_type_name(tv), loki_context_kv_bytes(ctx) / 1048576.0);
     if (o.chat) {

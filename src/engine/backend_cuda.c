@@ -1,12 +1,393 @@
 /*
- * backend_cuda.c - the CUDA backend of the forward pass (interim: the GPU
- * kernels of the whole model are being built; issue 9).
+ * backend_cuda.c - the CUDA backend of the forward pass (engine/backend.h):
+ * weights uploaded once in their file dtypes (quantized types stay
+ * quantized: the matrix-vector kernels read their blocks), activations and
+ * the paged bf16 KV cache in GPU memory, every op a kernel on the context's
+ * one stream; only the logits come back, at the end of a pass.
+ *
+ * Attention: n = 1 on a global layer runs the decode kernels of lk_cuda.h
+ * (the method of the context: dense, or loki etc. on the split cache); a
+ * prompt (n > 1), and any sliding-window layer, runs the causal flash
+ * attention of lk_cuda_prefill.h, dense (the paper's prefill-mask selection
+ * on the GPU is not built yet: with a sparse method the GPU's prompt
+ * attention is dense; docs/GPU.md).
+ *
+ * Errors: the first failing op's status and message are kept (sticky) and
+ * returned by sync_read at the end of the pass; later ops do nothing.
  */
 #include "engine/backend.h"
 
+#include "attn/attn.h"
+#include "calib/pca.h"
+#include "cpu/cpu.h"
+#include "cuda/lk_cuda.h"
+#include "cuda/lk_cuda_mm.h"
+#include "cuda/lk_cuda_ops.h"
+#include "cuda/lk_cuda_prefill.h"
+#include "cuda/lk_cuda_rotate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One uploaded weight: the host view's data pointer (the key) and its copy. */
+typedef struct dev_weight {
+    const void *host;  /* lk_tensor.data */
+    void *dev;         /* the file's bytes, or f32 for vectors (norms, biases) */
+} dev_weight;
+
+typedef struct be_cuda {
+    lk_backend base;
+    const loki_model *m;
+    lk_cuda *cu;
+    lk_cuda_mm *mm;
+    lk_gpu_kv *kv;
+    lk_gpu_attn *attn;              /* decode attention of the global layers */
+    float *rot;                     /* (L, Hkv, D, D) PCA rotations, or NULL (no PCA method) */
+    lk_calib *const *calib;         /* the context's collector (NULL when not calibrating) */
+    dev_weight *w;                  /* (n_w) sorted by host */
+    int n_w;
+    int32_t *d_tokens, *d_pos, *d_slots; /* (n_batch) this pass's inputs, device */
+    int32_t *h_slots;               /* (n_batch) host */
+    float *inv_freq[2];             /* (rope_dim/2) global / local layers' RoPE, device */
+    float *logits;                  /* device (logits_cap) */
+    size_t logits_cap;
+    float *host_k;                  /* (n_batch, Hkv, D) host copy for calibration */
+    int32_t n_batch, pos0, n;
+    loki_status st;                 /* first failure of the pass */
+    loki_error err;
+} be_cuda;
+
+static be_cuda *cu_of(lk_backend *be) { return (be_cuda *)be; }
+
+/* Record the first failure (the op's status and message). */
+static void keep(be_cuda *b, loki_status st, const loki_error *e) {
+    if (st && !b->st) {
+        b->st = st;
+        b->err = *e;
+    }
+}
+
+static int cmp_weight(const void *a, const void *b) {
+    const char *x = ((const dev_weight *)a)->host, *y = ((const dev_weight *)b)->host;
+    return x < y ? -1 : x > y;
+}
+
+/* The device copy of a model tensor (NULL when it was not uploaded). */
+static void *dev_of(const be_cuda *b, const lk_tensor *t) {
+    dev_weight key = {.host = t->data}, *f = bsearch(&key, b->w, (size_t)b->n_w, sizeof key, cmp_weight);
+    return f ? f->dev : NULL;
+}
+
+/* ------------------------------------------------------------ ops */
+
+static float *cu_alloc(lk_backend *be, size_t floats, const char *what, loki_error *err) {
+    void *p = NULL;
+    return lk_cuda_alloc(cu_of(be)->cu, &p, floats * sizeof(float), what, err) ? NULL : p;
+}
+
+static void cu_free(lk_backend *be, float *p) {
+    if (p) lk_cuda_dealloc(cu_of(be)->cu, p);
+}
+
+static loki_status cu_begin(lk_backend *be, const int32_t *tokens, const int32_t *pos, int n, loki_error *err) {
+    be_cuda *b = cu_of(be);
+    loki_status st;
+    b->st = LOKI_OK;
+    b->n = n;
+    b->pos0 = pos[0]; /* one sequence: positions pos0 .. pos0+n-1 */
+    if ((st = lk_gpu_kv_reserve(b->kv, 0, b->pos0 + n, err)) || (st = lk_gpu_kv_set_len(b->kv, 0, b->pos0 + n, err)))
+        return st;
+    lk_gpu_kv_slots(b->kv, 0, b->pos0, n, b->h_slots);
+    if ((st = lk_cuda_upload(b->cu, b->d_tokens, tokens, (size_t)n * sizeof(int32_t), err)) ||
+        (st = lk_cuda_upload(b->cu, b->d_pos, pos, (size_t)n * sizeof(int32_t), err)) ||
+        (st = lk_cuda_upload(b->cu, b->d_slots, b->h_slots, (size_t)n * sizeof(int32_t), err)))
+        return st;
+    return LOKI_OK;
+}
+
+static void cu_embed(lk_backend *be, float *x, const lk_tensor *t, int n, float scale) {
+    be_cuda *b = cu_of(be);
+    loki_error e;
+    if (b->st) return;
+    keep(b, lk_cuda_get_rows(b->cu, x, t->dtype, dev_of(b, t), t->ne[1], t->ne[0], b->d_tokens, n, &e), &e);
+    if (!b->st && scale > 0.0f) keep(b, lk_cuda_scale(b->cu, x, scale, (int64_t)n * t->ne[0], &e), &e);
+}
+
+static void cu_rmsnorm(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n, int dim, float eps) {
+    be_cuda *b = cu_of(be);
+    loki_error e;
+    if (!b->st) keep(b, lk_cuda_rmsnorm(b->cu, y, x, dev_of(b, w), n, dim, eps, &e), &e);
+}
+
+static void cu_matmul(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n) {
+    be_cuda *b = cu_of(be);
+    loki_error e;
+    if (!b->st) keep(b, lk_cuda_matmul(b->mm, y, x, w->dtype, dev_of(b, w), w->ne[0], w->ne[1], n, &e), &e);
+}
+
+static void cu_add_bias(lk_backend *be, float *x, const lk_tensor *bias, int n, int dim) {
+    be_cuda *b = cu_of(be);
+    loki_error e;
+    if (!b->st) keep(b, lk_cuda_add_bias(b->cu, x, dev_of(b, bias), n, dim, &e), &e);
+}
+
+static void cu_rope(lk_backend *be, float *x, int n, int n_heads, int layer) {
+    be_cuda *b = cu_of(be);
+    const lk_hparams *hp = &b->m->hp;
+    loki_error e;
+    if (b->st) return;
+    const float *f = b->inv_freq[lk_layer_is_local(hp, layer) ? 1 : 0];
+    keep(b, lk_cuda_rope(b->cu, x, n, n_heads, hp->head_dim, b->d_pos, f, hp->rope_dim, hp->rope_style == LK_ROPE_NEOX,
+                         &e), &e);
+}
+
+static void cu_glu(lk_backend *be, float *gate, const float *up, int n, int n_ff, lk_ffn_act act) {
+    be_cuda *b = cu_of(be);
+    loki_error e;
+    if (!b->st)
+        keep(b, lk_cuda_glu(b->cu, gate, up, (int64_t)n * n_ff, act == LK_ACT_GELU_TANH ? 1 : 0, &e), &e);
+}
+
+static void cu_add(lk_backend *be, float *x, const float *y, size_t count) {
+    be_cuda *b = cu_of(be);
+    loki_error e;
+    if (!b->st) keep(b, lk_cuda_add(b->cu, x, y, (int64_t)count, &e), &e);
+}
+
+static void cu_softcap(lk_backend *be, float *x, float c, size_t count) {
+    be_cuda *b = cu_of(be);
+    loki_error e;
+    if (!b->st) keep(b, lk_cuda_softcap(b->cu, x, c, (int64_t)count, &e), &e);
+}
+
+/* Calibration on the GPU backend: the keys come back to the host and go
+ * through the CPU's accumulator (correct, not fast). */
+static void cu_calib_keys(lk_backend *be, int basis, int layer, const float *k, int n) {
+    be_cuda *b = cu_of(be);
+    const lk_hparams *hp = &b->m->hp;
+    loki_error e;
+    lk_calib *c = *b->calib;
+    if (b->st || !c) return;
+    keep(b, lk_cuda_download(b->cu, b->host_k, k, (size_t)n * hp->n_head_kv * hp->head_dim * sizeof(float), &e), &e);
+    if (!b->st) lk_calib_add_keys(c, basis, layer, b->host_k, n);
+}
+
+static void cu_attention(lk_backend *be, int layer, float *q, float *k, const float *v, float *out, int n,
+                         int32_t pos0) {
+    be_cuda *b = cu_of(be);
+    const lk_hparams *hp = &b->m->hp;
+    const int D = hp->head_dim, H = hp->n_head, Hkv = hp->n_head_kv;
+    const bool local = lk_layer_is_local(hp, layer);
+    const float *rot = local || !b->rot ? NULL : b->rot + (size_t)layer * Hkv * D * D;
+    const float scale = hp->attn_scale > 0.0f ? hp->attn_scale : 1.0f / sqrtf((float)D);
+    loki_error e;
+    if (b->st) return;
+    if (rot) keep(b, lk_cuda_rotate_heads(b->cu, q, n, H, Hkv, D, rot, &e), &e);
+    if (!b->st) keep(b, lk_gpu_kv_store(b->kv, layer, n, k, v, b->d_slots, rot, &e), &e);
+    if (b->st) return;
+    if (n == 1 && !local) {
+        /* the decode kernels scale by 1/sqrt(D): fold a model's own scale into q */
+        const float fold = scale * sqrtf((float)D);
+        if (fold != 1.0f) keep(b, lk_cuda_scale(b->cu, q, fold, (int64_t)H * D, &e), &e);
+        if (!b->st) keep(b, lk_gpu_attn_decode(b->attn, layer, 1, q, out, &e), &e);
+    } else {
+        keep(b, lk_gpu_attn_prefill(b->kv, layer, 0, pos0, n, H, q, out, scale, local ? hp->swa_window : 0, &e), &e);
+    }
+}
+
+static float *cu_out_buffer(lk_backend *be, float *host, size_t floats, loki_error *err) {
+    be_cuda *b = cu_of(be);
+    (void)host;
+    if (floats > b->logits_cap) {
+        void *p = NULL;
+        if (lk_cuda_alloc(b->cu, &p, floats * sizeof(float), "logits", err)) return NULL;
+        if (b->logits) lk_cuda_dealloc(b->cu, b->logits);
+        b->logits = p;
+        b->logits_cap = floats;
+    }
+    return b->logits;
+}
+
+static loki_status cu_sync_read(lk_backend *be, float *dst, const float *src, size_t floats, loki_error *err) {
+    be_cuda *b = cu_of(be);
+    loki_status st = b->st ? b->st : lk_cuda_download(b->cu, dst, src, floats * sizeof(float), err);
+    if (b->st) *err = b->err;
+    if (!st) st = lk_cuda_sync(b->cu, err); /* kernel faults surface here */
+    return st;
+}
+
+static void cu_destroy(lk_backend *be) {
+    be_cuda *b = cu_of(be);
+    if (!b->cu) {
+        free(b);
+        return;
+    }
+    for (int i = 0; i < b->n_w; i++) lk_cuda_dealloc(b->cu, b->w[i].dev);
+    free(b->w);
+    int32_t *i32[] = {b->d_tokens, b->d_pos, b->d_slots};
+    for (int i = 0; i < 3; i++)
+        if (i32[i]) lk_cuda_dealloc(b->cu, i32[i]);
+    float *f32[] = {b->rot, b->inv_freq[0], b->inv_freq[1], b->logits};
+    for (int i = 0; i < 4; i++)
+        if (f32[i]) lk_cuda_dealloc(b->cu, f32[i]);
+    lk_gpu_attn_free(b->attn);
+    lk_gpu_kv_free(b->kv);
+    lk_cuda_mm_free(b->mm);
+    free(b->h_slots);
+    free(b->host_k);
+    lk_cuda_free(b->cu);
+    free(b);
+}
+
+static const lk_backend_ops k_cuda_ops = {
+    .name = "cuda",
+    .alloc = cu_alloc,
+    .free = cu_free,
+    .begin = cu_begin,
+    .embed = cu_embed,
+    .rmsnorm = cu_rmsnorm,
+    .matmul = cu_matmul,
+    .add_bias = cu_add_bias,
+    .rope = cu_rope,
+    .glu = cu_glu,
+    .add = cu_add,
+    .softcap = cu_softcap,
+    .calib_keys = cu_calib_keys,
+    .attention = cu_attention,
+    .out_buffer = cu_out_buffer,
+    .sync_read = cu_sync_read,
+    .destroy = cu_destroy,
+};
+
+/* ------------------------------------------------------------ setup */
+
+/* Upload one tensor (once: tied tensors share a copy). Vectors (norm
+ * weights, biases) go up as f32, matrices as the file's bytes. */
+static loki_status upload_tensor(be_cuda *b, const lk_tensor *t, bool as_f32, loki_error *err) {
+    if (!t->data || dev_of(b, t)) return LOKI_OK;
+    if (!as_f32 && !lk_cuda_mm_supports(t->dtype))
+        return lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s: dtype %s has no GPU kernels", t->name, lk_dtype_name(t->dtype));
+    void *dev = NULL;
+    loki_status st;
+    if (as_f32) {
+        const int64_t n = lk_tensor_nelements(t);
+        float *tmp = lk_alloc_aligned((size_t)n * sizeof(float), err);
+        if (!tmp) return LOKI_ERR_NOMEM;
+        lk_row_to_f32(t->dtype, t->data, tmp, n);
+        st = lk_cuda_alloc(b->cu, &dev, (size_t)n * sizeof(float), t->name, err);
+        if (!st) st = lk_cuda_upload(b->cu, dev, tmp, (size_t)n * sizeof(float), err);
+        lk_free_aligned(tmp);
+    } else {
+        st = lk_cuda_alloc(b->cu, &dev, t->nbytes, t->name, err);
+        if (!st) st = lk_cuda_upload(b->cu, dev, t->data, t->nbytes, err);
+    }
+    if (st) {
+        if (dev) lk_cuda_dealloc(b->cu, dev);
+        return st;
+    }
+    b->w[b->n_w++] = (dev_weight){t->data, dev};
+    qsort(b->w, (size_t)b->n_w, sizeof *b->w, cmp_weight);
+    return LOKI_OK;
+}
+
+static loki_status upload_model(be_cuda *b, loki_error *err) {
+    const loki_model *m = b->m;
+    const int per_layer = (int)(sizeof(lk_layer) / sizeof(lk_tensor));
+    b->w = lk_calloc((size_t)m->hp.n_layer * per_layer + 4, sizeof *b->w, err);
+    if (!b->w) return LOKI_ERR_NOMEM;
+    loki_status st;
+    if ((st = upload_tensor(b, &m->tok_embd, false, err)) || (st = upload_tensor(b, &m->output, false, err)) ||
+        (st = upload_tensor(b, &m->out_norm, true, err)))
+        return st;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        const lk_layer *L = &m->layers[l];
+        const lk_tensor *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        const lk_tensor *vecs[] = {&L->attn_norm, &L->ffn_norm, &L->bq, &L->bk, &L->bv, &L->attn_q_norm,
+                                   &L->attn_k_norm, &L->attn_post_norm, &L->ffn_post_norm};
+        for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)
+            if ((st = upload_tensor(b, mats[i], false, err))) return st;
+        for (size_t i = 0; i < sizeof vecs / sizeof *vecs; i++)
+            if ((st = upload_tensor(b, vecs[i], true, err))) return st;
+    }
+    return LOKI_OK;
+}
+
+/* RoPE tables of the global and the local layers (the CPU's own table). */
+static loki_status upload_rope(be_cuda *b, loki_error *err) {
+    const lk_hparams *hp = &b->m->hp;
+    const size_t half = (size_t)hp->rope_dim / 2;
+    float *tmp = malloc((half + 1) * sizeof(float));
+    if (!tmp) return lk_fail(err, LOKI_ERR_NOMEM, "out of memory (RoPE table)");
+    loki_status st = LOKI_OK;
+    for (int local = 0; local < 2 && !st; local++) {
+        lk_hparams tmp_hp;
+        const lk_hparams *r = hp;
+        if (local) { /* the settings of a sliding-window layer, if the model has any */
+            int il = 0;
+            while (il < hp->n_layer && !lk_layer_is_local(hp, il)) il++;
+            r = lk_layer_rope(hp, il < hp->n_layer ? il : 0, &tmp_hp);
+        }
+        lk_rope_inv_freq(r, tmp);
+        void *dev = NULL;
+        if (!(st = lk_cuda_alloc(b->cu, &dev, (half + 1) * sizeof(float), "RoPE table", err))) {
+            b->inv_freq[local] = dev;
+            st = lk_cuda_upload(b->cu, dev, tmp, half * sizeof(float), err);
+        }
+    }
+    free(tmp);
+    return st;
+}
+
 loki_status lk_backend_cuda_init(lk_backend **out, const loki_model *m, const loki_attn_params *p, const float *pca_rot,
-                                 int32_t n_ctx, int32_t n_batch, struct lk_calib *const *calib, loki_error *err) {
-    (void)m, (void)p, (void)pca_rot, (void)n_ctx, (void)n_batch, (void)calib;
-    *out = NULL;
-    return lk_fail(err, LOKI_ERR_UNSUPPORTED, "--device cuda: the GPU forward pass is not in this build yet");
+                                 int32_t n_ctx, int32_t n_batch, lk_calib *const *calib, loki_error *err) {
+    const lk_hparams *hp = &m->hp;
+    be_cuda *b = lk_calloc(1, sizeof *b, err);
+    if (!b) return LOKI_ERR_NOMEM;
+    b->base.ops = &k_cuda_ops;
+    b->m = m;
+    b->calib = calib;
+    b->n_batch = n_batch;
+    const int D = hp->head_dim, L = hp->n_layer, Hkv = hp->n_head_kv;
+    const int64_t max_dim = LK_MAX(LK_MAX(hp->n_embd, (int64_t)hp->n_head * D), LK_MAX(hp->n_ff, hp->n_vocab));
+    const int32_t pages = (n_ctx + LK_GPU_PAGE - 1) / LK_GPU_PAGE;
+    int32_t *d = malloc((size_t)L * Hkv * sizeof(int32_t));
+    loki_status st = d ? LOKI_OK : lk_fail(err, LOKI_ERR_NOMEM, "out of memory");
+    if (st) goto fail;
+    if ((st = lk_cuda_init(&b->cu, 0, err))) goto fail;
+    if ((st = lk_cuda_mm_init(b->cu, &b->mm, n_batch, max_dim, max_dim, err))) goto fail;
+    if ((st = upload_model(b, err)) || (st = upload_rope(b, err))) goto fail;
+    lk_gpu_split_dims(p, L, Hkv, D, d);
+    for (int l = 0; l < L; l++) /* local layers attend densely: the plain layout */
+        if (lk_layer_is_local(hp, l))
+            for (int h = 0; h < Hkv; h++) d[l * Hkv + h] = D;
+    if ((st = lk_gpu_kv_init(b->cu, &b->kv, L, Hkv, D, d, pages, 1, pages, err))) goto fail;
+    if ((st = lk_gpu_attn_init(&b->attn, b->kv, hp->n_head, 1, p, err))) goto fail;
+    if (pca_rot) {
+        const size_t bytes = (size_t)L * Hkv * D * D * sizeof(float);
+        void *dev = NULL;
+        if ((st = lk_cuda_alloc(b->cu, &dev, bytes, "PCA rotations", err))) goto fail;
+        b->rot = dev;
+        if ((st = lk_cuda_upload(b->cu, b->rot, pca_rot, bytes, err))) goto fail;
+    }
+    void *p1 = NULL, *p2 = NULL, *p3 = NULL;
+    if ((st = lk_cuda_alloc(b->cu, &p1, (size_t)n_batch * sizeof(int32_t), "tokens", err))) goto fail;
+    b->d_tokens = p1;
+    if ((st = lk_cuda_alloc(b->cu, &p2, (size_t)n_batch * sizeof(int32_t), "positions", err))) goto fail;
+    b->d_pos = p2;
+    if ((st = lk_cuda_alloc(b->cu, &p3, (size_t)n_batch * sizeof(int32_t), "cache slots", err))) goto fail;
+    b->d_slots = p3;
+    b->h_slots = malloc((size_t)n_batch * sizeof(int32_t));
+    b->host_k = malloc((size_t)n_batch * Hkv * D * sizeof(float));
+    if (!b->h_slots || !b->host_k) {
+        st = lk_fail(err, LOKI_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    free(d);
+    *out = &b->base;
+    return LOKI_OK;
+fail:
+    free(d);
+    cu_destroy(&b->base);
+    return st;
 }
