@@ -564,7 +564,7 @@ int main(void) {
         {LK_DTYPE_BF16, 333}, {LK_DTYPE_Q8_0, 576}, {LK_DTYPE_Q8_0, 8192}, {LK_DTYPE_Q4_0, 2080},
         {LK_DTYPE_Q4_1, 576}, {LK_DTYPE_Q5_0, 640}, {LK_DTYPE_Q5_1, 96}, {LK_DTYPE_Q2_K, 2048},
         {LK_DTYPE_Q3_K, 768}, {LK_DTYPE_Q4_K, 8192}, {LK_DTYPE_Q4_K, 256}, {LK_DTYPE_Q5_K, 1536},
-        {LK_DTYPE_Q6_K, 640}, {LK_DTYPE_Q6_K, 4096},
+        {LK_DTYPE_Q6_K, 768}, {LK_DTYPE_Q6_K, 4096}, /* k-quant rows are whole 256-blocks */
     };
     for (size_t i = 0; i < sizeof gr / sizeof gr[0]; i++)
         check_get_rows(gr[i].dt, 50 + (int64_t)i, gr[i].dim, 1 + (int)(i * 7 % 37));
