@@ -38,7 +38,7 @@ ROWS+=(
   "gqa-max kf=.5 + k-min 64 + sinks 4 + recent 64|--attn loki --kf 0.5 --df 0.25 --gqa-max --k-min 64 --sinks 4 --recent 64"
 )
 PREFILL_ROWS="${PREFILL_ROWS:-.}"
-TEXTS="${TEXTS:-$WIKI $BOOK}"; TEXTS="${TEXTS//wiki/$WIKI}"; TEXTS="${TEXTS//book/$BOOK}"
+TEXTS="${TEXTS:-wiki book}"; TEXTS="${TEXTS//wiki/$WIKI}"; TEXTS="${TEXTS//book/$BOOK}" # names, then paths
 DECODE_ROWS="${DECODE_ROWS:-^(dense|exact-topk kf=.25|loki (post|pre) kf=0.25 df=0.25|gqa-max kf=.5 \+.*)$}"
 
 ppl() { # m text mode label args...
