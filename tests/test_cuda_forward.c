@@ -12,6 +12,11 @@
  *    equal to transformers' greedy ids, and every decode step's logits
  *    within DECODE_TOL * max|logits| of the CPU's (the CPU context with a
  *    bf16 KV cache, the GPU cache's type).
+ * Then per attention method (loki post/pre, GQA-shared, the budget options,
+ * exact-topk, pcaattn; PCA calibrated here on the CPU from 256 tokens of
+ * WikiText-2) the decode-mode perplexity of 192 tokens on the GPU within
+ * PPL_TOL (0.5%, relative) of the CPU's: both select from the same bf16
+ * keys, so only scores within rounding of the k-th can flip a selection.
  * Without a GPU (or in a build without CUDA) the test checks that
  * --device cuda is refused with a clear message, then skips (77).
  *
@@ -28,8 +33,12 @@
 #include <cjson/cJSON.h>
 
 #include "loki.h"
+#include "calib/pca.h"
+#include "engine/engine.h"
 
 #define PREFILL_TOL 0.03
+/* decode-mode perplexity of a sparse method, GPU vs CPU (the bound) */
+#define PPL_TOL 0.005
 #define DECODE_TOL 0.02
 
 static char *slurp(const char *path) {
@@ -91,6 +100,98 @@ static loki_context *open_ctx(loki_model *m, loki_device dev, loki_error *err) {
     cp.device = dev;
     loki_context *ctx = NULL;
     return loki_context_init(m, &cp, &ctx, err) ? NULL : ctx;
+}
+
+/* Mean negative log-likelihood of ids[1..n) fed one token at a time. */
+static double decode_nll(loki_context *ctx, const int32_t *ids, int n, int V, loki_error *err) {
+    double nll = 0;
+    loki_context_reset(ctx);
+    for (int i = 0; i + 1 < n; i++) {
+        if (loki_eval(ctx, &ids[i], 1, false, err)) return NAN;
+        const float *l = loki_get_logits(ctx, NULL);
+        double mx = l[0], se = 0;
+        for (int j = 1; j < V; j++) mx = fmax(mx, l[j]);
+        for (int j = 0; j < V; j++) se += exp((double)l[j] - mx);
+        nll += mx + log(se) - l[ids[i + 1]];
+    }
+    return nll / (n - 1);
+}
+
+/* Calibrate a PCA of the fixture's keys on the CPU context (256 tokens). */
+static loki_pca *calibrate(loki_model *m, loki_context *cpu, const int32_t *ids, int n, loki_error *err) {
+    const lk_hparams *hp = &m->hp;
+    lk_calib *c = NULL;
+    loki_pca *pca = NULL;
+    if (lk_calib_init(&c, hp->n_layer, hp->n_head_kv, hp->head_dim, err) ||
+        lk_pca_init(&pca, hp->n_layer, hp->n_head_kv, hp->head_dim, err))
+        goto fail;
+    loki_context_reset(cpu);
+    cpu->calib = c;
+    loki_status st = loki_eval(cpu, ids, n, false, err);
+    cpu->calib = NULL;
+    if (st || lk_calib_finish(c, pca, err) || lk_model_fingerprint(m, pca->fingerprint, err)) goto fail;
+    lk_calib_free(c);
+    return pca;
+fail:
+    lk_calib_free(c);
+    loki_pca_free(pca);
+    return NULL;
+}
+
+/* Decode-mode perplexity of each sparse method, GPU vs CPU. */
+static void check_methods(loki_model *m, loki_context *cpu, loki_context *gpu, int V) {
+    loki_error err = {0};
+    char *path = test_shared_path("data/wikitext2-test.raw");
+    size_t len = 0;
+    uint8_t *text = test_read_all(path, &len);
+    free(path);
+    if (!text) {
+        printf("SKIP methods: wikitext2-test.raw absent\n");
+        return;
+    }
+    int32_t ids[512];
+    int n = 0;
+    CHECK_OK(loki_tokenize(m, (const char *)text, len < 6000 ? len : 6000, true, false, ids, 512, &n, &err));
+    free(text);
+    CHECKF(n >= 256, "only %d tokens", n);
+    loki_pca *pca = n >= 256 ? calibrate(m, cpu, ids, 256, &err) : NULL;
+    CHECKF(pca != NULL, "calibration: %s", err.msg);
+    if (!pca) return;
+    const int nd = 192;
+    const int32_t *dec = ids + (n - nd); /* the tail: not the calibration tokens */
+    struct {
+        const char *name;
+        loki_attn_method method;
+        loki_pca_basis basis;
+        bool shared;
+        int32_t k_min, sinks, recent;
+    } rows[] = {
+        {"loki post", LOKI_ATTN_LOKI, LOKI_BASIS_POST, false, 0, 0, 0},
+        {"loki pre", LOKI_ATTN_LOKI, LOKI_BASIS_PRE, false, 0, 0, 0},
+        {"loki gqa-shared", LOKI_ATTN_LOKI, LOKI_BASIS_POST, true, 0, 0, 0},
+        {"loki k-min 16 sinks 4 recent 16", LOKI_ATTN_LOKI, LOKI_BASIS_POST, false, 16, 4, 16},
+        {"exact-topk", LOKI_ATTN_EXACT_TOPK, LOKI_BASIS_POST, false, 0, 0, 0},
+        {"pcaattn", LOKI_ATTN_PCAATTN, LOKI_BASIS_POST, false, 0, 0, 0},
+    };
+    for (size_t r = 0; r < sizeof rows / sizeof *rows; r++) {
+        loki_attn_params p = loki_attn_default_params();
+        p.method = rows[r].method;
+        p.kf = 0.25f, p.df = 0.25f;
+        p.pca = pca;
+        p.basis = rows[r].basis;
+        p.gqa_shared = rows[r].shared;
+        p.k_min = rows[r].k_min, p.sinks = rows[r].sinks, p.recent = rows[r].recent;
+        loki_status sc = loki_context_set_attn(cpu, &p, &err), sg = sc ? sc : loki_context_set_attn(gpu, &p, &err);
+        CHECKF(sc == LOKI_OK && sg == LOKI_OK, "%s: set_attn: %s", rows[r].name, err.msg);
+        if (sc || sg) continue;
+        double pc = exp(decode_nll(cpu, dec, nd, V, &err)), pg = exp(decode_nll(gpu, dec, nd, V, &err));
+        CHECKF(fabs(pg - pc) <= PPL_TOL * pc, "%s: decode perplexity GPU %.4f vs CPU %.4f", rows[r].name, pg, pc);
+        printf("%-34s decode ppl: CPU %.4f GPU %.4f (rel %.2e)\n", rows[r].name, pc, pg, fabs(pg - pc) / pc);
+    }
+    loki_attn_params d = loki_attn_default_params();
+    CHECK_OK(loki_context_set_attn(cpu, &d, &err));
+    CHECK_OK(loki_context_set_attn(gpu, &d, &err));
+    loki_pca_free(pca);
 }
 
 int main(void) {
@@ -177,6 +278,7 @@ int main(void) {
         free(greedy);
     }
     free(cl);
+    if (cpu) check_methods(m, cpu, gpu, V);
     cJSON_Delete(root);
     free(text);
     loki_context_free(cpu);

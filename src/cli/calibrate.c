@@ -94,7 +94,7 @@ static loki_status run_windows(loki_context *ctx, lk_calib *c, const int32_t *id
 }
 
 int cli_calibrate(int argc, char **argv) {
-    const char *model = NULL, *file = NULL, *tokenizer = NULL, *output = NULL;
+    const char *model = NULL, *file = NULL, *tokenizer = NULL, *output = NULL, *device = NULL;
     int32_t window = 4096, n_threads = 0, chunks = 0;
     const cli_opt opts[] = {
         {"-m", "--model", CLI_STR, &model, "MODEL", "GGUF file, Hugging Face directory or llama2.c .bin"},
@@ -104,6 +104,7 @@ int cli_calibrate(int argc, char **argv) {
         {NULL, "--chunks", CLI_INT, &chunks, "N", "use only the first N windows (default: all)"},
         {"-t", "--threads", CLI_INT, &n_threads, "N", "compute threads (default: all CPUs)"},
         {NULL, "--tokenizer", CLI_STR, &tokenizer, "FILE", "tokenizer file (llama2.c tok*.bin)"},
+        {NULL, "--device", CLI_STR, &device, "D", "cpu|cuda: where the model runs (default cpu)"},
     };
     const cli_spec spec = {"calibrate", "loki calibrate -m MODEL -f TEXT -o PCA.gguf [options]",
                            "PCA of the model's keys before and after RoPE, per layer and KV head, over TEXT\n"
@@ -124,6 +125,8 @@ int cli_calibrate(int argc, char **argv) {
                 window, chunks, n_threads);
         return 2;
     }
+    loki_device dev;
+    if (cli_device("calibrate", device, &dev)) return 2;
     if (!output_ok(output)) return 1;
     lk_stop_flag *stop = cli_interrupt_install();
 
@@ -154,6 +157,7 @@ int cli_calibrate(int argc, char **argv) {
     cp.n_batch = LK_MIN(window, CALIB_MAX_BATCH);
     cp.type_k = cp.type_v = LOKI_KV_F32; /* calibration keeps the float cache: PCA files reproduce */
     cp.n_threads = n_threads;
+    cp.device = dev; /* the GPU's cache is bf16 whatever type_k says */
     const lk_hparams *hp = &m->hp;
     double t0 = lk_time_s();
     if (loki_context_init(m, &cp, &ctx, &err) || lk_calib_init(&calib, hp->n_layer, hp->n_head_kv, hp->head_dim, &err) ||

@@ -184,7 +184,8 @@ static void cu_attention(lk_backend *be, int layer, float *q, float *k, const fl
     loki_error e;
     if (b->st) return;
     if (rot) keep(b, lk_cuda_rotate_heads(b->cu, q, n, H, Hkv, D, rot, &e), &e);
-    if (!b->st) keep(b, lk_gpu_kv_store(b->kv, layer, n, k, v, b->d_slots, rot, &e), &e);
+    /* the store indexes the (L, Hkv, D, D) rotations by layer itself */
+    if (!b->st) keep(b, lk_gpu_kv_store(b->kv, layer, n, k, v, b->d_slots, rot ? b->rot : NULL, &e), &e);
     if (b->st) return;
     if (n == 1 && !local) {
         /* the decode kernels scale by 1/sqrt(D): fold a model's own scale into q */
