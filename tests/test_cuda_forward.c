@@ -149,9 +149,9 @@ static void check_methods(loki_model *m, loki_context *cpu, loki_context *gpu, i
         printf("SKIP methods: wikitext2-test.raw absent\n");
         return;
     }
-    int32_t ids[512];
+    int32_t ids[4096];
     int n = 0;
-    CHECK_OK(loki_tokenize(m, (const char *)text, len < 6000 ? len : 6000, true, false, ids, 512, &n, &err));
+    CHECK_OK(loki_tokenize(m, (const char *)text, len < 6000 ? len : 6000, true, false, ids, 4096, &n, &err));
     free(text);
     CHECKF(n >= 256, "only %d tokens", n);
     loki_pca *pca = n >= 256 ? calibrate(m, cpu, ids, 256, &err) : NULL;
