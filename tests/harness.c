@@ -90,3 +90,11 @@ void test_write_all(const char *path, const void *d, size_t n) {
     if (n) fwrite(d, 1, n, f);
     fclose(f);
 }
+
+float test_bf16_round(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}

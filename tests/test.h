@@ -40,6 +40,8 @@ void test_skip(const char *why);
 char *test_shared_path(const char *rel);
 char *test_shared_or_skip(const char *rel);
 bool test_file_exists(const char *path);
+/* x rounded to the nearest bf16 (ties to even), as a float. */
+float test_bf16_round(float x);
 /* Whole file into a heap buffer (16 spare bytes; NULL if unreadable), and back. */
 uint8_t *test_read_all(const char *path, size_t *n);
 void test_write_all(const char *path, const void *d, size_t n);

@@ -113,19 +113,11 @@ static bool fail(tally *t, const char *fmt, ...) {
     return false;
 }
 
-/* x rounded to the nearest bf16 (ties to even), as a float. */
-static float bf16r(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    memcpy(&x, &u, 4);
-    return x;
-}
 
 /* n bf16-exact uniform values in [lo, hi). */
 static void fill_bf16(float *x, size_t n, float lo, float hi, uint64_t *rng) {
     test_fill_random(x, n, lo, hi, rng);
-    for (size_t i = 0; i < n; i++) x[i] = bf16r(x[i]);
+    for (size_t i = 0; i < n; i++) x[i] = test_bf16_round(x[i]);
 }
 
 /* Both bases of the PCA: a random orthogonal (D, D) per (layer, KV head),
@@ -191,7 +183,7 @@ static void draw_kv(world *w, int layer, int b, int32_t pos0, int32_t n) {
             for (int i = 0; i < D; i++) {
                 double v = C ? 0.0 : kr[i];
                 for (int j = 0; C && j < D; j++) v += (double)C[j * D + i] * kr[j]; /* k = C^T k' */
-                k[i] = bf16r((float)v);
+                k[i] = test_bf16_round((float)v);
             }
         }
 }

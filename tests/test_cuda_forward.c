@@ -41,30 +41,15 @@
 #define PPL_TOL 0.005
 #define DECODE_TOL 0.02
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *t = malloc((size_t)len + 1);
-    if (fread(t, 1, (size_t)len, f) != (size_t)len) len = 0;
-    t[len] = 0;
-    fclose(f);
-    return t;
-}
-
+/* n floats of a file, or NULL when it is shorter or unreadable. */
 static float *read_f32(const char *path, size_t n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    float *x = malloc(n * sizeof(float));
-    size_t got = fread(x, sizeof(float), n, f);
-    fclose(f);
-    if (got != n) {
-        free(x);
-        return NULL;
+    size_t len = 0;
+    uint8_t *d = test_read_all(path, &len);
+    if (d && len < n * sizeof(float)) {
+        free(d);
+        d = NULL;
     }
-    return x;
+    return (float *)d;
 }
 
 static int32_t *json_ids(const cJSON *arr, int *n) {
@@ -222,7 +207,9 @@ int main(void) {
 
     char jpath[1024];
     snprintf(jpath, sizeof jpath, "%s/logits.json", ref_dir);
-    char *text = slurp(jpath);
+    size_t jlen = 0;
+    char *text = (char *)test_read_all(jpath, &jlen); /* 16 spare bytes: room for the NUL */
+    if (text) text[jlen] = '\0';
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     CHECK(root != NULL);
     float *cl = malloc(sizeof(float) * (size_t)V);

@@ -43,14 +43,6 @@ enum { P = LK_GPU_PAGE, NSEQ = 3, NL = 2, LAYER = 1, TARGET = 1, EXTRA = 5 };
 #define TOL_V 4e-3
 #define TOL_ABS 1e-5
 
-/* x rounded to the nearest bf16 (ties to even), as a float. */
-static float bf16r(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    memcpy(&x, &u, 4);
-    return x;
-}
 
 /* Zeroed host memory; the test cannot go on without it. */
 static void *xcalloc(size_t n, size_t size) {
@@ -186,7 +178,7 @@ static void run_case(lk_cuda *cu, const pcase *c, uint64_t *rng, double *ratio) 
             }
             if (!check) continue;
             const int kh = h / G;
-            for (int t = 0; t < D; t++) qb[t] = bf16r(q[((size_t)i * H + h) * D + t]);
+            for (int t = 0; t < D; t++) qb[t] = test_bf16_round(q[((size_t)i * H + h) * D + t]);
             double vmax;
             ref_row(qb, kr + (size_t)kh * S * D, vr + (size_t)kh * S * D, D, pos0 + i, c->window, c->scale, ref, w,
                     &vmax);
@@ -254,7 +246,7 @@ static void bench_case(lk_cuda *cu, int32_t n, int Hkv, uint64_t *rng) {
         if (lk_gpu_kv_read(kv, 0, 0, h / G, 0, n, kr, vr, &err)) goto fail;
         for (int ri = 0; ri < 7; ri++) {
             const int32_t i = rows[ri];
-            for (int t = 0; t < D; t++) qb[t] = bf16r(q[((size_t)i * H + h) * D + t]);
+            for (int t = 0; t < D; t++) qb[t] = test_bf16_round(q[((size_t)i * H + h) * D + t]);
             ref_row(qb, kr, vr, D, i, 0, scale, ref, w, &vmax);
             double e = 0;
             for (int t = 0; t < D; t++) {
