@@ -18,6 +18,15 @@ assert d["decode_weight_bytes_per_token"] > 0 and d["peak_rss_bytes"] > 0
 }
 check random-config "$LOKI" bench decode --random-weights "$CFG" --dtype bf16 -t 2 -p 16 -n 4 -r 1
 check real-model "$LOKI" bench decode -m "$SHARED/models/fixture-15m" -t 2 -p 16 -n 4 -r 1
+# decode at depth: 100 tokens cached first; the cache is sized for them
+out=$("$LOKI" bench decode -m "$SHARED/models/fixture-15m" -t 2 -p 8 -n 4 -d 100 -r 1 2>/dev/null)
+if echo "$out" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+assert d["n_depth"] == 100 and d["n_ctx"] >= 104 and d["decode_tokens_per_s"] > 0
+'; then pass=$((pass+1)); else echo "FAIL depth: $out"; fail=$((fail+1)); fi
+"$LOKI" bench decode -m "$SHARED/models/fixture-15m" -d -1 >/dev/null 2>&1; rc=$?
+if [ $rc -eq 2 ]; then pass=$((pass+1)); else echo "FAIL negative depth rc=$rc"; fail=$((fail+1)); fi
 "$LOKI" bench decode --random-weights nosuch -p 1 -n 1 >/dev/null 2>&1; rc=$?
 if [ $rc -ne 0 ] && [ $rc -lt 128 ]; then pass=$((pass+1)); else echo "FAIL unknown shape rc=$rc"; fail=$((fail+1)); fi
 echo "$pass passed, $fail failed"

@@ -21,6 +21,7 @@
 typedef struct bench_opts {
     const char *model, *random, *dtype, *tokenizer, *ctk, *ctv, *device;
     int32_t n_ctx, n_threads, n_prompt, n_gen, reps;
+    int32_t n_depth; /* -d: tokens already in the cache when decoding starts */
 } bench_opts;
 
 #define BENCH_DTYPES "f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k"
@@ -81,9 +82,9 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
     loki_model_info info;
     loki_model_get_info(m, &info);
     loki_context_params cp = loki_context_default_params();
-    cp.n_ctx = o->n_ctx > 0 ? o->n_ctx : LK_MAX(o->n_prompt, o->n_gen) + 1;
+    cp.n_ctx = o->n_ctx > 0 ? o->n_ctx : LK_MAX(o->n_prompt, o->n_depth + o->n_gen) + 1;
     cp.n_threads = o->n_threads;
-    cp.n_batch = LK_MAX(o->n_prompt, 1);
+    cp.n_batch = LK_MAX(LK_MAX(o->n_prompt, LK_MIN(o->n_depth, 4096)), 1);
     if (cli_cache_types("bench", o->ctk, o->ctv, &cp.type_k, &cp.type_v) || cli_device("bench", o->device, &cp.device))
         return 2;
     loki_context *ctx = NULL;
@@ -93,11 +94,12 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
         return 1;
     }
     int rc = 1;
-    int32_t *toks = malloc(sizeof(int32_t) * (size_t)LK_MAX(o->n_prompt, o->n_gen));
+    const int32_t n_toks = LK_MAX(o->n_prompt, o->n_depth + o->n_gen);
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)n_toks);
     double *pp = calloc((size_t)o->reps, sizeof(double)), *tg = calloc((size_t)o->reps, sizeof(double));
     if (!toks || !pp || !tg) goto done;
     uint64_t s = 42;
-    for (int32_t i = 0; i < LK_MAX(o->n_prompt, o->n_gen); i++) {
+    for (int32_t i = 0; i < n_toks; i++) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         toks[i] = (int32_t)((s >> 33) % (uint64_t)info.n_vocab);
     }
@@ -110,10 +112,12 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
             if (r >= 0) pp[r] = o->n_prompt / (lk_time_s() - t0);
         }
         if (o->n_gen > 0) {
+            /* decode at depth: -d tokens in the cache first (not timed) */
             loki_context_reset(ctx);
+            if (o->n_depth > 0 && loki_eval(ctx, toks, o->n_depth, false, &err)) goto eval_fail;
             double t0 = lk_time_s();
             for (int32_t i = 0; i < o->n_gen; i++)
-                if (loki_eval(ctx, &toks[i], 1, false, &err)) goto eval_fail;
+                if (loki_eval(ctx, &toks[o->n_depth + i], 1, false, &err)) goto eval_fail;
             if (r >= 0) tg[r] = o->n_gen / (lk_time_s() - t0);
         }
     }
@@ -126,14 +130,14 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
     char date[32];
     cli_utc_date(date, sizeof date);
     printf("{\"bench\": \"decode\", \"model\": \"%s\", \"format\": \"%s\", \"n_params\": %lld, "
-           "\"threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"reps\": %d, "
+           "\"threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, \"reps\": %d, "
            "\"prefill_tokens_per_s\": %.2f, \"prefill_tokens_per_s_std\": %.2f, "
            "\"decode_tokens_per_s\": %.2f, \"decode_tokens_per_s_std\": %.2f, "
            "\"decode_weight_bytes_per_token\": %lld, \"decode_weight_gb_per_s\": %.3f, "
            "\"n_ctx\": %d, \"cache_type_k\": \"%s\", \"cache_type_v\": \"%s\", \"kv_cache_bytes\": %lld, "
            "\"peak_rss_bytes\": %lld, \"date\": \"%s\"}\n",
            o->random ? o->random : o->model, info.format, (long long)info.n_params, ctx->n_threads,
-           o->n_prompt, o->n_gen, o->reps, pp_m, pp_s, tg_m, tg_s, (long long)wb, tg_m * (double)wb / 1e9,
+           o->n_prompt, o->n_gen, o->n_depth, o->reps, pp_m, pp_s, tg_m, tg_s, (long long)wb, tg_m * (double)wb / 1e9,
            loki_context_n_ctx(ctx), loki_kv_type_name(cp.type_k), loki_kv_type_name(cp.type_v),
            (long long)loki_context_kv_bytes(ctx), (long long)ru.ru_maxrss * 1024, date);
     fprintf(stderr, "loki bench: prefill %.1f ± %.1f tokens/s, decode %.1f ± %.1f tokens/s (%.2f GB/s of weights)\n",
@@ -163,6 +167,7 @@ int cli_bench(int argc, char **argv) {
         {"-t", "--threads", CLI_INT, &o.n_threads, "N", "compute threads (default: all CPUs)"},
         {"-p", "--n-prompt", CLI_INT, &o.n_prompt, "N", "prompt tokens processed in one batch (default 512)"},
         {"-n", "--n-gen", CLI_INT, &o.n_gen, "N", "tokens decoded one at a time (default 128)"},
+        {"-d", "--n-depth", CLI_INT, &o.n_depth, "N", "decode after N tokens already in the cache (default 0)"},
         {"-r", "--reps", CLI_INT, &o.reps, "N", "repetitions after one warm-up (default 3)"},
         {NULL, "--tokenizer", CLI_STR, &o.tokenizer, "FILE", "tokenizer file (llama2.c tok*.bin)"},
         {"-ctk", "--cache-type-k", CLI_STR, &o.ctk, "T", CLI_CACHE_TYPE_HELP},
@@ -187,8 +192,8 @@ int cli_bench(int argc, char **argv) {
         fprintf(stderr, "loki bench: give exactly one of -m MODEL or --random-weights SHAPE\n");
         return 2;
     }
-    if (o.n_prompt < 0 || o.n_gen < 0 || o.reps < 1 || o.n_ctx < 0 || o.n_threads < 0) {
-        fprintf(stderr, "loki bench: -p, -n, -c and -t must be >= 0 and -r >= 1\n");
+    if (o.n_prompt < 0 || o.n_gen < 0 || o.n_depth < 0 || o.reps < 1 || o.n_ctx < 0 || o.n_threads < 0) {
+        fprintf(stderr, "loki bench: -p, -n, -d, -c and -t must be >= 0 and -r >= 1\n");
         return 2;
     }
     loki_model *m = o.random ? open_random(&o) : cli_open_model("bench", o.model, o.tokenizer);
