@@ -28,6 +28,8 @@ loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, floa
     const int E = hp->n_embd, D = hp->head_dim, H = hp->n_head, Hkv = hp->n_head_kv, F = hp->n_ff;
     const int32_t pos0 = ctx->pos;
     lk_backend *be = ctx->be;
+    if (!be) /* a failed loki_context_set_attn on the GPU leaves no backend */
+        return lk_fail(err, LOKI_ERR_ARG, "forward: the context has no backend (its last set_attn failed)");
     if (n <= 0 || n > ctx->n_batch || n_out < 1 || n_out > n)
         return lk_fail(err, LOKI_ERR_ARG, "forward: bad batch (n=%d, n_out=%d)", n, n_out);
     if (pos0 + n > ctx->n_ctx)
