@@ -131,6 +131,7 @@ loki_kv_type loki_kv_type_default(void); /* never LOKI_KV_DEFAULT */
 typedef enum loki_device {
     LOKI_DEVICE_CPU = 0,
     LOKI_DEVICE_CUDA = 1,
+    LOKI_DEVICE_AUTO = 2, /* CUDA when a GPU is present and runs the model, else the CPU */
 } loki_device;
 
 typedef struct loki_context_params {
@@ -139,8 +140,17 @@ typedef struct loki_context_params {
     int32_t n_threads; /* compute threads; 0 = number of online CPUs */
     int32_t n_batch;   /* max tokens per forward pass in prompt processing */
     loki_kv_type type_k, type_v; /* KV cache element types (LOKI_KV_DEFAULT: loki_kv_type_default()) */
-    loki_device device; /* LOKI_DEVICE_CPU (default) or LOKI_DEVICE_CUDA */
+    loki_device device; /* LOKI_DEVICE_CPU (the default here), LOKI_DEVICE_CUDA, or LOKI_DEVICE_AUTO
+                           (what the CLI uses: loki_context_device tells what was chosen) */
+    int32_t n_seq;      /* sequences the context holds, each of up to n_ctx tokens (0 = 1); more
+                           than one needs LOKI_DEVICE_CUDA (loki_context_set_seq, loki_decode_batch) */
+    bool no_cuda_graphs;/* CUDA: launch every kernel of a decode step instead of replaying
+                           captured graphs (for measurements) */
 } loki_context_params;
+
+/* True when this build has the CUDA backend and a usable GPU (compute
+ * capability 9.0 or newer) is present. */
+bool loki_cuda_available(void);
 
 loki_context_params loki_context_default_params(void);
 
@@ -159,11 +169,30 @@ loki_status loki_eval(loki_context *ctx, const int32_t *tokens, int32_t n,
  * n_rows is n if all_logits else 1. Valid until the next call on ctx. */
 const float *loki_get_logits(const loki_context *ctx, int32_t *n_rows);
 
+/* Sequences: a context holds n_seq of them (loki_context_params). loki_eval,
+ * loki_context_pos and loki_context_reset act on the current one (0 at
+ * init); set_seq changes it (LOKI_ERR_ARG outside 0..n_seq-1). */
+loki_status loki_context_set_seq(loki_context *ctx, int32_t seq, loki_error *err);
+int32_t loki_context_seq(const loki_context *ctx);
+
+/* One decode step of sequences 0..n-1 together (n <= n_seq and n_batch):
+ * tokens[s] is appended to sequence s, and the logits of the n rows (n,
+ * n_vocab) are what loki_get_logits returns, row s for sequence s. Each
+ * sequence gives what it would give decoded alone (on the GPU: one batched
+ * step over the paged cache). LOKI_ERR_RANGE (nothing evaluated) when a
+ * sequence is full. */
+loki_status loki_decode_batch(loki_context *ctx, const int32_t *tokens, int32_t n, loki_error *err);
+
+/* The device the context runs on (never LOKI_DEVICE_AUTO). When AUTO fell
+ * back to the CPU although a GPU is present, *why (may be NULL) is the
+ * GPU backend's error, else NULL; valid while ctx lives. */
+loki_device loki_context_device(const loki_context *ctx, const char **why);
+
 int32_t loki_context_pos(const loki_context *ctx);   /* tokens in the cache */
 int32_t loki_context_n_ctx(const loki_context *ctx);
 /* Bytes of the context's KV cache (keys + values, all layers, n_ctx tokens). */
 int64_t loki_context_kv_bytes(const loki_context *ctx);
-void loki_context_reset(loki_context *ctx);          /* empty the KV cache */
+void loki_context_reset(loki_context *ctx);          /* empty the current sequence's KV cache */
 
 /* ----------------------------------------------------------- attention */
 

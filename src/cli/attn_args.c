@@ -32,7 +32,7 @@ int cli_attn_opts(cli_attn_args *a, cli_opt *o) {
         {NULL, "--pca-any-model", CLI_FLAG, &a->pca_any_model, "", "accept a PCA file calibrated on other weights"},
         {"-ctk", "--cache-type-k", CLI_STR, &a->ctk, "T", CLI_CACHE_TYPE_HELP},
         {"-ctv", "--cache-type-v", CLI_STR, &a->ctv, "T", CLI_CACHE_TYPE_HELP},
-        {NULL, "--device", CLI_STR, &a->device, "D", "cpu|cuda: where the model runs (default cpu)"},
+        {NULL, "--device", CLI_STR, &a->device, "D", CLI_DEVICE_HELP},
     };
     memcpy(o, opts, sizeof opts);
     return CLI_ATTN_N_OPTS;
@@ -74,6 +74,10 @@ int cli_attn_params(const char *cmd, const cli_attn_args *a, const char *method,
     p->gqa_max = a->gqa_max;
     p->evict_kf = a->evict_kf;
     bool needs_pca = p->method == LOKI_ATTN_LOKI || p->method == LOKI_ATTN_PCAATTN;
+    if (a->pca_given) { /* the caller's basis (bench: synthetic for random weights) */
+        p->pca = a->pca_given;
+        needs_pca = false;
+    }
     if (needs_pca && !a->pca) {
         fprintf(stderr, "loki %s: --attn %s needs a PCA file (--pca FILE, made by `loki calibrate`)\n", cmd, name);
         return 2;

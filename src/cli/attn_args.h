@@ -24,7 +24,8 @@ typedef struct cli_attn_args {
     float evict_kf;
     bool pca_any_model;   /* --pca-any-model: skip the model fingerprint check */
     const char *ctk, *ctv; /* -ctk/--cache-type-k, -ctv/--cache-type-v (NULL: default) */
-    const char *device;   /* --device cpu|cuda (NULL: cpu) */
+    const char *device;   /* --device auto|cpu|cuda (NULL: auto) */
+    const loki_pca *pca_given; /* not NULL: the basis to use instead of loading --pca (set by the caller) */
 } cli_attn_args;
 
 /* Defaults: dense, kf 0.25, df 0.25, basis post. */

@@ -5,6 +5,7 @@
  * during decode, and peak resident memory. One JSON object on stdout.
  */
 #include "cli/args.h"
+#include "cli/attn_args.h"
 #include "cli/cli.h"
 
 #include <math.h>
@@ -17,11 +18,16 @@
 #include "format/hf_config.h"
 #include "engine/engine.h"
 #include "model/random.h"
+#include "calib/pca.h"
+#include "cuda/lk_cuda.h"
 
 typedef struct bench_opts {
-    const char *model, *random, *dtype, *tokenizer, *ctk, *ctv, *device;
+    const char *model, *random, *dtype, *tokenizer;
     int32_t n_ctx, n_threads, n_prompt, n_gen, reps;
     int32_t n_depth; /* -d: tokens already in the cache when decoding starts */
+    int32_t batch;   /* -b: sequences decoded together */
+    bool no_graphs;  /* --no-graphs: launch every kernel (CUDA) */
+    cli_attn_args attn; /* --attn ..., -ctk/-ctv, --device */
 } bench_opts;
 
 #define BENCH_DTYPES "f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k"
@@ -78,23 +84,82 @@ static int64_t decode_weight_bytes(const loki_model *m) {
     return b;
 }
 
+/* A PCA of identity bases (eigenvalues 1/(1+j)) for random-weight models:
+ * the speed of a method does not depend on its basis, and random weights
+ * have no calibration. */
+static loki_pca *synthetic_pca(const loki_model *m) {
+    const lk_hparams *hp = &m->hp;
+    const int L = hp->n_layer, H = hp->n_head_kv, D = hp->head_dim;
+    loki_pca *p = NULL;
+    loki_error err = {0};
+    if (lk_pca_init(&p, L, H, D, &err)) {
+        fprintf(stderr, "loki bench: %s\n", err.msg);
+        return NULL;
+    }
+    for (int b = 0; b < LK_PCA_N_BASIS; b++)
+        for (int64_t lh = 0; lh < (int64_t)L * H; lh++)
+            for (int j = 0; j < D; j++) {
+                p->components[b][(lh * D + j) * D + j] = 1.0f;
+                p->eigenvalues[b][lh * D + j] = 1.0f / (1.0f + (float)j);
+            }
+    return p;
+}
+
+/* The GPU's read bandwidth (GB/s) for the JSON, 0 when unavailable. */
+static double gpu_read_bw(void) {
+    lk_cuda *cu = NULL;
+    loki_error err = {0};
+    double gbs = 0.0;
+    if (lk_cuda_init(&cu, 0, &err) || lk_cuda_read_bw(cu, (size_t)2 << 30, 20, &gbs, &err)) gbs = 0.0;
+    lk_cuda_free(cu);
+    return gbs;
+}
+
+/* Fill sequences 0..B-1 with depth tokens each (not timed). */
+static loki_status fill_depth(loki_context *ctx, const int32_t *toks, int32_t depth, int32_t B, loki_error *err) {
+    for (int32_t s = 0; s < B; s++) {
+        loki_status st = loki_context_set_seq(ctx, s, err);
+        if (st) return st;
+        loki_context_reset(ctx);
+        if (depth > 0 && (st = loki_eval(ctx, toks, depth, false, err))) return st;
+    }
+    return loki_context_set_seq(ctx, 0, err);
+}
+
 static int run_decode_bench(const bench_opts *o, loki_model *m) {
     loki_model_info info;
     loki_model_get_info(m, &info);
     loki_context_params cp = loki_context_default_params();
+    const int32_t B = o->batch;
     cp.n_ctx = o->n_ctx > 0 ? o->n_ctx : LK_MAX(o->n_prompt, o->n_depth + o->n_gen) + 1;
     cp.n_threads = o->n_threads;
-    cp.n_batch = LK_MAX(LK_MAX(o->n_prompt, LK_MIN(o->n_depth, 4096)), 1);
-    if (cli_cache_types("bench", o->ctk, o->ctv, &cp.type_k, &cp.type_v) || cli_device("bench", o->device, &cp.device))
-        return 2;
-    loki_context *ctx = NULL;
-    loki_error err = {0};
-    if (loki_context_init(m, &cp, &ctx, &err) != LOKI_OK) {
-        fprintf(stderr, "loki bench: %s\n", err.msg);
-        return 1;
+    cp.n_batch = LK_MAX(LK_MAX(o->n_prompt, LK_MIN(o->n_depth, 4096)), B);
+    cp.n_seq = B;
+    cp.no_cuda_graphs = o->no_graphs;
+    int rc = 0;
+    loki_pca *pca = NULL, *synth = NULL;
+    loki_attn_params ap;
+    cli_attn_args a = o->attn;
+    const bool needs_pca = a.method && (!strcmp(a.method, "loki") || !strcmp(a.method, "pcaattn"));
+    if (o->random && needs_pca && !a.pca) {
+        if (!(synth = synthetic_pca(m))) return 1;
+        a.pca_given = synth;
     }
-    int rc = 1;
-    const int32_t n_toks = LK_MAX(o->n_prompt, o->n_depth + o->n_gen);
+    if ((rc = cli_attn_params("bench", &a, NULL, m, &ap, &pca)) ||
+        (rc = cli_cache_types("bench", a.ctk, a.ctv, &cp.type_k, &cp.type_v)) ||
+        (rc = cli_device("bench", a.device, &cp.device))) {
+        loki_pca_free(synth);
+        return rc;
+    }
+    loki_context *ctx = cli_context_init("bench", m, &cp, &ap, &rc);
+    if (!ctx) {
+        loki_pca_free(pca), loki_pca_free(synth);
+        return rc;
+    }
+    rc = 1;
+    loki_error err = {0};
+    const loki_device dev = loki_context_device(ctx, NULL);
+    const int32_t n_toks = LK_MAX(o->n_prompt, o->n_depth + o->n_gen) + B;
     int32_t *toks = malloc(sizeof(int32_t) * (size_t)n_toks);
     double *pp = calloc((size_t)o->reps, sizeof(double)), *tg = calloc((size_t)o->reps, sizeof(double));
     if (!toks || !pp || !tg) goto done;
@@ -103,7 +168,7 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         toks[i] = (int32_t)((s >> 33) % (uint64_t)info.n_vocab);
     }
-    /* rep -1 is a warm-up (page faults of the mapping, caches, thread start) */
+    /* rep -1 is a warm-up (page faults of the mapping, caches, thread start, graph capture) */
     for (int r = -1; r < o->reps; r++) {
         if (o->n_prompt > 0) {
             loki_context_reset(ctx);
@@ -112,39 +177,45 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
             if (r >= 0) pp[r] = o->n_prompt / (lk_time_s() - t0);
         }
         if (o->n_gen > 0) {
-            /* decode at depth: -d tokens in the cache first (not timed) */
-            loki_context_reset(ctx);
-            if (o->n_depth > 0 && loki_eval(ctx, toks, o->n_depth, false, &err)) goto eval_fail;
+            /* decode at depth: -d tokens in each sequence's cache first (not timed) */
+            if (fill_depth(ctx, toks, o->n_depth, B, &err)) goto eval_fail;
             double t0 = lk_time_s();
             for (int32_t i = 0; i < o->n_gen; i++)
-                if (loki_eval(ctx, &toks[o->n_depth + i], 1, false, &err)) goto eval_fail;
-            if (r >= 0) tg[r] = o->n_gen / (lk_time_s() - t0);
+                if (B > 1 ? loki_decode_batch(ctx, &toks[o->n_depth + i], B, &err)
+                          : loki_eval(ctx, &toks[o->n_depth + i], 1, false, &err))
+                    goto eval_fail;
+            if (r >= 0) tg[r] = (double)o->n_gen * B / (lk_time_s() - t0);
         }
     }
     double pp_m, pp_s, tg_m, tg_s;
     cli_mean_std(pp, o->reps, &pp_m, &pp_s);
     cli_mean_std(tg, o->reps, &tg_m, &tg_s);
-    int64_t wb = decode_weight_bytes(m);
+    const int64_t wb = decode_weight_bytes(m);
+    const double steps_per_s = tg_m / B, bw = dev == LOKI_DEVICE_CUDA ? gpu_read_bw() : 0.0;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    char date[32];
+    char date[32], desc[160];
     cli_utc_date(date, sizeof date);
+    cli_attn_describe(&ap, desc, sizeof desc);
     printf("{\"bench\": \"decode\", \"model\": \"%s\", \"format\": \"%s\", \"n_params\": %lld, "
+           "\"device\": \"%s\", \"cuda_graphs\": %s, \"attn\": \"%s\", \"batch\": %d, "
            "\"threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, \"reps\": %d, "
            "\"prefill_tokens_per_s\": %.2f, \"prefill_tokens_per_s_std\": %.2f, "
-           "\"decode_tokens_per_s\": %.2f, \"decode_tokens_per_s_std\": %.2f, "
-           "\"decode_weight_bytes_per_token\": %lld, \"decode_weight_gb_per_s\": %.3f, "
+           "\"decode_tokens_per_s\": %.2f, \"decode_tokens_per_s_std\": %.2f, \"decode_ms_per_step\": %.4f, "
+           "\"decode_weight_bytes_per_token\": %lld, \"decode_weight_gb_per_s\": %.3f, \"device_read_gb_per_s\": %.1f, "
            "\"n_ctx\": %d, \"cache_type_k\": \"%s\", \"cache_type_v\": \"%s\", \"kv_cache_bytes\": %lld, "
            "\"peak_rss_bytes\": %lld, \"date\": \"%s\"}\n",
-           o->random ? o->random : o->model, info.format, (long long)info.n_params, ctx->n_threads,
-           o->n_prompt, o->n_gen, o->n_depth, o->reps, pp_m, pp_s, tg_m, tg_s, (long long)wb, tg_m * (double)wb / 1e9,
-           loki_context_n_ctx(ctx), loki_kv_type_name(cp.type_k), loki_kv_type_name(cp.type_v),
-           (long long)loki_context_kv_bytes(ctx), (long long)ru.ru_maxrss * 1024, date);
-    fprintf(stderr, "loki bench: prefill %.1f ± %.1f tokens/s, decode %.1f ± %.1f tokens/s (%.2f GB/s of weights)\n",
-            pp_m, pp_s, tg_m, tg_s, tg_m * (double)wb / 1e9);
-    fprintf(stderr, "loki bench: KV cache %d tokens, K %s, V %s: %.1f MiB; peak RSS %.1f MiB\n", loki_context_n_ctx(ctx),
-            loki_kv_type_name(cp.type_k), loki_kv_type_name(cp.type_v), loki_context_kv_bytes(ctx) / 1048576.0,
-            ru.ru_maxrss / 1024.0);
+           o->random ? o->random : o->model, info.format, (long long)info.n_params,
+           dev == LOKI_DEVICE_CUDA ? "cuda" : "cpu", dev == LOKI_DEVICE_CUDA && !o->no_graphs ? "true" : "false", desc,
+           B, ctx->n_threads, o->n_prompt, o->n_gen, o->n_depth, o->reps, pp_m, pp_s, tg_m, tg_s,
+           steps_per_s > 0 ? 1e3 / steps_per_s : 0.0, (long long)wb, steps_per_s * (double)wb / 1e9, bw,
+           loki_context_n_ctx(ctx), dev == LOKI_DEVICE_CUDA ? "bf16" : loki_kv_type_name(cp.type_k),
+           dev == LOKI_DEVICE_CUDA ? "bf16" : loki_kv_type_name(cp.type_v), (long long)loki_context_kv_bytes(ctx),
+           (long long)ru.ru_maxrss * 1024, date);
+    fprintf(stderr, "loki bench: %s, %s: prefill %.1f ± %.1f tokens/s, decode %.1f ± %.1f tokens/s (%.2f GB/s of weights)\n",
+            dev == LOKI_DEVICE_CUDA ? "cuda" : "cpu", desc, pp_m, pp_s, tg_m, tg_s, steps_per_s * (double)wb / 1e9);
+    fprintf(stderr, "loki bench: KV cache %d tokens x %d sequences: %.1f MiB; peak RSS %.1f MiB\n",
+            loki_context_n_ctx(ctx), B, loki_context_kv_bytes(ctx) / 1048576.0, ru.ru_maxrss / 1024.0);
     rc = 0;
     goto done;
 eval_fail:
@@ -154,12 +225,16 @@ done:
     free(pp);
     free(tg);
     loki_context_free(ctx);
+    loki_pca_free(pca);
+    loki_pca_free(synth);
     return rc;
 }
 
 int cli_bench(int argc, char **argv) {
-    bench_opts o = {.dtype = "q8_0", .n_prompt = 512, .n_gen = 128, .reps = 3};
-    const cli_opt opts[] = {
+    bench_opts o = {.dtype = "q8_0", .n_prompt = 512, .n_gen = 128, .reps = 3, .batch = 1};
+    cli_attn_args_init(&o.attn);
+    enum { N_BASE = 12 };
+    cli_opt opts[N_BASE + CLI_ATTN_N_OPTS] = {
         {"-m", "--model", CLI_STR, &o.model, "MODEL", "model file or directory"},
         {NULL, "--random-weights", CLI_STR, &o.random, "SHAPE", "llama2-7b, llama3-8b or a config.json: random weights"},
         {NULL, "--dtype", CLI_STR, &o.dtype, "T", "weight dtype of --random-weights: " BENCH_DTYPES " (default q8_0)"},
@@ -170,15 +245,18 @@ int cli_bench(int argc, char **argv) {
         {"-d", "--n-depth", CLI_INT, &o.n_depth, "N", "decode after N tokens already in the cache (default 0)"},
         {"-r", "--reps", CLI_INT, &o.reps, "N", "repetitions after one warm-up (default 3)"},
         {NULL, "--tokenizer", CLI_STR, &o.tokenizer, "FILE", "tokenizer file (llama2.c tok*.bin)"},
-        {"-ctk", "--cache-type-k", CLI_STR, &o.ctk, "T", CLI_CACHE_TYPE_HELP},
-        {"-ctv", "--cache-type-v", CLI_STR, &o.ctv, "T", CLI_CACHE_TYPE_HELP},
-        {NULL, "--device", CLI_STR, &o.device, "D", "cpu|cuda: where the model runs (default cpu)"},
+        {"-b", "--batch", CLI_INT, &o.batch, "B", "sequences decoded together, each at depth -d (default 1; B > 1: "
+                                                  "CUDA)"},
+        {NULL, "--no-graphs", CLI_FLAG, &o.no_graphs, NULL, "CUDA: launch every kernel instead of replaying graphs"},
     };
+    const int n_opts = N_BASE + cli_attn_opts(&o.attn, opts + N_BASE);
     const cli_spec spec = {"bench", "loki bench decode (-m MODEL | --random-weights SHAPE) [options]",
                            "Measure prompt processing and decode speed; prints one JSON object.\n"
+                           "Attention options as in `loki run` (--attn loki with --random-weights and no --pca uses\n"
+                           "identity bases: speed does not depend on the basis).\n"
                            "`loki bench attention --help`: one decode step of attention, dense vs loki, on the CPU\n"
                            "or with --device cuda on the GPU (`loki bench attention --device cuda --help`).",
-                           opts, (int)(sizeof opts / sizeof opts[0]), 1};
+                           opts, n_opts, 1};
     if (argc > 1 && !strcmp(argv[1], "attention")) return cli_bench_attention(argc - 1, argv + 1);
     const char *pos[1] = {NULL};
     int npos = 0;
@@ -192,8 +270,9 @@ int cli_bench(int argc, char **argv) {
         fprintf(stderr, "loki bench: give exactly one of -m MODEL or --random-weights SHAPE\n");
         return 2;
     }
-    if (o.n_prompt < 0 || o.n_gen < 0 || o.n_depth < 0 || o.reps < 1 || o.n_ctx < 0 || o.n_threads < 0) {
-        fprintf(stderr, "loki bench: -p, -n, -d, -c and -t must be >= 0 and -r >= 1\n");
+    if (o.n_prompt < 0 || o.n_gen < 0 || o.n_depth < 0 || o.reps < 1 || o.n_ctx < 0 || o.n_threads < 0 ||
+        o.batch < 1) {
+        fprintf(stderr, "loki bench: -p, -n, -d, -c and -t must be >= 0, -r and -b >= 1\n");
         return 2;
     }
     loki_model *m = o.random ? open_random(&o) : cli_open_model("bench", o.model, o.tokenizer);

@@ -104,7 +104,7 @@ int cli_calibrate(int argc, char **argv) {
         {NULL, "--chunks", CLI_INT, &chunks, "N", "use only the first N windows (default: all)"},
         {"-t", "--threads", CLI_INT, &n_threads, "N", "compute threads (default: all CPUs)"},
         {NULL, "--tokenizer", CLI_STR, &tokenizer, "FILE", "tokenizer file (llama2.c tok*.bin)"},
-        {NULL, "--device", CLI_STR, &device, "D", "cpu|cuda: where the model runs (default cpu)"},
+        {NULL, "--device", CLI_STR, &device, "D", CLI_DEVICE_HELP},
     };
     const cli_spec spec = {"calibrate", "loki calibrate -m MODEL -f TEXT -o PCA.gguf [options]",
                            "PCA of the model's keys before and after RoPE, per layer and KV head, over TEXT\n"
@@ -160,7 +160,9 @@ int cli_calibrate(int argc, char **argv) {
     cp.device = dev; /* the GPU's cache is bf16 whatever type_k says */
     const lk_hparams *hp = &m->hp;
     double t0 = lk_time_s();
-    if (loki_context_init(m, &cp, &ctx, &err) || lk_calib_init(&calib, hp->n_layer, hp->n_head_kv, hp->head_dim, &err) ||
+    if (!(ctx = cli_context_init("calibrate", m, &cp, NULL, &rc))) goto done;
+    rc = 1;
+    if (lk_calib_init(&calib, hp->n_layer, hp->n_head_kv, hp->head_dim, &err) ||
         lk_pca_init(&pca, hp->n_layer, hp->n_head_kv, hp->head_dim, &err)) {
         fprintf(stderr, "loki calibrate: %s\n", err.msg);
         goto done;

@@ -31,8 +31,15 @@ int32_t *cli_tokenize_text(const char *cmd, const loki_model *m, const char *tex
 loki_context *cli_make_context(const char *cmd, loki_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
                                loki_kv_type tk, loki_kv_type tv, loki_device dev, const loki_attn_params *attn,
                                int *rc);
-/* Parse --device (NULL: cpu); prints "loki CMD: ..." and returns 2 when bad. */
+/* As cli_make_context from filled params (cp->device LOKI_DEVICE_AUTO may
+ * become CPU: when the GPU cannot run the model or the method, with a note). */
+loki_context *cli_context_init(const char *cmd, loki_model *m, loki_context_params *cp, const loki_attn_params *attn,
+                               int *rc);
+/* Parse --device auto|cpu|cuda (NULL: auto, the GPU when one is present and
+ * runs the model); prints "loki CMD: ..." and returns 2 when bad. */
 int cli_device(const char *cmd, const char *s, loki_device *dev);
+#define CLI_DEVICE_HELP "auto|cpu|cuda: where the model runs (default auto: the GPU when one is present)"
+
 
 /* Help of -ctk/--cache-type-k and -ctv/--cache-type-v. */
 #define CLI_CACHE_TYPE_HELP "KV cache type: f32, f16, bf16, q8_0 (default f16 where the CPU has F16C, else bf16)"

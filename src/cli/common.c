@@ -64,14 +64,43 @@ char *cli_read_text(const char *cmd, const char *path, size_t *len) {
 }
 
 int cli_device(const char *cmd, const char *s, loki_device *dev) {
-    *dev = LOKI_DEVICE_CPU;
-    if (!s || !strcmp(s, "cpu")) return 0;
-    if (!strcmp(s, "cuda")) {
-        *dev = LOKI_DEVICE_CUDA;
+    *dev = LOKI_DEVICE_AUTO;
+    if (!s || !strcmp(s, "auto")) return 0;
+    if (!strcmp(s, "cpu") || !strcmp(s, "cuda")) {
+        *dev = !strcmp(s, "cpu") ? LOKI_DEVICE_CPU : LOKI_DEVICE_CUDA;
         return 0;
     }
-    fprintf(stderr, "loki %s: --device must be cpu or cuda, got '%s'\n", cmd, s);
+    fprintf(stderr, "loki %s: --device must be auto, cpu or cuda, got '%s'\n", cmd, s);
     return 2;
+}
+
+/* Context and attention method; LOKI_ERR_UNSUPPORTED from the GPU under
+ * --device auto falls back to the CPU with a note. */
+loki_context *cli_context_init(const char *cmd, loki_model *m, loki_context_params *cp, const loki_attn_params *attn,
+                               int *rc) {
+    loki_context *ctx = NULL;
+    loki_error err = {0};
+    loki_status st = loki_context_init(m, cp, &ctx, &err);
+    if (!st && attn) st = loki_context_set_attn(ctx, attn, &err);
+    if (st == LOKI_ERR_UNSUPPORTED && cp->device == LOKI_DEVICE_AUTO && ctx &&
+        loki_context_device(ctx, NULL) == LOKI_DEVICE_CUDA) {
+        fprintf(stderr, "loki %s: the GPU cannot run this: %s; running on the CPU\n", cmd, err.msg);
+        loki_context_free(ctx);
+        ctx = NULL;
+        cp->device = LOKI_DEVICE_CPU;
+        st = loki_context_init(m, cp, &ctx, &err);
+        if (!st && attn) st = loki_context_set_attn(ctx, attn, &err);
+    }
+    if (st) {
+        fprintf(stderr, "loki %s: %s\n", cmd, err.msg);
+        *rc = err.status == LOKI_ERR_ARG ? 2 : 1;
+        loki_context_free(ctx);
+        return NULL;
+    }
+    const char *why = NULL;
+    if (loki_context_device(ctx, &why) == LOKI_DEVICE_CPU && why)
+        fprintf(stderr, "loki %s: the GPU cannot run this model: %s; running on the CPU\n", cmd, why);
+    return ctx;
 }
 
 loki_context *cli_make_context(const char *cmd, loki_model *m, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
@@ -84,16 +113,7 @@ loki_context *cli_make_context(const char *cmd, loki_model *m, int32_t n_ctx, in
     cp.type_v = tv;
     cp.n_batch = n_batch;
     cp.n_threads = n_threads;
-    loki_context *ctx = NULL;
-    loki_error err = {0};
-    if (loki_context_init(m, &cp, &ctx, &err) != LOKI_OK ||
-        (attn && loki_context_set_attn(ctx, attn, &err) != LOKI_OK)) {
-        fprintf(stderr, "loki %s: %s\n", cmd, err.msg);
-        *rc = err.status == LOKI_ERR_ARG ? 2 : 1;
-        loki_context_free(ctx);
-        return NULL;
-    }
-    return ctx;
+    return cli_context_init(cmd, m, &cp, attn, rc);
 }
 
 static int parse_cache_type(const char *cmd, const char *opt, const char *s, loki_kv_type *t) {

@@ -445,11 +445,8 @@ static int eval_main(eval_opts *o, eval_plan *pl) {
     if ((rc = cli_cache_types(pl->cmd, o->attn.ctk, o->attn.ctv, &cp.type_k, &cp.type_v)) ||
         (rc = cli_device(pl->cmd, o->attn.device, &cp.device)))
         goto done;
+    if (!(ctx = cli_context_init(pl->cmd, m, &cp, NULL, &rc))) goto done;
     rc = 1;
-    if (loki_context_init(m, &cp, &ctx, &err) != LOKI_OK) {
-        fprintf(stderr, "loki %s: %s\n", pl->cmd, err.msg);
-        goto done;
-    }
     size_t n = (size_t)pl->n_methods * pl->n_lengths * pl->n_depths * (size_t)o->trials;
     if (pl->kind == EVAL_PASSKEY ? !(pl->pk = calloc(n, sizeof *pl->pk)) : !(pl->rp = calloc(n, sizeof *pl->rp))) {
         fprintf(stderr, "loki %s: out of memory (%zu trials)\n", pl->cmd, n);

@@ -39,6 +39,7 @@ struct lk_gpu_attn {
     int n_split_force;    /* > 0: splits per row forced (lk_gpu_attn_set_splits) */
     int n_split_last;     /* splits of the last step */
     bool pdl;             /* programmatic dependent launch between the step's kernels (lk_gpu_attn_set_pdl) */
+    bool bucketed;        /* launch shapes from length buckets (lk_gpu_attn_set_bucketed) */
     bool timing;
     cudaEvent_t ev[4];
 };
@@ -156,6 +157,34 @@ static int32_t list_len(const lk_gpu_attn *a, int32_t S) {
     return lk_attn_all(&a->p, S, S, k) ? S : k;
 }
 
+/* The bucket of a length: n rounded up to a multiple of max(P, 2^floor(log2 n) / 8),
+ * so at most 1/8 (or one page) above n, and about 8 buckets per doubling. */
+static int32_t len_bucket(int32_t n) {
+    if (n <= 0) return 0;
+    int32_t g = LK_GPU_PAGE;
+    while ((int64_t)g * 16 <= n) g *= 2;
+    return (int32_t)LK_MIN(((int64_t)n + g - 1) / g * g, (int64_t)INT32_MAX / 2);
+}
+
+/* Longest sequence and longest attend list of sequences seq0..seq0+B-1 at the host lengths. */
+static void step_lengths(const lk_gpu_attn *a, int32_t seq0, int32_t B, int32_t *S_max, int32_t *n_max) {
+    *S_max = *n_max = 0;
+    for (int b = seq0; b < seq0 + B; b++) {
+        *S_max = LK_MAX(*S_max, a->kv->len_host[b]);
+        *n_max = LK_MAX(*n_max, list_len(a, a->kv->len_host[b]));
+    }
+}
+
+extern "C" void lk_gpu_attn_set_bucketed(lk_gpu_attn *a, bool on) { a->bucketed = on; }
+
+extern "C" uint64_t lk_gpu_attn_step_key(const lk_gpu_attn *a, int32_t seq0, int32_t B) {
+    int32_t S_max, n_max;
+    if (seq0 < 0 || B < 1 || seq0 + B > a->max_batch) return 0;
+    step_lengths(a, seq0, B, &S_max, &n_max);
+    return (uint64_t)B << 48 | (uint64_t)(len_bucket(S_max) / LK_GPU_PAGE) << 24 |
+           (uint64_t)(len_bucket(n_max) / LK_GPU_PAGE);
+}
+
 /* Fixed cost of one split, in tiles of the wave model below: the pipeline's
  * first loads, the Q fragments, the partial's write and its share of the
  * reduce. */
@@ -208,26 +237,36 @@ extern "C" int lk_gpu_attn_splits(const lk_gpu_attn *a) { return a->n_split_last
 
 extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, const float *q, float *out,
                                           loki_error *err) {
+    return lk_gpu_attn_decode_seqs(a, layer, 0, B, q, out, err);
+}
+
+extern "C" loki_status lk_gpu_attn_decode_seqs(lk_gpu_attn *a, int layer, int32_t seq0, int32_t B, const float *q,
+                                               float *out, loki_error *err) {
     loki_status st = LOKI_OK;
     lk_gpu_kv *kv = a->kv;
     cudaStream_t s = a->cu->stream;
     const loki_attn_method m = a->p.method;
-    const size_t lay_off = (size_t)layer * a->max_batch * a->H * a->n_ctx;
+    /* H2O's per-sequence state: rows of sequences seq0.. */
+    const size_t lay_off = ((size_t)layer * a->max_batch + LK_MAX(seq0, 0)) * a->H * a->n_ctx;
     int32_t S_max = 0, n_max = 0;
     const bool scored = m == LOKI_ATTN_LOKI || m == LOKI_ATTN_EXACT_TOPK;
     const bool sum_rows = a->shared && !a->p.gqa_max;
     lk_kv_view view;
     lk_attend_args at;
-    if (layer < 0 || layer >= kv->n_layer || B < 1 || B > a->max_batch)
-        return lk_fail(err, LOKI_ERR_ARG, "GPU attention: layer %d or batch %d out of range", layer, B);
-    for (int b = 0; b < B; b++) {
-        S_max = LK_MAX(S_max, kv->len_host[b]);
-        n_max = LK_MAX(n_max, list_len(a, kv->len_host[b]));
+    if (layer < 0 || layer >= kv->n_layer || B < 1 || seq0 < 0 || seq0 + B > a->max_batch)
+        return lk_fail(err, LOKI_ERR_ARG, "GPU attention: layer %d or sequences %d..%d out of range", layer, seq0,
+                       seq0 + B - 1);
+    for (int b = seq0; b < seq0 + B; b++)
         if (kv->len_host[b] < 1)
             return lk_fail(err, LOKI_ERR_ARG, "GPU attention: sequence %d has no cached tokens", b);
+    step_lengths(a, seq0, B, &S_max, &n_max);
+    if (a->bucketed) { /* shapes from the buckets: the kernels read the true lengths */
+        S_max = LK_MIN(len_bucket(S_max), a->n_ctx);
+        n_max = LK_MIN(len_bucket(n_max), a->n_ctx);
     }
-    view = lk_kv_view{kv->pool, kv->block_table, kv->seq_len, kv->d_dev, kv->n_pages, kv->max_pages_per_seq,
-                      kv->n_head_kv, kv->head_dim, layer};
+    /* the view starts at sequence seq0: its batch row b is sequence seq0 + b */
+    view = lk_kv_view{kv->pool, kv->block_table + (size_t)seq0 * kv->max_pages_per_seq, kv->seq_len + seq0, kv->d_dev,
+                      kv->n_pages, kv->max_pages_per_seq, kv->n_head_kv, kv->head_dim, layer};
     if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[0], s));
 
     /* score: approximate (loki) or exact (exact-topk) scores of every token */
@@ -246,11 +285,11 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
         lk_select_args se;
         memset(&se, 0, sizeof se);
         se.p = a->p;
-        se.seq_len = kv->seq_len;
+        se.seq_len = view.seq_len;
         se.rows_per_seq = a->sel_rows, se.n_ctx = a->n_ctx, se.H = a->H;
         /* positions only for H2O's update; the attend gathers by slot */
         se.idx = m == LOKI_ATTN_H2O ? a->idx : NULL, se.n_sel = a->n_sel, se.slots = a->slots;
-        se.block_table = kv->block_table, se.mpps = kv->max_pages_per_seq;
+        se.block_table = view.block_table, se.mpps = kv->max_pages_per_seq;
         if (m == LOKI_ATTN_H2O) { /* a unit's accumulator row is its first head's */
             se.scores = a->acc + lay_off, se.evicted = a->evicted + lay_off;
             se.srow_b = a->H, se.srow_r = a->shared ? a->G : 1;
@@ -287,7 +326,7 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
     LK_CUDA_TRY(lk_launch_attend(&at, B, a->Hkv, s, a->pdl));
     LK_CUDA_TRY(lk_launch_reduce(a->part, a->part_ml, at.n_split, B, a->H, a->D, out, a->ml, s, a->pdl));
     if (m == LOKI_ATTN_H2O) {
-        lk_h2o_args h = {kv->seq_len, a->idx, a->n_sel, a->sel_rows, a->n_ctx, a->H, a->shared ? a->G : 1,
+        lk_h2o_args h = {view.seq_len, a->idx, a->n_sel, a->sel_rows, a->n_ctx, a->H, a->shared ? a->G : 1,
                          a->raw, a->ml, a->acc + lay_off, a->evicted + lay_off};
         LK_CUDA_TRY(lk_launch_h2o_update(&h, B, s, a->pdl));
     }

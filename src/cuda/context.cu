@@ -17,6 +17,16 @@ extern "C" loki_status lk_cuda_fail(loki_error *err, cudaError_t e, const char *
 
 extern "C" bool lk_cuda_built(void) { return true; }
 
+extern "C" bool lk_cuda_usable(void) {
+    int n = 0, major = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n < 1 ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    return major >= 9;
+}
+
 extern "C" loki_status lk_cuda_init(lk_cuda **out, int device, loki_error *err) {
     *out = NULL;
     int n = 0;
@@ -94,6 +104,37 @@ extern "C" loki_status lk_cuda_download(lk_cuda *cu, void *dst, const void *src,
     return copy_sync(cu, dst, src, bytes, cudaMemcpyDeviceToHost, err);
 }
 
+extern "C" loki_status lk_cuda_host_alloc(lk_cuda *cu, void **p, size_t bytes, const char *what, loki_error *err) {
+    (void)cu;
+    *p = NULL;
+    cudaError_t e = cudaMallocHost(p, bytes ? bytes : 1);
+    if (e == cudaSuccess) return LOKI_OK;
+    cudaGetLastError();
+    *p = NULL;
+    return lk_fail(err, LOKI_ERR_NOMEM, "page-locked host allocation of %zu bytes for %s failed: %s", bytes, what,
+                   cudaGetErrorString(e));
+}
+
+extern "C" void lk_cuda_host_free(lk_cuda *cu, void *p) {
+    (void)cu;
+    if (p) cudaFreeHost(p);
+}
+
+extern "C" loki_status lk_cuda_upload_async(lk_cuda *cu, void *dst, const void *src, size_t bytes, loki_error *err) {
+    loki_status st = LOKI_OK;
+    LK_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cu->stream));
+fail:
+    return st;
+}
+
+extern "C" loki_status lk_cuda_download_async(lk_cuda *cu, void *dst, const void *src, size_t bytes,
+                                              loki_error *err) {
+    loki_status st = LOKI_OK;
+    LK_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cu->stream));
+fail:
+    return st;
+}
+
 extern "C" loki_status lk_cuda_sync(lk_cuda *cu, loki_error *err) {
     loki_status st = LOKI_OK;
     LK_CUDA_TRY(cudaStreamSynchronize(cu->stream));
@@ -164,6 +205,57 @@ extern "C" loki_status lk_cuda_graph_run(lk_cuda *cu, lk_cuda_graph *g, int time
 fail:
     if (e0) cudaEventDestroy(e0);
     if (e1) cudaEventDestroy(e1);
+    return st;
+}
+
+extern "C" loki_status lk_cuda_capture_end_update(lk_cuda *cu, lk_cuda_graph **gp, loki_error *err) {
+    loki_status st = LOKI_OK;
+    cudaGraph_t graph = NULL;
+    lk_cuda_graph *g = *gp;
+    LK_CUDA_TRY(cudaStreamEndCapture(cu->stream, &graph));
+    if (g && g->exec) {
+        cudaGraphExecUpdateResultInfo info;
+        if (cudaGraphExecUpdate(g->exec, graph, &info) == cudaSuccess) {
+            cudaGraphDestroy(g->graph);
+            g->graph = graph;
+            return LOKI_OK;
+        }
+        cudaGetLastError(); /* a different topology: build it anew */
+        cudaGraphExecDestroy(g->exec);
+        g->exec = NULL;
+    }
+    if (!g) {
+        if (!(g = (lk_cuda_graph *)lk_calloc(1, sizeof *g, err))) {
+            cudaGraphDestroy(graph);
+            return LOKI_ERR_NOMEM;
+        }
+        *gp = g;
+    }
+    if (g->graph) cudaGraphDestroy(g->graph);
+    g->graph = graph;
+    graph = NULL;
+    LK_CUDA_TRY(cudaGraphInstantiate(&g->exec, g->graph, 0));
+    return LOKI_OK;
+fail:
+    if (graph) cudaGraphDestroy(graph);
+    lk_cuda_graph_free(*gp);
+    *gp = NULL;
+    return st;
+}
+
+extern "C" void lk_cuda_capture_abort(lk_cuda *cu) {
+    cudaGraph_t graph = NULL;
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(cu->stream, &cs) == cudaSuccess && cs != cudaStreamCaptureStatusNone &&
+        cudaStreamEndCapture(cu->stream, &graph) == cudaSuccess && graph)
+        cudaGraphDestroy(graph);
+    cudaGetLastError(); /* an invalidated capture leaves its error behind */
+}
+
+extern "C" loki_status lk_cuda_graph_launch(lk_cuda *cu, lk_cuda_graph *g, loki_error *err) {
+    loki_status st = LOKI_OK;
+    LK_CUDA_TRY(cudaGraphLaunch(g->exec, cu->stream));
+fail:
     return st;
 }
 

@@ -89,6 +89,7 @@ extern "C" loki_status lk_gpu_kv_reserve(lk_gpu_kv *kv, int32_t seq, int32_t n_t
     if (need - have > kv->n_free)
         return lk_fail(err, LOKI_ERR_RANGE, "GPU KV cache: %lld more pages needed, %d free", (long long)(need - have),
                        kv->n_free);
+    if (need <= have) return LOKI_OK; /* the device row is current (release and init upload it too) */
     for (int32_t i = have; i < need; i++) row[i] = kv->free_pages[--kv->n_free];
     return lk_cuda_upload(kv->cu, kv->block_table + (size_t)seq * kv->max_pages_per_seq, row,
                           sizeof(int32_t) * (size_t)kv->max_pages_per_seq, err);
@@ -108,7 +109,7 @@ extern "C" void lk_gpu_kv_release(lk_gpu_kv *kv, int32_t seq) {
     lk_cuda_upload(kv->cu, kv->seq_len + seq, &kv->len_host[seq], 4, NULL);
 }
 
-extern "C" loki_status lk_gpu_kv_set_len(lk_gpu_kv *kv, int32_t seq, int32_t len, loki_error *err) {
+extern "C" loki_status lk_gpu_kv_set_len_host(lk_gpu_kv *kv, int32_t seq, int32_t len, loki_error *err) {
     loki_status st = check_seq(kv, seq, err);
     if (st) return st;
     const int32_t *row = kv->bt_host + (size_t)seq * kv->max_pages_per_seq;
@@ -118,7 +119,12 @@ extern "C" loki_status lk_gpu_kv_set_len(lk_gpu_kv *kv, int32_t seq, int32_t len
         return lk_fail(err, LOKI_ERR_RANGE, "GPU KV cache: length %d of sequence %d exceeds its %d reserved tokens", len,
                        seq, have * LK_GPU_PAGE);
     kv->len_host[seq] = len;
-    return lk_cuda_upload(kv->cu, kv->seq_len + seq, &len, 4, err);
+    return LOKI_OK;
+}
+
+extern "C" loki_status lk_gpu_kv_set_len(lk_gpu_kv *kv, int32_t seq, int32_t len, loki_error *err) {
+    loki_status st = lk_gpu_kv_set_len_host(kv, seq, len, err);
+    return st ? st : lk_cuda_upload(kv->cu, kv->seq_len + seq, &len, 4, err);
 }
 
 extern "C" void lk_gpu_kv_slots(const lk_gpu_kv *kv, int32_t seq, int32_t pos0, int32_t n, int32_t *slots) {

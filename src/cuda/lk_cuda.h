@@ -30,6 +30,9 @@ typedef struct lk_cuda lk_cuda;
 
 /* True when this build contains the CUDA backend. */
 bool lk_cuda_built(void);
+/* True when the build has CUDA and GPU 0 exists with compute capability
+ * 9.0 or newer (no context is created). */
+bool lk_cuda_usable(void);
 
 /* Open GPU `device` (0 = first) with one stream. Fails (LOKI_ERR_UNSUPPORTED)
  * when the build has no CUDA, no driver or no GPU is present, or the GPU is
@@ -48,6 +51,16 @@ void lk_cuda_dealloc(lk_cuda *cu, void *p);
 /* Copies on the context's stream; they return when the copy is complete. */
 loki_status lk_cuda_upload(lk_cuda *cu, void *dst, const void *src, size_t bytes, loki_error *err);
 loki_status lk_cuda_download(lk_cuda *cu, void *dst, const void *src, size_t bytes, loki_error *err);
+/* Page-locked host memory: copies from and to it run asynchronously and
+ * can be captured in a graph (the captured copy reads the memory when the
+ * graph runs). Reported through err like lk_cuda_alloc. */
+loki_status lk_cuda_host_alloc(lk_cuda *cu, void **p, size_t bytes, const char *what, loki_error *err);
+void lk_cuda_host_free(lk_cuda *cu, void *p);
+/* Asynchronous copies on the context's stream: host memory must be
+ * page-locked (lk_cuda_host_alloc) and must not change until the stream
+ * has passed the copy. Errors of the copy surface at the next sync. */
+loki_status lk_cuda_upload_async(lk_cuda *cu, void *dst, const void *src, size_t bytes, loki_error *err);
+loki_status lk_cuda_download_async(lk_cuda *cu, void *dst, const void *src, size_t bytes, loki_error *err);
 /* Wait for the stream; surfaces any error of the kernels launched on it. */
 loki_status lk_cuda_sync(lk_cuda *cu, loki_error *err);
 
@@ -64,6 +77,16 @@ loki_status lk_cuda_capture_begin(lk_cuda *cu, loki_error *err);
 loki_status lk_cuda_capture_end(lk_cuda *cu, lk_cuda_graph **g, loki_error *err);
 loki_status lk_cuda_graph_run(lk_cuda *cu, lk_cuda_graph *g, int times, float *ms, loki_error *err);
 void lk_cuda_graph_free(lk_cuda_graph *g);
+/* End a capture into *g for replay: when *g holds an executable graph of the
+ * same topology (a decode step at another length), it is updated in place
+ * (cudaGraphExecUpdate, far cheaper than a new instantiation); otherwise *g
+ * is (re)built. On failure *g is freed and NULL; the stream is no longer
+ * capturing either way. */
+loki_status lk_cuda_capture_end_update(lk_cuda *cu, lk_cuda_graph **g, loki_error *err);
+/* Stop a capture and drop what it recorded (after a failed op). */
+void lk_cuda_capture_abort(lk_cuda *cu);
+/* Enqueue one replay of g on the context's stream (asynchronous). */
+loki_status lk_cuda_graph_launch(lk_cuda *cu, lk_cuda_graph *g, loki_error *err);
 
 /* Read bandwidth of the device memory in GB/s: a kernel that only reads a
  * buffer of `bytes` (several times the L2) and reduces it, median of reps. */
@@ -116,6 +139,11 @@ loki_status lk_gpu_kv_reserve(lk_gpu_kv *kv, int32_t seq, int32_t n_tokens, loki
 void lk_gpu_kv_release(lk_gpu_kv *kv, int32_t seq);
 /* Set the tokens of `seq` that attention sees (<= its reserved pages * P). */
 loki_status lk_gpu_kv_set_len(lk_gpu_kv *kv, int32_t seq, int32_t len, loki_error *err);
+
+/* As lk_gpu_kv_set_len for the host mirror only (len_host): the caller
+ * copies len_host (max_seqs) to the device's seq_len itself, e.g. with
+ * lk_cuda_upload_async from page-locked memory inside a captured step. */
+loki_status lk_gpu_kv_set_len_host(lk_gpu_kv *kv, int32_t seq, int32_t len, loki_error *err);
 
 /* Physical slots (page * P + offset) of positions pos0 .. pos0+n-1 of `seq`
  * (reserved) into slots (n, host). */
@@ -176,6 +204,11 @@ loki_status lk_gpu_attn_reset(lk_gpu_attn *a, loki_error *err);
  * position. */
 loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, const float *q, float *out, loki_error *err);
 
+/* As lk_gpu_attn_decode for sequences seq0 .. seq0+B-1 of the cache (batch
+ * row b of q and out is sequence seq0 + b); seq0 + B <= max_batch. */
+loki_status lk_gpu_attn_decode_seqs(lk_gpu_attn *a, int layer, int32_t seq0, int32_t B, const float *q, float *out,
+                                    loki_error *err);
+
 /* Per-stage timing: when on, lk_gpu_attn_decode records events around its
  * stages; lk_gpu_attn_stage_ms waits for the last step and gives the
  * milliseconds of score, select and attend (attend includes the split
@@ -189,6 +222,18 @@ void lk_gpu_attn_set_splits(lk_gpu_attn *a, int n_split);
  * default on sm_90 and later: each kernel's launch overlaps the tail of the
  * one before it). Off: plain stream order. For benchmarks. */
 void lk_gpu_attn_set_pdl(lk_gpu_attn *a, bool on);
+/* Launch shapes from length buckets, for replaying captured steps: when on,
+ * lk_gpu_attn_decode sizes its grids and split counts by the buckets of
+ * lk_gpu_attn_step_key instead of the exact host lengths, so every step
+ * with the same key launches the same kernels with the same arguments (the
+ * kernels read the true lengths from the device's seq_len). Off by default. */
+void lk_gpu_attn_set_bucketed(lk_gpu_attn *a, bool on);
+/* The key of a decode step of sequences seq0..seq0+B-1 at the cache's current host
+ * lengths: B, the bucket of the longest sequence and the bucket of the
+ * longest token list the attend stage visits (buckets are at most 1/8
+ * larger than what they hold). Steps with equal keys launch identical work
+ * when bucketed. 0 for sequences out of range. */
+uint64_t lk_gpu_attn_step_key(const lk_gpu_attn *a, int32_t seq0, int32_t B);
 /* Splits per row the last decode step used. */
 int lk_gpu_attn_splits(const lk_gpu_attn *a);
 loki_status lk_gpu_attn_stage_ms(lk_gpu_attn *a, float ms[3], loki_error *err);

@@ -10,6 +10,7 @@
 #define NO_CUDA "this loki was built without the CUDA backend (nvcc not found at build time; rebuild with -DLOKI_CUDA=ON)"
 
 bool lk_cuda_built(void) { return false; }
+bool lk_cuda_usable(void) { return false; }
 
 loki_status lk_cuda_init(lk_cuda **out, int device, loki_error *err) {
     (void)device;
@@ -33,6 +34,18 @@ loki_status lk_cuda_upload(lk_cuda *cu, void *dst, const void *src, size_t bytes
 loki_status lk_cuda_download(lk_cuda *cu, void *dst, const void *src, size_t bytes, loki_error *err) {
     (void)cu, (void)dst, (void)src, (void)bytes;
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
+}
+loki_status lk_cuda_host_alloc(lk_cuda *cu, void **p, size_t bytes, const char *what, loki_error *err) {
+    (void)cu, (void)bytes, (void)what;
+    *p = NULL;
+    return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
+}
+void lk_cuda_host_free(lk_cuda *cu, void *p) { (void)cu, (void)p; }
+loki_status lk_cuda_upload_async(lk_cuda *cu, void *dst, const void *src, size_t bytes, loki_error *err) {
+    return lk_cuda_upload(cu, dst, src, bytes, err);
+}
+loki_status lk_cuda_download_async(lk_cuda *cu, void *dst, const void *src, size_t bytes, loki_error *err) {
+    return lk_cuda_download(cu, dst, src, bytes, err);
 }
 loki_status lk_cuda_sync(lk_cuda *cu, loki_error *err) {
     (void)cu;
@@ -58,6 +71,17 @@ loki_status lk_gpu_kv_reserve(lk_gpu_kv *kv, int32_t seq, int32_t n_tokens, loki
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
 }
 void lk_gpu_kv_release(lk_gpu_kv *kv, int32_t seq) { (void)kv, (void)seq; }
+loki_status lk_gpu_kv_set_len_host(lk_gpu_kv *kv, int32_t seq, int32_t len, loki_error *err) {
+    (void)kv, (void)seq, (void)len;
+    return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
+}
+void lk_gpu_attn_set_bucketed(lk_gpu_attn *a, bool on) { (void)a, (void)on; }
+uint64_t lk_gpu_attn_step_key(const lk_gpu_attn *a, int32_t seq0, int32_t B) { (void)a, (void)seq0, (void)B; return 0; }
+loki_status lk_gpu_attn_decode_seqs(lk_gpu_attn *a, int layer, int32_t seq0, int32_t B, const float *q, float *out,
+                                    loki_error *err) {
+    (void)a, (void)layer, (void)seq0, (void)B, (void)q, (void)out;
+    return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
+}
 loki_status lk_gpu_kv_set_len(lk_gpu_kv *kv, int32_t seq, int32_t len, loki_error *err) {
     (void)kv, (void)seq, (void)len;
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
@@ -119,6 +143,16 @@ loki_status lk_cuda_graph_run(lk_cuda *cu, lk_cuda_graph *g, int times, float *m
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
 }
 void lk_cuda_graph_free(lk_cuda_graph *g) { (void)g; }
+loki_status lk_cuda_capture_end_update(lk_cuda *cu, lk_cuda_graph **g, loki_error *err) {
+    (void)cu;
+    *g = NULL;
+    return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
+}
+void lk_cuda_capture_abort(lk_cuda *cu) { (void)cu; }
+loki_status lk_cuda_graph_launch(lk_cuda *cu, lk_cuda_graph *g, loki_error *err) {
+    (void)cu, (void)g;
+    return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
+}
 loki_status lk_cuda_read_bw(lk_cuda *cu, size_t bytes, int reps, double *gbs, loki_error *err) {
     (void)cu, (void)bytes, (void)reps, (void)gbs;
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);

@@ -31,9 +31,15 @@ typedef struct lk_backend_ops {
      * with err set); free accepts NULL. */
     float *(*alloc)(lk_backend *be, size_t floats, const char *what, loki_error *err);
     void (*free)(lk_backend *be, float *p);
-    /* Start a pass over n tokens at positions pos (host arrays, n): what the
-     * embedding and RoPE ops of this pass read. */
-    loki_status (*begin)(lk_backend *be, const int32_t *tokens, const int32_t *pos, int n, loki_error *err);
+    /* Start a pass over n rows (host arrays, n): row i is token tokens[i]
+     * of sequence seq[i] at position pos[i]. A pass is either one
+     * sequence's tokens at consecutive positions (a prompt, or one decode
+     * step), or a decode batch: row i the next token of sequence i, for
+     * sequences 0..n-1 (backends with one sequence reject it). */
+    loki_status (*begin)(lk_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int n,
+                         loki_error *err);
+    /* Forget the cached tokens of sequence seq (its positions restart at 0). */
+    void (*release_seq)(lk_backend *be, int32_t seq);
     /* x (n, E) = rows of table for this pass's tokens, times scale (0: 1). */
     void (*embed)(lk_backend *be, float *x, const lk_tensor *table, int n, float scale);
     /* y (n, dim) = x / rms(x) * w; y may equal x. */
@@ -55,8 +61,9 @@ typedef struct lk_backend_ops {
     void (*calib_keys)(lk_backend *be, int basis, int layer, const float *k, int n);
     /* The attention of layer l for this pass: rotate q (n, H, D) and k
      * (n, Hkv, D) into the PCA basis when the method uses one, store k and v
-     * at positions pos0.. of the cache, then out (n, H, D) = attention of
-     * each query over the cached tokens up to its own position. */
+     * at the rows' positions of their sequences' caches (pos0: the first
+     * row's), then out (n, H, D) = attention of each query over the cached
+     * tokens of its sequence up to its own position. */
     void (*attention)(lk_backend *be, int layer, float *q, float *k, const float *v, float *out, int n,
                       int32_t pos0);
     /* Where the pass writes `floats` floats that end up in host memory at
@@ -86,13 +93,19 @@ loki_status lk_backend_cpu_init(lk_backend **out, const loki_model *m, struct lk
                                 struct lk_calib *const *calib, loki_error *err);
 
 /* The CUDA backend (backend_cuda.c): opens GPU 0, uploads the model's
- * weights, builds the paged cache of n_ctx tokens for the method p (split
- * layout and decode kernels of lk_cuda.h; pca_rot (L, Hkv, D, D) from
- * lk_attn_rotation, NULL without a PCA method) and scratch for n_batch rows.
- * Without a GPU or a CUDA build: LOKI_ERR_UNSUPPORTED naming the cause. */
+ * weights, builds the paged cache of n_seq sequences of up to n_ctx tokens
+ * for the method p (split layout and decode kernels of lk_cuda.h; pca_rot
+ * (L, Hkv, D, D) from lk_attn_rotation, NULL without a PCA method) and
+ * scratch for n_batch rows. Decode steps are captured as CUDA graphs and
+ * replayed (backend_cuda.c says when). Without a GPU or a CUDA build:
+ * LOKI_ERR_UNSUPPORTED naming the cause. */
 loki_status lk_backend_cuda_init(lk_backend **out, const loki_model *m, const loki_attn_params *p,
-                                 const float *pca_rot, int32_t n_ctx, int32_t n_batch,
+                                 const float *pca_rot, int32_t n_ctx, int32_t n_seq, int32_t n_batch,
                                  struct lk_calib *const *calib, loki_error *err);
+
+/* Capture and replay decode steps as CUDA graphs (on by default); off:
+ * every kernel is launched (for measurements). No-op on other backends. */
+void lk_backend_cuda_set_graphs(lk_backend *be, bool on);
 
 /* Thin wrappers, so forward.c reads as the model. */
 static inline void lk_be_embed(lk_backend *be, float *x, const lk_tensor *t, int n, float scale) {

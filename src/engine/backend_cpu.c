@@ -38,12 +38,17 @@ static void cpu_free(lk_backend *be, float *p) {
     lk_free_aligned(p);
 }
 
-static loki_status cpu_begin(lk_backend *be, const int32_t *tokens, const int32_t *pos, int n, loki_error *err) {
-    (void)n, (void)err;
+static loki_status cpu_begin(lk_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int n,
+                             loki_error *err) {
+    for (int i = 0; i < n; i++) /* the CPU context holds one sequence (loki_context_init refuses more) */
+        if (seq[i] != 0) return lk_fail(err, LOKI_ERR_UNSUPPORTED, "the CPU backend holds one sequence");
     cpu_of(be)->tokens = tokens;
     cpu_of(be)->pos = pos;
     return LOKI_OK;
 }
+
+/* The cache is rewritten from position 0 by the next pass: nothing to free. */
+static void cpu_release_seq(lk_backend *be, int32_t seq) { (void)be, (void)seq; }
 
 static void cpu_embed(lk_backend *be, float *x, const lk_tensor *table, int n, float scale) {
     const be_cpu *b = cpu_of(be);
@@ -121,6 +126,7 @@ static const lk_backend_ops k_cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
     .begin = cpu_begin,
+    .release_seq = cpu_release_seq,
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
     .matmul = cpu_matmul,

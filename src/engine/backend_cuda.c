@@ -12,6 +12,21 @@
  * on the GPU is not built yet: with a sparse method the GPU's prompt
  * attention is dense; docs/GPU.md).
  *
+ * Sequences: the cache holds n_seq sequences. A pass is one sequence's
+ * tokens, or a decode batch (row i = the next token of sequence seq0 + i),
+ * whose attention is one lk_gpu_attn_decode_seqs over the batch.
+ *
+ * Graphs: a decode pass (one token per sequence) on a model without
+ * sliding-window layers, not calibrating, is captured as a CUDA graph the
+ * second time a step with the same key comes (lk_gpu_attn_step_key: the
+ * batch and the buckets of its lengths; the attention runs bucketed, so
+ * equal keys launch identical kernels), and replayed while the key holds:
+ * then the ops only return, and sync_read launches the graph. A new key
+ * re-captures and updates the executable graph in place. The pass's inputs
+ * (tokens, positions, cache slots, sequence lengths) go up in two copies
+ * from page-locked staging that the graph's copy nodes read when it runs,
+ * so a step has no host synchronisation before the logits come back.
+ *
  * Errors: the first failing op's status and message are kept (sticky) and
  * returned by sync_read at the end of the pass; later ops do nothing.
  */
@@ -47,13 +62,24 @@ typedef struct be_cuda {
     lk_calib *const *calib;         /* the context's collector (NULL when not calibrating) */
     dev_weight *w;                  /* (n_w) sorted by host */
     int n_w;
-    int32_t *d_tokens, *d_pos, *d_slots; /* (n_batch) this pass's inputs, device */
-    int32_t *h_slots;               /* (n_batch) host */
+    int32_t *h_in;                  /* (3, n_batch) tokens | positions | cache slots, page-locked */
+    int32_t *d_in;                  /* its device copy, one upload per pass */
+    int32_t *d_tokens, *d_pos, *d_slots; /* (n_batch) views of d_in */
+    int32_t *h_len;                 /* (n_seq) page-locked copy of the cache's lengths, uploaded to kv->seq_len */
+    bool graphs;                    /* decode steps are captured and replayed */
+    bool has_local;                 /* the model has sliding-window layers (no graphs: their attention
+                                       launches by host positions) */
+    enum { RUN_EAGER, RUN_CAPTURE, RUN_REPLAY } mode; /* of this pass */
+    lk_cuda_graph *graph;           /* the last captured decode step, or NULL */
+    uint64_t graph_key, last_key;   /* its step key, and the key of the last decode pass */
+    int32_t graph_seq0, last_seq0;  /* their first sequences */
     float *inv_freq[2];             /* (rope_dim/2) global / local layers' RoPE, device */
     float *logits;                  /* device (logits_cap) */
     size_t logits_cap;
     float *host_k;                  /* (n_batch, Hkv, D) host copy for calibration */
-    int32_t n_batch, pos0, n;
+    int32_t n_batch, n_seq;
+    int32_t seq0, pos0, n, batch;   /* this pass: first sequence and position, rows, and for a decode
+                                       batch its size (rows = sequences seq0..), else 0 */
     loki_status st;                 /* first failure of the pass */
     loki_error err;
 } be_cuda;
@@ -90,26 +116,78 @@ static void cu_free(lk_backend *be, float *p) {
     if (p) lk_cuda_dealloc(cu_of(be)->cu, p);
 }
 
-static loki_status cu_begin(lk_backend *be, const int32_t *tokens, const int32_t *pos, int n, loki_error *err) {
-    be_cuda *b = cu_of(be);
+/* Reserve the pages of this pass's rows and set the host lengths; slots (n). */
+static loki_status place_rows(be_cuda *b, const int32_t *pos, const int32_t *seq, int n, int32_t *slots,
+                              loki_error *err) {
     loki_status st;
-    b->st = LOKI_OK;
-    b->n = n;
-    b->pos0 = pos[0]; /* one sequence: positions pos0 .. pos0+n-1 */
-    if ((st = lk_gpu_kv_reserve(b->kv, 0, b->pos0 + n, err)) || (st = lk_gpu_kv_set_len(b->kv, 0, b->pos0 + n, err)))
-        return st;
-    lk_gpu_kv_slots(b->kv, 0, b->pos0, n, b->h_slots);
-    if ((st = lk_cuda_upload(b->cu, b->d_tokens, tokens, (size_t)n * sizeof(int32_t), err)) ||
-        (st = lk_cuda_upload(b->cu, b->d_pos, pos, (size_t)n * sizeof(int32_t), err)) ||
-        (st = lk_cuda_upload(b->cu, b->d_slots, b->h_slots, (size_t)n * sizeof(int32_t), err)))
-        return st;
+    if (!b->batch) {
+        if ((st = lk_gpu_kv_reserve(b->kv, b->seq0, pos[0] + n, err)) ||
+            (st = lk_gpu_kv_set_len_host(b->kv, b->seq0, pos[0] + n, err)))
+            return st;
+        lk_gpu_kv_slots(b->kv, b->seq0, pos[0], n, slots);
+        return LOKI_OK;
+    }
+    for (int i = 0; i < n; i++) {
+        if ((st = lk_gpu_kv_reserve(b->kv, seq[i], pos[i] + 1, err)) ||
+            (st = lk_gpu_kv_set_len_host(b->kv, seq[i], pos[i] + 1, err)))
+            return st;
+        lk_gpu_kv_slots(b->kv, seq[i], pos[i], 1, slots + i);
+    }
     return LOKI_OK;
 }
+
+static loki_status cu_begin(lk_backend *be, const int32_t *tokens, const int32_t *pos, const int32_t *seq, int n,
+                            loki_error *err) {
+    be_cuda *b = cu_of(be);
+    const int32_t nb = b->n_batch;
+    loki_status st;
+    b->st = LOKI_OK;
+    b->n = n, b->seq0 = seq[0], b->pos0 = pos[0], b->batch = 0, b->mode = RUN_EAGER;
+    if (n > 1 && seq[n - 1] != seq[0]) { /* a decode batch: consecutive sequences, one token each */
+        for (int i = 0; i < n; i++)
+            if (seq[i] != seq[0] + i)
+                return lk_fail(err, LOKI_ERR_ARG, "GPU decode batch: row %d is sequence %d, expected %d", i, seq[i],
+                               seq[0] + i);
+        b->batch = n;
+    }
+    if (b->seq0 < 0 || b->seq0 + (b->batch ? n : 1) > b->n_seq)
+        return lk_fail(err, LOKI_ERR_ARG, "GPU backend: sequence %d outside the context's %d", seq[0], b->n_seq);
+    if ((st = place_rows(b, pos, seq, n, b->h_in + 2 * nb, err))) return st;
+    memcpy(b->h_in, tokens, (size_t)n * sizeof(int32_t));
+    memcpy(b->h_in + nb, pos, (size_t)n * sizeof(int32_t));
+    memcpy(b->h_len, b->kv->len_host, (size_t)b->n_seq * sizeof(int32_t));
+    if (b->graphs && (b->batch || n == 1) && !*b->calib && !b->has_local) {
+        const uint64_t key = lk_gpu_attn_step_key(b->attn, b->seq0, b->batch ? n : 1);
+        if (b->graph && key == b->graph_key && b->seq0 == b->graph_seq0)
+            b->mode = RUN_REPLAY; /* the graph holds the uploads below */
+        else if (key == b->last_key && b->seq0 == b->last_seq0)
+            b->mode = RUN_CAPTURE;
+        b->last_key = key, b->last_seq0 = b->seq0;
+    }
+    if (b->mode == RUN_REPLAY) return LOKI_OK;
+    if (b->mode == RUN_CAPTURE && (st = lk_cuda_capture_begin(b->cu, err))) return st;
+    if ((st = lk_cuda_upload_async(b->cu, b->d_in, b->h_in, (size_t)3 * nb * sizeof(int32_t), err)) ||
+        (st = lk_cuda_upload_async(b->cu, b->kv->seq_len, b->h_len, (size_t)b->n_seq * sizeof(int32_t), err))) {
+        if (b->mode == RUN_CAPTURE) lk_cuda_capture_abort(b->cu);
+        b->mode = RUN_EAGER;
+        return st;
+    }
+    return LOKI_OK;
+}
+
+static void cu_release_seq(lk_backend *be, int32_t seq) {
+    be_cuda *b = cu_of(be);
+    if (seq >= 0 && seq < b->n_seq) lk_gpu_kv_release(b->kv, seq);
+}
+
+/* True when the ops of this pass have nothing to do: an op failed, or the
+ * pass replays a captured graph. */
+static bool skip(const be_cuda *b) { return b->st || b->mode == RUN_REPLAY; }
 
 static void cu_embed(lk_backend *be, float *x, const lk_tensor *t, int n, float scale) {
     be_cuda *b = cu_of(be);
     loki_error e;
-    if (b->st) return;
+    if (skip(b)) return;
     keep(b, lk_cuda_get_rows(b->cu, x, t->dtype, dev_of(b, t), t->ne[1], t->ne[0], b->d_tokens, n, &e), &e);
     if (!b->st && scale > 0.0f) keep(b, lk_cuda_scale(b->cu, x, scale, (int64_t)n * t->ne[0], &e), &e);
 }
@@ -117,26 +195,26 @@ static void cu_embed(lk_backend *be, float *x, const lk_tensor *t, int n, float 
 static void cu_rmsnorm(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n, int dim, float eps) {
     be_cuda *b = cu_of(be);
     loki_error e;
-    if (!b->st) keep(b, lk_cuda_rmsnorm(b->cu, y, x, dev_of(b, w), n, dim, eps, &e), &e);
+    if (!skip(b)) keep(b, lk_cuda_rmsnorm(b->cu, y, x, dev_of(b, w), n, dim, eps, &e), &e);
 }
 
 static void cu_matmul(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n) {
     be_cuda *b = cu_of(be);
     loki_error e;
-    if (!b->st) keep(b, lk_cuda_matmul(b->mm, y, x, w->dtype, dev_of(b, w), w->ne[0], w->ne[1], n, &e), &e);
+    if (!skip(b)) keep(b, lk_cuda_matmul(b->mm, y, x, w->dtype, dev_of(b, w), w->ne[0], w->ne[1], n, &e), &e);
 }
 
 static void cu_add_bias(lk_backend *be, float *x, const lk_tensor *bias, int n, int dim) {
     be_cuda *b = cu_of(be);
     loki_error e;
-    if (!b->st) keep(b, lk_cuda_add_bias(b->cu, x, dev_of(b, bias), n, dim, &e), &e);
+    if (!skip(b)) keep(b, lk_cuda_add_bias(b->cu, x, dev_of(b, bias), n, dim, &e), &e);
 }
 
 static void cu_rope(lk_backend *be, float *x, int n, int n_heads, int layer) {
     be_cuda *b = cu_of(be);
     const lk_hparams *hp = &b->m->hp;
     loki_error e;
-    if (b->st) return;
+    if (skip(b)) return;
     const float *f = b->inv_freq[lk_layer_is_local(hp, layer) ? 1 : 0];
     keep(b, lk_cuda_rope(b->cu, x, n, n_heads, hp->head_dim, b->d_pos, f, hp->rope_dim, hp->rope_style == LK_ROPE_NEOX,
                          &e), &e);
@@ -145,20 +223,20 @@ static void cu_rope(lk_backend *be, float *x, int n, int n_heads, int layer) {
 static void cu_glu(lk_backend *be, float *gate, const float *up, int n, int n_ff, lk_ffn_act act) {
     be_cuda *b = cu_of(be);
     loki_error e;
-    if (!b->st)
+    if (!skip(b))
         keep(b, lk_cuda_glu(b->cu, gate, up, (int64_t)n * n_ff, act == LK_ACT_GELU_TANH ? 1 : 0, &e), &e);
 }
 
 static void cu_add(lk_backend *be, float *x, const float *y, size_t count) {
     be_cuda *b = cu_of(be);
     loki_error e;
-    if (!b->st) keep(b, lk_cuda_add(b->cu, x, y, (int64_t)count, &e), &e);
+    if (!skip(b)) keep(b, lk_cuda_add(b->cu, x, y, (int64_t)count, &e), &e);
 }
 
 static void cu_softcap(lk_backend *be, float *x, float c, size_t count) {
     be_cuda *b = cu_of(be);
     loki_error e;
-    if (!b->st) keep(b, lk_cuda_softcap(b->cu, x, c, (int64_t)count, &e), &e);
+    if (!skip(b)) keep(b, lk_cuda_softcap(b->cu, x, c, (int64_t)count, &e), &e);
 }
 
 /* Calibration on the GPU backend: the keys come back to the host and go
@@ -168,7 +246,7 @@ static void cu_calib_keys(lk_backend *be, int basis, int layer, const float *k, 
     const lk_hparams *hp = &b->m->hp;
     loki_error e;
     lk_calib *c = *b->calib;
-    if (b->st || !c) return;
+    if (skip(b) || !c) return;
     keep(b, lk_cuda_download(b->cu, b->host_k, k, (size_t)n * hp->n_head_kv * hp->head_dim * sizeof(float), &e), &e);
     if (!b->st) lk_calib_add_keys(c, basis, layer, b->host_k, n);
 }
@@ -182,18 +260,24 @@ static void cu_attention(lk_backend *be, int layer, float *q, float *k, const fl
     const float *rot = local || !b->rot ? NULL : b->rot + (size_t)layer * Hkv * D * D;
     const float scale = hp->attn_scale > 0.0f ? hp->attn_scale : 1.0f / sqrtf((float)D);
     loki_error e;
-    if (b->st) return;
+    if (skip(b)) return;
     if (rot) keep(b, lk_cuda_rotate_heads(b->cu, q, n, H, Hkv, D, rot, &e), &e);
     /* the store indexes the (L, Hkv, D, D) rotations by layer itself */
-    if (!b->st) keep(b, lk_gpu_kv_store(b->kv, layer, n, k, v, b->d_slots, rot ? b->rot : NULL, &e), &e);
-    if (b->st) return;
-    if (n == 1 && !local) {
+    if (!skip(b)) keep(b, lk_gpu_kv_store(b->kv, layer, n, k, v, b->d_slots, rot ? b->rot : NULL, &e), &e);
+    if (skip(b)) return;
+    const int32_t window = local ? hp->swa_window : 0;
+    if ((n == 1 || b->batch) && !local) { /* decode: one row per sequence, seq0 .. */
         /* the decode kernels scale by 1/sqrt(D): fold a model's own scale into q */
         const float fold = scale * sqrtf((float)D);
-        if (fold != 1.0f) keep(b, lk_cuda_scale(b->cu, q, fold, (int64_t)H * D, &e), &e);
-        if (!b->st) keep(b, lk_gpu_attn_decode(b->attn, layer, 1, q, out, &e), &e);
+        if (fold != 1.0f) keep(b, lk_cuda_scale(b->cu, q, fold, (int64_t)n * H * D, &e), &e);
+        if (!skip(b)) keep(b, lk_gpu_attn_decode_seqs(b->attn, layer, b->seq0, n, q, out, &e), &e);
+    } else if (b->batch) { /* a sliding-window layer in a decode batch: each row over its own sequence */
+        const int32_t *pos = b->h_in + b->n_batch;
+        for (int i = 0; i < n && !skip(b); i++)
+            keep(b, lk_gpu_attn_prefill(b->kv, layer, b->seq0 + i, pos[i], 1, H, q + (size_t)i * H * D,
+                                        out + (size_t)i * H * D, scale, window, &e), &e);
     } else {
-        keep(b, lk_gpu_attn_prefill(b->kv, layer, 0, pos0, n, H, q, out, scale, local ? hp->swa_window : 0, &e), &e);
+        keep(b, lk_gpu_attn_prefill(b->kv, layer, b->seq0, pos0, n, H, q, out, scale, window, &e), &e);
     }
 }
 
@@ -206,12 +290,36 @@ static float *cu_out_buffer(lk_backend *be, float *host, size_t floats, loki_err
         if (b->logits) lk_cuda_dealloc(b->cu, b->logits);
         b->logits = p;
         b->logits_cap = floats;
+        lk_cuda_graph_free(b->graph); /* it writes the old buffer */
+        b->graph = NULL;
     }
     return b->logits;
 }
 
+/* End this pass's capture (when capturing): the graph replaces or updates
+ * the last one. A capture that fails turns graphs off for the backend (the
+ * step fails: its ops were recorded, not run; the next runs eagerly). */
+static void finish_capture(be_cuda *b) {
+    loki_error e;
+    if (b->st) {
+        lk_cuda_capture_abort(b->cu);
+        return;
+    }
+    loki_status st = lk_cuda_capture_end_update(b->cu, &b->graph, &e);
+    if (st) {
+        b->graphs = false;
+        keep(b, st, &e);
+        lk_fail_prefix(&b->err, "capturing a decode step as a CUDA graph (graphs are now off for this context)");
+        return;
+    }
+    b->graph_key = b->last_key, b->graph_seq0 = b->last_seq0;
+}
+
 static loki_status cu_sync_read(lk_backend *be, float *dst, const float *src, size_t floats, loki_error *err) {
     be_cuda *b = cu_of(be);
+    loki_error e;
+    if (b->mode == RUN_CAPTURE) finish_capture(b);
+    if (b->mode != RUN_EAGER && !b->st) keep(b, lk_cuda_graph_launch(b->cu, b->graph, &e), &e);
     loki_status st = b->st ? b->st : lk_cuda_download(b->cu, dst, src, floats * sizeof(float), err);
     if (b->st) *err = b->err;
     if (!st) st = lk_cuda_sync(b->cu, err); /* kernel faults surface here */
@@ -226,16 +334,16 @@ static void cu_destroy(lk_backend *be) {
     }
     for (int i = 0; i < b->n_w; i++) lk_cuda_dealloc(b->cu, b->w[i].dev);
     free(b->w);
-    int32_t *i32[] = {b->d_tokens, b->d_pos, b->d_slots};
-    for (int i = 0; i < 3; i++)
-        if (i32[i]) lk_cuda_dealloc(b->cu, i32[i]);
+    lk_cuda_graph_free(b->graph);
+    lk_cuda_dealloc(b->cu, b->d_in);
+    lk_cuda_host_free(b->cu, b->h_in);
+    lk_cuda_host_free(b->cu, b->h_len);
     float *f32[] = {b->rot, b->inv_freq[0], b->inv_freq[1], b->logits};
     for (int i = 0; i < 4; i++)
         if (f32[i]) lk_cuda_dealloc(b->cu, f32[i]);
     lk_gpu_attn_free(b->attn);
     lk_gpu_kv_free(b->kv);
     lk_cuda_mm_free(b->mm);
-    free(b->h_slots);
     free(b->host_k);
     lk_cuda_free(b->cu);
     free(b);
@@ -246,6 +354,7 @@ static const lk_backend_ops k_cuda_ops = {
     .alloc = cu_alloc,
     .free = cu_free,
     .begin = cu_begin,
+    .release_seq = cu_release_seq,
     .embed = cu_embed,
     .rmsnorm = cu_rmsnorm,
     .matmul = cu_matmul,
@@ -260,6 +369,15 @@ static const lk_backend_ops k_cuda_ops = {
     .sync_read = cu_sync_read,
     .destroy = cu_destroy,
 };
+
+void lk_backend_cuda_set_graphs(lk_backend *be, bool on) {
+    if (!be || be->ops != &k_cuda_ops) return;
+    be_cuda *b = cu_of(be);
+    b->graphs = on;
+    lk_cuda_graph_free(b->graph);
+    b->graph = NULL;
+    b->graph_key = b->last_key = UINT64_MAX;
+}
 
 /* ------------------------------------------------------------ setup */
 
@@ -341,7 +459,8 @@ static loki_status upload_rope(be_cuda *b, loki_error *err) {
 }
 
 loki_status lk_backend_cuda_init(lk_backend **out, const loki_model *m, const loki_attn_params *p, const float *pca_rot,
-                                 int32_t n_ctx, int32_t n_batch, lk_calib *const *calib, loki_error *err) {
+                                 int32_t n_ctx, int32_t n_seq, int32_t n_batch, lk_calib *const *calib,
+                                 loki_error *err) {
     const lk_hparams *hp = &m->hp;
     be_cuda *b = lk_calloc(1, sizeof *b, err);
     if (!b) return LOKI_ERR_NOMEM;
@@ -349,6 +468,10 @@ loki_status lk_backend_cuda_init(lk_backend **out, const loki_model *m, const lo
     b->m = m;
     b->calib = calib;
     b->n_batch = n_batch;
+    b->n_seq = n_seq;
+    b->graphs = true;
+    b->graph_key = b->last_key = UINT64_MAX;
+    for (int l = 0; l < hp->n_layer; l++) b->has_local |= lk_layer_is_local(hp, l);
     const int D = hp->head_dim, L = hp->n_layer, Hkv = hp->n_head_kv;
     const int64_t max_dim = LK_MAX(LK_MAX(hp->n_embd, (int64_t)hp->n_head * D), LK_MAX(hp->n_ff, hp->n_vocab));
     const int32_t pages = (n_ctx + LK_GPU_PAGE - 1) / LK_GPU_PAGE;
@@ -362,8 +485,9 @@ loki_status lk_backend_cuda_init(lk_backend **out, const loki_model *m, const lo
     for (int l = 0; l < L; l++) /* local layers attend densely: the plain layout */
         if (lk_layer_is_local(hp, l))
             for (int h = 0; h < Hkv; h++) d[l * Hkv + h] = D;
-    if ((st = lk_gpu_kv_init(b->cu, &b->kv, L, Hkv, D, d, pages, 1, pages, err))) goto fail;
-    if ((st = lk_gpu_attn_init(&b->attn, b->kv, hp->n_head, 1, p, err))) goto fail;
+    if ((st = lk_gpu_kv_init(b->cu, &b->kv, L, Hkv, D, d, pages * n_seq, n_seq, pages, err))) goto fail;
+    if ((st = lk_gpu_attn_init(&b->attn, b->kv, hp->n_head, n_seq, p, err))) goto fail;
+    lk_gpu_attn_set_bucketed(b->attn, true); /* graph replays need the launch shapes of the step key */
     if (pca_rot) {
         const size_t bytes = (size_t)L * Hkv * D * D * sizeof(float);
         void *dev = NULL;
@@ -371,16 +495,17 @@ loki_status lk_backend_cuda_init(lk_backend **out, const loki_model *m, const lo
         b->rot = dev;
         if ((st = lk_cuda_upload(b->cu, b->rot, pca_rot, bytes, err))) goto fail;
     }
-    void *p1 = NULL, *p2 = NULL, *p3 = NULL;
-    if ((st = lk_cuda_alloc(b->cu, &p1, (size_t)n_batch * sizeof(int32_t), "tokens", err))) goto fail;
-    b->d_tokens = p1;
-    if ((st = lk_cuda_alloc(b->cu, &p2, (size_t)n_batch * sizeof(int32_t), "positions", err))) goto fail;
-    b->d_pos = p2;
-    if ((st = lk_cuda_alloc(b->cu, &p3, (size_t)n_batch * sizeof(int32_t), "cache slots", err))) goto fail;
-    b->d_slots = p3;
-    b->h_slots = malloc((size_t)n_batch * sizeof(int32_t));
+    void *hin = NULL, *din = NULL, *hlen = NULL;
+    if ((st = lk_cuda_host_alloc(b->cu, &hin, (size_t)3 * n_batch * sizeof(int32_t), "pass inputs", err)) ||
+        (st = lk_cuda_host_alloc(b->cu, &hlen, (size_t)n_seq * sizeof(int32_t), "sequence lengths", err)) ||
+        (st = lk_cuda_alloc(b->cu, &din, (size_t)3 * n_batch * sizeof(int32_t), "pass inputs", err))) {
+        lk_cuda_host_free(b->cu, hin), lk_cuda_host_free(b->cu, hlen), lk_cuda_dealloc(b->cu, din);
+        goto fail;
+    }
+    b->h_in = hin, b->h_len = hlen, b->d_in = din;
+    b->d_tokens = b->d_in, b->d_pos = b->d_in + n_batch, b->d_slots = b->d_in + 2 * n_batch;
     b->host_k = malloc((size_t)n_batch * Hkv * D * sizeof(float));
-    if (!b->h_slots || !b->host_k) {
+    if (!b->host_k) {
         st = lk_fail(err, LOKI_ERR_NOMEM, "out of memory");
         goto fail;
     }

@@ -17,9 +17,13 @@ struct loki_context {
     int32_t n_ctx, n_batch, n_threads;
     lk_cpu *cpu;
     lk_kv_cache kv;
-    loki_device device;
+    loki_device device;    /* CPU or CUDA (AUTO resolved at init) */
+    char device_note[256]; /* why AUTO fell back to the CPU, or "" */
+    bool no_graphs;        /* loki_context_params.no_cuda_graphs */
     lk_backend *be;        /* runs the forward pass (engine/backend.h); owns nothing above */
-    int32_t pos;           /* tokens in the cache */
+    int32_t n_seq;         /* sequences held (loki_context_params.n_seq) */
+    int32_t seq;           /* the current sequence (loki_eval's) */
+    int32_t *seq_pos;      /* (n_seq) tokens in each sequence's cache */
     /* activations for up to n_batch rows, in the backend's memory */
     float *x;              /* (n_batch, n_embd) residual stream */
     float *xb;             /* (n_batch, n_embd) normed input / block output */
@@ -29,7 +33,8 @@ struct loki_context {
     float *att;            /* (n_batch, n_head * head_dim) attention output */
     float *hb;             /* (n_batch, n_ff) gate, then silu(gate) * up */
     float *hb2;            /* (n_batch, n_ff) up */
-    int32_t *positions;    /* (n_batch) host */
+    int32_t *positions;    /* (n_batch) host: each row's position */
+    int32_t *row_seq;      /* (n_batch) host: each row's sequence */
     lk_attn *attn;         /* attention method state (attn/attn.h) */
     struct lk_calib *calib; /* not NULL: keys are accumulated for `loki calibrate` */
     loki_attn_params attn_params; /* attention method (loki_context_set_attn) */
@@ -38,9 +43,11 @@ struct loki_context {
     int32_t n_logits;      /* rows of the last eval */
 };
 
-/* Run the model on n <= n_batch tokens at positions ctx->pos ..; writes the
- * logits of the last `n_out` rows (1 or n) to out (n_out, n_vocab). */
-loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, float *out,
+/* Run the model on n <= n_batch rows and write the logits of the last
+ * `n_out` rows (1 or n) to out (n_out, n_vocab). batch false: the rows are
+ * tokens of the current sequence at its next positions; true: row i is the
+ * next token of sequence i (a decode batch of sequences 0..n-1). */
+loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, bool batch, float *out,
                        int32_t n_out, loki_error *err);
 
 #endif

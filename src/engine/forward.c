@@ -21,24 +21,27 @@
  */
 #include "engine/engine.h"
 
-loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, float *out,
+loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, bool batch, float *out,
                        int32_t n_out, loki_error *err) {
     const loki_model *m = ctx->model;
     const lk_hparams *hp = &ctx->hp;
     const int E = hp->n_embd, D = hp->head_dim, H = hp->n_head, Hkv = hp->n_head_kv, F = hp->n_ff;
-    const int32_t pos0 = ctx->pos;
     lk_backend *be = ctx->be;
     if (!be) /* a failed loki_context_set_attn on the GPU leaves no backend */
         return lk_fail(err, LOKI_ERR_ARG, "forward: the context has no backend (its last set_attn failed)");
-    if (n <= 0 || n > ctx->n_batch || n_out < 1 || n_out > n)
+    if (n <= 0 || n > ctx->n_batch || n_out < 1 || n_out > n || (batch && n > ctx->n_seq))
         return lk_fail(err, LOKI_ERR_ARG, "forward: bad batch (n=%d, n_out=%d)", n, n_out);
-    if (pos0 + n > ctx->n_ctx)
-        return lk_fail(err, LOKI_ERR_RANGE, "forward: %d tokens at position %d exceed the context of %d",
-                       n, pos0, ctx->n_ctx);
-    for (int32_t i = 0; i < n; i++) ctx->positions[i] = pos0 + i;
+    for (int32_t i = 0; i < n; i++) { /* each row's sequence and position */
+        ctx->row_seq[i] = batch ? i : ctx->seq;
+        ctx->positions[i] = batch ? ctx->seq_pos[i] : ctx->seq_pos[ctx->seq] + i;
+        if (ctx->positions[i] >= ctx->n_ctx)
+            return lk_fail(err, LOKI_ERR_RANGE, "forward: position %d of sequence %d exceeds the context of %d",
+                           ctx->positions[i], ctx->row_seq[i], ctx->n_ctx);
+    }
+    const int32_t pos0 = ctx->positions[0];
     float *logits = be->ops->out_buffer(be, out, (size_t)n_out * hp->n_vocab, err); /* (n_out, V) */
     if (!logits) return LOKI_ERR_NOMEM;
-    loki_status st = be->ops->begin(be, tokens, ctx->positions, n, err);
+    loki_status st = be->ops->begin(be, tokens, ctx->positions, ctx->row_seq, n, err);
     if (st) return st;
 
     lk_be_embed(be, ctx->x, &m->tok_embd, n, hp->embd_scale);   /* (n, E) */
@@ -79,6 +82,6 @@ loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, floa
     lk_be_matmul(be, logits, ctx->xb, &m->output, n_out);    /* (n_out, V) */
     if (hp->final_softcap > 0.0f) lk_be_softcap(be, logits, hp->final_softcap, (size_t)n_out * hp->n_vocab);
     if ((st = be->ops->sync_read(be, out, logits, (size_t)n_out * hp->n_vocab, err))) return st;
-    ctx->pos += n;
+    for (int32_t i = 0; i < n; i++) ctx->seq_pos[ctx->row_seq[i]]++;
     return LOKI_OK;
 }
