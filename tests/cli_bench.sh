@@ -29,5 +29,20 @@ assert d["n_depth"] == 100 and d["n_ctx"] >= 104 and d["decode_tokens_per_s"] > 
 if [ $rc -eq 2 ]; then pass=$((pass+1)); else echo "FAIL negative depth rc=$rc"; fail=$((fail+1)); fi
 "$LOKI" bench decode --random-weights nosuch -p 1 -n 1 >/dev/null 2>&1; rc=$?
 if [ $rc -ne 0 ] && [ $rc -lt 128 ]; then pass=$((pass+1)); else echo "FAIL unknown shape rc=$rc"; fail=$((fail+1)); fi
+# Loki attention on random weights (identity bases when no --pca is given),
+# reported in the JSON; on the CPU here (-b 1, --device cpu)
+out=$("$LOKI" bench decode --random-weights "$CFG" --dtype q8_0 --device cpu -t 2 -p 8 -n 4 -d 64 -r 1 --attn loki \
+      --kf 0.25 --df 0.25 2>/dev/null)
+if echo "$out" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+assert d["attn"].startswith("loki kf=0.25") and d["device"] == "cpu" and d["batch"] == 1 and d["decode_tokens_per_s"] > 0
+'; then pass=$((pass+1)); else echo "FAIL loki attn: $out"; fail=$((fail+1)); fi
+# several sequences need the GPU: a clear refusal on the CPU
+err=$("$LOKI" bench decode --random-weights "$CFG" --device cpu -p 0 -n 2 -b 2 -r 1 2>&1 >/dev/null); rc=$?
+if [ $rc -ne 0 ] && [ $rc -lt 128 ] && echo "$err" | grep -q -- "--device cuda"; then pass=$((pass+1));
+else echo "FAIL -b 2 on the CPU: rc=$rc $err"; fail=$((fail+1)); fi
+"$LOKI" bench decode --random-weights "$CFG" -b 0 >/dev/null 2>&1; rc=$?
+if [ $rc -eq 2 ]; then pass=$((pass+1)); else echo "FAIL -b 0 rc=$rc"; fail=$((fail+1)); fi
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
