@@ -41,9 +41,13 @@
  *     rounds GEMM inputs to bf16: ~2^-9 relative per product, through 8
  *     layers; test_cuda_forward measures 0.3-0.4% of the logits' range), so:
  *       ε = ||C_gpu - C_cpu||_F / λ_0(C_cpu) <= 1e-2 per (basis, layer, head),
- *         C the covariance from each collector's totals (lk_calib_export);
- *         with key errors e ~ 2^-8·|k|, ||ΔC|| ~ ||E[k eᵀ + e kᵀ]|| stays
- *         below 2·2^-8·λ_0 = 8e-3·λ_0 even for fully correlated errors;
+ *         C the covariance from each collector's totals (lk_calib_export).
+ *         An estimate, not yet measured on a GPU: a CPU proxy of the main
+ *         error source (this test's e2e run on two CPU contexts, one with
+ *         every matmul input of n > 8 rows rounded to bf16 as the GPU's
+ *         prompt GEMMs do) gives ε = 1.6e-3 at worst and 4.4e-4 on the
+ *         explained variances; the GPU's flash attention also rounds q and
+ *         the probabilities to bf16, so a few times that is expected;
  *       eigenvalues (lk_calib_finish): |λ_i,gpu - λ_i,cpu| <= ε·λ_0 + 2^-22·λ_0
  *         (Weyl's inequality with the measured ε; float storage);
  *       eigenvectors i < 8, up to sign: sin θ_i <= min(1, 2ε·λ_0 / gap_i) +
@@ -169,7 +173,8 @@ static void compare_totals(const char *what, const totals *got, const totals *re
                 if (pa) {
                     const double *Sa = pa->sumsq + hdd, *Sb = pb->sumsq + hdd, *Tb = pb->sum + hd;
                     const double di = pb->shift[hd + i] - pa->shift[hd + i], dj = pb->shift[hd + j] - pa->shift[hd + j];
-                    tol += sqrt(Sa[(size_t)i * D + i] * Sa[(size_t)j * D + j]) + sqrt(Sb[(size_t)i * D + i] * Sb[(size_t)j * D + j]);
+                    tol += sqrt(Sa[(size_t)i * D + i] * Sa[(size_t)j * D + j]) +
+                           sqrt(Sb[(size_t)i * D + i] * Sb[(size_t)j * D + j]);
                     tol = 2 * gam * tol + 4 * U64 * (fabs(Sa[o]) + fabs(Sb[o]) + fabs(Tb[i] * dj) + fabs(di * Tb[j]) +
                                                      (double)pb->n * fabs(di * dj));
                 } else {
@@ -279,7 +284,8 @@ static void check_case(const cal_case *cc) {
     totals empty = totals_new(Hkv, D);
     gpu_read(acc, 0, 1, &empty);
     bool zero = empty.n == 0 && !empty.nonfinite;
-    for (size_t i = 0; i < HD * D; i++) zero = zero && empty.sumsq[i] == 0.0 && (i >= HD || (empty.sum[i] == 0.0 && empty.shift[i] == 0.0));
+    for (size_t i = 0; i < HD * D; i++)
+        zero = zero && empty.sumsq[i] == 0.0 && (i >= HD || (empty.sum[i] == 0.0 && empty.shift[i] == 0.0));
     CHECKF(zero, "Hkv %d D %d: the empty slot does not read as count 0 and zeros", Hkv, D);
     totals_free(&empty);
     for (int p = 0; p < 2; p++)
@@ -515,7 +521,8 @@ static void check_end_to_end(void) {
     totals t[2] = {totals_new(Hkv, D), totals_new(Hkv, D)};
     double *C[2] = {xmalloc(sizeof(double) * D * D), xmalloc(sizeof(double) * D * D)};
     for (int b = 0; ok && b < LK_PCA_N_BASIS; b++) {
-        double w_eps = 0, w_ev = 0, w_sin = 0, w_ratio = 0; /* worst ε; eigenvalue, sin θ as fractions of their bounds; explained variance */
+        /* worst: ε; |Δλ| and sin θ as fractions of their bounds; explained variance */
+        double w_eps = 0, w_ev = 0, w_sin = 0, w_ratio = 0;
         int bad = 0;
         for (int l = 0; l < L; l++) {
             cpu_export(cal[0], b, l, &t[0]);

@@ -103,7 +103,8 @@ loki_status lk_calib_import(lk_calib *c, int basis, int layer, int64_t count, co
                             const double *sumsq, bool nonfinite, loki_error *err) {
     const int Hkv = c->n_head_kv, D = c->head_dim;
     if (basis < 0 || basis >= LK_PCA_N_BASIS || layer < 0 || layer >= c->n_layer || count < 0)
-        return lk_fail(err, LOKI_ERR_ARG, "calibration: import of %lld keys into basis %d, layer %d (of %d) is out of range",
+        return lk_fail(err, LOKI_ERR_ARG,
+                       "calibration: import of %lld keys into basis %d, layer %d (of %d) is out of range",
                        (long long)count, basis, layer, c->n_layer);
     if (nonfinite) c->nonfinite = true;
     if (count == 0) return LOKI_OK;
