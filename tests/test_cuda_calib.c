@@ -11,9 +11,9 @@
  *     add's keys also into (basis 0, layer 0) (crosstalk), (basis 0, layer
  *     1) left empty; D = 8..256 (multiples of 8 that are and are not
  *     multiples of the kernel's 32-wide tiles), Hkv 1..64, n 1..2048 per add.
- *     Read back into NaN-poisoned host buffers and compared with
- *     lk_calib_export of the CPU's statistics over the same floats
- *     (u = 2^-53, N = keys of the slot, γ_N = N·u / (1 - N·u)):
+ *     Read back into host buffers poisoned with NaN before every read and
+ *     compared with lk_calib_export of the CPU's statistics over the same
+ *     floats (u = 2^-53, N = keys of the slot, γ_N = N·u / (1 - N·u)):
  *       count and shift: equal (the shift is the first key, widened);
  *       Σ(k-s)(k-s)ᵀ_ij: |gpu - cpu| <= 2γ_N·sqrt(S_ii·S_jj). Both are
  *         float64 sums of the same N products x_i·x_j (x = (double)k - s is
@@ -122,29 +122,38 @@ typedef struct totals {
     double *shift, *sum; /* (Hkv, D) */
     double *sumsq;       /* (Hkv, D, D) */
     bool nonfinite;
+    size_t hd, d;        /* Hkv·D, D */
 } totals;
 
-/* Buffers poisoned with NaN (all bits set), so that a skipped element fails. */
+/* NaN (all bits set) everywhere, so that an element a read skips fails. */
+static void totals_poison(totals *t) {
+    t->n = -1, t->nonfinite = true;
+    memset(t->shift, 0xff, sizeof(double) * t->hd), memset(t->sum, 0xff, sizeof(double) * t->hd);
+    memset(t->sumsq, 0xff, sizeof(double) * t->hd * t->d);
+}
+
 static totals totals_new(int Hkv, int D) {
     const size_t HD = (size_t)Hkv * D;
-    totals t = {.n = -1, .nonfinite = true};
+    totals t = {.hd = HD, .d = (size_t)D};
     t.shift = xmalloc(sizeof(double) * HD), t.sum = xmalloc(sizeof(double) * HD);
     t.sumsq = xmalloc(sizeof(double) * HD * D);
-    memset(t.shift, 0xff, sizeof(double) * HD), memset(t.sum, 0xff, sizeof(double) * HD);
-    memset(t.sumsq, 0xff, sizeof(double) * HD * D);
+    totals_poison(&t);
     return t;
 }
 
 static void totals_free(totals *t) { free(t->shift), free(t->sum), free(t->sumsq); }
 
+/* Read a slot into t, poisoned first. */
 static void gpu_read(lk_cuda_calib *acc, int basis, int layer, totals *t) {
     loki_error err = {0};
+    totals_poison(t);
     need(lk_cuda_calib_read(acc, basis, layer, &t->n, t->shift, t->sum, t->sumsq, &t->nonfinite, &err), &err,
          "lk_cuda_calib_read");
 }
 
 static void cpu_export(const lk_calib *c, int basis, int layer, totals *t) {
     loki_error err = {0};
+    totals_poison(t);
     need(lk_calib_export(c, basis, layer, &t->n, t->shift, t->sum, t->sumsq, &err), &err, "lk_calib_export");
     t->nonfinite = false;
 }
