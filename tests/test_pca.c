@@ -1,6 +1,7 @@
 /* test_pca.c - key calibration and PCA files: recovery of a known covariance
  * from synthetic Gaussian keys, rotation invariance, the save/load round trip,
- * Rank@v, fingerprints (model mismatch refused), the forward-pass hook, and
+ * Rank@v, fingerprints (model mismatch refused), export/import of the
+ * statistics (the GPU's path), the forward-pass hook, and
  * corrupt PCA files (clear errors naming the file, no crash). */
 #include "test.h"
 
@@ -307,6 +308,105 @@ static loki_model *random_model(uint64_t seed) {
     return m;
 }
 
+/* ------------------------------------------------- export / import */
+
+/* lk_calib_export / lk_calib_import (the GPU's totals come in through
+ * import, cuda/lk_cuda_calib.h): keys split in two parts accumulated by two
+ * collectors, exported, imported into a third (a copy into the empty
+ * collector, then a merge about the first part's shift), against one
+ * collector that saw all keys. Keys 1000 + offset ± spread (spreads 0.01
+ * .. 10): the merge's re-centring must not lose the small spreads. Bound:
+ * 1e-11·sqrt(S_ii·S_jj) per sum of products, 1e-11·sqrt(N·S_jj) per sum:
+ * both sides' sums are within N·2^-53 ≈ 6e-14 of that scale (Cauchy-Schwarz
+ * bounds Σ|x_i·x_j|), and the merge adds a few roundings of terms of at most
+ * ~n_b·|d_i·d_j| with d a difference of two keys (a few times the scale).
+ * With these keys (floats near 1000, multiples of 2^-14) every product is a
+ * multiple of 2^-28 and every partial sum stays below 2^25, so all sums are
+ * exact in float64 and the merge agrees exactly (printed: 0 of the bound);
+ * the bound covers data where that does not hold. */
+static void test_import(void) {
+    enum { L = 2, H = 3, D = 16, NA = 300, NB = 200, N = NA + NB };
+    uint64_t s = 77;
+    float *k = malloc(sizeof(float) * N * H * D); /* (N, H, D) */
+    double off[H * D], spread[H * D];
+    for (int i = 0; i < H * D; i++) off[i] = 1000.0 + 40.0 * uniform(&s), spread[i] = 0.01 * pow(1000.0, uniform(&s));
+    for (int r = 0; r < N; r++) {
+        double f = gaussian(&s); /* shared by the row: correlated components */
+        for (int i = 0; i < H * D; i++)
+            k[(size_t)r * H * D + i] = (float)(off[i] + spread[i] * (gaussian(&s) + 0.5 * f));
+    }
+    lk_calib *all = NULL, *ca = NULL, *cb = NULL, *m = NULL, *bad = NULL;
+    CHECK_OK(lk_calib_init(&all, L, H, D, &e_));
+    CHECK_OK(lk_calib_init(&ca, L, H, D, &e_));
+    CHECK_OK(lk_calib_init(&cb, L, H, D, &e_));
+    CHECK_OK(lk_calib_init(&m, L, H, D, &e_));
+    CHECK_OK(lk_calib_init(&bad, L, H, D, &e_));
+    double *buf = malloc(sizeof(double) * 4 * H * D * (2 + D)); /* 4 x (shift, sum, sumsq) */
+    double *sh[4], *sm[4], *sq[4];
+    int64_t n[4];
+    for (int i = 0; i < 4; i++)
+        sh[i] = buf + (size_t)i * H * D * (2 + D), sm[i] = sh[i] + H * D, sq[i] = sm[i] + H * D;
+    if (!k || !buf || !all || !ca || !cb || !m || !bad) return;
+    lk_calib_add_keys(all, 1, 1, k, 123);
+    lk_calib_add_keys(all, 1, 1, k + (size_t)123 * H * D, N - 123);
+    lk_calib_add_keys(ca, 1, 1, k, NA);
+    lk_calib_add_keys(cb, 1, 1, k + (size_t)NA * H * D, NB);
+    /* 0: part a, 1: part b, 2: merged, 3: all */
+    CHECK_OK(lk_calib_export(ca, 1, 1, &n[0], sh[0], sm[0], sq[0], &e_));
+    CHECK_OK(lk_calib_export(cb, 1, 1, &n[1], sh[1], sm[1], sq[1], &e_));
+    CHECK_OK(lk_calib_import(m, 1, 1, n[0], sh[0], sm[0], sq[0], false, &e_));
+    CHECK_OK(lk_calib_export(m, 1, 1, &n[2], sh[2], sm[2], sq[2], &e_));
+    size_t bytes = sizeof(double) * H * D * (2 + D);
+    CHECK(n[2] == NA && memcmp(sh[2], sh[0], bytes) == 0); /* into an empty slot: a copy, bit for bit */
+    CHECK_OK(lk_calib_import(m, 1, 1, n[1], sh[1], sm[1], sq[1], false, &e_));
+    CHECK_OK(lk_calib_import(m, 0, 1, 0, sh[1], sm[1], sq[1], false, &e_)); /* count 0: nothing */
+    CHECK_OK(lk_calib_export(m, 1, 1, &n[2], sh[2], sm[2], sq[2], &e_));
+    CHECK_OK(lk_calib_export(all, 1, 1, &n[3], sh[3], sm[3], sq[3], &e_));
+    CHECK_EQ_INT(n[2], N);
+    CHECK_EQ_INT(n[3], N);
+    CHECK(memcmp(sh[2], sh[3], sizeof(double) * H * D) == 0);
+    int fails = 0, lower = 0;
+    double worst = 0;
+    for (int h = 0; h < H; h++) {
+        const double *S = sq[3] + (size_t)h * D * D, *G = sq[2] + (size_t)h * D * D;
+        for (int i = 0; i < D; i++)
+            for (int j = 0; j < D; j++) {
+                if (j < i) {
+                    lower += G[i * D + j] != 0.0 || S[i * D + j] != 0.0;
+                    continue;
+                }
+                double tol = 1e-11 * sqrt(S[i * D + i] * S[j * D + j]), d = fabs(G[i * D + j] - S[i * D + j]);
+                fails += !(d <= tol);
+                worst = fmax(worst, d / tol);
+            }
+        for (int j = 0; j < D; j++) {
+            double tol = 1e-11 * sqrt(N * S[j * D + j]), d = fabs(sm[2][h * D + j] - sm[3][h * D + j]);
+            fails += !(d <= tol);
+            worst = fmax(worst, d / tol);
+        }
+    }
+    CHECKF(fails == 0 && lower == 0, "merged statistics: %d outside the bound, %d lower entries", fails, lower);
+    printf("import: merged totals within %.3g of their bound\n", worst);
+    int64_t c0 = -1;
+    CHECK_OK(lk_calib_export(m, 0, 1, &c0, sh[0], sm[0], sq[0], &e_));
+    CHECK_EQ_INT(c0, 0);
+    /* a non-finite import marks the collector: finish refuses it */
+    CHECK_OK(lk_calib_import(bad, 0, 0, n[3], sh[3], sm[3], sq[3], true, &e_));
+    loki_pca *p = NULL;
+    CHECK_OK(lk_pca_init(&p, L, H, D, &e_));
+    loki_error err = {0};
+    loki_status st = p ? lk_calib_finish(bad, p, &err) : LOKI_ERR_NOMEM;
+    CHECKF(st == LOKI_ERR_RANGE && strstr(err.msg, "non-finite"), "status %d '%s'", st, err.msg);
+    CHECK(lk_calib_import(m, 2, 0, 1, sh[0], sm[0], sq[0], false, &err) == LOKI_ERR_ARG);
+    CHECK(lk_calib_import(m, 0, L, 1, sh[0], sm[0], sq[0], false, &err) == LOKI_ERR_ARG);
+    CHECK(lk_calib_import(m, 0, 0, -1, sh[0], sm[0], sq[0], false, &err) == LOKI_ERR_ARG);
+    CHECK(lk_calib_export(m, -1, 0, &c0, sh[0], sm[0], sq[0], &err) == LOKI_ERR_ARG);
+    loki_pca_free(p);
+    lk_calib_free(all), lk_calib_free(ca), lk_calib_free(cb), lk_calib_free(m), lk_calib_free(bad);
+    free(buf);
+    free(k);
+}
+
 /* Keys of the forward pass reach the statistics: calibrate a random model on
  * 2 windows, check counts, and that the PCA loads against that model only. */
 static void test_forward_hook(const char *path) {
@@ -541,6 +641,7 @@ int main(void) {
     test_rotation_invariance(p);
     test_round_trip(p, good);
     test_corrupt(p, good, tmp);
+    test_import();
     test_forward_hook(tmp);
     test_real_models(tmp);
     loki_pca_free(p);

@@ -9,6 +9,8 @@
  * next to the spread; algebraically the two are the same.
  * Rows are converted to float64 in blocks of CALIB_BLOCK and accumulated
  * with one cblas_dsyrk per block (OpenBLAS).
+ * The GPU keeps the same statistics on the device (cuda/lk_cuda_calib.h);
+ * lk_calib_import merges its totals here at the end of a calibration.
  */
 #include "calib/pca.h"
 
@@ -95,6 +97,57 @@ void lk_calib_add_keys(lk_calib *c, int basis, int layer, const float *k, int32_
             if (!isfinite(sum[j])) c->nonfinite = true;
     }
     *count += n;
+}
+
+loki_status lk_calib_import(lk_calib *c, int basis, int layer, int64_t count, const double *shift, const double *sum,
+                            const double *sumsq, bool nonfinite, loki_error *err) {
+    const int Hkv = c->n_head_kv, D = c->head_dim;
+    if (basis < 0 || basis >= LK_PCA_N_BASIS || layer < 0 || layer >= c->n_layer || count < 0)
+        return lk_fail(err, LOKI_ERR_ARG,
+                       "calibration: import of %lld keys into basis %d, layer %d (of %d) is out of range",
+                       (long long)count, basis, layer, c->n_layer);
+    if (nonfinite) c->nonfinite = true;
+    if (count == 0) return LOKI_OK;
+    int64_t *n = &c->count[(size_t)basis * c->n_layer + layer];
+    const double nb = (double)count;
+    for (int h = 0; h < Hkv; h++) {
+        size_t head = ((size_t)basis * c->n_layer + layer) * Hkv + h;
+        double *s = c->shift + head * D, *t = c->sum + head * D;            /* (D) */
+        double *S = c->sumsq + head * (size_t)D * D;                         /* (D, D) upper */
+        const double *sb = shift + (size_t)h * D, *tb = sum + (size_t)h * D; /* (D) */
+        const double *Sb = sumsq + (size_t)h * D * D;                        /* (D, D) upper */
+        if (*n == 0) {
+            memcpy(s, sb, sizeof(double) * (size_t)D);
+            memcpy(t, tb, sizeof(double) * (size_t)D);
+            for (int i = 0; i < D; i++)
+                memcpy(S + (size_t)i * D + i, Sb + (size_t)i * D + i, sizeof(double) * (size_t)(D - i));
+        } else {
+            double *d = c->block; /* (D) s_b - s; scratch, as in add_keys */
+            for (int j = 0; j < D; j++) d[j] = sb[j] - s[j];
+            for (int i = 0; i < D; i++)
+                for (int j = i; j < D; j++)
+                    S[(size_t)i * D + j] += Sb[(size_t)i * D + j] + (tb[i] * d[j] + d[i] * tb[j]) + nb * d[i] * d[j];
+            for (int j = 0; j < D; j++) t[j] += tb[j] + nb * d[j];
+        }
+        for (int j = 0; j < D; j++)
+            if (!isfinite(t[j])) c->nonfinite = true;
+    }
+    *n += count;
+    return LOKI_OK;
+}
+
+loki_status lk_calib_export(const lk_calib *c, int basis, int layer, int64_t *count, double *shift, double *sum,
+                            double *sumsq, loki_error *err) {
+    const size_t Hkv = (size_t)c->n_head_kv, D = (size_t)c->head_dim;
+    if (basis < 0 || basis >= LK_PCA_N_BASIS || layer < 0 || layer >= c->n_layer)
+        return lk_fail(err, LOKI_ERR_ARG, "calibration: export of basis %d, layer %d (of %d) is out of range", basis,
+                       layer, c->n_layer);
+    const size_t head0 = ((size_t)basis * c->n_layer + layer) * Hkv;
+    *count = c->count[(size_t)basis * c->n_layer + layer];
+    memcpy(shift, c->shift + head0 * D, sizeof(double) * Hkv * D);
+    memcpy(sum, c->sum + head0 * D, sizeof(double) * Hkv * D);
+    memcpy(sumsq, c->sumsq + head0 * D * D, sizeof(double) * Hkv * D * D); /* the lower triangle is never written */
+    return LOKI_OK;
 }
 
 int64_t lk_calib_count(const lk_calib *c) {

@@ -86,6 +86,34 @@ void lk_calib_free(lk_calib *c);
  * forward pass (engine/forward.c) before and after RoPE when ctx->calib is set. */
 void lk_calib_add_keys(lk_calib *c, int basis, int layer, const float *k, int32_t n);
 
+/* Merge statistics accumulated elsewhere (the GPU: lk_cuda_calib_read of
+ * cuda/lk_cuda_calib.h) over `count` keys of `layer` into basis b. They
+ * have this file's meaning: shift (Hkv, D) the shift s_b they were taken
+ * about, sum (Hkv, D) = Σ(k - s_b), sumsq (Hkv, D, D) row-major whose upper
+ * triangle (i <= j) = Σ(k - s_b)(k - s_b)ᵀ (the lower one is not read).
+ * One call per (basis, layer), since the count is per layer (every KV head
+ * of a layer sees the same rows).
+ *  - Into a (basis, layer) that has no keys yet it is a copy, bit for bit:
+ *    the result is what lk_calib_add_keys of the same keys would give, up to
+ *    the order of the sums.
+ *  - Otherwise the totals are re-expressed about c's own shift s (d = s_b - s:
+ *    Σ(k-s) = Σ(k-s_b) + n_b·d, Σ(k-s)(k-s)ᵀ = Σ(k-s_b)(k-s_b)ᵀ + Σ(k-s_b)dᵀ
+ *    + dΣ(k-s_b)ᵀ + n_b·ddᵀ; d is a difference of two keys of the data, so no
+ *    cancellation) and added.
+ * count 0 changes nothing. nonfinite (a NaN/Inf key was among them), or a
+ * non-finite imported sum, marks c as lk_calib_add_keys does (lk_calib_finish
+ * then fails). LOKI_ERR_ARG for a bad basis or layer or count < 0, with c
+ * unchanged. */
+loki_status lk_calib_import(lk_calib *c, int basis, int layer, int64_t count, const double *shift, const double *sum,
+                            const double *sumsq, bool nonfinite, loki_error *err);
+
+/* The statistics of (basis, layer) as lk_calib_import takes them: *count,
+ * shift (Hkv, D), sum (Hkv, D), sumsq (Hkv, D, D) with the upper triangle
+ * set and the strict lower one 0 (all zeros before any key). LOKI_ERR_ARG
+ * for a bad basis or layer. For tests and for moving statistics around. */
+loki_status lk_calib_export(const lk_calib *c, int basis, int layer, int64_t *count, double *shift, double *sum,
+                            double *sumsq, loki_error *err);
+
 /* Keys accumulated per (basis, layer, head) so far. */
 int64_t lk_calib_count(const lk_calib *c);
 

@@ -89,6 +89,12 @@ static loki_status run_windows(loki_context *ctx, lk_calib *c, const int32_t *id
         }
         if (!st) progress_bar(t0, w + 1, n_windows);
     }
+    /* the GPU's statistics are on the device until now */
+    loki_status fs = lk_context_calib_flush(ctx, &err);
+    if (fs && !st) {
+        fprintf(stderr, "\nloki calibrate: %s\n", err.msg);
+        st = fs;
+    }
     ctx->calib = NULL;
     return st;
 }

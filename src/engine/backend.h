@@ -59,6 +59,15 @@ typedef struct lk_backend_ops {
     /* Keys of layer l (n, Hkv, D) into the calibration statistics (basis:
      * LOKI_BASIS_PRE before RoPE, POST after); only called while calibrating. */
     void (*calib_keys)(lk_backend *be, int basis, int layer, const float *k, int n);
+    /* Make the statistics calib_keys gathered visible in the context's
+     * collector (*calib) and forget them here: a backend may accumulate
+     * elsewhere (the GPU, on the device) and bring its totals over only
+     * now; the CPU adds to the collector directly (nothing to do). Waits
+     * for the ops before it. Call it before the collector is read
+     * (lk_calib_finish) or unset, and before the backend is destroyed;
+     * without a collector it does nothing. On failure the collector may hold
+     * part of the totals (discard it). */
+    loki_status (*calib_flush)(lk_backend *be, loki_error *err);
     /* The attention of layer l for this pass: rotate q (n, H, D) and k
      * (n, Hkv, D) into the PCA basis when the method uses one, store k and v
      * at the rows' positions of their sequences' caches (pos0: the first
@@ -133,6 +142,9 @@ static inline void lk_be_softcap(lk_backend *be, float *x, float c, size_t count
 }
 static inline void lk_be_calib_keys(lk_backend *be, int basis, int layer, const float *k, int n) {
     be->ops->calib_keys(be, basis, layer, k, n);
+}
+static inline loki_status lk_be_calib_flush(lk_backend *be, loki_error *err) {
+    return be->ops->calib_flush(be, err);
 }
 static inline void lk_be_attention(lk_backend *be, int layer, float *q, float *k, const float *v, float *out, int n,
                                    int32_t pos0) {

@@ -97,6 +97,12 @@ static void cpu_calib_keys(lk_backend *be, int basis, int layer, const float *k,
     if (c) lk_calib_add_keys(c, basis, layer, k, n);
 }
 
+/* The keys went into the collector as they came: nothing is pending. */
+static loki_status cpu_calib_flush(lk_backend *be, loki_error *err) {
+    (void)be, (void)err;
+    return LOKI_OK;
+}
+
 static void cpu_attention(lk_backend *be, int layer, float *q, float *k, const float *v, float *out, int n,
                           int32_t pos0) {
     const be_cpu *b = cpu_of(be);
@@ -136,6 +142,7 @@ static const lk_backend_ops k_cpu_ops = {
     .add = cpu_add,
     .softcap = cpu_softcap,
     .calib_keys = cpu_calib_keys,
+    .calib_flush = cpu_calib_flush,
     .attention = cpu_attention,
     .out_buffer = cpu_out_buffer,
     .sync_read = cpu_sync_read,

@@ -36,6 +36,7 @@
 #include "calib/pca.h"
 #include "cpu/cpu.h"
 #include "cuda/lk_cuda.h"
+#include "cuda/lk_cuda_calib.h"
 #include "cuda/lk_cuda_mm.h"
 #include "cuda/lk_cuda_ops.h"
 #include "cuda/lk_cuda_prefill.h"
@@ -76,7 +77,7 @@ typedef struct be_cuda {
     float *inv_freq[2];             /* (rope_dim/2) global / local layers' RoPE, device */
     float *logits;                  /* device (logits_cap) */
     size_t logits_cap;
-    float *host_k;                  /* (n_batch, Hkv, D) host copy for calibration */
+    lk_cuda_calib *calib_acc;       /* key statistics on the device (the first calib_keys creates it) */
     int32_t n_batch, n_seq;
     int32_t seq0, pos0, n, batch;   /* this pass: first sequence and position, rows, and for a decode
                                        batch its size (rows = sequences seq0..), else 0 */
@@ -239,16 +240,40 @@ static void cu_softcap(lk_backend *be, float *x, float c, size_t count) {
     if (!skip(b)) keep(b, lk_cuda_softcap(b->cu, x, c, (int64_t)count, &e), &e);
 }
 
-/* Calibration on the GPU backend: the keys come back to the host and go
- * through the CPU's accumulator (correct, not fast). */
+/* Calibration on the GPU backend: the keys stay on the device; their float64
+ * statistics accumulate there (lk_cuda_calib, created at the first call)
+ * and reach the context's collector at cu_calib_flush. */
 static void cu_calib_keys(lk_backend *be, int basis, int layer, const float *k, int n) {
     be_cuda *b = cu_of(be);
     const lk_hparams *hp = &b->m->hp;
     loki_error e;
+    if (b->st || !*b->calib) return;
+    if (!b->calib_acc)
+        keep(b, lk_cuda_calib_init(b->cu, &b->calib_acc, hp->n_layer, hp->n_head_kv, hp->head_dim, &e), &e);
+    if (!b->st) keep(b, lk_cuda_calib_add(b->calib_acc, basis, layer, k, n, &e), &e);
+}
+
+/* Download the device's totals one (basis, layer) at a time, merge them into
+ * the collector (lk_calib_import) and empty the device's. */
+static loki_status cu_calib_flush(lk_backend *be, loki_error *err) {
+    be_cuda *b = cu_of(be);
+    const lk_hparams *hp = &b->m->hp;
     lk_calib *c = *b->calib;
-    if (skip(b) || !c) return;
-    keep(b, lk_cuda_download(b->cu, b->host_k, k, (size_t)n * hp->n_head_kv * hp->head_dim * sizeof(float), &e), &e);
-    if (!b->st) lk_calib_add_keys(c, basis, layer, b->host_k, n);
+    if (!b->calib_acc || !c) return LOKI_OK;
+    const size_t HD = (size_t)hp->n_head_kv * hp->head_dim;
+    double *buf = malloc(sizeof(double) * HD * (2 + (size_t)hp->head_dim)); /* shift, sum (Hkv, D); sumsq (Hkv, D, D) */
+    if (!buf) return lk_fail(err, LOKI_ERR_NOMEM, "out of memory (calibration totals)");
+    loki_status st = LOKI_OK;
+    for (int basis = 0; basis < LK_PCA_N_BASIS && !st; basis++)
+        for (int l = 0; l < hp->n_layer && !st; l++) {
+            int64_t count = 0;
+            bool nonfinite = false;
+            if (!(st = lk_cuda_calib_read(b->calib_acc, basis, l, &count, buf, buf + HD, buf + 2 * HD, &nonfinite, err)))
+                st = lk_calib_import(c, basis, l, count, buf, buf + HD, buf + 2 * HD, nonfinite, err);
+        }
+    if (!st) st = lk_cuda_calib_reset(b->calib_acc, err);
+    free(buf);
+    return st;
 }
 
 static void cu_attention(lk_backend *be, int layer, float *q, float *k, const float *v, float *out, int n,
@@ -344,7 +369,7 @@ static void cu_destroy(lk_backend *be) {
     lk_gpu_attn_free(b->attn);
     lk_gpu_kv_free(b->kv);
     lk_cuda_mm_free(b->mm);
-    free(b->host_k);
+    lk_cuda_calib_free(b->calib_acc);
     lk_cuda_free(b->cu);
     free(b);
 }
@@ -364,6 +389,7 @@ static const lk_backend_ops k_cuda_ops = {
     .add = cu_add,
     .softcap = cu_softcap,
     .calib_keys = cu_calib_keys,
+    .calib_flush = cu_calib_flush,
     .attention = cu_attention,
     .out_buffer = cu_out_buffer,
     .sync_read = cu_sync_read,
@@ -504,11 +530,6 @@ loki_status lk_backend_cuda_init(lk_backend **out, const loki_model *m, const lo
     }
     b->h_in = hin, b->h_len = hlen, b->d_in = din;
     b->d_tokens = b->d_in, b->d_pos = b->d_in + n_batch, b->d_slots = b->d_in + 2 * n_batch;
-    b->host_k = malloc((size_t)n_batch * Hkv * D * sizeof(float));
-    if (!b->host_k) {
-        st = lk_fail(err, LOKI_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
     free(d);
     *out = &b->base;
     return LOKI_OK;

@@ -257,6 +257,7 @@ void loki_context_reset(loki_context *ctx) {
 loki_status loki_context_set_attn(loki_context *ctx, const loki_attn_params *p, loki_error *err) {
     loki_status st = loki_attn_validate(p, ctx->model, err);
     if (st) return st;
+    if ((st = lk_context_calib_flush(ctx, err))) return st; /* the GPU's backend, and its statistics, are replaced */
     lk_attn *a = NULL;
     const bool gpu = ctx->device == LOKI_DEVICE_CUDA; /* its CPU state is one token's (make_cpu_state) */
     /* on failure the old method stays in place, cache layout untouched */
@@ -277,4 +278,8 @@ loki_status loki_context_set_attn(loki_context *ctx, const loki_attn_params *p, 
         if ((st = make_backend(ctx, err))) return st;
     }
     return LOKI_OK;
+}
+
+loki_status lk_context_calib_flush(loki_context *ctx, loki_error *err) {
+    return ctx->calib && ctx->be ? lk_be_calib_flush(ctx->be, err) : LOKI_OK;
 }

@@ -50,4 +50,13 @@ struct loki_context {
 loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, bool batch, float *out,
                        int32_t n_out, loki_error *err);
 
+/* Bring the key statistics the backend gathered while ctx->calib was set
+ * into ctx->calib (lk_be_calib_flush: the GPU accumulates on the device; on
+ * the CPU there is nothing to do). Call it before reading ctx->calib
+ * (lk_calib_finish) or setting it to NULL, and before the context is freed
+ * or its backend replaced (loki_context_set_attn does it itself); with
+ * ctx->calib NULL it does nothing. Waits for the GPU's work; a fault of an
+ * earlier pass surfaces here. */
+loki_status lk_context_calib_flush(loki_context *ctx, loki_error *err);
+
 #endif
