@@ -104,6 +104,22 @@ __host__ __device__ __forceinline__ size_t lk_seg_offset(int layer, int32_t page
 }
 
 /* Where the cache of one layer lives, as the kernels see it. */
+/* Where a matrix-vector product writes output row r (gemv_quant.cu): rows
+ * [0, end[0]) go to y[0] (row stride end[0]), [end[0], end[1]) to y[1]
+ * (stride end[1] - end[0]), [end[1], end[2]) to y[2]; end[2] = out. One
+ * output is y[0] with end[0] = end[1] = end[2] = out. Lets one kernel read
+ * several matrices stored back to back (q/k/v, gate/up) into their own
+ * buffers. */
+struct lk_mm_seg {
+    float *y[3];
+    int64_t end[3];
+};
+__device__ __forceinline__ void lk_mm_seg_store(const lk_mm_seg &g, int i, int64_t row, float v) {
+    const int k = row < g.end[0] ? 0 : row < g.end[1] ? 1 : 2;
+    const int64_t base = k ? g.end[k - 1] : 0;
+    g.y[k][(int64_t)i * (g.end[k] - base) + row - base] = v;
+}
+
 struct lk_kv_view {
     const uint16_t *pool;        /* bf16 (L, n_pages, Hkv, P*2*D) */
     const int32_t *block_table;  /* (max_seqs, mpps) */

@@ -314,7 +314,7 @@ __device__ __forceinline__ int stage_load(uint8_t *st, const uint8_t *gs, const 
  * when T::QX, else xf (n, in) f32. Block: MV_WARPS warps, one row each;
  * dynamic shared memory MV_WARPS * 2 * stage_bytes<T>(). */
 template <class T, int NR>
-__global__ void __launch_bounds__(MV_WARPS * 32) mv_quant(float *__restrict__ y, const uint8_t *__restrict__ w,
+__global__ void __launch_bounds__(MV_WARPS * 32) mv_quant(const lk_mm_seg y, const uint8_t *__restrict__ w,
                                                           size_t rb, const uint8_t *wend, const int8_t *__restrict__ xq,
                                                           const float4 *__restrict__ xm, const float *__restrict__ xf,
                                                           int64_t in, int64_t out) {
@@ -381,7 +381,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_quant(float *__restrict__ y,
 #pragma unroll
     for (int i = 0; i < NR; i++) {
         const float s = warp_sum(acc[i]);
-        if (lane == 0) y[i * out + row] = s;
+        if (lane == 0) lk_mm_seg_store(y, i, row, s);
     }
 }
 
@@ -411,7 +411,7 @@ template <int DT> __device__ __forceinline__ float ld_float_w(const uint8_t *row
  * f32. vec: in a multiple of the 16-byte vector and x 16-byte aligned (16-byte
  * loads), else element by element. One warp per row. */
 template <int DT, int NR>
-__global__ void __launch_bounds__(MV_WARPS * 32) mv_float(float *__restrict__ y, const uint8_t *__restrict__ w,
+__global__ void __launch_bounds__(MV_WARPS * 32) mv_float(const lk_mm_seg y, const uint8_t *__restrict__ w,
                                                           size_t rb, const float *__restrict__ x, int64_t in,
                                                           int64_t out, bool vec) {
     constexpr int EPV = DT == LK_DTYPE_F32 ? 4 : 8, U = 4;
@@ -457,7 +457,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_float(float *__restrict__ y,
 #pragma unroll
     for (int i = 0; i < NR; i++) {
         const float s = warp_sum(acc[i]);
-        if (lane == 0) y[i * out + row] = s;
+        if (lane == 0) lk_mm_seg_store(y, i, row, s);
     }
 }
 
@@ -491,7 +491,7 @@ __global__ void __launch_bounds__(256) float_to_bf16(uint16_t *__restrict__ dst,
 /* ------------------------------------------------------------ launchers */
 
 template <class T, int NR>
-cudaError_t launch_quant(float *y, const uint8_t *w, int64_t in, int64_t out, const int8_t *xq, const float4 *xm,
+cudaError_t launch_quant(const lk_mm_seg &y, const uint8_t *w, int64_t in, int64_t out, const int8_t *xq, const float4 *xm,
                          const float *xf, cudaStream_t s) {
     const size_t rb = (size_t)(in / T::BE) * T::BB, smem = (size_t)MV_WARPS * 2 * stage_bytes<T>();
     const unsigned grid = (unsigned)((out + MV_WARPS - 1) / MV_WARPS);
@@ -500,7 +500,7 @@ cudaError_t launch_quant(float *y, const uint8_t *w, int64_t in, int64_t out, co
 }
 
 template <int DT, int NR>
-cudaError_t launch_float(float *y, const uint8_t *w, int64_t in, int64_t out, const float *x, cudaStream_t s) {
+cudaError_t launch_float(const lk_mm_seg &y, const uint8_t *w, int64_t in, int64_t out, const float *x, cudaStream_t s) {
     const int es = DT == LK_DTYPE_F32 ? 4 : 2, epv = 16 / es;
     const bool vec = in % epv == 0 && ((uintptr_t)x & 15) == 0;
     const unsigned grid = (unsigned)((out + MV_WARPS - 1) / MV_WARPS);
@@ -509,7 +509,7 @@ cudaError_t launch_float(float *y, const uint8_t *w, int64_t in, int64_t out, co
 }
 
 template <class T>
-cudaError_t gemv_q(int n, float *y, const uint8_t *w, int64_t in, int64_t out, const int8_t *xq, const float4 *xm,
+cudaError_t gemv_q(int n, const lk_mm_seg &y, const uint8_t *w, int64_t in, int64_t out, const int8_t *xq, const float4 *xm,
                    const float *xf, cudaStream_t s) {
     switch (n) {
     case 1: return launch_quant<T, 1>(y, w, in, out, xq, xm, xf, s);
@@ -524,7 +524,7 @@ cudaError_t gemv_q(int n, float *y, const uint8_t *w, int64_t in, int64_t out, c
 }
 
 template <int DT>
-cudaError_t gemv_f(int n, float *y, const uint8_t *w, int64_t in, int64_t out, const float *x, cudaStream_t s) {
+cudaError_t gemv_f(int n, const lk_mm_seg &y, const uint8_t *w, int64_t in, int64_t out, const float *x, cudaStream_t s) {
     switch (n) {
     case 1: return launch_float<DT, 1>(y, w, in, out, x, s);
     case 2: return launch_float<DT, 2>(y, w, in, out, x, s);
@@ -546,11 +546,12 @@ template <class T> cudaError_t deq_launch(uint16_t *dst, const uint8_t *w, int64
 
 } // namespace
 
-/* Declared in matmul.cu. y (n, out) = x · Wᵀ for n <= LK_CUDA_MV_MAX_N:
+/* Declared in matmul.cu. y (n, out) = x · Wᵀ for n <= LK_CUDA_MV_MAX_N, row
+ * r of the output written where y (lk_mm_seg) says:
  * quantized x (xq, xm; see mv_quant) for the integer-dot types, xf for the
  * others. Launch errors returned; arguments checked by the caller. */
-cudaError_t lk_mm_gemv(lk_dtype dt, int n, float *y, const void *wv, int64_t in, int64_t out, const float *xf,
-                       const int8_t *xq, const float4 *xm, cudaStream_t s) {
+cudaError_t lk_mm_gemv(lk_dtype dt, int n, const lk_mm_seg &y, const void *wv, int64_t in, int64_t out,
+                       const float *xf, const int8_t *xq, const float4 *xm, cudaStream_t s) {
     const uint8_t *w = (const uint8_t *)wv;
     switch (dt) {
     case LK_DTYPE_F32: return gemv_f<LK_DTYPE_F32>(n, y, w, in, out, xf, s);

@@ -63,6 +63,15 @@ bool lk_cuda_mm_supports(lk_dtype t);
 loki_status lk_cuda_matmul(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *w, int64_t in,
                            int64_t out, int n, loki_error *err);
 
+/* Several products of one x: y[j] (n, out[j]) = x · W_jᵀ for j < k (1..3),
+ * where the W_j (dtype dt, in columns each) lie back to back on the device
+ * from w: W_0's out[0] rows, then W_1's, ... (q/k/v, gate/up). For decode
+ * (n <= LK_CUDA_MV_MAX_N) one kernel reads them all as one matrix and
+ * writes each part's rows to its own y[j]; prompts run one product per part.
+ * Results equal k calls of lk_cuda_matmul; arguments checked as there. */
+loki_status lk_cuda_matmul_multi(lk_cuda_mm *mm, int k, float *const *y, const int64_t *out, const float *x,
+                                 lk_dtype dt, const void *w, int64_t in, int n, loki_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -28,8 +28,8 @@ extern "C" {
 }
 
 /* gemv_quant.cu */
-cudaError_t lk_mm_gemv(lk_dtype dt, int n, float *y, const void *w, int64_t in, int64_t out, const float *xf,
-                       const int8_t *xq, const float4 *xm, cudaStream_t s);
+cudaError_t lk_mm_gemv(lk_dtype dt, int n, const lk_mm_seg &y, const void *w, int64_t in, int64_t out,
+                       const float *xf, const int8_t *xq, const float4 *xm, cudaStream_t s);
 cudaError_t lk_mm_to_bf16_rows(lk_dtype dt, uint16_t *dst, const void *w, int64_t in, int64_t rows, cudaStream_t s);
 
 /* Most elements of the GEMM's bf16 weight tile (128 MiB). */
@@ -171,9 +171,9 @@ static unsigned gs_blocks(int64_t count) {
     return (unsigned)(b < 1 ? 1 : b > 65536 ? 65536 : b);
 }
 
-extern "C" loki_status lk_cuda_matmul(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *w,
-                                      int64_t in, int64_t out, int n, loki_error *err) {
-    loki_status st = LOKI_OK;
+/* The checks of lk_cuda_matmul (out: the rows of W, all parts). */
+static loki_status check_args(const lk_cuda_mm *mm, const float *y, const float *x, lk_dtype dt, const void *w,
+                              int64_t in, int64_t out, int n, loki_error *err) {
     if (!mm) return lk_fail(err, LOKI_ERR_ARG, "lk_cuda_matmul: no lk_cuda_mm (call lk_cuda_mm_init)");
     if (!lk_cuda_mm_supports(dt))
         return lk_fail(err, LOKI_ERR_ARG, "lk_cuda_matmul: weight dtype %s (%d) is not supported on the GPU",
@@ -195,15 +195,55 @@ extern "C" loki_status lk_cuda_matmul(lk_cuda_mm *mm, float *y, const float *x, 
         return lk_fail(err, LOKI_ERR_ARG, "lk_cuda_matmul: W (%p) is not 16-byte aligned", w);
     if (((uintptr_t)x & 3) || ((uintptr_t)y & 3))
         return lk_fail(err, LOKI_ERR_ARG, "lk_cuda_matmul: x or y is not 4-byte aligned");
+    return LOKI_OK;
+}
+
+/* The matrix-vector path (n <= LK_CUDA_MV_MAX_N) into the outputs of seg. */
+static loki_status gemv_seg(lk_cuda_mm *mm, const lk_mm_seg &seg, const float *x, lk_dtype dt, const void *w,
+                            int64_t in, int64_t out, int n, loki_error *err) {
+    loki_status st = LOKI_OK;
+    cudaStream_t s = mm->cu->stream;
+    if (has_qdot(dt)) {
+        const int64_t nb = (int64_t)n * (in / 32);
+        mm_quantize_x<<<(unsigned)((nb + 7) / 8), 256, 0, s>>>(x, mm->xq, mm->xm, nb);
+        LK_CUDA_LAUNCHED();
+    }
+    LK_CUDA_TRY(lk_mm_gemv(dt, n, seg, w, in, out, x, mm->xq, mm->xm, s));
+fail:
+    return st;
+}
+
+extern "C" loki_status lk_cuda_matmul_multi(lk_cuda_mm *mm, int k, float *const *y, const int64_t *out,
+                                            const float *x, lk_dtype dt, const void *w, int64_t in, int n,
+                                            loki_error *err) {
+    loki_status st;
+    if (k < 1 || k > 3) return lk_fail(err, LOKI_ERR_ARG, "lk_cuda_matmul_multi: %d parts (1..3)", k);
+    lk_mm_seg seg;
+    int64_t total = 0;
+    for (int j = 0; j < k; j++) {
+        if (out[j] < 1) return lk_fail(err, LOKI_ERR_ARG, "lk_cuda_matmul_multi: part %d has %lld rows", j,
+                                       (long long)out[j]);
+        if ((st = check_args(mm, y[j], x, dt, w, in, out[j], n, err))) return st;
+        seg.y[j] = y[j];
+        seg.end[j] = total += out[j];
+    }
+    for (int j = k; j < 3; j++) seg.y[j] = y[k - 1], seg.end[j] = total;
+    if ((st = check_args(mm, y[0], x, dt, w, in, total, n, err))) return st;
+    if (n <= LK_CUDA_MV_MAX_N) return gemv_seg(mm, seg, x, dt, w, in, total, n, err);
+    const size_t rb = lk_dtype_row_bytes(dt, in); /* prompts: one GEMM per part */
+    for (int j = 0, r0 = 0; j < k; r0 += (int)out[j], j++)
+        if ((st = lk_cuda_matmul(mm, y[j], x, dt, (const char *)w + (size_t)r0 * rb, in, out[j], n, err))) return st;
+    return LOKI_OK;
+}
+
+extern "C" loki_status lk_cuda_matmul(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *w,
+                                      int64_t in, int64_t out, int n, loki_error *err) {
+    loki_status st = check_args(mm, y, x, dt, w, in, out, n, err);
+    if (st) return st;
     cudaStream_t s = mm->cu->stream;
     if (n <= LK_CUDA_MV_MAX_N) {
-        if (has_qdot(dt)) {
-            const int64_t nb = (int64_t)n * (in / 32);
-            mm_quantize_x<<<(unsigned)((nb + 7) / 8), 256, 0, s>>>(x, mm->xq, mm->xm, nb);
-            LK_CUDA_LAUNCHED();
-        }
-        LK_CUDA_TRY(lk_mm_gemv(dt, n, y, w, in, out, x, mm->xq, mm->xm, s));
-        return LOKI_OK;
+        const lk_mm_seg seg = {{y, y, y}, {out, out, out}};
+        return gemv_seg(mm, seg, x, dt, w, in, out, n, err);
     }
     {
         mm_x_to_bf16<<<gs_blocks((int64_t)n * in), 256, 0, s>>>(mm->xb, x, (int64_t)n * in);

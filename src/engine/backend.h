@@ -46,6 +46,10 @@ typedef struct lk_backend_ops {
     void (*rmsnorm)(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n, int dim, float eps);
     /* y (n, out) = x (n, in) · Wᵀ. */
     void (*matmul)(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n);
+    /* y[j] (n, out_j) = x (n, in) · W_jᵀ for j < k (k <= 3, same in): one
+     * input through several matrices (q/k/v, gate/up), which a backend may
+     * read as one. */
+    void (*matmul_multi)(lk_backend *be, int k, float *const *y, const float *x, const lk_tensor *const *w, int n);
     /* x (n, dim) += b. */
     void (*add_bias)(lk_backend *be, float *x, const lk_tensor *b, int n, int dim);
     /* RoPE in place on x (n, n_heads, D) at this pass's positions, with layer l's settings. */
@@ -126,6 +130,10 @@ static inline void lk_be_rmsnorm(lk_backend *be, float *y, const float *x, const
 }
 static inline void lk_be_matmul(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n) {
     be->ops->matmul(be, y, x, w, n);
+}
+static inline void lk_be_matmul_multi(lk_backend *be, int k, float *const *y, const float *x,
+                                      const lk_tensor *const *w, int n) {
+    be->ops->matmul_multi(be, k, y, x, w, n);
 }
 static inline void lk_be_add_bias(lk_backend *be, float *x, const lk_tensor *b, int n, int dim) {
     be->ops->add_bias(be, x, b, n, dim);

@@ -66,6 +66,11 @@ static void cpu_matmul(lk_backend *be, float *y, const float *x, const lk_tensor
     lk_cpu_matmul(cpu_of(be)->cpu, y, x, w, n);
 }
 
+static void cpu_matmul_multi(lk_backend *be, int k, float *const *y, const float *x, const lk_tensor *const *w,
+                             int n) {
+    for (int j = 0; j < k; j++) cpu_matmul(be, y[j], x, w[j], n);
+}
+
 static void cpu_add_bias(lk_backend *be, float *x, const lk_tensor *b, int n, int dim) {
     (void)be;
     lk_cpu_add_bias(x, b, n, dim);
@@ -136,6 +141,7 @@ static const lk_backend_ops k_cpu_ops = {
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
     .matmul = cpu_matmul,
+    .matmul_multi = cpu_matmul_multi,
     .add_bias = cpu_add_bias,
     .rope = cpu_rope,
     .glu = cpu_glu,

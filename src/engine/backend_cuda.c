@@ -50,6 +50,7 @@
 typedef struct dev_weight {
     const void *host;  /* lk_tensor.data */
     void *dev;         /* the file's bytes, or f32 for vectors (norms, biases) */
+    bool owned;        /* dev is an allocation (not a part of a fused one) */
 } dev_weight;
 
 typedef struct be_cuda {
@@ -205,6 +206,32 @@ static void cu_matmul(lk_backend *be, float *y, const float *x, const lk_tensor 
     if (!skip(b)) keep(b, lk_cuda_matmul(b->mm, y, x, w->dtype, dev_of(b, w), w->ne[0], w->ne[1], n, &e), &e);
 }
 
+/* The parts lie back to back on the device (upload_fused) with one dtype
+ * and width: one product reads them all. */
+static bool fused(const be_cuda *b, int k, const lk_tensor *const *w) {
+    const char *d0 = dev_of(b, w[0]);
+    size_t off = 0;
+    for (int j = 0; j < k; j++) {
+        if (!d0 || w[j]->dtype != w[0]->dtype || w[j]->ne[0] != w[0]->ne[0] || (const char *)dev_of(b, w[j]) != d0 + off)
+            return false;
+        off += w[j]->nbytes;
+    }
+    return true;
+}
+
+static void cu_matmul_multi(lk_backend *be, int k, float *const *y, const float *x, const lk_tensor *const *w, int n) {
+    be_cuda *b = cu_of(be);
+    loki_error e;
+    if (skip(b)) return;
+    if (!fused(b, k, w)) {
+        for (int j = 0; j < k; j++) cu_matmul(be, y[j], x, w[j], n);
+        return;
+    }
+    int64_t out[3];
+    for (int j = 0; j < k; j++) out[j] = w[j]->ne[1];
+    keep(b, lk_cuda_matmul_multi(b->mm, k, y, out, x, w[0]->dtype, dev_of(b, w[0]), w[0]->ne[0], n, &e), &e);
+}
+
 static void cu_add_bias(lk_backend *be, float *x, const lk_tensor *bias, int n, int dim) {
     be_cuda *b = cu_of(be);
     loki_error e;
@@ -357,7 +384,8 @@ static void cu_destroy(lk_backend *be) {
         free(b);
         return;
     }
-    for (int i = 0; i < b->n_w; i++) lk_cuda_dealloc(b->cu, b->w[i].dev);
+    for (int i = 0; i < b->n_w; i++)
+        if (b->w[i].owned) lk_cuda_dealloc(b->cu, b->w[i].dev);
     free(b->w);
     lk_cuda_graph_free(b->graph);
     lk_cuda_dealloc(b->cu, b->d_in);
@@ -383,6 +411,7 @@ static const lk_backend_ops k_cuda_ops = {
     .embed = cu_embed,
     .rmsnorm = cu_rmsnorm,
     .matmul = cu_matmul,
+    .matmul_multi = cu_matmul_multi,
     .add_bias = cu_add_bias,
     .rope = cu_rope,
     .glu = cu_glu,
@@ -431,7 +460,42 @@ static loki_status upload_tensor(be_cuda *b, const lk_tensor *t, bool as_f32, lo
         if (dev) lk_cuda_dealloc(b->cu, dev);
         return st;
     }
-    b->w[b->n_w++] = (dev_weight){t->data, dev};
+    b->w[b->n_w++] = (dev_weight){t->data, dev, true};
+    qsort(b->w, (size_t)b->n_w, sizeof *b->w, cmp_weight);
+    return LOKI_OK;
+}
+
+/* Upload matrices that one input goes through (q/k/v, gate/up) back to back
+ * in one allocation, so a decode step reads them with one kernel
+ * (cu_matmul_multi). When they differ in dtype or width, or a part would
+ * break the 16-byte alignment of the next, each is uploaded on its own. */
+static loki_status upload_fused(be_cuda *b, int k, const lk_tensor *const *t, loki_error *err) {
+    size_t total = 0;
+    bool ok = t[0]->data && lk_cuda_mm_supports(t[0]->dtype) && !dev_of(b, t[0]);
+    for (int j = 0; ok && j < k; j++) {
+        ok = t[j]->data && t[j]->dtype == t[0]->dtype && t[j]->ne[0] == t[0]->ne[0] && t[j]->nbytes % 16 == 0 &&
+             !dev_of(b, t[j]);
+        for (int i = 0; ok && i < j; i++) ok = t[i]->data != t[j]->data;
+        total += t[j]->nbytes;
+    }
+    if (!ok) {
+        for (int j = 0; j < k; j++) {
+            loki_status st = upload_tensor(b, t[j], false, err);
+            if (st) return st;
+        }
+        return LOKI_OK;
+    }
+    void *dev = NULL;
+    loki_status st = lk_cuda_alloc(b->cu, &dev, total, t[0]->name, err);
+    size_t off = 0;
+    for (int j = 0; !st && j < k; off += t[j]->nbytes, j++)
+        st = lk_cuda_upload(b->cu, (char *)dev + off, t[j]->data, t[j]->nbytes, err);
+    if (st) {
+        lk_cuda_dealloc(b->cu, dev);
+        return st;
+    }
+    off = 0;
+    for (int j = 0; j < k; off += t[j]->nbytes, j++) b->w[b->n_w++] = (dev_weight){t[j]->data, (char *)dev + off, j == 0};
     qsort(b->w, (size_t)b->n_w, sizeof *b->w, cmp_weight);
     return LOKI_OK;
 }
@@ -447,7 +511,9 @@ static loki_status upload_model(be_cuda *b, loki_error *err) {
         return st;
     for (int l = 0; l < m->hp.n_layer; l++) {
         const lk_layer *L = &m->layers[l];
-        const lk_tensor *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        const lk_tensor *const qkv[3] = {&L->wq, &L->wk, &L->wv}, *const gu[2] = {&L->w_gate, &L->w_up};
+        if ((st = upload_fused(b, 3, qkv, err)) || (st = upload_fused(b, 2, gu, err))) return st;
+        const lk_tensor *mats[] = {&L->wo, &L->w_down};
         const lk_tensor *vecs[] = {&L->attn_norm, &L->ffn_norm, &L->bq, &L->bk, &L->bv, &L->attn_q_norm,
                                    &L->attn_k_norm, &L->attn_post_norm, &L->ffn_post_norm};
         for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)

@@ -49,9 +49,9 @@ loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, bool
         const lk_layer *L = &m->layers[l];
         /* attention block */
         lk_be_rmsnorm(be, ctx->xb, ctx->x, &L->attn_norm, n, E, hp->rms_eps);
-        lk_be_matmul(be, ctx->q, ctx->xb, &L->wq, n);   /* (n, H*D) */
-        lk_be_matmul(be, ctx->k, ctx->xb, &L->wk, n);   /* (n, Hkv*D) */
-        lk_be_matmul(be, ctx->v, ctx->xb, &L->wv, n);   /* (n, Hkv*D) */
+        float *const qkv[3] = {ctx->q, ctx->k, ctx->v};  /* (n, H*D), (n, Hkv*D), (n, Hkv*D) */
+        const lk_tensor *const wqkv[3] = {&L->wq, &L->wk, &L->wv};
+        lk_be_matmul_multi(be, 3, qkv, ctx->xb, wqkv, n); /* one op: a backend may read them as one */
         if (L->bq.data) lk_be_add_bias(be, ctx->q, &L->bq, n, H * D);
         if (L->bk.data) lk_be_add_bias(be, ctx->k, &L->bk, n, Hkv * D);
         if (L->bv.data) lk_be_add_bias(be, ctx->v, &L->bv, n, Hkv * D);
@@ -69,8 +69,9 @@ loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, bool
         lk_be_add(be, ctx->x, ctx->xb, (size_t)n * E);
         /* feed-forward block (SwiGLU / GeGLU) */
         lk_be_rmsnorm(be, ctx->xb, ctx->x, &L->ffn_norm, n, E, hp->rms_eps);
-        lk_be_matmul(be, ctx->hb, ctx->xb, &L->w_gate, n);   /* (n, F) */
-        lk_be_matmul(be, ctx->hb2, ctx->xb, &L->w_up, n);    /* (n, F) */
+        float *const gu[2] = {ctx->hb, ctx->hb2};            /* (n, F) each */
+        const lk_tensor *const wgu[2] = {&L->w_gate, &L->w_up};
+        lk_be_matmul_multi(be, 2, gu, ctx->xb, wgu, n);
         lk_be_glu(be, ctx->hb, ctx->hb2, n, F, hp->ffn_act);
         lk_be_matmul(be, ctx->xb, ctx->hb, &L->w_down, n);   /* (n, E) */
         if (L->ffn_post_norm.data) lk_be_rmsnorm(be, ctx->xb, ctx->xb, &L->ffn_post_norm, n, E, hp->rms_eps);
