@@ -318,6 +318,8 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_quant(const lk_mm_seg y, con
                                                           size_t rb, const uint8_t *wend, const int8_t *__restrict__ xq,
                                                           const float4 *__restrict__ xm, const float *__restrict__ xf,
                                                           int64_t in, int64_t out) {
+    lk_pdl_wait(); /* launched with programmatic dependent launch: inputs of the kernel before */
+    lk_pdl_release();
     extern __shared__ uint4 mv_smem[];
     constexpr int SB = stage_bytes<T>(), CHB = T::CB * T::BB;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -414,6 +416,8 @@ template <int DT, int NR>
 __global__ void __launch_bounds__(MV_WARPS * 32) mv_float(const lk_mm_seg y, const uint8_t *__restrict__ w,
                                                           size_t rb, const float *__restrict__ x, int64_t in,
                                                           int64_t out, bool vec) {
+    lk_pdl_wait(); /* launched with programmatic dependent launch: inputs of the kernel before */
+    lk_pdl_release();
     constexpr int EPV = DT == LK_DTYPE_F32 ? 4 : 8, U = 4;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int64_t row = (int64_t)blockIdx.x * MV_WARPS + warp;
@@ -495,7 +499,7 @@ cudaError_t launch_quant(const lk_mm_seg &y, const uint8_t *w, int64_t in, int64
                          const float *xf, cudaStream_t s) {
     const size_t rb = (size_t)(in / T::BE) * T::BB, smem = (size_t)MV_WARPS * 2 * stage_bytes<T>();
     const unsigned grid = (unsigned)((out + MV_WARPS - 1) / MV_WARPS);
-    mv_quant<T, NR><<<grid, MV_WARPS * 32, smem, s>>>(y, w, rb, w + rb * out, xq, xm, xf, in, out);
+    (void)lk_launch_kernel(mv_quant<T, NR>, grid, MV_WARPS * 32, smem, s, true, 0, y, w, rb, w + rb * out, xq, xm, xf, in, out);
     return cudaGetLastError();
 }
 
@@ -504,7 +508,7 @@ cudaError_t launch_float(const lk_mm_seg &y, const uint8_t *w, int64_t in, int64
     const int es = DT == LK_DTYPE_F32 ? 4 : 2, epv = 16 / es;
     const bool vec = in % epv == 0 && ((uintptr_t)x & 15) == 0;
     const unsigned grid = (unsigned)((out + MV_WARPS - 1) / MV_WARPS);
-    mv_float<DT, NR><<<grid, MV_WARPS * 32, 0, s>>>(y, w, (size_t)in * es, x, in, out, vec);
+    (void)lk_launch_kernel(mv_float<DT, NR>, grid, MV_WARPS * 32, 0, s, true, 0, y, w, (size_t)in * es, x, in, out, vec);
     return cudaGetLastError();
 }
 

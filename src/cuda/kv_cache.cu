@@ -142,6 +142,8 @@ extern "C" void lk_gpu_kv_slots(const lk_gpu_kv *kv, int32_t seq, int32_t pos0, 
 __global__ void kv_store_kernel(uint16_t *pool, const int32_t *__restrict__ dsplit, int32_t n_pages, int Hkv, int D,
                                 int layer, const float *__restrict__ k, const float *__restrict__ v,
                                 const int32_t *__restrict__ slots, const float *__restrict__ rot) {
+    lk_pdl_wait(); /* launched with programmatic dependent launch: inputs of the kernel before */
+    lk_pdl_release();
     extern __shared__ float kin[]; /* (D) */
     const int i = blockIdx.x, h = blockIdx.y, j = threadIdx.x;
     const float *ki = k + ((size_t)i * Hkv + h) * D;
@@ -167,7 +169,7 @@ extern "C" loki_status lk_gpu_kv_store(lk_gpu_kv *kv, int layer, int32_t n, cons
     if (layer < 0 || layer >= kv->n_layer || n < 0)
         return lk_fail(err, LOKI_ERR_ARG, "GPU KV store: layer %d / rows %d out of range", layer, n);
     if (n == 0) return LOKI_OK;
-    kv_store_kernel<<<dim3(n, kv->n_head_kv), kv->head_dim, kv->head_dim * sizeof(float), kv->cu->stream>>>(
+    (void)lk_launch_kernel(kv_store_kernel, dim3(n, kv->n_head_kv), kv->head_dim, kv->head_dim * sizeof(float), kv->cu->stream, true, 0, 
         kv->pool, kv->d_dev, kv->n_pages, kv->n_head_kv, kv->head_dim, layer, k, v, slots, rot);
     LK_CUDA_LAUNCHED();
 fail:

@@ -140,6 +140,8 @@ fail:
  * codes, xm (n, in/32) {d, d*sum(q lo 16), d*sum(q hi 16), sum(q) as int}. */
 __global__ void __launch_bounds__(256) mm_quantize_x(const float *__restrict__ x, int8_t *__restrict__ xq,
                                                      float4 *__restrict__ xm, int64_t nblocks) {
+    lk_pdl_wait(); /* launched with programmatic dependent launch: inputs of the kernel before */
+    lk_pdl_release();
     const int64_t b = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
     if (b >= nblocks) return;
@@ -205,7 +207,7 @@ static loki_status gemv_seg(lk_cuda_mm *mm, const lk_mm_seg &seg, const float *x
     cudaStream_t s = mm->cu->stream;
     if (has_qdot(dt)) {
         const int64_t nb = (int64_t)n * (in / 32);
-        mm_quantize_x<<<(unsigned)((nb + 7) / 8), 256, 0, s>>>(x, mm->xq, mm->xm, nb);
+        (void)lk_launch_kernel(mm_quantize_x, (unsigned)((nb + 7) / 8), 256, 0, s, true, 0, x, mm->xq, mm->xm, nb);
         LK_CUDA_LAUNCHED();
     }
     LK_CUDA_TRY(lk_mm_gemv(dt, n, seg, w, in, out, x, mm->xq, mm->xm, s));

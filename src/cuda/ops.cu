@@ -62,6 +62,8 @@ template <int OP> __device__ __forceinline__ float ew1(float a, float b, float s
 /* x (n) = op(x, y, s) elementwise; y (n) or NULL when OP does not read it.
  * vec: x and y 16-byte aligned, the body in float4 and the tail scalar. */
 template <int OP> __global__ void ew_kernel(float *x, const float *y, float s, int64_t n, int vec) {
+    lk_pdl_wait(); /* launched with programmatic dependent launch: inputs of the kernel before */
+    lk_pdl_release();
     const bool use_y = OP == EW_ADD || OP == EW_SILU || OP == EW_GELU;
     const int64_t tid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, stride = (int64_t)gridDim.x * blockDim.x;
     int64_t done = 0;
@@ -84,13 +86,15 @@ template <int OP> __global__ void ew_kernel(float *x, const float *y, float s, i
 /* Launch ew_kernel<OP> over n elements (n > 0). */
 template <int OP> static cudaError_t launch_ew(lk_cuda *cu, float *x, const float *y, float s, int64_t n) {
     const int vec = aligned16(x) && (!y || aligned16(y));
-    ew_kernel<OP><<<grid_for(cu, vec ? (n + 3) / 4 : n), OPS_THREADS, 0, cu->stream>>>(x, y, s, n, vec);
+    (void)(lk_launch_kernel(ew_kernel<OP>, grid_for(cu, vec ? (n + 3) / 4 : n), OPS_THREADS, 0, cu->stream, true, 0, x, y, s, n, vec));
     return cudaGetLastError();
 }
 
 /* x (total = rows * dim) += b (dim) broadcast over rows; vec: dim % 4 == 0
  * and both pointers 16-byte aligned. */
 __global__ void add_bias_kernel(float *x, const float *b, int64_t total, int dim, int vec) {
+    lk_pdl_wait(); /* launched with programmatic dependent launch: inputs of the kernel before */
+    lk_pdl_release();
     const int64_t tid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, stride = (int64_t)gridDim.x * blockDim.x;
     if (vec) {
         const int d4 = dim / 4;
@@ -158,6 +162,8 @@ __device__ __forceinline__ float rms_scale(float ss, int dim, float eps) {
 /* One warp per row, blockDim.x = 32 * rows per block: x, y (n, dim), w (dim). */
 __global__ void rmsnorm_warp_kernel(float *y, const float *x, const float *w, int64_t n, int dim, float eps,
                                     int vec) {
+    lk_pdl_wait(); /* launched with programmatic dependent launch: inputs of the kernel before */
+    lk_pdl_release();
     const int64_t r = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x & 31;
     if (r >= n) return; /* whole warps leave together */
@@ -168,6 +174,8 @@ __global__ void rmsnorm_warp_kernel(float *y, const float *x, const float *w, in
 
 /* One block per row (blockDim.x a multiple of 32, at most 1024). */
 __global__ void rmsnorm_block_kernel(float *y, const float *x, const float *w, int dim, float eps, int vec) {
+    lk_pdl_wait(); /* launched with programmatic dependent launch: inputs of the kernel before */
+    lk_pdl_release();
     __shared__ float part[32];
     const int64_t r = blockIdx.x;
     const int t = threadIdx.x, nw = blockDim.x / 32;
@@ -191,6 +199,8 @@ __global__ void rmsnorm_block_kernel(float *y, const float *x, const float *w, i
  * angle = (float)pos * inv_freq[p]; a' = a cos - b sin, b' = b cos + a sin. */
 __global__ void rope_kernel(float *x, int n_heads, int head_dim, const int32_t *pos, const float *inv_freq,
                             int half, int neox) {
+    lk_pdl_wait(); /* launched with programmatic dependent launch: inputs of the kernel before */
+    lk_pdl_release();
     const int64_t r = blockIdx.x;
     const float p = (float)pos[r];
     const int step = neox ? 1 : 2, off = neox ? half : 1;
@@ -308,6 +318,8 @@ template <int DT> __device__ __forceinline__ float deq_elem(const uint8_t *row, 
 template <int DT>
 __global__ void get_rows_kernel(float *out, const uint8_t *table, int64_t n_rows, size_t row_bytes, int64_t dim,
                                 const int32_t *rows, int64_t total) {
+    lk_pdl_wait(); /* launched with programmatic dependent launch: inputs of the kernel before */
+    lk_pdl_release();
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
         const int64_t r = i / dim, j = i - r * dim;
@@ -430,11 +442,11 @@ extern "C" loki_status lk_cuda_rmsnorm(lk_cuda *cu, float *y, const float *x, co
     {
         const int vec = dim % 4 == 0 && aligned16(y) && aligned16(x) && aligned16(w);
         if (dim <= 1024) { /* a warp per row, 8 rows per block */
-            rmsnorm_warp_kernel<<<(unsigned)((n + 7) / 8), 256, 0, cu->stream>>>(y, x, w, n, dim, eps, vec);
+            (void)(lk_launch_kernel(rmsnorm_warp_kernel, (unsigned)((n + 7) / 8), 256, 0, cu->stream, true, 0, y, x, w, n, dim, eps, vec));
         } else { /* a block per row: about 8 elements per thread, 128..1024 threads */
             int th = 128;
             while (th < 1024 && th * 8 < dim) th *= 2;
-            rmsnorm_block_kernel<<<(unsigned)n, th, 0, cu->stream>>>(y, x, w, dim, eps, vec);
+            (void)(lk_launch_kernel(rmsnorm_block_kernel, (unsigned)n, th, 0, cu->stream, true, 0, y, x, w, dim, eps, vec));
         }
         LK_CUDA_LAUNCHED();
     }
@@ -458,7 +470,7 @@ extern "C" loki_status lk_cuda_rope(lk_cuda *cu, float *x, int n, int n_heads, i
         const int half = rope_dim / 2;
         const int bx = half >= 128 ? 128 : (half + 31) / 32 * 32;
         const int by = 256 / bx < n_heads ? 256 / bx : n_heads;
-        rope_kernel<<<(unsigned)n, dim3(bx, by), 0, cu->stream>>>(x, n_heads, head_dim, pos, inv_freq, half, neox);
+        (void)(lk_launch_kernel(rope_kernel, (unsigned)n, dim3(bx, by), 0, cu->stream, true, 0, x, n_heads, head_dim, pos, inv_freq, half, neox));
         LK_CUDA_LAUNCHED();
     }
     return LOKI_OK;
@@ -499,7 +511,7 @@ extern "C" loki_status lk_cuda_add_bias(lk_cuda *cu, float *x, const float *b, i
     {
         const int64_t total = (int64_t)n * dim;
         const int vec = dim % 4 == 0 && aligned16(x) && aligned16(b);
-        add_bias_kernel<<<grid_for(cu, vec ? total / 4 : total), OPS_THREADS, 0, cu->stream>>>(x, b, total, dim, vec);
+        (void)(lk_launch_kernel(add_bias_kernel, grid_for(cu, vec ? total / 4 : total), OPS_THREADS, 0, cu->stream, true, 0, x, b, total, dim, vec));
         LK_CUDA_LAUNCHED();
     }
     return LOKI_OK;
@@ -535,8 +547,8 @@ fail:
 template <int DT>
 static cudaError_t launch_get_rows(lk_cuda *cu, float *out, const void *table, int64_t n_rows, size_t rb, int64_t dim,
                                    const int32_t *rows, int64_t total) {
-    get_rows_kernel<DT><<<grid_for(cu, total), OPS_THREADS, 0, cu->stream>>>(out, (const uint8_t *)table, n_rows, rb,
-                                                                              dim, rows, total);
+    (void)(lk_launch_kernel(get_rows_kernel<DT>, grid_for(cu, total), OPS_THREADS, 0, cu->stream, true, 0, out, (const uint8_t *)table, n_rows, rb,
+                                                                              dim, rows, total));
     return cudaGetLastError();
 }
 

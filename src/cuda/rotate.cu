@@ -12,6 +12,8 @@ extern "C" {
 
 /* grid (n * n_heads), block D: x (n, n_heads, D), rot (n_kv, D, D). */
 __global__ void lk_rotate_kernel(float *x, int n_heads, int group, int D, const float *rot) {
+    lk_pdl_wait(); /* launched with programmatic dependent launch: inputs of the kernel before */
+    lk_pdl_release();
     __shared__ float xs[256];
     const int row = blockIdx.x, h = row % n_heads, j = threadIdx.x;
     float *xr = x + (size_t)row * D; /* (D) this head's vector */
@@ -29,7 +31,7 @@ extern "C" loki_status lk_cuda_rotate_heads(lk_cuda *cu, float *x, int n, int n_
     if (n < 1 || n_kv < 1 || n_heads % n_kv != 0 || D < 1 || D > 256)
         return lk_fail(err, LOKI_ERR_ARG, "rotate: bad shape (n %d, heads %d, kv heads %d, D %d)", n, n_heads,
                        n_kv, D);
-    lk_rotate_kernel<<<n * n_heads, D, 0, cu->stream>>>(x, n_heads, n_heads / n_kv, D, rot);
+    (void)lk_launch_kernel(lk_rotate_kernel, n * n_heads, D, 0, cu->stream, true, 0, x, n_heads, n_heads / n_kv, D, rot);
     LK_CUDA_LAUNCHED();
     return LOKI_OK;
 fail:
