@@ -30,6 +30,10 @@ typedef struct bench_opts {
     cli_attn_args attn; /* --attn ..., -ctk/-ctv, --device */
 } bench_opts;
 
+/* Decode steps timed op by op after the timed ones (CUDA: the split of a
+ * step into weights / attention / other in the JSON). */
+#define BENCH_SPLIT_STEPS 8
+
 #define BENCH_DTYPES "f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k"
 
 /* Any dtype loki reads, by its lower-case name. */
@@ -131,7 +135,7 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
     loki_model_get_info(m, &info);
     loki_context_params cp = loki_context_default_params();
     const int32_t B = o->batch;
-    cp.n_ctx = o->n_ctx > 0 ? o->n_ctx : LK_MAX(o->n_prompt, o->n_depth + o->n_gen) + 1;
+    cp.n_ctx = o->n_ctx > 0 ? o->n_ctx : LK_MAX(o->n_prompt, o->n_depth + o->n_gen + BENCH_SPLIT_STEPS) + 1;
     cp.n_threads = o->n_threads;
     cp.n_batch = LK_MAX(LK_MAX(o->n_prompt, LK_MIN(o->n_depth, 4096)), B);
     cp.n_seq = B;
@@ -187,6 +191,20 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
             if (r >= 0) tg[r] = (double)o->n_gen * B / (lk_time_s() - t0);
         }
     }
+    /* the GPU step's split: a few more steps launched kernel by kernel with
+     * events between the ops (graphs off), right after the timed ones */
+    double split[LK_PROF_N] = {0};
+    int n_split = 0;
+    if (dev == LOKI_DEVICE_CUDA && o->n_gen > 0) {
+        lk_backend_cuda_set_graphs(ctx->be, false);
+        if (lk_backend_cuda_profile(ctx->be, true, &err)) goto eval_fail;
+        for (; n_split < BENCH_SPLIT_STEPS && loki_context_pos(ctx) + 1 < loki_context_n_ctx(ctx); n_split++)
+            if (B > 1 ? loki_decode_batch(ctx, &toks[o->n_depth + o->n_gen], B, &err)
+                      : loki_eval(ctx, &toks[o->n_depth + o->n_gen], 1, false, &err))
+                goto eval_fail;
+        lk_backend_cuda_profile_ms(ctx->be, split);
+        for (int i = 0; i < LK_PROF_N; i++) split[i] /= LK_MAX(n_split, 1);
+    }
     double pp_m, pp_s, tg_m, tg_s;
     cli_mean_std(pp, o->reps, &pp_m, &pp_s);
     cli_mean_std(tg, o->reps, &tg_m, &tg_s);
@@ -203,13 +221,14 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
            "\"prefill_tokens_per_s\": %.2f, \"prefill_tokens_per_s_std\": %.2f, "
            "\"decode_tokens_per_s\": %.2f, \"decode_tokens_per_s_std\": %.2f, \"decode_ms_per_step\": %.4f, "
            "\"decode_weight_bytes_per_token\": %lld, \"decode_weight_gb_per_s\": %.3f, \"device_read_gb_per_s\": %.1f, "
+           "\"split_steps\": %d, \"split_ms_per_step\": {\"weights\": %.4f, \"attention\": %.4f, \"other\": %.4f}, "
            "\"n_ctx\": %d, \"cache_type_k\": \"%s\", \"cache_type_v\": \"%s\", \"kv_cache_bytes\": %lld, "
            "\"peak_rss_bytes\": %lld, \"date\": \"%s\"}\n",
            o->random ? o->random : o->model, info.format, (long long)info.n_params,
            dev == LOKI_DEVICE_CUDA ? "cuda" : "cpu", dev == LOKI_DEVICE_CUDA && !o->no_graphs ? "true" : "false", desc,
            B, ctx->n_threads, o->n_prompt, o->n_gen, o->n_depth, o->reps, pp_m, pp_s, tg_m, tg_s,
-           steps_per_s > 0 ? 1e3 / steps_per_s : 0.0, (long long)wb, steps_per_s * (double)wb / 1e9, bw,
-           loki_context_n_ctx(ctx), dev == LOKI_DEVICE_CUDA ? "bf16" : loki_kv_type_name(cp.type_k),
+           steps_per_s > 0 ? 1e3 / steps_per_s : 0.0, (long long)wb, steps_per_s * (double)wb / 1e9, bw, n_split,
+           split[LK_PROF_WEIGHTS], split[LK_PROF_ATTENTION], split[LK_PROF_OTHER], loki_context_n_ctx(ctx), dev == LOKI_DEVICE_CUDA ? "bf16" : loki_kv_type_name(cp.type_k),
            dev == LOKI_DEVICE_CUDA ? "bf16" : loki_kv_type_name(cp.type_v), (long long)loki_context_kv_bytes(ctx),
            (long long)ru.ru_maxrss * 1024, date);
     fprintf(stderr, "loki bench: %s, %s: prefill %.1f ± %.1f tokens/s, decode %.1f ± %.1f tokens/s (%.2f GB/s of weights)\n",

@@ -266,6 +266,65 @@ extern "C" void lk_cuda_graph_free(lk_cuda_graph *g) {
     free(g);
 }
 
+/* -------------------------------------------------------- timelines */
+
+struct lk_cuda_timeline {
+    lk_cuda *cu;
+    int cap, n;
+    cudaEvent_t *ev; /* (cap) */
+    int *tag;        /* (cap) */
+};
+
+extern "C" loki_status lk_cuda_timeline_init(lk_cuda *cu, int cap, lk_cuda_timeline **out, loki_error *err) {
+    loki_status st = LOKI_OK;
+    lk_cuda_timeline *t = (lk_cuda_timeline *)lk_calloc(1, sizeof *t, err);
+    *out = NULL;
+    if (!t) return LOKI_ERR_NOMEM;
+    t->cu = cu;
+    t->ev = (cudaEvent_t *)lk_calloc((size_t)cap, sizeof *t->ev, err);
+    t->tag = (int *)lk_calloc((size_t)cap, sizeof *t->tag, err);
+    if (!t->ev || !t->tag) {
+        lk_cuda_timeline_free(t);
+        return LOKI_ERR_NOMEM;
+    }
+    for (; t->cap < cap; t->cap++) LK_CUDA_TRY(cudaEventCreate(&t->ev[t->cap]));
+    *out = t;
+    return LOKI_OK;
+fail:
+    lk_cuda_timeline_free(t);
+    return st;
+}
+
+extern "C" void lk_cuda_timeline_free(lk_cuda_timeline *t) {
+    if (!t) return;
+    for (int i = 0; i < t->cap; i++) cudaEventDestroy(t->ev[i]);
+    free(t->ev);
+    free(t->tag);
+    free(t);
+}
+
+extern "C" loki_status lk_cuda_timeline_mark(lk_cuda_timeline *t, int tag, loki_error *err) {
+    loki_status st = LOKI_OK;
+    if (t->n >= t->cap) return LOKI_OK;
+    LK_CUDA_TRY(cudaEventRecord(t->ev[t->n], t->cu->stream));
+    t->tag[t->n++] = tag;
+fail:
+    return st;
+}
+
+extern "C" loki_status lk_cuda_timeline_sum(lk_cuda_timeline *t, double *ms, int n_tags, loki_error *err) {
+    loki_status st = LOKI_OK;
+    if (t->n > 0) LK_CUDA_TRY(cudaEventSynchronize(t->ev[t->n - 1]));
+    for (int i = 1; i < t->n; i++) {
+        float e = 0.0f;
+        LK_CUDA_TRY(cudaEventElapsedTime(&e, t->ev[i - 1], t->ev[i]));
+        if (t->tag[i] >= 0 && t->tag[i] < n_tags) ms[t->tag[i]] += e;
+    }
+fail:
+    t->n = 0;
+    return st;
+}
+
 /* --------------------------------------------------- read bandwidth */
 
 /* Sum of every word of x (n uint4), grid-stride with four loads in flight

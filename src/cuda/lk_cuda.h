@@ -88,6 +88,16 @@ void lk_cuda_capture_abort(lk_cuda *cu);
 /* Enqueue one replay of g on the context's stream (asynchronous). */
 loki_status lk_cuda_graph_launch(lk_cuda *cu, lk_cuda_graph *g, loki_error *err);
 
+/* Timelines: up to `cap` events recorded on the stream with a category tag
+ * each; lk_cuda_timeline_sum waits for the last one and adds the time from
+ * each event to the next to the next event's category (ms[tag], tags <
+ * n_tags), then empties the timeline. Marks past cap are dropped. */
+typedef struct lk_cuda_timeline lk_cuda_timeline;
+loki_status lk_cuda_timeline_init(lk_cuda *cu, int cap, lk_cuda_timeline **out, loki_error *err);
+void lk_cuda_timeline_free(lk_cuda_timeline *t);
+loki_status lk_cuda_timeline_mark(lk_cuda_timeline *t, int tag, loki_error *err);
+loki_status lk_cuda_timeline_sum(lk_cuda_timeline *t, double *ms, int n_tags, loki_error *err);
+
 /* Read bandwidth of the device memory in GB/s: a kernel that only reads a
  * buffer of `bytes` (several times the L2) and reduces it, median of reps. */
 loki_status lk_cuda_read_bw(lk_cuda *cu, size_t bytes, int reps, double *gbs, loki_error *err);

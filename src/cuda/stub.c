@@ -162,3 +162,18 @@ loki_status lk_gpu_kv_fill_synthetic(lk_gpu_kv *kv, int layer, int32_t seq, int3
     (void)kv, (void)layer, (void)seq, (void)n, (void)sigma, (void)seed;
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
 }
+
+loki_status lk_cuda_timeline_init(lk_cuda *cu, int cap, lk_cuda_timeline **out, loki_error *err) {
+    (void)cu, (void)cap;
+    *out = NULL;
+    return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
+}
+void lk_cuda_timeline_free(lk_cuda_timeline *t) { (void)t; }
+loki_status lk_cuda_timeline_mark(lk_cuda_timeline *t, int tag, loki_error *err) {
+    (void)t, (void)tag;
+    return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
+}
+loki_status lk_cuda_timeline_sum(lk_cuda_timeline *t, double *ms, int n_tags, loki_error *err) {
+    (void)t, (void)ms, (void)n_tags;
+    return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
+}

@@ -116,6 +116,13 @@ loki_status lk_backend_cuda_init(lk_backend **out, const loki_model *m, const lo
                                  const float *pca_rot, int32_t n_ctx, int32_t n_seq, int32_t n_batch,
                                  struct lk_calib *const *calib, loki_error *err);
 
+/* Profiling of the CUDA backend's eager passes (not graph replays): each
+ * op's time from the end of the op before it to its own end, summed by
+ * category since profiling was turned on (CUDA events on the stream). */
+enum { LK_PROF_WEIGHTS, LK_PROF_ATTENTION, LK_PROF_OTHER, LK_PROF_N };
+loki_status lk_backend_cuda_profile(lk_backend *be, bool on, loki_error *err);
+void lk_backend_cuda_profile_ms(const lk_backend *be, double ms[LK_PROF_N]);
+
 /* Capture and replay decode steps as CUDA graphs (on by default); off:
  * every kernel is launched (for measurements). No-op on other backends. */
 void lk_backend_cuda_set_graphs(lk_backend *be, bool on);

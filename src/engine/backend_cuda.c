@@ -82,6 +82,8 @@ typedef struct be_cuda {
     int32_t n_batch, n_seq;
     int32_t seq0, pos0, n, batch;   /* this pass: first sequence and position, rows, and for a decode
                                        batch its size (rows = sequences seq0..), else 0 */
+    lk_cuda_timeline *prof;         /* not NULL: eager passes mark the end of every op (profiling) */
+    double prof_ms[LK_PROF_N];      /* summed per category over the profiled passes */
     loki_status st;                 /* first failure of the pass */
     loki_error err;
 } be_cuda;
@@ -116,6 +118,17 @@ static float *cu_alloc(lk_backend *be, size_t floats, const char *what, loki_err
 
 static void cu_free(lk_backend *be, float *p) {
     if (p) lk_cuda_dealloc(cu_of(be)->cu, p);
+}
+
+/* True when the ops of this pass have nothing to do: an op failed, or the
+ * pass replays a captured graph. */
+static bool skip(const be_cuda *b) { return b->st || b->mode == RUN_REPLAY; }
+
+/* Profiling: mark the end of an op of category tag (the time since the last
+ * mark is the op's: its kernels, and any wait for the host between them). */
+static void tick(be_cuda *b, int tag) {
+    loki_error e;
+    if (b->prof && b->mode == RUN_EAGER && !b->st) keep(b, lk_cuda_timeline_mark(b->prof, tag, &e), &e);
 }
 
 /* Reserve the pages of this pass's rows and set the host lengths; slots (n). */
@@ -174,6 +187,7 @@ static loki_status cu_begin(lk_backend *be, const int32_t *tokens, const int32_t
         b->mode = RUN_EAGER;
         return st;
     }
+    tick(b, LK_PROF_OTHER); /* the start of the pass's timeline */
     return LOKI_OK;
 }
 
@@ -182,9 +196,6 @@ static void cu_release_seq(lk_backend *be, int32_t seq) {
     if (seq >= 0 && seq < b->n_seq) lk_gpu_kv_release(b->kv, seq);
 }
 
-/* True when the ops of this pass have nothing to do: an op failed, or the
- * pass replays a captured graph. */
-static bool skip(const be_cuda *b) { return b->st || b->mode == RUN_REPLAY; }
 
 static void cu_embed(lk_backend *be, float *x, const lk_tensor *t, int n, float scale) {
     be_cuda *b = cu_of(be);
@@ -192,18 +203,21 @@ static void cu_embed(lk_backend *be, float *x, const lk_tensor *t, int n, float 
     if (skip(b)) return;
     keep(b, lk_cuda_get_rows(b->cu, x, t->dtype, dev_of(b, t), t->ne[1], t->ne[0], b->d_tokens, n, &e), &e);
     if (!b->st && scale > 0.0f) keep(b, lk_cuda_scale(b->cu, x, scale, (int64_t)n * t->ne[0], &e), &e);
+    tick(b, LK_PROF_OTHER);
 }
 
 static void cu_rmsnorm(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n, int dim, float eps) {
     be_cuda *b = cu_of(be);
     loki_error e;
     if (!skip(b)) keep(b, lk_cuda_rmsnorm(b->cu, y, x, dev_of(b, w), n, dim, eps, &e), &e);
+    tick(b, LK_PROF_OTHER);
 }
 
 static void cu_matmul(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n) {
     be_cuda *b = cu_of(be);
     loki_error e;
     if (!skip(b)) keep(b, lk_cuda_matmul(b->mm, y, x, w->dtype, dev_of(b, w), w->ne[0], w->ne[1], n, &e), &e);
+    tick(b, LK_PROF_WEIGHTS);
 }
 
 /* The parts lie back to back on the device (upload_fused) with one dtype
@@ -230,12 +244,14 @@ static void cu_matmul_multi(lk_backend *be, int k, float *const *y, const float 
     int64_t out[3];
     for (int j = 0; j < k; j++) out[j] = w[j]->ne[1];
     keep(b, lk_cuda_matmul_multi(b->mm, k, y, out, x, w[0]->dtype, dev_of(b, w[0]), w[0]->ne[0], n, &e), &e);
+    tick(b, LK_PROF_WEIGHTS);
 }
 
 static void cu_add_bias(lk_backend *be, float *x, const lk_tensor *bias, int n, int dim) {
     be_cuda *b = cu_of(be);
     loki_error e;
     if (!skip(b)) keep(b, lk_cuda_add_bias(b->cu, x, dev_of(b, bias), n, dim, &e), &e);
+    tick(b, LK_PROF_OTHER);
 }
 
 static void cu_rope(lk_backend *be, float *x, int n, int n_heads, int layer) {
@@ -246,6 +262,7 @@ static void cu_rope(lk_backend *be, float *x, int n, int n_heads, int layer) {
     const float *f = b->inv_freq[lk_layer_is_local(hp, layer) ? 1 : 0];
     keep(b, lk_cuda_rope(b->cu, x, n, n_heads, hp->head_dim, b->d_pos, f, hp->rope_dim, hp->rope_style == LK_ROPE_NEOX,
                          &e), &e);
+    tick(b, LK_PROF_OTHER);
 }
 
 static void cu_glu(lk_backend *be, float *gate, const float *up, int n, int n_ff, lk_ffn_act act) {
@@ -253,18 +270,21 @@ static void cu_glu(lk_backend *be, float *gate, const float *up, int n, int n_ff
     loki_error e;
     if (!skip(b))
         keep(b, lk_cuda_glu(b->cu, gate, up, (int64_t)n * n_ff, act == LK_ACT_GELU_TANH ? 1 : 0, &e), &e);
+    tick(b, LK_PROF_OTHER);
 }
 
 static void cu_add(lk_backend *be, float *x, const float *y, size_t count) {
     be_cuda *b = cu_of(be);
     loki_error e;
     if (!skip(b)) keep(b, lk_cuda_add(b->cu, x, y, (int64_t)count, &e), &e);
+    tick(b, LK_PROF_OTHER);
 }
 
 static void cu_softcap(lk_backend *be, float *x, float c, size_t count) {
     be_cuda *b = cu_of(be);
     loki_error e;
     if (!skip(b)) keep(b, lk_cuda_softcap(b->cu, x, c, (int64_t)count, &e), &e);
+    tick(b, LK_PROF_OTHER);
 }
 
 /* Calibration on the GPU backend: the keys stay on the device; their float64
@@ -331,6 +351,7 @@ static void cu_attention(lk_backend *be, int layer, float *q, float *k, const fl
     } else {
         keep(b, lk_gpu_attn_prefill(b->kv, layer, b->seq0, pos0, n, H, q, out, scale, window, &e), &e);
     }
+    tick(b, LK_PROF_ATTENTION);
 }
 
 static float *cu_out_buffer(lk_backend *be, float *host, size_t floats, loki_error *err) {
@@ -375,6 +396,7 @@ static loki_status cu_sync_read(lk_backend *be, float *dst, const float *src, si
     loki_status st = b->st ? b->st : lk_cuda_download(b->cu, dst, src, floats * sizeof(float), err);
     if (b->st) *err = b->err;
     if (!st) st = lk_cuda_sync(b->cu, err); /* kernel faults surface here */
+    if (!st && b->prof) st = lk_cuda_timeline_sum(b->prof, b->prof_ms, LK_PROF_N, err);
     return st;
 }
 
@@ -388,6 +410,7 @@ static void cu_destroy(lk_backend *be) {
         if (b->w[i].owned) lk_cuda_dealloc(b->cu, b->w[i].dev);
     free(b->w);
     lk_cuda_graph_free(b->graph);
+    lk_cuda_timeline_free(b->prof);
     lk_cuda_dealloc(b->cu, b->d_in);
     lk_cuda_host_free(b->cu, b->h_in);
     lk_cuda_host_free(b->cu, b->h_len);
@@ -432,6 +455,20 @@ void lk_backend_cuda_set_graphs(lk_backend *be, bool on) {
     lk_cuda_graph_free(b->graph);
     b->graph = NULL;
     b->graph_key = b->last_key = UINT64_MAX;
+}
+
+loki_status lk_backend_cuda_profile(lk_backend *be, bool on, loki_error *err) {
+    if (!be || be->ops != &k_cuda_ops) return lk_fail(err, LOKI_ERR_ARG, "profiling needs the CUDA backend");
+    be_cuda *b = cu_of(be);
+    lk_cuda_timeline_free(b->prof);
+    b->prof = NULL;
+    memset(b->prof_ms, 0, sizeof b->prof_ms);
+    /* an op per mark: about 20 per layer, plus the output head */
+    return on ? lk_cuda_timeline_init(b->cu, 32 * b->m->hp.n_layer + 64, &b->prof, err) : LOKI_OK;
+}
+
+void lk_backend_cuda_profile_ms(const lk_backend *be, double ms[LK_PROF_N]) {
+    for (int i = 0; i < LK_PROF_N; i++) ms[i] = be && be->ops == &k_cuda_ops ? ((const be_cuda *)be)->prof_ms[i] : 0.0;
 }
 
 /* ------------------------------------------------------------ setup */
