@@ -98,3 +98,31 @@ float test_bf16_round(float x) {
     memcpy(&x, &u, 4);
     return x;
 }
+
+void *test_xmalloc(size_t bytes) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) fprintf(stderr, "out of host memory (%zu bytes)\n", bytes), exit(1);
+    return p;
+}
+
+void test_need(loki_status st, const loki_error *err, const char *what) {
+    if (st == LOKI_OK) return;
+    fprintf(stderr, "FATAL: %s: %s\n", what, err->msg);
+    exit(1);
+}
+
+double test_rel_maxdiff(const float *a, const float *b, int n) {
+    double md = 0, mr = 0;
+    for (int j = 0; j < n; j++) {
+        md = fmax(md, fabs((double)a[j] - b[j]));
+        mr = fmax(mr, fabs((double)b[j]));
+    }
+    return md / (mr > 0 ? mr : 1);
+}
+
+int test_argmax(const float *x, int n) {
+    int best = 0;
+    for (int j = 1; j < n; j++)
+        if (x[j] > x[best]) best = j;
+    return best;
+}

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loki.h"
+
 typedef struct test_state {
     int passed;
     int failed;
@@ -49,5 +51,14 @@ void test_write_all(const char *path, const void *d, size_t n);
 char *test_run_capture(const char *cmd, int *status);
 /* Fill with uniform random floats in [lo, hi) from a xorshift seed. */
 void test_fill_random(float *x, size_t n, float lo, float hi, uint64_t *seed);
+/* malloc that ends the test (exit 1, message on stderr) when the host is out
+ * of memory: infrastructure, not a check. */
+void *test_xmalloc(size_t bytes);
+/* End the test (exit 1) when a set-up step (allocation, copy) failed. */
+void test_need(loki_status st, const loki_error *err, const char *what);
+/* max|a - b| / max|b| over n values (logit rows: a relative difference). */
+double test_rel_maxdiff(const float *a, const float *b, int n);
+/* Index of the largest of x (n), the first on ties. */
+int test_argmax(const float *x, int n);
 
 #endif

@@ -39,22 +39,6 @@
 #define BATCH_TOL 1e-3
 #define NB 4
 
-static double rel_diff(const float *a, const float *b, int V) {
-    double md = 0, mr = 0;
-    for (int j = 0; j < V; j++) {
-        md = fmax(md, fabs((double)a[j] - b[j]));
-        mr = fmax(mr, fabs((double)b[j]));
-    }
-    return md / (mr > 0 ? mr : 1);
-}
-
-static int argmax(const float *l, int V) {
-    int best = 0;
-    for (int j = 1; j < V; j++)
-        if (l[j] > l[best]) best = j;
-    return best;
-}
-
 static loki_context *gpu_ctx(loki_model *m, int32_t n_seq, bool graphs, const loki_attn_params *p, loki_error *err) {
     loki_context_params cp = loki_context_default_params();
     cp.n_ctx = 256;
@@ -101,9 +85,9 @@ static void check_graphs(loki_model *m, const char *name, const loki_attn_params
         for (; steps < 150; steps++) {
             memcpy(gl, loki_get_logits(g, NULL), sizeof(float) * (size_t)V);
             const float *el = loki_get_logits(e, NULL);
-            worst = fmax(worst, rel_diff(gl, el, V));
+            worst = fmax(worst, test_rel_maxdiff(gl, el, V));
             if (exact && memcmp(gl, el, sizeof(float) * (size_t)V)) differ++;
-            int32_t tg = argmax(gl, V), te = argmax(el, V);
+            int32_t tg = test_argmax(gl, V), te = test_argmax(el, V);
             if (tg != te) {
                 CHECKF(0, "%s: step %d: graph token %d, eager token %d", name, steps, tg, te);
                 break;
@@ -140,7 +124,7 @@ static void check_batch(loki_model *m, const char *name, const loki_attn_params 
         ok = !loki_context_set_seq(bat, s, &err) && !loki_eval(bat, text + 10 * s, plen[s], false, &err) &&
              !loki_eval(one[s], text + 10 * s, plen[s], false, &err);
         CHECKF(ok, "%s: prompt %d: %s", name, s, err.msg);
-        if (ok) tok[s] = argmax(loki_get_logits(one[s], NULL), V);
+        if (ok) tok[s] = test_argmax(loki_get_logits(one[s], NULL), V);
     }
     double worst = 0;
     int steps = 0;
@@ -159,8 +143,8 @@ static void check_batch(loki_model *m, const char *name, const loki_attn_params 
                 break;
             }
             const float *ol = loki_get_logits(one[s], NULL);
-            worst = fmax(worst, rel_diff(bl + (size_t)s * V, ol, V));
-            int32_t tb = argmax(bl + (size_t)s * V, V), to = argmax(ol, V);
+            worst = fmax(worst, test_rel_maxdiff(bl + (size_t)s * V, ol, V));
+            int32_t tb = test_argmax(bl + (size_t)s * V, V), to = test_argmax(ol, V);
             CHECKF(tb == to, "%s: seq %d step %d: batch token %d, alone %d", name, s, steps, tb, to);
             if (tb != to) ok = false;
             tok[s] = to;

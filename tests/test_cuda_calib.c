@@ -82,18 +82,6 @@ static uint64_t g_rng = 20261204;
 
 /* ------------------------------------------------------------ helpers */
 
-static void *xmalloc(size_t bytes) {
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) fprintf(stderr, "out of host memory (%zu bytes)\n", bytes), exit(1);
-    return p;
-}
-
-/* Infrastructure failures (allocation, copies) end the test. */
-static void need(loki_status st, const loki_error *err, const char *what) {
-    if (st == LOKI_OK) return;
-    fprintf(stderr, "FATAL: %s: %s\n", what, err->msg);
-    exit(1);
-}
 
 static double uniform(void) { /* [0, 1) */
     g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
@@ -104,7 +92,7 @@ static double uniform(void) { /* [0, 1) */
  * with v uniform in [-1, 1) per element, f per row, scale 1e-3 .. 30. */
 static void make_keys(float *k, int N, int Hkv, int D) {
     const size_t HD = (size_t)Hkv * D;
-    double *off = xmalloc(sizeof(double) * HD), *scale = xmalloc(sizeof(double) * HD);
+    double *off = test_xmalloc(sizeof(double) * HD), *scale = test_xmalloc(sizeof(double) * HD);
     for (size_t i = 0; i < HD; i++) off[i] = 1000.0 + 100.0 * (uniform() - 0.5), scale[i] = 1e-3 * pow(3e4, uniform());
     for (int r = 0; r < N; r++) {
         const double f = 2.0 * uniform() - 1.0;
@@ -135,8 +123,8 @@ static void totals_poison(totals *t) {
 static totals totals_new(int Hkv, int D) {
     const size_t HD = (size_t)Hkv * D;
     totals t = {.hd = HD, .d = (size_t)D};
-    t.shift = xmalloc(sizeof(double) * HD), t.sum = xmalloc(sizeof(double) * HD);
-    t.sumsq = xmalloc(sizeof(double) * HD * D);
+    t.shift = test_xmalloc(sizeof(double) * HD), t.sum = test_xmalloc(sizeof(double) * HD);
+    t.sumsq = test_xmalloc(sizeof(double) * HD * D);
     totals_poison(&t);
     return t;
 }
@@ -147,14 +135,14 @@ static void totals_free(totals *t) { free(t->shift), free(t->sum), free(t->sumsq
 static void gpu_read(lk_cuda_calib *acc, int basis, int layer, totals *t) {
     loki_error err = {0};
     totals_poison(t);
-    need(lk_cuda_calib_read(acc, basis, layer, &t->n, t->shift, t->sum, t->sumsq, &t->nonfinite, &err), &err,
+    test_need(lk_cuda_calib_read(acc, basis, layer, &t->n, t->shift, t->sum, t->sumsq, &t->nonfinite, &err), &err,
          "lk_cuda_calib_read");
 }
 
 static void cpu_export(const lk_calib *c, int basis, int layer, totals *t) {
     loki_error err = {0};
     totals_poison(t);
-    need(lk_calib_export(c, basis, layer, &t->n, t->shift, t->sum, t->sumsq, &err), &err, "lk_calib_export");
+    test_need(lk_calib_export(c, basis, layer, &t->n, t->shift, t->sum, t->sumsq, &err), &err, "lk_calib_export");
     t->nonfinite = false;
 }
 
@@ -230,16 +218,16 @@ static void check_case(const cal_case *cc) {
     while (n_adds < 6 && cc->n[n_adds] > 0) N += cc->n[n_adds], nmax = LK_MAX(nmax, cc->n[n_adds]), n_adds++;
     const size_t HD = (size_t)Hkv * D;
     char what[128];
-    float *keys = xmalloc(sizeof(float) * (size_t)N * HD); /* (N, Hkv, D) */
+    float *keys = test_xmalloc(sizeof(float) * (size_t)N * HD); /* (N, Hkv, D) */
     make_keys(keys, N, Hkv, D);
     loki_error err = {0};
     lk_calib *cpu = NULL, *imp = NULL;
     lk_cuda_calib *acc = NULL;
     void *dk = NULL; /* (nmax, Hkv, D) device */
-    need(lk_calib_init(&cpu, L, Hkv, D, &err), &err, "lk_calib_init");
-    need(lk_calib_init(&imp, L, Hkv, D, &err), &err, "lk_calib_init");
-    need(lk_cuda_calib_init(g_cu, &acc, L, Hkv, D, &err), &err, "lk_cuda_calib_init");
-    need(lk_cuda_alloc(g_cu, &dk, sizeof(float) * (size_t)nmax * HD, "test keys", &err), &err, "lk_cuda_alloc");
+    test_need(lk_calib_init(&cpu, L, Hkv, D, &err), &err, "lk_calib_init");
+    test_need(lk_calib_init(&imp, L, Hkv, D, &err), &err, "lk_calib_init");
+    test_need(lk_cuda_calib_init(g_cu, &acc, L, Hkv, D, &err), &err, "lk_cuda_calib_init");
+    test_need(lk_cuda_alloc(g_cu, &dk, sizeof(float) * (size_t)nmax * HD, "test keys", &err), &err, "lk_cuda_alloc");
     totals part[2][2] = {{totals_new(Hkv, D), totals_new(Hkv, D)}, {totals_new(Hkv, D), totals_new(Hkv, D)}};
     totals ref = totals_new(Hkv, D), got = totals_new(Hkv, D);
     const int slot[2][2] = {{1, 2}, {0, 0}}; /* (basis, layer): the adds, the first add's crosstalk copy */
@@ -251,11 +239,11 @@ static void check_case(const cal_case *cc) {
                 CHECK_OK(lk_calib_import(imp, slot[s][0], slot[s][1], part[0][s].n, part[0][s].shift, part[0][s].sum,
                                          part[0][s].sumsq, part[0][s].nonfinite, &err));
             }
-            need(lk_cuda_calib_reset(acc, &err), &err, "lk_cuda_calib_reset");
+            test_need(lk_cuda_calib_reset(acc, &err), &err, "lk_cuda_calib_reset");
             CHECK_EQ_INT(lk_cuda_calib_count(acc, 1, 2), 0);
         }
         const float *k = keys + row * HD;
-        need(lk_cuda_upload(g_cu, dk, k, sizeof(float) * (size_t)cc->n[a] * HD, &err), &err, "lk_cuda_upload");
+        test_need(lk_cuda_upload(g_cu, dk, k, sizeof(float) * (size_t)cc->n[a] * HD, &err), &err, "lk_cuda_upload");
         CHECK_OK(lk_cuda_calib_add(acc, 1, 2, dk, cc->n[a], &err));
         lk_calib_add_keys(cpu, 1, 2, k, cc->n[a]);
         if (a == 0) {
@@ -312,7 +300,7 @@ static void check_case(const cal_case *cc) {
 static lk_calib *import_all(lk_cuda_calib *acc, int L, int Hkv, int D, bool *flags) {
     loki_error err = {0};
     lk_calib *c = NULL;
-    need(lk_calib_init(&c, L, Hkv, D, &err), &err, "lk_calib_init");
+    test_need(lk_calib_init(&c, L, Hkv, D, &err), &err, "lk_calib_init");
     totals t = totals_new(Hkv, D);
     for (int b = 0; b < 2; b++)
         for (int l = 0; l < L; l++) {
@@ -327,8 +315,8 @@ static lk_calib *import_all(lk_cuda_calib *acc, int L, int Hkv, int D, bool *fla
 static void check_nonfinite(void) {
     enum { L = 2, HKV = 2, D = 64, N = 10 };
     const size_t HD = (size_t)HKV * D;
-    float *clean = xmalloc(sizeof(float) * N * HD), *nan_k = xmalloc(sizeof(float) * N * HD),
-          *inf_k = xmalloc(sizeof(float) * N * HD);
+    float *clean = test_xmalloc(sizeof(float) * N * HD), *nan_k = test_xmalloc(sizeof(float) * N * HD),
+          *inf_k = test_xmalloc(sizeof(float) * N * HD);
     make_keys(clean, N, HKV, D);
     memcpy(nan_k, clean, sizeof(float) * N * HD);
     memcpy(inf_k, clean, sizeof(float) * N * HD);
@@ -339,11 +327,11 @@ static void check_nonfinite(void) {
     lk_calib *cpu = NULL;
     void *d[3] = {NULL, NULL, NULL};
     const float *h[3] = {clean, nan_k, inf_k};
-    need(lk_cuda_calib_init(g_cu, &acc, L, HKV, D, &err), &err, "lk_cuda_calib_init");
-    need(lk_calib_init(&cpu, L, HKV, D, &err), &err, "lk_calib_init");
+    test_need(lk_cuda_calib_init(g_cu, &acc, L, HKV, D, &err), &err, "lk_cuda_calib_init");
+    test_need(lk_calib_init(&cpu, L, HKV, D, &err), &err, "lk_calib_init");
     for (int i = 0; i < 3; i++) {
-        need(lk_cuda_alloc(g_cu, &d[i], sizeof(float) * N * HD, "test keys", &err), &err, "lk_cuda_alloc");
-        need(lk_cuda_upload(g_cu, d[i], h[i], sizeof(float) * N * HD, &err), &err, "lk_cuda_upload");
+        test_need(lk_cuda_alloc(g_cu, &d[i], sizeof(float) * N * HD, "test keys", &err), &err, "lk_cuda_alloc");
+        test_need(lk_cuda_upload(g_cu, d[i], h[i], sizeof(float) * N * HD, &err), &err, "lk_cuda_upload");
     }
     /* (0,0) clean twice, (1,0) clean, (0,1) an Inf first key, (1,1) clean then a NaN */
     const int plan[][3] = {{0, 0, 0}, {0, 0, 0}, {1, 0, 0}, {0, 1, 2}, {0, 1, 0}, {1, 1, 0}, {1, 1, 1}};
@@ -357,7 +345,7 @@ static void check_nonfinite(void) {
     CHECKF(!flags[0] && flags[1] && !flags[2] && flags[3], "non-finite flags (0,0) %d (0,1) %d (1,0) %d (1,1) %d",
            flags[0], flags[1], flags[2], flags[3]);
     loki_pca *p = NULL;
-    need(lk_pca_init(&p, L, HKV, D, &err), &err, "lk_pca_init");
+    test_need(lk_pca_init(&p, L, HKV, D, &err), &err, "lk_pca_init");
     loki_error eg = {0}, ec = {0};
     loki_status sg = lk_calib_finish(gpu, p, &eg), sc = lk_calib_finish(cpu, p, &ec);
     CHECKF(sg == LOKI_ERR_RANGE && sc == LOKI_ERR_RANGE && strstr(eg.msg, "non-finite") && !strcmp(eg.msg, ec.msg),
@@ -365,7 +353,7 @@ static void check_nonfinite(void) {
     printf("  NaN / Inf keys: finish refused on both (\"%s\")\n", eg.msg);
     lk_calib_free(gpu);
     /* after a reset the flags are clear and the same slots finish */
-    need(lk_cuda_calib_reset(acc, &err), &err, "lk_cuda_calib_reset");
+    test_need(lk_cuda_calib_reset(acc, &err), &err, "lk_cuda_calib_reset");
     for (int b = 0; b < 2; b++)
         for (int l = 0; l < L; l++) CHECK_OK(lk_cuda_calib_add(acc, b, l, d[0], N, &err));
     gpu = import_all(acc, L, HKV, D, flags);
@@ -390,9 +378,9 @@ static void check_args(void) {
         loki_status st = lk_cuda_calib_init(g_cu, &acc, bad[i][0], bad[i][1], bad[i][2], &err);
         CHECKF(st == LOKI_ERR_ARG && !acc, "init %d x %d x %d: status %d", bad[i][0], bad[i][1], bad[i][2], st);
     }
-    need(lk_cuda_calib_init(g_cu, &acc, 2, 1, 8, &err), &err, "lk_cuda_calib_init");
+    test_need(lk_cuda_calib_init(g_cu, &acc, 2, 1, 8, &err), &err, "lk_cuda_calib_init");
     void *dk = NULL;
-    need(lk_cuda_alloc(g_cu, &dk, sizeof(float) * 8, "test keys", &err), &err, "lk_cuda_alloc");
+    test_need(lk_cuda_alloc(g_cu, &dk, sizeof(float) * 8, "test keys", &err), &err, "lk_cuda_alloc");
     CHECK(lk_cuda_calib_add(acc, 2, 0, dk, 1, &err) == LOKI_ERR_ARG);
     CHECK(lk_cuda_calib_add(acc, -1, 0, dk, 1, &err) == LOKI_ERR_ARG);
     CHECK(lk_cuda_calib_add(acc, 0, 2, dk, 1, &err) == LOKI_ERR_ARG);
@@ -403,7 +391,7 @@ static void check_args(void) {
     bool nf = false;
     CHECK(lk_cuda_calib_read(acc, 0, 5, &n, x, x, x, &nf, &err) == LOKI_ERR_ARG);
     lk_calib *c = NULL;
-    need(lk_calib_init(&c, 2, 1, 8, &err), &err, "lk_calib_init");
+    test_need(lk_calib_init(&c, 2, 1, 8, &err), &err, "lk_calib_init");
     CHECK(lk_calib_import(c, 0, 0, -1, x, x, x, false, &err) == LOKI_ERR_ARG);
     CHECK(lk_calib_import(c, 2, 0, 1, x, x, x, false, &err) == LOKI_ERR_ARG);
     printf("  bad arguments refused (e.g. \"%s\")\n", err.msg);
@@ -513,9 +501,9 @@ static void check_end_to_end(void) {
         cp.n_ctx = WIN, cp.n_batch = BATCH, cp.n_threads = 2;
         cp.type_k = cp.type_v = LOKI_KV_BF16; /* the GPU cache's element type */
         cp.device = g == 0 ? LOKI_DEVICE_CUDA : LOKI_DEVICE_CPU;
-        need(loki_context_init(m, &cp, &ctx[g], &err), &err, "loki_context_init");
-        need(lk_calib_init(&cal[g], L, Hkv, D, &err), &err, "lk_calib_init");
-        need(lk_pca_init(&pca[g], L, Hkv, D, &err), &err, "lk_pca_init");
+        test_need(loki_context_init(m, &cp, &ctx[g], &err), &err, "loki_context_init");
+        test_need(lk_calib_init(&cal[g], L, Hkv, D, &err), &err, "lk_calib_init");
+        test_need(lk_pca_init(&pca[g], L, Hkv, D, &err), &err, "lk_pca_init");
     }
     bool ok = calibrate_ctx(ctx[0], cal[0], ids, WINDOWS, WIN, BATCH) &&
               calibrate_ctx(ctx[1], cal[1], ids, WINDOWS, WIN, BATCH);
@@ -528,7 +516,7 @@ static void check_end_to_end(void) {
                "finish: GPU '%.300s', CPU '%.300s'", e0.msg, e1.msg);
     }
     totals t[2] = {totals_new(Hkv, D), totals_new(Hkv, D)};
-    double *C[2] = {xmalloc(sizeof(double) * D * D), xmalloc(sizeof(double) * D * D)};
+    double *C[2] = {test_xmalloc(sizeof(double) * D * D), test_xmalloc(sizeof(double) * D * D)};
     for (int b = 0; ok && b < LK_PCA_N_BASIS; b++) {
         /* worst: ε; |Δλ| and sin θ as fractions of their bounds; explained variance */
         double w_eps = 0, w_ev = 0, w_sin = 0, w_ratio = 0;

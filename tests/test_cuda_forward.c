@@ -59,23 +59,6 @@ static int32_t *json_ids(const cJSON *arr, int *n) {
     return ids;
 }
 
-/* max|a - b| / max|b| over one row of V logits. */
-static double rel_diff(const float *a, const float *b, int V) {
-    double md = 0, mr = 0;
-    for (int j = 0; j < V; j++) {
-        md = fmax(md, fabs((double)a[j] - b[j]));
-        mr = fmax(mr, fabs((double)b[j]));
-    }
-    return md / (mr > 0 ? mr : 1);
-}
-
-static int argmax(const float *l, int V) {
-    int best = 0;
-    for (int j = 1; j < V; j++)
-        if (l[j] > l[best]) best = j;
-    return best;
-}
-
 static loki_context *open_ctx(loki_model *m, loki_device dev, loki_error *err) {
     loki_context_params cp = loki_context_default_params();
     cp.n_ctx = 512;
@@ -229,8 +212,8 @@ int main(void) {
         const float *gl = loki_get_logits(gpu, NULL), *cpl = loki_get_logits(cpu, NULL);
         double w_ref = 0, w_cpu = 0;
         for (int i = 0; ref && i < n; i++) {
-            double r = rel_diff(gl + (size_t)i * V, ref + (size_t)i * V, V);
-            double c = rel_diff(gl + (size_t)i * V, cpl + (size_t)i * V, V);
+            double r = test_rel_maxdiff(gl + (size_t)i * V, ref + (size_t)i * V, V);
+            double c = test_rel_maxdiff(gl + (size_t)i * V, cpl + (size_t)i * V, V);
             w_ref = fmax(w_ref, r), w_cpu = fmax(w_cpu, c);
             CHECKF(r <= PREFILL_TOL && c <= PREFILL_TOL, "%s pos %d: GPU vs transformers %.3g, vs CPU %.3g (tol %g)",
                    p->string, i, r, c, PREFILL_TOL);
@@ -247,8 +230,8 @@ int main(void) {
         while (no < 48) {
             memcpy(cl, loki_get_logits(cpu, NULL), sizeof(float) * (size_t)V);
             const float *g = loki_get_logits(gpu, NULL);
-            if (no > 0) w_dec = fmax(w_dec, rel_diff(g, cl, V));
-            int32_t next = argmax(g, V);
+            if (no > 0) w_dec = fmax(w_dec, test_rel_maxdiff(g, cl, V));
+            int32_t next = test_argmax(g, V);
             out[no++] = next;
             if (next == info.eos_id) break;
             if (loki_eval(gpu, &next, 1, false, &err) || loki_eval(cpu, &next, 1, false, &err)) {

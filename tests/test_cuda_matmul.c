@@ -50,12 +50,6 @@ static uint64_t rnext(uint64_t *s) {
 /* uniform in [-1, 1) */
 static float urand(uint64_t *s) { return (float)((rnext(s) >> 40) * (1.0 / 8388608.0)) - 1.0f; }
 
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) fprintf(stderr, "out of host memory (%zu bytes)\n", n), exit(1);
-    return p;
-}
-
 /* Byte offsets of the fp16 scale fields of a block of dt (-1 ends). */
 static void scale_fields(lk_dtype dt, int off[3]) {
     off[0] = off[1] = off[2] = -1;
@@ -75,7 +69,7 @@ static void scale_fields(lk_dtype dt, int off[3]) {
 static void make_w(lk_dtype dt, uint8_t *w, int64_t in, int64_t out, bool from_f32, uint64_t *seed) {
     const size_t rb = lk_dtype_row_bytes(dt, in);
     if (from_f32 || !lk_dtype_is_quant(dt)) {
-        float *row = xmalloc((size_t)in * sizeof(float));
+        float *row = test_xmalloc((size_t)in * sizeof(float));
         for (int64_t r = 0; r < out; r++) {
             for (int64_t j = 0; j < in; j++) row[j] = urand(seed);
             lk_row_from_f32(dt, row, w + (size_t)r * rb, in);
@@ -109,9 +103,9 @@ typedef struct env {
 /* One case: W (out, in) of dt, n rows of x; compares every output. */
 static void run_case(env *E, lk_dtype dt, int64_t in, int64_t out, int n, bool from_f32, uint64_t seed) {
     const size_t rb = lk_dtype_row_bytes(dt, in);
-    uint8_t *w = xmalloc(rb * out);
-    float *x = xmalloc(sizeof(float) * n * in), *yc = xmalloc(sizeof(float) * n * out);
-    float *yg = xmalloc(sizeof(float) * n * out), *wf = xmalloc(sizeof(float) * in);
+    uint8_t *w = test_xmalloc(rb * out);
+    float *x = test_xmalloc(sizeof(float) * n * in), *yc = test_xmalloc(sizeof(float) * n * out);
+    float *yg = test_xmalloc(sizeof(float) * n * out), *wf = test_xmalloc(sizeof(float) * in);
     make_w(dt, w, in, out, from_f32, &seed);
     for (int64_t k = 0; k < n * in; k++) {
         x[k] = urand(&seed);
@@ -205,7 +199,7 @@ static void bench(env *E, lk_dtype dt, int64_t in, int64_t out) {
     const int K = (int)((((size_t)256 << 20) + wb - 1) / wb);
     loki_error err = {0};
     uint64_t seed = 99;
-    uint8_t *w = xmalloc(rb * out);
+    uint8_t *w = test_xmalloc(rb * out);
     make_w(dt, w, in, out, false, &seed);
     void *big = NULL;
     lk_cuda_graph *g = NULL;
@@ -249,7 +243,7 @@ int main(void) {
     CHECKF(ok, "setup: %s", err.msg);
     if (!ok) return test_finish();
     lk_cpu_set_kernels(E.cpu, LK_CPU_KERNELS_SCALAR);
-    E.nan_y = xmalloc(sizeof(float) * MAX_N * MAX_OUT);
+    E.nan_y = test_xmalloc(sizeof(float) * MAX_N * MAX_OUT);
     for (size_t k = 0; k < (size_t)MAX_N * MAX_OUT; k++) E.nan_y[k] = NAN;
 
     check_args(&E);

@@ -41,34 +41,22 @@ static uint64_t g_rng = 20261203;
 
 /* ------------------------------------------------------------ helpers */
 
-static void *xmalloc(size_t bytes) {
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) fprintf(stderr, "out of host memory (%zu bytes)\n", bytes), exit(1);
-    return p;
-}
-
-/* Infrastructure failures (allocation, copies) end the test. */
-static void need(loki_status st, const loki_error *err, const char *what) {
-    if (st == LOKI_OK) return;
-    fprintf(stderr, "FATAL: %s: %s\n", what, err->msg);
-    exit(1);
-}
 
 /* Device buffer of `bytes`, holding host data h (or NaN bytes 0xff when h is NULL). */
 static void *dev_put(const void *h, size_t bytes) {
     loki_error err = {0};
     void *d = NULL;
-    need(lk_cuda_alloc(g_cu, &d, bytes, "test buffer", &err), &err, "lk_cuda_alloc");
+    test_need(lk_cuda_alloc(g_cu, &d, bytes, "test buffer", &err), &err, "lk_cuda_alloc");
     void *tmp = NULL;
-    if (!h) tmp = xmalloc(bytes), memset(tmp, 0xff, bytes); /* all-ones f32 = NaN, int32 = -1 */
-    need(lk_cuda_upload(g_cu, d, h ? h : tmp, bytes, &err), &err, "lk_cuda_upload");
+    if (!h) tmp = test_xmalloc(bytes), memset(tmp, 0xff, bytes); /* all-ones f32 = NaN, int32 = -1 */
+    test_need(lk_cuda_upload(g_cu, d, h ? h : tmp, bytes, &err), &err, "lk_cuda_upload");
     free(tmp);
     return d;
 }
 
 static void dev_get(void *h, const void *d, size_t bytes) {
     loki_error err = {0};
-    need(lk_cuda_download(g_cu, h, d, bytes, &err), &err, "lk_cuda_download");
+    test_need(lk_cuda_download(g_cu, h, d, bytes, &err), &err, "lk_cuda_download");
 }
 
 static void dev_free(void *d) { lk_cuda_dealloc(g_cu, d); }
@@ -88,7 +76,7 @@ static uint32_t rnd32(void) {
 }
 
 static float *rnd_floats(size_t n, float lo, float hi) {
-    float *x = xmalloc(n * sizeof *x);
+    float *x = test_xmalloc(n * sizeof *x);
     test_fill_random(x, n, lo, hi, &g_rng);
     return x;
 }
@@ -130,8 +118,8 @@ static void check_rmsnorm(int n, int dim, bool in_place, int off) {
              off ? " unaligned" : "");
     const size_t N = (size_t)n * dim;
     float *x = rnd_floats(N + off, -2, 2), *w = rnd_floats((size_t)dim + off, 0.5f, 1.5f);
-    float *want = xmalloc(N * sizeof *want), *got = xmalloc(N * sizeof *got), *ref = xmalloc(N * sizeof *ref);
-    double *tol = xmalloc(N * sizeof *tol), *tol2 = xmalloc(N * sizeof *tol2);
+    float *want = test_xmalloc(N * sizeof *want), *got = test_xmalloc(N * sizeof *got), *ref = test_xmalloc(N * sizeof *ref);
+    double *tol = test_xmalloc(N * sizeof *tol), *tol2 = test_xmalloc(N * sizeof *tol2);
     float *dx = dev_put(x, (N + off) * 4), *dw = dev_put(w, ((size_t)dim + off) * 4);
     float *dy = in_place ? dx : dev_put(NULL, (N + off) * 4);
     const float eps = 1e-6f;
@@ -196,9 +184,9 @@ static void check_rope(const rope_case *c) {
     if (c->scaling == LK_ROPE_SCALING_LINEAR) hp.rope_factor = 4.0f;
     float *ff = rnd_floats((size_t)half, 1.0f, 8.0f);
     if (c->freq_factors) hp.rope_freq_factors = ff;
-    float *x = rnd_floats(N, -3, 3), *want = xmalloc(N * 4), *got = xmalloc(N * 4), *inv = xmalloc((size_t)half * 4);
-    double *tol = xmalloc(N * sizeof *tol);
-    int32_t *pos = xmalloc((size_t)c->n * sizeof *pos);
+    float *x = rnd_floats(N, -3, 3), *want = test_xmalloc(N * 4), *got = test_xmalloc(N * 4), *inv = test_xmalloc((size_t)half * 4);
+    double *tol = test_xmalloc(N * sizeof *tol);
+    int32_t *pos = test_xmalloc((size_t)c->n * sizeof *pos);
     for (int i = 0; i < c->n; i++) pos[i] = (int32_t)(rnd32() % 100001u);
     const int32_t fixed[] = {0, 1, 100000, 8191, 65535};
     for (int i = 0; i < c->n && i < 5; i++) pos[i] = fixed[i];
@@ -253,8 +241,8 @@ static void check_glu(int64_t n, int act, int off) {
     snprintf(what, sizeof what, "%s n=%lld%s", act ? "geglu" : "swiglu", (long long)n, off ? " unaligned" : "");
     float *g = rnd_floats((size_t)n + off, -12, 12), *u = rnd_floats((size_t)n + off, -2, 2);
     put_specials(g + off, (size_t)n);
-    float *want = xmalloc((size_t)n * 4), *got = xmalloc((size_t)n * 4);
-    double *tol = xmalloc((size_t)n * sizeof *tol);
+    float *want = test_xmalloc((size_t)n * 4), *got = test_xmalloc((size_t)n * 4);
+    double *tol = test_xmalloc((size_t)n * sizeof *tol);
     float *dg = dev_put(g, ((size_t)n + off) * 4), *du = dev_put(u, ((size_t)n + off) * 4);
     loki_error err = {0};
     if (!op_ok(lk_cuda_glu(g_cu, dg + off, du + off, n, act, &err), &err, what) ||
@@ -287,8 +275,8 @@ static void check_pointwise(int op, int64_t n, float s, int off) {
     float *x = rnd_floats((size_t)n + off, op == 2 ? -200.0f : -10.0f, op == 2 ? 200.0f : 10.0f);
     float *y = rnd_floats((size_t)n + off, -10, 10);
     put_specials(x + off, (size_t)n);
-    float *want = xmalloc((size_t)n * 4), *got = xmalloc((size_t)n * 4);
-    double *tol = op == 2 ? xmalloc((size_t)n * sizeof *tol) : NULL;
+    float *want = test_xmalloc((size_t)n * 4), *got = test_xmalloc((size_t)n * 4);
+    double *tol = op == 2 ? test_xmalloc((size_t)n * sizeof *tol) : NULL;
     float *dx = dev_put(x, ((size_t)n + off) * 4), *dy = dev_put(y, ((size_t)n + off) * 4);
     loki_error err = {0};
     loki_status st = op == 0   ? lk_cuda_add(g_cu, dx + off, dy + off, n, &err)
@@ -314,7 +302,7 @@ static void check_add_bias(int n, int dim, int off) {
     snprintf(what, sizeof what, "add_bias n=%d dim=%d%s", n, dim, off ? " unaligned" : "");
     const size_t N = (size_t)n * dim;
     float *x = rnd_floats(N + off, -10, 10), *b = rnd_floats((size_t)dim + off, -1, 1);
-    float *want = xmalloc(N * 4), *got = xmalloc(N * 4);
+    float *want = test_xmalloc(N * 4), *got = test_xmalloc(N * 4);
     float *dx = dev_put(x, (N + off) * 4), *db = dev_put(b, ((size_t)dim + off) * 4);
     loki_error err = {0};
     if (!op_ok(lk_cuda_add_bias(g_cu, dx + off, db + off, n, dim, &err), &err, what) ||
@@ -362,19 +350,19 @@ static void check_get_rows(lk_dtype dt, int64_t n_rows, int64_t dim, int n) {
              (long long)dim, n);
     const size_t rb = lk_dtype_row_bytes(dt, dim), bb = lk_dtype_block_bytes(dt);
     const size_t tb = rb * (size_t)n_rows;
-    uint8_t *tab = xmalloc(tb);
+    uint8_t *tab = test_xmalloc(tb);
     for (size_t i = 0; i < tb; i++) tab[i] = (uint8_t)rnd32();
     int fo[3];
     f16_fields(dt, fo);
     for (size_t b0 = 0; b0 + bb <= tb && fo[0] >= 0; b0 += bb)
         for (int f = 0; f < 3 && fo[f] >= 0; f++)
             if (((tab[b0 + fo[f] + 1] >> 2) & 31) == 31) tab[b0 + fo[f] + 1] &= 0xbf; /* exponent 31 -> 15 */
-    int32_t *rows = xmalloc((size_t)n * sizeof *rows);
+    int32_t *rows = test_xmalloc((size_t)n * sizeof *rows);
     for (int i = 0; i < n; i++) rows[i] = (int32_t)(rnd32() % (uint32_t)n_rows);
     const int32_t edge[] = {0, (int32_t)n_rows - 1, -1, (int32_t)n_rows, INT32_MIN, INT32_MAX};
     for (int i = 0; i < n && i < 6; i++) rows[(i * 5 + 1) % n] = edge[i];
     const size_t N = (size_t)n * dim;
-    float *want = xmalloc(N * 4), *got = xmalloc(N * 4);
+    float *want = test_xmalloc(N * 4), *got = test_xmalloc(N * 4);
     for (int i = 0; i < n; i++) {
         if (rows[i] >= 0 && rows[i] < n_rows) lk_row_to_f32(dt, tab + (size_t)rows[i] * rb, want + (size_t)i * dim, dim);
         else memset(want + (size_t)i * dim, 0, (size_t)dim * 4);
@@ -431,7 +419,7 @@ static void check_argmax(int n, int64_t dim, int off) {
         default: break;
         }
     }
-    int32_t *want = xmalloc((size_t)n * 4), *got = xmalloc((size_t)n * 4), *poison = xmalloc((size_t)n * 4);
+    int32_t *want = test_xmalloc((size_t)n * 4), *got = test_xmalloc((size_t)n * 4), *poison = test_xmalloc((size_t)n * 4);
     for (int r = 0; r < n; r++) want[r] = ref_argmax(x + off + (size_t)r * dim, dim), poison[r] = 0x5eadbeef;
     float *dx = dev_put(x, (N + off) * 4);
     int32_t *didx = dev_put(poison, (size_t)n * 4);
@@ -515,7 +503,7 @@ int main(void) {
     }
     if (getenv("LOKI_TEST_SEED")) g_rng = strtoull(getenv("LOKI_TEST_SEED"), NULL, 10) | 1;
     printf("GPU: %s, seed %llu\n", lk_cuda_describe(g_cu), (unsigned long long)g_rng);
-    need(lk_cpu_init(&g_cpu, 1, 64, 8192, &err), &err, "lk_cpu_init");
+    test_need(lk_cpu_init(&g_cpu, 1, 64, 8192, &err), &err, "lk_cpu_init");
     lk_cpu_set_kernels(g_cpu, LK_CPU_KERNELS_SCALAR);
 
     printf("rmsnorm\n");

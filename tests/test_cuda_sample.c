@@ -40,39 +40,27 @@ static uint64_t g_rng = 20260711;
 
 /* ------------------------------------------------------------ helpers */
 
-static void *xmalloc(size_t bytes) {
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) fprintf(stderr, "out of host memory (%zu bytes)\n", bytes), exit(1);
-    return p;
-}
-
-/* Infrastructure failures (allocation, copies) end the test. */
-static void need(loki_status st, const loki_error *err, const char *what) {
-    if (st == LOKI_OK) return;
-    fprintf(stderr, "FATAL: %s: %s\n", what, err->msg);
-    exit(1);
-}
 
 static void *dev_alloc(size_t bytes) {
     loki_error err = {0};
     void *d = NULL;
-    need(lk_cuda_alloc(g_cu, &d, bytes, "test buffer", &err), &err, "lk_cuda_alloc");
+    test_need(lk_cuda_alloc(g_cu, &d, bytes, "test buffer", &err), &err, "lk_cuda_alloc");
     return d;
 }
 
 static void dev_put(void *d, const void *h, size_t bytes) {
     loki_error err = {0};
-    need(lk_cuda_upload(g_cu, d, h, bytes, &err), &err, "lk_cuda_upload");
+    test_need(lk_cuda_upload(g_cu, d, h, bytes, &err), &err, "lk_cuda_upload");
 }
 
 static void dev_get(void *h, const void *d, size_t bytes) {
     loki_error err = {0};
-    need(lk_cuda_download(g_cu, h, d, bytes, &err), &err, "lk_cuda_download");
+    test_need(lk_cuda_download(g_cu, h, d, bytes, &err), &err, "lk_cuda_download");
 }
 
 /* Device int32 buffer (n) filled with 0xabababab: not a token. */
 static void poison(int32_t *d, int n) {
-    int32_t *h = xmalloc((size_t)n * 4);
+    int32_t *h = test_xmalloc((size_t)n * 4);
     memset(h, 0xab, (size_t)n * 4);
     dev_put(d, h, (size_t)n * 4);
     free(h);
@@ -111,7 +99,7 @@ static void check_expf(void) {
     const uint32_t neg_hi = 0xc2dc0000u, pos_hi = 0x42b40000u; /* -110, 90 */
     const size_t ns = sizeof specials / sizeof specials[0];
     size_t n = ns + (neg_hi - 0x80000000u) / 97 + 1 + pos_hi / 97 + 1, k = 0;
-    float *x = xmalloc(n * 4), *y = xmalloc(n * 4);
+    float *x = test_xmalloc(n * 4), *y = test_xmalloc(n * 4);
     for (size_t i = 0; i < ns; i++) memcpy(&x[k++], &specials[i], 4);
     for (uint32_t b = 0x80000000u; b <= neg_hi; b += 97) memcpy(&x[k++], &b, 4);
     for (uint32_t b = 0; b <= pos_hi; b += 97) memcpy(&x[k++], &b, 4);
@@ -231,34 +219,34 @@ static void run_case(const pset *ps, int32_t V, int rows, bool graph) {
     char what[160];
     snprintf(what, sizeof what, "V=%d rows=%d %s [%s%s]", V, rows, ps->name, lk_cuda_sampler_path(gs),
              graph ? ", graph" : "");
-    loki_sampler **cs = xmalloc(sizeof *cs * (size_t)rows);
-    mirror *mr = xmalloc(sizeof *mr * (size_t)rows);
+    loki_sampler **cs = test_xmalloc(sizeof *cs * (size_t)rows);
+    mirror *mr = test_xmalloc(sizeof *mr * (size_t)rows);
     for (int r = 0; r < rows; r++) {
         loki_sampler_params pr = p;
         pr.seed = rnd64();
-        need(loki_sampler_init(&pr, V, &cs[r], &err), &err, "loki_sampler_init");
-        need(lk_cuda_sampler_reset(gs, r, pr.seed, &err), &err, "lk_cuda_sampler_reset");
+        test_need(loki_sampler_init(&pr, V, &cs[r], &err), &err, "loki_sampler_init");
+        test_need(lk_cuda_sampler_reset(gs, r, pr.seed, &err), &err, "lk_cuda_sampler_reset");
         mr[r] = (mirror){pr.seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull, NULL, 0, 0, p.repeat_last_n};
         if (!mr[r].rng) mr[r].rng = 1;
-        mr[r].ring = xmalloc(sizeof(int32_t) * (size_t)(p.repeat_last_n + 1));
+        mr[r].ring = test_xmalloc(sizeof(int32_t) * (size_t)(p.repeat_last_n + 1));
         const int32_t n_prompt = (int32_t)((int[]){0, 5, 100, 64, 63, 200}[r % 6]); /* around the window */
-        int32_t *prompt = xmalloc(sizeof(int32_t) * (size_t)(n_prompt + 1));
+        int32_t *prompt = test_xmalloc(sizeof(int32_t) * (size_t)(n_prompt + 1));
         for (int32_t i = 0; i < n_prompt; i++) { /* some repeated, some out of range (ignored by the penalty) */
             prompt[i] = i % 9 == 8 ? V + 3 : (int32_t)(rnd64() % (uint64_t)(i % 2 || V < 50 ? V : 50));
             loki_sampler_accept(cs[r], prompt[i]);
             mirror_accept(&mr[r], prompt[i]);
         }
-        need(lk_cuda_sampler_accept(gs, r, prompt, n_prompt, &err), &err, "lk_cuda_sampler_accept");
+        test_need(lk_cuda_sampler_accept(gs, r, prompt, n_prompt, &err), &err, "lk_cuda_sampler_accept");
         free(prompt);
     }
     const int32_t stop = STOP_TOK;
-    need(lk_cuda_sampler_set_stop(gs, ps->stop ? &stop : NULL, ps->stop ? 1 : 0, &err), &err, "set_stop");
+    test_need(lk_cuda_sampler_set_stop(gs, ps->stop ? &stop : NULL, ps->stop ? 1 : 0, &err), &err, "set_stop");
     const size_t RV = (size_t)rows * V;
-    float *logits = xmalloc(RV * 4), *d_logits = dev_alloc(RV * 4);
-    int32_t *d_tok = dev_alloc((size_t)rows * 4), *tok = xmalloc((size_t)rows * 4);
+    float *logits = test_xmalloc(RV * 4), *d_logits = dev_alloc(RV * 4);
+    int32_t *d_tok = dev_alloc((size_t)rows * 4), *tok = test_xmalloc((size_t)rows * 4);
     lk_cuda_graph *g = NULL;
     if (graph) {
-        need(lk_cuda_capture_begin(g_cu, &err), &err, "capture_begin");
+        test_need(lk_cuda_capture_begin(g_cu, &err), &err, "capture_begin");
         const loki_status st = lk_cuda_sample(gs, d_logits, rows, d_tok, &err);
         lk_cuda_graph *tmp = NULL;
         const loki_status st2 = lk_cuda_capture_end(g_cu, &tmp, &err);
@@ -294,11 +282,11 @@ static void run_case(const pset *ps, int32_t V, int rows, bool graph) {
     }
     CHECKF(bad == 0, "%s: %ld of %ld tokens differ", what, bad, n_cmp);
     long bad_state = 0;
-    int32_t *ring = xmalloc(sizeof(int32_t) * (size_t)(p.repeat_last_n + 1));
+    int32_t *ring = test_xmalloc(sizeof(int32_t) * (size_t)(p.repeat_last_n + 1));
     for (int r = 0; r < rows; r++) {
         uint64_t rng = 0;
         int32_t len = -1, pos = -1;
-        need(lk_cuda_sampler_state(gs, r, &rng, ring, &len, &pos, &err), &err, "lk_cuda_sampler_state");
+        test_need(lk_cuda_sampler_state(gs, r, &rng, ring, &len, &pos, &err), &err, "lk_cuda_sampler_state");
         bool ok = rng == mr[r].rng && len == mr[r].len && pos == mr[r].pos;
         for (int32_t i = 0; ok && i < len; i++) ok = ring[i] == mr[r].ring[i];
         if (!ok && bad_state++ < NSHOW)
@@ -363,17 +351,17 @@ static void time_case(const pset *ps, int32_t V, int rows) {
     lk_cuda_sampler *gs = NULL;
     if (!ok_msg(lk_cuda_sampler_init(g_cu, &p, V, rows, &gs, &err), &err, ps->name)) return;
     const size_t RV = (size_t)rows * V;
-    float *logits = xmalloc(RV * 4), *d_logits = dev_alloc(RV * 4);
+    float *logits = test_xmalloc(RV * 4), *d_logits = dev_alloc(RV * 4);
     int32_t *d_tok = dev_alloc((size_t)rows * 4), prompt[64];
     for (int r = 0; r < rows; r++) gen_logits(logits + (size_t)r * V, V, 0);
     for (int i = 0; i < 64; i++) prompt[i] = (int32_t)(rnd64() % (uint64_t)V);
-    for (int r = 0; r < rows; r++) need(lk_cuda_sampler_accept(gs, r, prompt, 64, &err), &err, "accept");
+    for (int r = 0; r < rows; r++) test_need(lk_cuda_sampler_accept(gs, r, prompt, 64, &err), &err, "accept");
     dev_put(d_logits, logits, RV * 4);
     lk_cuda_graph *g = NULL;
     float ms = 0;
-    need(lk_cuda_capture_begin(g_cu, &err), &err, "capture_begin");
+    test_need(lk_cuda_capture_begin(g_cu, &err), &err, "capture_begin");
     const loki_status st = lk_cuda_sample(gs, d_logits, rows, d_tok, &err);
-    need(lk_cuda_capture_end(g_cu, &g, &err), &err, "capture_end");
+    test_need(lk_cuda_capture_end(g_cu, &g, &err), &err, "capture_end");
     if (ok_msg(st, &err, "capture") && ok_msg(lk_cuda_graph_run(g_cu, g, 3, &ms, &err), &err, "replay") &&
         ok_msg(lk_cuda_graph_run(g_cu, g, 20, &ms, &err), &err, "replay"))
         printf("  %-44s V=%-6d rows=%-2d %-9s %8.1f us per call\n", ps->name, V, rows, lk_cuda_sampler_path(gs),

@@ -45,6 +45,8 @@
  */
 #include "cuda/sample_kernels.cuh"
 
+#include "sample/sampler.h"
+
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_segmented_radix_sort.cuh>
 #include <math.h>
@@ -117,14 +119,8 @@ extern "C" loki_status lk_cuda_sampler_init(lk_cuda *cu, const loki_sampler_para
         return lk_fail(err, LOKI_ERR_ARG, "GPU sampler: n_vocab %d must be in [1, 2^30]", n_vocab);
     if (max_rows < 1 || max_rows > SMP_FULL_MAX_ROWS)
         return lk_fail(err, LOKI_ERR_ARG, "GPU sampler: max_rows %d must be in [1, %d]", max_rows, SMP_FULL_MAX_ROWS);
-    if (params->top_p <= 0.0f)
-        return lk_fail(err, LOKI_ERR_ARG, "--top-p must be in (0, 1], got %g", params->top_p);
-    if (params->min_p < 0.0f || params->min_p > 1.0f)
-        return lk_fail(err, LOKI_ERR_ARG, "--min-p must be in [0, 1], got %g", params->min_p);
-    if (params->repeat_penalty <= 0.0f)
-        return lk_fail(err, LOKI_ERR_ARG, "--repeat-penalty must be positive, got %g", params->repeat_penalty);
-    if (params->repeat_last_n < 0)
-        return lk_fail(err, LOKI_ERR_ARG, "--repeat-last-n must be >= 0, got %d", params->repeat_last_n);
+    loki_status vst = lk_sampler_params_check(params, err); /* the CPU sampler's own checks */
+    if (vst) return vst;
     lk_cuda_sampler *s = (lk_cuda_sampler *)lk_calloc(1, sizeof *s, err);
     if (!s) return LOKI_ERR_NOMEM;
     loki_status st = LOKI_OK;

@@ -122,7 +122,7 @@ loki_status loki_context_init(loki_model *model, const loki_context_params *para
         st = make_cpu_state(c, params, err);
         if (!st) st = make_backend(c, err);
         if (st && params->device == LOKI_DEVICE_AUTO && st != LOKI_ERR_ARG) {
-            snprintf(c->device_note, sizeof c->device_note, "%.255s", err->msg);
+            snprintf(c->device_note, sizeof c->device_note, "%.255s", err ? err->msg : "the CUDA backend failed");
             free_cpu_state(c);
             c->device = LOKI_DEVICE_CPU;
         } else if (st) {

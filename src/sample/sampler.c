@@ -5,6 +5,7 @@
  * penalised logits). The order follows llama.cpp's default sampler chain.
  */
 #include "core/common.h"
+#include "sample/sampler.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -33,9 +34,7 @@ loki_sampler_params loki_sampler_default_params(void) {
     return p;
 }
 
-loki_status loki_sampler_init(const loki_sampler_params *params, int32_t n_vocab,
-                              loki_sampler **out, loki_error *err) {
-    if (n_vocab <= 0) return lk_fail(err, LOKI_ERR_ARG, "sampler: n_vocab must be positive");
+loki_status lk_sampler_params_check(const loki_sampler_params *params, loki_error *err) {
     if (params->top_p <= 0.0f)
         return lk_fail(err, LOKI_ERR_ARG, "--top-p must be in (0, 1], got %g", params->top_p);
     if (params->min_p < 0.0f || params->min_p > 1.0f)
@@ -44,6 +43,14 @@ loki_status loki_sampler_init(const loki_sampler_params *params, int32_t n_vocab
         return lk_fail(err, LOKI_ERR_ARG, "--repeat-penalty must be positive, got %g", params->repeat_penalty);
     if (params->repeat_last_n < 0)
         return lk_fail(err, LOKI_ERR_ARG, "--repeat-last-n must be >= 0, got %d", params->repeat_last_n);
+    return LOKI_OK;
+}
+
+loki_status loki_sampler_init(const loki_sampler_params *params, int32_t n_vocab,
+                              loki_sampler **out, loki_error *err) {
+    if (n_vocab <= 0) return lk_fail(err, LOKI_ERR_ARG, "sampler: n_vocab must be positive");
+    loki_status st = lk_sampler_params_check(params, err);
+    if (st) return st;
     loki_sampler *s = lk_calloc(1, sizeof(*s), err);
     if (!s) return LOKI_ERR_NOMEM;
     s->p = *params;
