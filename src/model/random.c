@@ -57,6 +57,20 @@ static void carve(lk_tensor *t, const char *name, lk_dtype dt, int64_t rows, int
     *off += (t->nbytes + 63) & ~(size_t)63;
 }
 
+/* Copy the pool (pool_bytes, whole blocks of blk bytes) cyclically into t,
+ * starting each pass at a rotating block offset (*k counts the passes over
+ * all tensors). t->nbytes is whole blocks: its columns are a multiple of the
+ * block, so every copy ends on a block boundary of t. */
+static void fill_from_pool(lk_tensor *t, const uint8_t *pool, size_t pool_bytes, size_t blk, size_t *k) {
+    uint8_t *dst = (uint8_t *)(uintptr_t)t->data; /* the arena the model owns */
+    for (size_t o = 0; o < t->nbytes; (*k)++) {
+        size_t start = (*k * 7919 % 61) * blk;
+        size_t n = LK_MIN(pool_bytes - start, t->nbytes - o);
+        memcpy(dst + o, pool + start, n);
+        o += n;
+    }
+}
+
 loki_status lk_model_init_random(loki_model *m, const lk_hparams *hp, lk_dtype dt, uint64_t seed,
                                  loki_error *err) {
     const int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim,
@@ -102,9 +116,13 @@ loki_status lk_model_init_random(loki_model *m, const lk_hparams *hp, lk_dtype d
         carve(&L->w_up, "ffn_up.weight", dt, F, E, arena, &off);
         carve(&L->w_down, "ffn_down.weight", dt, E, F, arena, &off);
     }
-    /* A pool of random values in the target dtype, copied cyclically over the
-     * arena at a rotating offset: generating 7e9 fresh values would take
-     * longer than the benchmark itself. */
+    /* A pool of random values in the target dtype, copied cyclically into each
+     * tensor at a rotating offset: generating 7e9 fresh values would take
+     * longer than the benchmark itself. The copy is per tensor so that every
+     * tensor starts at a block boundary of the pool: the arena pads tensors to
+     * 64 bytes, which is not a multiple of a quantized block (34 bytes for
+     * q8_0, 144 for q4_k), and a stream copied across the padding would put
+     * quant bytes where the f16 block scales belong (NaN/Inf weights). */
     float *vals = lk_malloc(sizeof(float) * POOL_VALUES, err);
     uint8_t *pool = lk_malloc(lk_dtype_row_bytes(dt, POOL_VALUES), err);
     if (!vals || !pool) {
@@ -118,12 +136,13 @@ loki_status lk_model_init_random(loki_model *m, const lk_hparams *hp, lk_dtype d
         vals[i] = ((float)(s >> 40) / 16777216.0f - 0.5f) * 0.04f;
     }
     lk_row_from_f32(dt, vals, pool, POOL_VALUES);
-    size_t pool_bytes = lk_dtype_row_bytes(dt, POOL_VALUES), blk = lk_dtype_block_bytes(dt);
-    for (size_t o = 0, k = 0; o < off; k++) {
-        size_t start = (k * 7919 % 61) * blk; /* rotate through the pool, whole blocks */
-        size_t n = LK_MIN(pool_bytes - start, off - o);
-        memcpy(arena + o, pool + start, n);
-        o += n;
+    size_t pool_bytes = lk_dtype_row_bytes(dt, POOL_VALUES), blk = lk_dtype_block_bytes(dt), k = 0;
+    fill_from_pool(&m->tok_embd, pool, pool_bytes, blk, &k);
+    fill_from_pool(&m->output, pool, pool_bytes, blk, &k);
+    for (int l = 0; l < hp->n_layer; l++) {
+        lk_layer *L = &m->layers[l];
+        lk_tensor *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < LK_ARRAY_LEN(mats); i++) fill_from_pool(mats[i], pool, pool_bytes, blk, &k);
     }
     /* norm weights of 1 (f32) */
     float *norms[] = {(float *)m->out_norm.data};
