@@ -10,9 +10,12 @@
 #   T=2 (threads)  TEXTS="wiki book"  PREFILL_ROWS=. / DECODE_ROWS=... (label regexes)
 #   PK_LENGTHS=1024,2048 PK_DEPTHS=0,0.5,1 PK_TRIALS=2 (passkey)
 #   CAL_CHUNKS=0 calibrates on every window of wikitext2-valid.tokens
+#   DEVICE=cpu|cuda|auto (--device of every command; unset: the CLI's default, auto)
+#   SHARED=../shared (the data folder)  MDIR=~/.cache/loki/models
 set -euo pipefail
 BIN="$1/loki"; OUT="$2"; shift 2; PHASES=("$@")
-SHARED="$(cd "$(dirname "$0")/../.." && pwd)/shared"
+SHARED="${SHARED:-$(cd "$(dirname "$0")/../.." && pwd)/shared}"
+DEV=(); [ -n "${DEVICE:-}" ] && DEV=(--device "$DEVICE")
 MDIR="${MDIR:-$HOME/.cache/loki/models}"
 WIKI="$SHARED/data/wikitext2-test.raw"
 BOOK="$SHARED/data/books/sherlock_holmes_adventures.txt"
@@ -44,11 +47,11 @@ DECODE_ROWS="${DECODE_ROWS:-^(dense|exact-topk kf=.25|loki (post|pre) kf=0.25 df
 ppl() { # m text mode label args...
   local m="$1" text="$2" mode="$3" label="$4"; shift 4
   local cmd=(nice -n 19 "$BIN" perplexity -m "$(model "$m")" -f "$text" -c "$CTX" --chunks "$CHUNKS"
-             --mode "$mode" --pca "$OUT/$m.pca.gguf" -t "$T" --json "$@")
+             --mode "$mode" --pca "$OUT/$m.pca.gguf" -t "$T" --json "${DEV[@]}" "$@")
   local t0 json; t0=$(date +%s)
   json="$("${cmd[@]}" 2>/dev/null)"
   printf '{"model": "%s", "label": "%s", "text": "%s", "mode": "%s", "secs": %d, "cmd": "loki perplexity -c %s --chunks %s --mode %s %s", "result": %s}\n' \
-    "$m" "$label" "$(basename "$text")" "$mode" $(( $(date +%s) - t0 )) "$CTX" "$CHUNKS" "$mode" "$*" "$json" >> "$OUT/ppl-$m.jsonl"
+    "$m" "$label" "$(basename "$text")" "$mode" $(( $(date +%s) - t0 )) "$CTX" "$CHUNKS" "$mode" "${DEV[*]} $*" "$json" >> "$OUT/ppl-$m.jsonl"
   echo "$m $(basename "$text") $mode $label: $json" >&2
 }
 
@@ -57,7 +60,7 @@ for phase in "${PHASES[@]}"; do
     case "$phase" in
       calibrate)
         nice -n 19 "$BIN" calibrate -m "$(model "$m")" -f "$SHARED/data/wikitext2-valid.tokens" -c "$CTX" \
-          --chunks "$CAL_CHUNKS" -t "$T" -o "$OUT/$m.pca.gguf" > "$OUT/$m.calibrate.txt"
+          --chunks "$CAL_CHUNKS" -t "$T" "${DEV[@]}" -o "$OUT/$m.pca.gguf" > "$OUT/$m.calibrate.txt"
         "$BIN" analyze "$OUT/$m.pca.gguf" --variance 90 --svg "$OUT/rank90-$m.svg" > "$OUT/$m.analyze.txt" ;;
       prefill)
         for text in $TEXTS; do
@@ -79,7 +82,7 @@ for phase in "${PHASES[@]}"; do
           /usr/bin/time -f "%e s" nice -n 19 "$BIN" eval passkey -m "$(model "$m")" \
             --haystack "$SHARED/data/books/moby_dick.txt" --lengths "${PK_LENGTHS:-1024,2048}" \
             --depths "${PK_DEPTHS:-0,0.5,1}" --trials "${PK_TRIALS:-2}" --seed 1 -t "$T" \
-            --pca "$OUT/$m.pca.gguf" --json "$@" > "$OUT/passkey-$m-$tag.json" 2> "$OUT/passkey-$m-$tag.err"
+            --pca "$OUT/$m.pca.gguf" --json "${DEV[@]}" "$@" > "$OUT/passkey-$m-$tag.json" 2> "$OUT/passkey-$m-$tag.err"
         }
         pk base --attn dense,exact-topk,loki --kf 0.25 --df 0.25
         pk pre --attn loki --basis pre --kf 0.25 --df 0.25

@@ -20,19 +20,25 @@ struct lk_gpu_attn {
     lk_gpu_kv *kv;
     loki_attn_params p;
     int H, Hkv, G, D, max_batch, n_ctx, sel_rows;
+    int rows_max;         /* batch rows the scratch holds: max_batch, or more for the prompt rows of
+                             lk_gpu_attn_prompt (16 .. LK_GPU_PROMPT_ROWS, by LK_GPU_PROMPT_BYTES) */
     float scale;
     bool shared;          /* one selection per KV head */
-    float *scores;        /* (max_batch, H, n_ctx) approximate scores (summed rows use b*Hkv + kvh) */
-    uint32_t *rowmax;     /* (max_batch, H) per-head maxima (gqa_max) */
-    int32_t *idx;         /* (max_batch, sel_rows, n_ctx) selected positions */
-    int2 *slots;          /* (max_batch, sel_rows, n_ctx) their physical slots and scores (per-query-head
+    /* scratch of a step, by batch row (rows_max of them) */
+    float *scores;        /* (rows_max, H, n_ctx) approximate scores (summed rows use b*Hkv + kvh) */
+    uint32_t *rowmax;     /* (rows_max, H) per-head maxima (gqa_max) */
+    int32_t *idx;         /* (rows_max, sel_rows, n_ctx) selected positions */
+    int2 *slots;          /* (rows_max, sel_rows, n_ctx) their physical slots and scores (per-query-head
                              loki and exact-topk: the attend stage skips the key components a score
                              covers) */
     bool lsc;             /* the attend stage reuses the entries' scores */
-    int32_t *n_sel;       /* (max_batch, sel_rows) */
-    float *part, *part_ml;/* (max_batch, H, LK_GPU_MAX_SPLIT, D) and (..., 2) */
-    float *ml;            /* (max_batch, H, 2) final max and sum */
-    float *raw;           /* (max_batch, H, n_ctx) exact scores by list entry (H2O) */
+    int32_t *n_sel;       /* (rows_max, sel_rows) */
+    float *part, *part_ml;/* (rows_max, H, LK_GPU_MAX_SPLIT, D) and (..., 2) */
+    float *ml;            /* (rows_max, H, 2) final max and sum */
+    float *raw;           /* (rows_max, H, n_ctx) exact scores by list entry (H2O) */
+    int32_t *row_len;     /* (row_len_cap) causal lengths of prompt rows (lk_gpu_attn_prompt) */
+    int32_t row_len_cap;
+    int32_t row_pos0, row_n; /* the rows row_len holds now (the layers of a pass reuse them) */
     float *acc;           /* (L, max_batch, H, n_ctx) accumulated attention (H2O) */
     uint8_t *evicted;     /* (L, max_batch, H, n_ctx) (H2O) */
     int att_occ;          /* attend blocks resident per SM (the launch is the same every step) */
@@ -89,15 +95,27 @@ extern "C" loki_status lk_gpu_attn_init(lk_gpu_attn **out, lk_gpu_kv *kv, int32_
     a->n_ctx = kv->max_pages_per_seq * LK_GPU_PAGE;
     a->sel_rows = a->shared ? Hkv : n_head;
     a->scale = 1.0f / sqrtf((float)D);
-    rows = (size_t)max_batch * n_head, n_ctx = (size_t)a->n_ctx, LHc = (size_t)kv->n_layer * rows * n_ctx;
+    /* prompt rows of a method other than dense go through the decode stages in
+     * batches (H2O: one row at a time, its accumulators are per sequence) */
+    if (p->method == LOKI_ATTN_DENSE || p->method == LOKI_ATTN_H2O) {
+        a->rows_max = max_batch;
+    } else { /* as many rows as LK_GPU_PROMPT_BYTES of scratch hold (fewer launches per prompt) */
+        const size_t per_row = (size_t)a->n_ctx * (4 * (size_t)n_head + 12 * (size_t)a->sel_rows) +
+                               (size_t)n_head * LK_GPU_MAX_SPLIT * (D + 2) * 4;
+        const int32_t fit = (int32_t)LK_MIN((size_t)LK_GPU_PROMPT_ROWS, LK_GPU_PROMPT_BYTES / per_row);
+        a->rows_max = LK_MAX(max_batch, LK_MAX(fit, 16));
+    }
+    rows = (size_t)a->rows_max * n_head, n_ctx = (size_t)a->n_ctx;
+    LHc = (size_t)kv->n_layer * max_batch * n_head * n_ctx;
     if ((st = lk_cuda_alloc(a->cu, (void **)&a->part, rows * LK_GPU_MAX_SPLIT * D * 4, "attention partials", err)) ||
         (st = lk_cuda_alloc(a->cu, (void **)&a->part_ml, rows * LK_GPU_MAX_SPLIT * 2 * 4, "attention partials", err)) ||
         (st = lk_cuda_alloc(a->cu, (void **)&a->ml, rows * 2 * 4, "attention partials", err)))
         goto fail;
     if (sparse_method(p->method)) {
-        if ((st = lk_cuda_alloc(a->cu, (void **)&a->idx, (size_t)max_batch * a->sel_rows * n_ctx * 4, "selections", err)) ||
-            (st = lk_cuda_alloc(a->cu, (void **)&a->slots, (size_t)max_batch * a->sel_rows * n_ctx * 8, "selections", err)) ||
-            (st = lk_cuda_alloc(a->cu, (void **)&a->n_sel, (size_t)max_batch * a->sel_rows * 4, "selections", err)))
+        const size_t sr = (size_t)a->rows_max * a->sel_rows;
+        if ((st = lk_cuda_alloc(a->cu, (void **)&a->idx, sr * n_ctx * 4, "selections", err)) ||
+            (st = lk_cuda_alloc(a->cu, (void **)&a->slots, sr * n_ctx * 8, "selections", err)) ||
+            (st = lk_cuda_alloc(a->cu, (void **)&a->n_sel, sr * 4, "selections", err)))
             goto fail;
     }
     a->lsc = (p->method == LOKI_ATTN_LOKI || p->method == LOKI_ATTN_EXACT_TOPK) && !a->shared;
@@ -123,7 +141,8 @@ fail:
 
 extern "C" void lk_gpu_attn_free(lk_gpu_attn *a) {
     if (!a) return;
-    void *bufs[] = {a->scores, a->rowmax, a->idx, a->slots, a->n_sel, a->part, a->part_ml, a->ml, a->raw, a->acc, a->evicted};
+    void *bufs[] = {a->scores, a->rowmax, a->idx,     a->slots, a->n_sel,   a->part,
+                    a->part_ml, a->ml,   a->raw, a->acc,   a->evicted, a->row_len};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) lk_cuda_dealloc(a->cu, bufs[i]);
     for (int i = 0; i < 4; i++)
         if (a->ev[i]) cudaEventDestroy(a->ev[i]);
@@ -240,33 +259,22 @@ extern "C" loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, 
     return lk_gpu_attn_decode_seqs(a, layer, 0, B, q, out, err);
 }
 
-extern "C" loki_status lk_gpu_attn_decode_seqs(lk_gpu_attn *a, int layer, int32_t seq0, int32_t B, const float *q,
-                                               float *out, loki_error *err) {
+/* One step of score -> select -> attend -> reduce for B batch rows of the
+ * view: row b attends over view.seq_len[b] tokens through block-table row
+ * b * view.mpps (mpps = 0: every row reads one sequence's table, the
+ * prompt rows of lk_gpu_attn_prompt). S_max / n_max: the longest row and
+ * attend list (launch shapes); lay_off: H2O's accumulator rows of the
+ * view's first sequence. q, out (B, H, D). */
+static loki_status attn_run(lk_gpu_attn *a, const lk_kv_view &view, int32_t B, int32_t S_max, int32_t n_max,
+                            size_t lay_off, const float *q, float *out, loki_error *err) {
     loki_status st = LOKI_OK;
     lk_gpu_kv *kv = a->kv;
     cudaStream_t s = a->cu->stream;
     const loki_attn_method m = a->p.method;
-    /* H2O's per-sequence state: rows of sequences seq0.. */
-    const size_t lay_off = ((size_t)layer * a->max_batch + LK_MAX(seq0, 0)) * a->H * a->n_ctx;
-    int32_t S_max = 0, n_max = 0;
+    const int layer = view.layer;
     const bool scored = m == LOKI_ATTN_LOKI || m == LOKI_ATTN_EXACT_TOPK;
     const bool sum_rows = a->shared && !a->p.gqa_max;
-    lk_kv_view view;
     lk_attend_args at;
-    if (layer < 0 || layer >= kv->n_layer || B < 1 || seq0 < 0 || seq0 + B > a->max_batch)
-        return lk_fail(err, LOKI_ERR_ARG, "GPU attention: layer %d or sequences %d..%d out of range", layer, seq0,
-                       seq0 + B - 1);
-    for (int b = seq0; b < seq0 + B; b++)
-        if (kv->len_host[b] < 1)
-            return lk_fail(err, LOKI_ERR_ARG, "GPU attention: sequence %d has no cached tokens", b);
-    step_lengths(a, seq0, B, &S_max, &n_max);
-    if (a->bucketed) { /* shapes from the buckets: the kernels read the true lengths */
-        S_max = LK_MIN(len_bucket(S_max), a->n_ctx);
-        n_max = LK_MIN(len_bucket(n_max), a->n_ctx);
-    }
-    /* the view starts at sequence seq0: its batch row b is sequence seq0 + b */
-    view = lk_kv_view{kv->pool, kv->block_table + (size_t)seq0 * kv->max_pages_per_seq, kv->seq_len + seq0, kv->d_dev,
-                      kv->n_pages, kv->max_pages_per_seq, kv->n_head_kv, kv->head_dim, layer};
     if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[0], s));
 
     /* score: approximate (loki) or exact (exact-topk) scores of every token */
@@ -289,7 +297,7 @@ extern "C" loki_status lk_gpu_attn_decode_seqs(lk_gpu_attn *a, int layer, int32_
         se.rows_per_seq = a->sel_rows, se.n_ctx = a->n_ctx, se.H = a->H;
         /* positions only for H2O's update; the attend gathers by slot */
         se.idx = m == LOKI_ATTN_H2O ? a->idx : NULL, se.n_sel = a->n_sel, se.slots = a->slots;
-        se.block_table = view.block_table, se.mpps = kv->max_pages_per_seq;
+        se.block_table = view.block_table, se.mpps = view.mpps;
         if (m == LOKI_ATTN_H2O) { /* a unit's accumulator row is its first head's */
             se.scores = a->acc + lay_off, se.evicted = a->evicted + lay_off;
             se.srow_b = a->H, se.srow_r = a->shared ? a->G : 1;
@@ -332,6 +340,74 @@ extern "C" loki_status lk_gpu_attn_decode_seqs(lk_gpu_attn *a, int layer, int32_
     }
     if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[3], s));
 fail:
+    return st;
+}
+
+extern "C" loki_status lk_gpu_attn_decode_seqs(lk_gpu_attn *a, int layer, int32_t seq0, int32_t B, const float *q,
+                                               float *out, loki_error *err) {
+    lk_gpu_kv *kv = a->kv;
+    int32_t S_max = 0, n_max = 0;
+    if (layer < 0 || layer >= kv->n_layer || B < 1 || seq0 < 0 || seq0 + B > a->max_batch)
+        return lk_fail(err, LOKI_ERR_ARG, "GPU attention: layer %d or sequences %d..%d out of range", layer, seq0,
+                       seq0 + B - 1);
+    for (int b = seq0; b < seq0 + B; b++)
+        if (kv->len_host[b] < 1)
+            return lk_fail(err, LOKI_ERR_ARG, "GPU attention: sequence %d has no cached tokens", b);
+    step_lengths(a, seq0, B, &S_max, &n_max);
+    if (a->bucketed) { /* shapes from the buckets: the kernels read the true lengths */
+        S_max = LK_MIN(len_bucket(S_max), a->n_ctx);
+        n_max = LK_MIN(len_bucket(n_max), a->n_ctx);
+    }
+    /* the view starts at sequence seq0: its batch row b is sequence seq0 + b */
+    const lk_kv_view view = {kv->pool,          kv->block_table + (size_t)seq0 * kv->max_pages_per_seq,
+                             kv->seq_len + seq0, kv->d_dev,
+                             kv->n_pages,        kv->max_pages_per_seq,
+                             kv->n_head_kv,      kv->head_dim,
+                             layer};
+    /* H2O's per-sequence state: rows of sequences seq0.. */
+    const size_t lay_off = ((size_t)layer * a->max_batch + seq0) * a->H * a->n_ctx;
+    return attn_run(a, view, B, S_max, n_max, lay_off, q, out, err);
+}
+
+extern "C" void lk_gpu_attn_set_k_fixed(lk_gpu_attn *a, int32_t k) { a->p.k_fixed = LK_MAX(k, 0); }
+
+extern "C" loki_status lk_gpu_attn_prompt(lk_gpu_attn *a, int layer, int32_t seq, int32_t pos0, int32_t n,
+                                          const float *q, float *out, loki_error *err) {
+    loki_status st = LOKI_OK;
+    lk_gpu_kv *kv = a->kv;
+    if (layer < 0 || layer >= kv->n_layer || seq < 0 || seq >= a->max_batch || pos0 < 0 || n < 1 ||
+        (int64_t)pos0 + n > kv->len_host[seq])
+        return lk_fail(err, LOKI_ERR_ARG, "GPU attention: prompt rows %d..%d of sequence %d (%d cached), layer %d",
+                       pos0, pos0 + n - 1, seq, seq >= 0 && seq < a->max_batch ? kv->len_host[seq] : 0, layer);
+    if (n > a->row_len_cap) {
+        lk_cuda_dealloc(a->cu, a->row_len);
+        a->row_len = NULL, a->row_len_cap = 0, a->row_n = 0;
+        if ((st = lk_cuda_alloc(a->cu, (void **)&a->row_len, (size_t)n * 4, "prompt row lengths", err))) return st;
+        a->row_len_cap = n;
+    }
+    int32_t *len = (int32_t *)lk_calloc((size_t)n, sizeof *len, err);
+    if (!len) return LOKI_ERR_NOMEM;
+    for (int32_t i = 0; i < n; i++) len[i] = pos0 + i + 1;
+    if (a->row_pos0 != pos0 || a->row_n != n) { /* the causal lengths, once per pass */
+        st = lk_cuda_upload(a->cu, a->row_len, len, (size_t)n * 4, err);
+        a->row_pos0 = pos0, a->row_n = st ? 0 : n;
+    }
+    const int32_t rows = a->p.method == LOKI_ATTN_H2O ? 1 : a->rows_max;
+    const size_t lay_off = ((size_t)layer * a->max_batch + seq) * a->H * a->n_ctx;
+    const size_t row = (size_t)a->H * a->D;
+    for (int32_t i0 = 0; !st && i0 < n; i0 += rows) {
+        const int32_t B = LK_MIN(rows, n - i0);
+        int32_t n_max = 0;
+        for (int32_t i = i0; i < i0 + B; i++) n_max = LK_MAX(n_max, list_len(a, len[i]));
+        /* every row reads the sequence's block table (stride 0), its own length */
+        const lk_kv_view view = {kv->pool,     kv->block_table + (size_t)seq * kv->max_pages_per_seq,
+                                 a->row_len + i0, kv->d_dev,
+                                 kv->n_pages,  0,
+                                 kv->n_head_kv, kv->head_dim,
+                                 layer};
+        st = attn_run(a, view, B, len[i0 + B - 1], n_max, lay_off, q + (size_t)i0 * row, out + (size_t)i0 * row, err);
+    }
+    free(len);
     return st;
 }
 

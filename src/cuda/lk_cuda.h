@@ -219,6 +219,30 @@ loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, const float
 loki_status lk_gpu_attn_decode_seqs(lk_gpu_attn *a, int layer, int32_t seq0, int32_t B, const float *q, float *out,
                                     loki_error *err);
 
+/* Batch rows lk_gpu_attn_prompt runs together: as many as about
+ * LK_GPU_PROMPT_BYTES of scratch hold (scores, selections, split partials
+ * of a row at the context's length), at least 16 and at most
+ * LK_GPU_PROMPT_ROWS (methods other than dense and H2O; each launch of the
+ * decode stages has a fixed cost, so fewer, wider batches are faster). */
+#define LK_GPU_PROMPT_ROWS 256
+#define LK_GPU_PROMPT_BYTES ((size_t)512 << 20)
+
+/* Attention of n prompt rows of sequence `seq` with the method (its keys
+ * and values already stored): row i, at position pos0 + i, attends over the
+ * first pos0 + i + 1 tokens and selects exactly as a decode step at that
+ * length would (attn/budget.h, with k_fixed when set: the paper's
+ * prefill-mask evaluation), so a prompt gives what the CPU's prompt blocks
+ * give. The rows run as decode batches (LK_GPU_PROMPT_ROWS) over the
+ * sequence's block table; H2O one row at a time, in order, on the
+ * sequence's accumulators. q (n, H, D) on the device as for decode (rotated,
+ * scaled for 1/sqrt(D)); out (n, H, D). pos0 + n <= the sequence's length
+ * (LOKI_ERR_ARG). Synchronises once (the row lengths go up). */
+loki_status lk_gpu_attn_prompt(lk_gpu_attn *a, int layer, int32_t seq, int32_t pos0, int32_t n, const float *q,
+                               float *out, loki_error *err);
+/* Every row selects k tokens (0: the budget of the method's kf); the
+ * method's k_fixed. perplexity --mode prefill sets k = floor(kf * window). */
+void lk_gpu_attn_set_k_fixed(lk_gpu_attn *a, int32_t k);
+
 /* Per-stage timing: when on, lk_gpu_attn_decode records events around its
  * stages; lk_gpu_attn_stage_ms waits for the last step and gives the
  * milliseconds of score, select and attend (attend includes the split

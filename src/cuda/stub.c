@@ -115,6 +115,12 @@ loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, const float
     (void)a, (void)layer, (void)B, (void)q, (void)out;
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
 }
+loki_status lk_gpu_attn_prompt(lk_gpu_attn *a, int layer, int32_t seq, int32_t pos0, int32_t n, const float *q,
+                               float *out, loki_error *err) {
+    (void)a, (void)layer, (void)seq, (void)pos0, (void)n, (void)q, (void)out;
+    return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
+}
+void lk_gpu_attn_set_k_fixed(lk_gpu_attn *a, int32_t k) { (void)a, (void)k; }
 void lk_gpu_attn_set_timing(lk_gpu_attn *a, bool on) { (void)a, (void)on; }
 void lk_gpu_attn_set_splits(lk_gpu_attn *a, int n_split) { (void)a, (void)n_split; }
 void lk_gpu_attn_set_pdl(lk_gpu_attn *a, bool on) { (void)a, (void)on; }

@@ -126,6 +126,10 @@ void lk_backend_cuda_profile_ms(const lk_backend *be, double ms[LK_PROF_N]);
 /* Capture and replay decode steps as CUDA graphs (on by default); off:
  * every kernel is launched (for measurements). No-op on other backends. */
 void lk_backend_cuda_set_graphs(lk_backend *be, bool on);
+/* The GPU attention's k_fixed (loki_attn_params): every row selects k
+ * tokens, 0 = the method's budget; perplexity --mode prefill sets it per
+ * window as it does on the CPU's lk_attn. No-op on other backends. */
+void lk_backend_cuda_set_k_fixed(lk_backend *be, int32_t k);
 
 /* Thin wrappers, so forward.c reads as the model. */
 static inline void lk_be_embed(lk_backend *be, float *x, const lk_tensor *t, int n, float scale) {

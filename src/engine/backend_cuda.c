@@ -7,10 +7,13 @@
  *
  * Attention: n = 1 on a global layer runs the decode kernels of lk_cuda.h
  * (the method of the context: dense, or loki etc. on the split cache); a
- * prompt (n > 1), and any sliding-window layer, runs the causal flash
- * attention of lk_cuda_prefill.h, dense (the paper's prefill-mask selection
- * on the GPU is not built yet: with a sparse method the GPU's prompt
- * attention is dense; docs/GPU.md).
+ * prompt (n > 1) runs the causal flash attention of lk_cuda_prefill.h when
+ * the method is dense; with any other method the prompt's rows go through
+ * the decode stages as batches of rows over the one sequence
+ * (lk_gpu_attn_prompt), each row selecting what a decode step at its length
+ * selects (with k_fixed: the paper's prefill-mask evaluation), as the CPU's
+ * prompt blocks do. Sliding-window layers always run the flash attention
+ * inside their window (dense, as on the CPU).
  *
  * Sequences: the cache holds n_seq sequences. A pass is one sequence's
  * tokens, or a decode batch (row i = the next token of sequence seq0 + i),
@@ -60,6 +63,7 @@ typedef struct be_cuda {
     lk_cuda_mm *mm;
     lk_gpu_kv *kv;
     lk_gpu_attn *attn;              /* decode attention of the global layers */
+    loki_attn_method method;        /* its method (prompts of any other than dense run through it) */
     float *rot;                     /* (L, Hkv, D, D) PCA rotations, or NULL (no PCA method) */
     lk_calib *const *calib;         /* the context's collector (NULL when not calibrating) */
     dev_weight *w;                  /* (n_w) sorted by host */
@@ -348,6 +352,12 @@ static void cu_attention(lk_backend *be, int layer, float *q, float *k, const fl
         for (int i = 0; i < n && !skip(b); i++)
             keep(b, lk_gpu_attn_prefill(b->kv, layer, b->seq0 + i, pos[i], 1, H, q + (size_t)i * H * D,
                                         out + (size_t)i * H * D, scale, window, &e), &e);
+    } else if (b->method != LOKI_ATTN_DENSE) {
+        /* a prompt with a selecting method: every row selects as the CPU's
+         * prompt blocks do (a decode step at its causal length, k_fixed) */
+        const float fold = scale * sqrtf((float)D);
+        if (fold != 1.0f) keep(b, lk_cuda_scale(b->cu, q, fold, (int64_t)n * H * D, &e), &e);
+        if (!skip(b)) keep(b, lk_gpu_attn_prompt(b->attn, layer, b->seq0, pos0, n, q, out, &e), &e);
     } else {
         keep(b, lk_gpu_attn_prefill(b->kv, layer, b->seq0, pos0, n, H, q, out, scale, window, &e), &e);
     }
@@ -452,6 +462,16 @@ void lk_backend_cuda_set_graphs(lk_backend *be, bool on) {
     if (!be || be->ops != &k_cuda_ops) return;
     be_cuda *b = cu_of(be);
     b->graphs = on;
+    lk_cuda_graph_free(b->graph);
+    b->graph = NULL;
+    b->graph_key = b->last_key = UINT64_MAX;
+}
+
+void lk_backend_cuda_set_k_fixed(lk_backend *be, int32_t k) {
+    if (!be || be->ops != &k_cuda_ops) return;
+    be_cuda *b = cu_of(be);
+    lk_gpu_attn_set_k_fixed(b->attn, k);
+    /* a captured step holds the old budget in its kernels' arguments */
     lk_cuda_graph_free(b->graph);
     b->graph = NULL;
     b->graph_key = b->last_key = UINT64_MAX;
@@ -616,6 +636,7 @@ loki_status lk_backend_cuda_init(lk_backend **out, const loki_model *m, const lo
             for (int h = 0; h < Hkv; h++) d[l * Hkv + h] = D;
     if ((st = lk_gpu_kv_init(b->cu, &b->kv, L, Hkv, D, d, pages * n_seq, n_seq, pages, err))) goto fail;
     if ((st = lk_gpu_attn_init(&b->attn, b->kv, hp->n_head, n_seq, p, err))) goto fail;
+    b->method = p->method;
     lk_gpu_attn_set_bucketed(b->attn, true); /* graph replays need the launch shapes of the step key */
     if (pca_rot) {
         const size_t bytes = (size_t)L * Hkv * D * D * sizeof(float);

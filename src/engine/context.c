@@ -280,6 +280,11 @@ loki_status loki_context_set_attn(loki_context *ctx, const loki_attn_params *p, 
     return LOKI_OK;
 }
 
+void lk_context_set_k_fixed(loki_context *ctx, int32_t k) {
+    lk_attn_set_k_fixed(ctx->attn, k);
+    lk_backend_cuda_set_k_fixed(ctx->be, k);
+}
+
 loki_status lk_context_calib_flush(loki_context *ctx, loki_error *err) {
     return ctx->calib && ctx->be ? lk_be_calib_flush(ctx->be, err) : LOKI_OK;
 }

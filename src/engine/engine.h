@@ -59,4 +59,9 @@ loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, bool
  * earlier pass surfaces here. */
 loki_status lk_context_calib_flush(loki_context *ctx, loki_error *err);
 
+/* Every query row of the following passes selects k tokens (0: the
+ * method's budget again): the paper's prefill-mask evaluation. Sets it on
+ * the CPU's lk_attn and on the GPU backend's attention alike. */
+void lk_context_set_k_fixed(loki_context *ctx, int32_t k);
+
 #endif

@@ -78,7 +78,7 @@ static loki_status eval_window(const lk_ppl_opts *o, loki_context *ctx, const in
     loki_context_reset(ctx);
     if (ref) loki_context_reset(ref);
     if (o->mode == LK_PPL_PREFILL) {
-        lk_attn_set_k_fixed(ctx->attn, (int32_t)LK_MAX((int64_t)1, lk_attn_fraction(ctx->attn_params.kf, len)));
+        lk_context_set_k_fixed(ctx, (int32_t)LK_MAX((int64_t)1, lk_attn_fraction(ctx->attn_params.kf, len)));
         loki_status st = loki_eval(ctx, ids, len, true, err);
         if (!st && ref) st = loki_eval(ref, ids, len, true, err);
         if (st) return st;
@@ -87,7 +87,7 @@ static loki_status eval_window(const lk_ppl_opts *o, loki_context *ctx, const in
             score_row(acc, lg + (size_t)i * V, rl ? rl + (size_t)i * V : NULL, V, ids[i + 1]);
         return LOKI_OK;
     }
-    lk_attn_set_k_fixed(ctx->attn, ctx->attn_params.k_fixed);
+    lk_context_set_k_fixed(ctx, ctx->attn_params.k_fixed);
     for (int32_t i = 0; i + 1 < len; i++) {
         loki_status st = loki_eval(ctx, ids + i, 1, false, err);
         if (!st && ref) st = loki_eval(ref, ids + i, 1, false, err);
@@ -154,6 +154,6 @@ loki_status lk_eval_perplexity(loki_context *ctx, const int32_t *ids, int64_t n,
     out->bytes_frac = bytes_dense > 0.0 ? bytes / bytes_dense : 0.0;
 done: /* the context's own settings again */
     lk_attn_set_jaccard(ctx->attn, false);
-    lk_attn_set_k_fixed(ctx->attn, ctx->attn_params.k_fixed);
+    lk_context_set_k_fixed(ctx, ctx->attn_params.k_fixed);
     return st;
 }
