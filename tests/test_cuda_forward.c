@@ -25,7 +25,9 @@
  * the approximate scores more than decode does (measured on the H200: 1e-4
  * .. 5.4e-3). For loki and exact-topk the GPU's value must also be at
  * least 3 times closer to the CPU's than to dense (a GPU prompt that
- * ignored the method fails: measured 5 times closer or more).
+ * ignored the method fails: measured 5 times closer or more). Then H2O in
+ * two windows of 96 (the reset between windows clears the GPU's
+ * accumulators and evictions of the sequence) within the same 1%.
  * Without a GPU (or in a build without CUDA) the test checks that
  * --device cuda is refused with a clear message, then skips (77).
  *
@@ -96,11 +98,17 @@ static double decode_nll(loki_context *ctx, const int32_t *ids, int n, int V, lo
     return nll / (n - 1);
 }
 
-/* Perplexity of one window of n tokens in prefill mode (lk_eval_perplexity). */
-static double prefill_ppl(loki_context *ctx, const int32_t *ids, int n, loki_error *err) {
-    lk_ppl_opts o = {.window = n, .max_windows = 1, .mode = LK_PPL_PREFILL};
+/* Perplexity of n tokens in prefill mode in windows of `window` tokens
+ * (lk_eval_perplexity: the context is reset between windows). */
+static double prefill_ppl_windows(loki_context *ctx, const int32_t *ids, int n, int window, loki_error *err) {
+    lk_ppl_opts o = {.window = window, .mode = LK_PPL_PREFILL};
     lk_ppl_result r;
     return lk_eval_perplexity(ctx, ids, n, &o, &r, err) ? NAN : r.ppl;
+}
+
+/* Perplexity of one window of n tokens in prefill mode (lk_eval_perplexity). */
+static double prefill_ppl(loki_context *ctx, const int32_t *ids, int n, loki_error *err) {
+    return prefill_ppl_windows(ctx, ids, n, n, err);
 }
 
 /* Calibrate a PCA of the fixture's keys on the CPU context (256 tokens). */
@@ -188,6 +196,18 @@ static void check_methods(loki_model *m, loki_context *cpu, loki_context *gpu, i
                    "the GPU's is not clearly the method's", rows[r].name, fg, fc, dense_pc);
         printf("%-34s prefill ppl: CPU %.4f GPU %.4f (rel %.2e; dense CPU %.4f)\n", rows[r].name, fc, fg,
                fabs(fg - fc) / fc, dense_pc);
+    }
+    /* H2O over two windows: the context's reset between them must clear the
+     * GPU's accumulators and evictions of the sequence, as the CPU's */
+    loki_attn_params h = loki_attn_default_params();
+    h.method = LOKI_ATTN_H2O, h.kf = 0.25f;
+    if (!loki_context_set_attn(cpu, &h, &err) && !loki_context_set_attn(gpu, &h, &err)) {
+        const double hc = prefill_ppl_windows(cpu, dec, nd, nd / 2, &err),
+                     hg = prefill_ppl_windows(gpu, dec, nd, nd / 2, &err);
+        CHECKF(fabs(hg - hc) <= PREFILL_PPL_TOL * hc, "h2o, 2 windows: prefill perplexity GPU %.4f vs CPU %.4f", hg, hc);
+        printf("%-34s prefill ppl: CPU %.4f GPU %.4f (rel %.2e)\n", "h2o, 2 windows of 96", hc, hg, fabs(hg - hc) / hc);
+    } else {
+        CHECKF(0, "h2o: set_attn: %s", err.msg);
     }
     loki_attn_params d = loki_attn_default_params();
     CHECK_OK(loki_context_set_attn(cpu, &d, &err));

@@ -21,7 +21,7 @@ struct lk_gpu_attn {
     loki_attn_params p;
     int H, Hkv, G, D, max_batch, n_ctx, sel_rows;
     int rows_max;         /* batch rows the scratch holds: max_batch, or more for the prompt rows of
-                             lk_gpu_attn_prompt (16 .. LK_GPU_PROMPT_ROWS, by LK_GPU_PROMPT_BYTES) */
+                             lk_gpu_attn_prompt (up to LK_GPU_PROMPT_ROWS, by LK_GPU_PROMPT_BYTES) */
     float scale;
     bool shared;          /* one selection per KV head */
     /* scratch of a step, by batch row (rows_max of them) */
@@ -103,7 +103,7 @@ extern "C" loki_status lk_gpu_attn_init(lk_gpu_attn **out, lk_gpu_kv *kv, int32_
         const size_t per_row = (size_t)a->n_ctx * (4 * (size_t)n_head + 12 * (size_t)a->sel_rows) +
                                (size_t)n_head * LK_GPU_MAX_SPLIT * (D + 2) * 4;
         const int32_t fit = (int32_t)LK_MIN((size_t)LK_GPU_PROMPT_ROWS, LK_GPU_PROMPT_BYTES / per_row);
-        a->rows_max = LK_MAX(max_batch, LK_MAX(fit, 16));
+        a->rows_max = LK_MAX(max_batch, LK_MAX(fit, 1));
     }
     rows = (size_t)a->rows_max * n_head, n_ctx = (size_t)a->n_ctx;
     LHc = (size_t)kv->n_layer * max_batch * n_head * n_ctx;
@@ -155,6 +155,20 @@ extern "C" loki_status lk_gpu_attn_reset(lk_gpu_attn *a, loki_error *err) {
     if (a->acc) LK_CUDA_TRY(cudaMemsetAsync(a->acc, 0, n * 4, a->cu->stream));
     if (a->evicted) LK_CUDA_TRY(cudaMemsetAsync(a->evicted, 0, n, a->cu->stream));
     LK_CUDA_TRY(cudaStreamSynchronize(a->cu->stream));
+fail:
+    return st;
+}
+
+extern "C" loki_status lk_gpu_attn_reset_seq(lk_gpu_attn *a, int32_t seq, loki_error *err) {
+    loki_status st = LOKI_OK;
+    const size_t n = (size_t)a->H * a->n_ctx; /* one (layer, sequence) slab */
+    if (seq < 0 || seq >= a->max_batch)
+        return lk_fail(err, LOKI_ERR_ARG, "GPU attention: sequence %d out of range", seq);
+    for (int l = 0; a->acc && l < a->kv->n_layer; l++) {
+        const size_t off = ((size_t)l * a->max_batch + seq) * n;
+        LK_CUDA_TRY(cudaMemsetAsync(a->acc + off, 0, n * 4, a->cu->stream));
+        LK_CUDA_TRY(cudaMemsetAsync(a->evicted + off, 0, n, a->cu->stream));
+    }
 fail:
     return st;
 }

@@ -203,6 +203,9 @@ void lk_gpu_attn_free(lk_gpu_attn *a);
 
 /* Forget H2O's accumulated attention and evictions. */
 loki_status lk_gpu_attn_reset(lk_gpu_attn *a, loki_error *err);
+/* The same for one sequence (every layer), enqueued on the stream; nothing
+ * to do for other methods. */
+loki_status lk_gpu_attn_reset_seq(lk_gpu_attn *a, int32_t seq, loki_error *err);
 
 /* One decode step of a layer for sequences 0..B-1 of the cache: q (B, H, D)
  * f32 on the device, already rotated into the PCA basis for loki/pcaattn;
@@ -221,7 +224,7 @@ loki_status lk_gpu_attn_decode_seqs(lk_gpu_attn *a, int layer, int32_t seq0, int
 
 /* Batch rows lk_gpu_attn_prompt runs together: as many as about
  * LK_GPU_PROMPT_BYTES of scratch hold (scores, selections, split partials
- * of a row at the context's length), at least 16 and at most
+ * of a row at the context's length), at least one and at most
  * LK_GPU_PROMPT_ROWS (methods other than dense and H2O; each launch of the
  * decode stages has a fixed cost, so fewer, wider batches are faster). */
 #define LK_GPU_PROMPT_ROWS 256

@@ -111,6 +111,10 @@ loki_status lk_gpu_attn_reset(lk_gpu_attn *a, loki_error *err) {
     (void)a;
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
 }
+loki_status lk_gpu_attn_reset_seq(lk_gpu_attn *a, int32_t seq, loki_error *err) {
+    (void)a, (void)seq;
+    return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
+}
 loki_status lk_gpu_attn_decode(lk_gpu_attn *a, int layer, int32_t B, const float *q, float *out, loki_error *err) {
     (void)a, (void)layer, (void)B, (void)q, (void)out;
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);

@@ -64,6 +64,7 @@ typedef struct be_cuda {
     lk_gpu_kv *kv;
     lk_gpu_attn *attn;              /* decode attention of the global layers */
     loki_attn_method method;        /* its method (prompts of any other than dense run through it) */
+    int32_t k_fixed;                /* its k_fixed now (lk_backend_cuda_set_k_fixed) */
     float *rot;                     /* (L, Hkv, D, D) PCA rotations, or NULL (no PCA method) */
     lk_calib *const *calib;         /* the context's collector (NULL when not calibrating) */
     dev_weight *w;                  /* (n_w) sorted by host */
@@ -197,7 +198,14 @@ static loki_status cu_begin(lk_backend *be, const int32_t *tokens, const int32_t
 
 static void cu_release_seq(lk_backend *be, int32_t seq) {
     be_cuda *b = cu_of(be);
-    if (seq >= 0 && seq < b->n_seq) lk_gpu_kv_release(b->kv, seq);
+    loki_error e;
+    if (seq < 0 || seq >= b->n_seq) return;
+    lk_gpu_kv_release(b->kv, seq);
+    /* H2O's accumulators and evictions of the sequence start again (as
+     * lk_attn_reset does on the CPU). An enqueue can only fail on a broken
+     * context, whose next pass fails as well, so the status is not kept
+     * (cu_begin clears it anyway). */
+    (void)lk_gpu_attn_reset_seq(b->attn, seq, &e);
 }
 
 
@@ -352,7 +360,7 @@ static void cu_attention(lk_backend *be, int layer, float *q, float *k, const fl
         for (int i = 0; i < n && !skip(b); i++)
             keep(b, lk_gpu_attn_prefill(b->kv, layer, b->seq0 + i, pos[i], 1, H, q + (size_t)i * H * D,
                                         out + (size_t)i * H * D, scale, window, &e), &e);
-    } else if (b->method != LOKI_ATTN_DENSE) {
+    } else if (b->method != LOKI_ATTN_DENSE && !local) {
         /* a prompt with a selecting method: every row selects as the CPU's
          * prompt blocks do (a decode step at its causal length, k_fixed) */
         const float fold = scale * sqrtf((float)D);
@@ -470,6 +478,8 @@ void lk_backend_cuda_set_graphs(lk_backend *be, bool on) {
 void lk_backend_cuda_set_k_fixed(lk_backend *be, int32_t k) {
     if (!be || be->ops != &k_cuda_ops) return;
     be_cuda *b = cu_of(be);
+    if (k == b->k_fixed) return;
+    b->k_fixed = k;
     lk_gpu_attn_set_k_fixed(b->attn, k);
     /* a captured step holds the old budget in its kernels' arguments */
     lk_cuda_graph_free(b->graph);
@@ -636,7 +646,7 @@ loki_status lk_backend_cuda_init(lk_backend **out, const loki_model *m, const lo
             for (int h = 0; h < Hkv; h++) d[l * Hkv + h] = D;
     if ((st = lk_gpu_kv_init(b->cu, &b->kv, L, Hkv, D, d, pages * n_seq, n_seq, pages, err))) goto fail;
     if ((st = lk_gpu_attn_init(&b->attn, b->kv, hp->n_head, n_seq, p, err))) goto fail;
-    b->method = p->method;
+    b->method = p->method, b->k_fixed = p->k_fixed;
     lk_gpu_attn_set_bucketed(b->attn, true); /* graph replays need the launch shapes of the step key */
     if (pca_rot) {
         const size_t bytes = (size_t)L * Hkv * D * D * sizeof(float);

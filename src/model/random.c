@@ -151,8 +151,8 @@ loki_status lk_model_init_random(loki_model *m, const lk_hparams *hp, lk_dtype d
         lk_layer *L = &m->layers[l];
         lk_tensor *nt[] = {&L->attn_norm, &L->ffn_norm, &L->attn_post_norm, &L->ffn_post_norm, &L->attn_q_norm,
                            &L->attn_k_norm};
-        for (size_t k = 0; k < LK_ARRAY_LEN(nt); k++)
-            for (int64_t i = 0; nt[k]->data && i < nt[k]->ne[0]; i++) ((float *)nt[k]->data)[i] = 1.0f;
+        for (size_t t = 0; t < LK_ARRAY_LEN(nt); t++)
+            for (int64_t i = 0; nt[t]->data && i < nt[t]->ne[0]; i++) ((float *)nt[t]->data)[i] = 1.0f;
     }
     free(vals);
     free(pool);
