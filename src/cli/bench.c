@@ -15,8 +15,8 @@
 #include <time.h>
 
 #include "core/common.h"
-#include "format/hf_config.h"
 #include "engine/engine.h"
+#include "format/gguf.h"
 #include "model/random.h"
 #include "calib/pca.h"
 #include "cuda/lk_cuda.h"
@@ -55,14 +55,7 @@ static loki_model *open_random(const bench_opts *o) {
         fprintf(stderr, "loki bench: --dtype must be one of " BENCH_DTYPES ", got '%s'\n", o->dtype);
         return NULL;
     }
-    loki_status st;
-    if (strstr(o->random, ".json")) {
-        lk_hf_config cfg;
-        st = lk_hf_config_load(o->random, &cfg, &err);
-        hp = cfg.hp;
-    } else {
-        st = lk_hparams_preset(o->random, &hp, &err);
-    }
+    loki_status st = lk_hparams_from_shape(o->random, &hp, &err);
     loki_model *m = st ? NULL : calloc(1, sizeof(*m));
     if (!st && !m) st = lk_fail(&err, LOKI_ERR_NOMEM, "out of memory");
     if (!st) st = lk_model_init_random(m, &hp, dt, 1234, &err);
@@ -145,7 +138,9 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
     loki_attn_params ap;
     cli_attn_args a = o->attn;
     const bool needs_pca = a.method && (!strcmp(a.method, "loki") || !strcmp(a.method, "pcaattn"));
-    if (o->random && needs_pca && !a.pca) {
+    /* random weights, also as a GGUF of `convert --random-weights`: identity bases */
+    const bool random = o->random || (m->gguf && lk_gguf_find(m->gguf, "loki.random_weights.shape"));
+    if (random && needs_pca && !a.pca) {
         if (!(synth = synthetic_pca(m))) return 1;
         a.pca_given = synth;
     }
@@ -271,8 +266,9 @@ int cli_bench(int argc, char **argv) {
     const int n_opts = N_BASE + cli_attn_opts(&o.attn, opts + N_BASE);
     const cli_spec spec = {"bench", "loki bench decode (-m MODEL | --random-weights SHAPE) [options]",
                            "Measure prompt processing and decode speed; prints one JSON object.\n"
-                           "Attention options as in `loki run` (--attn loki with --random-weights and no --pca uses\n"
-                           "identity bases: speed does not depend on the basis).\n"
+                           "Attention options as in `loki run` (--attn loki with --random-weights, or -m a GGUF of\n"
+                           "`loki convert --random-weights`, and no --pca uses identity bases: speed does not depend\n"
+                           "on the basis).\n"
                            "`loki bench attention --help`: one decode step of attention, dense vs loki, on the CPU\n"
                            "or with --device cuda on the GPU (`loki bench attention --device cuda --help`).",
                            opts, n_opts, 1};

@@ -96,10 +96,7 @@ static int64_t perm_src_row(int64_t r, int64_t hd) {
     return h * hd + i * (hd / 2) + j;
 }
 
-/* Llama-3 RoPE scaling as llama.cpp writes it (rope_freqs.weight, rope_dim/2
- * divisors of the frequencies): 1 for short wavelengths, factor for long
- * ones, a smooth blend between. */
-static void llama3_factors(const lk_hparams *hp, float *out) {
+void lk_convert_llama3_factors(const lk_hparams *hp, float *out) {
     const double lo_wl = hp->rope_orig_ctx / hp->rope_low_freq_factor;
     const double hi_wl = hp->rope_orig_ctx / hp->rope_high_freq_factor;
     for (int i = 0; i < hp->rope_dim / 2; i++) {
@@ -141,7 +138,7 @@ static loki_status fill(void *vctx, uint64_t index, void *dst, size_t nbytes, lo
     conv_ctx *c = vctx;
     const conv_job *j = &c->jobs[index];
     if (!j->src) {
-        llama3_factors(&c->m->hp, dst);
+        lk_convert_llama3_factors(&c->m->hp, dst);
         return LOKI_OK;
     }
     fill_task t = {c, j, dst, lk_dtype_row_bytes(j->src->dtype, j->cols), lk_dtype_row_bytes(j->dtype, j->cols), NULL};
@@ -189,9 +186,7 @@ static loki_status add_tensor(lk_gguf_writer *w, conv_ctx *c, const char *name, 
     return LOKI_OK;
 }
 
-/* Hyperparameters under <arch>.* (convert.h). */
-static void write_hparams(lk_gguf_writer *w, const loki_model *m, const char *name, lk_dtype type) {
-    const lk_hparams *hp = &m->hp;
+void lk_convert_write_hparams(lk_gguf_writer *w, const lk_hparams *hp, const char *name, lk_dtype type) {
     char key[128];
 #define ARCH_KEY(suffix) (snprintf(key, sizeof key, "%s.%s", hp->arch, suffix), key)
     lk_gguf_writer_add_str(w, "general.architecture", hp->arch);
@@ -351,7 +346,7 @@ loki_status lk_convert_hf_to_gguf(const char *dir, const char *out_path, lk_dtyp
     lk_gguf_writer_set_stop(w, stop);
     char name[256];
     base_name(dir, name, sizeof name);
-    write_hparams(w, m, name, type);
+    lk_convert_write_hparams(w, &m->hp, name, type);
     c.m = m;
     if ((st = write_tokenizer(w, m, err)) || (st = add_tensors(w, &c, type, err))) goto done;
     c.max_cols = 1;

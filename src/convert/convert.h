@@ -33,6 +33,8 @@
 
 #include "core/common.h"
 #include "core/tensor.h"
+#include "format/gguf.h"
+#include "model/model.h"
 
 /* Parse a --type name (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k; lower case);
  * false when it is not one of these. */
@@ -46,5 +48,36 @@ bool lk_convert_type_parse(const char *name, lk_dtype *out);
  * after the current tensor with LOKI_ERR_INTERRUPTED and no file. */
 loki_status lk_convert_hf_to_gguf(const char *dir, const char *out_path, lk_dtype type, int n_threads,
                                   lk_stop_flag *stop, loki_error *err);
+
+/* Write general.* and <arch>.* (the hyperparameters listed above, linear
+ * RoPE scaling keys, general.file_type of `type`, quantization_version for
+ * the quantized types) for the model of shape hp named `name`. An allocation
+ * that fails is reported by the writer's write call. */
+void lk_convert_write_hparams(lk_gguf_writer *w, const lk_hparams *hp, const char *name, lk_dtype type);
+
+/* Llama-3 RoPE scaling as llama.cpp writes it (rope_freqs.weight):
+ * hp->rope_dim/2 divisors of the frequencies into out, 1 for short
+ * wavelengths, rope_factor for long ones, a smooth blend between. */
+void lk_convert_llama3_factors(const lk_hparams *hp, float *out);
+
+/* `loki convert --random-weights SHAPE`: write the GGUF `out_path` of the
+ * random-weight model of `shape` (lk_hparams_from_shape: llama2-7b,
+ * llama3-8b or a config.json path; llama architecture only) in dtype
+ * `type` (the --type list above) with the weights lk_model_init_random
+ * makes for `seed`, byte for byte: every matrix, output and token_embd
+ * included, in `type` (no q6_k output as for HF conversions), norms f32
+ * ones. llama.cpp's tensor names and metadata as above; q/k rows are not
+ * permuted (random weights have no RoPE layout to keep). The tokenizer is
+ * a placeholder SentencePiece ("llama") vocabulary of n_vocab tokens that
+ * llama.cpp loads: <unk>, <s>, </s>, the 256 byte tokens <0x00>..<0xFF>,
+ * then "tok<id>" (so n_vocab >= 259). Keys loki.random_weights.shape,
+ * .seed (u64) and .type mark the file: `loki bench decode -m` gives it the
+ * identity PCA bases that --random-weights uses. Tensors are produced one at
+ * a time while writing (memory: the largest tensor); the file is written
+ * through a temporary file, removed on error or once *stop is set
+ * (LOKI_ERR_INTERRUPTED). Bad shapes, types or sizes are LOKI_ERR_ARG and
+ * other architectures LOKI_ERR_UNSUPPORTED, with a message. */
+loki_status lk_convert_random_to_gguf(const char *shape, const char *out_path, lk_dtype type, uint64_t seed,
+                                      lk_stop_flag *stop, loki_error *err);
 
 #endif /* LK_CONVERT_H */

@@ -7,6 +7,8 @@
 #include "model/model.h"
 #include "model/random.h"
 
+#include "format/hf_config.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,28 +59,70 @@ static void carve(lk_tensor *t, const char *name, lk_dtype dt, int64_t rows, int
     *off += (t->nbytes + 63) & ~(size_t)63;
 }
 
-/* Copy the pool (pool_bytes, whole blocks of blk bytes) cyclically into t,
- * starting each pass at a rotating block offset (*k counts the passes over
- * all tensors). t->nbytes is whole blocks: its columns are a multiple of the
- * block, so every copy ends on a block boundary of t. */
-static void fill_from_pool(lk_tensor *t, const uint8_t *pool, size_t pool_bytes, size_t blk, size_t *k) {
-    uint8_t *dst = (uint8_t *)(uintptr_t)t->data; /* the arena the model owns */
-    for (size_t o = 0; o < t->nbytes; (*k)++) {
-        size_t start = (*k * 7919 % 61) * blk;
-        size_t n = LK_MIN(pool_bytes - start, t->nbytes - o);
-        memcpy(dst + o, pool + start, n);
+loki_status lk_random_pool_init(lk_random_pool *p, lk_dtype dt, uint64_t seed, loki_error *err) {
+    memset(p, 0, sizeof(*p));
+    if (!lk_dtype_valid((int)dt)) return lk_fail(err, LOKI_ERR_ARG, "random weights: invalid dtype %d", (int)dt);
+    float *vals = lk_malloc(sizeof(float) * POOL_VALUES, err);
+    p->nbytes = lk_dtype_row_bytes(dt, POOL_VALUES);
+    p->bytes = vals ? lk_malloc(p->nbytes, err) : NULL;
+    if (!p->bytes) {
+        free(vals);
+        return LOKI_ERR_NOMEM;
+    }
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (int i = 0; i < POOL_VALUES; i++) {
+        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+        vals[i] = ((float)(s >> 40) / 16777216.0f - 0.5f) * 0.04f;
+    }
+    lk_row_from_f32(dt, vals, p->bytes, POOL_VALUES);
+    free(vals);
+    p->dt = dt;
+    p->blk = lk_dtype_block_bytes(dt);
+    return LOKI_OK;
+}
+
+void lk_random_pool_free(lk_random_pool *p) {
+    free(p->bytes);
+    memset(p, 0, sizeof(*p));
+}
+
+void lk_random_pool_fill(lk_random_pool *p, void *dst, size_t nbytes) {
+    uint8_t *d = dst;
+    for (size_t o = 0; o < nbytes; p->k++) {
+        size_t start = (p->k * 7919 % 61) * p->blk;
+        size_t n = LK_MIN(p->nbytes - start, nbytes - o);
+        memcpy(d + o, p->bytes + start, n);
         o += n;
     }
+}
+
+loki_status lk_random_check_shape(const lk_hparams *hp, lk_dtype dt, loki_error *err) {
+    const int64_t QD = (int64_t)hp->n_head * hp->head_dim, KD = (int64_t)hp->n_head_kv * hp->head_dim;
+    if (!lk_dtype_valid((int)dt)) return lk_fail(err, LOKI_ERR_ARG, "random model: invalid dtype %d", (int)dt);
+    const int64_t mult = LK_MAX(32, lk_dtype_block_elems(dt)); /* 256 for the K-quants */
+    if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_vocab <= 0 || QD <= 0 || KD <= 0 || hp->n_ff <= 0)
+        return lk_fail(err, LOKI_ERR_ARG, "random model: every dimension must be positive");
+    if (hp->n_embd % mult || QD % mult || KD % mult || hp->n_ff % mult)
+        return lk_fail(err, LOKI_ERR_ARG, "random model: dimensions must be multiples of %lld for %s",
+                       (long long)mult, lk_dtype_name(dt));
+    return LOKI_OK;
+}
+
+loki_status lk_hparams_from_shape(const char *shape, lk_hparams *hp, loki_error *err) {
+    if (!shape || !shape[0]) return lk_fail(err, LOKI_ERR_ARG, "no model shape (llama2-7b, llama3-8b or a config.json path)");
+    if (!strstr(shape, ".json")) return lk_hparams_preset(shape, hp, err);
+    lk_hf_config cfg;
+    loki_status st = lk_hf_config_load(shape, &cfg, err);
+    if (!st) *hp = cfg.hp;
+    return st;
 }
 
 loki_status lk_model_init_random(loki_model *m, const lk_hparams *hp, lk_dtype dt, uint64_t seed,
                                  loki_error *err) {
     const int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim,
                   KD = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff, V = hp->n_vocab;
-    const int64_t mult = LK_MAX(32, lk_dtype_block_elems(dt)); /* 256 for the K-quants */
-    if (!lk_dtype_valid((int)dt) || E % mult || QD % mult || KD % mult || F % mult)
-        return lk_fail(err, LOKI_ERR_ARG, "random model: dimensions must be multiples of %lld for %s",
-                       (long long)mult, lk_dtype_name(dt));
+    loki_status st = lk_random_check_shape(hp, dt, err);
+    if (st) return st;
     m->hp = *hp;
     strcpy(m->format, "random");
     m->vocab.bos_id = m->vocab.eos_id = m->vocab.unk_id = m->vocab.pad_id = -1;
@@ -123,27 +167,19 @@ loki_status lk_model_init_random(loki_model *m, const lk_hparams *hp, lk_dtype d
      * 64 bytes, which is not a multiple of a quantized block (34 bytes for
      * q8_0, 144 for q4_k), and a stream copied across the padding would put
      * quant bytes where the f16 block scales belong (NaN/Inf weights). */
-    float *vals = lk_malloc(sizeof(float) * POOL_VALUES, err);
-    uint8_t *pool = lk_malloc(lk_dtype_row_bytes(dt, POOL_VALUES), err);
-    if (!vals || !pool) {
-        free(vals);
-        free(pool);
-        return LOKI_ERR_NOMEM;
-    }
-    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (int i = 0; i < POOL_VALUES; i++) {
-        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-        vals[i] = ((float)(s >> 40) / 16777216.0f - 0.5f) * 0.04f;
-    }
-    lk_row_from_f32(dt, vals, pool, POOL_VALUES);
-    size_t pool_bytes = lk_dtype_row_bytes(dt, POOL_VALUES), blk = lk_dtype_block_bytes(dt), k = 0;
-    fill_from_pool(&m->tok_embd, pool, pool_bytes, blk, &k);
-    fill_from_pool(&m->output, pool, pool_bytes, blk, &k);
+    lk_random_pool pool;
+    if ((st = lk_random_pool_init(&pool, dt, seed, err))) return st;
+    /* the order of the fills is part of the values (lk_random_pool_fill) */
+    lk_tensor *firsts[] = {&m->tok_embd, &m->output};
+    for (size_t i = 0; i < LK_ARRAY_LEN(firsts); i++)
+        lk_random_pool_fill(&pool, (uint8_t *)(uintptr_t)firsts[i]->data, firsts[i]->nbytes);
     for (int l = 0; l < hp->n_layer; l++) {
         lk_layer *L = &m->layers[l];
         lk_tensor *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < LK_ARRAY_LEN(mats); i++) fill_from_pool(mats[i], pool, pool_bytes, blk, &k);
+        for (size_t i = 0; i < LK_ARRAY_LEN(mats); i++)
+            lk_random_pool_fill(&pool, (uint8_t *)(uintptr_t)mats[i]->data, mats[i]->nbytes);
     }
+    lk_random_pool_free(&pool);
     /* norm weights of 1 (f32) */
     float *norms[] = {(float *)m->out_norm.data};
     for (int64_t i = 0; i < E; i++) norms[0][i] = 1.0f;
@@ -154,7 +190,5 @@ loki_status lk_model_init_random(loki_model *m, const lk_hparams *hp, lk_dtype d
         for (size_t t = 0; t < LK_ARRAY_LEN(nt); t++)
             for (int64_t i = 0; nt[t]->data && i < nt[t]->ne[0]; i++) ((float *)nt[t]->data)[i] = 1.0f;
     }
-    free(vals);
-    free(pool);
     return LOKI_OK;
 }
