@@ -208,6 +208,15 @@ int main(void) {
     }
     lk_cpu *cpu = NULL;
     loki_error err = {0};
+    /* the portable GEMM's tile scratch when max_dim > 4096 and in = 4096
+     * (256 rows of 4096: more than tile_rows(max_dim) * max_dim; this
+     * overflowed the per-thread scratch before, which ASan reports) */
+    CHECK_OK(lk_cpu_init(&cpu, 1, 17, 16400, &err));
+    if (cpu) {
+        lk_cpu_set_kernels(cpu, LK_CPU_KERNELS_SCALAR);
+        CHECK(check_case(cpu, LK_DTYPE_BF16, 4096, 300, 17, &seed, "scalar, max_dim 16400") == 0);
+        lk_cpu_free(cpu), cpu = NULL;
+    }
     CHECK(lk_cpu_init(&cpu, 2, 0, 100, &err) == LOKI_ERR_ARG);
     CHECK(cpu == NULL);
     return test_finish();

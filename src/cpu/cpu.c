@@ -30,7 +30,14 @@ loki_status lk_cpu_init(lk_cpu **out, int n_threads, int max_rows, int64_t max_d
      * rows for the portable sgemm path, one converted row (scalar
      * matrix-vector) and a RoPE cos/sin table (max_dim floats). */
     size_t thr = (size_t)2 * LK_GEMM_KC * LK_GEMM_NR;
-    thr = LK_MAX(thr, (size_t)lk_blas_tile_rows(max_dim) * (size_t)max_dim); /* the most of any in <= max_dim */
+    /* the portable GEMM's f32 tile, lk_blas_tile_rows(in) * in floats, at
+     * its largest over in <= max_dim: 256 * in up to in = 4096 (LK_BLAS_TILE_FLOATS),
+     * then LK_BLAS_TILE_FLOATS, then 16 * in past 65536 (tile_rows(max_dim) *
+     * max_dim alone is smaller for max_dim > 4096: a 7B model's in = 4096
+     * tiles overflowed it) */
+    const size_t tile = LK_MIN((size_t)256 * (size_t)max_dim,
+                               LK_MAX((size_t)LK_BLAS_TILE_FLOATS, (size_t)16 * (size_t)max_dim));
+    thr = LK_MAX(thr, tile);
     thr = LK_MAX(thr, (size_t)max_dim);
     thr = LK_MAX(thr, (size_t)LK_QG_SCRATCH_FLOATS); /* integer GEMM panel (gemm_q8_x86.c / _avx2.c) */
     c->thr_floats = round16(thr);
