@@ -22,6 +22,10 @@
  *     integer-dot types: |error| <= sum_b amax_b(|x|)/254 sum_b |w~_j|, the
  *     bound of src/cpu/matmul.c, called Q here). So |gpu - cpu| <= (2^-8 +
  *     2^-18 + in 2^-24) S + Q + 1e-5 M + 1e-6.
+ * lk_cuda_matmul_add (y += x.W^T) on random y0: for n <= 8 bit for bit
+ * y0 + (lk_cuda_matmul's y) in f32 (the same kernel with the add in its
+ * store); for n > 8 (the GEMM with beta = 1, which cuBLAS may run with
+ * another algorithm) within the GEMM's tolerance above plus 2^-23 |y0|.
  * Also checks that bad arguments are refused with LOKI_ERR_ARG and a message,
  * and prints (not asserted) the time and weight bandwidth of the n = 1
  * product per dtype (median of 20 graph replays of one call per copy of W,
@@ -106,6 +110,8 @@ static void run_case(env *E, lk_dtype dt, int64_t in, int64_t out, int n, bool f
     uint8_t *w = test_xmalloc(rb * out);
     float *x = test_xmalloc(sizeof(float) * n * in), *yc = test_xmalloc(sizeof(float) * n * out);
     float *yg = test_xmalloc(sizeof(float) * n * out), *wf = test_xmalloc(sizeof(float) * in);
+    float *y0 = test_xmalloc(sizeof(float) * n * out), *ya = test_xmalloc(sizeof(float) * n * out);
+    double *tolv = test_xmalloc(sizeof(double) * n * out);
     make_w(dt, w, in, out, from_f32, &seed);
     for (int64_t k = 0; k < n * in; k++) {
         x[k] = urand(&seed);
@@ -147,6 +153,7 @@ static void run_case(env *E, lk_dtype dt, int64_t in, int64_t out, int n, bool f
                                    ? 1e-5 * (S + 2 * M) + 1e-6
                                    : (ldexp(1, -8) + ldexp(1, -18) + (double)in * ldexp(1, -24)) * S +
                                          (cpu_q ? Q : 0) + 1e-5 * M + 1e-6;
+            tolv[(size_t)i * out + r] = tol;
             const double g = yg[(size_t)i * out + r], c = yc[(size_t)i * out + r], d = fabs(g - c);
             if (!(d <= tol)) {
                 if (bad++ < NSHOW)
@@ -159,8 +166,26 @@ static void run_case(env *E, lk_dtype dt, int64_t in, int64_t out, int n, bool f
     }
     CHECKF(bad == 0, "%s: %d of %lld outputs out of tolerance", what, bad, (long long)n * out);
     printf("  %-40s ok=%d worst |diff|/tol %.3f\n", what, bad == 0, worst);
+    /* y0 + x.W^T in place */
+    for (int64_t k = 0; k < n * out; k++) y0[k] = 4.0f * urand(&seed);
+    ok = lk_cuda_upload(E->cu, E->dy, y0, sizeof(float) * n * out, &err) == LOKI_OK &&
+         lk_cuda_matmul_add(E->mm, E->dy, E->dx, dt, E->dw, in, out, n, &err) == LOKI_OK &&
+         lk_cuda_sync(E->cu, &err) == LOKI_OK &&
+         lk_cuda_download(E->cu, ya, E->dy, sizeof(float) * n * out, &err) == LOKI_OK;
+    CHECKF(ok, "%s matmul_add: %s", what, err.msg);
+    if (!ok) goto done;
+    bad = 0;
+    for (int64_t k = 0; k < n * out; k++) {
+        const float want = y0[k] + yg[k];
+        const bool same = n <= LK_CUDA_MV_MAX_N ? memcmp(&want, &ya[k], sizeof want) == 0
+                                                : fabs((double)ya[k] - want) <= tolv[k] + ldexp(fabs(y0[k]), -23);
+        if (!same && bad++ < NSHOW)
+            CHECKF(false, "%s matmul_add: y[%lld] %.9g, want y0 %.9g + %.9g = %.9g", what, (long long)k, ya[k], y0[k],
+                   yg[k], want);
+    }
+    CHECKF(bad == 0, "%s matmul_add: %d of %lld outputs differ", what, bad, (long long)n * out);
 done:
-    free(w), free(x), free(yc), free(yg), free(wf);
+    free(w), free(x), free(yc), free(yg), free(wf), free(y0), free(ya), free(tolv);
 }
 
 /* Bad arguments: LOKI_ERR_ARG with a message containing `word`. */
@@ -248,8 +273,10 @@ int main(void) {
 
     check_args(&E);
     const int ns[] = {1, 2, 5, 8, 9, 33};
-    struct { int64_t in, out; bool f32; } shapes[] = {{256, 64, true}, {512, 37, true}, {4096, 4096, false},
-                                                      {MAX_IN, 160, false}};
+    /* out 37: an odd row count (mv_float2's last warp has one row); 9000
+     * rows: above MV_PAIR_MAX_OUT (one warp per row for n = 1) */
+    struct { int64_t in, out; bool f32; } shapes[] = {{256, 64, true},     {512, 37, true},      {4096, 4096, false},
+                                                      {MAX_IN, 160, false}, {1024, 9000, false}};
     uint64_t seed = 20261204;
     if (getenv("LOKI_TEST_SEED")) seed = strtoull(getenv("LOKI_TEST_SEED"), NULL, 10);
     for (int d = 0; d < NDT; d++)

@@ -109,15 +109,18 @@ __host__ __device__ __forceinline__ size_t lk_seg_offset(int layer, int32_t page
  * (stride end[1] - end[0]), [end[1], end[2]) to y[2]; end[2] = out. One
  * output is y[0] with end[0] = end[1] = end[2] = out. Lets one kernel read
  * several matrices stored back to back (q/k/v, gate/up) into their own
- * buffers. */
+ * buffers. acc: add v to the output (y += x · Wᵀ, one rounding, as a
+ * separate add of the product would round) instead of storing it. */
 struct lk_mm_seg {
     float *y[3];
     int64_t end[3];
+    bool acc;
 };
 __device__ __forceinline__ void lk_mm_seg_store(const lk_mm_seg &g, int i, int64_t row, float v) {
     const int k = row < g.end[0] ? 0 : row < g.end[1] ? 1 : 2;
     const int64_t base = k ? g.end[k - 1] : 0;
-    g.y[k][(int64_t)i * (g.end[k] - base) + row - base] = v;
+    float *p = g.y[k] + (int64_t)i * (g.end[k] - base) + row - base;
+    *p = g.acc ? __fadd_rn(*p, v) : v;
 }
 
 struct lk_kv_view {

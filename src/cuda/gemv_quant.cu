@@ -25,7 +25,14 @@
  * rows). Per-lane partial sums are reduced with warp shuffles.
  * Float weights (mv_float): one warp per row, each lane loads 4 x 16 bytes of
  * the row per step straight from global memory (streaming, evict-first), x
- * as float4 through L1, f32 FMA.
+ * as float4 through L1, f32 FMA. One row of x and at most MV_PAIR_MAX_OUT
+ * output rows (a matrix too small to fill the GPU with one warp per row):
+ * mv_float2, a warp per two rows, twice the bytes in flight per warp and x
+ * loaded once for both (each row summed in mv_float's order, so the two
+ * kernels give the same bits). dev/cuda/gemv_bw.cu measured it on the
+ * H200's Llama-2-7B shapes: o (4096 x 4096) 12.6 -> 11.1 us, down
+ * (4096 x 11008) 30.3 -> 25.4 us; qkv (12288 rows) 26.2 -> 28.6 us (slower,
+ * hence the bound).
  */
 #include "cuda/common.cuh"
 
@@ -282,6 +289,10 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
 }
 
 constexpr int MV_WARPS = 4; /* rows (warps) per block of the matrix-vector kernels */
+/* Up to this many output rows a float matrix-vector product of one row of x
+ * runs mv_float2 (two rows a warp): one warp per row leaves the H200's 132
+ * SMs x 64 warp slots partly empty below about 8k rows. */
+constexpr int64_t MV_PAIR_MAX_OUT = 8192;
 
 /* Bytes of one shared-memory stage of decoder T: a chunk plus the up to 15
  * bytes below it to the 16-byte boundary, rounded up to 16. */
@@ -465,6 +476,53 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_float(const lk_mm_seg y, con
     }
 }
 
+/* mv_float for n = 1 with a warp per rows 2w, 2w + 1 (vec loads only). */
+template <int DT>
+__global__ void __launch_bounds__(MV_WARPS * 32) mv_float2(const lk_mm_seg y, const uint8_t *__restrict__ w,
+                                                           size_t rb, const float *__restrict__ x, int64_t in,
+                                                           int64_t out) {
+    lk_pdl_wait();
+    lk_pdl_release();
+    constexpr int EPV = DT == LK_DTYPE_F32 ? 4 : 8, U = 4;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int64_t r0 = ((int64_t)blockIdx.x * MV_WARPS + warp) * 2, nv = in / EPV;
+    if (r0 >= out) return;
+    const bool two = r0 + 1 < out;
+    const uint4 *w0 = (const uint4 *)(w + r0 * rb), *w1 = (const uint4 *)(w + (two ? r0 + 1 : r0) * rb);
+    float a0 = 0.0f, a1 = 0.0f;
+    for (int64_t v0 = lane; v0 < nv; v0 += 32 * U) {
+        uint4 c0[U], c1[U];
+#pragma unroll
+        for (int k = 0; k < U; k++) {
+            const bool in_row = v0 + 32 * k < nv;
+            c0[k] = in_row ? __ldcs(w0 + v0 + 32 * k) : make_uint4(0, 0, 0, 0);
+            c1[k] = in_row ? __ldcs(w1 + v0 + 32 * k) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int k = 0; k < U; k++) {
+            const int64_t v = v0 + 32 * k;
+            if (v >= nv) break;
+            float f0[EPV], f1[EPV];
+            unpack16<DT>(c0[k], f0);
+            unpack16<DT>(c1[k], f1);
+            const float4 *xp = (const float4 *)(x + v * EPV);
+#pragma unroll
+            for (int q = 0; q < EPV / 4; q++) {
+                const float4 xv = __ldg(xp + q);
+                a0 = fmaf(f0[4 * q], xv.x, a0), a0 = fmaf(f0[4 * q + 1], xv.y, a0);
+                a0 = fmaf(f0[4 * q + 2], xv.z, a0), a0 = fmaf(f0[4 * q + 3], xv.w, a0);
+                a1 = fmaf(f1[4 * q], xv.x, a1), a1 = fmaf(f1[4 * q + 1], xv.y, a1);
+                a1 = fmaf(f1[4 * q + 2], xv.z, a1), a1 = fmaf(f1[4 * q + 3], xv.w, a1);
+            }
+        }
+    }
+    a0 = warp_sum(a0), a1 = warp_sum(a1);
+    if (lane == 0) {
+        lk_mm_seg_store(y, 0, r0, a0);
+        if (two) lk_mm_seg_store(y, 0, r0 + 1, a1);
+    }
+}
+
 /* dst (rows, in) bf16 = W's rows dequantized (decoder T), one thread per unit. */
 template <class T>
 __global__ void __launch_bounds__(256) deq_bf16(uint16_t *__restrict__ dst, const uint8_t *__restrict__ w, size_t rb,
@@ -507,6 +565,11 @@ template <int DT, int NR>
 cudaError_t launch_float(const lk_mm_seg &y, const uint8_t *w, int64_t in, int64_t out, const float *x, cudaStream_t s) {
     const int es = DT == LK_DTYPE_F32 ? 4 : 2, epv = 16 / es;
     const bool vec = in % epv == 0 && ((uintptr_t)x & 15) == 0;
+    if (NR == 1 && vec && out <= MV_PAIR_MAX_OUT) {
+        const unsigned grid2 = (unsigned)((out + 2 * MV_WARPS - 1) / (2 * MV_WARPS));
+        (void)lk_launch_kernel(mv_float2<DT>, grid2, MV_WARPS * 32, 0, s, true, 0, y, w, (size_t)in * es, x, in, out);
+        return cudaGetLastError();
+    }
     const unsigned grid = (unsigned)((out + MV_WARPS - 1) / MV_WARPS);
     (void)lk_launch_kernel(mv_float<DT, NR>, grid, MV_WARPS * 32, 0, s, true, 0, y, w, (size_t)in * es, x, in, out, vec);
     return cudaGetLastError();

@@ -63,6 +63,13 @@ bool lk_cuda_mm_supports(lk_dtype t);
 loki_status lk_cuda_matmul(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *w, int64_t in,
                            int64_t out, int n, loki_error *err);
 
+/* y (n, out) += x (n, in) · Wᵀ: lk_cuda_matmul's product added to y in the
+ * same kernel (decode) or GEMM (prompt, beta = 1), one f32 rounding per
+ * element, as lk_cuda_matmul into a scratch and lk_cuda_add would give.
+ * Arguments as lk_cuda_matmul's. */
+loki_status lk_cuda_matmul_add(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *w, int64_t in,
+                               int64_t out, int n, loki_error *err);
+
 /* Several products of one x: y[j] (n, out[j]) = x · W_jᵀ for j < k (1..3),
  * where the W_j (dtype dt, in columns each) lie back to back on the device
  * from w: W_0's out[0] rows, then W_1's, ... (q/k/v, gate/up). For decode

@@ -221,6 +221,7 @@ extern "C" loki_status lk_cuda_matmul_multi(lk_cuda_mm *mm, int k, float *const 
     loki_status st;
     if (k < 1 || k > 3) return lk_fail(err, LOKI_ERR_ARG, "lk_cuda_matmul_multi: %d parts (1..3)", k);
     lk_mm_seg seg;
+    seg.acc = false;
     int64_t total = 0;
     for (int j = 0; j < k; j++) {
         if (out[j] < 1) return lk_fail(err, LOKI_ERR_ARG, "lk_cuda_matmul_multi: part %d has %lld rows", j,
@@ -238,19 +239,22 @@ extern "C" loki_status lk_cuda_matmul_multi(lk_cuda_mm *mm, int k, float *const 
     return LOKI_OK;
 }
 
-extern "C" loki_status lk_cuda_matmul(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *w,
-                                      int64_t in, int64_t out, int n, loki_error *err) {
+/* lk_cuda_matmul (acc false) and lk_cuda_matmul_add (acc true: y += ...;
+ * the GEMM's beta = 1 adds the f32 product to y with one rounding, as the
+ * matrix-vector kernels' lk_mm_seg_store does). */
+static loki_status matmul(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *w, int64_t in,
+                          int64_t out, int n, bool acc, loki_error *err) {
     loki_status st = check_args(mm, y, x, dt, w, in, out, n, err);
     if (st) return st;
     cudaStream_t s = mm->cu->stream;
     if (n <= LK_CUDA_MV_MAX_N) {
-        const lk_mm_seg seg = {{y, y, y}, {out, out, out}};
+        const lk_mm_seg seg = {{y, y, y}, {out, out, out}, acc};
         return gemv_seg(mm, seg, x, dt, w, in, out, n, err);
     }
     {
         mm_x_to_bf16<<<gs_blocks((int64_t)n * in), 256, 0, s>>>(mm->xb, x, (int64_t)n * in);
         LK_CUDA_LAUNCHED();
-        const float one = 1.0f, zero = 0.0f;
+        const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
         const size_t rb = lk_dtype_row_bytes(dt, in);
         const int64_t tr = dt == LK_DTYPE_BF16 ? out : mm->tile_elems / in;
         for (int64_t r0 = 0; r0 < out; r0 += tr) {
@@ -262,7 +266,7 @@ extern "C" loki_status lk_cuda_matmul(lk_cuda_mm *mm, float *y, const float *x, 
             }
             const cublasStatus_t bs =
                 cublasGemmEx(mm->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)m, n, (int)in, &one, a, CUDA_R_16BF, (int)in,
-                             mm->xb, CUDA_R_16BF, (int)in, &zero, y + r0, CUDA_R_32F, (int)out, CUBLAS_COMPUTE_32F,
+                             mm->xb, CUDA_R_16BF, (int)in, &beta, y + r0, CUDA_R_32F, (int)out, CUBLAS_COMPUTE_32F,
                              CUBLAS_GEMM_DEFAULT);
             if (bs != CUBLAS_STATUS_SUCCESS) {
                 st = blas_fail(err, bs, "cublasGemmEx (bf16 x bf16 -> f32)");
@@ -272,7 +276,17 @@ extern "C" loki_status lk_cuda_matmul(lk_cuda_mm *mm, float *y, const float *x, 
     }
     return LOKI_OK;
 fail:
-    lk_fail_prefix(err, "lk_cuda_matmul(%s, in = %lld, out = %lld, n = %d)", lk_dtype_name(dt), (long long)in,
-                   (long long)out, n);
+    lk_fail_prefix(err, "lk_cuda_matmul%s(%s, in = %lld, out = %lld, n = %d)", acc ? "_add" : "", lk_dtype_name(dt),
+                   (long long)in, (long long)out, n);
     return st;
+}
+
+extern "C" loki_status lk_cuda_matmul(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *w,
+                                      int64_t in, int64_t out, int n, loki_error *err) {
+    return matmul(mm, y, x, dt, w, in, out, n, false, err);
+}
+
+extern "C" loki_status lk_cuda_matmul_add(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *w,
+                                          int64_t in, int64_t out, int n, loki_error *err) {
+    return matmul(mm, y, x, dt, w, in, out, n, true, err);
 }

@@ -27,6 +27,11 @@ loki_status lk_cuda_matmul(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt
     (void)mm, (void)y, (void)x, (void)dt, (void)w, (void)in, (void)out, (void)n;
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA_MM);
 }
+loki_status lk_cuda_matmul_add(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *w, int64_t in,
+                               int64_t out, int n, loki_error *err) {
+    (void)mm, (void)y, (void)x, (void)dt, (void)w, (void)in, (void)out, (void)n;
+    return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA_MM);
+}
 loki_status lk_cuda_matmul_multi(lk_cuda_mm *mm, int k, float *const *y, const int64_t *out, const float *x,
                                  lk_dtype dt, const void *w, int64_t in, int n, loki_error *err) {
     (void)mm, (void)k, (void)y, (void)out, (void)x, (void)dt, (void)w, (void)in, (void)n;

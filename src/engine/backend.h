@@ -46,6 +46,9 @@ typedef struct lk_backend_ops {
     void (*rmsnorm)(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n, int dim, float eps);
     /* y (n, out) = x (n, in) · Wᵀ. */
     void (*matmul)(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n);
+    /* y (n, out) += x (n, in) · Wᵀ (the residual stream's add fused into
+     * the product); NULL: lk_be_matmul_res runs matmul and add. */
+    void (*matmul_add)(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n);
     /* y[j] (n, out_j) = x (n, in) · W_jᵀ for j < k (k <= 3, same in): one
      * input through several matrices (q/k/v, gate/up), which a backend may
      * read as one. */
@@ -141,6 +144,20 @@ static inline void lk_be_rmsnorm(lk_backend *be, float *y, const float *x, const
 }
 static inline void lk_be_matmul(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n) {
     be->ops->matmul(be, y, x, w, n);
+}
+/* The residual branch of a block: res (n, out) += x · Wᵀ, normalised first
+ * by post (RMSNorm, Gemma's post-norms) when post is not NULL; tmp (n, out)
+ * is scratch for the backends that do not fuse the add (the CPU). */
+static inline void lk_be_matmul_res(lk_backend *be, float *res, float *tmp, const float *x, const lk_tensor *w,
+                                    const lk_tensor *post, int n, float eps) {
+    const int out = (int)w->ne[1];
+    if (!post && be->ops->matmul_add) {
+        be->ops->matmul_add(be, res, x, w, n);
+        return;
+    }
+    be->ops->matmul(be, tmp, x, w, n);
+    if (post) be->ops->rmsnorm(be, tmp, tmp, post, n, out, eps);
+    be->ops->add(be, res, tmp, (size_t)n * out);
 }
 static inline void lk_be_matmul_multi(lk_backend *be, int k, float *const *y, const float *x,
                                       const lk_tensor *const *w, int n) {

@@ -141,6 +141,7 @@ static const lk_backend_ops k_cpu_ops = {
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
     .matmul = cpu_matmul,
+    .matmul_add = NULL, /* lk_be_matmul_res: matmul, then add */
     .matmul_multi = cpu_matmul_multi,
     .add_bias = cpu_add_bias,
     .rope = cpu_rope,

@@ -232,6 +232,13 @@ static void cu_matmul(lk_backend *be, float *y, const float *x, const lk_tensor 
     tick(b, LK_PROF_WEIGHTS);
 }
 
+static void cu_matmul_add(lk_backend *be, float *y, const float *x, const lk_tensor *w, int n) {
+    be_cuda *b = cu_of(be);
+    loki_error e;
+    if (!skip(b)) keep(b, lk_cuda_matmul_add(b->mm, y, x, w->dtype, dev_of(b, w), w->ne[0], w->ne[1], n, &e), &e);
+    tick(b, LK_PROF_WEIGHTS);
+}
+
 /* The parts lie back to back on the device (upload_fused) with one dtype
  * and width: one product reads them all. */
 static bool fused(const be_cuda *b, int k, const lk_tensor *const *w) {
@@ -452,6 +459,7 @@ static const lk_backend_ops k_cuda_ops = {
     .embed = cu_embed,
     .rmsnorm = cu_rmsnorm,
     .matmul = cu_matmul,
+    .matmul_add = cu_matmul_add,
     .matmul_multi = cu_matmul_multi,
     .add_bias = cu_add_bias,
     .rope = cu_rope,

@@ -64,18 +64,18 @@ loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, bool
         if (ctx->calib) lk_be_calib_keys(be, LOKI_BASIS_POST, l, ctx->k, n);
         /* rotate q, k into the PCA basis (loki, pcaattn), store k, v, attend */
         lk_be_attention(be, l, ctx->q, ctx->k, ctx->v, ctx->att, n, pos0); /* (n, H*D) */
-        lk_be_matmul(be, ctx->xb, ctx->att, &L->wo, n);      /* (n, E) */
-        if (L->attn_post_norm.data) lk_be_rmsnorm(be, ctx->xb, ctx->xb, &L->attn_post_norm, n, E, hp->rms_eps);
-        lk_be_add(be, ctx->x, ctx->xb, (size_t)n * E);
+        /* x (n, E) += att · Woᵀ (Gemma: the product RMS-normalised first) */
+        lk_be_matmul_res(be, ctx->x, ctx->xb, ctx->att, &L->wo, L->attn_post_norm.data ? &L->attn_post_norm : NULL, n,
+                         hp->rms_eps);
         /* feed-forward block (SwiGLU / GeGLU) */
         lk_be_rmsnorm(be, ctx->xb, ctx->x, &L->ffn_norm, n, E, hp->rms_eps);
         float *const gu[2] = {ctx->hb, ctx->hb2};            /* (n, F) each */
         const lk_tensor *const wgu[2] = {&L->w_gate, &L->w_up};
         lk_be_matmul_multi(be, 2, gu, ctx->xb, wgu, n);
         lk_be_glu(be, ctx->hb, ctx->hb2, n, F, hp->ffn_act);
-        lk_be_matmul(be, ctx->xb, ctx->hb, &L->w_down, n);   /* (n, E) */
-        if (L->ffn_post_norm.data) lk_be_rmsnorm(be, ctx->xb, ctx->xb, &L->ffn_post_norm, n, E, hp->rms_eps);
-        lk_be_add(be, ctx->x, ctx->xb, (size_t)n * E);
+        /* x (n, E) += hb · W_downᵀ (Gemma: normalised first) */
+        lk_be_matmul_res(be, ctx->x, ctx->xb, ctx->hb, &L->w_down, L->ffn_post_norm.data ? &L->ffn_post_norm : NULL, n,
+                         hp->rms_eps);
     }
     /* only the rows whose logits are wanted go through the output head */
     const float *xl = ctx->x + (size_t)(n - n_out) * E;
