@@ -49,6 +49,10 @@ recorded as skipped).
   --keep-gguf DIR   write the GGUFs to DIR, reuse those already there and keep
                     them (for several runs that each fit a time limit)
   --out FILE        JSON lines (default: bench-gpu-vs-llamacpp-DATE.jsonl)
+  --commit SHA      loki's commit for the JSON lines (default: git rev-parse of
+                    the folder holding --loki; give it where that folder is a
+                    copy whose git history is not the binary's, e.g. carried
+                    binaries on another machine)
   --dry-run         print the commands; run nothing, write nothing
   -h, --help        this help
 
@@ -64,7 +68,7 @@ usage_err() { say "error: $*"; exit 2; }
 
 loki=$root/build/loki llama_dir="" shapes="llama2-7b,bench/shapes/llama2-7b-kv8.json,llama3-8b"
 dtypes="bf16,q4_k" depths="0,4096,16384,32768" batches="1,16" attns="dense,loki" tools="loki,llama.cpp"
-rounds=2 np=512 ng=128 reps=2 kf=0.125 df=0.25 mem_gib=130 timeout_s=900 scratch="" keep="" out="" dry=0
+rounds=2 np=512 ng=128 reps=2 kf=0.125 df=0.25 mem_gib=130 timeout_s=900 scratch="" keep="" out="" dry=0 commit=""
 while [ $# -gt 0 ]; do
   case $1 in
     -h|--help) usage; exit 0 ;;
@@ -91,6 +95,7 @@ while [ $# -gt 0 ]; do
     --scratch) scratch=$2 ;;
     --keep-gguf) keep=$2 ;;
     --out) out=$2 ;;
+    --commit) commit=$2 ;;
     *) usage_err "unknown option '$1' (see --help)" ;;
   esac
   shift 2
@@ -143,10 +148,10 @@ if [ $dry = 0 ]; then
   [ -n "$gpu" ] || die "nvidia-smi names no GPU"
   [ -n "$out" ] || out=bench-gpu-vs-llamacpp-$(date -u +%Y%m%dT%H%M%SZ).jsonl
   : >"$out" || die "cannot write $out"
-  commit=$(git -C "$(dirname "$loki")" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  [ -n "$commit" ] || commit=$(git -C "$(dirname "$loki")" rev-parse --short HEAD 2>/dev/null || echo unknown)
 else
   [ -n "$llama_dir" ] || llama_dir=LLAMA_DIR
-  gpu="(dry run)" commit=unknown
+  gpu="(dry run)" commit=${commit:-unknown}
 fi
 gdir="" work=""
 if [ $dry = 0 ]; then

@@ -74,7 +74,7 @@ EOF
 chmod +x "$T/bin/"* "$T/llama/"*
 mkdir -p "$T/scratch"
 PATH=$T/bin:$PATH bash "$S" --loki "$T/bin/loki" --llama-dir "$T/llama" --shapes "$CFG" --dtypes q8_0 \
-  --depths 0,16 --batches 1,16 --rounds 2 -p 8 -n 4 -r 1 --scratch "$T/scratch" --out "$T/r.jsonl" \
+  --depths 0,16 --batches 1,16 --rounds 2 -p 8 -n 4 -r 1 --scratch "$T/scratch" --out "$T/r.jsonl" --commit c0ffee1 \
   >"$T/table" 2>"$T/err"; rc=$?
 [ $rc = 0 ] && ok || bad "run exit $rc: $(tail -5 "$T/err")"
 [ -z "$(ls -A "$T/scratch")" ] && ok || bad "scratch folder left: $(ls -R "$T/scratch")"
@@ -88,6 +88,7 @@ assert len(conv) == 1 and conv[0]["bytes"] > 0, conv
 assert len(runs) == 24, len(runs)
 for r in runs:
     assert r["gpu"] == "NVIDIA Test GPU" and r["date"].endswith("Z") and isinstance(r["cmd"], list), r
+    assert r["commit"] == "c0ffee1", r  # --commit
     assert r["dtype"] == "q8_0" and r["round"] in (1, 2) and r["depth"] in (0, 16), r
 lk1 = [r for r in runs if r["tool"] == "loki" and r["batch"] == 1]
 assert all(r["rc"] == 0 and r["result"]["decode_tokens_per_s"] > 0 for r in lk1), lk1[0]
