@@ -15,7 +15,8 @@
  *     / k-quant min terms can reach the block's max |w~|), so the rounding
  *     error is a few ulps of S + 2M summed over at most in/32 terms in
  *     sequence on the CPU: |gpu - cpu| <= 1e-5 (S + 2M) + 1e-6.
- *   n > 8 (bf16 GEMM): the GPU computes bf16(W~).bf16(x) with f32
+ *   n > 8 (bf16 GEMM; f16 W: f16(x), whose error is smaller and within
+ *     the same bound): the GPU computes bf16(W~).bf16(x) with f32
  *     accumulation: each product is off by at most (2^-8 + 2^-18)|w~_j x_j|,
  *     the f32 sum of `in` terms by at most in 2^-24 S; the CPU's portable
  *     path keeps f32 x (n > 16) or quantizes it (n <= 16 for its

@@ -14,7 +14,10 @@
  *     the weights converted / dequantized to f32 as the CPU does.
  *   n > LK_CUDA_MV_MAX_N (prompt): W dequantized to a bf16 scratch in tiles
  *     of rows (bf16 W is used in place), x rounded to bf16, one cuBLAS GEMM
- *     per tile with f32 accumulation. Accuracy: each product w_j x_j carries
+ *     per tile with f32 accumulation; f16 W is used in place with x rounded
+ *     to f16 (one GEMM; x must stay within f16's +-65504, as in llama.cpp's
+ *     cuBLAS path; its error bound is the bf16 one's with 2^-11 for 2^-8).
+ *     Accuracy (bf16): each product w_j x_j carries
  *     the bf16 rounding of both factors, |error| <= (2^-8 + 2^-18) |w_j x_j|,
  *     plus f32 accumulation: |y - W~·x| <= ~2^-8 · sum_j |w~_j x_j| (W~ the
  *     dequantized weights; the rounding errors are random, the typical error

@@ -11,9 +11,12 @@
  * q = round-half-even(x*id) clamped to [-127, 127]; IEEE division, no
  * contraction), so the GPU and the CPU see the same x~.
  *
- * Prompt (n > LK_CUDA_MV_MAX_N): x -> bf16 (n, in) scratch; W -> bf16 in
- * tiles of up to tile_elems / in rows (bf16 W in place); per tile one
- * cublasGemmEx (bf16 inputs, f32 compute and output):
+ * Prompt (n > LK_CUDA_MV_MAX_N): f16 W is multiplied in place with x
+ * rounded to f16 (one cublasGemmEx, f16 inputs, f32 compute and output: as
+ * llama.cpp's cuBLAS path; x beyond +-65504 would overflow); every other
+ * dtype: x -> bf16 (n, in) scratch; W -> bf16 in tiles of up to
+ * tile_elems / in rows (bf16 W in place); per tile one cublasGemmEx (bf16
+ * inputs, f32 compute and output):
  *   y[:, r0:r0+m] (n x m, ld out) = x_bf (n x in) · W_bf[r0:r0+m]ᵀ.
  * In cuBLAS's column-major terms C (m x n, ldc = out) = Aᵀ B with A = the
  * tile (in x m, lda = in) and B = x_bf (in x n, ldb = in).
@@ -21,6 +24,7 @@
 #include "cuda/common.cuh"
 
 #include <cublas_v2.h>
+#include <cuda_fp16.h>
 #include <stdlib.h>
 
 extern "C" {
@@ -167,6 +171,13 @@ __global__ void __launch_bounds__(256) mm_x_to_bf16(uint16_t *__restrict__ dst, 
         dst[t] = lk_dev_f32_to_bf16(src[t]);
 }
 
+/* dst (count) f16 = src (count) f32, round to nearest even. */
+__global__ void __launch_bounds__(256) mm_x_to_f16(__half *__restrict__ dst, const float *__restrict__ src,
+                                                   int64_t count) {
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < count; t += (int64_t)gridDim.x * blockDim.x)
+        dst[t] = __float2half_rn(src[t]);
+}
+
 /* Blocks of a grid-stride kernel over count items (256 threads). */
 static unsigned gs_blocks(int64_t count) {
     const int64_t b = (count + 255) / 256;
@@ -250,6 +261,19 @@ static loki_status matmul(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt,
     if (n <= LK_CUDA_MV_MAX_N) {
         const lk_mm_seg seg = {{y, y, y}, {out, out, out}, acc};
         return gemv_seg(mm, seg, x, dt, w, in, out, n, err);
+    }
+    if (dt == LK_DTYPE_F16) { /* W in place, x as f16 (no per-call conversion of W) */
+        mm_x_to_f16<<<gs_blocks((int64_t)n * in), 256, 0, s>>>((__half *)mm->xb, x, (int64_t)n * in);
+        LK_CUDA_LAUNCHED();
+        const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
+        const cublasStatus_t bs = cublasGemmEx(mm->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, n, (int)in, &one, w,
+                                               CUDA_R_16F, (int)in, mm->xb, CUDA_R_16F, (int)in, &beta, y, CUDA_R_32F,
+                                               (int)out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        if (bs != CUBLAS_STATUS_SUCCESS) {
+            st = blas_fail(err, bs, "cublasGemmEx (f16 x f16 -> f32)");
+            goto fail;
+        }
+        return LOKI_OK;
     }
     {
         mm_x_to_bf16<<<gs_blocks((int64_t)n * in), 256, 0, s>>>(mm->xb, x, (int64_t)n * in);
