@@ -21,7 +21,9 @@ For each shape and dtype: write the GGUF with 'loki convert --random-weights',
 then in each round, for each depth D and batch size B:
   loki bench decode -m F --device cuda -p P -n N -d D [-b B] -r R --attn dense
   loki bench decode -m F --device cuda -p P -n N -d D [-b B] -r R --attn loki
-       --kf KF --df DF [--gqa-shared: shapes with fewer KV heads than heads]
+       --kf KF --df DF --dense-prompt [--gqa-shared: shapes with fewer KV heads than heads]
+       (--dense-prompt: the prompt and the -d fill attend densely, as llama.cpp's;
+       the decode steps select)
   B = 1:  llama-bench -m F -ngl 99 -fa 1 -p P -n N -d D -r R -o json
   B > 1:  llama-batched-bench -m F -ngl 99 -fa on -c B*(D+N, rounded up to 256)
           -npp D -ntg N -npl B --output-format jsonl
@@ -237,7 +239,7 @@ for shape in "${shape_list[@]}"; do
               [ "$B" = 1 ] || cmd+=(-b "$B")
               cmd+=(--attn "$attn")
               if [ "$attn" = loki ]; then
-                cmd+=(--kf "$kf" --df "$df")
+                cmd+=(--kf "$kf" --df "$df" --dense-prompt)
                 if [ "$gqa" = 1 ]; then cmd+=(--gqa-shared); fi
               fi
               if [ $fits = 1 ]; then run loki loki "$shape" "$dtype" "$r" "$depth" "$B" "$attn" -- "${cmd[@]}"

@@ -240,6 +240,9 @@ typedef struct loki_attn_params {
     float evict_kf;       /* > 0: H2O eviction keeps evict_kf*S tokens; the method selects among them */
     int32_t k_fixed;      /* > 0: every query row selects k_fixed tokens (the paper's
                              prefill-mask evaluation); rows with fewer keys attend all */
+    bool dense_prompt;    /* prompt blocks (several rows of one sequence) attend densely
+                             (exact, over the same cache layout); decode steps use the
+                             method. Not with h2o, --evict-kf or k_fixed */
 } loki_attn_params;
 
 loki_attn_params loki_attn_default_params(void); /* dense */

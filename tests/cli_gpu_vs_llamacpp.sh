@@ -33,10 +33,10 @@ out=$(bash "$S" --dry-run --loki "$LOKI" --llama-dir /L --shapes "$CFG,llama2-7b
 [ $rc = 0 ] && ok || bad "dry run exit $rc: $out"
 want=(
   "convert --random-weights $CFG -o SCRATCH/random-tiny-q4_k.gguf --type q4_k"
-  "bench decode -m SCRATCH/random-tiny-q4_k.gguf --device cuda -p 512 -n 128 -d 16384 -r 2 -b 16 --attn loki --kf 0.125 --df 0.25 --gqa-shared"
+  "bench decode -m SCRATCH/random-tiny-q4_k.gguf --device cuda -p 512 -n 128 -d 16384 -r 2 -b 16 --attn loki --kf 0.125 --df 0.25 --dense-prompt --gqa-shared"
   "/L/llama-bench -m SCRATCH/random-tiny-q4_k.gguf -ngl 99 -fa 1 -p 512 -n 128 -d 0 -r 2 -o json"
   "/L/llama-batched-bench -m SCRATCH/random-tiny-q4_k.gguf -ngl 99 -fa on -c 266240 -npp 16384 -ntg 128 -npl 16 --output-format jsonl"
-  "bench decode -m SCRATCH/random-llama2-7b-q4_k.gguf --device cuda -p 512 -n 128 -d 16384 -r 2 --attn loki --kf 0.125 --df 0.25"
+  "bench decode -m SCRATCH/random-llama2-7b-q4_k.gguf --device cuda -p 512 -n 128 -d 16384 -r 2 --attn loki --kf 0.125 --df 0.25 --dense-prompt"
   "# skipped: llama.cpp flash B=16 d=16384: weights + KV cache"
 )
 for w in "${want[@]}"; do

@@ -132,6 +132,51 @@ fail:
     return NULL;
 }
 
+/* Root mean square of a - b over n values. */
+static double rms_diff(const float *a, const float *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    return sqrt(s / (double)n);
+}
+
+/* All n rows of logits of a prompt through ctx (attention params p), or NULL. */
+static float *prompt_logits(loki_context *ctx, const loki_attn_params *p, const int32_t *ids, int n, int V,
+                            loki_error *err) {
+    if (loki_context_set_attn(ctx, p, err) || loki_eval(ctx, ids, n, true, err)) return NULL;
+    float *out = test_xmalloc(sizeof(float) * (size_t)n * V);
+    memcpy(out, loki_get_logits(ctx, NULL), sizeof(float) * (size_t)n * V);
+    return out;
+}
+
+/* --dense-prompt with loki: the GPU's prompt (flash attention over the
+ * rotated split cache) against the CPU's (dense prompt blocks over its own
+ * cache): closer to it, by RMS over all logits, than a third of the GPU
+ * method prompt's distance (the method selects in prompts; this would fail
+ * if the GPU ignored the flag), and the largest difference within
+ * PREFILL_TOL of max |logit| as the dense prompts above. */
+static void check_dense_prompt(loki_context *cpu, loki_context *gpu, loki_pca *pca, const int32_t *ids, int n, int V) {
+    loki_error err = {0};
+    loki_attn_params p = loki_attn_default_params();
+    p.method = LOKI_ATTN_LOKI, p.kf = 0.125f, p.df = 0.25f, p.pca = pca;
+    float *gm = prompt_logits(gpu, &p, ids, n, V, &err);
+    p.dense_prompt = true;
+    float *cd = prompt_logits(cpu, &p, ids, n, V, &err), *gd = cd ? prompt_logits(gpu, &p, ids, n, V, &err) : NULL;
+    CHECKF(gm && cd && gd, "dense prompt: %s", err.msg);
+    if (gm && cd && gd) {
+        const size_t nv = (size_t)n * V;
+        double mx = 0.0, worst = 0.0;
+        for (size_t i = 0; i < nv; i++) mx = fmax(mx, fabs(cd[i])), worst = fmax(worst, fabs((double)gd[i] - cd[i]));
+        const double r_d = rms_diff(gd, cd, nv), r_m = rms_diff(gm, cd, nv);
+        printf("%-34s prompt logits vs CPU: RMS %.3e (loki's own prompt %.3e), max %.3e of %.3e\n",
+               "loki --dense-prompt", r_d, r_m, worst, mx);
+        CHECKF(3 * r_d < r_m, "dense prompt: GPU RMS %.3e from the CPU's, the method's prompt %.3e: not dense", r_d, r_m);
+        CHECKF(worst <= PREFILL_TOL * mx, "dense prompt: GPU vs CPU max %.3e > %.3e", worst, PREFILL_TOL * mx);
+    }
+    free(gm), free(cd), free(gd);
+    loki_context_reset(cpu);
+    loki_context_reset(gpu);
+}
+
 /* Decode-mode perplexity of each sparse method, GPU vs CPU. */
 static void check_methods(loki_model *m, loki_context *cpu, loki_context *gpu, int V) {
     loki_error err = {0};
@@ -209,6 +254,7 @@ static void check_methods(loki_model *m, loki_context *cpu, loki_context *gpu, i
     } else {
         CHECKF(0, "h2o: set_attn: %s", err.msg);
     }
+    check_dense_prompt(cpu, gpu, pca, dec, nd, V);
     loki_attn_params d = loki_attn_default_params();
     CHECK_OK(loki_context_set_attn(cpu, &d, &err));
     CHECK_OK(loki_context_set_attn(gpu, &d, &err));

@@ -50,6 +50,11 @@ loki_status loki_attn_validate(const loki_attn_params *p, const loki_model *m, l
     if (p->evict_kf > 0.0f && p->evict_kf < p->kf)
         return lk_fail(err, LOKI_ERR_ARG, "--evict-kf (%g) must be >= --kf (%g): the method selects among the kept tokens",
                        p->evict_kf, p->kf);
+    if (p->dense_prompt && (p->method == LOKI_ATTN_H2O || p->evict_kf > 0.0f || p->k_fixed > 0))
+        return lk_fail(err, LOKI_ERR_ARG,
+                       "--dense-prompt does not combine with %s: it needs the attention weights of every row",
+                       p->k_fixed > 0 ? "the prefill-mask evaluation (perplexity --mode prefill)"
+                       : p->method == LOKI_ATTN_H2O ? "--attn h2o" : "--evict-kf");
     if (lowrank && !p->pca)
         return lk_fail(err, LOKI_ERR_ARG, "--attn %s needs a PCA file (--pca)", loki_attn_method_name(p->method));
     if (p->dvar > 0.0f && !p->pca) return lk_fail(err, LOKI_ERR_ARG, "--dvar needs a PCA file (--pca)");

@@ -528,6 +528,8 @@ static void prefill_worker(void *arg, int ith, int nth) {
 void lk_attn_run(lk_attn *a, lk_pool *pool, const lk_kv_cache *kv, int layer, const float *q, float *out,
                  int32_t n, int32_t pos0) {
     const int32_t window = lk_attn_window(a, layer);
-    run_task r = {a, kv, layer, q, out, n, pos0, window, window > 0 || a->p.method == LOKI_ATTN_DENSE};
+    /* dense: the method, a sliding-window layer, or a prompt block under --dense-prompt */
+    const bool dense = window > 0 || a->p.method == LOKI_ATTN_DENSE || (a->p.dense_prompt && n > 1);
+    run_task r = {a, kv, layer, q, out, n, pos0, window, dense};
     lk_pool_run(pool, n == 1 ? decode_worker : prefill_worker, &r);
 }

@@ -24,6 +24,7 @@ int cli_attn_opts(cli_attn_args *a, cli_opt *o) {
         {NULL, "--basis", CLI_STR, &a->basis, "B", "pre|post: PCA of keys before/after RoPE (default post)"},
         {NULL, "--k-min", CLI_INT, &a->k_min, "N", "select at least N tokens (default 0: off)"},
         {NULL, "--dense-below", CLI_INT, &a->dense_below, "S", "dense attention while fewer than S tokens are cached"},
+        {NULL, "--dense-prompt", CLI_FLAG, &a->dense_prompt, "", "prompts attend densely; decode steps use the method"},
         {NULL, "--sinks", CLI_INT, &a->sinks, "N", "always attend the first N tokens"},
         {NULL, "--recent", CLI_INT, &a->recent, "N", "always attend the last N tokens"},
         {NULL, "--gqa-shared", CLI_FLAG, &a->gqa_shared, "", "one selection per KV head (summed query-head scores)"},
@@ -68,6 +69,7 @@ int cli_attn_params(const char *cmd, const cli_attn_args *a, const char *method,
     p->dvar = a->dvar / 100.0f;
     p->k_min = a->k_min;
     p->dense_below = a->dense_below;
+    p->dense_prompt = a->dense_prompt;
     p->sinks = a->sinks;
     p->recent = a->recent;
     p->gqa_shared = a->gqa_shared || a->gqa_max;
@@ -113,6 +115,7 @@ void cli_attn_describe(const loki_attn_params *p, char *buf, size_t cap) {
     }
     if (p->k_min) n += snprintf(buf + n, cap > (size_t)n ? cap - n : 0, " k-min=%d", p->k_min);
     if (p->dense_below) n += snprintf(buf + n, cap > (size_t)n ? cap - n : 0, " dense-below=%d", p->dense_below);
+    if (p->dense_prompt) n += snprintf(buf + n, cap > (size_t)n ? cap - n : 0, " dense-prompt");
     if (p->sinks) n += snprintf(buf + n, cap > (size_t)n ? cap - n : 0, " sinks=%d", p->sinks);
     if (p->recent) n += snprintf(buf + n, cap > (size_t)n ? cap - n : 0, " recent=%d", p->recent);
     if (p->gqa_shared) n += snprintf(buf + n, cap > (size_t)n ? cap - n : 0, p->gqa_max ? " gqa-max" : " gqa-shared");

@@ -10,7 +10,7 @@
 #include "cli/args.h"
 #include "loki.h"
 
-#define CLI_ATTN_N_OPTS 18
+#define CLI_ATTN_N_OPTS 19
 
 typedef struct cli_attn_args {
     const char *method;   /* --attn */
@@ -21,6 +21,7 @@ typedef struct cli_attn_args {
     const char *basis;    /* --basis pre|post */
     int32_t k_min, dense_below, sinks, recent;
     bool gqa_shared, gqa_max;
+    bool dense_prompt;    /* --dense-prompt */
     float evict_kf;
     bool pca_any_model;   /* --pca-any-model: skip the model fingerprint check */
     const char *ctk, *ctv; /* -ctk/--cache-type-k, -ctv/--cache-type-v (NULL: default) */

@@ -8,7 +8,7 @@
  * Attention: n = 1 on a global layer runs the decode kernels of lk_cuda.h
  * (the method of the context: dense, or loki etc. on the split cache); a
  * prompt (n > 1) runs the causal flash attention of lk_cuda_prefill.h when
- * the method is dense; with any other method the prompt's rows go through
+ * the method is dense or dense_prompt is set; with any other method the prompt's rows go through
  * the decode stages as batches of rows over the one sequence
  * (lk_gpu_attn_prompt), each row selecting what a decode step at its length
  * selects (with k_fixed: the paper's prefill-mask evaluation), as the CPU's
@@ -65,6 +65,7 @@ typedef struct be_cuda {
     lk_gpu_attn *attn;              /* decode attention of the global layers */
     loki_attn_method method;        /* its method (prompts of any other than dense run through it) */
     int32_t k_fixed;                /* its k_fixed now (lk_backend_cuda_set_k_fixed) */
+    bool dense_prompt;              /* prompts attend densely (flash attention over the split cache) */
     float *rot;                     /* (L, Hkv, D, D) PCA rotations, or NULL (no PCA method) */
     lk_calib *const *calib;         /* the context's collector (NULL when not calibrating) */
     dev_weight *w;                  /* (n_w) sorted by host */
@@ -367,7 +368,7 @@ static void cu_attention(lk_backend *be, int layer, float *q, float *k, const fl
         for (int i = 0; i < n && !skip(b); i++)
             keep(b, lk_gpu_attn_prefill(b->kv, layer, b->seq0 + i, pos[i], 1, H, q + (size_t)i * H * D,
                                         out + (size_t)i * H * D, scale, window, &e), &e);
-    } else if (b->method != LOKI_ATTN_DENSE && !local) {
+    } else if (b->method != LOKI_ATTN_DENSE && !b->dense_prompt && !local) {
         /* a prompt with a selecting method: every row selects as the CPU's
          * prompt blocks do (a decode step at its causal length, k_fixed) */
         const float fold = scale * sqrtf((float)D);
@@ -654,7 +655,7 @@ loki_status lk_backend_cuda_init(lk_backend **out, const loki_model *m, const lo
             for (int h = 0; h < Hkv; h++) d[l * Hkv + h] = D;
     if ((st = lk_gpu_kv_init(b->cu, &b->kv, L, Hkv, D, d, pages * n_seq, n_seq, pages, err))) goto fail;
     if ((st = lk_gpu_attn_init(&b->attn, b->kv, hp->n_head, n_seq, p, err))) goto fail;
-    b->method = p->method, b->k_fixed = p->k_fixed;
+    b->method = p->method, b->k_fixed = p->k_fixed, b->dense_prompt = p->dense_prompt;
     lk_gpu_attn_set_bucketed(b->attn, true); /* graph replays need the launch shapes of the step key */
     if (pca_rot) {
         const size_t bytes = (size_t)L * Hkv * D * D * sizeof(float);

@@ -105,6 +105,9 @@ loki_status lk_eval_perplexity(loki_context *ctx, const int32_t *ids, int64_t n,
         return lk_fail(err, LOKI_ERR_ARG, "perplexity: window %d exceeds the context (%d)", window,
                        loki_context_n_ctx(ctx));
     if (n < 2) return lk_fail(err, LOKI_ERR_ARG, "perplexity: the text has fewer than 2 tokens");
+    if (o->mode == LK_PPL_PREFILL && ctx->attn_params.dense_prompt && ctx->attn_params.method != LOKI_ATTN_DENSE)
+        return lk_fail(err, LOKI_ERR_ARG, "perplexity: --dense-prompt with --mode prefill would score dense attention "
+                                          "(prefill mode applies the method to the prompt); use --mode decode or drop it");
     if (o->jaccard && L > LK_PPL_MAX_LAYERS)
         return lk_fail(err, LOKI_ERR_UNSUPPORTED, "perplexity: --jaccard supports up to %d layers", LK_PPL_MAX_LAYERS);
     int64_t total = (n + window - 1) / window;
