@@ -4,7 +4,7 @@
  * the store kernel that rotates keys into the PCA basis and splits them at
  * d, a read-back for tests and a synthetic fill for benchmarks.
  */
-#include "cuda/common.cuh"
+#include "cuda/rotate_tile.cuh"
 
 #include <math.h>
 #include <stdlib.h>
@@ -135,32 +135,42 @@ extern "C" void lk_gpu_kv_slots(const lk_gpu_kv *kv, int32_t seq, int32_t pos0, 
     }
 }
 
-/* One block per (row i, KV head h), D threads: thread j computes component j
- * of the rotated key C[j]·k (C rows = PCA axes) in f32 and writes it as bf16
- * to k_lo or k_hi of the row's slot; the value is copied unrotated.
- * k, v (n, Hkv, D); rot (L, Hkv, D, D) or NULL; slots (n). */
-__global__ void kv_store_kernel(uint16_t *pool, const int32_t *__restrict__ dsplit, int32_t n_pages, int Hkv, int D,
-                                int layer, const float *__restrict__ k, const float *__restrict__ v,
-                                const int32_t *__restrict__ slots, const float *__restrict__ rot) {
+/* Rows of the store: grid (ceil(n / LK_ROT_T), Hkv, ceil(D / 32)), LK_ROT_WARPS
+ * warps; a block takes LK_ROT_T rows of KV head h and 32 components j: the
+ * rotated key C[j]·k (C rows = PCA axes; lk_rot_tile) in f32, written as
+ * bf16 to k_lo or k_hi of the row's slot, and the value's components copied
+ * unrotated. k, v (n, Hkv, D); rot (L, Hkv, D, D) or NULL; slots (n).
+ * Shared: LK_ROT_T * D floats (the rows' keys). */
+__global__ void __launch_bounds__(LK_ROT_WARPS * 32)
+    kv_store_kernel(uint16_t *pool, const int32_t *__restrict__ dsplit, int32_t n_pages, int Hkv, int D, int layer,
+                    int32_t n, const float *__restrict__ k, const float *__restrict__ v,
+                    const int32_t *__restrict__ slots, const float *__restrict__ rot) {
     lk_pdl_wait(); /* launched with programmatic dependent launch: inputs of the kernel before */
     lk_pdl_release();
-    extern __shared__ float kin[]; /* (D) */
-    const int i = blockIdx.x, h = blockIdx.y, j = threadIdx.x;
-    const float *ki = k + ((size_t)i * Hkv + h) * D;
-    kin[j] = ki[j];
-    __syncthreads();
-    float x = kin[j];
-    if (rot) {
-        const float *C = rot + (((size_t)layer * Hkv + h) * D + j) * D;
-        x = 0.0f;
-        for (int c = 0; c < D; c++) x = fmaf(C[c], kin[c], x);
-    }
-    const int32_t slot = slots[i], page = slot / LK_GPU_PAGE, t = slot % LK_GPU_PAGE;
+    extern __shared__ float kin[]; /* (LK_ROT_T, D) */
+    const int r0 = blockIdx.x * LK_ROT_T, h = blockIdx.y, rows = min(LK_ROT_T, n - r0);
+    const size_t ld = (size_t)Hkv * D;
     const int d = dsplit[layer * Hkv + h];
-    uint16_t *seg = pool + lk_seg_offset(layer, page, h, n_pages, Hkv, D);
-    size_t koff = j < d ? (size_t)t * d + j : (size_t)LK_GPU_PAGE * d + (size_t)t * (D - d) + (j - d);
-    seg[koff] = lk_dev_f32_to_bf16(x);
-    seg[(size_t)LK_GPU_PAGE * D + (size_t)t * D + j] = lk_dev_f32_to_bf16(v[((size_t)i * Hkv + h) * D + j]);
+    /* bf16 component j of row t's key to k_lo / k_hi of its slot */
+    auto put_k = [&](int t, int j, float y) {
+        const int32_t slot = slots[r0 + t], page = slot / LK_GPU_PAGE, p = slot % LK_GPU_PAGE;
+        uint16_t *seg = pool + lk_seg_offset(layer, page, h, n_pages, Hkv, D);
+        const size_t koff = j < d ? (size_t)p * d + j : (size_t)LK_GPU_PAGE * d + (size_t)p * (D - d) + (j - d);
+        seg[koff] = lk_dev_f32_to_bf16(y);
+    };
+    const int j0 = blockIdx.z * 32;
+    for (int e = threadIdx.x; e < rows * 32; e += blockDim.x) { /* values (and unrotated keys) */
+        const int t = e >> 5, j = j0 + (e & 31);
+        if (j >= D) continue;
+        const int32_t slot = slots[r0 + t], page = slot / LK_GPU_PAGE, p = slot % LK_GPU_PAGE;
+        uint16_t *seg = pool + lk_seg_offset(layer, page, h, n_pages, Hkv, D);
+        const size_t src = (size_t)(r0 + t) * ld + (size_t)h * D + j;
+        seg[(size_t)LK_GPU_PAGE * D + (size_t)p * D + j] = lk_dev_f32_to_bf16(v[src]);
+        if (!rot) put_k(t, j, k[src]);
+    }
+    if (!rot) return; /* uniform over the block: no barrier is skipped by part of it */
+    lk_rot_stage(kin, k + (size_t)r0 * ld + (size_t)h * D, ld, rows, D);
+    lk_rot_tile(rot + ((size_t)layer * Hkv + h) * D * D, kin, rows, D, j0 + (threadIdx.x >> 5) * LK_ROT_OPW, put_k);
 }
 
 extern "C" loki_status lk_gpu_kv_store(lk_gpu_kv *kv, int layer, int32_t n, const float *k, const float *v,
@@ -169,8 +179,10 @@ extern "C" loki_status lk_gpu_kv_store(lk_gpu_kv *kv, int layer, int32_t n, cons
     if (layer < 0 || layer >= kv->n_layer || n < 0)
         return lk_fail(err, LOKI_ERR_ARG, "GPU KV store: layer %d / rows %d out of range", layer, n);
     if (n == 0) return LOKI_OK;
-    (void)lk_launch_kernel(kv_store_kernel, dim3(n, kv->n_head_kv), kv->head_dim, kv->head_dim * sizeof(float), kv->cu->stream, true, 0, 
-        kv->pool, kv->d_dev, kv->n_pages, kv->n_head_kv, kv->head_dim, layer, k, v, slots, rot);
+    const int D = kv->head_dim;
+    const dim3 grid((unsigned)((n + LK_ROT_T - 1) / LK_ROT_T), (unsigned)kv->n_head_kv, (unsigned)((D + 31) / 32));
+    (void)lk_launch_kernel(kv_store_kernel, grid, LK_ROT_WARPS * 32, LK_ROT_T * D * sizeof(float), kv->cu->stream,
+                           true, 0, kv->pool, kv->d_dev, kv->n_pages, kv->n_head_kv, D, layer, n, k, v, slots, rot);
     LK_CUDA_LAUNCHED();
 fail:
     return st;
