@@ -16,7 +16,9 @@
  *     error is a few ulps of S + 2M summed over at most in/32 terms in
  *     sequence on the CPU: |gpu - cpu| <= 1e-5 (S + 2M) + 1e-6.
  *   n > 8 (bf16 GEMM; f16 W: f16(x), whose error is smaller and within
- *     the same bound): the GPU computes bf16(W~).bf16(x) with f32
+ *     the same bound; f16 / bf16 W with n <= 16: the tensor-core kernel of
+ *     gemv_mma.cu, the same roundings of x and f32 accumulation in another
+ *     order, so the same bound): the GPU computes bf16(W~).bf16(x) with f32
  *     accumulation: each product is off by at most (2^-8 + 2^-18)|w~_j x_j|,
  *     the f32 sum of `in` terms by at most in 2^-24 S; the CPU's portable
  *     path keeps f32 x (n > 16) or quantizes it (n <= 16 for its
@@ -273,7 +275,7 @@ int main(void) {
     for (size_t k = 0; k < (size_t)MAX_N * MAX_OUT; k++) E.nan_y[k] = NAN;
 
     check_args(&E);
-    const int ns[] = {1, 2, 5, 8, 9, 33};
+    const int ns[] = {1, 2, 5, 8, 9, 16, 33};
     /* out 37: an odd row count (mv_float2's last warp has one row); 9000
      * rows: above MV_PAIR_MAX_OUT (one warp per row for n = 1) */
     struct { int64_t in, out; bool f32; } shapes[] = {{256, 64, true},     {512, 37, true},      {4096, 4096, false},

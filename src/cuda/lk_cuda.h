@@ -166,6 +166,22 @@ void lk_gpu_kv_slots(const lk_gpu_kv *kv, int32_t seq, int32_t pos0, int32_t n, 
 loki_status lk_gpu_kv_store(lk_gpu_kv *kv, int layer, int32_t n, const float *k, const float *v,
                             const int32_t *slots, const float *rot, loki_error *err);
 
+/* A decode step's q, k, v from the products to the cache, fused
+ * (kv_rope_store.cu): RoPE (rope_dim, inv_freq (rope_dim/2) on the device,
+ * neox pairs (i, i + rope_dim/2) or else (2i, 2i+1)) at pos[i] (device, n) on
+ * q (n, n_head, D) and k (n, Hkv, D); then, when rot (L, Hkv, D, D) is not
+ * NULL, both rotated into the PCA basis of their KV head; q_out (n, n_head,
+ * D) = q_scale * q (another buffer than q); k and v stored as
+ * lk_gpu_kv_store does at slots (device, n). q, k, v are not changed.
+ * LOKI_ERR_ARG for shapes lk_gpu_kv_rope_store_fits refuses. */
+loki_status lk_gpu_kv_rope_store(lk_gpu_kv *kv, int layer, int32_t n, int n_head, const float *q, float *q_out,
+                                 const float *k, const float *v, const int32_t *slots, const int32_t *pos,
+                                 const float *inv_freq, int rope_dim, int neox, const float *rot, float q_scale,
+                                 loki_error *err);
+/* Whether lk_gpu_kv_rope_store takes this shape (its shared memory: the
+ * group's G + 1 vectors and, rotating, 32 rows of C, within 48 KiB). */
+bool lk_gpu_kv_rope_store_fits(int n_head, int n_head_kv, int head_dim, int rope_dim, bool rot);
+
 /* Read back positions pos0 .. pos0+n-1 of (layer, seq, KV head kh) as f32:
  * k (n, D) in the stored (rotated) basis, v (n, D); host buffers. For tests. */
 loki_status lk_gpu_kv_read(lk_gpu_kv *kv, int layer, int32_t seq, int kh, int32_t pos0, int32_t n, float *k,

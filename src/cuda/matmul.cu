@@ -35,6 +35,11 @@ extern "C" {
 cudaError_t lk_mm_gemv(lk_dtype dt, int n, const lk_mm_seg &y, const void *w, int64_t in, int64_t out,
                        const float *xf, const int8_t *xq, const float4 *xm, cudaStream_t s);
 cudaError_t lk_mm_to_bf16_rows(lk_dtype dt, uint16_t *dst, const void *w, int64_t in, int64_t rows, cudaStream_t s);
+/* gemv_mma.cu */
+cudaError_t lk_mm_gemv_mma(bool bf16, int n, const lk_mm_seg &y, const uint16_t *w, const uint16_t *x, int64_t in,
+                           int64_t out, cudaStream_t s);
+/* Most rows of x for the tensor-core matrix-vector kernel (f16 / bf16 W). */
+#define LK_MM_MMA_MAX_N 16
 
 /* Most elements of the GEMM's bf16 weight tile (128 MiB). */
 #define LK_MM_TILE_MAX ((int64_t)64 << 20)
@@ -226,6 +231,26 @@ fail:
     return st;
 }
 
+/* A decode batch of 9..16 rows with f16 / bf16 W (and in a multiple of 32):
+ * x rounded to W's type (as the GEMM path does), then gemv_mma.cu's kernel,
+ * which reads W once for all rows into the outputs of seg. */
+static bool mma_path(lk_dtype dt, int n, int64_t in) {
+    return (dt == LK_DTYPE_F16 || dt == LK_DTYPE_BF16) && n > LK_CUDA_MV_MAX_N && n <= LK_MM_MMA_MAX_N && in % 32 == 0;
+}
+static loki_status gemv_mma(lk_cuda_mm *mm, const lk_mm_seg &seg, const float *x, lk_dtype dt, const void *w,
+                            int64_t in, int64_t out, int n, loki_error *err) {
+    loki_status st = LOKI_OK;
+    cudaStream_t s = mm->cu->stream;
+    if (dt == LK_DTYPE_F16)
+        mm_x_to_f16<<<gs_blocks((int64_t)n * in), 256, 0, s>>>((__half *)mm->xb, x, (int64_t)n * in);
+    else
+        mm_x_to_bf16<<<gs_blocks((int64_t)n * in), 256, 0, s>>>(mm->xb, x, (int64_t)n * in);
+    LK_CUDA_LAUNCHED();
+    LK_CUDA_TRY(lk_mm_gemv_mma(dt == LK_DTYPE_BF16, n, seg, (const uint16_t *)w, mm->xb, in, out, s));
+fail:
+    return st;
+}
+
 extern "C" loki_status lk_cuda_matmul_multi(lk_cuda_mm *mm, int k, float *const *y, const int64_t *out,
                                             const float *x, lk_dtype dt, const void *w, int64_t in, int n,
                                             loki_error *err) {
@@ -244,6 +269,7 @@ extern "C" loki_status lk_cuda_matmul_multi(lk_cuda_mm *mm, int k, float *const 
     for (int j = k; j < 3; j++) seg.y[j] = y[k - 1], seg.end[j] = total;
     if ((st = check_args(mm, y[0], x, dt, w, in, total, n, err))) return st;
     if (n <= LK_CUDA_MV_MAX_N) return gemv_seg(mm, seg, x, dt, w, in, total, n, err);
+    if (mma_path(dt, n, in)) return gemv_mma(mm, seg, x, dt, w, in, total, n, err);
     const size_t rb = lk_dtype_row_bytes(dt, in); /* prompts: one GEMM per part */
     for (int j = 0, r0 = 0; j < k; r0 += (int)out[j], j++)
         if ((st = lk_cuda_matmul(mm, y[j], x, dt, (const char *)w + (size_t)r0 * rb, in, out[j], n, err))) return st;
@@ -261,6 +287,10 @@ static loki_status matmul(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt,
     if (n <= LK_CUDA_MV_MAX_N) {
         const lk_mm_seg seg = {{y, y, y}, {out, out, out}, acc};
         return gemv_seg(mm, seg, x, dt, w, in, out, n, err);
+    }
+    if (mma_path(dt, n, in)) {
+        const lk_mm_seg seg = {{y, y, y}, {out, out, out}, acc};
+        return gemv_mma(mm, seg, x, dt, w, in, out, n, err);
     }
     if (dt == LK_DTYPE_F16) { /* W in place, x as f16 (no per-call conversion of W) */
         mm_x_to_f16<<<gs_blocks((int64_t)n * in), 256, 0, s>>>((__half *)mm->xb, x, (int64_t)n * in);

@@ -94,6 +94,18 @@ loki_status lk_gpu_kv_store(lk_gpu_kv *kv, int layer, int32_t n, const float *k,
     (void)kv, (void)layer, (void)n, (void)k, (void)v, (void)slots, (void)rot;
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
 }
+loki_status lk_gpu_kv_rope_store(lk_gpu_kv *kv, int layer, int32_t n, int n_head, const float *q, float *q_out,
+                                 const float *k, const float *v, const int32_t *slots, const int32_t *pos,
+                                 const float *inv_freq, int rope_dim, int neox, const float *rot, float q_scale,
+                                 loki_error *err) {
+    (void)kv, (void)layer, (void)n, (void)n_head, (void)q, (void)q_out, (void)k, (void)v, (void)slots, (void)pos;
+    (void)inv_freq, (void)rope_dim, (void)neox, (void)rot, (void)q_scale;
+    return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
+}
+bool lk_gpu_kv_rope_store_fits(int n_head, int n_head_kv, int head_dim, int rope_dim, bool rot) {
+    (void)n_head, (void)n_head_kv, (void)head_dim, (void)rope_dim, (void)rot;
+    return false;
+}
 loki_status lk_gpu_kv_read(lk_gpu_kv *kv, int layer, int32_t seq, int kh, int32_t pos0, int32_t n, float *k,
                            float *v, loki_error *err) {
     (void)kv, (void)layer, (void)seq, (void)kh, (void)pos0, (void)n, (void)k, (void)v;

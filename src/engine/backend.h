@@ -82,6 +82,14 @@ typedef struct lk_backend_ops {
      * tokens of its sequence up to its own position. */
     void (*attention)(lk_backend *be, int layer, float *q, float *k, const float *v, float *out, int n,
                       int32_t pos0);
+    /* RoPE on q and k, then the attention: what rope (q), rope (k) and
+     * attention do, fused where the backend can (the GPU's decode steps:
+     * one kernel from the products to the cache). Returns false when it did
+     * nothing and the caller runs the three ops; q and k may be left
+     * unchanged (not roped) when it returns true. NULL: never fused. Not
+     * called while calibrating (the roped keys go to calib_keys between). */
+    bool (*rope_attention)(lk_backend *be, int layer, float *q, float *k, const float *v, float *out, int n,
+                           int32_t pos0);
     /* Where the pass writes `floats` floats that end up in host memory at
      * `host` (the logits): host itself on the CPU, a device buffer (grown
      * as needed) on a GPU. NULL on failure, with err set. */
@@ -184,6 +192,18 @@ static inline loki_status lk_be_calib_flush(lk_backend *be, loki_error *err) {
 }
 static inline void lk_be_attention(lk_backend *be, int layer, float *q, float *k, const float *v, float *out, int n,
                                    int32_t pos0) {
+    be->ops->attention(be, layer, q, k, v, out, n, pos0);
+}
+/* RoPE on q (n, H, D) and k (n, Hkv, D) with layer l's settings, then the
+ * attention of the pass (lk_be_attention); q and k are scratch afterwards.
+ * calib: the roped keys go to the calibration statistics between the two
+ * (never fused then). */
+static inline void lk_be_rope_attention(lk_backend *be, int layer, float *q, float *k, const float *v, float *out,
+                                        int n, int H, int Hkv, int32_t pos0, bool calib) {
+    if (!calib && be->ops->rope_attention && be->ops->rope_attention(be, layer, q, k, v, out, n, pos0)) return;
+    be->ops->rope(be, q, n, H, layer);
+    be->ops->rope(be, k, n, Hkv, layer);
+    if (calib) be->ops->calib_keys(be, LOKI_BASIS_POST, layer, k, n);
     be->ops->attention(be, layer, q, k, v, out, n, pos0);
 }
 static inline void lk_backend_free(lk_backend *be) {

@@ -151,6 +151,7 @@ static const lk_backend_ops k_cpu_ops = {
     .calib_keys = cpu_calib_keys,
     .calib_flush = cpu_calib_flush,
     .attention = cpu_attention,
+    .rope_attention = NULL, /* lk_be_rope_attention: rope, rope, attention */
     .out_buffer = cpu_out_buffer,
     .sync_read = cpu_sync_read,
     .destroy = cpu_destroy,

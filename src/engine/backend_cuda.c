@@ -82,6 +82,8 @@ typedef struct be_cuda {
     uint64_t graph_key, last_key;   /* its step key, and the key of the last decode pass */
     int32_t graph_seq0, last_seq0;  /* their first sequences */
     float *inv_freq[2];             /* (rope_dim/2) global / local layers' RoPE, device */
+    bool fuse_rope;                 /* decode steps run RoPE, rotation and store as one kernel */
+    float *q_rot;                   /* (max(n_seq, 1), H, D) its q out (the attention's input) */
     float *logits;                  /* device (logits_cap) */
     size_t logits_cap;
     lk_cuda_calib *calib_acc;       /* key statistics on the device (the first calib_keys creates it) */
@@ -380,6 +382,29 @@ static void cu_attention(lk_backend *be, int layer, float *q, float *k, const fl
     tick(b, LK_PROF_ATTENTION);
 }
 
+/* A decode step on a global layer (one row, or a batch of sequences): RoPE
+ * on q and k, the rotation into the PCA basis, the query scale and the store
+ * as one kernel (lk_gpu_kv_rope_store; q goes to q_rot, out of place), then
+ * the decode attention. Anything else: false (rope, rope, attention). */
+static bool cu_rope_attention(lk_backend *be, int layer, float *q, float *k, const float *v, float *out, int n,
+                              int32_t pos0) {
+    be_cuda *b = cu_of(be);
+    const lk_hparams *hp = &b->m->hp;
+    const int D = hp->head_dim;
+    (void)pos0;
+    if (!b->fuse_rope || lk_layer_is_local(hp, layer) || !(n == 1 || b->batch)) return false;
+    loki_error e;
+    if (skip(b)) return true;
+    /* the decode kernels scale by 1/sqrt(D): fold a model's own scale into q */
+    const float scale = hp->attn_scale > 0.0f ? hp->attn_scale : 1.0f / sqrtf((float)D);
+    keep(b, lk_gpu_kv_rope_store(b->kv, layer, n, hp->n_head, q, b->q_rot, k, v, b->d_slots, b->d_pos, b->inv_freq[0],
+                                 hp->rope_dim, hp->rope_style == LK_ROPE_NEOX, b->rot, scale * sqrtf((float)D), &e),
+         &e);
+    if (!skip(b)) keep(b, lk_gpu_attn_decode_seqs(b->attn, layer, b->seq0, n, b->q_rot, out, &e), &e);
+    tick(b, LK_PROF_ATTENTION);
+    return true;
+}
+
 static float *cu_out_buffer(lk_backend *be, float *host, size_t floats, loki_error *err) {
     be_cuda *b = cu_of(be);
     (void)host;
@@ -440,8 +465,8 @@ static void cu_destroy(lk_backend *be) {
     lk_cuda_dealloc(b->cu, b->d_in);
     lk_cuda_host_free(b->cu, b->h_in);
     lk_cuda_host_free(b->cu, b->h_len);
-    float *f32[] = {b->rot, b->inv_freq[0], b->inv_freq[1], b->logits};
-    for (int i = 0; i < 4; i++)
+    float *f32[] = {b->rot, b->inv_freq[0], b->inv_freq[1], b->logits, b->q_rot};
+    for (int i = 0; i < 5; i++)
         if (f32[i]) lk_cuda_dealloc(b->cu, f32[i]);
     lk_gpu_attn_free(b->attn);
     lk_gpu_kv_free(b->kv);
@@ -470,6 +495,7 @@ static const lk_backend_ops k_cuda_ops = {
     .calib_keys = cu_calib_keys,
     .calib_flush = cu_calib_flush,
     .attention = cu_attention,
+    .rope_attention = cu_rope_attention,
     .out_buffer = cu_out_buffer,
     .sync_read = cu_sync_read,
     .destroy = cu_destroy,
@@ -672,6 +698,14 @@ loki_status lk_backend_cuda_init(lk_backend **out, const loki_model *m, const lo
         goto fail;
     }
     b->h_in = hin, b->h_len = hlen, b->d_in = din;
+    b->fuse_rope = lk_gpu_kv_rope_store_fits(hp->n_head, Hkv, D, hp->rope_dim, b->rot != NULL);
+    if (b->fuse_rope) {
+        void *qr = NULL;
+        if ((st = lk_cuda_alloc(b->cu, &qr, (size_t)LK_MAX(n_seq, 1) * hp->n_head * D * sizeof(float), "rotated q",
+                                err)))
+            goto fail;
+        b->q_rot = qr;
+    }
     b->d_tokens = b->d_in, b->d_pos = b->d_in + n_batch, b->d_slots = b->d_in + 2 * n_batch;
     free(d);
     *out = &b->base;

@@ -59,11 +59,10 @@ loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, bool
         if (L->attn_q_norm.data) lk_be_rmsnorm(be, ctx->q, ctx->q, &L->attn_q_norm, n * H, D, hp->rms_eps);
         if (L->attn_k_norm.data) lk_be_rmsnorm(be, ctx->k, ctx->k, &L->attn_k_norm, n * Hkv, D, hp->rms_eps);
         if (ctx->calib) lk_be_calib_keys(be, LOKI_BASIS_PRE, l, ctx->k, n);
-        lk_be_rope(be, ctx->q, n, H, l);                 /* local layers: their own base */
-        lk_be_rope(be, ctx->k, n, Hkv, l);
-        if (ctx->calib) lk_be_calib_keys(be, LOKI_BASIS_POST, l, ctx->k, n);
-        /* rotate q, k into the PCA basis (loki, pcaattn), store k, v, attend */
-        lk_be_attention(be, l, ctx->q, ctx->k, ctx->v, ctx->att, n, pos0); /* (n, H*D) */
+        /* rope(q, k) (local layers: their own base; calibrating: k after it
+         * into the statistics), rotate q, k into the PCA basis (loki,
+         * pcaattn), store k, v, attend */
+        lk_be_rope_attention(be, l, ctx->q, ctx->k, ctx->v, ctx->att, n, H, Hkv, pos0, ctx->calib != NULL);
         /* x (n, E) += att · Woᵀ (Gemma: the product RMS-normalised first) */
         lk_be_matmul_res(be, ctx->x, ctx->xb, ctx->att, &L->wo, L->attn_post_norm.data ? &L->attn_post_norm : NULL, n,
                          hp->rms_eps);

@@ -1,0 +1,102 @@
+/*
+ * gemv_mma.cu - products of 9..16 rows of x with f16 or bf16 weights (a
+ * decode batch of up to 16 sequences) on the tensor cores, reading W once:
+ * y (n, out) = x (n, in) . W^T, W (out, in) in place, x already rounded to
+ * W's 16-bit type (matmul.cu converts it, as for its cuBLAS path).
+ *
+ * Why: for a batch of 16 the step reads the weights once, like a single
+ * decode step, but a skinny cuBLAS GEMM streamed the 13.5 GB of a 7B model at
+ * about 2.7 TB/s (session 14: 4.95 ms of a 12.8 ms Llama-2-7B step at B = 16),
+ * against ~3.7 TB/s for the one-row kernels. With 16 rows the arithmetic
+ * (2 * 16 flops per weight) is too much for the f32 FMA units at full
+ * bandwidth, so it goes to mma.sync.m16n8k16: W rows are the MMA's 16 rows,
+ * the batch its 8-column tiles.
+ *
+ * Shape: a block of 8 warps takes 16 output rows; warp w takes the k-steps
+ * of 32 numbered w, w + 8, ... (split K; the 8 partial 16 x 16 tiles summed
+ * in shared memory in warp order, so the result does not depend on timing).
+ * Lane (g = lane / 4, t = lane % 4) loads 16 bytes (8 values) of W rows g
+ * and g + 8 and of x rows g and g + 8 at k = 32 s + 8 t: the MMA's k index
+ * is permuted the same way on both sides (its logical columns 2t, 2t + 1,
+ * 2t + 8, 2t + 9 of the first k16 are physical 8t + 0..3, of the second
+ * 8t + 4..7), which a dot product does not see, so no shuffle or shared
+ * staging is needed. LK_MMA_U k-steps are loaded before the first is used.
+ */
+#include "cuda/common.cuh"
+
+#define LK_MMA_WARPS 8
+#define LK_MMA_U 4 /* k-steps of 32 in flight per warp */
+
+template <bool BF>
+__device__ __forceinline__ void mma_16816(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                          uint32_t b0, uint32_t b1) {
+    if (BF)
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+    else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* grid (ceil(out / 16)), LK_MMA_WARPS warps. w (out, in), x (n, in) 16-bit;
+ * in a multiple of 32; 8 < n <= 16. Rows past out or n are loaded from the
+ * last row (clamped) and not stored. */
+template <bool BF>
+__global__ void __launch_bounds__(LK_MMA_WARPS * 32)
+    mv_mma16(lk_mm_seg y, const uint16_t *__restrict__ w, const uint16_t *__restrict__ x, int64_t in, int64_t out,
+             int n) {
+    __shared__ float red[LK_MMA_WARPS][16][17]; /* (warp, W row, batch row), padded */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int64_t r0 = (int64_t)blockIdx.x * 16;
+    const uint4 *wa = (const uint4 *)(w + min(r0 + g, out - 1) * in) + t;
+    const uint4 *wb = (const uint4 *)(w + min(r0 + g + 8, out - 1) * in) + t;
+    const uint4 *xa = (const uint4 *)(x + (int64_t)min(g, n - 1) * in) + t;
+    const uint4 *xb = (const uint4 *)(x + (int64_t)min(g + 8, n - 1) * in) + t;
+    lk_pdl_wait(); /* launched with programmatic dependent launch: x comes from the kernel before */
+    lk_pdl_release();
+    float c0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, c1[4] = {0.0f, 0.0f, 0.0f, 0.0f}; /* batch rows 0..7, 8..15 */
+    const int64_t steps = in / 32;
+    for (int64_t s0 = warp; s0 < steps; s0 += LK_MMA_WARPS * LK_MMA_U) {
+        uint4 va[LK_MMA_U], vb[LK_MMA_U], ua[LK_MMA_U], ub[LK_MMA_U];
+#pragma unroll
+        for (int u = 0; u < LK_MMA_U; u++) {
+            const int64_t s = s0 + (int64_t)LK_MMA_WARPS * u;
+            if (s < steps) {
+                va[u] = __ldcs(wa + 4 * s), vb[u] = __ldcs(wb + 4 * s); /* W: streamed once */
+                ua[u] = xa[4 * s], ub[u] = xb[4 * s];                  /* x: from L1/L2, every block */
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < LK_MMA_U; u++) {
+            if (s0 + (int64_t)LK_MMA_WARPS * u >= steps) break;
+            mma_16816<BF>(c0, va[u].x, vb[u].x, va[u].y, vb[u].y, ua[u].x, ua[u].y);
+            mma_16816<BF>(c0, va[u].z, vb[u].z, va[u].w, vb[u].w, ua[u].z, ua[u].w);
+            mma_16816<BF>(c1, va[u].x, vb[u].x, va[u].y, vb[u].y, ub[u].x, ub[u].y);
+            mma_16816<BF>(c1, va[u].z, vb[u].z, va[u].w, vb[u].w, ub[u].z, ub[u].w);
+        }
+    }
+    /* C fragment: c[0], c[1] = (W row g, batch 2t, 2t + 1), c[2], c[3] = (row g + 8, same) */
+    red[warp][g][2 * t] = c0[0], red[warp][g][2 * t + 1] = c0[1];
+    red[warp][g + 8][2 * t] = c0[2], red[warp][g + 8][2 * t + 1] = c0[3];
+    red[warp][g][8 + 2 * t] = c1[0], red[warp][g][9 + 2 * t] = c1[1];
+    red[warp][g + 8][8 + 2 * t] = c1[2], red[warp][g + 8][9 + 2 * t] = c1[3];
+    __syncthreads();
+    const int row = threadIdx.x >> 4, b = threadIdx.x & 15; /* 256 threads: one (row, batch) each */
+    if (r0 + row < out && b < n) {
+        float v = 0.0f;
+#pragma unroll
+        for (int k = 0; k < LK_MMA_WARPS; k++) v += red[k][row][b];
+        lk_mm_seg_store(y, b, r0 + row, v);
+    }
+}
+
+cudaError_t lk_mm_gemv_mma(bool bf16, int n, const lk_mm_seg &y, const uint16_t *w, const uint16_t *x, int64_t in,
+                           int64_t out, cudaStream_t s) {
+    const unsigned blocks = (unsigned)((out + 15) / 16);
+    if (bf16) return lk_launch_kernel(mv_mma16<true>, blocks, LK_MMA_WARPS * 32, 0, s, true, 0, y, w, x, in, out, n);
+    return lk_launch_kernel(mv_mma16<false>, blocks, LK_MMA_WARPS * 32, 0, s, true, 0, y, w, x, in, out, n);
+}
