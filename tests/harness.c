@@ -1,6 +1,8 @@
 /* test_util.c - the harness behind test.h. */
 #include "test.h"
 
+#include "cuda/lk_cuda.h"
+
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -72,6 +74,19 @@ void test_fill_random(float *x, size_t n, float lo, float hi, uint64_t *seed) {
     }
 }
 
+float *test_random_floats(size_t n, float lo, float hi, uint64_t *seed) {
+    float *x = test_xmalloc(n * sizeof *x);
+    test_fill_random(x, n, lo, hi, seed);
+    return x;
+}
+
+uint32_t test_rand32(uint64_t *seed) {
+    uint64_t s = *seed;
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    *seed = s;
+    return (uint32_t)(s >> 32);
+}
+
 uint8_t *test_read_all(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -125,4 +140,20 @@ int test_argmax(const float *x, int n) {
     for (int j = 1; j < n; j++)
         if (x[j] > x[best]) best = j;
     return best;
+}
+
+struct lk_cuda *test_gpu_open(uint64_t *seed) {
+    if (!lk_cuda_built()) {
+        fprintf(stderr, "SKIP: this loki was built without the CUDA backend (LOKI_CUDA=OFF or no nvcc)\n");
+        exit(77);
+    }
+    loki_error err = {0};
+    lk_cuda *cu = NULL;
+    if (lk_cuda_init(&cu, 0, &err) != LOKI_OK) {
+        fprintf(stderr, "SKIP: no usable GPU: %s\n", err.msg);
+        exit(77);
+    }
+    if (getenv("LOKI_TEST_SEED")) *seed = strtoull(getenv("LOKI_TEST_SEED"), NULL, 10) | 1;
+    printf("GPU: %s, seed %llu\n", lk_cuda_describe(cu), (unsigned long long)*seed);
+    return cu;
 }

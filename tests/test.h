@@ -51,6 +51,9 @@ void test_write_all(const char *path, const void *d, size_t n);
 char *test_run_capture(const char *cmd, int *status);
 /* Fill with uniform random floats in [lo, hi) from a xorshift seed. */
 void test_fill_random(float *x, size_t n, float lo, float hi, uint64_t *seed);
+/* A new heap array (test_xmalloc) of n such floats; the next uint32 of the stream. */
+float *test_random_floats(size_t n, float lo, float hi, uint64_t *seed);
+uint32_t test_rand32(uint64_t *seed);
 /* malloc that ends the test (exit 1, message on stderr) when the host is out
  * of memory: infrastructure, not a check. */
 void *test_xmalloc(size_t bytes);
@@ -60,5 +63,10 @@ void test_need(loki_status st, const loki_error *err, const char *what);
 double test_rel_maxdiff(const float *a, const float *b, int n);
 /* Index of the largest of x (n), the first on ties. */
 int test_argmax(const float *x, int n);
+/* The GPU of a `gpu` test: exits 77 (skipped, saying why) when loki was
+ * built without the CUDA backend or no GPU is usable; otherwise *seed
+ * becomes LOKI_TEST_SEED | 1 when that is set, and the GPU and the seed are
+ * printed. Free with lk_cuda_free. */
+struct lk_cuda *test_gpu_open(uint64_t *seed);
 
 #endif

@@ -67,20 +67,6 @@ static bool op_ok(loki_status st, const loki_error *err, const char *what) {
     return st == LOKI_OK;
 }
 
-/* A random uint32 from the test's xorshift stream. */
-static uint32_t rnd32(void) {
-    uint64_t s = g_rng;
-    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-    g_rng = s;
-    return (uint32_t)(s >> 32);
-}
-
-static float *rnd_floats(size_t n, float lo, float hi) {
-    float *x = test_xmalloc(n * sizeof *x);
-    test_fill_random(x, n, lo, hi, &g_rng);
-    return x;
-}
-
 /* got vs want with per-element tolerance tol[i] (NULL: bit-exact). NaN
  * wants a NaN; a NaN where a number is wanted (the poison) fails. Prints the
  * first NSHOW failures and the worst error relative to its tolerance. */
@@ -117,7 +103,8 @@ static void check_rmsnorm(int n, int dim, bool in_place, int off) {
     snprintf(what, sizeof what, "rmsnorm n=%d dim=%d%s%s", n, dim, in_place ? " in place" : "",
              off ? " unaligned" : "");
     const size_t N = (size_t)n * dim;
-    float *x = rnd_floats(N + off, -2, 2), *w = rnd_floats((size_t)dim + off, 0.5f, 1.5f);
+    float *x = test_random_floats(N + off, -2, 2, &g_rng);
+    float *w = test_random_floats((size_t)dim + off, 0.5f, 1.5f, &g_rng);
     float *want = test_xmalloc(N * sizeof *want), *got = test_xmalloc(N * sizeof *got), *ref = test_xmalloc(N * sizeof *ref);
     double *tol = test_xmalloc(N * sizeof *tol), *tol2 = test_xmalloc(N * sizeof *tol2);
     float *dx = dev_put(x, (N + off) * 4), *dw = dev_put(w, ((size_t)dim + off) * 4);
@@ -182,12 +169,13 @@ static void check_rope(const rope_case *c) {
                      .rope_scaling = c->scaling, .rope_theta = c->theta, .rope_factor = 8.0f,
                      .rope_low_freq_factor = 1.0f, .rope_high_freq_factor = 4.0f, .rope_orig_ctx = 8192};
     if (c->scaling == LK_ROPE_SCALING_LINEAR) hp.rope_factor = 4.0f;
-    float *ff = rnd_floats((size_t)half, 1.0f, 8.0f);
+    float *ff = test_random_floats((size_t)half, 1.0f, 8.0f, &g_rng);
     if (c->freq_factors) hp.rope_freq_factors = ff;
-    float *x = rnd_floats(N, -3, 3), *want = test_xmalloc(N * 4), *got = test_xmalloc(N * 4), *inv = test_xmalloc((size_t)half * 4);
+    float *x = test_random_floats(N, -3, 3, &g_rng), *want = test_xmalloc(N * 4), *got = test_xmalloc(N * 4);
+    float *inv = test_xmalloc((size_t)half * 4);
     double *tol = test_xmalloc(N * sizeof *tol);
     int32_t *pos = test_xmalloc((size_t)c->n * sizeof *pos);
-    for (int i = 0; i < c->n; i++) pos[i] = (int32_t)(rnd32() % 100001u);
+    for (int i = 0; i < c->n; i++) pos[i] = (int32_t)(test_rand32(&g_rng) % 100001u);
     const int32_t fixed[] = {0, 1, 100000, 8191, 65535};
     for (int i = 0; i < c->n && i < 5; i++) pos[i] = fixed[i];
     lk_rope_inv_freq(&hp, inv);
@@ -239,7 +227,8 @@ static void put_specials(float *x, size_t n) {
 static void check_glu(int64_t n, int act, int off) {
     char what[96];
     snprintf(what, sizeof what, "%s n=%lld%s", act ? "geglu" : "swiglu", (long long)n, off ? " unaligned" : "");
-    float *g = rnd_floats((size_t)n + off, -12, 12), *u = rnd_floats((size_t)n + off, -2, 2);
+    float *g = test_random_floats((size_t)n + off, -12, 12, &g_rng);
+    float *u = test_random_floats((size_t)n + off, -2, 2, &g_rng);
     put_specials(g + off, (size_t)n);
     float *want = test_xmalloc((size_t)n * 4), *got = test_xmalloc((size_t)n * 4);
     double *tol = test_xmalloc((size_t)n * sizeof *tol);
@@ -272,8 +261,8 @@ static void check_pointwise(int op, int64_t n, float s, int off) {
     char what[96];
     const char *name[] = {"add", "scale", "softcap"};
     snprintf(what, sizeof what, "%s n=%lld s=%g%s", name[op], (long long)n, (double)s, off ? " unaligned" : "");
-    float *x = rnd_floats((size_t)n + off, op == 2 ? -200.0f : -10.0f, op == 2 ? 200.0f : 10.0f);
-    float *y = rnd_floats((size_t)n + off, -10, 10);
+    float *x = test_random_floats((size_t)n + off, op == 2 ? -200.0f : -10.0f, op == 2 ? 200.0f : 10.0f, &g_rng);
+    float *y = test_random_floats((size_t)n + off, -10, 10, &g_rng);
     put_specials(x + off, (size_t)n);
     float *want = test_xmalloc((size_t)n * 4), *got = test_xmalloc((size_t)n * 4);
     double *tol = op == 2 ? test_xmalloc((size_t)n * sizeof *tol) : NULL;
@@ -301,7 +290,7 @@ static void check_add_bias(int n, int dim, int off) {
     char what[96];
     snprintf(what, sizeof what, "add_bias n=%d dim=%d%s", n, dim, off ? " unaligned" : "");
     const size_t N = (size_t)n * dim;
-    float *x = rnd_floats(N + off, -10, 10), *b = rnd_floats((size_t)dim + off, -1, 1);
+    float *x = test_random_floats(N + off, -10, 10, &g_rng), *b = test_random_floats((size_t)dim + off, -1, 1, &g_rng);
     float *want = test_xmalloc(N * 4), *got = test_xmalloc(N * 4);
     float *dx = dev_put(x, (N + off) * 4), *db = dev_put(b, ((size_t)dim + off) * 4);
     loki_error err = {0};
@@ -351,14 +340,14 @@ static void check_get_rows(lk_dtype dt, int64_t n_rows, int64_t dim, int n) {
     const size_t rb = lk_dtype_row_bytes(dt, dim), bb = lk_dtype_block_bytes(dt);
     const size_t tb = rb * (size_t)n_rows;
     uint8_t *tab = test_xmalloc(tb);
-    for (size_t i = 0; i < tb; i++) tab[i] = (uint8_t)rnd32();
+    for (size_t i = 0; i < tb; i++) tab[i] = (uint8_t)test_rand32(&g_rng);
     int fo[3];
     f16_fields(dt, fo);
     for (size_t b0 = 0; b0 + bb <= tb && fo[0] >= 0; b0 += bb)
         for (int f = 0; f < 3 && fo[f] >= 0; f++)
             if (((tab[b0 + fo[f] + 1] >> 2) & 31) == 31) tab[b0 + fo[f] + 1] &= 0xbf; /* exponent 31 -> 15 */
     int32_t *rows = test_xmalloc((size_t)n * sizeof *rows);
-    for (int i = 0; i < n; i++) rows[i] = (int32_t)(rnd32() % (uint32_t)n_rows);
+    for (int i = 0; i < n; i++) rows[i] = (int32_t)(test_rand32(&g_rng) % (uint32_t)n_rows);
     const int32_t edge[] = {0, (int32_t)n_rows - 1, -1, (int32_t)n_rows, INT32_MIN, INT32_MAX};
     for (int i = 0; i < n && i < 6; i++) rows[(i * 5 + 1) % n] = edge[i];
     const size_t N = (size_t)n * dim;
@@ -399,10 +388,11 @@ static void check_argmax(int n, int64_t dim, int off) {
     char what[96];
     snprintf(what, sizeof what, "argmax n=%d dim=%lld%s", n, (long long)dim, off ? " unaligned" : "");
     const size_t N = (size_t)n * dim;
-    float *x = rnd_floats(N + off, -5, 5);
+    float *x = test_random_floats(N + off, -5, 5, &g_rng);
     for (int r = 0; r < n; r++) {
         float *row = x + off + (size_t)r * dim;
-        const int64_t a = (int64_t)(rnd32() % (uint32_t)dim), b = (int64_t)(rnd32() % (uint32_t)dim);
+        const int64_t a = (int64_t)(test_rand32(&g_rng) % (uint32_t)dim);
+        const int64_t b = (int64_t)(test_rand32(&g_rng) % (uint32_t)dim);
         switch (r % 8) {
         case 1: row[a] = row[b] = row[dim - 1] = row[dim / 2] = 7.5f; break;
         case 2:
@@ -492,17 +482,8 @@ static void check_bad_args(void) {
 /* ---------------------------------------------------------------- main */
 
 int main(void) {
-    if (!lk_cuda_built()) {
-        fprintf(stderr, "SKIP: this loki was built without the CUDA backend (LOKI_CUDA=OFF or no nvcc)\n");
-        return 77;
-    }
+    g_cu = test_gpu_open(&g_rng);
     loki_error err = {0};
-    if (lk_cuda_init(&g_cu, 0, &err) != LOKI_OK) {
-        fprintf(stderr, "SKIP: no usable GPU: %s\n", err.msg);
-        return 77;
-    }
-    if (getenv("LOKI_TEST_SEED")) g_rng = strtoull(getenv("LOKI_TEST_SEED"), NULL, 10) | 1;
-    printf("GPU: %s, seed %llu\n", lk_cuda_describe(g_cu), (unsigned long long)g_rng);
     test_need(lk_cpu_init(&g_cpu, 1, 64, 8192, &err), &err, "lk_cpu_init");
     lk_cpu_set_kernels(g_cpu, LK_CPU_KERNELS_SCALAR);
 

@@ -62,26 +62,6 @@ static void dev_get(void *h, const void *d, size_t bytes) {
     test_need(lk_cuda_download(g_cu, h, d, bytes, &err), &err, "lk_cuda_download");
 }
 
-static uint32_t rnd32(void) {
-    uint64_t s = g_rng;
-    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-    g_rng = s;
-    return (uint32_t)(s >> 32);
-}
-
-static float *rnd_floats(size_t n, float lo, float hi) {
-    float *x = test_xmalloc(n * sizeof *x);
-    test_fill_random(x, n, lo, hi, &g_rng);
-    return x;
-}
-
-static float bf16_f32(uint16_t b) {
-    uint32_t w = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &w, 4);
-    return f;
-}
-
 /* A cache of L layers with the case's split dims, its pool poisoned
  * (0xffff), sequence 0 reserved for 3 pages. */
 static lk_gpu_kv *make_cache(const rs_case *c, const int32_t *d) {
@@ -135,15 +115,16 @@ static void check_case(const rs_case *c) {
     int32_t d[L * 64];
     for (int l = 0; l < L; l++)
         for (int h = 0; h < Hkv; h++) d[l * Hkv + h] = h == 0 ? c->d_lo : LK_MAX(8, D - 8 * (h - 1));
-    float *q = rnd_floats(nq, -2, 2), *k = rnd_floats(nk, -2, 2), *v = rnd_floats(nk, -2, 2);
-    float *rot = rnd_floats(nrot, -0.2f, 0.2f), inv[128];
+    float *q = test_random_floats(nq, -2, 2, &g_rng), *k = test_random_floats(nk, -2, 2, &g_rng);
+    float *v = test_random_floats(nk, -2, 2, &g_rng);
+    float *rot = test_random_floats(nrot, -0.2f, 0.2f, &g_rng), inv[128];
     lk_hparams hp = {.head_dim = D, .rope_dim = c->rope_dim, .rope_style = c->neox ? LK_ROPE_NEOX : LK_ROPE_NORM,
                      .rope_theta = 10000.0f};
     lk_rope_inv_freq(&hp, inv);
     int32_t slots[64], pos[64];
     for (int i = 0; i < n; i++) { /* distinct slots in the 3 reserved pages, any positions */
         slots[i] = (int32_t)((i * 37 + 5) % (3 * LK_GPU_PAGE));
-        pos[i] = (int32_t)(rnd32() % 131072u);
+        pos[i] = (int32_t)(test_rand32(&g_rng) % 131072u);
     }
     lk_gpu_kv *kv = make_cache(c, d), *kv_ref = make_cache(c, d);
     int32_t phys[3 * LK_GPU_PAGE];
@@ -219,8 +200,9 @@ static void check_case(const rs_case *c) {
                                 CHECKF(false, "%s: q_out[%zu] %.9g, want %.9g (tol %.3g)", what, qi,
                                        (double)got_q[qi], c->q_scale * y, t);
                         } else {
-                            const size_t ki = seg + (cc < dd ? (size_t)p * dd + cc
-                                                             : (size_t)LK_GPU_PAGE * dd + (size_t)p * (D - dd) + cc - dd);
+                            const size_t lo = (size_t)p * dd + cc;
+                            const size_t hi = (size_t)LK_GPU_PAGE * dd + (size_t)p * (D - dd) + cc - dd;
+                            const size_t ki = seg + (cc < dd ? lo : hi);
                             /* bf16 rounds the f32 y, |y_f| <= |y| + tol */
                             wantk[ki] = y, tolk[ki] = tol * (1 + ldexp(1, -8)) + ldexp(fabs(y), -8);
                         }
@@ -235,14 +217,14 @@ static void check_case(const rs_case *c) {
             if (tolk[i] < 0) {
                 ok = pool[i] == want[i];
             } else {
-                const double e = fabs(bf16_f32(pool[i]) - wantk[i]);
+                const double e = fabs(lk_bf16_to_f32(pool[i]) - wantk[i]);
                 ok = e <= tolk[i];
                 if (tolk[i] > 0 && e / tolk[i] > worst_k) worst_k = e / tolk[i];
             }
             if (!ok && bad++ < NSHOW)
                 CHECKF(false, "%s: pool element %zu 0x%04x (%.6g), want %s %.6g", what, i, pool[i],
-                       (double)bf16_f32(pool[i]), tolk[i] < 0 ? "bits" : "about",
-                       tolk[i] < 0 ? (double)bf16_f32(want[i]) : wantk[i]);
+                       (double)lk_bf16_to_f32(pool[i]), tolk[i] < 0 ? "bits" : "about",
+                       tolk[i] < 0 ? (double)lk_bf16_to_f32(want[i]) : wantk[i]);
         }
         printf("  worst error of its tolerance: q %.3f, stored keys %.3f (bf16's half ulp)\n", worst_q, worst_k);
         free(want), free(tolk), free(wantk);
@@ -272,17 +254,7 @@ static void check_refused(void) {
 }
 
 int main(void) {
-    if (!lk_cuda_built()) {
-        fprintf(stderr, "SKIP: this loki was built without the CUDA backend (LOKI_CUDA=OFF or no nvcc)\n");
-        return 77;
-    }
-    loki_error err = {0};
-    if (lk_cuda_init(&g_cu, 0, &err) != LOKI_OK) {
-        fprintf(stderr, "SKIP: no usable GPU: %s\n", err.msg);
-        return 77;
-    }
-    if (getenv("LOKI_TEST_SEED")) g_rng = strtoull(getenv("LOKI_TEST_SEED"), NULL, 10) | 1;
-    printf("GPU: %s, seed %llu\n", lk_cuda_describe(g_cu), (unsigned long long)g_rng);
+    g_cu = test_gpu_open(&g_rng);
     const rs_case cs[] = {
         {1, 32, 32, 128, 128, false, false, 1.0f, 32},  {1, 32, 32, 128, 128, false, true, 1.0f, 32},
         {16, 32, 8, 128, 128, true, true, 1.0f, 32},    {16, 32, 8, 128, 128, true, false, 1.0f, 128},

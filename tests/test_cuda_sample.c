@@ -373,17 +373,7 @@ static void time_case(const pset *ps, int32_t V, int rows) {
 }
 
 int main(void) {
-    if (!lk_cuda_built()) {
-        fprintf(stderr, "SKIP: this loki was built without the CUDA backend (LOKI_CUDA=OFF or no nvcc)\n");
-        return 77;
-    }
-    loki_error err = {0};
-    if (lk_cuda_init(&g_cu, 0, &err) != LOKI_OK) {
-        fprintf(stderr, "SKIP: no usable GPU: %s\n", err.msg);
-        return 77;
-    }
-    if (getenv("LOKI_TEST_SEED")) g_rng = strtoull(getenv("LOKI_TEST_SEED"), NULL, 10) | 1;
-    printf("GPU: %s, seed %llu\n", lk_cuda_describe(g_cu), (unsigned long long)g_rng);
+    g_cu = test_gpu_open(&g_rng);
 
     printf("expf\n");
     check_expf();

@@ -113,10 +113,10 @@ extern "C" bool lk_gpu_kv_rope_store_fits(int n_head, int n_head_kv, int head_di
     return rs_smem_floats(n_head / n_head_kv, head_dim, rope_dim / 2, rot) * sizeof(float) <= 48 * 1024;
 }
 
-extern "C" loki_status lk_gpu_kv_rope_store(lk_gpu_kv *kv, int layer, int32_t n, int n_head, const float *q, float *q_out,
-                                            const float *k, const float *v, const int32_t *slots, const int32_t *pos,
-                                            const float *inv_freq, int rope_dim, int neox, const float *rot,
-                                            float q_scale, loki_error *err) {
+extern "C" loki_status lk_gpu_kv_rope_store(lk_gpu_kv *kv, int layer, int32_t n, int n_head, const float *q,
+                                            float *q_out, const float *k, const float *v, const int32_t *slots,
+                                            const int32_t *pos, const float *inv_freq, int rope_dim, int neox,
+                                            const float *rot, float q_scale, loki_error *err) {
     loki_status st = LOKI_OK;
     const int D = kv->head_dim, Hkv = kv->n_head_kv;
     if (layer < 0 || layer >= kv->n_layer || n < 0 || !lk_gpu_kv_rope_store_fits(n_head, Hkv, D, rope_dim, rot))
