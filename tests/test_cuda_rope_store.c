@@ -4,7 +4,7 @@
  * basis, the query scale, the bf16 store of k and v at the rows' slots) on
  * fresh random inputs with poisoned outputs (q_out NaN, every cache element
  * the bf16 NaN 0xffff), for MHA and GQA groups, both RoPE pair styles,
- * partial rotary dims, head dims 64 / 128 / 256, split dims, rows at
+ * partial rotary dims, head dims 16 / 64 / 80 / 96 / 128 / 256, split dims, rows at
  * scattered slots and positions up to 2^17.
  *
  * Without a rotation the kernel must equal the unfused kernels (lk_cuda_rope
@@ -244,6 +244,7 @@ static void check_refused(void) {
     CHECK(lk_gpu_kv_rope_store_fits(64, 4, 256, 256, false));
     CHECK(!lk_gpu_kv_rope_store_fits(9, 2, 64, 64, false)); /* 9 heads over 2 KV heads */
     CHECK(!lk_gpu_kv_rope_store_fits(8, 8, 128, 130, false));
+    CHECK(!lk_gpu_kv_rope_store_fits(0, 4, 128, 128, false)); /* fewer query heads than KV heads */
     lk_gpu_kv *kv = NULL;
     loki_error err = {0};
     test_need(lk_gpu_kv_init(g_cu, &kv, 1, 4, 256, NULL, 1, 1, 1, &err), &err, "lk_gpu_kv_init");
@@ -261,6 +262,8 @@ int main(void) {
         {3, 9, 3, 64, 64, false, true, 1.0f, 16},       {5, 4, 1, 256, 256, true, true, 0.7071f, 64},
         {5, 4, 1, 256, 256, true, false, 0.7071f, 256}, {2, 8, 8, 128, 64, true, true, 1.0f, 40},
         {7, 12, 4, 64, 32, false, true, 1.25f, 8},      {4, 16, 2, 96, 96, false, true, 1.0f, 24},
+        {3, 10, 2, 80, 80, true, true, 1.0f, 48},       {2, 2, 2, 16, 16, false, true, 1.0f, 8},
+        {2, 2, 2, 16, 16, false, false, 1.0f, 16},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) check_case(&cs[i]);
     check_refused();

@@ -2,7 +2,9 @@
  * gemv_mma.cu - products of 9..16 rows of x with f16 or bf16 weights (a
  * decode batch of up to 16 sequences) on the tensor cores, reading W once:
  * y (n, out) = x (n, in) . W^T, W (out, in) in place, x already rounded to
- * W's 16-bit type (matmul.cu converts it, as for its cuBLAS path).
+ * W's 16-bit type (matmul.cu converts it, as for its cuBLAS path: with f16
+ * W an activation beyond +-65504 becomes inf there, as in llama.cpp's cuBLAS
+ * path, while n <= 8 rows keep x in f32).
  *
  * Why: for a batch of 16 the step reads the weights once, like a single
  * decode step, but a skinny cuBLAS GEMM streamed the 13.5 GB of a 7B model at

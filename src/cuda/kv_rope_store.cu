@@ -107,7 +107,7 @@ __global__ void __launch_bounds__(LK_RS_THREADS)
 }
 
 extern "C" bool lk_gpu_kv_rope_store_fits(int n_head, int n_head_kv, int head_dim, int rope_dim, bool rot) {
-    if (n_head_kv < 1 || n_head % n_head_kv || head_dim < 8 || head_dim > 256 || rope_dim < 2 || rope_dim % 2 ||
+    if (n_head_kv < 1 || n_head < n_head_kv || n_head % n_head_kv || head_dim < 8 || head_dim > 256 || rope_dim < 2 || rope_dim % 2 ||
         rope_dim > head_dim)
         return false;
     return rs_smem_floats(n_head / n_head_kv, head_dim, rope_dim / 2, rot) * sizeof(float) <= 48 * 1024;
@@ -119,7 +119,8 @@ extern "C" loki_status lk_gpu_kv_rope_store(lk_gpu_kv *kv, int layer, int32_t n,
                                             const float *rot, float q_scale, loki_error *err) {
     loki_status st = LOKI_OK;
     const int D = kv->head_dim, Hkv = kv->n_head_kv;
-    if (layer < 0 || layer >= kv->n_layer || n < 0 || !lk_gpu_kv_rope_store_fits(n_head, Hkv, D, rope_dim, rot))
+    if (layer < 0 || layer >= kv->n_layer || n < 0 || n > 65535 ||
+        !lk_gpu_kv_rope_store_fits(n_head, Hkv, D, rope_dim, rot))
         return lk_fail(err, LOKI_ERR_ARG,
                        "GPU RoPE + store: layer %d, rows %d, heads %d / %d, head_dim %d, rope_dim %d not supported",
                        layer, n, n_head, Hkv, D, rope_dim);

@@ -173,7 +173,8 @@ loki_status lk_gpu_kv_store(lk_gpu_kv *kv, int layer, int32_t n, const float *k,
  * NULL, both rotated into the PCA basis of their KV head; q_out (n, n_head,
  * D) = q_scale * q (another buffer than q); k and v stored as
  * lk_gpu_kv_store does at slots (device, n). q, k, v are not changed.
- * LOKI_ERR_ARG for shapes lk_gpu_kv_rope_store_fits refuses. */
+ * LOKI_ERR_ARG for shapes lk_gpu_kv_rope_store_fits refuses and n > 65535
+ * (decode rows: one grid row each). */
 loki_status lk_gpu_kv_rope_store(lk_gpu_kv *kv, int layer, int32_t n, int n_head, const float *q, float *q_out,
                                  const float *k, const float *v, const int32_t *slots, const int32_t *pos,
                                  const float *inv_freq, int rope_dim, int neox, const float *rot, float q_scale,
