@@ -2,6 +2,7 @@
 #include "test.h"
 
 #include "cuda/lk_cuda.h"
+#include "model/model.h"
 
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -156,4 +157,21 @@ struct lk_cuda *test_gpu_open(uint64_t *seed) {
     if (getenv("LOKI_TEST_SEED")) *seed = strtoull(getenv("LOKI_TEST_SEED"), NULL, 10) | 1;
     printf("GPU: %s, seed %llu\n", lk_cuda_describe(cu), (unsigned long long)*seed);
     return cu;
+}
+
+void test_small_llama(struct lk_hparams *hp, int n_layer, int n_head, int n_head_kv, int n_ff, int n_ctx_train) {
+    memset(hp, 0, sizeof(*hp));
+    strcpy(hp->arch, "llama");
+    hp->n_vocab = 301;
+    hp->n_ctx_train = n_ctx_train;
+    hp->n_embd = 256;
+    hp->n_layer = n_layer;
+    hp->n_head = n_head;
+    hp->n_head_kv = n_head_kv;
+    hp->head_dim = 64;
+    hp->rope_dim = 64;
+    hp->n_ff = n_ff;
+    hp->rms_eps = 1e-5f;
+    hp->rope_theta = 10000.0f;
+    hp->rope_style = LK_ROPE_NEOX;
 }

@@ -68,5 +68,11 @@ int test_argmax(const float *x, int n);
  * becomes LOKI_TEST_SEED | 1 when that is set, and the GPU and the seed are
  * printed. Free with lk_cuda_free. */
 struct lk_cuda *test_gpu_open(uint64_t *seed);
+/* A small Llama shape for random models (model/random.h): n_embd 256,
+ * head_dim = rope_dim 64 (neox), n_vocab 301 (so the embedding's byte size
+ * is a multiple of 64 in no quantized type: the tensors after it start at
+ * padded offsets), rms_eps 1e-5, theta 1e4; the rest as given. */
+struct lk_hparams;
+void test_small_llama(struct lk_hparams *hp, int n_layer, int n_head, int n_head_kv, int n_ff, int n_ctx_train);
 
 #endif

@@ -26,23 +26,6 @@
 #define NP 48 /* prompt tokens */
 #define DP_TOL 1e-4
 
-static void small_shape(lk_hparams *hp) {
-    memset(hp, 0, sizeof(*hp));
-    strcpy(hp->arch, "llama");
-    hp->n_vocab = 301;
-    hp->n_ctx_train = 128;
-    hp->n_embd = 256;
-    hp->n_layer = 2;
-    hp->n_head = 4;
-    hp->n_head_kv = 2;
-    hp->head_dim = 64;
-    hp->rope_dim = 64;
-    hp->n_ff = 512;
-    hp->rms_eps = 1e-5f;
-    hp->rope_theta = 10000.0f;
-    hp->rope_style = LK_ROPE_NEOX;
-}
-
 /* A basis of reflections I - 2uuᵀ (u a fixed pseudo-random unit vector per
  * layer and head), eigenvalues descending, both bases alike. */
 static loki_pca *householder_pca(const lk_hparams *hp) {
@@ -108,7 +91,7 @@ static double max_diff(const float *a, const float *b, size_t n) {
 
 int main(void) {
     lk_hparams hp;
-    small_shape(&hp);
+    test_small_llama(&hp, 2, 4, 2, 512, 128);
     loki_error err = {0};
     loki_model *m = calloc(1, sizeof(*m));
     if (!m) test_need(LOKI_ERR_NOMEM, &err, "model struct");

@@ -16,26 +16,6 @@
 #include "model/model.h"
 #include "model/random.h"
 
-/* A small Llama shape whose matrix widths are multiples of 256 (the K-quant
- * block); n_vocab = 301 rows make the embedding's byte size a multiple of 64
- * in no quantized type, so the tensors after it start at padded offsets. */
-static void small_shape(lk_hparams *hp) {
-    memset(hp, 0, sizeof(*hp));
-    strcpy(hp->arch, "llama");
-    hp->n_vocab = 301;
-    hp->n_ctx_train = 64;
-    hp->n_embd = 256;
-    hp->n_layer = 3;
-    hp->n_head = 8;
-    hp->n_head_kv = 4;
-    hp->head_dim = 64;
-    hp->rope_dim = 64;
-    hp->n_ff = 768;
-    hp->rms_eps = 1e-5f;
-    hp->rope_theta = 10000.0f;
-    hp->rope_style = LK_ROPE_NEOX;
-}
-
 /* Dequantize every row of t; return the largest |w| (INFINITY if any value
  * is not finite). */
 static float tensor_absmax(const lk_tensor *t) {
@@ -59,7 +39,7 @@ static float tensor_absmax(const lk_tensor *t) {
 
 static void test_type(lk_dtype dt) {
     lk_hparams hp;
-    small_shape(&hp);
+    test_small_llama(&hp, 3, 8, 4, 768, 64); /* matrix widths multiples of 256 (the K-quant block) */
     loki_error err = {0};
     loki_model *m = calloc(1, sizeof(*m)), *m2 = calloc(1, sizeof(*m2));
     if (!m || !m2) test_need(LOKI_ERR_NOMEM, &err, "model structs");
