@@ -29,6 +29,10 @@
  * y0 + (lk_cuda_matmul's y) in f32 (the same kernel with the add in its
  * store); for n > 8 (the GEMM with beta = 1, which cuBLAS may run with
  * another algorithm) within the GEMM's tolerance above plus 2^-23 |y0|.
+ * lk_cuda_matmul_glu (the fused gate|up product and GLU of one decode row,
+ * f32/f16/bf16 W, silu and gelu_tanh) bit for bit against lk_cuda_matmul of
+ * each matrix then lk_cuda_glu, its output poisoned first; the shapes it
+ * does not take are refused with LOKI_ERR_UNSUPPORTED.
  * Also checks that bad arguments are refused with LOKI_ERR_ARG and a message,
  * and prints (not asserted) the time and weight bandwidth of the n = 1
  * product per dtype (median of 20 graph replays of one call per copy of W,
@@ -41,6 +45,7 @@
 #include "cpu/cpu.h"
 #include "cpu/cpu_internal.h"
 #include "cuda/lk_cuda_mm.h"
+#include "cuda/lk_cuda_ops.h"
 
 static const lk_dtype DTS[] = {LK_DTYPE_F32,  LK_DTYPE_F16,  LK_DTYPE_BF16, LK_DTYPE_Q8_0, LK_DTYPE_Q4_0,
                                LK_DTYPE_Q4_1, LK_DTYPE_Q5_0, LK_DTYPE_Q5_1, LK_DTYPE_Q2_K, LK_DTYPE_Q3_K,
@@ -191,6 +196,59 @@ done:
     free(w), free(x), free(yc), free(yg), free(wf), free(y0), free(ya), free(tolv);
 }
 
+/* The fused gated product of one row: W_g, W_u (out, in) of dt back to back
+ * in E->dw; y fused into dy[0..out), the unfused gate and up into dy at
+ * 2 * out and 3 * out (16-byte aligned for out % 4 == 0, as the shapes). */
+static void glu_case(env *E, lk_dtype dt, int64_t in, int64_t out, int act, uint64_t seed) {
+    const size_t rb = lk_dtype_row_bytes(dt, in), wb = (rb * out + 15) & ~(size_t)15;
+    uint8_t *w = test_xmalloc(2 * wb);
+    float *x = test_xmalloc(sizeof(float) * in), *yf = test_xmalloc(sizeof(float) * out);
+    float *yu = test_xmalloc(sizeof(float) * out);
+    make_w(dt, w, in, out, false, &seed);
+    make_w(dt, w + wb, in, out, false, &seed);
+    for (int64_t k = 0; k < in; k++) x[k] = urand(&seed) * ((rnext(&seed) & 63) == 0 ? 30.0f : 1.0f);
+    float *dy = E->dy, *dg = dy + 2 * out, *du = dy + 3 * out;
+    const char *wg = E->dw, *wu = (const char *)E->dw + wb;
+    loki_error err = {0};
+    bool ok = lk_cuda_upload(E->cu, E->dw, w, 2 * wb, &err) == LOKI_OK &&
+              lk_cuda_upload(E->cu, E->dx, x, sizeof(float) * in, &err) == LOKI_OK &&
+              lk_cuda_upload(E->cu, dy, E->nan_y, sizeof(float) * 4 * out, &err) == LOKI_OK &&
+              lk_cuda_matmul_glu_fits(dt, 1, in, E->dx) &&
+              lk_cuda_matmul_glu(E->mm, dy, E->dx, dt, wg, wu, in, out, 1, act, &err) == LOKI_OK &&
+              lk_cuda_matmul(E->mm, dg, E->dx, dt, wg, in, out, 1, &err) == LOKI_OK &&
+              lk_cuda_matmul(E->mm, du, E->dx, dt, wu, in, out, 1, &err) == LOKI_OK &&
+              lk_cuda_glu(E->cu, dg, du, out, act, &err) == LOKI_OK && lk_cuda_sync(E->cu, &err) == LOKI_OK &&
+              lk_cuda_download(E->cu, yf, dy, sizeof(float) * out, &err) == LOKI_OK &&
+              lk_cuda_download(E->cu, yu, dg, sizeof(float) * out, &err) == LOKI_OK;
+    CHECKF(ok, "glu %s in %lld out %lld act %d: %s", lk_dtype_name(dt), (long long)in, (long long)out, act, err.msg);
+    int bad = 0;
+    for (int64_t r = 0; ok && r < out; r++)
+        if (memcmp(&yf[r], &yu[r], sizeof(float)) || isnan(yf[r])) {
+            if (bad++ < NSHOW)
+                CHECKF(false, "glu %s in %lld out %lld act %d: y[%lld] fused %.9g, unfused %.9g", lk_dtype_name(dt),
+                       (long long)in, (long long)out, act, (long long)r, yf[r], yu[r]);
+        }
+    CHECKF(bad == 0, "glu %s in %lld out %lld act %d: %d outputs differ", lk_dtype_name(dt), (long long)in,
+           (long long)out, act, bad);
+    if (ok) printf("  glu %-5s in %5lld out %5lld act %d: fused == unfused, ok=%d\n", lk_dtype_name(dt), (long long)in,
+                   (long long)out, act, bad == 0);
+    free(w), free(x), free(yf), free(yu);
+}
+
+/* What lk_cuda_matmul_glu does not take: a clear status, not a wrong result. */
+static void glu_refusals(env *E) {
+    loki_error err = {0};
+    CHECK(!lk_cuda_matmul_glu_fits(LK_DTYPE_BF16, 2, 4096, E->dx) && !lk_cuda_matmul_glu_fits(LK_DTYPE_Q4_K, 1, 4096, E->dx) &&
+          !lk_cuda_matmul_glu_fits(LK_DTYPE_BF16, 1, 4092, E->dx) &&
+          !lk_cuda_matmul_glu_fits(LK_DTYPE_BF16, 1, 4096, (const float *)E->dx + 1));
+    CHECK(lk_cuda_matmul_glu(E->mm, E->dy, E->dx, LK_DTYPE_BF16, E->dw, E->dw, 4096, 64, 2, 0, &err) ==
+              LOKI_ERR_UNSUPPORTED && strstr(err.msg, "lk_cuda_matmul_glu_fits"));
+    printf("  refused: %s\n", err.msg);
+    CHECK(lk_cuda_matmul_glu(E->mm, E->dy, E->dx, LK_DTYPE_BF16, E->dw, E->dw, 4096, 64, 1, 2, &err) == LOKI_ERR_ARG &&
+          strstr(err.msg, "activation"));
+    printf("  refused: %s\n", err.msg);
+}
+
 /* Bad arguments: LOKI_ERR_ARG with a message containing `word`. */
 static void check_args(env *E) {
     loki_error err = {0};
@@ -288,6 +346,15 @@ int main(void) {
                 run_case(&E, DTS[d], shapes[s].in, shapes[s].out, ns[k], shapes[s].f32, seed + 1000 * d + 10 * s + k);
     /* the GEMM's weight tile holds 64 M elements: 16400 x 4096 takes two tiles */
     run_case(&E, LK_DTYPE_Q4_K, 4096, MAX_OUT, 9, false, seed + 77);
+
+    /* the fused gate|up product: 36 to 1024 rows, 512 to 11008 columns */
+    glu_refusals(&E);
+    for (int d = 0; d < 3; d++)
+        for (int act = 0; act < 2; act++) {
+            glu_case(&E, DTS[d], 4096, 1024, act, seed + 500 + 10 * d + act);
+            glu_case(&E, DTS[d], 512, 36, act, seed + 600 + 10 * d + act);
+            glu_case(&E, DTS[d], MAX_IN, 256, act, seed + 700 + 10 * d + act);
+        }
 
     for (int d = 0; d < NDT; d++) {
         bench(&E, DTS[d], 4096, 4096);

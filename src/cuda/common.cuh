@@ -94,6 +94,19 @@ __device__ __forceinline__ void lk_unpack8(const uint4 &c, float *x) {
     x[4] = lk_bf16_lo(c.z), x[5] = lk_bf16_hi(c.z), x[6] = lk_bf16_lo(c.w), x[7] = lk_bf16_hi(c.w);
 }
 
+/* The feed-forward's gate times up, as the CPU writes it (no contraction):
+ * gelu 0 (SwiGLU) g / (1 + expf(-g)) * u; gelu 1 (GeGLU, lk_cpu_geglu)
+ * 0.5f * g * (1.0f + tanhf(k0 * (g + k1 * g * g * g))) * u. One definition
+ * for the GLU op (ops.cu) and the fused gate|up product (gemv_quant.cu), so
+ * the two give the same bits. */
+__device__ __forceinline__ float lk_dev_glu(bool gelu, float g, float u) {
+    if (!gelu) return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
+    const float k0 = 0.7978845608028654f, k1 = 0.044715f;
+    const float inner = __fadd_rn(g, __fmul_rn(__fmul_rn(__fmul_rn(k1, g), g), g));
+    const float t = tanhf(__fmul_rn(k0, inner));
+    return __fmul_rn(__fmul_rn(__fmul_rn(0.5f, g), __fadd_rn(1.0f, t)), u);
+}
+
 /* Elements of one (layer, page, KV head) segment: k_lo | k_hi | v. */
 __host__ __device__ __forceinline__ size_t lk_seg_elems(int D) { return (size_t)LK_GPU_PAGE * 2 * D; }
 

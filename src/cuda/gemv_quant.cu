@@ -32,7 +32,10 @@
  * kernels give the same bits). dev/cuda/gemv_bw.cu measured it on the
  * H200's Llama-2-7B shapes: o (4096 x 4096) 12.6 -> 11.1 us, down
  * (4096 x 11008) 30.3 -> 25.4 us; qkv (12288 rows) 26.2 -> 28.6 us (slower,
- * hence the bound).
+ * hence the bound). mv_glu: the feed-forward's gate and up products of one
+ * row of x with the GLU applied in the same kernel (a warp per output row
+ * reads that row of both matrices, mv_float2's loop), which saves the GLU
+ * op's launch in every layer of a decode step.
  */
 #include "cuda/common.cuh"
 
@@ -476,19 +479,14 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_float(const lk_mm_seg y, con
     }
 }
 
-/* mv_float for n = 1 with a warp per rows 2w, 2w + 1 (vec loads only). */
+/* One warp's dot products of two rows of W (w0, w1: nv 16-byte vectors
+ * each) with one row of x (float4 loads through L1), each row summed in
+ * mv_float's order, so each result equals mv_float's for that row bit for
+ * bit: (x · w0, x · w1), whole on every lane. */
 template <int DT>
-__global__ void __launch_bounds__(MV_WARPS * 32) mv_float2(const lk_mm_seg y, const uint8_t *__restrict__ w,
-                                                           size_t rb, const float *__restrict__ x, int64_t in,
-                                                           int64_t out) {
-    lk_pdl_wait();
-    lk_pdl_release();
+__device__ __forceinline__ float2 pair_dot(const uint4 *w0, const uint4 *w1, const float *__restrict__ x, int64_t nv,
+                                           int lane) {
     constexpr int EPV = DT == LK_DTYPE_F32 ? 4 : 8, U = 4;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int64_t r0 = ((int64_t)blockIdx.x * MV_WARPS + warp) * 2, nv = in / EPV;
-    if (r0 >= out) return;
-    const bool two = r0 + 1 < out;
-    const uint4 *w0 = (const uint4 *)(w + r0 * rb), *w1 = (const uint4 *)(w + (two ? r0 + 1 : r0) * rb);
     float a0 = 0.0f, a1 = 0.0f;
     for (int64_t v0 = lane; v0 < nv; v0 += 32 * U) {
         uint4 c0[U], c1[U];
@@ -516,11 +514,46 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_float2(const lk_mm_seg y, co
             }
         }
     }
-    a0 = warp_sum(a0), a1 = warp_sum(a1);
+    return make_float2(warp_sum(a0), warp_sum(a1));
+}
+
+/* mv_float for n = 1 with a warp per rows 2w, 2w + 1 (vec loads only). */
+template <int DT>
+__global__ void __launch_bounds__(MV_WARPS * 32) mv_float2(const lk_mm_seg y, const uint8_t *__restrict__ w,
+                                                           size_t rb, const float *__restrict__ x, int64_t in,
+                                                           int64_t out) {
+    lk_pdl_wait();
+    lk_pdl_release();
+    constexpr int EPV = DT == LK_DTYPE_F32 ? 4 : 8;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int64_t r0 = ((int64_t)blockIdx.x * MV_WARPS + warp) * 2;
+    if (r0 >= out) return;
+    const bool two = r0 + 1 < out;
+    const float2 a = pair_dot<DT>((const uint4 *)(w + r0 * rb), (const uint4 *)(w + (two ? r0 + 1 : r0) * rb), x,
+                                  in / EPV, lane);
     if (lane == 0) {
-        lk_mm_seg_store(y, 0, r0, a0);
-        if (two) lk_mm_seg_store(y, 0, r0 + 1, a1);
+        lk_mm_seg_store(y, 0, r0, a.x);
+        if (two) lk_mm_seg_store(y, 0, r0 + 1, a.y);
     }
+}
+
+/* The gated feed-forward product of one row of x: y (out) = act(x · Wgᵀ) *
+ * (x · Wuᵀ), a warp per output row j reading row j of Wg and of Wu (vec
+ * loads only), act = lk_dev_glu(gelu, ...): the bits of mv_float on both
+ * matrices and the GLU op after it, in one kernel. */
+template <int DT>
+__global__ void __launch_bounds__(MV_WARPS * 32) mv_glu(float *__restrict__ y, const uint8_t *__restrict__ wg,
+                                                        const uint8_t *__restrict__ wu, size_t rb,
+                                                        const float *__restrict__ x, int64_t in, int64_t out,
+                                                        bool gelu) {
+    lk_pdl_wait();
+    lk_pdl_release();
+    constexpr int EPV = DT == LK_DTYPE_F32 ? 4 : 8;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int64_t r = (int64_t)blockIdx.x * MV_WARPS + warp;
+    if (r >= out) return;
+    const float2 a = pair_dot<DT>((const uint4 *)(wg + r * rb), (const uint4 *)(wu + r * rb), x, in / EPV, lane);
+    if (lane == 0) y[r] = lk_dev_glu(gelu, a.x, a.y);
 }
 
 /* dst (rows, in) bf16 = W's rows dequantized (decoder T), one thread per unit. */
@@ -634,6 +667,25 @@ cudaError_t lk_mm_gemv(lk_dtype dt, int n, const lk_mm_seg &y, const void *wv, i
     case LK_DTYPE_Q4_K: return gemv_q<dq_q45_k<false>>(n, y, w, in, out, xq, xm, xf, s);
     case LK_DTYPE_Q5_K: return gemv_q<dq_q45_k<true>>(n, y, w, in, out, xq, xm, xf, s);
     case LK_DTYPE_Q6_K: return gemv_q<dq_q6_k>(n, y, w, in, out, xq, xm, xf, s);
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+/* Declared in matmul.cu. y (out) = act(x · Wgᵀ) * (x · Wuᵀ) for one row of
+ * x, W f32/f16/bf16 with in a multiple of the 16-byte vector and x 16-byte
+ * aligned (the caller checks: lk_cuda_matmul_glu_fits). */
+cudaError_t lk_mm_gemv_glu(lk_dtype dt, float *y, const void *wg, const void *wu, int64_t in, int64_t out,
+                           const float *x, bool gelu, cudaStream_t s) {
+    const unsigned grid = (unsigned)((out + MV_WARPS - 1) / MV_WARPS);
+    const uint8_t *g = (const uint8_t *)wg, *u = (const uint8_t *)wu;
+    const size_t rb = (size_t)lk_dtype_row_bytes(dt, in);
+    switch (dt) {
+    case LK_DTYPE_F32:
+        return lk_launch_kernel(mv_glu<LK_DTYPE_F32>, grid, MV_WARPS * 32, 0, s, true, 0, y, g, u, rb, x, in, out, gelu);
+    case LK_DTYPE_F16:
+        return lk_launch_kernel(mv_glu<LK_DTYPE_F16>, grid, MV_WARPS * 32, 0, s, true, 0, y, g, u, rb, x, in, out, gelu);
+    case LK_DTYPE_BF16:
+        return lk_launch_kernel(mv_glu<LK_DTYPE_BF16>, grid, MV_WARPS * 32, 0, s, true, 0, y, g, u, rb, x, in, out, gelu);
     default: return cudaErrorInvalidValue;
     }
 }

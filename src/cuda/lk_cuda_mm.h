@@ -82,6 +82,19 @@ loki_status lk_cuda_matmul_add(lk_cuda_mm *mm, float *y, const float *x, lk_dtyp
 loki_status lk_cuda_matmul_multi(lk_cuda_mm *mm, int k, float *const *y, const int64_t *out, const float *x,
                                  lk_dtype dt, const void *w, int64_t in, int n, loki_error *err);
 
+/* The gated feed-forward product of one decode row, in one kernel:
+ * y (1, out) = act(x · W_gᵀ) * (x · W_uᵀ), act 0 = silu, 1 = gelu_tanh (as
+ * lk_cuda_glu). W_g and W_u (out, in) of dtype dt, each on the device as
+ * lk_cuda_matmul takes W. A warp makes output j from row j of both
+ * matrices, so the result equals lk_cuda_matmul of each then lk_cuda_glu
+ * bit for bit, without the GLU's launch. Only where lk_cuda_matmul_glu_fits
+ * (n = 1, f32/f16/bf16 W, in a multiple of 16 bytes of W, x 16-byte
+ * aligned); elsewhere LOKI_ERR_UNSUPPORTED (run the separate ops). Other
+ * arguments checked as lk_cuda_matmul's. */
+bool lk_cuda_matmul_glu_fits(lk_dtype dt, int n, int64_t in, const float *x);
+loki_status lk_cuda_matmul_glu(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *wg, const void *wu,
+                               int64_t in, int64_t out, int n, int act, loki_error *err);
+
 #ifdef __cplusplus
 }
 #endif

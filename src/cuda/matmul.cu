@@ -35,6 +35,8 @@ extern "C" {
 cudaError_t lk_mm_gemv(lk_dtype dt, int n, const lk_mm_seg &y, const void *w, int64_t in, int64_t out,
                        const float *xf, const int8_t *xq, const float4 *xm, cudaStream_t s);
 cudaError_t lk_mm_to_bf16_rows(lk_dtype dt, uint16_t *dst, const void *w, int64_t in, int64_t rows, cudaStream_t s);
+cudaError_t lk_mm_gemv_glu(lk_dtype dt, float *y, const void *wg, const void *wu, int64_t in, int64_t out,
+                           const float *x, bool gelu, cudaStream_t s);
 /* gemv_mma.cu */
 cudaError_t lk_mm_gemv_mma(bool bf16, int n, const lk_mm_seg &y, const uint16_t *w, const uint16_t *x, int64_t in,
                            int64_t out, cudaStream_t s);
@@ -343,4 +345,30 @@ extern "C" loki_status lk_cuda_matmul(lk_cuda_mm *mm, float *y, const float *x, 
 extern "C" loki_status lk_cuda_matmul_add(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *w,
                                           int64_t in, int64_t out, int n, loki_error *err) {
     return matmul(mm, y, x, dt, w, in, out, n, true, err);
+}
+
+extern "C" bool lk_cuda_matmul_glu_fits(lk_dtype dt, int n, int64_t in, const float *x) {
+    const int epv = dt == LK_DTYPE_F32 ? 4 : 8; /* values in 16 bytes */
+    return n == 1 && (dt == LK_DTYPE_F32 || dt == LK_DTYPE_F16 || dt == LK_DTYPE_BF16) && in % epv == 0 &&
+           ((uintptr_t)x & 15) == 0;
+}
+
+extern "C" loki_status lk_cuda_matmul_glu(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *wg,
+                                          const void *wu, int64_t in, int64_t out, int n, int act, loki_error *err) {
+    loki_status st;
+    if (act != 0 && act != 1)
+        return lk_fail(err, LOKI_ERR_ARG, "lk_cuda_matmul_glu: unknown activation %d (0 = silu, 1 = gelu_tanh)", act);
+    if ((st = check_args(mm, y, x, dt, wg, in, out, n, err)) || (st = check_args(mm, y, x, dt, wu, in, out, n, err)))
+        return st;
+    if (!lk_cuda_matmul_glu_fits(dt, n, in, x))
+        return lk_fail(err, LOKI_ERR_UNSUPPORTED,
+                       "lk_cuda_matmul_glu: %s W, n = %d, in = %lld: only one row of x, f32/f16/bf16 W, in a multiple of "
+                       "16 bytes of W and x 16-byte aligned (lk_cuda_matmul_glu_fits)",
+                       lk_dtype_name(dt), n, (long long)in);
+    LK_CUDA_TRY(lk_mm_gemv_glu(dt, y, wg, wu, in, out, x, act == 1, mm->cu->stream));
+    return LOKI_OK;
+fail:
+    lk_fail_prefix(err, "lk_cuda_matmul_glu(%s, in = %lld, out = %lld)", lk_dtype_name(dt), (long long)in,
+                   (long long)out);
+    return st;
 }

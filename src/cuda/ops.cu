@@ -51,12 +51,7 @@ template <int OP> __device__ __forceinline__ float ew1(float a, float b, float s
     if (OP == EW_ADD) return __fadd_rn(a, b);
     if (OP == EW_SCALE) return __fmul_rn(a, s);
     if (OP == EW_SOFTCAP) return __fmul_rn(s, tanhf(__fdiv_rn(a, s))); /* c * tanhf(x / c) */
-    if (OP == EW_SILU) return __fmul_rn(__fdiv_rn(a, __fadd_rn(1.0f, expf(-a))), b); /* g / (1 + expf(-g)) * u */
-    /* gelu_tanh, lk_cpu_geglu: 0.5f * x * (1.0f + tanhf(k0 * (x + k1 * x * x * x))) * u */
-    const float k0 = 0.7978845608028654f, k1 = 0.044715f;
-    const float inner = __fadd_rn(a, __fmul_rn(__fmul_rn(__fmul_rn(k1, a), a), a));
-    const float t = tanhf(__fmul_rn(k0, inner));
-    return __fmul_rn(__fmul_rn(__fmul_rn(0.5f, a), __fadd_rn(1.0f, t)), b);
+    return lk_dev_glu(OP == EW_GELU, a, b); /* EW_SILU, EW_GELU */
 }
 
 /* x (n) = op(x, y, s) elementwise; y (n) or NULL when OP does not read it.

@@ -37,3 +37,12 @@ loki_status lk_cuda_matmul_multi(lk_cuda_mm *mm, int k, float *const *y, const i
     (void)mm, (void)k, (void)y, (void)out, (void)x, (void)dt, (void)w, (void)in, (void)n;
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA_MM);
 }
+bool lk_cuda_matmul_glu_fits(lk_dtype dt, int n, int64_t in, const float *x) {
+    (void)dt, (void)n, (void)in, (void)x;
+    return false;
+}
+loki_status lk_cuda_matmul_glu(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *wg, const void *wu,
+                               int64_t in, int64_t out, int n, int act, loki_error *err) {
+    (void)mm, (void)y, (void)x, (void)dt, (void)wg, (void)wu, (void)in, (void)out, (void)n, (void)act;
+    return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA_MM);
+}

@@ -59,6 +59,12 @@ typedef struct lk_backend_ops {
     void (*rope)(lk_backend *be, float *x, int n, int n_heads, int layer);
     /* gate (n, F) = act(gate) * up. */
     void (*glu)(lk_backend *be, float *gate, const float *up, int n, int n_ff, lk_ffn_act act);
+    /* gate (n, F) = act(x · W_gᵀ) * (x · W_uᵀ): matmul_multi of the two and
+     * glu, fused where the backend can (the GPU's one-row decode products
+     * with float weights). Returns false when it did nothing and the caller
+     * runs the two ops. NULL: never fused. */
+    bool (*matmul_glu)(lk_backend *be, float *gate, const float *x, const lk_tensor *wg, const lk_tensor *wu, int n,
+                       lk_ffn_act act);
     /* x (count) += y. */
     void (*add)(lk_backend *be, float *x, const float *y, size_t count);
     /* x (count) = c * tanh(x / c). */
@@ -179,6 +185,16 @@ static inline void lk_be_rope(lk_backend *be, float *x, int n, int n_heads, int 
 }
 static inline void lk_be_glu(lk_backend *be, float *gate, const float *up, int n, int n_ff, lk_ffn_act act) {
     be->ops->glu(be, gate, up, n, n_ff, act);
+}
+/* The feed-forward's gated product: gate (n, F) = act(x · W_gateᵀ) *
+ * (x · W_upᵀ); up (n, F) is scratch for the backends that do not fuse it. */
+static inline void lk_be_matmul_glu(lk_backend *be, float *gate, float *up, const float *x, const lk_tensor *wg,
+                                    const lk_tensor *wu, int n, lk_ffn_act act) {
+    if (be->ops->matmul_glu && be->ops->matmul_glu(be, gate, x, wg, wu, n, act)) return;
+    float *const gu[2] = {gate, up};
+    const lk_tensor *const w[2] = {wg, wu};
+    be->ops->matmul_multi(be, 2, gu, x, w, n);
+    be->ops->glu(be, gate, up, n, (int)wg->ne[1], act);
 }
 static inline void lk_be_add(lk_backend *be, float *x, const float *y, size_t count) { be->ops->add(be, x, y, count); }
 static inline void lk_be_softcap(lk_backend *be, float *x, float c, size_t count) {

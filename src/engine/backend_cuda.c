@@ -295,6 +295,23 @@ static void cu_glu(lk_backend *be, float *gate, const float *up, int n, int n_ff
     tick(b, LK_PROF_OTHER);
 }
 
+/* One decode row with float weights: both products and the GLU in one
+ * kernel (lk_cuda_matmul_glu); anything else goes the unfused way. */
+static bool cu_matmul_glu(lk_backend *be, float *gate, const float *x, const lk_tensor *wg, const lk_tensor *wu, int n,
+                          lk_ffn_act act) {
+    be_cuda *b = cu_of(be);
+    if (wg->dtype != wu->dtype || wg->ne[0] != wu->ne[0] || wg->ne[1] != wu->ne[1] ||
+        !lk_cuda_matmul_glu_fits(wg->dtype, n, wg->ne[0], x))
+        return false;
+    loki_error e;
+    if (skip(b)) return true;
+    keep(b, lk_cuda_matmul_glu(b->mm, gate, x, wg->dtype, dev_of(b, wg), dev_of(b, wu), wg->ne[0], wg->ne[1], n,
+                               act == LK_ACT_GELU_TANH ? 1 : 0, &e),
+         &e);
+    tick(b, LK_PROF_WEIGHTS);
+    return true;
+}
+
 static void cu_add(lk_backend *be, float *x, const float *y, size_t count) {
     be_cuda *b = cu_of(be);
     loki_error e;
@@ -490,6 +507,7 @@ static const lk_backend_ops k_cuda_ops = {
     .add_bias = cu_add_bias,
     .rope = cu_rope,
     .glu = cu_glu,
+    .matmul_glu = cu_matmul_glu,
     .add = cu_add,
     .softcap = cu_softcap,
     .calib_keys = cu_calib_keys,

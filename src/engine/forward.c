@@ -25,7 +25,7 @@ loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, bool
                        int32_t n_out, loki_error *err) {
     const loki_model *m = ctx->model;
     const lk_hparams *hp = &ctx->hp;
-    const int E = hp->n_embd, D = hp->head_dim, H = hp->n_head, Hkv = hp->n_head_kv, F = hp->n_ff;
+    const int E = hp->n_embd, D = hp->head_dim, H = hp->n_head, Hkv = hp->n_head_kv;
     lk_backend *be = ctx->be;
     if (!be) /* a failed loki_context_set_attn on the GPU leaves no backend */
         return lk_fail(err, LOKI_ERR_ARG, "forward: the context has no backend (its last set_attn failed)");
@@ -68,10 +68,7 @@ loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, bool
                          hp->rms_eps);
         /* feed-forward block (SwiGLU / GeGLU) */
         lk_be_rmsnorm(be, ctx->xb, ctx->x, &L->ffn_norm, n, E, hp->rms_eps);
-        float *const gu[2] = {ctx->hb, ctx->hb2};            /* (n, F) each */
-        const lk_tensor *const wgu[2] = {&L->w_gate, &L->w_up};
-        lk_be_matmul_multi(be, 2, gu, ctx->xb, wgu, n);
-        lk_be_glu(be, ctx->hb, ctx->hb2, n, F, hp->ffn_act);
+        lk_be_matmul_glu(be, ctx->hb, ctx->hb2, ctx->xb, &L->w_gate, &L->w_up, n, hp->ffn_act); /* (n, F) */
         /* x (n, E) += hb · W_downᵀ (Gemma: normalised first) */
         lk_be_matmul_res(be, ctx->x, ctx->xb, ctx->hb, &L->w_down, L->ffn_post_norm.data ? &L->ffn_post_norm : NULL, n,
                          hp->rms_eps);
