@@ -346,8 +346,7 @@ static void dense_decode(const lk_attn *a, const lk_kv_cache *kv, int layer, int
             for (size_t i = 0; i < (size_t)rows * nb; i++) S[i] += h[i];
         }
         for (int32_t r = 0; r < rows; r++) {
-            float *x = S + (size_t)r * nb, m = mx[r];
-            for (int32_t j = 0; j < nb; j++) m = x[j] > m ? x[j] : m;
+            float *x = S + (size_t)r * nb, m = lk_max(x, nb, mx[r]);
             const float c = b0 ? expf(mx[r] - m) : 0.0f; /* rescales what has been summed */
             l[r] = l[r] * c + exp_shift(x, nb, m);
             mx[r] = m;
