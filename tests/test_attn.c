@@ -12,6 +12,8 @@
  */
 #include "test.h"
 
+#include <float.h>
+
 #include "attn/attn.h"
 #include "attn/attn_impl.h"
 #include "calib/pca.h"
@@ -385,6 +387,17 @@ static void test_kernels(void) {
             CHECKF(e < 1e-4, "lk_weighted_rows D=%d M=%d: error %.3g", d, M, e);
         }
     }
+    /* lk_max: every length around its 32-value steps, NaNs skipped as the scalar loop skips them */
+    float xm[100];
+    for (int n = 0; n <= 100; n++) {
+        uint64_t sd = 99 + (uint64_t)n;
+        test_fill_random(xm, 100, -5, 5, &sd);
+        if (n > 40) xm[n / 3] = NAN, xm[n - 1] = NAN;
+        float r = -FLT_MAX;
+        for (int i = 0; i < n; i++) r = xm[i] > r ? xm[i] : r;
+        CHECKF(lk_max(xm, n, -FLT_MAX) == r, "lk_max n=%d: %g vs %g", n, lk_max(xm, n, -FLT_MAX), r);
+        CHECKF(lk_max(xm, n, 7.0f) == 7.0f, "lk_max n=%d with a larger start", n);
+    }
 }
 
 /* The typed-row kernels, SIMD against portable and both against double
@@ -435,6 +448,15 @@ static void test_typed_kernels(void) {
                     for (int j = 0; j < n; j++) {
                         double r = 0;
                         for (int t = 0; t < S; t++) r += (double)W[m * S + t] * dec[pos[t] * n + j];
+                        ew = fmax(ew, fmax(fabs(O0[m * n + j] - r), fabs(O1[m * n + j] - r)) / fmax(1.0, fabs(r)));
+                    }
+                /* contiguous rows (pos NULL: the dense decode's blocks), an odd count */
+                lk_weighted_rows_t(O0, n, W, S, M, NULL, S - 2, &R);
+                lk_weighted_rows_t(O1, n, W, S, M, NULL, S - 2, &Rp);
+                for (int m = 0; m < M; m++)
+                    for (int j = 0; j < n; j++) {
+                        double r = 0;
+                        for (int t = 0; t < S - 2; t++) r += (double)W[m * S + t] * dec[t * n + j];
                         ew = fmax(ew, fmax(fabs(O0[m * n + j] - r), fabs(O1[m * n + j] - r)) / fmax(1.0, fabs(r)));
                     }
                 /* bf16 SIMD scores round the query to hi + lo bf16 parts */

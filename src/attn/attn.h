@@ -215,4 +215,8 @@ void lk_axpy(float *y, float w, const float *x, int n);
 /* Σ a[i]·b[i] over n floats, vectorised. */
 float lk_dot(const float *a, const float *b, int n);
 
+/* The largest of m and x[0..n) (NaNs in x are skipped, as by the loop
+ * `m = x[i] > m ? x[i] : m`), vectorised. */
+float lk_max(const float *x, int32_t n, float m);
+
 #endif

@@ -42,6 +42,32 @@ float lk_dot(const float *a, const float *b, int n) {
     return s;
 }
 
+/* Four vectors of running maxima: the scalar loop is one dependent
+ * compare per element (a quarter of the dense decode's time outside its
+ * kernels, dev/cpu/README.md), this one a compare and a blend per 8. The
+ * blend keeps the running value where x is not greater (NaN included), as
+ * the scalar loop does. */
+typedef int32_t lk_v8i __attribute__((vector_size(32)));
+float lk_max(const float *x, int32_t n, float m) {
+    int32_t i = 0;
+    if (n >= 32) {
+        lk_v8 a[4]; /* from m, not x: a NaN never enters a lane */
+        for (int v = 0; v < 4; v++)
+            for (int l = 0; l < 8; l++) a[v][l] = m;
+        for (; i + 32 <= n; i += 32)
+            for (int v = 0; v < 4; v++) {
+                lk_v8 y;
+                memcpy(&y, x + i + 8 * v, sizeof y);
+                const lk_v8i gt = y > a[v];
+                a[v] = (lk_v8)((gt & (lk_v8i)y) | (~gt & (lk_v8i)a[v]));
+            }
+        for (int v = 0; v < 4; v++)
+            for (int l = 0; l < 8; l++) m = a[v][l] > m ? a[v][l] : m;
+    }
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
 #if defined(__AVX512F__)
 /* [Σ a0, Σ a1, Σ a2, Σ a3]: four horizontal sums sharing their shuffles. */
 static inline __m128 hsum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {

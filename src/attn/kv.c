@@ -259,43 +259,89 @@ LK_AI __m128 hsum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
     return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-enum { WIDE_MAX = 512 }; /* longest row widened once for several query rows */
+/* Software prefetch distance of the streamed key and value rows, in bytes
+ * ahead of the row being read (0: none). On the AVX-512 Xeon of
+ * docs/RESULTS.md the hardware prefetchers keep too few lines in flight for
+ * two cores to reach the DRAM bandwidth (as for the q4_k matvec,
+ * dev/cpu/README.md): the dense decode step at 64k read 20-25% faster with
+ * prefetch 2-16 KiB ahead than without (`make gqa` there). */
+#ifndef LK_KV_PF
+#define LK_KV_PF 4096
+#endif
 
-LK_AI void scores_t(const loki_kv_type T, const lk_rows *K, int32_t S, const float *Q, int ldq, int M, float scale,
-                    float *out, int32_t ldo) {
-    const int n = K->n;
+/* The loops over the rows and vectors of a tile must be unrolled for its
+ * accumulators to stay in registers (gcc keeps them in a stack array
+ * otherwise, a load and a store per FMA). */
+#define LK_UNROLL _Pragma("GCC unroll 16")
+
+/* Lines of the `bytes` bytes at p, into L1. Prefetches past the end of the
+ * cache are harmless (they never fault). */
+LK_AI void prefetch_bytes(const uint8_t *p, size_t bytes) {
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T0);
+}
+
+/* Scores of MR (1..4) query rows against keys s0 .. s1-1, four keys a time:
+ * each 16-value chunk of a key is widened once and multiplied into the MR
+ * rows' accumulators (4·MR zmm: 16 for MR = 4, enough independent FMA
+ * chains for two FMA ports), so a GQA group of 4 costs one widening per
+ * key chunk instead of four, and no widened copy goes through memory. pf:
+ * prefetch the keys LK_KV_PF bytes ahead (the first tile over a block). */
+LK_AI void scores_tile(const loki_kv_type T, const lk_rows *K, int32_t s0, int32_t s1, const float *Q, int ldq,
+                       const int MR, float scale, float *out, int32_t ldo, bool pf) {
+    const int n = K->n, nb = (n + 31) / 32;
     const __m128 sc = _mm_set1_ps(scale);
-    int32_t s = 0;
-    if (T != LOKI_KV_F32 && M > 1 && n <= WIDE_MAX) {
-        /* several query rows (a GQA group): widen four keys once into L1,
-         * then f32 dot products, instead of widening per query row */
-        float w[4][WIDE_MAX];
-        const int nb = (n + 31) / 32;
-        for (; s + 4 <= S; s += 4) {
-            for (int i = 0; i < 4; i++)
-                for (int c = 0; c < n; c += 16) {
-                    __mmask16 mk = tail_mask(n - c);
-                    _mm512_mask_storeu_ps(w[i] + c, mk, load16(T, lk_row(K, s + i), c, nb, mk));
-                }
-            for (int m = 0; m < M; m++) {
-                const float *q = Q + (size_t)m * ldq;
-                __m128 r = hsum4(dotv(LOKI_KV_F32, (const uint8_t *)w[0], q, n), dotv(LOKI_KV_F32, (const uint8_t *)w[1], q, n),
-                                 dotv(LOKI_KV_F32, (const uint8_t *)w[2], q, n), dotv(LOKI_KV_F32, (const uint8_t *)w[3], q, n));
-                _mm_storeu_ps(out + (size_t)m * ldo + s, _mm_mul_ps(r, sc));
+    int32_t s = s0;
+    for (; s + 4 <= s1; s += 4) {
+        const uint8_t *r0 = lk_row(K, s), *r1 = r0 + K->stride, *r2 = r1 + K->stride, *r3 = r2 + K->stride;
+        if (LK_KV_PF && pf) prefetch_bytes(r0 + LK_KV_PF, 4 * K->stride);
+        __m512 a[4][4];
+        LK_UNROLL
+        for (int m = 0; m < MR; m++)
+            LK_UNROLL
+            for (int i = 0; i < 4; i++) a[m][i] = _mm512_setzero_ps();
+        for (int c = 0; c < n; c += 16) {
+            const __mmask16 mk = tail_mask(n - c);
+            const __m512 k0 = load16(T, r0, c, nb, mk), k1 = load16(T, r1, c, nb, mk), k2 = load16(T, r2, c, nb, mk),
+                         k3 = load16(T, r3, c, nb, mk);
+            LK_UNROLL
+            for (int m = 0; m < MR; m++) {
+                const __m512 q = _mm512_maskz_loadu_ps(mk, Q + (size_t)m * ldq + c);
+                a[m][0] = _mm512_fmadd_ps(k0, q, a[m][0]);
+                a[m][1] = _mm512_fmadd_ps(k1, q, a[m][1]);
+                a[m][2] = _mm512_fmadd_ps(k2, q, a[m][2]);
+                a[m][3] = _mm512_fmadd_ps(k3, q, a[m][3]);
             }
         }
+        LK_UNROLL
+        for (int m = 0; m < MR; m++)
+            _mm_storeu_ps(out + (size_t)m * ldo + s, _mm_mul_ps(hsum4(a[m][0], a[m][1], a[m][2], a[m][3]), sc));
     }
-    for (; s + 4 <= S; s += 4) {
-        const uint8_t *k0 = lk_row(K, s), *k1 = lk_row(K, s + 1), *k2 = lk_row(K, s + 2), *k3 = lk_row(K, s + 3);
-        for (int m = 0; m < M; m++) {
-            const float *q = Q + (size_t)m * ldq;
-            __m128 r = hsum4(dotv(T, k0, q, n), dotv(T, k1, q, n), dotv(T, k2, q, n), dotv(T, k3, q, n));
-            _mm_storeu_ps(out + (size_t)m * ldo + s, _mm_mul_ps(r, sc));
-        }
-    }
-    for (; s < S; s++)
-        for (int m = 0; m < M; m++)
+    for (; s < s1; s++)
+        LK_UNROLL
+        for (int m = 0; m < MR; m++)
             out[(size_t)m * ldo + s] = _mm512_reduce_add_ps(dotv(T, lk_row(K, s), Q + (size_t)m * ldq, n)) * scale;
+}
+
+/* Keys per block of scores_t: the block (16 KiB of f16 rows at D = 128)
+ * stays in L1 for the further row tiles of a group of more than 4. */
+enum { SCORE_BLOCK = 64 };
+
+/* All M query rows against keys 0 .. S-1: blocks of SCORE_BLOCK keys, in
+ * each block the rows in tiles of 4 (then 2, 1). */
+LK_AI void scores_t(const loki_kv_type T, const lk_rows *K, int32_t S, const float *Q, int ldq, int M, float scale,
+                    float *out, int32_t ldo) {
+    for (int32_t b0 = 0; b0 < S; b0 += SCORE_BLOCK) {
+        const int32_t b1 = LK_MIN(S, b0 + SCORE_BLOCK);
+        int m = 0;
+        bool pf = true;
+        for (; m + 4 <= M; m += 4, pf = false)
+            scores_tile(T, K, b0, b1, Q + (size_t)m * ldq, ldq, 4, scale, out + (size_t)m * ldo, ldo, pf);
+        if (M - m >= 2) {
+            scores_tile(T, K, b0, b1, Q + (size_t)m * ldq, ldq, 2, scale, out + (size_t)m * ldo, ldo, pf);
+            m += 2, pf = false;
+        }
+        if (m < M) scores_tile(T, K, b0, b1, Q + (size_t)m * ldq, ldq, 1, scale, out + (size_t)m * ldo, ldo, pf);
+    }
 }
 
 #if defined(__AVX512BF16__)
@@ -355,63 +401,77 @@ static bool scores_bf16_dp(const lk_rows *K, int32_t S, const float *Q, int ldq,
 }
 #endif
 
-/* Rows m < M (M <= 2) of out[:, c0 .. c0+16*NV) = W · V[pos] over n rows. */
-LK_AI void wblock(const loki_kv_type T, float *out, int ldo, const float *w, int ldw, const int M, const int32_t *pos,
-                  int32_t n, const lk_rows *V, int c0, const int NV) {
-    __m512 o0[8], o1[8];
+/* out[m][c0 .. c0+16·NV) += Σ_j w[m][j] · V[pos[j]][c0 ..] for m < MR
+ * (1..4), j in [j0, j1) (pos NULL: row j); the last vector masked by mk
+ * (a tail of D). MR x NV accumulators (4 x 4 or 2 x 8: 16 zmm); each value
+ * chunk is widened once for all MR rows. pf: prefetch the rows ahead (the
+ * first tile of a block): LK_KV_PF bytes ahead for contiguous rows, pf_rows
+ * rows ahead in pos for gathered ones. */
+LK_AI void wtile(const loki_kv_type T, float *out, int ldo, const float *w, int ldw, const int MR, const int32_t *pos,
+                 int32_t j0, int32_t j1, int32_t n, const lk_rows *V, int c0, const int NV, __mmask16 mk, bool pf) {
     const int nb = (V->n + 31) / 32;
-    for (int c = 0; c < NV; c++) o0[c] = o1[c] = _mm512_setzero_ps();
-    for (int32_t j = 0; j < n; j++) {
+    const int32_t pf_rows = (int32_t)LK_MAX((size_t)1, (size_t)LK_KV_PF / V->stride);
+    __m512 o[4][8];
+    LK_UNROLL
+    for (int m = 0; m < MR; m++)
+        LK_UNROLL
+        for (int v = 0; v < NV; v++)
+            o[m][v] = _mm512_maskz_loadu_ps(v == NV - 1 ? mk : 0xFFFF, out + (size_t)m * ldo + c0 + 16 * v);
+    for (int32_t j = j0; j < j1; j++) {
         const uint8_t *row = lk_row(V, pos ? pos[j] : j);
-        const __m512 w0 = _mm512_set1_ps(w[j]), w1 = _mm512_set1_ps(M > 1 ? w[(size_t)ldw + j] : 0.0f);
-        for (int c = 0; c < NV; c++) {
-            __m512 v = load16(T, row, c0 + 16 * c, nb, 0xFFFF);
-            o0[c] = _mm512_fmadd_ps(w0, v, o0[c]);
-            if (M > 1) o1[c] = _mm512_fmadd_ps(w1, v, o1[c]);
+        if (LK_KV_PF && pf) {
+            if (!pos) prefetch_bytes(row + LK_KV_PF, V->stride);
+            else if (j + pf_rows < n) prefetch_bytes(lk_row(V, pos[j + pf_rows]), V->stride);
+        }
+        __m512 x[8];
+        LK_UNROLL
+        for (int v = 0; v < NV; v++) x[v] = load16(T, row, c0 + 16 * v, nb, v == NV - 1 ? mk : 0xFFFF);
+        LK_UNROLL
+        for (int m = 0; m < MR; m++) {
+            const __m512 wm = _mm512_set1_ps(w[(size_t)m * ldw + j]);
+            LK_UNROLL
+            for (int v = 0; v < NV; v++) o[m][v] = _mm512_fmadd_ps(wm, x[v], o[m][v]);
         }
     }
-    for (int c = 0; c < NV; c++) { /* accumulated: the caller zeroes out, rows come in chunks */
-        float *o = out + c0 + 16 * c;
-        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), o0[c]));
-        if (M > 1) _mm512_storeu_ps(o + ldo, _mm512_add_ps(_mm512_loadu_ps(o + ldo), o1[c]));
-    }
+    LK_UNROLL
+    for (int m = 0; m < MR; m++)
+        LK_UNROLL
+        for (int v = 0; v < NV; v++)
+            _mm512_mask_storeu_ps(out + (size_t)m * ldo + c0 + 16 * v, v == NV - 1 ? mk : 0xFFFF, o[m][v]);
 }
 
-/* Value rows in chunks of WCHUNK: with more than 2 query rows (GQA) each
- * pair of rows re-reads a chunk from L2, not the whole of V from DRAM. */
-enum { WCHUNK = 256 };
+/* Rows m0 .. m0+MR-1 over value rows [j0, j1), all D columns: tiles of NV
+ * vectors, then single vectors, the last one masked. */
+LK_AI void wrows(const loki_kv_type T, float *out, int ldo, const float *w, int ldw, const int MR, const int32_t *pos,
+                 int32_t j0, int32_t j1, int32_t n, const lk_rows *V, bool pf) {
+    const int D = V->n, NV = MR > 2 ? 4 : 8;
+    int c0 = 0;
+    for (; c0 + 16 * NV <= D; c0 += 16 * NV, pf = false)
+        wtile(T, out, ldo, w, ldw, MR, pos, j0, j1, n, V, c0, NV, 0xFFFF, pf);
+    for (; c0 < D; c0 += 16, pf = false)
+        wtile(T, out, ldo, w, ldw, MR, pos, j0, j1, n, V, c0, 1, tail_mask(D - c0), pf);
+}
+
+/* Value rows per block of the weighted sums: each block is walked once per
+ * tile of columns and rows, so it must stay in L1 (16 rows of D = 128 f16
+ * are 4 KiB), while the accumulators are loaded and stored once per tile
+ * and block. */
+enum { WEIGHT_BLOCK = 16 };
 
 LK_AI void weighted_t(const loki_kv_type T, float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos,
-                      int32_t n_all, const lk_rows *V) {
-    const int D = V->n, nb = (D + 31) / 32;
-    for (int m = 0; m < M; m++) memset(out + (size_t)m * ldo, 0, sizeof(float) * (size_t)D);
-    for (int32_t j0 = 0; j0 < n_all; j0 += (M > 2 ? WCHUNK : n_all)) {
-    const int32_t n = M > 2 ? LK_MIN(WCHUNK, n_all - j0) : n_all;
-    const int32_t *pj = pos ? pos + j0 : NULL;
-    lk_rows Vj = *V;
-    if (!pos) Vj.p = lk_row(V, j0);
-    for (int m0 = 0; m0 < M; m0 += 2) {
-        const int mb = LK_MIN(2, M - m0);
-        float *ob = out + (size_t)m0 * ldo;
-        const float *wb = w + (size_t)m0 * ldw + j0;
-        const int32_t *pos = pj;
-        const lk_rows *V = &Vj;
-        int c0 = 0;
-        for (; c0 + 128 <= D; c0 += 128)
-            mb == 2 ? wblock(T, ob, ldo, wb, ldw, 2, pos, n, V, c0, 8) : wblock(T, ob, ldo, wb, ldw, 1, pos, n, V, c0, 8);
-        for (; c0 + 16 <= D; c0 += 16)
-            mb == 2 ? wblock(T, ob, ldo, wb, ldw, 2, pos, n, V, c0, 1) : wblock(T, ob, ldo, wb, ldw, 1, pos, n, V, c0, 1);
-        if (c0 < D) { /* a tail of D not a multiple of 16: masked */
-            const __mmask16 mk = tail_mask(D - c0);
-            for (int m = 0; m < mb; m++) {
-                __m512 o = _mm512_maskz_loadu_ps(mk, ob + (size_t)m * ldo + c0);
-                for (int32_t j = 0; j < n; j++)
-                    o = _mm512_fmadd_ps(_mm512_set1_ps(wb[(size_t)m * ldw + j]),
-                                        load16(T, lk_row(V, pos ? pos[j] : j), c0, nb, mk), o);
-                _mm512_mask_storeu_ps(ob + (size_t)m * ldo + c0, mk, o);
-            }
+                      int32_t n, const lk_rows *V) {
+    for (int m = 0; m < M; m++) memset(out + (size_t)m * ldo, 0, sizeof(float) * (size_t)V->n);
+    for (int32_t b0 = 0; b0 < n; b0 += WEIGHT_BLOCK) {
+        const int32_t b1 = LK_MIN(n, b0 + WEIGHT_BLOCK);
+        int m = 0;
+        bool pf = true;
+        for (; m + 4 <= M; m += 4, pf = false)
+            wrows(T, out + (size_t)m * ldo, ldo, w + (size_t)m * ldw, ldw, 4, pos, b0, b1, n, V, pf);
+        if (M - m >= 2) {
+            wrows(T, out + (size_t)m * ldo, ldo, w + (size_t)m * ldw, ldw, 2, pos, b0, b1, n, V, pf);
+            m += 2, pf = false;
         }
-    }
+        if (m < M) wrows(T, out + (size_t)m * ldo, ldo, w + (size_t)m * ldw, ldw, 1, pos, b0, b1, n, V, pf);
     }
 }
 

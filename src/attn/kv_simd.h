@@ -26,7 +26,8 @@ void lk_weighted_rows_t_avx2(float *out, int ldo, const float *w, int ldw, int M
 
 #if defined(__AVX2__) && defined(__FMA__)
 #define LK_EXP_AVX2 1
-/* x[i] = exp(x[i] - m) for i < n, 8 lanes at a time; returns Σ x[i]. */
+/* x[i] = exp(x[i] - m) for i < n, 8 lanes at a time (16 where the build
+ * has AVX-512 F); returns Σ x[i]. */
 float lk_exp_shift_avx2(float *x, int32_t n, float m);
 #endif
 

@@ -100,9 +100,11 @@ static const float *shared_scores(const unit_row *u, float *x, bool gqa_max) {
 /* One query head over its n selected rows in a single pass with an online
  * softmax (as flash-decoding does): each row's key rest and value are used
  * while both are in cache, instead of a second gather of the values.
- * ex (n) receives the softmax weights; out (D) the output. */
+ * out (D) receives the output; ex (n) the softmax weights where `weights`
+ * (H2O's accumulators need them; otherwise their n exps are skipped: at
+ * kf .125, 64k that is 8192 expf per head and step). */
 static void attend_one_pass(const lk_attn *a, const unit_row *u, const head_rows *hr, const int32_t *sel,
-                            int32_t n, float *ex) {
+                            int32_t n, float *ex, bool weights) {
     const int D = a->D;
     float *out = u->out[0], m = -FLT_MAX, l = 0.0f;
     memset(out, 0, sizeof(float) * (size_t)D);
@@ -127,7 +129,7 @@ static void attend_one_pass(const lk_attn *a, const unit_row *u, const head_rows
     }
     const float inv = 1.0f / l;
     for (int i = 0; i < D; i++) out[i] *= inv;
-    for (int32_t j = 0; j < n; j++) ex[j] = expf(ex[j] - m) * inv;
+    for (int32_t j = 0; j < n && weights; j++) ex[j] = expf(ex[j] - m) * inv;
 }
 
 /* Select positions into t->sel; returns how many. x: selection scores by
@@ -246,7 +248,7 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
      * selection's rows are gathered once for the group */
     float *ex = t->ex; /* (g, n) */
     if (u->g == 1) {
-        attend_one_pass(a, u, hr, t->sel, n, ex);
+        attend_one_pass(a, u, hr, t->sel, n, ex, acc != NULL);
         if (a->jaccard && !all) {
             st->jaccard_sum += jaccard_of(a, t, u, 0, hr, n, k);
             st->jaccard_rows++;
@@ -346,8 +348,7 @@ static void dense_decode(const lk_attn *a, const lk_kv_cache *kv, int layer, int
             for (size_t i = 0; i < (size_t)rows * nb; i++) S[i] += h[i];
         }
         for (int32_t r = 0; r < rows; r++) {
-            float *x = S + (size_t)r * nb, m = mx[r];
-            for (int32_t j = 0; j < nb; j++) m = x[j] > m ? x[j] : m;
+            float *x = S + (size_t)r * nb, m = lk_max(x, nb, mx[r]);
             const float c = b0 ? expf(mx[r] - m) : 0.0f; /* rescales what has been summed */
             l[r] = l[r] * c + exp_shift(x, nb, m);
             mx[r] = m;
