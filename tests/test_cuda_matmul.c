@@ -33,12 +33,6 @@
  * f32/f16/bf16 W, silu and gelu_tanh) bit for bit against lk_cuda_matmul of
  * each matrix then lk_cuda_glu, its output poisoned first; the shapes it
  * does not take are refused with LOKI_ERR_UNSUPPORTED.
- * lk_cuda_matmul_add_norm (y += x.W^T, then yn = rmsnorm(y) * w made by the
- * product's last block) bit for bit against lk_cuda_matmul_add then
- * lk_cuda_rmsnorm, for rows normalised by a warp (out <= 1024), by blocks of
- * 512 and 1024 threads, odd out (no float4 path), twice in a row on one
- * lk_cuda_mm (its block counter must be left at zero) and in a graph
- * replayed three times.
  * Also checks that bad arguments are refused with LOKI_ERR_ARG and a message,
  * and prints (not asserted) the time and weight bandwidth of the n = 1
  * product per dtype (median of 20 graph replays of one call per copy of W,
@@ -255,64 +249,6 @@ static void glu_refusals(env *E) {
     printf("  refused: %s\n", err.msg);
 }
 
-/* The fused residual product and norm of one row against the two ops: W (out,
- * in) of dt in E->dw, x in E->dx and the norm weight at dx + 16384; y0
- * random; fused y, yn in dy at 0 and out, unfused at 2 out and 3 out (out
- * % 4 == 0 keeps them 16-byte aligned; an odd out takes the scalar path on
- * both sides). reps calls in a row, or (graph) one call captured and
- * replayed reps times; the reference repeats the same adds. */
-static void norm_case(env *E, lk_dtype dt, int64_t in, int64_t out, int reps, bool graph, uint64_t seed) {
-    const size_t rb = lk_dtype_row_bytes(dt, in);
-    uint8_t *w = test_xmalloc(rb * out);
-    float *x = test_xmalloc(sizeof(float) * in), *y0 = test_xmalloc(sizeof(float) * out);
-    float *nw = test_xmalloc(sizeof(float) * out), *got = test_xmalloc(sizeof(float) * 2 * out);
-    float *want = test_xmalloc(sizeof(float) * 2 * out);
-    make_w(dt, w, in, out, false, &seed);
-    for (int64_t k = 0; k < in; k++) x[k] = urand(&seed);
-    for (int64_t k = 0; k < out; k++) y0[k] = 4.0f * urand(&seed), nw[k] = 1.0f + 0.5f * urand(&seed);
-    float *dy = E->dy, *dyn = dy + out, *ry = dy + 2 * out, *ryn = dy + 3 * out, *dnw = (float *)E->dx + 16384;
-    const float eps = 1e-5f;
-    loki_error err = {0};
-    lk_cuda_graph *g = NULL;
-    bool ok = lk_cuda_upload(E->cu, E->dw, w, rb * out, &err) == LOKI_OK &&
-              lk_cuda_upload(E->cu, dnw, nw, sizeof(float) * out, &err) == LOKI_OK &&
-              lk_cuda_upload(E->cu, E->dx, x, sizeof(float) * in, &err) == LOKI_OK &&
-              lk_cuda_upload(E->cu, dy, y0, sizeof(float) * out, &err) == LOKI_OK &&
-              lk_cuda_upload(E->cu, ry, y0, sizeof(float) * out, &err) == LOKI_OK &&
-              lk_cuda_upload(E->cu, dyn, E->nan_y, sizeof(float) * out, &err) == LOKI_OK &&
-              lk_cuda_upload(E->cu, ryn, E->nan_y, sizeof(float) * out, &err) == LOKI_OK &&
-              lk_cuda_matmul_add_norm_fits(dt, 1, in, out, E->dx);
-    if (ok && graph) {
-        float ms;
-        ok = lk_cuda_capture_begin(E->cu, &err) == LOKI_OK &&
-             lk_cuda_matmul_add_norm(E->mm, dy, E->dx, dt, E->dw, in, out, 1, dyn, dnw, eps, &err) == LOKI_OK &&
-             lk_cuda_capture_end(E->cu, &g, &err) == LOKI_OK;
-        for (int r = 0; ok && r < reps; r++) ok = lk_cuda_graph_run(E->cu, g, 1, &ms, &err) == LOKI_OK;
-    }
-    for (int r = 0; ok && r < reps; r++) {
-        if (!graph) ok = lk_cuda_matmul_add_norm(E->mm, dy, E->dx, dt, E->dw, in, out, 1, dyn, dnw, eps, &err) == LOKI_OK;
-        ok = ok && lk_cuda_matmul_add(E->mm, ry, E->dx, dt, E->dw, in, out, 1, &err) == LOKI_OK &&
-             lk_cuda_rmsnorm(E->cu, ryn, ry, dnw, 1, (int)out, eps, &err) == LOKI_OK;
-    }
-    ok = ok && lk_cuda_sync(E->cu, &err) == LOKI_OK &&
-         lk_cuda_download(E->cu, got, dy, sizeof(float) * 2 * out, &err) == LOKI_OK &&
-         lk_cuda_download(E->cu, want, ry, sizeof(float) * 2 * out, &err) == LOKI_OK;
-    lk_cuda_graph_free(g);
-    CHECKF(ok, "add_norm %s in %lld out %lld: %s", lk_dtype_name(dt), (long long)in, (long long)out, err.msg);
-    int bad = 0;
-    for (int64_t k = 0; ok && k < 2 * out; k++) /* y, then yn */
-        if ((memcmp(&got[k], &want[k], sizeof(float)) || isnan(got[k])) && bad++ < NSHOW)
-            CHECKF(false, "add_norm %s in %lld out %lld%s: %s[%lld] fused %.9g, unfused %.9g", lk_dtype_name(dt),
-                   (long long)in, (long long)out, graph ? " (graph)" : "", k < out ? "y" : "yn",
-                   (long long)(k % out), got[k], want[k]);
-    CHECKF(bad == 0, "add_norm %s in %lld out %lld: %d outputs differ", lk_dtype_name(dt), (long long)in,
-           (long long)out, bad);
-    if (ok)
-        printf("  add_norm %-5s in %5lld out %5lld x%d%s: fused == unfused, ok=%d\n", lk_dtype_name(dt), (long long)in,
-               (long long)out, reps, graph ? " (graph)" : "", bad == 0);
-    free(w), free(x), free(y0), free(nw), free(got), free(want);
-}
-
 /* Bad arguments: LOKI_ERR_ARG with a message containing `word`. */
 static void check_args(env *E) {
     loki_error err = {0};
@@ -419,25 +355,6 @@ int main(void) {
             glu_case(&E, DTS[d], 512, 36, act, seed + 600 + 10 * d + act);
             glu_case(&E, DTS[d], MAX_IN, 256, act, seed + 700 + 10 * d + act);
         }
-
-    /* the residual product with the norm in its last block: rows by a warp
-     * (64, 37), by 512 threads (4096), by 1024 (8192) */
-    for (int d = 0; d < 3; d++) {
-        norm_case(&E, DTS[d], 256, 64, 1, false, seed + 800 + d);
-        norm_case(&E, DTS[d], 512, 37, 2, false, seed + 810 + d);
-        norm_case(&E, DTS[d], 4096, 4096, 2, false, seed + 820 + d);
-        norm_case(&E, DTS[d], 1024, 8192, 1, false, seed + 830 + d);
-        norm_case(&E, DTS[d], 4096, 4096, 3, true, seed + 840 + d);
-    }
-    {
-        loki_error e2 = {0};
-        CHECK(!lk_cuda_matmul_add_norm_fits(LK_DTYPE_BF16, 1, 4096, 8200, E.dx) &&
-              !lk_cuda_matmul_add_norm_fits(LK_DTYPE_Q8_0, 1, 4096, 4096, E.dx) &&
-              !lk_cuda_matmul_add_norm_fits(LK_DTYPE_BF16, 2, 4096, 4096, E.dx));
-        CHECK(lk_cuda_matmul_add_norm(E.mm, E.dy, E.dx, LK_DTYPE_Q8_0, E.dw, 4096, 64, 1, E.dy, E.dw, 1e-5f, &e2) ==
-                  LOKI_ERR_UNSUPPORTED && strstr(e2.msg, "fits"));
-        printf("  refused: %s\n", e2.msg);
-    }
 
     for (int d = 0; d < NDT; d++) {
         bench(&E, DTS[d], 4096, 4096);

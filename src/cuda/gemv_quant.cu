@@ -37,7 +37,7 @@
  * reads that row of both matrices, mv_float2's loop), which saves the GLU
  * op's launch in every layer of a decode step.
  */
-#include "cuda/rmsnorm.cuh"
+#include "cuda/common.cuh"
 
 #include <cuda_fp16.h>
 
@@ -517,54 +517,23 @@ __device__ __forceinline__ float2 pair_dot(const uint4 *w0, const uint4 *w1, con
     return make_float2(warp_sum(a0), warp_sum(a1));
 }
 
-/* The RMSNorm that a product's last block makes of the row the product
- * wrote (lk_cuda_matmul_add_norm): yn (dim) = rmsnorm(y) * w as
- * lk_rms_threads(dim) threads would (vth), vec as lk_cuda_rmsnorm decides
- * it; count: a zeroed counter of finished blocks, left zeroed. */
-struct mv_norm {
-    float *yn;
-    const float *w;
-    float eps;
-    int vth, vec;
-    unsigned *count;
-};
-
-/* mv_float for n = 1 with a warp per rows 2w, 2w + 1 (vec loads only).
- * NORM: then the last block to finish normalises y (one output of out
- * rows) into nm.yn; the blocks' stores are made visible (fence) before
- * each counts itself done, and the last reads y through L2. */
-template <int DT, bool NORM>
+/* mv_float for n = 1 with a warp per rows 2w, 2w + 1 (vec loads only). */
+template <int DT>
 __global__ void __launch_bounds__(MV_WARPS * 32) mv_float2(const lk_mm_seg y, const uint8_t *__restrict__ w,
                                                            size_t rb, const float *__restrict__ x, int64_t in,
-                                                           int64_t out, const mv_norm nm) {
+                                                           int64_t out) {
     lk_pdl_wait();
     lk_pdl_release();
     constexpr int EPV = DT == LK_DTYPE_F32 ? 4 : 8;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int64_t r0 = ((int64_t)blockIdx.x * MV_WARPS + warp) * 2;
-    if (r0 < out) { /* no early return: NORM's block synchronises below */
-        const bool two = r0 + 1 < out;
-        const float2 a = pair_dot<DT>((const uint4 *)(w + r0 * rb), (const uint4 *)(w + (two ? r0 + 1 : r0) * rb), x,
-                                      in / EPV, lane);
-        if (lane == 0) {
-            lk_mm_seg_store(y, 0, r0, a.x);
-            if (two) lk_mm_seg_store(y, 0, r0 + 1, a.y);
-        }
-    }
-    if constexpr (NORM) {
-        __shared__ float part[32];
-        __shared__ bool last;
-        __threadfence(); /* this thread's stores of y before the count */
-        __syncthreads();
-        if (threadIdx.x == 0) last = atomicAdd(nm.count, 1u) == gridDim.x - 1;
-        __syncthreads();
-        if (!last) return;
-        __threadfence();
-        const float *row = y.y[0];
-        const float ss = lk_rms_sumsq<true>(row, (int)out, nm.vth, nm.vec, part);
-        lk_rms_row_scale<true>(nm.yn, row, nm.w, (int)out, lk_rms_scale(ss, (int)out, nm.eps), threadIdx.x,
-                               blockDim.x, nm.vec);
-        if (threadIdx.x == 0) *nm.count = 0u; /* for the next launch (graph replays too) */
+    if (r0 >= out) return;
+    const bool two = r0 + 1 < out;
+    const float2 a = pair_dot<DT>((const uint4 *)(w + r0 * rb), (const uint4 *)(w + (two ? r0 + 1 : r0) * rb), x,
+                                  in / EPV, lane);
+    if (lane == 0) {
+        lk_mm_seg_store(y, 0, r0, a.x);
+        if (two) lk_mm_seg_store(y, 0, r0 + 1, a.y);
     }
 }
 
@@ -631,8 +600,7 @@ cudaError_t launch_float(const lk_mm_seg &y, const uint8_t *w, int64_t in, int64
     const bool vec = in % epv == 0 && ((uintptr_t)x & 15) == 0;
     if (NR == 1 && vec && out <= MV_PAIR_MAX_OUT) {
         const unsigned grid2 = (unsigned)((out + 2 * MV_WARPS - 1) / (2 * MV_WARPS));
-        (void)lk_launch_kernel(mv_float2<DT, false>, grid2, MV_WARPS * 32, 0, s, true, 0, y, w, (size_t)in * es, x,
-                               in, out, mv_norm{});
+        (void)lk_launch_kernel(mv_float2<DT>, grid2, MV_WARPS * 32, 0, s, true, 0, y, w, (size_t)in * es, x, in, out);
         return cudaGetLastError();
     }
     const unsigned grid = (unsigned)((out + MV_WARPS - 1) / MV_WARPS);
@@ -718,36 +686,6 @@ cudaError_t lk_mm_gemv_glu(lk_dtype dt, float *y, const void *wg, const void *wu
         return lk_launch_kernel(mv_glu<LK_DTYPE_F16>, grid, MV_WARPS * 32, 0, s, true, 0, y, g, u, rb, x, in, out, gelu);
     case LK_DTYPE_BF16:
         return lk_launch_kernel(mv_glu<LK_DTYPE_BF16>, grid, MV_WARPS * 32, 0, s, true, 0, y, g, u, rb, x, in, out, gelu);
-    default: return cudaErrorInvalidValue;
-    }
-}
-
-/* Declared in matmul.cu. Whether lk_mm_gemv_add_norm takes these: the
- * shapes where a float product of one row runs mv_float2. */
-bool lk_mm_gemv_norm_fits(lk_dtype dt, int n, int64_t in, int64_t out, const float *x) {
-    const int epv = dt == LK_DTYPE_F32 ? 4 : 8;
-    return n == 1 && (dt == LK_DTYPE_F32 || dt == LK_DTYPE_F16 || dt == LK_DTYPE_BF16) && in % epv == 0 &&
-           ((uintptr_t)x & 15) == 0 && out >= 1 && out <= MV_PAIR_MAX_OUT && out <= INT32_MAX;
-}
-
-/* Declared in matmul.cu. y (out) += x · Wᵀ, then yn = rmsnorm(y) * nw (eps)
- * by the last block, where lk_mm_gemv_norm_fits; count: a zeroed device
- * counter, left zeroed. */
-cudaError_t lk_mm_gemv_add_norm(lk_dtype dt, float *y, const void *wv, int64_t in, int64_t out, const float *x,
-                                float *yn, const float *nw, float eps, unsigned *count, cudaStream_t s) {
-    const lk_mm_seg seg = {{y, y, y}, {out, out, out}, true};
-    const uint8_t *w = (const uint8_t *)wv;
-    const bool vec = out % 4 == 0 && ((uintptr_t)y & 15) == 0 && ((uintptr_t)yn & 15) == 0 && ((uintptr_t)nw & 15) == 0;
-    const mv_norm nm = {yn, nw, eps, lk_rms_threads((int)out), vec, count};
-    const unsigned grid = (unsigned)((out + 2 * MV_WARPS - 1) / (2 * MV_WARPS));
-    const size_t rb = (size_t)lk_dtype_row_bytes(dt, in);
-    switch (dt) {
-    case LK_DTYPE_F32:
-        return lk_launch_kernel(mv_float2<LK_DTYPE_F32, true>, grid, MV_WARPS * 32, 0, s, true, 0, seg, w, rb, x, in, out, nm);
-    case LK_DTYPE_F16:
-        return lk_launch_kernel(mv_float2<LK_DTYPE_F16, true>, grid, MV_WARPS * 32, 0, s, true, 0, seg, w, rb, x, in, out, nm);
-    case LK_DTYPE_BF16:
-        return lk_launch_kernel(mv_float2<LK_DTYPE_BF16, true>, grid, MV_WARPS * 32, 0, s, true, 0, seg, w, rb, x, in, out, nm);
     default: return cudaErrorInvalidValue;
     }
 }

@@ -95,19 +95,6 @@ bool lk_cuda_matmul_glu_fits(lk_dtype dt, int n, int64_t in, const float *x);
 loki_status lk_cuda_matmul_glu(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *wg, const void *wu,
                                int64_t in, int64_t out, int n, int act, loki_error *err);
 
-/* A residual branch and the norm after it, for one decode row: y (1, out)
- * += x · Wᵀ (as lk_cuda_matmul_add), then yn (1, out) = rmsnorm(y) * nw
- * with eps (as lk_cuda_rmsnorm), in one kernel: the product's last block
- * to finish normalises the row, in the norm kernel's order of the sum of
- * squares (cuda/rmsnorm.cuh), so the bits equal the two calls. yn must not
- * overlap y or x. Only where lk_cuda_matmul_add_norm_fits (n = 1,
- * f32/f16/bf16 W, in a multiple of 16 bytes of W, x 16-byte aligned, out
- * <= 8192); elsewhere LOKI_ERR_UNSUPPORTED (run the two ops). Calls on one
- * lk_cuda_mm share a block counter: run them on its stream, in order. */
-bool lk_cuda_matmul_add_norm_fits(lk_dtype dt, int n, int64_t in, int64_t out, const float *x);
-loki_status lk_cuda_matmul_add_norm(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *w, int64_t in,
-                                    int64_t out, int n, float *yn, const float *nw, float eps, loki_error *err);
-
 #ifdef __cplusplus
 }
 #endif

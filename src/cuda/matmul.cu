@@ -25,7 +25,6 @@
 
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
-#include <math.h>
 #include <stdlib.h>
 
 extern "C" {
@@ -38,9 +37,6 @@ cudaError_t lk_mm_gemv(lk_dtype dt, int n, const lk_mm_seg &y, const void *w, in
 cudaError_t lk_mm_to_bf16_rows(lk_dtype dt, uint16_t *dst, const void *w, int64_t in, int64_t rows, cudaStream_t s);
 cudaError_t lk_mm_gemv_glu(lk_dtype dt, float *y, const void *wg, const void *wu, int64_t in, int64_t out,
                            const float *x, bool gelu, cudaStream_t s);
-bool lk_mm_gemv_norm_fits(lk_dtype dt, int n, int64_t in, int64_t out, const float *x);
-cudaError_t lk_mm_gemv_add_norm(lk_dtype dt, float *y, const void *w, int64_t in, int64_t out, const float *x,
-                                float *yn, const float *nw, float eps, unsigned *count, cudaStream_t s);
 /* gemv_mma.cu */
 cudaError_t lk_mm_gemv_mma(bool bf16, int n, const lk_mm_seg &y, const uint16_t *w, const uint16_t *x, int64_t in,
                            int64_t out, cudaStream_t s);
@@ -63,7 +59,6 @@ struct lk_cuda_mm {
     int64_t tile_elems;
     cublasHandle_t blas;     /* NULL when max_n <= MV_MAX_N */
     void *ws;                /* (LK_MM_BLAS_WS) cuBLAS workspace */
-    unsigned *count;         /* finished blocks of lk_cuda_matmul_add_norm's kernel (zero between calls) */
 };
 
 /* A cuBLAS failure as LOKI_ERR_UNSUPPORTED naming the call. */
@@ -93,7 +88,6 @@ extern "C" void lk_cuda_mm_free(lk_cuda_mm *mm) {
     if (!mm) return;
     if (mm->blas) cublasDestroy(mm->blas);
     lk_cuda_dealloc(mm->cu, mm->ws);
-    lk_cuda_dealloc(mm->cu, mm->count);
     lk_cuda_dealloc(mm->cu, mm->wt);
     lk_cuda_dealloc(mm->cu, mm->xb);
     lk_cuda_dealloc(mm->cu, mm->xm);
@@ -121,11 +115,6 @@ extern "C" loki_status lk_cuda_mm_init(lk_cuda *cu, lk_cuda_mm **out, int max_n,
     if ((st = lk_cuda_alloc(cu, (void **)&mm->xm, (size_t)nq * (in32 / 32) * sizeof(float4),
                             "activation block scales (lk_cuda_mm)", err)))
         goto fail;
-    if ((st = lk_cuda_alloc(cu, (void **)&mm->count, sizeof(unsigned), "block counter (lk_cuda_mm)", err))) goto fail;
-    if (cudaMemset(mm->count, 0, sizeof(unsigned)) != cudaSuccess) {
-        st = lk_fail(err, LOKI_ERR_UNSUPPORTED, "cudaMemset of the block counter failed");
-        goto fail;
-    }
     if (max_n > LK_CUDA_MV_MAX_N) {
         int64_t te = max_in * max_out;
         if (te > LK_MM_TILE_MAX) te = LK_MM_TILE_MAX;
@@ -380,34 +369,6 @@ extern "C" loki_status lk_cuda_matmul_glu(lk_cuda_mm *mm, float *y, const float 
     return LOKI_OK;
 fail:
     lk_fail_prefix(err, "lk_cuda_matmul_glu(%s, in = %lld, out = %lld)", lk_dtype_name(dt), (long long)in,
-                   (long long)out);
-    return st;
-}
-
-extern "C" bool lk_cuda_matmul_add_norm_fits(lk_dtype dt, int n, int64_t in, int64_t out, const float *x) {
-    return lk_mm_gemv_norm_fits(dt, n, in, out, x);
-}
-
-extern "C" loki_status lk_cuda_matmul_add_norm(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *w,
-                                               int64_t in, int64_t out, int n, float *yn, const float *nw, float eps,
-                                               loki_error *err) {
-    loki_status st = check_args(mm, y, x, dt, w, in, out, n, err);
-    if (st) return st;
-    if (!yn || !nw) return lk_fail(err, LOKI_ERR_ARG, "lk_cuda_matmul_add_norm: NULL %s", !yn ? "yn" : "nw");
-    if (((uintptr_t)yn & 3) || ((uintptr_t)nw & 3))
-        return lk_fail(err, LOKI_ERR_ARG, "lk_cuda_matmul_add_norm: yn or nw is not 4-byte aligned");
-    if (!(eps >= 0.0f) || !isfinite(eps))
-        return lk_fail(err, LOKI_ERR_ARG, "lk_cuda_matmul_add_norm: eps %g must be finite and >= 0", (double)eps);
-    if (!lk_mm_gemv_norm_fits(dt, n, in, out, x))
-        return lk_fail(err, LOKI_ERR_UNSUPPORTED,
-                       "lk_cuda_matmul_add_norm: %s W, n = %d, in = %lld, out = %lld: only one row of x, f32/f16/bf16 "
-                       "W, in a multiple of 16 bytes of W, x 16-byte aligned, out <= 8192 "
-                       "(lk_cuda_matmul_add_norm_fits)",
-                       lk_dtype_name(dt), n, (long long)in, (long long)out);
-    LK_CUDA_TRY(lk_mm_gemv_add_norm(dt, y, w, in, out, x, yn, nw, eps, mm->count, mm->cu->stream));
-    return LOKI_OK;
-fail:
-    lk_fail_prefix(err, "lk_cuda_matmul_add_norm(%s, in = %lld, out = %lld)", lk_dtype_name(dt), (long long)in,
                    (long long)out);
     return st;
 }

@@ -16,7 +16,7 @@
  * element per thread; argmax splits long rows over many blocks that merge
  * their winners with a compare-and-swap on the output index.
  */
-#include "cuda/rmsnorm.cuh"
+#include "cuda/common.cuh"
 
 extern "C" {
 #include "cuda/lk_cuda_ops.h"
@@ -108,6 +108,52 @@ __global__ void add_bias_kernel(float *x, const float *b, int64_t total, int dim
 
 /* ------------------------------------------------------------ rmsnorm */
 
+/* Partial sum of squares of row x (dim) by one lane of `lanes` threads:
+ * elements lane*4 + k*lanes*4 .. as float4 (vec), else lane + k*lanes. fmaf
+ * rounds once per term where the CPU's scalar path rounds x*x and the sum
+ * separately: a little more accurate, never further from the exact sum. */
+__device__ __forceinline__ float row_sumsq(const float *x, int dim, int lane, int lanes, int vec) {
+    float s = 0.0f;
+    if (vec) {
+        const float4 *x4 = (const float4 *)x;
+        for (int i = lane; i < dim / 4; i += lanes) {
+            const float4 v = x4[i];
+            s = fmaf(v.x, v.x, s), s = fmaf(v.y, v.y, s), s = fmaf(v.z, v.z, s), s = fmaf(v.w, v.w, s);
+        }
+    } else {
+        for (int i = lane; i < dim; i += lanes) s = fmaf(x[i], x[i], s);
+    }
+    return s;
+}
+
+__device__ __forceinline__ float warp_sum(float s) {
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    return s;
+}
+
+/* y = w * (x * scale) over the row, lane of lanes as row_sumsq. y may be x:
+ * each element is read and written by the same thread, after every thread's
+ * reads of the first pass (the reduction in between synchronises). */
+__device__ __forceinline__ void row_scale(float *y, const float *x, const float *w, int dim, float scale, int lane,
+                                          int lanes, int vec) {
+    if (vec) {
+        const float4 *x4 = (const float4 *)x, *w4 = (const float4 *)w;
+        float4 *y4 = (float4 *)y;
+        for (int i = lane; i < dim / 4; i += lanes) {
+            const float4 v = x4[i], g = w4[i];
+            y4[i] = make_float4(__fmul_rn(g.x, __fmul_rn(v.x, scale)), __fmul_rn(g.y, __fmul_rn(v.y, scale)),
+                                __fmul_rn(g.z, __fmul_rn(v.z, scale)), __fmul_rn(g.w, __fmul_rn(v.w, scale)));
+        }
+    } else {
+        for (int i = lane; i < dim; i += lanes) y[i] = __fmul_rn(w[i], __fmul_rn(x[i], scale));
+    }
+}
+
+/* The CPU's 1.0f / sqrtf(ss / (float)dim + eps), IEEE division and sqrt. */
+__device__ __forceinline__ float rms_scale(float ss, int dim, float eps) {
+    return __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)dim), eps)));
+}
+
 /* One warp per row, blockDim.x = 32 * rows per block: x, y (n, dim), w (dim). */
 __global__ void rmsnorm_warp_kernel(float *y, const float *x, const float *w, int64_t n, int dim, float eps,
                                     int vec) {
@@ -117,19 +163,27 @@ __global__ void rmsnorm_warp_kernel(float *y, const float *x, const float *w, in
     const int lane = threadIdx.x & 31;
     if (r >= n) return; /* whole warps leave together */
     const float *xr = x + r * dim;
-    const float ss = lk_rms_warp_sum(lk_rms_row_sumsq<false>(xr, dim, lane, 32, vec));
-    lk_rms_row_scale<false>(y + r * dim, xr, w, dim, lk_rms_scale(ss, dim, eps), lane, 32, vec);
+    const float ss = warp_sum(row_sumsq(xr, dim, lane, 32, vec));
+    row_scale(y + r * dim, xr, w, dim, rms_scale(ss, dim, eps), lane, 32, vec);
 }
 
-/* One block per row (blockDim.x = lk_rms_threads(dim) > 32). */
+/* One block per row (blockDim.x a multiple of 32, at most 1024). */
 __global__ void rmsnorm_block_kernel(float *y, const float *x, const float *w, int dim, float eps, int vec) {
     lk_pdl_wait(); /* launched with programmatic dependent launch: inputs of the kernel before */
     lk_pdl_release();
     __shared__ float part[32];
-    const float *xr = x + (int64_t)blockIdx.x * dim;
-    const float ss = lk_rms_sumsq<false>(xr, dim, blockDim.x, vec, part);
-    lk_rms_row_scale<false>(y + (int64_t)blockIdx.x * dim, xr, w, dim, lk_rms_scale(ss, dim, eps), threadIdx.x,
-                            blockDim.x, vec);
+    const int64_t r = blockIdx.x;
+    const int t = threadIdx.x, nw = blockDim.x / 32;
+    const float *xr = x + r * dim;
+    float s = warp_sum(row_sumsq(xr, dim, t, blockDim.x, vec));
+    if ((t & 31) == 0) part[t / 32] = s;
+    __syncthreads();
+    if (t < 32) {
+        s = warp_sum(t < nw ? part[t] : 0.0f);
+        if (t == 0) part[0] = s;
+    }
+    __syncthreads();
+    row_scale(y + r * dim, xr, w, dim, rms_scale(part[0], dim, eps), t, blockDim.x, vec);
 }
 
 /* --------------------------------------------------------------- rope */
@@ -386,11 +440,13 @@ extern "C" loki_status lk_cuda_rmsnorm(lk_cuda *cu, float *y, const float *x, co
     NEED(lk_cuda_rmsnorm, y, x, w);
     {
         const int vec = dim % 4 == 0 && aligned16(y) && aligned16(x) && aligned16(w);
-        const int th = lk_rms_threads(dim); /* a warp per row (8 rows per block), or a block per row */
-        if (th == 32)
+        if (dim <= 1024) { /* a warp per row, 8 rows per block */
             (void)(lk_launch_kernel(rmsnorm_warp_kernel, (unsigned)((n + 7) / 8), 256, 0, cu->stream, true, 0, y, x, w, n, dim, eps, vec));
-        else
+        } else { /* a block per row: about 8 elements per thread, 128..1024 threads */
+            int th = 128;
+            while (th < 1024 && th * 8 < dim) th *= 2;
             (void)(lk_launch_kernel(rmsnorm_block_kernel, (unsigned)n, th, 0, cu->stream, true, 0, y, x, w, dim, eps, vec));
+        }
         LK_CUDA_LAUNCHED();
     }
     return LOKI_OK;

@@ -46,12 +46,3 @@ loki_status lk_cuda_matmul_glu(lk_cuda_mm *mm, float *y, const float *x, lk_dtyp
     (void)mm, (void)y, (void)x, (void)dt, (void)wg, (void)wu, (void)in, (void)out, (void)n, (void)act;
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA_MM);
 }
-bool lk_cuda_matmul_add_norm_fits(lk_dtype dt, int n, int64_t in, int64_t out, const float *x) {
-    (void)dt, (void)n, (void)in, (void)out, (void)x;
-    return false;
-}
-loki_status lk_cuda_matmul_add_norm(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt, const void *w, int64_t in,
-                                    int64_t out, int n, float *yn, const float *nw, float eps, loki_error *err) {
-    (void)mm, (void)y, (void)x, (void)dt, (void)w, (void)in, (void)out, (void)n, (void)yn, (void)nw, (void)eps;
-    return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA_MM);
-}

@@ -53,12 +53,6 @@ typedef struct lk_backend_ops {
      * input through several matrices (q/k/v, gate/up), which a backend may
      * read as one. */
     void (*matmul_multi)(lk_backend *be, int k, float *const *y, const float *x, const lk_tensor *const *w, int n);
-    /* res (n, out) += x (n, in) · Wᵀ, then xn (n, out) = rmsnorm(res) * nw
-     * (eps): matmul_add and rmsnorm, fused where the backend can (the GPU's
-     * one-row decode products with float weights). Returns false when it
-     * did nothing and the caller runs the ops. NULL: never fused. */
-    bool (*matmul_add_norm)(lk_backend *be, float *res, float *xn, const float *x, const lk_tensor *w,
-                            const lk_tensor *nw, int n, float eps);
     /* x (n, dim) += b. */
     void (*add_bias)(lk_backend *be, float *x, const lk_tensor *b, int n, int dim);
     /* RoPE in place on x (n, n_heads, D) at this pass's positions, with layer l's settings. */
@@ -178,14 +172,6 @@ static inline void lk_be_matmul_res(lk_backend *be, float *res, float *tmp, cons
     be->ops->matmul(be, tmp, x, w, n);
     if (post) be->ops->rmsnorm(be, tmp, tmp, post, n, out, eps);
     be->ops->add(be, res, tmp, (size_t)n * out);
-}
-/* lk_be_matmul_res, then xn (n, out) = rmsnorm(res) * norm: a residual
- * branch and the norm of the stream after it (the next block's input). */
-static inline void lk_be_matmul_res_norm(lk_backend *be, float *res, float *xn, const float *x, const lk_tensor *w,
-                                         const lk_tensor *post, const lk_tensor *norm, int n, float eps) {
-    if (!post && be->ops->matmul_add_norm && be->ops->matmul_add_norm(be, res, xn, x, w, norm, n, eps)) return;
-    lk_be_matmul_res(be, res, xn, x, w, post, n, eps);
-    be->ops->rmsnorm(be, xn, res, norm, n, (int)w->ne[1], eps);
 }
 static inline void lk_be_matmul_multi(lk_backend *be, int k, float *const *y, const float *x,
                                       const lk_tensor *const *w, int n) {

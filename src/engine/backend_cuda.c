@@ -295,21 +295,6 @@ static void cu_glu(lk_backend *be, float *gate, const float *up, int n, int n_ff
     tick(b, LK_PROF_OTHER);
 }
 
-/* One decode row with float weights: the residual product and the norm
- * after it in one kernel (lk_cuda_matmul_add_norm); else unfused. */
-static bool cu_matmul_add_norm(lk_backend *be, float *res, float *xn, const float *x, const lk_tensor *w,
-                               const lk_tensor *nw, int n, float eps) {
-    be_cuda *b = cu_of(be);
-    if (!lk_cuda_matmul_add_norm_fits(w->dtype, n, w->ne[0], w->ne[1], x)) return false;
-    loki_error e;
-    if (skip(b)) return true;
-    keep(b, lk_cuda_matmul_add_norm(b->mm, res, x, w->dtype, dev_of(b, w), w->ne[0], w->ne[1], n, xn, dev_of(b, nw),
-                                    eps, &e),
-         &e);
-    tick(b, LK_PROF_WEIGHTS);
-    return true;
-}
-
 /* One decode row with float weights: both products and the GLU in one
  * kernel (lk_cuda_matmul_glu); anything else goes the unfused way. */
 static bool cu_matmul_glu(lk_backend *be, float *gate, const float *x, const lk_tensor *wg, const lk_tensor *wu, int n,
@@ -519,7 +504,6 @@ static const lk_backend_ops k_cuda_ops = {
     .matmul = cu_matmul,
     .matmul_add = cu_matmul_add,
     .matmul_multi = cu_matmul_multi,
-    .matmul_add_norm = cu_matmul_add_norm,
     .add_bias = cu_add_bias,
     .rope = cu_rope,
     .glu = cu_glu,

@@ -4,19 +4,15 @@
  * [gemma] run only when the model has them.
  *
  *   x = embed(tokens) (* embd_scale [gemma])            (n, E)
- *   xb = rmsnorm(x)                                      (the first layer's)
  *   for each layer:
- *     q,k,v = xb·Wqᵀ,Wkᵀ,Wvᵀ (+bias)
+ *     xb = rmsnorm(x) ; q,k,v = xb·Wqᵀ,Wkᵀ,Wvᵀ (+bias)
  *     q,k = rmsnorm per head (QK-norm) [gemma] ; rope(q,k) (local layers: their own base)
  *     q,k = rotate(q,k) (PCA basis, loki only, global layers) ; cache[pos..] = k,v
  *     att = attention(q, cache) (dense or sparse, attn/; local layers: dense in their window)
- *     xb = att·Woᵀ ; xb = rmsnorm(xb) [gemma] ; x += xb ; xb = rmsnorm(x)
- *     hb = act(xb·Wgᵀ) * xb·Wuᵀ (SwiGLU, or GeGLU [gemma])
+ *     xb = att·Woᵀ ; xb = rmsnorm(xb) [gemma] ; x += xb
+ *     xb = rmsnorm(x) ; hb = act(xb·Wgᵀ) * xb·Wuᵀ (SwiGLU, or GeGLU [gemma])
  *     xb = hb·Wdᵀ ; xb = rmsnorm(xb) [gemma] ; x += xb
- *     xb = rmsnorm(x) (the next layer's norm; the output norm after the last)
- *   logits = xb·Woutᵀ (soft-capped when final_softcap)   (rows, V)
- * Each norm follows the residual add that makes its input, so a backend
- * can run the two as one (the GPU's decode steps: lk_be_matmul_res_norm).
+ *   logits = rmsnorm(x)·Woutᵀ (soft-capped when final_softcap)   (rows, V)
  * E = n_embd, H/Hkv = query/KV heads, D = head_dim, F = n_ff, V = n_vocab.
  *
  * Every step is an op of the context's backend (engine/backend.h: the CPU's
@@ -49,10 +45,10 @@ loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, bool
     if (st) return st;
 
     lk_be_embed(be, ctx->x, &m->tok_embd, n, hp->embd_scale);   /* (n, E) */
-    lk_be_rmsnorm(be, ctx->xb, ctx->x, &m->layers[0].attn_norm, n, E, hp->rms_eps);
     for (int l = 0; l < hp->n_layer; l++) {
         const lk_layer *L = &m->layers[l];
-        /* attention block, on xb = rmsnorm(x) */
+        /* attention block */
+        lk_be_rmsnorm(be, ctx->xb, ctx->x, &L->attn_norm, n, E, hp->rms_eps);
         float *const qkv[3] = {ctx->q, ctx->k, ctx->v};  /* (n, H*D), (n, Hkv*D), (n, Hkv*D) */
         const lk_tensor *const wqkv[3] = {&L->wq, &L->wk, &L->wv};
         lk_be_matmul_multi(be, 3, qkv, ctx->xb, wqkv, n); /* one op: a backend may read them as one */
@@ -67,18 +63,20 @@ loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, bool
          * into the statistics), rotate q, k into the PCA basis (loki,
          * pcaattn), store k, v, attend */
         lk_be_rope_attention(be, l, ctx->q, ctx->k, ctx->v, ctx->att, n, H, Hkv, pos0, ctx->calib != NULL);
-        /* x (n, E) += att · Woᵀ (Gemma: the product RMS-normalised first); xb = rmsnorm(x) */
-        lk_be_matmul_res_norm(be, ctx->x, ctx->xb, ctx->att, &L->wo,
-                              L->attn_post_norm.data ? &L->attn_post_norm : NULL, &L->ffn_norm, n, hp->rms_eps);
+        /* x (n, E) += att · Woᵀ (Gemma: the product RMS-normalised first) */
+        lk_be_matmul_res(be, ctx->x, ctx->xb, ctx->att, &L->wo, L->attn_post_norm.data ? &L->attn_post_norm : NULL, n,
+                         hp->rms_eps);
         /* feed-forward block (SwiGLU / GeGLU) */
+        lk_be_rmsnorm(be, ctx->xb, ctx->x, &L->ffn_norm, n, E, hp->rms_eps);
         lk_be_matmul_glu(be, ctx->hb, ctx->hb2, ctx->xb, &L->w_gate, &L->w_up, n, hp->ffn_act); /* (n, F) */
-        /* x (n, E) += hb · W_downᵀ (Gemma: normalised first); xb = rmsnorm(x) for what follows */
-        const lk_tensor *next = l + 1 < hp->n_layer ? &m->layers[l + 1].attn_norm : &m->out_norm;
-        lk_be_matmul_res_norm(be, ctx->x, ctx->xb, ctx->hb, &L->w_down,
-                              L->ffn_post_norm.data ? &L->ffn_post_norm : NULL, next, n, hp->rms_eps);
+        /* x (n, E) += hb · W_downᵀ (Gemma: normalised first) */
+        lk_be_matmul_res(be, ctx->x, ctx->xb, ctx->hb, &L->w_down, L->ffn_post_norm.data ? &L->ffn_post_norm : NULL, n,
+                         hp->rms_eps);
     }
     /* only the rows whose logits are wanted go through the output head */
-    lk_be_matmul(be, logits, ctx->xb + (size_t)(n - n_out) * E, &m->output, n_out); /* (n_out, V) */
+    const float *xl = ctx->x + (size_t)(n - n_out) * E;
+    lk_be_rmsnorm(be, ctx->xb, xl, &m->out_norm, n_out, E, hp->rms_eps);
+    lk_be_matmul(be, logits, ctx->xb, &m->output, n_out);    /* (n_out, V) */
     if (hp->final_softcap > 0.0f) lk_be_softcap(be, logits, hp->final_softcap, (size_t)n_out * hp->n_vocab);
     if ((st = be->ops->sync_read(be, out, logits, (size_t)n_out * hp->n_vocab, err))) return st;
     for (int32_t i = 0; i < n; i++) ctx->seq_pos[ctx->row_seq[i]]++;
