@@ -362,6 +362,14 @@ static loki_status cu_calib_flush(lk_backend *be, loki_error *err) {
     return st;
 }
 
+/* The softmax scale of the model's attention (its own, or 1/sqrt(D)), and
+ * the factor folded into q for the decode kernels, which scale by
+ * 1/sqrt(D) themselves. */
+static float attn_scale(const lk_hparams *hp) {
+    return hp->attn_scale > 0.0f ? hp->attn_scale : 1.0f / sqrtf((float)hp->head_dim);
+}
+static float q_fold(const lk_hparams *hp) { return attn_scale(hp) * sqrtf((float)hp->head_dim); }
+
 static void cu_attention(lk_backend *be, int layer, float *q, float *k, const float *v, float *out, int n,
                          int32_t pos0) {
     be_cuda *b = cu_of(be);
@@ -369,7 +377,7 @@ static void cu_attention(lk_backend *be, int layer, float *q, float *k, const fl
     const int D = hp->head_dim, H = hp->n_head, Hkv = hp->n_head_kv;
     const bool local = lk_layer_is_local(hp, layer);
     const float *rot = local || !b->rot ? NULL : b->rot + (size_t)layer * Hkv * D * D;
-    const float scale = hp->attn_scale > 0.0f ? hp->attn_scale : 1.0f / sqrtf((float)D);
+    const float scale = attn_scale(hp), fold = q_fold(hp);
     loki_error e;
     if (skip(b)) return;
     if (rot) keep(b, lk_cuda_rotate_heads(b->cu, q, n, H, Hkv, D, rot, &e), &e);
@@ -379,7 +387,6 @@ static void cu_attention(lk_backend *be, int layer, float *q, float *k, const fl
     const int32_t window = local ? hp->swa_window : 0;
     if ((n == 1 || b->batch) && !local) { /* decode: one row per sequence, seq0 .. */
         /* the decode kernels scale by 1/sqrt(D): fold a model's own scale into q */
-        const float fold = scale * sqrtf((float)D);
         if (fold != 1.0f) keep(b, lk_cuda_scale(b->cu, q, fold, (int64_t)n * H * D, &e), &e);
         if (!skip(b)) keep(b, lk_gpu_attn_decode_seqs(b->attn, layer, b->seq0, n, q, out, &e), &e);
     } else if (b->batch) { /* a sliding-window layer in a decode batch: each row over its own sequence */
@@ -390,7 +397,6 @@ static void cu_attention(lk_backend *be, int layer, float *q, float *k, const fl
     } else if (b->method != LOKI_ATTN_DENSE && !b->dense_prompt && !local) {
         /* a prompt with a selecting method: every row selects as the CPU's
          * prompt blocks do (a decode step at its causal length, k_fixed) */
-        const float fold = scale * sqrtf((float)D);
         if (fold != 1.0f) keep(b, lk_cuda_scale(b->cu, q, fold, (int64_t)n * H * D, &e), &e);
         if (!skip(b)) keep(b, lk_gpu_attn_prompt(b->attn, layer, b->seq0, pos0, n, q, out, &e), &e);
     } else {
@@ -407,15 +413,13 @@ static bool cu_rope_attention(lk_backend *be, int layer, float *q, float *k, con
                               int32_t pos0) {
     be_cuda *b = cu_of(be);
     const lk_hparams *hp = &b->m->hp;
-    const int D = hp->head_dim;
     (void)pos0;
     if (!b->fuse_rope || lk_layer_is_local(hp, layer) || !(n == 1 || b->batch)) return false;
     loki_error e;
     if (skip(b)) return true;
     /* the decode kernels scale by 1/sqrt(D): fold a model's own scale into q */
-    const float scale = hp->attn_scale > 0.0f ? hp->attn_scale : 1.0f / sqrtf((float)D);
     keep(b, lk_gpu_kv_rope_store(b->kv, layer, n, hp->n_head, q, b->q_rot, k, v, b->d_slots, b->d_pos, b->inv_freq[0],
-                                 hp->rope_dim, hp->rope_style == LK_ROPE_NEOX, b->rot, scale * sqrtf((float)D), &e),
+                                 hp->rope_dim, hp->rope_style == LK_ROPE_NEOX, b->rot, q_fold(hp), &e),
          &e);
     if (!skip(b)) keep(b, lk_gpu_attn_decode_seqs(b->attn, layer, b->seq0, n, b->q_rot, out, &e), &e);
     tick(b, LK_PROF_ATTENTION);
