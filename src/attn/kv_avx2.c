@@ -415,6 +415,8 @@ LK_AI __m256 exp8(__m256 x) {
 }
 
 #if defined(__AVX512F__)
+#include "cpu/exp_x86.h"
+
 /* exp8 on 16 lanes, for AVX-512 builds (half the instructions per score of
  * the dense decode's softmax): the same clamp, reduction and polynomial;
  * vscalefps multiplies by 2^k exactly as exp8's exponent bits do (k >= -93
@@ -422,18 +424,8 @@ LK_AI __m256 exp8(__m256 x) {
 LK_AI __m512 exp16(__m512 x) {
     const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(LK_EXP_FLUSH), _CMP_GE_OQ);
     x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(LK_EXP_FLUSH)), _mm512_set1_ps(88.0f));
-    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.428606765330187e-06f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    __m512 k;
+    const __m512 p = lk_exp512_poly(x, &k);
     return _mm512_maskz_scalef_ps(keep, p, k);
 }
 

@@ -33,6 +33,8 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "cpu/exp_x86.h"
+
 #define LK_AI static inline __attribute__((always_inline))
 
 /* Software prefetch distance (bytes ahead in each W row) of the q8_0
@@ -480,18 +482,8 @@ void lk_gemm_x86(float *y, const float *x, const lk_tensor *w, int n, int ith, i
  * relative); max error ~2 ulp. scalef does the 2^n without overflow checks. */
 LK_AI __m512 exp512(__m512 x) {
     x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    __m512 n;
+    const __m512 p = lk_exp512_poly(x, &n);
     return _mm512_scalef_ps(p, n);
 }
 
