@@ -47,7 +47,7 @@
 #include "attn/attn.h"
 #include "attn/kv_simd.h"
 #include "core/tensor.h"
-#include "cpu/exp_x86.h"
+#include "cpu/simd512.h"
 
 #ifndef PFK
 #define PFK 4096
@@ -76,15 +76,6 @@ enum { D = 128, BLK = 256 };
 
 LK_AI __m512 ld16(const uint8_t *row, int c) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * c))); }
 
-LK_AI __m128 hsum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
-    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
-    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
-    __m512d p0 = _mm512_castps_pd(t0), p1 = _mm512_castps_pd(t1);
-    __m512 u = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(p0, p1)), _mm512_castpd_ps(_mm512_unpackhi_pd(p0, p1)));
-    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(u), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(u), 1)));
-    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-}
-
 LK_AI void pf_bytes(const uint8_t *p, size_t n) {
     for (size_t o = 0; o < n; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T0);
 }
@@ -110,7 +101,7 @@ LK_AI void stile(const lk_rows *K, int32_t s0, int32_t s1, const float *Q, int l
             }
         }
         UNROLL for (int m = 0; m < MR; m++)
-            _mm_storeu_ps(out + (size_t)m * ldo + s, _mm_mul_ps(hsum4(a[m][0], a[m][1], a[m][2], a[m][3]), _mm_set1_ps(scale)));
+            _mm_storeu_ps(out + (size_t)m * ldo + s, _mm_mul_ps(lk_hsum4_512(a[m][0], a[m][1], a[m][2], a[m][3]), _mm_set1_ps(scale)));
     }
     for (; s < s1; s++)
         for (int m = 0; m < MR; m++) {

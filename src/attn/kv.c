@@ -33,6 +33,8 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #define LK_KV_X86 1
 #include <immintrin.h>
+
+#include "cpu/simd512.h"
 #endif
 
 /* ---------------------------------------------------------- types */
@@ -249,16 +251,6 @@ LK_AI __m512 dotv(const loki_kv_type T, const uint8_t *row, const float *q, int 
     return _mm512_add_ps(acc0, acc1);
 }
 
-/* [Σ a0, Σ a1, Σ a2, Σ a3]: four horizontal sums sharing their shuffles. */
-LK_AI __m128 hsum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
-    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
-    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
-    __m512d p0 = _mm512_castps_pd(t0), p1 = _mm512_castps_pd(t1);
-    __m512 u = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(p0, p1)), _mm512_castpd_ps(_mm512_unpackhi_pd(p0, p1)));
-    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(u), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(u), 1)));
-    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-}
-
 /* Software prefetch distance of the streamed key and value rows, in bytes
  * ahead of the row being read (0: none). On the AVX-512 Xeon of
  * docs/RESULTS.md the hardware prefetchers keep too few lines in flight for
@@ -314,7 +306,7 @@ LK_AI void scores_tile(const loki_kv_type T, const lk_rows *K, int32_t s0, int32
         }
         LK_UNROLL
         for (int m = 0; m < MR; m++)
-            _mm_storeu_ps(out + (size_t)m * ldo + s, _mm_mul_ps(hsum4(a[m][0], a[m][1], a[m][2], a[m][3]), sc));
+            _mm_storeu_ps(out + (size_t)m * ldo + s, _mm_mul_ps(lk_hsum4_512(a[m][0], a[m][1], a[m][2], a[m][3]), sc));
     }
     for (; s < s1; s++)
         LK_UNROLL
@@ -390,7 +382,7 @@ static bool scores_bf16_dp(const lk_rows *K, int32_t S, const float *Q, int ldq,
         const uint8_t *k0 = lk_row(K, s), *k1 = lk_row(K, s + 1), *k2 = lk_row(K, s + 2), *k3 = lk_row(K, s + 3);
         for (int m = 0; m < M; m++) {
             const __m512bh *h = qh + m * nc, *l = ql + m * nc;
-            __m128 r = hsum4(dotv_bf(k0, h, l, n), dotv_bf(k1, h, l, n), dotv_bf(k2, h, l, n), dotv_bf(k3, h, l, n));
+            __m128 r = lk_hsum4_512(dotv_bf(k0, h, l, n), dotv_bf(k1, h, l, n), dotv_bf(k2, h, l, n), dotv_bf(k3, h, l, n));
             _mm_storeu_ps(out + (size_t)m * ldo + s, _mm_mul_ps(r, sc));
         }
     }

@@ -415,7 +415,7 @@ LK_AI __m256 exp8(__m256 x) {
 }
 
 #if defined(__AVX512F__)
-#include "cpu/exp_x86.h"
+#include "cpu/simd512.h"
 
 /* exp8 on 16 lanes, for AVX-512 builds (half the instructions per score of
  * the dense decode's softmax): the same clamp, reduction and polynomial;

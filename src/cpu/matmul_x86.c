@@ -33,7 +33,7 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "cpu/exp_x86.h"
+#include "cpu/simd512.h"
 
 #define LK_AI static inline __attribute__((always_inline))
 

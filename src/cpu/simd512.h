@@ -1,11 +1,12 @@
 /*
- * exp_x86.h - the core of the AVX-512 exp used by the CPU's SwiGLU
- * (matmul_x86.c) and the attention softmax (attn/kv_avx2.c): one
- * polynomial, so the two agree and a fix lands in both. Include only where
- * __AVX512F__ is defined.
+ * simd512.h - AVX-512 pieces shared by the CPU kernels (and the dev/cpu
+ * prototypes): the exp polynomial of the SwiGLU (matmul_x86.c) and of the
+ * attention softmax (attn/kv_avx2.c), and the four-way horizontal sum of
+ * the attention scores (attn/kv.c). One copy each, so a fix lands
+ * everywhere. Include only where __AVX512F__ is defined.
  */
-#ifndef LK_CPU_EXP_X86_H
-#define LK_CPU_EXP_X86_H
+#ifndef LK_CPU_SIMD512_H
+#define LK_CPU_SIMD512_H
 
 #include <immintrin.h>
 
@@ -27,6 +28,18 @@ static inline __attribute__((always_inline)) __m512 lk_exp512_poly(__m512 x, __m
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     return _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+}
+
+/* [Σ a0, Σ a1, Σ a2, Σ a3]: four horizontal sums sharing their shuffles. */
+static inline __attribute__((always_inline)) __m128 lk_hsum4_512(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+    const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    const __m512d p0 = _mm512_castps_pd(t0), p1 = _mm512_castps_pd(t1);
+    const __m512 u =
+        _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(p0, p1)), _mm512_castpd_ps(_mm512_unpackhi_pd(p0, p1)));
+    const __m256 h =
+        _mm256_add_ps(_mm512_castps512_ps256(u), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(u), 1)));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
 #endif
