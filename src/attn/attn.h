@@ -180,8 +180,9 @@ void lk_attn_run(lk_attn *a, lk_pool *pool, const lk_kv_cache *kv, int layer, co
 
 /* Indices of the k largest x[cand[i]] (i < n; cand NULL: x[0..n)) written to
  * idx (k, in the order of cand: ascending positions for an ascending cand),
- * by a radix select in O(n); work holds 2n floats. Ties at the threshold go
- * to the lower index; NaN ranks below every number; -0 equals +0. k <= n. */
+ * by a sampled threshold select in O(n) (topk.c); work holds 2n floats.
+ * Ties at the threshold go to the lower index; NaN ranks below every
+ * number; -0 equals +0. k <= n. */
 void lk_topk(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t *idx, float *work);
 /* lk_topk without SIMD (the same picks in the same order): the reference
  * the tests compare the vector paths with. */

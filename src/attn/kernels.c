@@ -1,21 +1,14 @@
 /*
  * kernels.c - the building blocks of attention on the CPU: scores of a few
- * query rows against many keys, weighted sums of value rows, dot products,
- * top-k by partial selection. AVX-512 where the compiler targets it, GCC
- * vector extensions (any SIMD) otherwise; the top-k's passes over all n have
- * AVX2 forms beside the portable ones (lk_topk_portable). Selection is a
- * radix select on the scores' orderable bits (two passes over all n, then up
- * to two histogram passes over the boundary digit's keys only): O(n)
- * whatever the order. The portable passes over all n are branch-free; the
- * AVX2 split loops over the set lanes of each 8-key mask (fewer than k + the
- * bucket in all).
+ * query rows against many keys, weighted sums of value rows, dot products.
+ * AVX-512 where the compiler targets it, GCC vector extensions (any SIMD)
+ * otherwise. The top-k selection is in topk.c.
  */
 #include "attn/attn.h"
 
-#include <float.h>
 #include <math.h>
 #include <string.h>
-#if defined(__AVX512F__) || defined(__AVX2__)
+#if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
@@ -193,163 +186,4 @@ void lk_weighted_rows(float *out, int ldo, const float *w, int ldw, int M, const
             }
         }
     }
-}
-
-/* Selection key as an unsigned integer ordered like the values: larger
- * values give larger keys, -0 and +0 the same key, NaN ranks below every
- * number (as -FLT_MAX), so a NaN score is never chosen over a real one and
- * k indices are always written. */
-static inline uint32_t topk_key(float v) {
-    float f = (v == v ? v : -FLT_MAX) + 0.0f; /* + 0: -0 becomes +0 */
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u ^ ((uint32_t)((int32_t)u >> 31) | 0x80000000u); /* negative: all bits flipped; else the sign bit */
-}
-
-/* Radix-select digits: 11, 11 and 10 bits from the top. */
-#define TOPK_BINS 2048
-
-/* The digit d where the count of hist (nb bins, four interleaved copies)
- * from the top reaches *k: *k becomes what is still needed inside d, *c the
- * count of d. */
-static int topk_digit(uint32_t (*hist)[TOPK_BINS], int nb, int32_t *k, int32_t *c) {
-    int d = nb - 1;
-    for (;; d--) {
-        const int32_t n = (int32_t)(hist[0][d] + hist[1][d] + hist[2][d] + hist[3][d]);
-        if (n >= *k || d == 0) {
-            *c = n;
-            return d;
-        }
-        *k -= n;
-    }
-}
-
-#if defined(__AVX2__)
-/* The keys of x[0..n) (x[cand[i]] with a candidate list) into key, and the
- * first digit's counts into hist: eight keys per step, as topk_key. */
-static void topk_keys_avx2(const float *x, const int32_t *cand, int32_t n, uint32_t *key,
-                           uint32_t (*hist)[TOPK_BINS]) {
-    const __m256 lowest = _mm256_set1_ps(-FLT_MAX), zero = _mm256_setzero_ps();
-    const __m256i sign = _mm256_set1_epi32(INT32_MIN);
-    int32_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = cand ? _mm256_i32gather_ps(x, _mm256_loadu_si256((const __m256i *)(cand + i)), 4)
-                        : _mm256_loadu_ps(x + i);
-        v = _mm256_add_ps(_mm256_blendv_ps(lowest, v, _mm256_cmp_ps(v, v, _CMP_ORD_Q)), zero); /* NaN low, -0 = +0 */
-        const __m256i u = _mm256_castps_si256(v);
-        _mm256_storeu_si256((__m256i *)(key + i), _mm256_xor_si256(u, _mm256_or_si256(_mm256_srai_epi32(u, 31), sign)));
-        for (int l = 0; l < 8; l++) hist[l & 3][key[i + l] >> 21]++;
-    }
-    for (; i < n; i++) key[i] = topk_key(x[cand ? cand[i] : i]), hist[0][key[i] >> 21]++;
-}
-
-/* Step 2 of lk_topk: eight first digits compared at once; only the lanes
- * that move (above the bucket: fewer than k; in it) are written. */
-static void topk_split_avx2(uint32_t *key, int32_t n, uint32_t d0, int32_t *idx, int32_t *na, int32_t *live,
-                            int32_t *nb) {
-    const __m256i vd = _mm256_set1_epi32((int)d0);
-    int32_t i = 0, a = 0, b = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256i dg = _mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)(key + i)), 21);
-        unsigned ma = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(dg, vd)));
-        unsigned me = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(dg, vd)));
-        for (; ma; ma &= ma - 1) idx[a++] = i + __builtin_ctz(ma);
-        for (; me; me &= me - 1) { /* b <= i + lane: the bucket's keys move down in place */
-            const int32_t t = i + __builtin_ctz(me);
-            live[b] = t, key[b++] = key[t];
-        }
-    }
-    for (; i < n; i++) {
-        const uint32_t kk = key[i], dg = kk >> 21;
-        idx[a] = i, a += dg > d0;
-        live[b] = i, key[b] = kk, b += dg == d0;
-    }
-    *na = a, *nb = b;
-}
-#endif
-
-/* Radix select in two passes over the n keys, then passes over the first
- * digit's boundary bucket only:
- *  1. keys and the first digit's histogram (11 bits, four interleaved
- *     counters so runs of equal digits do not wait on one);
- *  2. indices above the boundary digit straight into idx, the bucket's
- *     indices and keys compacted (in place) to its front, both in order;
- *  3. inside the bucket, up to two more digits (11 and 10 bits) over the
- *     keys that still match the prefix, until the class at the boundary is
- *     taken whole or fully resolved; then the bucket's picks (above the
- *     class, and the class's first `need` by index: ties to the lower one);
- *  4. the two ordered runs merged from the back into idx.
- * work: (2n) floats (keys, then the bucket's indices). */
-static void topk_run(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t *idx, float *work, int simd) {
-    (void)simd; /* builds without AVX2 have the portable path only */
-    if (k <= 0) return;
-    if (k >= n) {
-        for (int32_t i = 0; i < n; i++) idx[i] = cand ? cand[i] : i;
-        return;
-    }
-    uint32_t *key = (uint32_t *)work;      /* (n) keys in candidate order; then the bucket's */
-    int32_t *live = (int32_t *)(work + n); /* (n) the bucket's indices, then its picks */
-    uint32_t hist[4][TOPK_BINS];
-    memset(hist, 0, sizeof hist);
-    int32_t i = 0;
-#if defined(__AVX2__)
-    if (simd)
-        topk_keys_avx2(x, cand, n, key, hist);
-    else
-#endif
-    {
-        if (cand) /* two loops: the keys' one vectorizes */
-            for (i = 0; i < n; i++) key[i] = topk_key(x[cand[i]]);
-        else
-            for (i = 0; i < n; i++) key[i] = topk_key(x[i]);
-        for (i = 0; i + 4 <= n; i += 4) {
-            hist[0][key[i] >> 21]++, hist[1][key[i + 1] >> 21]++;
-            hist[2][key[i + 2] >> 21]++, hist[3][key[i + 3] >> 21]++;
-        }
-        for (; i < n; i++) hist[0][key[i] >> 21]++;
-    }
-    int32_t need = k, cb;
-    const uint32_t d0 = (uint32_t)topk_digit(hist, TOPK_BINS, &need, &cb);
-    int32_t na = 0, nb = 0; /* above the bucket (into idx: fewer than k), in it */
-#if defined(__AVX2__)
-    if (simd)
-        topk_split_avx2(key, n, d0, idx, &na, live, &nb);
-    else
-#endif
-        for (i = 0; i < n; i++) {
-            const uint32_t kk = key[i], dg = kk >> 21;
-            idx[na] = i, na += dg > d0;
-            live[nb] = i, key[nb] = kk, nb += dg == d0; /* nb <= i: in place */
-        }
-    uint32_t pre = d0;
-    int sh = 21;
-    for (int pass = 1; pass < 3 && need < cb; pass++) { /* the class must be split further */
-        const int shift = pass == 1 ? 10 : 0, bits = pass == 1 ? 11 : 10;
-        const uint32_t mask = (1u << bits) - 1;
-        memset(hist, 0, sizeof hist);
-        for (int32_t j = 0; j < nb; j++)
-            if ((key[j] >> sh) == pre) hist[j & 3][(key[j] >> shift) & mask]++;
-        pre = pre << bits | (uint32_t)topk_digit(hist, 1 << bits, &need, &cb);
-        sh = shift;
-    }
-    int32_t o = 0, eq = 0; /* the bucket's picks, in place (o <= j) */
-    for (int32_t j = 0; j < nb; j++) {
-        const uint32_t kp = key[j] >> sh;
-        const int e = kp == pre;
-        live[o] = live[j];
-        o += (kp > pre) | (e & (eq < need));
-        eq += e;
-    }
-    for (int32_t w = k - 1, a = na - 1, b = o - 1; w >= 0; w--) /* merge; a, b >= -1 */
-        idx[w] = b < 0 || (a >= 0 && idx[a] > live[b]) ? idx[a--] : live[b--];
-    if (cand)
-        for (int32_t w = 0; w < k; w++) idx[w] = cand[idx[w]];
-}
-
-void lk_topk(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t *idx, float *work) {
-    topk_run(x, cand, n, k, idx, work, 1);
-}
-
-void lk_topk_portable(const float *x, const int32_t *cand, int32_t n, int32_t k, int32_t *idx, float *work) {
-    topk_run(x, cand, n, k, idx, work, 0);
 }
