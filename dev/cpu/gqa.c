@@ -21,6 +21,11 @@
  *           key prefetch distance, -DPFV=bytes value prefetch distance,
  *           -DWB=value rows per block of the weighted sum, -DKR=keys per
  *           tile of the scores)
+ *   fused   the new kernels with the max kept by the score tiles and the
+ *           exps of each 16 value rows computed just before their weighted
+ *           sum (under the value loads), out rescaled in place (the
+ *           prototype of lk_dense_block; D = 128, G = 4, S a multiple of 256)
+ *   engf    run.c's dense_decode over kv.c's lk_dense_block
  *   read    the same bytes in the same order, summed, no arithmetic (the
  *           roof), with the new kernels' prefetch
  * and with any 7th argument also new-sc (new scores, values only read),
@@ -160,6 +165,82 @@ static void weighted_new(float *out, int ldo, const float *w, int ldw, int M, co
     }
 }
 
+
+/* fused: scores + block max in one pass over the keys; the exps of each
+ * 16-row value block computed in the weighted-sum pass (under the value
+ * loads), out rescaled in place (no tmp) */
+LK_AI __m128 stile_max(const lk_rows *K, int32_t s0, int32_t s1, const float *Q, int ldq, float scale, float *out,
+                       int32_t ldo, __m128 mxv[4]) {
+    for (int32_t s = s0; s < s1; s += 4) {
+        const uint8_t *r0 = lk_row(K, s), *r1 = r0 + K->stride, *r2 = r1 + K->stride, *r3 = r2 + K->stride;
+        if (PFK) pf_bytes(r0 + PFK, 4 * K->stride);
+        __m512 a[4][4];
+        UNROLL for (int m = 0; m < 4; m++) UNROLL for (int i = 0; i < 4; i++) a[m][i] = _mm512_setzero_ps();
+        UNROLL for (int c = 0; c < D; c += 16) {
+            const __m512 k0 = ld16(r0, c), k1 = ld16(r1, c), k2 = ld16(r2, c), k3 = ld16(r3, c);
+            UNROLL for (int m = 0; m < 4; m++) {
+                const __m512 q = _mm512_loadu_ps(Q + (size_t)m * ldq + c);
+                a[m][0] = _mm512_fmadd_ps(k0, q, a[m][0]);
+                a[m][1] = _mm512_fmadd_ps(k1, q, a[m][1]);
+                a[m][2] = _mm512_fmadd_ps(k2, q, a[m][2]);
+                a[m][3] = _mm512_fmadd_ps(k3, q, a[m][3]);
+            }
+        }
+        UNROLL for (int m = 0; m < 4; m++) {
+            __m128 r = _mm_mul_ps(lk_hsum4_512(a[m][0], a[m][1], a[m][2], a[m][3]), _mm_set1_ps(scale));
+            mxv[m] = _mm_max_ps(mxv[m], r);
+            _mm_storeu_ps(out + (size_t)m * ldo + s, r);
+        }
+    }
+    return mxv[0];
+}
+static inline __m512 exp16(__m512 x);
+static void dense_fused(const lk_rows *K0, const lk_rows *V0, const float *q, int rows, int32_t nk, float *out,
+                        float *S) {
+    float mx[4], l[4];
+    const float scale = 1.0f / sqrtf((float)D);
+    for (int r = 0; r < 4; r++) mx[r] = -FLT_MAX, l[r] = 0.0f;
+    memset(out, 0, sizeof(float) * 4 * D);
+    __m512 lsum[4];
+    for (int r = 0; r < 4; r++) lsum[r] = _mm512_setzero_ps();
+    for (int32_t b0 = 0; b0 < nk; b0 += BLK) {
+        const int32_t nb = BLK; /* nk multiple of BLK in this prototype */
+        lk_rows k = *K0, v = *V0;
+        k.p = lk_row(K0, b0), v.p = lk_row(V0, b0);
+        __m128 mxv[4];
+        for (int r = 0; r < 4; r++) mxv[r] = _mm_set1_ps(-FLT_MAX);
+        for (int32_t s0 = 0; s0 < nb; s0 += 64) stile_max(&k, s0, s0 + 64, q, D, scale, S, nb, mxv);
+        __m512 mv[4];
+        for (int r = 0; r < 4; r++) {
+            __m128 x = mxv[r];
+            x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+            x = _mm_max_ss(x, _mm_shuffle_ps(x, x, 1));
+            const float m = fmaxf(mx[r], _mm_cvtss_f32(x));
+            if (m > mx[r]) {
+                const float c = expf(mx[r] - m);
+                lsum[r] = _mm512_mul_ps(lsum[r], _mm512_set1_ps(c));
+                for (int i = 0; i < D; i++) out[(size_t)r * D + i] *= c;
+                mx[r] = m;
+            }
+            mv[r] = _mm512_set1_ps(mx[r]);
+        }
+        for (int32_t j0 = 0; j0 < nb; j0 += WB) {
+            for (int r = 0; r < 4; r++)
+                for (int32_t j = j0; j < j0 + WB; j += 16) {
+                    const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(S + (size_t)r * nb + j), mv[r]));
+                    lsum[r] = _mm512_add_ps(lsum[r], e);
+                    _mm512_storeu_ps(S + (size_t)r * nb + j, e);
+                }
+            wtile(out, D, S, nb, 4, j0, j0 + WB, &v, 0, 4, 1);
+            wtile(out, D, S, nb, 4, j0, j0 + WB, &v, 64, 4, 0);
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        l[r] = _mm512_reduce_add_ps(lsum[r]);
+        for (int i = 0; i < D; i++) out[(size_t)r * D + i] /= l[r];
+    }
+}
+
 /* the roof: every byte of the block read once, in the same order */
 static void scores_read(const lk_rows *K, int32_t S, const float *Q, int ldq, int M, float scale, float *out,
                         int32_t ldo) {
@@ -260,6 +341,20 @@ static float exp_shift16(float *x, int32_t n, float m) {
 /* run.c's dense_decode for d = D, no window */
 static void dense(const variant *vr, const lk_rows *K0, const lk_rows *V0, const float *q, int rows, int32_t nk,
                   float *out, float *S) {
+    if (!vr->sc && !vr->wt) { dense_fused(K0, V0, q, rows, nk, out, S); return; }
+    if (!vr->sc) { /* run.c's dense_decode over lk_dense_block (kv.c) */
+        float mx[64], l[64];
+        for (int r = 0; r < rows; r++) mx[r] = -FLT_MAX, l[r] = 0.0f;
+        memset(out, 0, sizeof(float) * (size_t)rows * D);
+        for (int32_t b0 = 0; b0 < nk; b0 += BLK) {
+            lk_rows k = *K0, v = *V0;
+            k.p = lk_row(K0, b0), v.p = lk_row(V0, b0);
+            lk_dense_block(&k, &v, LK_MIN(BLK, nk - b0), q, D, rows, 1.0f / sqrtf((float)D), S, mx, l, out, D);
+        }
+        for (int r = 0; r < rows; r++)
+            for (int i = 0; i < D; i++) out[(size_t)r * D + i] /= l[r];
+        return;
+    }
     float tmp[4096], mx[64], l[64];
     const float scale = 1.0f / sqrtf((float)D);
     for (int r = 0; r < rows; r++) mx[r] = -FLT_MAX, l[r] = 0.0f;
@@ -358,14 +453,16 @@ int main(int argc, char **argv) {
     const variant vs[] = {{"engine", lk_scores_rows, lk_weighted_rows_t},
                           {"avx2", lk_scores_rows_avx2, lk_weighted_rows_t_avx2},
                           {"new", scores_new, weighted_new},
+                          {"engf", NULL, weighted_none},
+                          {"fused", NULL, NULL},
                           {"read", scores_read, weighted_read},
                           {"new-sc", scores_new, weighted_read},
                           {"new-wt", scores_read, weighted_new},
                           {"none", scores_none, weighted_none}};
-    const int NVAR = argc > 7 ? 7 : 4;
+    const int NVAR = argc > 7 ? 9 : 6;
     step(&vs[0], K, V, Q, ref, Sb, S, Hkv, G, inner);
     printf("S %d Hkv %d G %d: %.1f MB per step; PFK %d PFV %d WB %d\n", S, Hkv, G, 2e-6 * bytes, PFK, PFV, WB);
-    for (int v = 1; v < 3; v++) {
+    for (int v = 1; v < 5; v++) {
         step(&vs[v], K, V, Q, out, Sb, S, Hkv, G, inner);
         double md = 0, mr = 0;
         for (int i = 0; i < Hkv * G * D; i++) md = fmax(md, fabs(out[i] - ref[i])), mr = fmax(mr, fabs(ref[i]));

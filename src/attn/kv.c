@@ -279,7 +279,7 @@ LK_AI void prefetch_bytes(const uint8_t *p, size_t bytes) {
  * key chunk instead of four, and no widened copy goes through memory. pf:
  * prefetch the keys LK_KV_PF bytes ahead (the first tile over a block). */
 LK_AI void scores_tile(const loki_kv_type T, const lk_rows *K, int32_t s0, int32_t s1, const float *Q, int ldq,
-                       const int MR, float scale, float *out, int32_t ldo, bool pf) {
+                       const int MR, float scale, float *out, int32_t ldo, bool pf, __m128 *mxv) {
     const int n = K->n, nb = (n + 31) / 32;
     const __m128 sc = _mm_set1_ps(scale);
     int32_t s = s0;
@@ -306,12 +306,19 @@ LK_AI void scores_tile(const loki_kv_type T, const lk_rows *K, int32_t s0, int32
         }
         LK_UNROLL
         for (int m = 0; m < MR; m++)
-            _mm_storeu_ps(out + (size_t)m * ldo + s, _mm_mul_ps(lk_hsum4_512(a[m][0], a[m][1], a[m][2], a[m][3]), sc));
+        {
+            const __m128 r = _mm_mul_ps(lk_hsum4_512(a[m][0], a[m][1], a[m][2], a[m][3]), sc);
+            if (mxv) mxv[m] = _mm_max_ps(mxv[m], r);
+            _mm_storeu_ps(out + (size_t)m * ldo + s, r);
+        }
     }
     for (; s < s1; s++)
         LK_UNROLL
-        for (int m = 0; m < MR; m++)
-            out[(size_t)m * ldo + s] = _mm512_reduce_add_ps(dotv(T, lk_row(K, s), Q + (size_t)m * ldq, n)) * scale;
+        for (int m = 0; m < MR; m++) {
+            const float r = _mm512_reduce_add_ps(dotv(T, lk_row(K, s), Q + (size_t)m * ldq, n)) * scale;
+            if (mxv) mxv[m] = _mm_max_ps(mxv[m], _mm_set1_ps(r));
+            out[(size_t)m * ldo + s] = r;
+        }
 }
 
 /* Keys per block of scores_t: the block (16 KiB of f16 rows at D = 128)
@@ -321,18 +328,18 @@ enum { SCORE_BLOCK = 64 };
 /* All M query rows against keys 0 .. S-1: blocks of SCORE_BLOCK keys, in
  * each block the rows in tiles of 4 (then 2, 1). */
 LK_AI void scores_t(const loki_kv_type T, const lk_rows *K, int32_t S, const float *Q, int ldq, int M, float scale,
-                    float *out, int32_t ldo) {
+                    float *out, int32_t ldo, __m128 *mxv) {
     for (int32_t b0 = 0; b0 < S; b0 += SCORE_BLOCK) {
         const int32_t b1 = LK_MIN(S, b0 + SCORE_BLOCK);
         int m = 0;
         bool pf = true;
         for (; m + 4 <= M; m += 4, pf = false)
-            scores_tile(T, K, b0, b1, Q + (size_t)m * ldq, ldq, 4, scale, out + (size_t)m * ldo, ldo, pf);
+            scores_tile(T, K, b0, b1, Q + (size_t)m * ldq, ldq, 4, scale, out + (size_t)m * ldo, ldo, pf, mxv ? mxv + m : NULL);
         if (M - m >= 2) {
-            scores_tile(T, K, b0, b1, Q + (size_t)m * ldq, ldq, 2, scale, out + (size_t)m * ldo, ldo, pf);
+            scores_tile(T, K, b0, b1, Q + (size_t)m * ldq, ldq, 2, scale, out + (size_t)m * ldo, ldo, pf, mxv ? mxv + m : NULL);
             m += 2, pf = false;
         }
-        if (m < M) scores_tile(T, K, b0, b1, Q + (size_t)m * ldq, ldq, 1, scale, out + (size_t)m * ldo, ldo, pf);
+        if (m < M) scores_tile(T, K, b0, b1, Q + (size_t)m * ldq, ldq, 1, scale, out + (size_t)m * ldo, ldo, pf, mxv ? mxv + m : NULL);
     }
 }
 
@@ -467,6 +474,71 @@ LK_AI void weighted_t(const loki_kv_type T, float *out, int ldo, const float *w,
     }
 }
 
+enum { DENSE_BLOCK_ROWS = 64 }; /* query rows of lk_dense_block */
+
+/* e^x on 16 lanes, 0 below e^-64 (as kv_avx2.c's exp8: no subnormal
+ * weights). */
+LK_AI __m512 exp16(__m512 x) {
+    const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-64.0f), _CMP_GE_OQ);
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-64.0f)), _mm512_set1_ps(88.0f));
+    __m512 k;
+    const __m512 p = lk_exp512_poly(x, &k);
+    return _mm512_maskz_scalef_ps(keep, p, k);
+}
+
+/* lk_dense_block (attn.h) for type T. */
+LK_AI void dense_block_t(const loki_kv_type T, const lk_rows *K_, const lk_rows *V_, int32_t nb_, const float *Q,
+                         int ldq, int M, float scale, float *S, float *mx, float *l, float *out, int ldo, const int DN,
+                         const int NB) {
+    const int32_t nb = NB ? NB : nb_; /* NB > 0: a constant block (the score rows at constant offsets) */
+    /* DN > 0: contiguous f16 rows of DN values, constants (the loops over a
+     * row unroll, the row addresses are shifts) */
+    lk_rows Kc = *K_, Vc = *V_;
+    if (DN) Kc.n = Vc.n = DN, Kc.stride = Vc.stride = 2 * (size_t)DN;
+    const lk_rows *K = &Kc, *V = &Vc;
+    const int D = V->n;
+    __m128 mxv[DENSE_BLOCK_ROWS]; /* the block's maximum per row, kept by the score tiles */
+    for (int m = 0; m < M; m++) mxv[m] = _mm_set1_ps(mx[m]);
+    scores_t(T, K, nb, Q, ldq, M, scale, S, nb, mxv);
+    for (int m = 0; m < M; m++) {
+        __m128 x = _mm_max_ps(mxv[m], _mm_movehl_ps(mxv[m], mxv[m]));
+        const float mm = _mm_cvtss_f32(_mm_max_ss(x, _mm_shuffle_ps(x, x, 1)));
+        if (mm > mx[m]) { /* rescale what has been summed */
+            const float c = expf(mx[m] - mm);
+            const __m512 cv = _mm512_set1_ps(c);
+            float *o = out + (size_t)m * ldo;
+            for (int i = 0; i < D; i += 16)
+                _mm512_mask_storeu_ps(o + i, tail_mask(D - i), _mm512_mul_ps(cv, _mm512_maskz_loadu_ps(tail_mask(D - i), o + i)));
+            l[m] *= c;
+            mx[m] = mm;
+        }
+    }
+    __m512 mv[DENSE_BLOCK_ROWS], lacc[DENSE_BLOCK_ROWS];
+    for (int m = 0; m < M; m++) mv[m] = _mm512_set1_ps(mx[m]), lacc[m] = _mm512_setzero_ps();
+    for (int32_t j0 = 0; j0 < nb; j0 += WEIGHT_BLOCK) {
+        const int32_t j1 = LK_MIN(nb, j0 + WEIGHT_BLOCK);
+        for (int m = 0; m < M; m++) { /* exps of this chunk, under the value loads of the previous one */
+            float *x = S + (size_t)m * nb;
+            for (int32_t j = j0; j < j1; j += 16) {
+                const __mmask16 t = tail_mask(j1 - j);
+                const __m512 e = _mm512_maskz_mov_ps(t, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, x + j), mv[m])));
+                _mm512_mask_storeu_ps(x + j, t, e);
+                lacc[m] = _mm512_add_ps(lacc[m], e);
+            }
+        }
+        int m = 0;
+        bool pf = true;
+        for (; m + 4 <= M; m += 4, pf = false)
+            wrows(T, out + (size_t)m * ldo, ldo, S + (size_t)m * nb, nb, 4, NULL, j0, j1, nb, V, pf);
+        if (M - m >= 2) {
+            wrows(T, out + (size_t)m * ldo, ldo, S + (size_t)m * nb, nb, 2, NULL, j0, j1, nb, V, pf);
+            m += 2, pf = false;
+        }
+        if (m < M) wrows(T, out + (size_t)m * ldo, ldo, S + (size_t)m * nb, nb, 1, NULL, j0, j1, nb, V, pf);
+    }
+    for (int m = 0; m < M; m++) l[m] += _mm512_reduce_add_ps(lacc[m]);
+}
+
 LK_AI void axpy_t(const loki_kv_type T, float *y, float w, const uint8_t *row, int n) {
     const int nb = (n + 31) / 32;
     const __m512 wv = _mm512_set1_ps(w);
@@ -553,15 +625,15 @@ void lk_axpy_row(float *y, float w, const lk_rows *r, int32_t s) {
 void lk_scores_rows(const lk_rows *K, int32_t S, const float *Q, int ldq, int M, float scale, float *out, int32_t ldo) {
 #if defined(LK_KV_X86)
     if (!K->portable) switch (K->t) {
-        case LOKI_KV_F16: scores_t(LOKI_KV_F16, K, S, Q, ldq, M, scale, out, ldo); return;
+        case LOKI_KV_F16: scores_t(LOKI_KV_F16, K, S, Q, ldq, M, scale, out, ldo, NULL); return;
         case LOKI_KV_BF16:
 #if defined(__AVX512BF16__)
             if (scores_bf16_dp(K, S, Q, ldq, M, scale, out, ldo)) return;
 #endif
-            scores_t(LOKI_KV_BF16, K, S, Q, ldq, M, scale, out, ldo);
+            scores_t(LOKI_KV_BF16, K, S, Q, ldq, M, scale, out, ldo, NULL);
             return;
-        case LOKI_KV_Q8_0: scores_t(LOKI_KV_Q8_0, K, S, Q, ldq, M, scale, out, ldo); return;
-        default: scores_t(LOKI_KV_F32, K, S, Q, ldq, M, scale, out, ldo); return;
+        case LOKI_KV_Q8_0: scores_t(LOKI_KV_Q8_0, K, S, Q, ldq, M, scale, out, ldo, NULL); return;
+        default: scores_t(LOKI_KV_F32, K, S, Q, ldq, M, scale, out, ldo, NULL); return;
         }
 #elif defined(LK_KV_AVX2)
     if (!K->portable) {
@@ -599,4 +671,26 @@ void lk_weighted_rows_t(float *out, int ldo, const float *w, int ldw, int M, con
     for (int m = 0; m < M; m++) memset(out + (size_t)m * ldo, 0, sizeof(float) * (size_t)V->n);
     for (int32_t j = 0; j < n; j++)
         for (int m = 0; m < M; m++) lk_axpy_row(out + (size_t)m * ldo, w[(size_t)m * ldw + j], V, pos ? pos[j] : j);
+}
+
+bool lk_dense_block(const lk_rows *K, const lk_rows *V, int32_t nb, const float *Q, int ldq, int M, float scale,
+                    float *S, float *mx, float *l, float *out, int ldo) {
+#if defined(LK_KV_X86)
+    if (K->portable || V->portable || K->t != V->t || M > DENSE_BLOCK_ROWS) return false;
+    switch (K->t) {
+    case LOKI_KV_F16:
+        if (K->n == 128 && V->n == 128 && K->stride == 256 && V->stride == 256) { /* the common head dim */
+            if (nb == 256) dense_block_t(LOKI_KV_F16, K, V, nb, Q, ldq, M, scale, S, mx, l, out, ldo, 128, 256);
+            else dense_block_t(LOKI_KV_F16, K, V, nb, Q, ldq, M, scale, S, mx, l, out, ldo, 128, 0);
+        } else
+            dense_block_t(LOKI_KV_F16, K, V, nb, Q, ldq, M, scale, S, mx, l, out, ldo, 0, 0);
+        return true;
+    case LOKI_KV_BF16: dense_block_t(LOKI_KV_BF16, K, V, nb, Q, ldq, M, scale, S, mx, l, out, ldo, 0, 0); return true;
+    case LOKI_KV_Q8_0: dense_block_t(LOKI_KV_Q8_0, K, V, nb, Q, ldq, M, scale, S, mx, l, out, ldo, 0, 0); return true;
+    default: dense_block_t(LOKI_KV_F32, K, V, nb, Q, ldq, M, scale, S, mx, l, out, ldo, 0, 0); return true;
+    }
+#else
+    (void)K, (void)V, (void)nb, (void)Q, (void)ldq, (void)M, (void)scale, (void)S, (void)mx, (void)l, (void)out, (void)ldo;
+    return false;
+#endif
 }

@@ -337,6 +337,25 @@ static void dense_decode(const lk_attn *a, const lk_kv_cache *kv, int layer, int
      * (the scratch holds (rows, 2 * n_keys)), nothing to merge */
     const int32_t B = (size_t)rows * D > DENSE_TMP ? nk : LK_MIN(nk, LK_DENSE_BLOCK);
     for (int32_t r = 0; r < rows; r++) mx[r] = -FLT_MAX, l[r] = 0.0f;
+    /* the fused block kernel (AVX-512): whole keys (no split), exps under
+     * the value loads, out accumulated in place */
+    if (d == D) {
+        lk_rows lo = hr.lo, v = hr.v;
+        for (int32_t r = 0; r < rows; r++) memset(out + (size_t)r * ldo, 0, sizeof(float) * (size_t)D);
+        bool ok = true;
+        for (int32_t b0 = 0; b0 < nk && ok; b0 += B) {
+            lo.p = lk_row(&hr.lo, b0), v.p = lk_row(&hr.v, b0);
+            ok = lk_dense_block(&lo, &v, LK_MIN(B, nk - b0), q, ldq, rows, a->scale, S, mx, l, out, ldo);
+        }
+        if (ok) {
+            for (int32_t r = 0; r < rows; r++) {
+                const float inv = 1.0f / l[r];
+                for (int i = 0; i < D; i++) out[(size_t)r * ldo + i] *= inv;
+            }
+            return;
+        }
+        for (int32_t r = 0; r < rows; r++) mx[r] = -FLT_MAX, l[r] = 0.0f;
+    }
     for (int32_t b0 = 0; b0 < nk; b0 += B) {
         const int32_t nb = LK_MIN(B, nk - b0);
         lk_rows lo = hr.lo, hi = hr.hi, v = hr.v;
