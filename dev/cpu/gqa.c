@@ -194,7 +194,6 @@ LK_AI __m128 stile_max(const lk_rows *K, int32_t s0, int32_t s1, const float *Q,
     }
     return mxv[0];
 }
-static inline __m512 exp16(__m512 x);
 static void dense_fused(const lk_rows *K0, const lk_rows *V0, const float *q, int rows, int32_t nk, float *out,
                         float *S) {
     float mx[4], l[4];
@@ -227,7 +226,7 @@ static void dense_fused(const lk_rows *K0, const lk_rows *V0, const float *q, in
         for (int32_t j0 = 0; j0 < nb; j0 += WB) {
             for (int r = 0; r < 4; r++)
                 for (int32_t j = j0; j < j0 + WB; j += 16) {
-                    const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(S + (size_t)r * nb + j), mv[r]));
+                    const __m512 e = lk_exp512_flush64(_mm512_sub_ps(_mm512_loadu_ps(S + (size_t)r * nb + j), mv[r]));
                     lsum[r] = _mm512_add_ps(lsum[r], e);
                     _mm512_storeu_ps(S + (size_t)r * nb + j, e);
                 }
@@ -317,21 +316,13 @@ static float vmax(const float *x, int32_t n, float m) {
     return m;
 }
 
-/* exp16: kv_avx2.c's exp8 on 16 lanes */
-static inline __m512 exp16(__m512 x) {
-    const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-64.0f), _CMP_GE_OQ);
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-64.0f)), _mm512_set1_ps(88.0f));
-    __m512 k;
-    const __m512 p = lk_exp512_poly(x, &k);
-    return _mm512_maskz_scalef_ps(keep, p, k);
-}
 
 static float exp_shift16(float *x, int32_t n, float m) {
     const __m512 mv = _mm512_set1_ps(m);
     __m512 acc = _mm512_setzero_ps();
     for (int32_t i = 0; i < n; i += 16) {
         const __mmask16 t = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        const __m512 e = _mm512_maskz_mov_ps(t, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, x + i), mv)));
+        const __m512 e = _mm512_maskz_mov_ps(t, lk_exp512_flush64(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, x + i), mv)));
         _mm512_mask_storeu_ps(x + i, t, e);
         acc = _mm512_add_ps(acc, e);
     }

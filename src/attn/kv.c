@@ -457,34 +457,31 @@ LK_AI void wrows(const loki_kv_type T, float *out, int ldo, const float *w, int 
  * and block. */
 enum { WEIGHT_BLOCK = 16 };
 
+/* wrows over all M rows of weights, four at a time, then two, then one;
+ * the first call prefetches the next rows. */
+LK_AI void wrows_all(const loki_kv_type T, float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos,
+                     int32_t b0, int32_t b1, int32_t n, const lk_rows *V) {
+    int m = 0;
+    bool pf = true;
+    for (; m + 4 <= M; m += 4, pf = false)
+        wrows(T, out + (size_t)m * ldo, ldo, w + (size_t)m * ldw, ldw, 4, pos, b0, b1, n, V, pf);
+    if (M - m >= 2) {
+        wrows(T, out + (size_t)m * ldo, ldo, w + (size_t)m * ldw, ldw, 2, pos, b0, b1, n, V, pf);
+        m += 2, pf = false;
+    }
+    if (m < M) wrows(T, out + (size_t)m * ldo, ldo, w + (size_t)m * ldw, ldw, 1, pos, b0, b1, n, V, pf);
+}
+
 LK_AI void weighted_t(const loki_kv_type T, float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos,
                       int32_t n, const lk_rows *V) {
     for (int m = 0; m < M; m++) memset(out + (size_t)m * ldo, 0, sizeof(float) * (size_t)V->n);
     for (int32_t b0 = 0; b0 < n; b0 += WEIGHT_BLOCK) {
         const int32_t b1 = LK_MIN(n, b0 + WEIGHT_BLOCK);
-        int m = 0;
-        bool pf = true;
-        for (; m + 4 <= M; m += 4, pf = false)
-            wrows(T, out + (size_t)m * ldo, ldo, w + (size_t)m * ldw, ldw, 4, pos, b0, b1, n, V, pf);
-        if (M - m >= 2) {
-            wrows(T, out + (size_t)m * ldo, ldo, w + (size_t)m * ldw, ldw, 2, pos, b0, b1, n, V, pf);
-            m += 2, pf = false;
-        }
-        if (m < M) wrows(T, out + (size_t)m * ldo, ldo, w + (size_t)m * ldw, ldw, 1, pos, b0, b1, n, V, pf);
+        wrows_all(T, out, ldo, w, ldw, M, pos, b0, b1, n, V);
     }
 }
 
 enum { DENSE_BLOCK_ROWS = 64 }; /* query rows of lk_dense_block */
-
-/* e^x on 16 lanes, 0 below e^-64 (as kv_avx2.c's exp8: no subnormal
- * weights). */
-LK_AI __m512 exp16(__m512 x) {
-    const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-64.0f), _CMP_GE_OQ);
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-64.0f)), _mm512_set1_ps(88.0f));
-    __m512 k;
-    const __m512 p = lk_exp512_poly(x, &k);
-    return _mm512_maskz_scalef_ps(keep, p, k);
-}
 
 /* lk_dense_block (attn.h) for type T. */
 LK_AI void dense_block_t(const loki_kv_type T, const lk_rows *K_, const lk_rows *V_, int32_t nb_, const float *Q,
@@ -521,20 +518,12 @@ LK_AI void dense_block_t(const loki_kv_type T, const lk_rows *K_, const lk_rows 
             float *x = S + (size_t)m * nb;
             for (int32_t j = j0; j < j1; j += 16) {
                 const __mmask16 t = tail_mask(j1 - j);
-                const __m512 e = _mm512_maskz_mov_ps(t, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, x + j), mv[m])));
+                const __m512 e = _mm512_maskz_mov_ps(t, lk_exp512_flush64(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, x + j), mv[m])));
                 _mm512_mask_storeu_ps(x + j, t, e);
                 lacc[m] = _mm512_add_ps(lacc[m], e);
             }
         }
-        int m = 0;
-        bool pf = true;
-        for (; m + 4 <= M; m += 4, pf = false)
-            wrows(T, out + (size_t)m * ldo, ldo, S + (size_t)m * nb, nb, 4, NULL, j0, j1, nb, V, pf);
-        if (M - m >= 2) {
-            wrows(T, out + (size_t)m * ldo, ldo, S + (size_t)m * nb, nb, 2, NULL, j0, j1, nb, V, pf);
-            m += 2, pf = false;
-        }
-        if (m < M) wrows(T, out + (size_t)m * ldo, ldo, S + (size_t)m * nb, nb, 1, NULL, j0, j1, nb, V, pf);
+        wrows_all(T, out, ldo, S, nb, M, NULL, j0, j1, nb, V);
     }
     for (int m = 0; m < M; m++) l[m] += _mm512_reduce_add_ps(lacc[m]);
 }

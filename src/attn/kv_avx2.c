@@ -417,24 +417,17 @@ LK_AI __m256 exp8(__m256 x) {
 #if defined(__AVX512F__)
 #include "cpu/simd512.h"
 
-/* exp8 on 16 lanes, for AVX-512 builds (half the instructions per score of
- * the dense decode's softmax): the same clamp, reduction and polynomial;
- * vscalefps multiplies by 2^k exactly as exp8's exponent bits do (k >= -93
- * after the clamp: no subnormal results), so the values are exp8's. */
-LK_AI __m512 exp16(__m512 x) {
-    const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(LK_EXP_FLUSH), _CMP_GE_OQ);
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(LK_EXP_FLUSH)), _mm512_set1_ps(88.0f));
-    __m512 k;
-    const __m512 p = lk_exp512_poly(x, &k);
-    return _mm512_maskz_scalef_ps(keep, p, k);
-}
-
+/* For AVX-512 builds the exps go 16 lanes at a time (half the instructions
+ * per score of the dense decode's softmax): lk_exp512_flush64 has exp8's
+ * clamp, reduction and polynomial, and vscalefps multiplies by 2^k exactly
+ * as exp8's exponent bits do (k >= -93 after the clamp: no subnormal
+ * results), so the values are exp8's. */
 float lk_exp_shift_avx2(float *x, int32_t n, float m) {
     const __m512 mv = _mm512_set1_ps(m);
     __m512 acc = _mm512_setzero_ps();
     for (int32_t i = 0; i < n; i += 16) { /* the tail masked: its lanes add 0 */
         const __mmask16 t = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        const __m512 e = _mm512_maskz_mov_ps(t, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, x + i), mv)));
+        const __m512 e = _mm512_maskz_mov_ps(t, lk_exp512_flush64(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, x + i), mv)));
         _mm512_mask_storeu_ps(x + i, t, e);
         acc = _mm512_add_ps(acc, e);
     }

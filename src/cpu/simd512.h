@@ -30,6 +30,17 @@ static inline __attribute__((always_inline)) __m512 lk_exp512_poly(__m512 x, __m
     return _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
 }
 
+/* e^x on 16 lanes for softmax weights: 0 below e^-64 (no subnormal weights,
+ * which would slow the weighted sums; the attention's exp8 on AVX2 flushes
+ * the same), clamped at 88 above. */
+static inline __attribute__((always_inline)) __m512 lk_exp512_flush64(__m512 x) {
+    const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-64.0f), _CMP_GE_OQ);
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-64.0f)), _mm512_set1_ps(88.0f));
+    __m512 k;
+    const __m512 p = lk_exp512_poly(x, &k);
+    return _mm512_maskz_scalef_ps(keep, p, k);
+}
+
 /* [Σ a0, Σ a1, Σ a2, Σ a3]: four horizontal sums sharing their shuffles. */
 static inline __attribute__((always_inline)) __m128 lk_hsum4_512(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
     const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
