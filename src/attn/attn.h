@@ -202,8 +202,11 @@ void lk_scores_rows(const lk_rows *K, int32_t S, const float *Q, int ldq, int M,
 void lk_weighted_rows(float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos, int32_t n,
                       const float *V, int D);
 /* The same over typed value rows V (V->n = D). */
+void lk_weighted_rows_t(float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos, int32_t n,
+                        const lk_rows *V);
 /* One block of nb keys of a dense decode step with an online softmax, fused
- * (AVX-512 builds, rows not portable; returns false otherwise and does
+ * (AVX-512 builds, rows not portable, K and V of one type, M <= 64;
+ * returns false otherwise and does
  * nothing): S (M, nb) = scale · Q · K[0..nb)ᵀ; per row r the running maximum
  * mx[r] is raised to the block's, out row r (stride ldo) and l[r] rescaled;
  * then per 16 value rows the exps of their scores relative to mx (added to
@@ -211,8 +214,6 @@ void lk_weighted_rows(float *out, int ldo, const float *w, int ldw, int M, const
  * Start with mx = -FLT_MAX, l = 0, out = 0; divide by l at the end. */
 bool lk_dense_block(const lk_rows *K, const lk_rows *V, int32_t nb, const float *Q, int ldq, int M, float scale,
                     float *S, float *mx, float *l, float *out, int ldo);
-void lk_weighted_rows_t(float *out, int ldo, const float *w, int ldw, int M, const int32_t *pos, int32_t n,
-                        const lk_rows *V);
 
 /* q · row (n = r->n values of row s). */
 float lk_dot_row(const lk_rows *r, int32_t s, const float *q);
