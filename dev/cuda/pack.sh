@@ -16,7 +16,7 @@ grep -E "warning" build-cuda/build.log | grep -v spill || true
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib"
-tests=$(cd build-cuda/tests && ls test_cuda_* 2>/dev/null | grep -v '\.' || true)
+tests=$(cd build-cuda/tests && ls test_cuda_* 2>/dev/null | grep -v '\.' | tr '\n' ' ' || true)
 cp build-cuda/loki "$stage"/bin/
 for t in $tests; do cp "build-cuda/tests/$t" "$stage"/bin/; done
 for f in "$stage"/bin/*; do

@@ -27,7 +27,17 @@
 #include "cuda/common.cuh"
 
 #define LK_MMA_WARPS 8
-#define LK_MMA_U 4 /* k-steps of 32 in flight per warp */
+/* Row tiles of 16 per block (RT) and k-steps of 32 in flight per warp (U):
+ * W bytes in flight per warp are RT * U KB either way; with RT = 2 each
+ * block reads x once for 32 output rows instead of 16, halving the x bytes
+ * that come from L2 per W byte (x is as large as the block's W at RT = 1).
+ * The per-output summation order is the same for every (RT, U): warp w
+ * accumulates k-steps w, w + 8, w + 16, ... in that order. */
+#ifndef LK_MMA_RT
+#define LK_MMA_RT 1
+#endif
+#define LK_MMA_U (LK_MMA_RT == 1 ? 4 : 2)
+#define LK_MMA_ROWS (16 * LK_MMA_RT)
 
 template <bool BF>
 __device__ __forceinline__ void mma_16816(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
@@ -44,61 +54,80 @@ __device__ __forceinline__ void mma_16816(float c[4], uint32_t a0, uint32_t a1, 
                      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-/* grid (ceil(out / 16)), LK_MMA_WARPS warps. w (out, in), x (n, in) 16-bit;
- * in a multiple of 32; 8 < n <= 16. Rows past out or n are loaded from the
- * last row (clamped) and not stored. */
+/* grid (ceil(out / LK_MMA_ROWS)), LK_MMA_WARPS warps. w (out, in), x (n, in)
+ * 16-bit; in a multiple of 32; 8 < n <= 16. Rows past out or n are loaded
+ * from the last row (clamped) and not stored. */
 template <bool BF>
 __global__ void __launch_bounds__(LK_MMA_WARPS * 32)
     mv_mma16(lk_mm_seg y, const uint16_t *__restrict__ w, const uint16_t *__restrict__ x, int64_t in, int64_t out,
              int n) {
-    __shared__ float red[LK_MMA_WARPS][16][17]; /* (warp, W row, batch row), padded */
+    constexpr int RT = LK_MMA_RT, U = LK_MMA_U;
+    __shared__ float red[LK_MMA_WARPS][LK_MMA_ROWS][17]; /* (warp, W row, batch row), padded */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int64_t r0 = (int64_t)blockIdx.x * 16;
-    const uint4 *wa = (const uint4 *)(w + min(r0 + g, out - 1) * in) + t;
-    const uint4 *wb = (const uint4 *)(w + min(r0 + g + 8, out - 1) * in) + t;
+    const int64_t r0 = (int64_t)blockIdx.x * LK_MMA_ROWS;
+    const uint4 *wa[RT], *wb[RT]; /* tile i: W rows r0 + 16 i + g and + 8 */
+#pragma unroll
+    for (int i = 0; i < RT; i++) {
+        wa[i] = (const uint4 *)(w + min(r0 + 16 * i + g, out - 1) * in) + t;
+        wb[i] = (const uint4 *)(w + min(r0 + 16 * i + g + 8, out - 1) * in) + t;
+    }
     const uint4 *xa = (const uint4 *)(x + (int64_t)min(g, n - 1) * in) + t;
     const uint4 *xb = (const uint4 *)(x + (int64_t)min(g + 8, n - 1) * in) + t;
     lk_pdl_wait(); /* launched with programmatic dependent launch: x comes from the kernel before */
     lk_pdl_release();
-    float c0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, c1[4] = {0.0f, 0.0f, 0.0f, 0.0f}; /* batch rows 0..7, 8..15 */
-    const int64_t steps = in / 32;
-    for (int64_t s0 = warp; s0 < steps; s0 += LK_MMA_WARPS * LK_MMA_U) {
-        uint4 va[LK_MMA_U], vb[LK_MMA_U], ua[LK_MMA_U], ub[LK_MMA_U];
+    float c0[RT][4], c1[RT][4]; /* per tile: batch rows 0..7, 8..15 */
 #pragma unroll
-        for (int u = 0; u < LK_MMA_U; u++) {
+    for (int i = 0; i < RT; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) c0[i][e] = c1[i][e] = 0.0f;
+    const int64_t steps = in / 32;
+    for (int64_t s0 = warp; s0 < steps; s0 += LK_MMA_WARPS * U) {
+        uint4 va[RT][U], vb[RT][U], ua[U], ub[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
             const int64_t s = s0 + (int64_t)LK_MMA_WARPS * u;
             if (s < steps) {
-                va[u] = __ldcs(wa + 4 * s), vb[u] = __ldcs(wb + 4 * s); /* W: streamed once */
-                ua[u] = xa[4 * s], ub[u] = xb[4 * s];                  /* x: from L1/L2, every block */
+#pragma unroll
+                for (int i = 0; i < RT; i++) va[i][u] = __ldcs(wa[i] + 4 * s), vb[i][u] = __ldcs(wb[i] + 4 * s);
+                ua[u] = xa[4 * s], ub[u] = xb[4 * s]; /* x: from L1/L2, every block */
             }
         }
 #pragma unroll
-        for (int u = 0; u < LK_MMA_U; u++) {
+        for (int u = 0; u < U; u++) {
             if (s0 + (int64_t)LK_MMA_WARPS * u >= steps) break;
-            mma_16816<BF>(c0, va[u].x, vb[u].x, va[u].y, vb[u].y, ua[u].x, ua[u].y);
-            mma_16816<BF>(c0, va[u].z, vb[u].z, va[u].w, vb[u].w, ua[u].z, ua[u].w);
-            mma_16816<BF>(c1, va[u].x, vb[u].x, va[u].y, vb[u].y, ub[u].x, ub[u].y);
-            mma_16816<BF>(c1, va[u].z, vb[u].z, va[u].w, vb[u].w, ub[u].z, ub[u].w);
+#pragma unroll
+            for (int i = 0; i < RT; i++) {
+                mma_16816<BF>(c0[i], va[i][u].x, vb[i][u].x, va[i][u].y, vb[i][u].y, ua[u].x, ua[u].y);
+                mma_16816<BF>(c0[i], va[i][u].z, vb[i][u].z, va[i][u].w, vb[i][u].w, ua[u].z, ua[u].w);
+                mma_16816<BF>(c1[i], va[i][u].x, vb[i][u].x, va[i][u].y, vb[i][u].y, ub[u].x, ub[u].y);
+                mma_16816<BF>(c1[i], va[i][u].z, vb[i][u].z, va[i][u].w, vb[i][u].w, ub[u].z, ub[u].w);
+            }
         }
     }
     /* C fragment: c[0], c[1] = (W row g, batch 2t, 2t + 1), c[2], c[3] = (row g + 8, same) */
-    red[warp][g][2 * t] = c0[0], red[warp][g][2 * t + 1] = c0[1];
-    red[warp][g + 8][2 * t] = c0[2], red[warp][g + 8][2 * t + 1] = c0[3];
-    red[warp][g][8 + 2 * t] = c1[0], red[warp][g][9 + 2 * t] = c1[1];
-    red[warp][g + 8][8 + 2 * t] = c1[2], red[warp][g + 8][9 + 2 * t] = c1[3];
-    __syncthreads();
-    const int row = threadIdx.x >> 4, b = threadIdx.x & 15; /* 256 threads: one (row, batch) each */
-    if (r0 + row < out && b < n) {
-        float v = 0.0f;
 #pragma unroll
-        for (int k = 0; k < LK_MMA_WARPS; k++) v += red[k][row][b];
-        lk_mm_seg_store(y, b, r0 + row, v);
+    for (int i = 0; i < RT; i++) {
+        float(*rd)[17] = red[warp] + 16 * i;
+        rd[g][2 * t] = c0[i][0], rd[g][2 * t + 1] = c0[i][1];
+        rd[g + 8][2 * t] = c0[i][2], rd[g + 8][2 * t + 1] = c0[i][3];
+        rd[g][8 + 2 * t] = c1[i][0], rd[g][9 + 2 * t] = c1[i][1];
+        rd[g + 8][8 + 2 * t] = c1[i][2], rd[g + 8][9 + 2 * t] = c1[i][3];
+    }
+    __syncthreads();
+    for (int o = threadIdx.x; o < LK_MMA_ROWS * 16; o += LK_MMA_WARPS * 32) { /* one (row, batch) each */
+        const int row = o >> 4, b = o & 15;
+        if (r0 + row < out && b < n) {
+            float v = 0.0f;
+#pragma unroll
+            for (int k = 0; k < LK_MMA_WARPS; k++) v += red[k][row][b];
+            lk_mm_seg_store(y, b, r0 + row, v);
+        }
     }
 }
 
 cudaError_t lk_mm_gemv_mma(bool bf16, int n, const lk_mm_seg &y, const uint16_t *w, const uint16_t *x, int64_t in,
                            int64_t out, cudaStream_t s) {
-    const unsigned blocks = (unsigned)((out + 15) / 16);
+    const unsigned blocks = (unsigned)((out + LK_MMA_ROWS - 1) / LK_MMA_ROWS);
     if (bf16) return lk_launch_kernel(mv_mma16<true>, blocks, LK_MMA_WARPS * 32, 0, s, true, 0, y, w, x, in, out, n);
     return lk_launch_kernel(mv_mma16<false>, blocks, LK_MMA_WARPS * 32, 0, s, true, 0, y, w, x, in, out, n);
 }
