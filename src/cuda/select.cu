@@ -106,19 +106,30 @@ __device__ __forceinline__ void row_keys(const lk_select_args &a, const sel_row 
     vals_keys<SIMPLE>(r, s0, row_vals<SIMPLE>(a, r, s0), key, valid);
 }
 
-/* A slice's scores in order, each thread's next float4 loaded one step
- * ahead of its use, so the load's latency overlaps the work on the current
- * ones (the scans below are otherwise latency-bound: ncu, 2026-12-02). */
+/* A slice's scores in order, each thread's next SEL_PF float4 loaded ahead
+ * of their use, so the loads' latency overlaps the work on the current ones
+ * (the scans below are otherwise latency-bound: ncu, 2026-12-02). With one
+ * 512-thread block a row (a batch of 16 rows of 32k) a block has 512 x 16 B
+ * in flight per load step: SEL_PF > 1 is a dev/cuda knob (default 1, one
+ * step ahead: 23ac1b0 in dev/cuda/README.md's log) that keeps more in flight. */
+#ifndef SEL_PF
+#define SEL_PF 1
+#endif
 template <bool SIMPLE> struct row_stream {
-    float4 nxt;
-    __device__ __forceinline__ void start(const lk_select_args &a, const sel_row &r, int32_t s0, int32_t hi) {
-        nxt = s0 < hi ? row_vals<SIMPLE>(a, r, s0) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4 buf[SEL_PF]; /* the values of s0 + i * step, i < SEL_PF */
+    __device__ __forceinline__ void start(const lk_select_args &a, const sel_row &r, int32_t s0, int32_t step,
+                                          int32_t hi) {
+#pragma unroll
+        for (int i = 0; i < SEL_PF; i++)
+            buf[i] = s0 + i * step < hi ? row_vals<SIMPLE>(a, r, s0 + i * step) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
-    /* keys of s0 (< hi or all invalid), and the load of s0 + step */
+    /* keys of s0 (< hi or all invalid), and the load of s0 + SEL_PF * step */
     __device__ __forceinline__ void next(const lk_select_args &a, const sel_row &r, int32_t s0, int32_t step,
                                          int32_t hi, uint32_t key[SEL_VEC], bool valid[SEL_VEC]) {
-        const float4 cur = nxt;
-        if (s0 + step < hi) nxt = row_vals<SIMPLE>(a, r, s0 + step);
+        const float4 cur = buf[0];
+#pragma unroll
+        for (int i = 0; i + 1 < SEL_PF; i++) buf[i] = buf[i + 1];
+        if (s0 + SEL_PF * step < hi) buf[SEL_PF - 1] = row_vals<SIMPLE>(a, r, s0 + SEL_PF * step);
         if (s0 < hi) vals_keys<SIMPLE>(r, s0, cur, key, valid);
         else
 #pragma unroll
@@ -215,7 +226,7 @@ __device__ int32_t hist_pass(sel_smem<T> &sm, const uint2 *keep, const lk_select
         return 0;
     }
     row_stream<SIMPLE> rs;
-    rs.start(a, r, lo + threadIdx.x * SEL_VEC, hi);
+    rs.start(a, r, lo + threadIdx.x * SEL_VEC, T * SEL_VEC, hi);
     for (int32_t s0 = lo + threadIdx.x * SEL_VEC; s0 < hi; s0 += T * SEL_VEC) {
         uint32_t key[SEL_VEC];
         bool valid[SEL_VEC];
@@ -276,7 +287,7 @@ template <bool SIMPLE, int T>
 __device__ void keep_bucket(sel_smem<T> &sm, sel_smem<T> *root, uint2 *keep, const lk_select_args &a, const sel_row &r,
                             sel_bt bt, int32_t lo, int32_t hi, uint32_t P0) {
     row_stream<SIMPLE> rs;
-    rs.start(a, r, lo + threadIdx.x * SEL_VEC, hi);
+    rs.start(a, r, lo + threadIdx.x * SEL_VEC, T * SEL_VEC, hi);
     for (int32_t base = lo; base < hi; base += T * SEL_VEC) {
         const int32_t s0 = base + threadIdx.x * SEL_VEC;
         uint32_t key[SEL_VEC], up = 0, in = 0, nup = 0, nin = 0;
