@@ -20,6 +20,9 @@
  *   read-t2  the same with the prefetch into L2 only (_MM_HINT_T2)
  *   read-np  the same without software prefetch
  *   read-w   read with `work` rounds of 4 dependent FMAs per row (5th argument)
+ *   read-c   read with the attend's arithmetic per row (a dot, an axpy), no softmax
+ *   read-il, readc-il  read and read-c over an interleaved layout (a token's
+ *            key rest and value adjacent: 448 contiguous bytes)
  *   stream   as many bytes read contiguously (k rows' worth per head)
  * Rounds interleave the variants; the median step time of each is printed
  * with its GB/s (k · (192 + 256) bytes per head).
@@ -37,12 +40,13 @@
 #include "attn/attn.h"
 #include "core/tensor.h"
 
-enum { H = 32, D = 128, DLO = 32, DHI = 96, NTH = 2, NV = 7 };
-static const char *names[NV] = {"engine", "onepass", "read", "read-t2", "read-np", "read-w", "stream"};
+enum { H = 32, D = 128, DLO = 32, DHI = 96, NTH = 2, NV = 10 };
+static const char *names[NV] = {"engine", "onepass", "read", "read-t2", "read-np", "read-w", "read-c", "stream", "read-il", "readc-il"};
 
 typedef struct layer {
     int32_t S, k;
     uint8_t *K, *V; /* per head: K (S, 32) f16 then (S, 96) f16; V (S, 128) f16 */
+    uint8_t *IL;    /* per head: (S, 96 + 128) f16, key rest and value of a token adjacent */
     int32_t *sel;   /* (H, k) */
     float *lo;      /* (H, S) low-rank scores */
     float *q;       /* (H, D) */
@@ -99,13 +103,13 @@ static void onepass(const layer *L, const lk_rows *hi, const lk_rows *v, const f
 }
 
 /* Lines of the selected rows, xor-ed (hint: 0 T0, 2 T2, -1 no prefetch). */
-static double read_rows(const layer *L, const uint8_t *hi, const uint8_t *v, const float *lo, const int32_t *sel, int hint, int work) {
+static double read_rows(const layer *L, const uint8_t *hi, const uint8_t *v, const float *lo, const int32_t *sel, int hint, int work, size_t st) {
     __m512i acc = _mm512_setzero_si512();
     __m512 f0 = _mm512_set1_ps(1e-3f), f1 = f0, f2 = f0, f3 = f0;
     const int pf = L->pf;
     for (int32_t j = 0; j < L->k; j++) {
         if (hint >= 0 && j + pf < L->k) {
-            const uint8_t *a = hi + (size_t)sel[j + pf] * 192, *b = v + (size_t)sel[j + pf] * 256;
+            const uint8_t *a = hi + (size_t)sel[j + pf] * (st ? st : 192), *b = v + (size_t)sel[j + pf] * (st ? st : 256);
             if (hint == 0) {
                 for (int o = 0; o < 192; o += 64) _mm_prefetch((const char *)a + o, _MM_HINT_T0);
                 for (int o = 0; o < 256; o += 64) _mm_prefetch((const char *)b + o, _MM_HINT_T0);
@@ -114,7 +118,7 @@ static double read_rows(const layer *L, const uint8_t *hi, const uint8_t *v, con
                 for (int o = 0; o < 256; o += 64) _mm_prefetch((const char *)b + o, _MM_HINT_T2);
             }
         }
-        const uint8_t *a = hi + (size_t)sel[j] * 192, *b = v + (size_t)sel[j] * 256;
+        const uint8_t *a = hi + (size_t)sel[j] * (st ? st : 192), *b = v + (size_t)sel[j] * (st ? st : 256);
         f3 = _mm512_add_ps(f3, _mm512_set1_ps(lo[sel[j]]));
         for (int o = 0; o < 192; o += 64) acc = _mm512_xor_si512(acc, _mm512_loadu_si512(a + o));
         for (int o = 0; o < 256; o += 64) acc = _mm512_xor_si512(acc, _mm512_loadu_si512(b + o));
@@ -124,6 +128,46 @@ static double read_rows(const layer *L, const uint8_t *hi, const uint8_t *v, con
         }
     }
     return (double)_mm512_reduce_add_epi32(acc) + _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(f0, f1), _mm512_add_ps(f2, f3)));
+}
+
+/* Read with the arithmetic of the attend but no softmax: per row the dot
+ * of its key rest with q (f16 widened) and out += w · value, w a function
+ * of the dot (one dependency per row, as the engine's weights). */
+static double read_compute(const layer *L, const uint8_t *hi, const uint8_t *v, const float *lo, const float *q,
+                           const int32_t *sel, size_t st) {
+    __m512 o[8];
+    for (int i = 0; i < 8; i++) o[i] = _mm512_setzero_ps();
+    const int pf = L->pf;
+    for (int32_t j = 0; j < L->k; j++) {
+        if (j + pf < L->k) {
+            const uint8_t *a = hi + (size_t)sel[j + pf] * (st ? st : 192), *b = v + (size_t)sel[j + pf] * (st ? st : 256);
+            for (int x = 0; x < 192; x += 64) _mm_prefetch((const char *)a + x, _MM_HINT_T0);
+            for (int x = 0; x < 256; x += 64) _mm_prefetch((const char *)b + x, _MM_HINT_T0);
+        }
+        const uint8_t *a = hi + (size_t)sel[j] * (st ? st : 192), *b = v + (size_t)sel[j] * (st ? st : 256);
+        __m512 d = _mm512_setzero_ps();
+        if (L->work) { /* whole-line loads, halves widened from the register */
+            for (int c = 0; c < DHI; c += 32) {
+                const __m512i x = _mm512_loadu_si512(a + 2 * c);
+                d = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(x)), _mm512_loadu_ps(q + DLO + c), d);
+                d = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(x, 1)), _mm512_loadu_ps(q + DLO + c + 16), d);
+            }
+            const __m512 w = _mm512_set1_ps(_mm512_reduce_add_ps(d) * 1e-3f + lo[sel[j]]);
+            for (int i = 0; i < 8; i += 2) {
+                const __m512i x = _mm512_loadu_si512(b + 32 * i);
+                o[i] = _mm512_fmadd_ps(w, _mm512_cvtph_ps(_mm512_castsi512_si256(x)), o[i]);
+                o[i + 1] = _mm512_fmadd_ps(w, _mm512_cvtph_ps(_mm512_extracti64x4_epi64(x, 1)), o[i + 1]);
+            }
+            continue;
+        }
+        for (int c = 0; c < DHI; c += 16)
+            d = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + 2 * c))), _mm512_loadu_ps(q + DLO + c), d);
+        const __m512 w = _mm512_set1_ps(_mm512_reduce_add_ps(d) * 1e-3f + lo[sel[j]]);
+        for (int i = 0; i < 8; i++)
+            o[i] = _mm512_fmadd_ps(w, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + 32 * i))), o[i]);
+    }
+    for (int i = 1; i < 8; i++) o[0] = _mm512_add_ps(o[0], o[i]);
+    return (double)_mm512_reduce_add_ps(o[0]);
 }
 
 static void *worker(void *arg) {
@@ -146,11 +190,22 @@ static void *worker(void *arg) {
         switch (jb->variant) {
         case 0: lk_gather_attend(&hi, &v, sel, L->k, lo, 0, q + DLO, D, 1, scale, out, D); break;
         case 1: onepass(L, &hi, &v, lo, q, out, sel, scale); break;
-        case 2: sink += read_rows(L, hi.p, V, lo, sel, 0, 0); break;
-        case 3: sink += read_rows(L, hi.p, V, lo, sel, 2, 0); break;
-        case 4: sink += read_rows(L, hi.p, V, lo, sel, -1, 0); break;
-        case 5: sink += read_rows(L, hi.p, V, lo, sel, 0, L->work); break;
-        default: { /* stream: k · 448 bytes from the head's V region (and on into the K) */
+        case 2: sink += read_rows(L, hi.p, V, lo, sel, 0, 0, 0); break;
+        case 3: sink += read_rows(L, hi.p, V, lo, sel, 2, 0, 0); break;
+        case 4: sink += read_rows(L, hi.p, V, lo, sel, -1, 0, 0); break;
+        case 5: sink += read_rows(L, hi.p, V, lo, sel, 0, L->work, 0); break;
+        case 6: sink += read_compute(L, hi.p, V, lo, q, sel, 0); break;
+        case 8: {
+            const uint8_t *il = L->IL + (size_t)h * L->S * 448;
+            sink += read_rows(L, il, il + 192, lo, sel, 0, 0, 448);
+            break;
+        }
+        case 9: {
+            const uint8_t *il = L->IL + (size_t)h * L->S * 448;
+            sink += read_compute(L, il, il + 192, lo, q, sel, 448);
+            break;
+        }
+        case 7: { /* stream: k · 448 bytes from the head's V region (and on into the K) */
             __m512i acc = _mm512_setzero_si512();
             const size_t bytes = (size_t)L->k * 448;
             for (size_t o = 0; o < bytes; o += 64) {
@@ -191,6 +246,8 @@ int main(int argc, char **argv) {
     L.k = (int32_t)(kf * L.S);
     L.K = alloc_huge((size_t)H * khead(&L));
     L.V = alloc_huge((size_t)H * vhead(&L));
+    L.IL = alloc_huge((size_t)H * L.S * 448);
+    if (L.IL) memset(L.IL, 1, (size_t)H * L.S * 448);
     L.sel = malloc(sizeof(int32_t) * (size_t)H * L.k);
     L.lo = malloc(sizeof(float) * (size_t)H * L.S);
     L.q = malloc(sizeof(float) * H * D);
