@@ -363,7 +363,7 @@ enum { GATHER_BLOCK = 64 };
 /* Selected rows ahead whose key rest and value are prefetched (every line:
  * one line per row and the hardware fetching its neighbours was 1.5x
  * slower on the EPYC of docs/RESULTS.md, session 17) while a row is scored
- * (its value is read a block later, its key rest soon). 8, 16, 24 and 32
+ * (its value is read a block later, its key rest soon). 4 to 64 rows
  * measured alike there. */
 #ifndef LK_GATHER_PF
 #define LK_GATHER_PF 16
