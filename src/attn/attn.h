@@ -215,6 +215,17 @@ void lk_weighted_rows_t(float *out, int ldo, const float *w, int ldw, int M, con
 bool lk_dense_block(const lk_rows *K, const lk_rows *V, int32_t nb, const float *Q, int ldq, int M, float scale,
                     float *S, float *mx, float *l, float *out, int ldo);
 
+/* Exact attention of M query rows (M <= 64) over the n >= 1 selected rows
+ * pos[0..n) of a split cache (AVX-512 builds, rows not portable, Khi and V
+ * of one type; returns false otherwise and does nothing): the score of
+ * row j for query m is lo[m·ldlo + pos[j]] (its scaled low-rank part) +
+ * scale · Q[m]·Khi[pos[j]] (Q (M, Khi->n), row stride ldq: the query's
+ * rest; Khi->n may be 0), out[m] (V->n, row stride ldo) = softmax of the
+ * scores · V[pos]. One pass over the rows in blocks, online softmax; pos in
+ * ascending order reads the cache forwards. */
+bool lk_gather_attend(const lk_rows *Khi, const lk_rows *V, const int32_t *pos, int32_t n, const float *lo, int ldlo,
+                      const float *Q, int ldq, int M, float scale, float *out, int ldo);
+
 /* q · row (n = r->n values of row s). */
 float lk_dot_row(const lk_rows *r, int32_t s, const float *q);
 /* y (n) += w · row s. */

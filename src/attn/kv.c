@@ -1,8 +1,9 @@
 /*
- * kv.c - the KV cache in its element types (f32, f16, bf16, q8_0; attn.h
- * describes the layout): allocation, storing rows, and the kernels that read
- * typed rows directly: scores of query rows against key rows, dot products
- * and axpy with single rows, weighted sums of value rows.
+ * kv.c - the kernels that read the KV cache's typed rows (f32, f16, bf16,
+ * q8_0; the cache itself is kv_cache.c) directly: scores of query rows
+ * against key rows, dot products and axpy with single rows, weighted sums
+ * of value rows, the fused dense decode block and the gathered attend of
+ * selected rows (lk_gather_attend).
  *
  * Two paths for every type, chosen at run time by the rows' `portable` flag:
  *   SIMD (compiled when the target has AVX-512 F/BW/VL, i.e. -march=native
@@ -23,10 +24,10 @@
 #include "attn/attn.h"
 #include "attn/kv_simd.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/tensor.h"
 
@@ -36,180 +37,6 @@
 
 #include "cpu/simd512.h"
 #endif
-
-/* ---------------------------------------------------------- types */
-
-const char *loki_kv_type_name(loki_kv_type t) {
-    switch (t == LOKI_KV_DEFAULT ? loki_kv_type_default() : t) {
-    case LOKI_KV_F32: return "f32";
-    case LOKI_KV_F16: return "f16";
-    case LOKI_KV_BF16: return "bf16";
-    case LOKI_KV_Q8_0: return "q8_0";
-    default: return "?";
-    }
-}
-
-int loki_kv_type_parse(const char *name) {
-    static const char *names[] = {"f32", "f16", "bf16", "q8_0"};
-    for (int i = 0; i < 4; i++)
-        if (name && !strcmp(name, names[i])) return LOKI_KV_F32 + i;
-    return -1;
-}
-
-/* The default is the 16-bit type whose attention kernels measured fastest
- * here (docs/ATTENTION.md, "KV cache types"): f16 on CPUs with F16C (its
- * widening is one vcvtph2ps per 16 values), else bf16 (a shift, fast in any
- * C). */
-loki_kv_type loki_kv_type_default(void) {
-#if defined(__F16C__)
-    return LOKI_KV_F16;
-#else
-    return LOKI_KV_BF16;
-#endif
-}
-
-static loki_kv_type resolve(loki_kv_type t) { return t == LOKI_KV_DEFAULT ? loki_kv_type_default() : t; }
-
-/* Bytes of a (layer, head) key region: the largest of any split d. */
-static size_t k_head_bytes(loki_kv_type t, int D, int32_t n_ctx) {
-    size_t row = lk_kv_row_bytes(t, D);
-    if (t == LOKI_KV_Q8_0) row += 2; /* a split adds at most one more block scale */
-    return row * (size_t)n_ctx;
-}
-
-double lk_kv_bytes_for(int32_t L, int32_t Hkv, int32_t D, int32_t n_ctx, loki_kv_type tk, loki_kv_type tv) {
-    return (double)L * Hkv * ((double)k_head_bytes(resolve(tk), D, n_ctx) +
-                              (double)lk_kv_row_bytes(resolve(tv), D) * n_ctx);
-}
-
-loki_status lk_kv_init(lk_kv_cache *c, int32_t L, int32_t Hkv, int32_t D, int32_t n_ctx, loki_kv_type tk,
-                       loki_kv_type tv, loki_error *err) {
-    memset(c, 0, sizeof *c);
-    if ((unsigned)tk > LOKI_KV_Q8_0)
-        return lk_fail(err, LOKI_ERR_ARG, "type_k (-ctk/--cache-type-k) must be one of " LOKI_KV_TYPE_NAMES ", got %d",
-                       (int)tk);
-    if ((unsigned)tv > LOKI_KV_Q8_0)
-        return lk_fail(err, LOKI_ERR_ARG, "type_v (-ctv/--cache-type-v) must be one of " LOKI_KV_TYPE_NAMES ", got %d",
-                       (int)tv);
-    c->n_layer = L, c->n_head_kv = Hkv, c->head_dim = D, c->n_ctx = n_ctx;
-    c->tk = resolve(tk), c->tv = resolve(tv);
-    c->k_head = k_head_bytes(c->tk, D, n_ctx);
-    c->v_head = lk_kv_row_bytes(c->tv, D) * (size_t)n_ctx;
-    const double kb = (double)L * Hkv * c->k_head, vb = (double)L * Hkv * c->v_head;
-    /* Linux overcommits: an allocation larger than the machine's memory
-     * succeeds and fails later, page by page; refuse it here instead */
-    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    double phys = pages > 0 && psz > 0 ? (double)pages * psz : 0;
-    bool too_big = kb + vb > 0.9 * 18446744073709551615.0 || (phys > 0 && kb + vb > phys);
-    if (!too_big) {
-        c->d = lk_calloc((size_t)L * Hkv, sizeof(int32_t), err);
-        c->k = c->d ? lk_alloc_aligned((size_t)kb, err) : NULL;
-        c->v = c->k ? lk_alloc_aligned((size_t)vb, err) : NULL;
-    }
-    if (!c->v) {
-        lk_kv_free(c);
-        return lk_fail(err, LOKI_ERR_NOMEM,
-                       "cannot allocate the KV cache: %d tokens x %d layers x %d KV heads x %d dims, "
-                       "K %s %.2f GiB + V %s %.2f GiB = %.2f GiB%s%.2f GiB of memory (lower -c/--ctx-size, or "
-                       "a smaller -ctk/-ctv type)",
-                       n_ctx, L, Hkv, D, loki_kv_type_name(c->tk), kb / 1073741824.0, loki_kv_type_name(c->tv),
-                       vb / 1073741824.0, (kb + vb) / 1073741824.0, too_big ? ", more than the machine's " : "; ",
-                       phys / 1073741824.0);
-    }
-    for (int32_t i = 0; i < L * Hkv; i++) c->d[i] = D;
-    return LOKI_OK;
-}
-
-void lk_kv_free(lk_kv_cache *c) {
-    lk_free_aligned(c->k);
-    lk_free_aligned(c->v);
-    free(c->d);
-    c->k = c->v = NULL;
-    c->d = NULL;
-}
-
-/* --------------------------------------------------- rows, portable */
-
-void lk_row_encode(loki_kv_type t, void *dst, const float *x, int n) {
-    switch (t) {
-    case LOKI_KV_F16: {
-        uint16_t *h = dst;
-        for (int i = 0; i < n; i++) h[i] = lk_f32_to_f16(x[i]);
-        return;
-    }
-    case LOKI_KV_BF16: {
-        uint16_t *h = dst;
-        for (int i = 0; i < n; i++) h[i] = lk_f32_to_bf16(x[i]);
-        return;
-    }
-    case LOKI_KV_Q8_0: {
-        const int nb = (n + 31) / 32;
-        uint8_t *sc = dst;
-        int8_t *qs = (int8_t *)dst + 2 * nb;
-        for (int b = 0; b < nb; b++) {
-            const int i0 = 32 * b, i1 = LK_MIN(n, i0 + 32);
-            float amax = 0.0f;
-            for (int i = i0; i < i1; i++) amax = fmaxf(amax, fabsf(x[i]));
-            uint16_t h = lk_f32_to_f16(amax / 127.0f);
-            float d = lk_f16_to_f32(h), id = d > 0.0f ? 1.0f / d : 0.0f;
-            memcpy(sc + 2 * b, &h, 2);
-            for (int i = i0; i < i1; i++) {
-                float q = nearbyintf(x[i] * id);
-                qs[i] = (int8_t)(q > 127.0f ? 127 : q < -127.0f ? -127 : q);
-            }
-        }
-        return;
-    }
-    default: memcpy(dst, x, sizeof(float) * (size_t)n); return;
-    }
-}
-
-void lk_row_decode(loki_kv_type t, const void *src, float *y, int n) {
-    switch (t) {
-    case LOKI_KV_F16: {
-        const uint16_t *h = src;
-        for (int i = 0; i < n; i++) y[i] = lk_f16_to_f32(h[i]);
-        return;
-    }
-    case LOKI_KV_BF16: {
-        const uint16_t *h = src;
-        for (int i = 0; i < n; i++) {
-            uint32_t u = (uint32_t)h[i] << 16;
-            memcpy(&y[i], &u, 4);
-        }
-        return;
-    }
-    case LOKI_KV_Q8_0: {
-        const int nb = (n + 31) / 32;
-        const uint8_t *sc = src;
-        const int8_t *qs = (const int8_t *)src + 2 * nb;
-        for (int b = 0; b < nb; b++) {
-            uint16_t h;
-            memcpy(&h, sc + 2 * b, 2);
-            const float d = lk_f16_to_f32(h);
-            for (int i = 32 * b; i < LK_MIN(n, 32 * b + 32); i++) y[i] = d * (float)qs[i];
-        }
-        return;
-    }
-    default: memcpy(y, src, sizeof(float) * (size_t)n); return;
-    }
-}
-
-void lk_kv_store(lk_kv_cache *c, int layer, int32_t pos0, const float *k, const float *v, int32_t n) {
-    const int Hkv = c->n_head_kv, D = c->head_dim;
-    for (int h = 0; h < Hkv; h++) {
-        const int d = lk_kv_d(c, layer, h);
-        const size_t slo = lk_kv_klo_stride(c, layer, h), shi = lk_kv_khi_stride(c, layer, h), sv = lk_kv_v_stride(c);
-        uint8_t *Klo = lk_kv_klo(c, layer, h), *Khi = lk_kv_khi(c, layer, h), *V = lk_kv_v(c, layer, h);
-        for (int32_t i = 0; i < n; i++) {
-            const float *ki = k + ((size_t)i * Hkv + h) * D;
-            size_t pos = (size_t)(pos0 + i);
-            lk_row_encode(c->tk, Klo + pos * slo, ki, d);
-            if (D > d) lk_row_encode(c->tk, Khi + pos * shi, ki + d, D - d);
-            lk_row_encode(c->tv, V + pos * sv, v + ((size_t)i * Hkv + h) * D, D);
-        }
-    }
-}
 
 /* ------------------------------------------------------ SIMD (x86) */
 
@@ -528,6 +355,130 @@ LK_AI void dense_block_t(const loki_kv_type T, const lk_rows *K_, const lk_rows 
     for (int m = 0; m < M; m++) l[m] += _mm512_reduce_add_ps(lacc[m]);
 }
 
+/* Selected rows per block of gather_attend_t: their scores (M, GATHER_BLOCK)
+ * stay in L1, and so do the block's gathered key rests and values (64 rows
+ * of 192 + 256 B at D = 128, d = 32, f16) between the score pass and the
+ * weighted sum. */
+enum { GATHER_BLOCK = 64 };
+/* Selected rows ahead whose key rest and value are prefetched (every line:
+ * one line per row and the hardware fetching its neighbours was 1.5x
+ * slower on the EPYC of docs/RESULTS.md, session 17) while a row is scored
+ * (its value is read a block later, its key rest soon). 4 to 64 rows
+ * measured alike there. */
+#ifndef LK_GATHER_PF
+#define LK_GATHER_PF 16
+#endif
+
+/* Scores of MR (1..4) query rows against the 4 gathered key rests rows[i]
+ * = Khi row pos4[i], plus their low-rank parts lo[m·ldlo + pos4[i]]: into
+ * S[m·GATHER_BLOCK + i] for the lanes in keep, the maxima into mxv[m]. */
+LK_AI void gscores_tile(const loki_kv_type T, const lk_rows *Khi, const int32_t *pos4, const float *Q, int ldq,
+                        const int MR, float scale, const float *lo, int ldlo, __mmask8 keep, float *S, __m128 *mxv) {
+    const int nh = Khi->n, nbh = (nh + 31) / 32;
+    const uint8_t *r0 = lk_row(Khi, pos4[0]), *r1 = lk_row(Khi, pos4[1]), *r2 = lk_row(Khi, pos4[2]),
+                  *r3 = lk_row(Khi, pos4[3]);
+    __m512 a[4][4];
+    LK_UNROLL
+    for (int m = 0; m < MR; m++)
+        LK_UNROLL
+        for (int i = 0; i < 4; i++) a[m][i] = _mm512_setzero_ps();
+    for (int c = 0; c < nh; c += 16) {
+        const __mmask16 mk = tail_mask(nh - c);
+        const __m512 k0 = load16(T, r0, c, nbh, mk), k1 = load16(T, r1, c, nbh, mk), k2 = load16(T, r2, c, nbh, mk),
+                     k3 = load16(T, r3, c, nbh, mk);
+        LK_UNROLL
+        for (int m = 0; m < MR; m++) {
+            const __m512 q = _mm512_maskz_loadu_ps(mk, Q + (size_t)m * ldq + c);
+            a[m][0] = _mm512_fmadd_ps(k0, q, a[m][0]);
+            a[m][1] = _mm512_fmadd_ps(k1, q, a[m][1]);
+            a[m][2] = _mm512_fmadd_ps(k2, q, a[m][2]);
+            a[m][3] = _mm512_fmadd_ps(k3, q, a[m][3]);
+        }
+    }
+    LK_UNROLL
+    for (int m = 0; m < MR; m++) {
+        const float *lm = lo + (size_t)m * ldlo;
+        const __m128 lov = _mm_setr_ps(lm[pos4[0]], lm[pos4[1]], lm[pos4[2]], lm[pos4[3]]);
+        const __m128 r = _mm_fmadd_ps(lk_hsum4_512(a[m][0], a[m][1], a[m][2], a[m][3]), _mm_set1_ps(scale), lov);
+        mxv[m] = _mm_mask_max_ps(mxv[m], keep, mxv[m], r);
+        _mm_mask_storeu_ps(S + (size_t)m * GATHER_BLOCK, keep, r);
+    }
+}
+
+/* lk_gather_attend (attn.h) for type T: per block of GATHER_BLOCK selected
+ * rows, scores of 4 gathered key rests x MR query rows in registers (as
+ * scores_tile) plus the low-rank part looked up by position, the block
+ * maximum, out rescaled, the exps, then out += exps · gathered values
+ * (wrows_all over pos). */
+LK_AI void gather_attend_t(const loki_kv_type T, const lk_rows *Khi, const lk_rows *V, const int32_t *pos, int32_t n,
+                           const float *lo, int ldlo, const float *Q, int ldq, int M, float scale, float *out,
+                           int ldo) {
+    const int nh = Khi->n, D = V->n;
+    float S[DENSE_BLOCK_ROWS * GATHER_BLOCK], mx[DENSE_BLOCK_ROWS], l[DENSE_BLOCK_ROWS];
+    for (int m = 0; m < M; m++) {
+        mx[m] = -FLT_MAX, l[m] = 0.0f;
+        memset(out + (size_t)m * ldo, 0, sizeof(float) * (size_t)D);
+    }
+    for (int32_t b0 = 0; b0 < n; b0 += GATHER_BLOCK) {
+        const int32_t nb = LK_MIN(GATHER_BLOCK, n - b0);
+        const int32_t *p = pos + b0;
+        __m128 mxv[DENSE_BLOCK_ROWS];
+        for (int m = 0; m < M; m++) mxv[m] = _mm_set1_ps(-FLT_MAX);
+        for (int32_t j = 0; j < nb; j += 4) {
+            const int nj = LK_MIN(4, nb - j);
+            for (int i = 0; i < 4 && b0 + j + i + LK_GATHER_PF < n; i++) { /* every line: see LK_GATHER_PF */
+                const int32_t s = p[j + i + LK_GATHER_PF];
+                if (nh) prefetch_bytes(lk_row(Khi, s), Khi->stride);
+                prefetch_bytes(lk_row(V, s), V->stride);
+            }
+            /* rows past the block's end repeat its last row (their scores are not stored) */
+            const int32_t j4[4] = {p[j], p[j + (nj > 1)], p[j + (nj > 2 ? 2 : 0)], p[j + (nj > 3 ? 3 : 0)]};
+            const __mmask8 keep = (__mmask8)((1u << nj) - 1);
+            int m = 0;
+            for (; m + 4 <= M; m += 4)
+                gscores_tile(T, Khi, j4, Q + (size_t)m * ldq, ldq, 4, scale, lo + (size_t)m * ldlo, ldlo, keep,
+                             S + (size_t)m * GATHER_BLOCK + j, mxv + m);
+            if (M - m >= 2) {
+                gscores_tile(T, Khi, j4, Q + (size_t)m * ldq, ldq, 2, scale, lo + (size_t)m * ldlo, ldlo, keep,
+                             S + (size_t)m * GATHER_BLOCK + j, mxv + m);
+                m += 2;
+            }
+            if (m < M)
+                gscores_tile(T, Khi, j4, Q + (size_t)m * ldq, ldq, 1, scale, lo + (size_t)m * ldlo, ldlo, keep,
+                             S + (size_t)m * GATHER_BLOCK + j, mxv + m);
+        }
+        for (int m = 0; m < M; m++) {
+            __m128 x = _mm_max_ps(mxv[m], _mm_movehl_ps(mxv[m], mxv[m]));
+            const float mm = _mm_cvtss_f32(_mm_max_ss(x, _mm_shuffle_ps(x, x, 1)));
+            if (mm > mx[m]) { /* rescale what has been summed */
+                const float c = expf(mx[m] - mm);
+                const __m512 cv = _mm512_set1_ps(c);
+                float *o = out + (size_t)m * ldo;
+                for (int i = 0; i < D; i += 16)
+                    _mm512_mask_storeu_ps(o + i, tail_mask(D - i), _mm512_mul_ps(cv, _mm512_maskz_loadu_ps(tail_mask(D - i), o + i)));
+                l[m] *= c;
+                mx[m] = mm;
+            }
+            const __m512 mv = _mm512_set1_ps(mx[m]);
+            __m512 lacc = _mm512_setzero_ps();
+            float *x_ = S + (size_t)m * GATHER_BLOCK;
+            for (int32_t j = 0; j < nb; j += 16) {
+                const __mmask16 t = tail_mask(nb - j);
+                const __m512 e = _mm512_maskz_mov_ps(t, lk_exp512_flush64(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, x_ + j), mv)));
+                _mm512_mask_storeu_ps(x_ + j, t, e);
+                lacc = _mm512_add_ps(lacc, e);
+            }
+            l[m] += _mm512_reduce_add_ps(lacc);
+        }
+        wrows_all(T, out, ldo, S, GATHER_BLOCK, M, p, 0, nb, n - b0, V);
+    }
+    for (int m = 0; m < M; m++) {
+        const float inv = 1.0f / l[m];
+        float *o = out + (size_t)m * ldo;
+        for (int i = 0; i < D; i++) o[i] *= inv;
+    }
+}
+
 LK_AI void axpy_t(const loki_kv_type T, float *y, float w, const uint8_t *row, int n) {
     const int nb = (n + 31) / 32;
     const __m512 wv = _mm512_set1_ps(w);
@@ -680,6 +631,22 @@ bool lk_dense_block(const lk_rows *K, const lk_rows *V, int32_t nb, const float 
     }
 #else
     (void)K, (void)V, (void)nb, (void)Q, (void)ldq, (void)M, (void)scale, (void)S, (void)mx, (void)l, (void)out, (void)ldo;
+    return false;
+#endif
+}
+
+bool lk_gather_attend(const lk_rows *Khi, const lk_rows *V, const int32_t *pos, int32_t n, const float *lo, int ldlo,
+                      const float *Q, int ldq, int M, float scale, float *out, int ldo) {
+#if defined(LK_KV_X86)
+    if (Khi->portable || V->portable || Khi->t != V->t || M > DENSE_BLOCK_ROWS || n < 1) return false;
+    switch (V->t) {
+    case LOKI_KV_F16: gather_attend_t(LOKI_KV_F16, Khi, V, pos, n, lo, ldlo, Q, ldq, M, scale, out, ldo); return true;
+    case LOKI_KV_BF16: gather_attend_t(LOKI_KV_BF16, Khi, V, pos, n, lo, ldlo, Q, ldq, M, scale, out, ldo); return true;
+    case LOKI_KV_Q8_0: gather_attend_t(LOKI_KV_Q8_0, Khi, V, pos, n, lo, ldlo, Q, ldq, M, scale, out, ldo); return true;
+    default: gather_attend_t(LOKI_KV_F32, Khi, V, pos, n, lo, ldlo, Q, ldq, M, scale, out, ldo); return true;
+    }
+#else
+    (void)Khi, (void)V, (void)pos, (void)n, (void)lo, (void)ldlo, (void)Q, (void)ldq, (void)M, (void)scale, (void)out, (void)ldo;
     return false;
 #endif
 }

@@ -36,6 +36,7 @@ typedef struct unit_row {
     int32_t S;
     bool count_bytes;   /* decode steps count bytes read (prompt blocks do not) */
     const float *approx[LK_ATTN_MAX_GROUP]; /* per head: (S) scaled low-rank (or exact) scores, NULL for h2o */
+    size_t ld_approx;                       /* approx[i] = approx[0] + i · ld_approx */
     const float *q[LK_ATTN_MAX_GROUP];      /* per head: (D) rotated query */
     float *out[LK_ATTN_MAX_GROUP];          /* per head: (D) output */
 } unit_row;
@@ -247,7 +248,18 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
      * rows, then one weighted sum (M = g) over their values: a shared
      * selection's rows are gathered once for the group */
     float *ex = t->ex; /* (g, n) */
-    if (u->g == 1) {
+    /* without accumulators (H2O's) nobody needs the weights: the blocked
+     * gather kernel (AVX-512), all g heads at once; q and out rows of a
+     * unit are adjacent (stride D) */
+    const int d = hr->lo.n;
+    if (!acc && u->approx[0] && n > 0 &&
+        lk_gather_attend(&hr->hi, &hr->v, t->sel, n, u->approx[0], (int)u->ld_approx, u->q[0] + d, D, u->g, a->scale,
+                         u->out[0], D)) {
+        for (int i = 0; i < u->g && a->jaccard && !all; i++) {
+            st->jaccard_sum += jaccard_of(a, t, u, i, hr, n, k);
+            st->jaccard_rows++;
+        }
+    } else if (u->g == 1) {
         attend_one_pass(a, u, hr, t->sel, n, ex, acc != NULL);
         if (a->jaccard && !all) {
             st->jaccard_sum += jaccard_of(a, t, u, 0, hr, n, k);
@@ -255,28 +267,29 @@ static void attend_unit(lk_attn *a, lk_attn_thread *t, const lk_kv_cache *kv, co
         }
         if (acc)
             for (int32_t j = 0; j < n; j++) acc[t->sel[j]] += ex[j];
-    }
-    for (int32_t j = 0; j < n && u->g > 1; j++) {
-        if (j + LK_PREFETCH_AHEAD < n) {
-            int32_t sp = t->sel[j + LK_PREFETCH_AHEAD];
-            if (hr->hi.n) prefetch_row(&hr->hi, sp);
-            prefetch_row(&hr->v, sp);
-            if (!u->approx[0]) prefetch_row(&hr->lo, sp);
+    } else {
+        for (int32_t j = 0; j < n; j++) {
+            if (j + LK_PREFETCH_AHEAD < n) {
+                int32_t sp = t->sel[j + LK_PREFETCH_AHEAD];
+                if (hr->hi.n) prefetch_row(&hr->hi, sp);
+                prefetch_row(&hr->v, sp);
+                if (!u->approx[0]) prefetch_row(&hr->lo, sp);
+            }
+            for (int i = 0; i < u->g; i++)
+                ex[(size_t)i * n + j] = exact_score(a, u->approx[i], u->q[i], hr, t->sel[j]);
         }
-        for (int i = 0; i < u->g; i++)
-            ex[(size_t)i * n + j] = exact_score(a, u->approx[i], u->q[i], hr, t->sel[j]);
-    }
-    for (int i = 0; i < u->g && u->g > 1; i++) {
-        if (a->jaccard && !all) {
-            st->jaccard_sum += jaccard_of(a, t, u, i, hr, n, k);
-            st->jaccard_rows++;
+        for (int i = 0; i < u->g; i++) {
+            if (a->jaccard && !all) {
+                st->jaccard_sum += jaccard_of(a, t, u, i, hr, n, k);
+                st->jaccard_rows++;
+            }
+            softmax_inplace(ex + (size_t)i * n, n);
+            if (acc)
+                for (int32_t j = 0; j < n; j++) acc[t->sel[j]] += ex[(size_t)i * n + j];
         }
-        softmax_inplace(ex + (size_t)i * n, n);
-        if (acc)
-            for (int32_t j = 0; j < n; j++) acc[t->sel[j]] += ex[(size_t)i * n + j];
+        /* the g heads of a unit are adjacent: out rows with stride D */
+        lk_weighted_rows_t(u->out[0], D, ex, n, u->g, t->sel, n, &hr->v);
     }
-    /* the g heads of a unit are adjacent: out rows with stride D */
-    if (u->g > 1) lk_weighted_rows_t(u->out[0], D, ex, n, u->g, t->sel, n, &hr->v);
     /* bytes of the selected rows: the rest of the key (all of it for h2o,
      * whose scores read no keys) and the value; once per selection */
     if (u->count_bytes) {
@@ -485,7 +498,8 @@ static void decode_worker(void *arg, int ith, int nth) {
         }
         int g = a->p.gqa_shared ? G : 1; /* (dense has returned above) */
         for (int i0 = 0; i0 < G; i0 += g) {
-            unit_row u = {.layer = r->layer, .kh = kh, .g = g, .h0 = kh * G + i0, .S = S, .count_bytes = true};
+            unit_row u = {.layer = r->layer, .kh = kh, .g = g, .h0 = kh * G + i0, .S = S, .count_bytes = true,
+                          .ld_approx = (size_t)S};
             for (int i = 0; i < g; i++) {
                 u.approx[i] = a->p.method == LOKI_ATTN_H2O ? NULL : t->blk + (size_t)(i0 + i) * S;
                 u.q[i] = q + (size_t)(i0 + i) * D;
@@ -532,7 +546,8 @@ static void prefill_worker(void *arg, int ith, int nth) {
                 }
             }
             for (int32_t rr = 0; rr < rows; rr++) {
-                unit_row u = {.layer = r->layer, .kh = kh, .g = g, .h0 = h0, .S = r->pos0 + r0 + rr + 1};
+                unit_row u = {.layer = r->layer, .kh = kh, .g = g, .h0 = h0, .S = r->pos0 + r0 + rr + 1,
+                              .ld_approx = (size_t)rows * nk};
                 for (int i = 0; i < g; i++) {
                     u.approx[i] = a->p.method == LOKI_ATTN_H2O ? NULL
                                                                 : t->blk + ((size_t)i * rows + rr) * nk;
