@@ -99,6 +99,31 @@ LK_AI void prefetch_bytes(const uint8_t *p, size_t bytes) {
     for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T0);
 }
 
+/* a[m][i] = the dot products of rows r[0..3] (n values of type T, nb
+ * q8_0 blocks) with query rows m < MR (Q, ldq floats apart), in 16-lane
+ * partial sums: each key chunk is widened once for all MR rows. */
+LK_AI void dot4_rows(const loki_kv_type T, const uint8_t *const r[4], int n, const float *Q, int ldq, const int MR,
+                     __m512 a[4][4]) {
+    const int nb = (n + 31) / 32;
+    LK_UNROLL
+    for (int m = 0; m < MR; m++)
+        LK_UNROLL
+        for (int i = 0; i < 4; i++) a[m][i] = _mm512_setzero_ps();
+    for (int c = 0; c < n; c += 16) {
+        const __mmask16 mk = tail_mask(n - c);
+        const __m512 k0 = load16(T, r[0], c, nb, mk), k1 = load16(T, r[1], c, nb, mk), k2 = load16(T, r[2], c, nb, mk),
+                     k3 = load16(T, r[3], c, nb, mk);
+        LK_UNROLL
+        for (int m = 0; m < MR; m++) {
+            const __m512 q = _mm512_maskz_loadu_ps(mk, Q + (size_t)m * ldq + c);
+            a[m][0] = _mm512_fmadd_ps(k0, q, a[m][0]);
+            a[m][1] = _mm512_fmadd_ps(k1, q, a[m][1]);
+            a[m][2] = _mm512_fmadd_ps(k2, q, a[m][2]);
+            a[m][3] = _mm512_fmadd_ps(k3, q, a[m][3]);
+        }
+    }
+}
+
 /* Scores of MR (1..4) query rows against keys s0 .. s1-1, four keys a time:
  * each 16-value chunk of a key is widened once and multiplied into the MR
  * rows' accumulators (4·MR zmm: 16 for MR = 4, enough independent FMA
@@ -107,30 +132,15 @@ LK_AI void prefetch_bytes(const uint8_t *p, size_t bytes) {
  * prefetch the keys LK_KV_PF bytes ahead (the first tile over a block). */
 LK_AI void scores_tile(const loki_kv_type T, const lk_rows *K, int32_t s0, int32_t s1, const float *Q, int ldq,
                        const int MR, float scale, float *out, int32_t ldo, bool pf, __m128 *mxv) {
-    const int n = K->n, nb = (n + 31) / 32;
+    const int n = K->n;
     const __m128 sc = _mm_set1_ps(scale);
     int32_t s = s0;
     for (; s + 4 <= s1; s += 4) {
-        const uint8_t *r0 = lk_row(K, s), *r1 = r0 + K->stride, *r2 = r1 + K->stride, *r3 = r2 + K->stride;
+        const uint8_t *r0 = lk_row(K, s);
+        const uint8_t *const rows[4] = {r0, r0 + K->stride, r0 + 2 * K->stride, r0 + 3 * K->stride};
         if (LK_KV_PF && pf) prefetch_bytes(r0 + LK_KV_PF, 4 * K->stride);
         __m512 a[4][4];
-        LK_UNROLL
-        for (int m = 0; m < MR; m++)
-            LK_UNROLL
-            for (int i = 0; i < 4; i++) a[m][i] = _mm512_setzero_ps();
-        for (int c = 0; c < n; c += 16) {
-            const __mmask16 mk = tail_mask(n - c);
-            const __m512 k0 = load16(T, r0, c, nb, mk), k1 = load16(T, r1, c, nb, mk), k2 = load16(T, r2, c, nb, mk),
-                         k3 = load16(T, r3, c, nb, mk);
-            LK_UNROLL
-            for (int m = 0; m < MR; m++) {
-                const __m512 q = _mm512_maskz_loadu_ps(mk, Q + (size_t)m * ldq + c);
-                a[m][0] = _mm512_fmadd_ps(k0, q, a[m][0]);
-                a[m][1] = _mm512_fmadd_ps(k1, q, a[m][1]);
-                a[m][2] = _mm512_fmadd_ps(k2, q, a[m][2]);
-                a[m][3] = _mm512_fmadd_ps(k3, q, a[m][3]);
-            }
-        }
+        dot4_rows(T, rows, n, Q, ldq, MR, a);
         LK_UNROLL
         for (int m = 0; m < MR; m++)
         {
@@ -374,27 +384,10 @@ enum { GATHER_BLOCK = 64 };
  * S[m·GATHER_BLOCK + i] for the lanes in keep, the maxima into mxv[m]. */
 LK_AI void gscores_tile(const loki_kv_type T, const lk_rows *Khi, const int32_t *pos4, const float *Q, int ldq,
                         const int MR, float scale, const float *lo, int ldlo, __mmask8 keep, float *S, __m128 *mxv) {
-    const int nh = Khi->n, nbh = (nh + 31) / 32;
-    const uint8_t *r0 = lk_row(Khi, pos4[0]), *r1 = lk_row(Khi, pos4[1]), *r2 = lk_row(Khi, pos4[2]),
-                  *r3 = lk_row(Khi, pos4[3]);
+    const uint8_t *const rows[4] = {lk_row(Khi, pos4[0]), lk_row(Khi, pos4[1]), lk_row(Khi, pos4[2]),
+                                    lk_row(Khi, pos4[3])};
     __m512 a[4][4];
-    LK_UNROLL
-    for (int m = 0; m < MR; m++)
-        LK_UNROLL
-        for (int i = 0; i < 4; i++) a[m][i] = _mm512_setzero_ps();
-    for (int c = 0; c < nh; c += 16) {
-        const __mmask16 mk = tail_mask(nh - c);
-        const __m512 k0 = load16(T, r0, c, nbh, mk), k1 = load16(T, r1, c, nbh, mk), k2 = load16(T, r2, c, nbh, mk),
-                     k3 = load16(T, r3, c, nbh, mk);
-        LK_UNROLL
-        for (int m = 0; m < MR; m++) {
-            const __m512 q = _mm512_maskz_loadu_ps(mk, Q + (size_t)m * ldq + c);
-            a[m][0] = _mm512_fmadd_ps(k0, q, a[m][0]);
-            a[m][1] = _mm512_fmadd_ps(k1, q, a[m][1]);
-            a[m][2] = _mm512_fmadd_ps(k2, q, a[m][2]);
-            a[m][3] = _mm512_fmadd_ps(k3, q, a[m][3]);
-        }
-    }
+    dot4_rows(T, rows, Khi->n, Q, ldq, MR, a);
     LK_UNROLL
     for (int m = 0; m < MR; m++) {
         const float *lm = lo + (size_t)m * ldlo;
