@@ -320,6 +320,22 @@ LK_AI void weighted_t(const loki_kv_type T, float *out, int ldo, const float *w,
 
 enum { DENSE_BLOCK_ROWS = 64 }; /* query rows of lk_dense_block */
 
+/* Online softmax, a row's block done: the block's maximum is the largest of
+ * the 4 lanes of mxv; when it exceeds *mx, out (D floats) and *l are rescaled
+ * by exp(*mx - max) (what has been summed so far) and *mx raised to it. */
+LK_AI void raise_max(__m128 mxv, float *mx, float *l, float *out, int D) {
+    const __m128 x = _mm_max_ps(mxv, _mm_movehl_ps(mxv, mxv));
+    const float mm = _mm_cvtss_f32(_mm_max_ss(x, _mm_shuffle_ps(x, x, 1)));
+    if (mm > *mx) {
+        const float c = expf(*mx - mm);
+        const __m512 cv = _mm512_set1_ps(c);
+        for (int i = 0; i < D; i += 16)
+            _mm512_mask_storeu_ps(out + i, tail_mask(D - i), _mm512_mul_ps(cv, _mm512_maskz_loadu_ps(tail_mask(D - i), out + i)));
+        *l *= c;
+        *mx = mm;
+    }
+}
+
 /* lk_dense_block (attn.h) for type T. */
 LK_AI void dense_block_t(const loki_kv_type T, const lk_rows *K_, const lk_rows *V_, int32_t nb_, const float *Q,
                          int ldq, int M, float scale, float *S, float *mx, float *l, float *out, int ldo, const int DN,
@@ -334,19 +350,7 @@ LK_AI void dense_block_t(const loki_kv_type T, const lk_rows *K_, const lk_rows 
     __m128 mxv[DENSE_BLOCK_ROWS]; /* the block's maximum per row, kept by the score tiles */
     for (int m = 0; m < M; m++) mxv[m] = _mm_set1_ps(mx[m]);
     scores_t(T, K, nb, Q, ldq, M, scale, S, nb, mxv);
-    for (int m = 0; m < M; m++) {
-        __m128 x = _mm_max_ps(mxv[m], _mm_movehl_ps(mxv[m], mxv[m]));
-        const float mm = _mm_cvtss_f32(_mm_max_ss(x, _mm_shuffle_ps(x, x, 1)));
-        if (mm > mx[m]) { /* rescale what has been summed */
-            const float c = expf(mx[m] - mm);
-            const __m512 cv = _mm512_set1_ps(c);
-            float *o = out + (size_t)m * ldo;
-            for (int i = 0; i < D; i += 16)
-                _mm512_mask_storeu_ps(o + i, tail_mask(D - i), _mm512_mul_ps(cv, _mm512_maskz_loadu_ps(tail_mask(D - i), o + i)));
-            l[m] *= c;
-            mx[m] = mm;
-        }
-    }
+    for (int m = 0; m < M; m++) raise_max(mxv[m], &mx[m], &l[m], out + (size_t)m * ldo, D);
     __m512 mv[DENSE_BLOCK_ROWS], lacc[DENSE_BLOCK_ROWS];
     for (int m = 0; m < M; m++) mv[m] = _mm512_set1_ps(mx[m]), lacc[m] = _mm512_setzero_ps();
     for (int32_t j0 = 0; j0 < nb; j0 += WEIGHT_BLOCK) {
@@ -441,17 +445,7 @@ LK_AI void gather_attend_t(const loki_kv_type T, const lk_rows *Khi, const lk_ro
                              S + (size_t)m * GATHER_BLOCK + j, mxv + m);
         }
         for (int m = 0; m < M; m++) {
-            __m128 x = _mm_max_ps(mxv[m], _mm_movehl_ps(mxv[m], mxv[m]));
-            const float mm = _mm_cvtss_f32(_mm_max_ss(x, _mm_shuffle_ps(x, x, 1)));
-            if (mm > mx[m]) { /* rescale what has been summed */
-                const float c = expf(mx[m] - mm);
-                const __m512 cv = _mm512_set1_ps(c);
-                float *o = out + (size_t)m * ldo;
-                for (int i = 0; i < D; i += 16)
-                    _mm512_mask_storeu_ps(o + i, tail_mask(D - i), _mm512_mul_ps(cv, _mm512_maskz_loadu_ps(tail_mask(D - i), o + i)));
-                l[m] *= c;
-                mx[m] = mm;
-            }
+            raise_max(mxv[m], &mx[m], &l[m], out + (size_t)m * ldo, D);
             const __m512 mv = _mm512_set1_ps(mx[m]);
             __m512 lacc = _mm512_setzero_ps();
             float *x_ = S + (size_t)m * GATHER_BLOCK;
