@@ -40,8 +40,6 @@
  */
 #include "test.h"
 
-#include <float.h>
-
 #define N_GEN 32
 /* max|gpu - cpu| / max|cpu| per step (see the head of the file) */
 #define LOGIT_TOL 0.10

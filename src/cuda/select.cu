@@ -108,10 +108,11 @@ __device__ __forceinline__ void row_keys(const lk_select_args &a, const sel_row 
 
 /* A slice's scores in order, each thread's next SEL_PF float4 loaded ahead
  * of their use, so the loads' latency overlaps the work on the current ones
- * (the scans below are otherwise latency-bound: ncu, 2026-12-02). With one
- * 512-thread block a row (a batch of 16 rows of 32k) a block has 512 x 16 B
- * in flight per load step: SEL_PF > 1 is a dev/cuda knob (default 1, one
- * step ahead: 23ac1b0 in dev/cuda/README.md's log) that keeps more in flight. */
+ * (the scans below are otherwise latency-bound: ncu, 2026-12-02). With
+ * clusters of one block (a batch of 16 sequences: one 512-thread block per
+ * 32k row) a block has 512 x 16 B in flight per load step: SEL_PF > 1 is a
+ * dev/cuda knob (default 1, one step ahead: 23ac1b0 in dev/cuda/README.md's
+ * log) that keeps more in flight; not measured yet. */
 #ifndef SEL_PF
 #define SEL_PF 1
 #endif
