@@ -52,6 +52,8 @@ typedef struct spec {
                               must go to the lower positions as on the CPU */
     int steps;             /* 0/1: one step; more: each further step appends a token (H2O) */
     int splits;            /* > 0: the attend stage's splits per row forced (lk_gpu_attn_set_splits) */
+    bool stages;           /* Loki MHA through the separate stages instead of the fused kernel
+                              (lk_gpu_attn_set_fused off) */
 } spec;
 
 /* Everything a case builds. Row (pos, kh) of a (cap, Hkv, D) buffer is at (pos*Hkv + kh)*D. */
@@ -328,6 +330,7 @@ static bool world_build(world *w) {
     if (lk_gpu_attn_init(&w->ga, w->kv, s->H, B, &w->p, &err))
         return fail(NULL, "%s: lk_gpu_attn_init: %s", s->name, err.msg);
     lk_gpu_attn_set_splits(w->ga, s->splits);
+    lk_gpu_attn_set_fused(w->ga, !s->stages);
     loki_attn_params pd = loki_attn_default_params();
     for (int b = 0; b < B && s->vs_dense; b++)
         if ((!w->kv2 && lk_gpu_kv_init(g_cu, &w->kv2, L, Hkv, D, NULL, pages + 4, B, maxp + 1, &err)) ||
@@ -748,6 +751,27 @@ int main(void) {
          .gqa_shared = 1, .sinks = 4, .recent = 64, .steps = 3},
         {"loki flat keys, MHA long rows (ties)", 1, 2, 2, 64, 2, {20000, 3000}, LK, .kf = 0.125f, .d = 16, .flat = 1,
          .steps = 2},
+        /* Loki with one query head per KV head runs the fused kernel
+         * (loki_fused.cu) unless .stages: the MHA cases above are fused;
+         * these run the separate stages on the same shapes, and the budget
+         * options through the fused kernel (slices of up to 8192 tokens:
+         * 70000 tokens take clusters of 16) */
+        {"loki per head, group 1, stages", 2, 4, 4, 128, 3, {1000, 65, 4097}, LK, .kf = 0.25f, .d = 32, .stages = 1},
+        {"loki long rows, stages", 1, 4, 4, 128, 3, {20000, 9000, 8192}, LK, .kf = 0.125f, .d = 32, .stages = 1},
+        {"loki flat keys, MHA, stages (ties)", 1, 2, 2, 64, 2, {20000, 3000}, LK, .kf = 0.125f, .d = 16, .flat = 1,
+         .stages = 1},
+        {"loki many rows, stages", 1, 96, 96, 64, 3, {1000, 65, 4097}, LK, .kf = 0.25f, .d = 16, .stages = 1},
+        {"loki MHA sinks 4 recent 64", 1, 4, 4, 128, 3, {100, 1000, 4097}, LK, .kf = 0.125f, .d = 32, .sinks = 4,
+         .recent = 64},
+        {"loki MHA k=1", 1, 4, 4, 64, 3, {1, 65, 4097}, LK, .d = 16, .k_fixed = 1},
+        {"loki MHA k-min 300", 1, 4, 4, 64, 3, {1000, 2000, 4097}, LK, .kf = 0.125f, .d = 16, .k_min = 300},
+        {"loki MHA dense-below 1000", 1, 4, 4, 128, 3, {999, 1000, 4097}, LK, .kf = 0.125f, .d = 32,
+         .dense_below = 1000},
+        {"loki MHA kf=1 (= dense)", 1, 4, 4, 128, 3, {1, 1000, 4097}, LK, .kf = 1.0f, .d = 16, .vs_dense = 1},
+        {"loki MHA d = 64 of 64", 1, 4, 4, 64, 3, {3000, 65, 4097}, LK, .kf = 0.125f, .d = 64},
+        {"loki MHA d = 40", 1, 4, 4, 128, 3, {3000, 65, 4097}, LK, .kf = 0.125f, .d = 40},
+        {"loki MHA 70000 tokens (clusters of 16)", 1, 2, 2, 128, 2, {70000, 4097}, LK, .kf = 0.125f, .d = 32},
+        {"loki MHA 65536 tokens, flat (ties)", 1, 2, 2, 64, 1, {65536}, LK, .kf = 0.125f, .d = 16, .flat = 1},
         {"exact-topk flat keys (ties)", 1, 4, 2, 64, 2, {9000, 700}, TK, .kf = 0.25f, .flat = 1},
         {"h2o group 4, 8 steps", 2, 8, 2, 64, 3, {1, 63, 300}, .method = LOKI_ATTN_H2O, .kf = 0.25f, .steps = 8},
         {"h2o gqa-shared recent 16, 8 steps", 1, 8, 2, 128, 3, {64, 65, 500}, .method = LOKI_ATTN_H2O, .kf = 0.125f,

@@ -46,9 +46,17 @@ struct lk_gpu_attn {
     int n_split_last;     /* splits of the last step */
     bool pdl;             /* programmatic dependent launch between the step's kernels (lk_gpu_attn_set_pdl) */
     bool bucketed;        /* launch shapes from length buckets (lk_gpu_attn_set_bucketed) */
+    bool no_fused;        /* Loki per-head steps through the separate stages (lk_gpu_attn_set_fused) */
     bool timing;
     cudaEvent_t ev[4];
 };
+
+/* dev/cuda variant knob: -DLK_FUSED_DEFAULT=0 builds a loki whose Loki MHA
+ * steps take the separate stages unless lk_gpu_attn_set_fused turns the
+ * fused kernel on (A/B of whole decode steps). */
+#ifndef LK_FUSED_DEFAULT
+#define LK_FUSED_DEFAULT 1
+#endif
 
 static bool sparse_method(loki_attn_method m) {
     return m == LOKI_ATTN_LOKI || m == LOKI_ATTN_EXACT_TOPK || m == LOKI_ATTN_H2O;
@@ -88,6 +96,7 @@ extern "C" loki_status lk_gpu_attn_init(lk_gpu_attn **out, lk_gpu_kv *kv, int32_
     if (!(a = (lk_gpu_attn *)lk_calloc(1, sizeof *a, err))) return LOKI_ERR_NOMEM;
     a->cu = kv->cu, a->kv = kv, a->p = *p;
     a->pdl = a->cu->prop.major >= 9;
+    a->no_fused = !LK_FUSED_DEFAULT;
     a->p.pca = NULL; /* the kernels never read it */
     a->shared = (p->gqa_shared || p->gqa_max) && p->method != LOKI_ATTN_DENSE && p->method != LOKI_ATTN_PCAATTN;
     a->p.gqa_shared = a->shared;
@@ -265,6 +274,7 @@ static int split_count(const lk_gpu_attn *a, int tiles, int units, bool list) {
 }
 
 extern "C" void lk_gpu_attn_set_splits(lk_gpu_attn *a, int n_split) { a->n_split_force = LK_MAX(n_split, 0); }
+extern "C" void lk_gpu_attn_set_fused(lk_gpu_attn *a, bool on) { a->no_fused = !on; }
 extern "C" void lk_gpu_attn_set_pdl(lk_gpu_attn *a, bool on) { a->pdl = on && a->cu->prop.major >= 9; }
 extern "C" int lk_gpu_attn_splits(const lk_gpu_attn *a) { return a->n_split_last; }
 
@@ -290,6 +300,24 @@ static loki_status attn_run(lk_gpu_attn *a, const lk_kv_view &view, int32_t B, i
     const bool sum_rows = a->shared && !a->p.gqa_max;
     lk_attend_args at;
     if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[0], s));
+
+    /* Loki with one query head per KV head: the whole step in one kernel
+     * when it fits the GPU (loki_fused.cu; timed as the attend stage) */
+    if (m == LOKI_ATTN_LOKI && !a->no_fused && !a->shared && a->G == 1) {
+        int dmax = 8;
+        for (int h = 0; h < a->Hkv; h++) dmax = LK_MAX(dmax, kv->d_host[layer * a->Hkv + h]);
+        const lk_fused_args f = {view, a->p, q, a->H, a->G, a->scale, a->n_ctx, a->slots, a->n_sel, out};
+        bool taken = false;
+        if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[1], s));
+        if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[2], s));
+        LK_CUDA_TRY(lk_launch_loki_fused(&f, B, S_max, dmax, s, &taken));
+        if (taken) {
+            if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[3], s));
+            a->n_split_last = 1;
+            return st;
+        }
+        if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[0], s)); /* the stages below, timed as usual */
+    }
 
     /* score: approximate (loki) or exact (exact-topk) scores of every token */
     if (scored) {

@@ -132,6 +132,32 @@ __device__ __forceinline__ float lk_key_float(uint32_t k) {
     return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
 }
 
+/* ------------------------------------------------------------- fused */
+
+/* Loki's decode step for per-head selections in one kernel (loki_fused.cu):
+ * score, select, attend and merge of row (b, h) in one cluster; writes out
+ * (B, H, D) and, as lk_launch_select does, each row's entries (slots) and
+ * count (n_sel; -1 when the row attends to all of its tokens). */
+struct lk_fused_args {
+    lk_kv_view kv;
+    loki_attn_params p;  /* budget fields */
+    const float *q;      /* (B, H, D) */
+    int H, G;            /* G must be 1 (lk_fused_eligible) */
+    float scale;
+    int n_ctx;
+    int2 *slots;         /* (B, H, n_ctx) */
+    int32_t *n_sel;      /* (B, H) */
+    float *out;          /* (B, H, D) */
+};
+/* Whether the kernel takes this shape at all: head_dim 64 or 128, the
+ * layer's largest split dim dmax, G = 1, rows up to 131072 tokens. */
+bool lk_fused_eligible(int D, int dmax, int G, int32_t max_len);
+/* Launches the step when the shape is eligible and its clusters fit the
+ * GPU well (*taken = true); otherwise enqueues nothing (*taken = false) and
+ * the caller runs the separate stages. */
+cudaError_t lk_launch_loki_fused(const lk_fused_args *a, int B, int32_t max_len, int dmax, cudaStream_t s,
+                                 bool *taken);
+
 /* --------------------------------------------------------------- h2o */
 
 /* After an H2O (or shared-H2O) step: acc[pos] += softmax weight of every

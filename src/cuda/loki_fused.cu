@@ -1,0 +1,394 @@
+/*
+ * loki_fused.cu - Loki's whole decode step for per-head selections (MHA:
+ * one query head per KV head) in one kernel: score -> select -> attend ->
+ * merge, each row of the batch in one thread-block cluster.
+ *
+ * Why: with few rows (one sequence, 32 heads) the separate stages leave the
+ * GPU idle between them: the select kernel is a chain of latency-bound
+ * passes over scores that went to memory and come back, the attend kernel
+ * has too few tiles per block to hide its start, and the reduce is a launch
+ * of its own (ncu, H200, B = 1, 32k: score 22, select 21, attend 24, reduce
+ * 4 us a layer). Here block c of a row's cluster scores its slice of the
+ * row into shared memory, the cluster finds the k-th largest key with the
+ * same radix select as select.cu (histograms added into the root block's
+ * through distributed shared memory), each block attends over the selected
+ * tokens of its own slice, and the root merges the C partials. The scores
+ * never leave the SM; the selection is still written (slots, n_sel) for
+ * lk_gpu_attn_selection.
+ *
+ * Semantics are select.cu's and attend.cu's: the budget policy of
+ * attn/budget.h (sinks above every score, the recent window newest first,
+ * NaN below every number), exact ties to the lower position; the exact
+ * score of a selected token is the score stage's scale * q[:d] . k[:d] plus
+ * scale * q[d:] . k[d:] from k_hi, softmax over the selection only.
+ *
+ * Layout: grid (C * H, B), clusters of C blocks along x; block c of row h
+ * takes the page-aligned slice [c L, (c + 1) L) of sequence b. Threads: FT.
+ */
+#include "cuda/kernels.cuh"
+
+#include <cooperative_groups.h>
+#include <cub/block/block_scan.cuh>
+#include <math.h>
+
+namespace cg = cooperative_groups;
+
+#define FT 256              /* threads per block */
+#define F_SLMAX 8192        /* most positions of one slice (32 a thread: the select's bit masks) */
+#define F_BINS 4096         /* the first digit: 12 bits */
+#define F_MAXC 16           /* most blocks per cluster (Hopper's non-portable limit) */
+
+/* Shared memory of a block; the root's hist, st, tcount are the cluster's.
+ * The slice's scores sc (L floats) and selected offsets lst (L) follow in
+ * dynamic shared memory (fused_smem_bytes), so short slices leave room for
+ * more blocks per SM. */
+template <int D> struct fused_smem {
+    union {
+        uint32_t hist[F_BINS];          /* select passes */
+        struct {                        /* after the select: the row groups' (m, l, o) */
+            float o[FT / (D / 8)][D];
+            float m[FT / (D / 8)], l[FT / (D / 8)];
+        } mg;
+    } u;
+    int32_t bt[F_SLMAX / LK_GPU_PAGE];  /* the slice's block-table entries */
+    lk_sel_state st;
+    int32_t nloc;                       /* selected in this slice */
+    int32_t tcount;                     /* exactly tied keys in this slice (partial ties) */
+    float bo[D], bm, bl;                /* this block's partial */
+    typename cub::BlockScan<uint32_t, FT>::TempStorage scan;
+};
+
+template <int D> static size_t fused_smem_bytes(int L) {
+    return (sizeof(fused_smem<D>) + 15) / 16 * 16 + (size_t)L * (sizeof(float) + sizeof(uint16_t));
+}
+
+struct lk_fused_row {
+    int32_t S, k, sinks, recent, lo, hi;
+};
+
+/* The selection key of position s (select.cu's vals_keys for one row
+ * without evictions): forced tokens above every score. */
+__device__ __forceinline__ uint32_t fused_key(const lk_fused_row &r, int32_t s, float x) {
+    return s < r.sinks ? 0xffffffffu
+           : s >= r.S - r.recent ? 0xff800001u + (uint32_t)(s - (r.S - r.recent))
+           : lk_float_key(x);
+}
+
+/* Root only: the digit of this pass at which the count from the top
+ * reaches st.need (select.cu's sel_digit over the cluster's histogram). */
+template <int D>
+__device__ void fused_digit(fused_smem<D> &sm, int pass) {
+    const int bits = pass == 0 ? 12 : 10, nb = 1 << bits, per = nb / FT, tid = threadIdx.x;
+    const int shift = pass == 0 ? 20 : pass == 1 ? 10 : 0;
+    lk_sel_state st = sm.st;
+    uint32_t h[F_BINS / FT], local = 0, before;
+    const int lo = nb - (tid + 1) * per; /* thread 0 takes the top bins */
+#pragma unroll
+    for (int i = 0; i < F_BINS / FT; i++) h[i] = i < per ? sm.u.hist[lo + i] : 0u, local += h[i];
+    cub::BlockScan<uint32_t, FT>(sm.scan).ExclusiveSum(local, before);
+    const uint32_t need = (uint32_t)st.need;
+    __syncthreads(); /* every thread has read st */
+    if (before < need && before + local >= need) {
+        uint32_t acc = before;
+        for (int i = per - 1; i >= 0; i--) {
+            if (acc + h[i] >= need) {
+                st.P = (pass == 0 ? 0u : st.P << bits) | (uint32_t)(lo + i);
+                st.sh = shift;
+                st.need -= (int32_t)acc;
+                st.C = (int32_t)h[i];
+                if (st.C == st.need || pass == 2) st.mode = 1;
+                sm.st = st;
+                break;
+            }
+            acc += h[i];
+        }
+    }
+    __syncthreads();
+    for (int i = tid; i < nb; i += FT) sm.u.hist[i] = 0;
+}
+
+/* lpt lanes per key for the first d components (a power of two >= d / 8). */
+template <int D, int LPT>
+__global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a, int C, int L) {
+    extern __shared__ __align__(16) unsigned char fsm_raw[];
+    fused_smem<D> &sm = *(fused_smem<D> *)fsm_raw;
+    float *sc = (float *)(fsm_raw + (sizeof(fused_smem<D>) + 15) / 16 * 16); /* (L) scale * q[:d] . k[:d] */
+    uint16_t *lst = (uint16_t *)(sc + L);                                  /* (L) selected offsets, ascending */
+    const int per = (L + FT - 1) / FT;                                     /* positions a thread selects */
+    cg::cluster_group cl = cg::this_cluster();
+    const int c = (int)cl.block_rank(), tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+    const int h = blockIdx.x / C, b = blockIdx.y, kvh = h / a.G;
+    lk_pdl_wait();
+    lk_pdl_release();
+    fused_smem<D> *root = cl.map_shared_rank(&sm, 0);
+    lk_fused_row r;
+    r.S = a.kv.seq_len[b];
+    r.k = lk_attn_budget(&a.p, r.S);
+    r.sinks = min(a.p.sinks, r.S);
+    r.recent = min(lk_attn_recent(&a.p, r.k), r.S);
+    r.lo = min(c * L, r.S), r.hi = min(r.lo + L, r.S);
+    const bool all = lk_attn_all(&a.p, r.S, r.S, r.k);
+    const int d = a.kv.dsplit[a.kv.layer * a.kv.Hkv + kvh];
+    const size_t row = (size_t)b * a.H + h;
+    const int np = (r.hi - r.lo + LK_GPU_PAGE - 1) / LK_GPU_PAGE;
+    for (int i = tid; i < np; i += FT) sm.bt[i] = a.kv.block_table[(size_t)b * a.kv.mpps + r.lo / LK_GPU_PAGE + i];
+    for (int i = tid; i < F_BINS; i += FT) sm.u.hist[i] = 0;
+    if (tid == 0) {
+        sm.st.P = 0, sm.st.sh = 32, sm.st.need = r.k, sm.st.mode = all ? 3 : 0, sm.st.C = r.S;
+        sm.nloc = 0, sm.tcount = 0;
+    }
+    __syncthreads();
+    const uint16_t *seg0 = a.kv.pool + lk_seg_offset(a.kv.layer, 0, kvh, a.kv.n_pages, a.kv.Hkv, D);
+    const size_t pstride = (size_t)a.kv.Hkv * lk_seg_elems(D);
+
+    /* ---- score: lanes c8 of a key hold q[c8*8 .. +8) of the first d, scaled */
+    {
+        constexpr int TPI = 32 / LPT, U = 8; /* keys per warp load; loads in flight per lane */
+        const int c8 = lane % LPT, grp = lane / LPT;
+        const bool act = c8 * 8 < d;
+        float qr[8];
+        const float *qh = a.q + row * D + c8 * 8;
+#pragma unroll
+        for (int e = 0; e < 8; e++) qr[e] = act ? qh[e] * a.scale : 0.0f;
+        const int n = r.hi - r.lo, per_it = (FT / 32) * TPI * U; /* keys per block iteration */
+        for (int base = 0; base < n; base += per_it) {
+            uint4 kc[U];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int t = base + (u * (FT / 32) + warp) * TPI + grp;
+                const int pos = r.lo + t;
+                kc[u] = act && t < n ? __ldg((const uint4 *)(seg0 + (size_t)sm.bt[t / LK_GPU_PAGE] * pstride +
+                                                            (size_t)(pos % LK_GPU_PAGE) * d + c8 * 8))
+                                     : make_uint4(0, 0, 0, 0);
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int t = base + (u * (FT / 32) + warp) * TPI + grp;
+                float k8[8], part = 0.0f;
+                lk_unpack8(kc[u], k8);
+#pragma unroll
+                for (int e = 0; e < 8; e++) part = fmaf(qr[e], k8[e], part);
+#pragma unroll
+                for (int off = LPT / 2; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
+                if (c8 == 0 && t < n) sc[t] = part;
+            }
+        }
+    }
+    __syncthreads();
+
+    /* ---- select: thread tid owns the slice's positions [tid*per, +per) */
+    const int t0 = tid * per;
+    lk_sel_state st = sm.st;
+    for (int pass = 0; pass < 3 && st.mode == 0; pass++) {
+        const int shift = pass == 0 ? 20 : pass == 1 ? 10 : 0, nb = pass == 0 ? F_BINS : 1024;
+        for (int i = 0; i < per; i++) {
+            const int t = t0 + i;
+            if (r.lo + t >= r.hi) break;
+            const uint32_t key = fused_key(r, r.lo + t, sc[t]);
+            if (pass == 0 || (key >> st.sh) == st.P) atomicAdd(&sm.u.hist[(key >> shift) & (nb - 1)], 1u);
+        }
+        if (c != 0) { /* add the slice's histogram into the root's */
+            __syncthreads();
+            for (int i = tid; i < nb; i += FT) {
+                const uint32_t v = sm.u.hist[i];
+                if (v) atomicAdd(&root->u.hist[i], v), sm.u.hist[i] = 0;
+            }
+        }
+        cl.sync();
+        if (c == 0) fused_digit<D>(sm, pass);
+        cl.sync();
+        st = root->st;
+    }
+    /* the slice's selected offsets, ascending: above the threshold, or
+     * equal to it (all of those, or the first `need` of the row by position) */
+    const bool take_eq = st.mode == 3 || (st.mode == 1 && st.need == st.C);
+    uint32_t ntake = 0, neq = 0, ex;
+    uint32_t take = 0, eqm = 0; /* bit i: position t0 + i */
+    for (int i = 0; i < per; i++) {
+        const int t = t0 + i;
+        if (r.lo + t >= r.hi) break;
+        const uint32_t k = st.mode == 3 ? 0u : fused_key(r, r.lo + t, sc[t]) >> st.sh;
+        const bool up = st.mode == 3 || k > st.P, eq = st.mode != 3 && k == st.P;
+        if (up || (eq && take_eq)) take |= 1u << i, ntake++;
+        else if (eq) eqm |= 1u << i, neq++;
+    }
+    if (!take_eq) { /* partial ties: the row's first `need` tied keys by position */
+        uint32_t tot;
+        cub::BlockScan<uint32_t, FT>(sm.scan).ExclusiveSum(neq, ex, tot);
+        if (tid == 0) sm.tcount = (int32_t)tot;
+        cl.sync();
+        int32_t run = 0;
+        for (int j = 0; j < c; j++) run += cl.map_shared_rank(&sm, j)->tcount;
+        int32_t rank = run + (int32_t)ex;
+        for (int i = 0; i < per; i++)
+            if (eqm >> i & 1) {
+                if (rank < st.need) take |= 1u << i, ntake++;
+                rank++;
+            }
+        __syncthreads(); /* sm.scan is reused */
+    }
+    {
+        uint32_t tot;
+        cub::BlockScan<uint32_t, FT>(sm.scan).ExclusiveSum(ntake, ex, tot);
+        for (int i = 0, o = (int)ex; i < per; i++)
+            if (take >> i & 1) lst[o++] = (uint16_t)(t0 + i);
+        if (tid == 0) sm.nloc = (int32_t)tot;
+    }
+    cl.sync(); /* every slice's count is known; the root's hist is no longer read */
+    const int nloc = sm.nloc;
+    {   /* the selection's entries (physical slot, score) for lk_gpu_attn_selection */
+        int32_t off = 0;
+        for (int j = 0; j < c; j++) off += cl.map_shared_rank(&sm, j)->nloc;
+        int2 *ent = a.slots + row * a.n_ctx + off;
+        for (int j = tid; j < nloc; j += FT) {
+            const int t = lst[j];
+            ent[j] = make_int2(sm.bt[t / LK_GPU_PAGE] * LK_GPU_PAGE + (r.lo + t) % LK_GPU_PAGE,
+                               __float_as_int(sc[t]));
+        }
+        if (c == 0 && tid == 0) a.n_sel[row] = st.mode == 3 ? -1 : r.k;
+    }
+
+    /* ---- attend: LPR lanes per token (8 dims each), NG row groups a block */
+    constexpr int LPR = D / 8, NG = FT / LPR, U = 4;
+    const int gi = tid / LPR, li = tid % LPR, dim0 = li * 8;
+    const bool hi_part = dim0 >= d; /* this lane's dims come from k_hi (the rest is in sc) */
+    float qh8[8], o[8], m = -INFINITY, l = 0.0f;
+    {
+        const float *qh = a.q + row * D + dim0;
+#pragma unroll
+        for (int e = 0; e < 8; e++) qh8[e] = hi_part ? qh[e] * a.scale : 0.0f, o[e] = 0.0f;
+    }
+    const size_t khi_off = (size_t)LK_GPU_PAGE * d + (hi_part ? dim0 - d : 0), v_off = (size_t)LK_GPU_PAGE * D + dim0;
+    for (int jb = 0; jb < nloc; jb += NG * U) { /* the same trips for every lane (shuffles) */
+        uint4 kc[U], vc[U];
+        int tt[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int j = jb + u * NG + gi;
+            tt[u] = j < nloc ? lst[j] : -1;
+            const uint16_t *sp = seg0 + (size_t)(tt[u] >= 0 ? sm.bt[tt[u] / LK_GPU_PAGE] : 0) * pstride;
+            const int off = (r.lo + max(tt[u], 0)) % LK_GPU_PAGE;
+            kc[u] = tt[u] >= 0 && hi_part ? __ldg((const uint4 *)(sp + khi_off + (size_t)off * (D - d)))
+                                          : make_uint4(0, 0, 0, 0);
+            vc[u] = tt[u] >= 0 ? __ldg((const uint4 *)(sp + v_off + (size_t)off * D)) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            float k8[8], v8[8], part = 0.0f;
+            lk_unpack8(kc[u], k8);
+#pragma unroll
+            for (int e = 0; e < 8; e++) part = fmaf(qh8[e], k8[e], part);
+#pragma unroll
+            for (int off = LPR / 2; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
+            if (tt[u] < 0) continue; /* the row group's lanes agree */
+            const float s = sc[tt[u]] + part, mn = fmaxf(m, s);
+            const float corr = __expf(m - mn), p = __expf(s - mn);
+            lk_unpack8(vc[u], v8);
+            l = l * corr + p;
+#pragma unroll
+            for (int e = 0; e < 8; e++) o[e] = fmaf(o[e], corr, p * v8[e]);
+            m = mn;
+        }
+    }
+    /* the block's partial from its row groups */
+#pragma unroll
+    for (int e = 0; e < 8; e++) sm.u.mg.o[gi][dim0 + e] = o[e];
+    if (li == 0) sm.u.mg.m[gi] = m, sm.u.mg.l[gi] = l;
+    __syncthreads();
+    float M = -INFINITY;
+    for (int g = 0; g < NG; g++) M = fmaxf(M, sm.u.mg.m[g]);
+    for (int j = tid; j < D; j += FT) {
+        float O = 0.0f, Lb = 0.0f;
+        for (int g = 0; g < NG; g++) {
+            const float w = sm.u.mg.m[g] == -INFINITY ? 0.0f : __expf(sm.u.mg.m[g] - M);
+            O = fmaf(sm.u.mg.o[g][j], w, O), Lb = fmaf(sm.u.mg.l[g], w, Lb);
+        }
+        sm.bo[j] = O;
+        if (j == 0) sm.bm = M, sm.bl = Lb;
+    }
+    cl.sync();
+    if (c == 0) { /* the root merges the cluster's partials */
+        float Mr = -INFINITY, Lr = 0.0f;
+        for (int j = 0; j < C; j++) Mr = fmaxf(Mr, cl.map_shared_rank(&sm, j)->bm);
+        for (int j = 0; j < C; j++) {
+            const fused_smem<D> *o2 = cl.map_shared_rank(&sm, j);
+            Lr += o2->bm == -INFINITY ? 0.0f : o2->bl * __expf(o2->bm - Mr);
+        }
+        for (int i = tid; i < D; i += FT) {
+            float O = 0.0f;
+            for (int j = 0; j < C; j++) {
+                const fused_smem<D> *o2 = cl.map_shared_rank(&sm, j);
+                if (o2->bm != -INFINITY) O = fmaf(o2->bo[i], __expf(o2->bm - Mr), O);
+            }
+            a.out[row * D + i] = O / Lr;
+        }
+    }
+    cl.sync(); /* the root has read every block's shared memory */
+}
+
+bool lk_fused_eligible(int D, int dmax, int G, int32_t max_len) {
+    return (D == 64 || D == 128) && G == 1 && dmax >= 8 && dmax <= D && max_len <= F_MAXC * F_SLMAX;
+}
+
+
+/* Clusters of C blocks of kern that can be resident at once (they must fit
+ * in one GPC: with 16-block clusters an H200 holds 28 of them, not 132 * 4
+ * / 16 = 33), 0 on error. */
+static int fused_max_clusters(void (*kern)(const lk_fused_args, int, int), int C, size_t smem) {
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute at;
+    at.id = cudaLaunchAttributeClusterDimension;
+    at.val.clusterDim.x = (unsigned)C, at.val.clusterDim.y = 1, at.val.clusterDim.z = 1;
+    cfg.gridDim = dim3(C, 1, 1), cfg.blockDim = dim3(FT), cfg.dynamicSmemBytes = smem, cfg.attrs = &at, cfg.numAttrs = 1;
+    int n = 0;
+    return cudaOccupancyMaxActiveClusters(&n, kern, &cfg) == cudaSuccess ? n : 0;
+}
+
+/* Blocks per row C (a power of two up to 16) and slice L (whole pages):
+ * the most blocks per row whose clusters are all resident at once (one
+ * wave: a cluster that waits for a second wave doubles the step; B = 1 at
+ * 33k tokens with 32 heads takes 8, since 32 clusters of 16 are more than
+ * the 28 an H200 holds), else, for batches of at least four waves, slices
+ * of at most 4096 tokens; otherwise the separate stages run (*taken =
+ * false). Measured on the H200 (2026-12-04, docs/GPU.md "Session 18"). */
+template <int D, int LPT>
+static cudaError_t launch_fused(const lk_fused_args *a, int B, int32_t max_len, cudaStream_t s, bool *taken) {
+    void (*kern)(const lk_fused_args, int, int) = loki_fused_kernel<D, LPT>;
+    cudaError_t e =
+        cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fused_smem_bytes<D>(F_SLMAX));
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+    if (e != cudaSuccess) return e;
+    auto slice = [&](int c) { return ((max_len + c - 1) / c + LK_GPU_PAGE - 1) / LK_GPU_PAGE * LK_GPU_PAGE; };
+    const int64_t rows = (int64_t)B * a->H;
+    int Cmin = 1, C = 0;
+    while ((int64_t)Cmin * F_SLMAX < max_len) Cmin *= 2;
+    for (int c2 = F_MAXC; c2 >= Cmin && !C; c2 /= 2)
+        if ((c2 == Cmin || (max_len + c2 - 1) / c2 >= LK_GPU_PAGE) &&
+            rows <= fused_max_clusters(kern, c2, fused_smem_bytes<D>(slice(c2))))
+            C = c2;
+    if (!C) {
+        int c2 = Cmin;
+        while (c2 < F_MAXC && slice(c2) > 4096) c2 *= 2;
+        const int64_t resident = (int64_t)fused_max_clusters(kern, c2, fused_smem_bytes<D>(slice(c2)));
+        if (rows >= 4 * resident && resident > 0) C = c2;
+    }
+    *taken = C > 0;
+    if (!C) return cudaSuccess;
+    const int L = slice(C);
+    return lk_launch_kernel(kern, dim3(C * a->H, B, 1), dim3(FT), fused_smem_bytes<D>(L), s, false, C, *a, C, L);
+}
+
+cudaError_t lk_launch_loki_fused(const lk_fused_args *a, int B, int32_t max_len, int dmax, cudaStream_t s,
+                                 bool *taken) {
+    *taken = false;
+    if (!lk_fused_eligible(a->kv.D, dmax, a->G, max_len)) return cudaSuccess;
+    int lpt = 1;
+    while (lpt * 8 < dmax) lpt <<= 1;
+    switch (a->kv.D * 64 + lpt) {
+#define LK_FUSED_CASE(D, LPT) case D * 64 + LPT: return launch_fused<D, LPT>(a, B, max_len, s, taken);
+        LK_FUSED_CASE(64, 1) LK_FUSED_CASE(64, 2) LK_FUSED_CASE(64, 4) LK_FUSED_CASE(64, 8)
+        LK_FUSED_CASE(128, 1) LK_FUSED_CASE(128, 2) LK_FUSED_CASE(128, 4) LK_FUSED_CASE(128, 8) LK_FUSED_CASE(128, 16)
+#undef LK_FUSED_CASE
+    default: return cudaSuccess;
+    }
+}
