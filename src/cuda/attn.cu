@@ -43,7 +43,7 @@ struct lk_gpu_attn {
     uint8_t *evicted;     /* (L, max_batch, H, n_ctx) (H2O) */
     int att_occ;          /* attend blocks resident per SM (the launch is the same every step) */
     int n_split_force;    /* > 0: splits per row forced (lk_gpu_attn_set_splits) */
-    int n_split_last;     /* splits of the last step */
+    int n_split_last;     /* splits of the last step (0: it ran as the fused kernel) */
     bool pdl;             /* programmatic dependent launch between the step's kernels (lk_gpu_attn_set_pdl) */
     bool bucketed;        /* launch shapes from length buckets (lk_gpu_attn_set_bucketed) */
     bool no_fused;        /* Loki per-head steps through the separate stages (lk_gpu_attn_set_fused) */
@@ -313,7 +313,7 @@ static loki_status attn_run(lk_gpu_attn *a, const lk_kv_view &view, int32_t B, i
         LK_CUDA_TRY(lk_launch_loki_fused(&f, B, S_max, dmax, s, &taken));
         if (taken) {
             if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[3], s));
-            a->n_split_last = 1;
+            a->n_split_last = 0; /* no splits: the fused kernel */
             return st;
         }
         if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[0], s)); /* the stages below, timed as usual */

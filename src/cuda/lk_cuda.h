@@ -295,7 +295,8 @@ void lk_gpu_attn_set_bucketed(lk_gpu_attn *a, bool on);
  * larger than what they hold). Steps with equal keys launch identical work
  * when bucketed. 0 for sequences out of range. */
 uint64_t lk_gpu_attn_step_key(const lk_gpu_attn *a, int32_t seq0, int32_t B);
-/* Splits per row the last decode step used. */
+/* Splits per row the last decode step used; 0 when it ran as the fused
+ * Loki kernel (lk_gpu_attn_set_fused). */
 int lk_gpu_attn_splits(const lk_gpu_attn *a);
 loki_status lk_gpu_attn_stage_ms(lk_gpu_attn *a, float ms[3], loki_error *err);
 
