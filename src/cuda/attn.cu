@@ -310,7 +310,7 @@ static loki_status attn_run(lk_gpu_attn *a, const lk_kv_view &view, int32_t B, i
         bool taken = false;
         if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[1], s));
         if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[2], s));
-        LK_CUDA_TRY(lk_launch_loki_fused(&f, B, S_max, dmax, lk_cuda_sm_count(a->cu), s, &taken));
+        LK_CUDA_TRY(lk_launch_loki_fused(&f, B, S_max, dmax, s, &taken));
         if (taken) {
             if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[3], s));
             a->n_split_last = 0; /* no splits: the fused kernel */

@@ -155,7 +155,7 @@ bool lk_fused_eligible(int D, int dmax, int G, int32_t max_len);
 /* Launches the step when the shape is eligible and its clusters fit the
  * GPU well (*taken = true); otherwise enqueues nothing (*taken = false) and
  * the caller runs the separate stages. */
-cudaError_t lk_launch_loki_fused(const lk_fused_args *a, int B, int32_t max_len, int dmax, int sms, cudaStream_t s,
+cudaError_t lk_launch_loki_fused(const lk_fused_args *a, int B, int32_t max_len, int dmax, cudaStream_t s,
                                  bool *taken);
 
 /* --------------------------------------------------------------- h2o */

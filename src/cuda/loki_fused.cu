@@ -107,12 +107,9 @@ __device__ void fused_digit(fused_smem<D> &sm, int pass) {
     for (int i = tid; i < nb; i += FT) sm.u.hist[i] = 0;
 }
 
-/* lpt lanes per key for the first d components (a power of two >= d / 8).
- * W (wide): for launches of at most two blocks per SM (one sequence), 128
- * registers a thread and twice the loads in flight in the score and attend
- * loops; otherwise 64 registers for four blocks per SM. */
-template <int D, int LPT, bool W>
-__global__ void __launch_bounds__(FT, W ? 2 : 4) loki_fused_kernel(const lk_fused_args a, int C, int L) {
+/* lpt lanes per key for the first d components (a power of two >= d / 8). */
+template <int D, int LPT>
+__global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a, int C, int L) {
     extern __shared__ __align__(16) unsigned char fsm_raw[];
     fused_smem<D> &sm = *(fused_smem<D> *)fsm_raw;
     float *sc = (float *)(fsm_raw + (sizeof(fused_smem<D>) + 15) / 16 * 16); /* (L) scale * q[:d] . k[:d] */
@@ -146,7 +143,7 @@ __global__ void __launch_bounds__(FT, W ? 2 : 4) loki_fused_kernel(const lk_fuse
 
     /* ---- score: lanes c8 of a key hold q[c8*8 .. +8) of the first d, scaled */
     {
-        constexpr int TPI = 32 / LPT, U = W ? 16 : 8; /* keys per warp load; loads in flight per lane */
+        constexpr int TPI = 32 / LPT, U = 8; /* keys per warp load; loads in flight per lane */
         const int c8 = lane % LPT, grp = lane / LPT;
         const bool act = c8 * 8 < d;
         float qr[8];
@@ -252,7 +249,7 @@ __global__ void __launch_bounds__(FT, W ? 2 : 4) loki_fused_kernel(const lk_fuse
     }
 
     /* ---- attend: LPR lanes per token (8 dims each), NG row groups a block */
-    constexpr int LPR = D / 8, NG = FT / LPR, U = W ? 8 : 4;
+    constexpr int LPR = D / 8, NG = FT / LPR, U = 4;
     const int gi = tid / LPR, li = tid % LPR, dim0 = li * 8;
     const bool hi_part = dim0 >= d; /* this lane's dims come from k_hi (the rest is in sc) */
     float qh8[8], o[8], m = -INFINITY, l = 0.0f;
@@ -353,21 +350,13 @@ static int fused_max_clusters(void (*kern)(const lk_fused_args, int, int), int C
  * 33k tokens with 32 heads takes 8, since 32 clusters of 16 are more than
  * the 28 an H200 holds), else, for batches of at least four waves, slices
  * of at most 4096 tokens; otherwise the separate stages run (*taken =
- * false). At most two blocks per SM take the wide kernel. Measured on the
- * H200 (2026-12-04, docs/GPU.md "Session 18"). */
-#ifndef LK_FUSED_WIDE /* dev/cuda variant knob: 0 = never the wide kernel */
-#define LK_FUSED_WIDE 1
-#endif
+ * false). Measured on the H200 (2026-12-04, docs/GPU.md "Session 18"). */
 template <int D, int LPT>
-static cudaError_t launch_fused(const lk_fused_args *a, int B, int32_t max_len, int sms, cudaStream_t s, bool *taken) {
-    void (*kern)(const lk_fused_args, int, int) = loki_fused_kernel<D, LPT, false>;
-    void (*wide)(const lk_fused_args, int, int) = loki_fused_kernel<D, LPT, true>;
-    cudaError_t e = cudaSuccess;
-    for (int i = 0; i < 2 && e == cudaSuccess; i++) {
-        e = cudaFuncSetAttribute(i ? wide : kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 (int)fused_smem_bytes<D>(F_SLMAX));
-        if (e == cudaSuccess) e = cudaFuncSetAttribute(i ? wide : kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-    }
+static cudaError_t launch_fused(const lk_fused_args *a, int B, int32_t max_len, cudaStream_t s, bool *taken) {
+    void (*kern)(const lk_fused_args, int, int) = loki_fused_kernel<D, LPT>;
+    cudaError_t e =
+        cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fused_smem_bytes<D>(F_SLMAX));
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
     if (e != cudaSuccess) return e;
     auto slice = [&](int c) { return ((max_len + c - 1) / c + LK_GPU_PAGE - 1) / LK_GPU_PAGE * LK_GPU_PAGE; };
     const int64_t rows = (int64_t)B * a->H;
@@ -386,19 +375,17 @@ static cudaError_t launch_fused(const lk_fused_args *a, int B, int32_t max_len, 
     *taken = C > 0;
     if (!C) return cudaSuccess;
     const int L = slice(C);
-    const size_t smem = fused_smem_bytes<D>(L);
-    if (LK_FUSED_WIDE && rows * C <= 2 * (int64_t)sms && rows <= fused_max_clusters(wide, C, smem)) kern = wide;
-    return lk_launch_kernel(kern, dim3(C * a->H, B, 1), dim3(FT), smem, s, false, C, *a, C, L);
+    return lk_launch_kernel(kern, dim3(C * a->H, B, 1), dim3(FT), fused_smem_bytes<D>(L), s, false, C, *a, C, L);
 }
 
-cudaError_t lk_launch_loki_fused(const lk_fused_args *a, int B, int32_t max_len, int dmax, int sms, cudaStream_t s,
+cudaError_t lk_launch_loki_fused(const lk_fused_args *a, int B, int32_t max_len, int dmax, cudaStream_t s,
                                  bool *taken) {
     *taken = false;
     if (!lk_fused_eligible(a->kv.D, dmax, a->G, max_len)) return cudaSuccess;
     int lpt = 1;
     while (lpt * 8 < dmax) lpt <<= 1;
     switch (a->kv.D * 64 + lpt) {
-#define LK_FUSED_CASE(D, LPT) case D * 64 + LPT: return launch_fused<D, LPT>(a, B, max_len, sms, s, taken);
+#define LK_FUSED_CASE(D, LPT) case D * 64 + LPT: return launch_fused<D, LPT>(a, B, max_len, s, taken);
         LK_FUSED_CASE(64, 1) LK_FUSED_CASE(64, 2) LK_FUSED_CASE(64, 4) LK_FUSED_CASE(64, 8)
         LK_FUSED_CASE(128, 1) LK_FUSED_CASE(128, 2) LK_FUSED_CASE(128, 4) LK_FUSED_CASE(128, 8) LK_FUSED_CASE(128, 16)
 #undef LK_FUSED_CASE
