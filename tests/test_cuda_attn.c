@@ -754,7 +754,7 @@ int main(void) {
         /* Loki with one query head per KV head runs the fused kernel
          * (loki_fused.cu) unless .stages: the MHA cases above are fused;
          * these run the separate stages on the same shapes, and the budget
-         * options through the fused kernel (slices of up to 8192 tokens:
+         * options through the fused kernel (slices of up to 4608 tokens:
          * 70000 tokens take clusters of 16) */
         {"loki per head, group 1, stages", 2, 4, 4, 128, 3, {1000, 65, 4097}, LK, .kf = 0.25f, .d = 32, .stages = 1},
         {"loki long rows, stages", 1, 4, 4, 128, 3, {20000, 9000, 8192}, LK, .kf = 0.125f, .d = 32, .stages = 1},

@@ -150,7 +150,7 @@ struct lk_fused_args {
     float *out;          /* (B, H, D) */
 };
 /* Whether the kernel takes this shape at all: head_dim 64 or 128, the
- * layer's largest split dim dmax, G = 1, rows up to 131072 tokens. */
+ * layer's largest split dim dmax, G = 1, rows up to 73728 tokens. */
 bool lk_fused_eligible(int D, int dmax, int G, int32_t max_len);
 /* Launches the step when the shape is eligible and its clusters fit the
  * GPU well (*taken = true); otherwise enqueues nothing (*taken = false) and

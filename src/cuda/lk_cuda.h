@@ -277,7 +277,7 @@ void lk_gpu_attn_set_splits(lk_gpu_attn *a, int n_split);
  * one before it). Off: plain stream order. For benchmarks. */
 void lk_gpu_attn_set_pdl(lk_gpu_attn *a, bool on);
 /* Loki steps with one query head per KV head (MHA), head_dim 64 or 128 and
- * rows up to 131072 tokens run score, select, attend and merge as one
+ * rows up to 73728 tokens run score, select, attend and merge as one
  * kernel (loki_fused.cu; on by default) when its clusters fit the GPU in
  * one wave or the batch makes four waves or more; other shapes and methods
  * take the separate stages. Off: always the stages. For tests and

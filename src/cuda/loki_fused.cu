@@ -34,7 +34,12 @@
 namespace cg = cooperative_groups;
 
 #define FT 256              /* threads per block */
-#define F_SLMAX 8192        /* most positions of one slice (32 a thread: the select's bit masks) */
+/* Most positions of one slice: 72 pages, so one sequence of up to 36864
+ * tokens with 32 heads takes clusters of 8 (one wave). Slices of 8192
+ * (65536 tokens in clusters of 8) ran slower than the separate stages
+ * (B = 1: 135.2 against 111.7 us, H200, 2026-12-04); at most 32 a thread
+ * (the select's bit masks). */
+#define F_SLMAX 4608
 #define F_BINS 4096         /* the first digit: 12 bits */
 #define F_MAXC 16           /* most blocks per cluster (Hopper's non-portable limit) */
 
