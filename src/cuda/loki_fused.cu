@@ -179,7 +179,10 @@ __global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a
             }
         }
     }
-    __syncthreads();
+    /* a cluster barrier, not only the block's: every block of the cluster has
+     * started and zeroed its histogram before any block adds into the root's
+     * (distributed shared memory may only be touched once its block runs) */
+    cl.sync();
 
     /* ---- select: thread tid owns the slice's positions [tid*per, +per) */
     const int t0 = tid * per;
