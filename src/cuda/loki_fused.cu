@@ -290,6 +290,7 @@ __global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a
             for (int off = LPR / 2; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
             if (tt[u] < 0) continue; /* the row group's lanes agree */
             const float s = sc[tt[u]] + part, mn = fmaxf(m, s);
+            if (mn == -INFINITY) continue; /* no finite score yet (overflow): weight 0, as attend_tile's */
             const float corr = __expf(m - mn), p = __expf(s - mn);
             lk_unpack8(vc[u], v8);
             l = l * corr + p;
@@ -349,7 +350,9 @@ static int fused_max_clusters(void (*kern)(const lk_fused_args, int, int), int C
     at.val.clusterDim.x = (unsigned)C, at.val.clusterDim.y = 1, at.val.clusterDim.z = 1;
     cfg.gridDim = dim3(C, 1, 1), cfg.blockDim = dim3(FT), cfg.dynamicSmemBytes = smem, cfg.attrs = &at, cfg.numAttrs = 1;
     int n = 0;
-    return cudaOccupancyMaxActiveClusters(&n, kern, &cfg) == cudaSuccess ? n : 0;
+    if (cudaOccupancyMaxActiveClusters(&n, kern, &cfg) == cudaSuccess) return n;
+    (void)cudaGetLastError(); /* not left for the next launch check to report */
+    return 0;
 }
 
 /* Blocks per row C (a power of two up to 16) and slice L (whole pages):
