@@ -299,13 +299,13 @@ static loki_status attn_run(lk_gpu_attn *a, const lk_kv_view &view, int32_t B, i
     const bool scored = m == LOKI_ATTN_LOKI || m == LOKI_ATTN_EXACT_TOPK;
     const bool sum_rows = a->shared && !a->p.gqa_max;
     lk_attend_args at;
+    int dmax = 8; /* the layer's widest split dim (the score and fused kernels' lanes per key) */
+    for (int h = 0; h < a->Hkv; h++) dmax = LK_MAX(dmax, kv->d_host[layer * a->Hkv + h]);
     if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[0], s));
 
     /* Loki with one query head per KV head: the whole step in one kernel
      * when it fits the GPU (loki_fused.cu; timed as the attend stage) */
     if (m == LOKI_ATTN_LOKI && !a->no_fused && !a->shared && a->G == 1) {
-        int dmax = 8;
-        for (int h = 0; h < a->Hkv; h++) dmax = LK_MAX(dmax, kv->d_host[layer * a->Hkv + h]);
         const lk_fused_args f = {view, a->p, q, a->H, a->G, a->scale, a->n_ctx, a->slots, a->n_sel, out};
         bool taken = false;
         if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[1], s));
@@ -321,8 +321,6 @@ static loki_status attn_run(lk_gpu_attn *a, const lk_kv_view &view, int32_t B, i
 
     /* score: approximate (loki) or exact (exact-topk) scores of every token */
     if (scored) {
-        int dmax = 8;
-        for (int h = 0; h < a->Hkv; h++) dmax = LK_MAX(dmax, kv->d_host[layer * a->Hkv + h]);
         lk_score_args sc = {view, q, a->H, a->G, m == LOKI_ATTN_EXACT_TOPK, dmax, sum_rows, a->scale, a->scores,
                             a->n_ctx, a->rowmax};
         if (a->rowmax) LK_CUDA_TRY(cudaMemsetAsync(a->rowmax, 0, (size_t)B * a->H * 4, s));
