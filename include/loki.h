@@ -134,6 +134,17 @@ typedef enum loki_device {
     LOKI_DEVICE_AUTO = 2, /* CUDA when a GPU is present and runs the model, else the CPU */
 } loki_device;
 
+/* Which Loki decode steps on the GPU run score, select, attend and merge as
+ * one kernel (loki_fused.cu, docs/GPU.md) instead of the separate stages.
+ * The kernel takes per-head selections (not --gqa-shared) when its clusters
+ * fit the GPU well; the others always take the stages. */
+typedef enum loki_cuda_fused {
+    LOKI_CUDA_FUSED_DEFAULT = 0,  /* the build's choice (LOKI_CUDA_FUSED_MHA) */
+    LOKI_CUDA_FUSED_OFF = 1,      /* always the separate stages */
+    LOKI_CUDA_FUSED_MHA = 2,      /* one query head per KV head (measured faster on an H200) */
+    LOKI_CUDA_FUSED_PER_HEAD = 3, /* every per-head selection, grouped-query models too */
+} loki_cuda_fused;
+
 typedef struct loki_context_params {
     int32_t n_ctx;     /* KV cache length in tokens; 0 = the model's trained length capped at
                           LOKI_DEFAULT_MAX_CTX */
@@ -146,6 +157,8 @@ typedef struct loki_context_params {
                            than one needs LOKI_DEVICE_CUDA (loki_context_set_seq, loki_decode_batch) */
     bool no_cuda_graphs;/* CUDA: launch every kernel of a decode step instead of replaying
                            captured graphs (for measurements) */
+    loki_cuda_fused cuda_fused; /* CUDA: which Loki decode steps run as one fused kernel
+                           (for measurements; 0 = the default) */
 } loki_context_params;
 
 /* True when this build has the CUDA backend and a usable GPU (compute

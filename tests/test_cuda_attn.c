@@ -53,7 +53,9 @@ typedef struct spec {
     int steps;             /* 0/1: one step; more: each further step appends a token (H2O) */
     int splits;            /* > 0: the attend stage's splits per row forced (lk_gpu_attn_set_splits) */
     bool stages;           /* Loki MHA through the separate stages instead of the fused kernel
-                              (lk_gpu_attn_set_fused off) */
+                              (lk_gpu_attn_set_fused off); no step may run fused */
+    bool fuse_groups;      /* Loki per-head selections of grouped heads through the fused kernel too
+                              (LOKI_CUDA_FUSED_PER_HEAD); at least one step must run fused */
 } spec;
 
 /* Everything a case builds. Row (pos, kh) of a (cap, Hkv, D) buffer is at (pos*Hkv + kh)*D. */
@@ -87,6 +89,7 @@ typedef struct world {
 /* Rows of a case: how each was checked, failures (the first NSHOW printed). */
 typedef struct tally {
     int cpu, dbl, all, ties, xties, bad; /* xties: rows with an exact tie not broken to the lower position */
+    int steps, fused;                    /* layer steps; of them, run as the fused kernel (no splits) */
     double err, tol; /* largest output error and its tolerance */
 } tally;
 
@@ -330,7 +333,9 @@ static bool world_build(world *w) {
     if (lk_gpu_attn_init(&w->ga, w->kv, s->H, B, &w->p, &err))
         return fail(NULL, "%s: lk_gpu_attn_init: %s", s->name, err.msg);
     lk_gpu_attn_set_splits(w->ga, s->splits);
-    lk_gpu_attn_set_fused(w->ga, !s->stages);
+    lk_gpu_attn_set_fused(w->ga, s->stages        ? LOKI_CUDA_FUSED_OFF
+                                 : s->fuse_groups ? LOKI_CUDA_FUSED_PER_HEAD
+                                                  : LOKI_CUDA_FUSED_MHA);
     loki_attn_params pd = loki_attn_default_params();
     for (int b = 0; b < B && s->vs_dense; b++)
         if ((!w->kv2 && lk_gpu_kv_init(g_cu, &w->kv2, L, Hkv, D, NULL, pages + 4, B, maxp + 1, &err)) ||
@@ -591,6 +596,7 @@ static void step_layer(world *w, int layer, tally *t) {
         t->bad++;
         return;
     }
+    t->steps++, t->fused += lk_gpu_attn_splits(w->ga) == 0;
     for (int b = 0; b < B; b++)
         lk_attn_run(w->ca[b], lk_cpu_pool(g_cpu), &w->ckv[b], layer, w->q + (layer * nq) + (size_t)b * H * D,
                     w->outc + (size_t)b * H * D, 1, w->len[b] - 1);
@@ -634,7 +640,14 @@ static void run_case(int ci, const spec *s) {
         for (int l = 0; l < s->L; l++) step_layer(&w, l, &t);
     }
     printf("rows vs CPU %d, vs double %d, attend-all %d, tie-differing sets %d (exact ties not to the lower "
-           "position %d); worst output error %.3g (tol %.3g)\n", t.cpu, t.dbl, t.all, t.ties, t.xties, t.err, t.tol);
+           "position %d); worst output error %.3g (tol %.3g); fused steps %d of %d\n", t.cpu, t.dbl, t.all, t.ties,
+           t.xties, t.err, t.tol, t.fused, t.steps);
+    /* the fused kernel takes Loki's per-head selections only, grouped heads only when asked */
+    const bool may_fuse = s->method == LOKI_ATTN_LOKI && !s->stages && !w.shared && (w.G == 1 || s->fuse_groups);
+    CHECKF(may_fuse || t.fused == 0, "%s: %d of %d steps ran as the fused kernel, which must not take them", s->name,
+           t.fused, t.steps);
+    CHECKF(!(may_fuse && s->fuse_groups) || t.fused > 0, "%s: no step ran as the fused kernel (%d steps)", s->name,
+           t.steps);
     if (s->flat)
         CHECKF(t.xties == 0, "%s: %d rows broke exact ties away from the lower positions", s->name, t.xties);
     if (s->method == LOKI_ATTN_H2O) {
@@ -772,6 +785,18 @@ int main(void) {
         {"loki MHA d = 40", 1, 4, 4, 128, 3, {3000, 65, 4097}, LK, .kf = 0.125f, .d = 40},
         {"loki MHA 70000 tokens (clusters of 16)", 1, 2, 2, 128, 2, {70000, 4097}, LK, .kf = 0.125f, .d = 32},
         {"loki MHA 65536 tokens, flat (ties)", 1, 2, 2, 64, 1, {65536}, LK, .kf = 0.125f, .d = 16, .flat = 1},
+        /* grouped query heads, each with its own selection, through the
+         * fused kernel (LOKI_CUDA_FUSED_PER_HEAD: row h reads KV head h / G) */
+        {"loki per head, group 4, fused", 2, 8, 2, 64, 3, {4097, 200, 63}, LK, .kf = 0.125f, .d = 16,
+         .fuse_groups = 1, .steps = 2},
+        {"loki per head, group 8, fused", 1, 16, 2, 128, 3, {1000, 4097, 64}, LK, .kf = 0.25f, .d = 40,
+         .fuse_groups = 1},
+        {"loki per head, group 4, fused long rows", 1, 8, 2, 128, 2, {33000, 9000}, LK, .kf = 0.125f, .d = 32,
+         .fuse_groups = 1, .sinks = 4, .recent = 64},
+        {"loki per head, group 2, fused flat (ties)", 1, 4, 2, 64, 2, {20000, 3000}, LK, .kf = 0.125f, .d = 16,
+         .flat = 1, .fuse_groups = 1},
+        {"loki gqa-shared, per-head fusion on (stages)", 1, 8, 2, 64, 3, {4097, 1000, 65}, LK, .kf = 0.25f,
+         .d = 16, .gqa_shared = 1, .fuse_groups = 1},
         {"exact-topk flat keys (ties)", 1, 4, 2, 64, 2, {9000, 700}, TK, .kf = 0.25f, .flat = 1},
         {"h2o group 4, 8 steps", 2, 8, 2, 64, 3, {1, 63, 300}, .method = LOKI_ATTN_H2O, .kf = 0.25f, .steps = 8},
         {"h2o gqa-shared recent 16, 8 steps", 1, 8, 2, 128, 3, {64, 65, 500}, .method = LOKI_ATTN_H2O, .kf = 0.125f,

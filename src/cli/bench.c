@@ -27,6 +27,8 @@ typedef struct bench_opts {
     int32_t n_depth; /* -d: tokens already in the cache when decoding starts */
     int32_t batch;   /* -b: sequences decoded together */
     bool no_graphs;  /* --no-graphs: launch every kernel (CUDA) */
+    const char *fused; /* --fused: which Loki steps run as one kernel (CUDA) */
+    loki_cuda_fused fused_mode; /* parsed --fused */
     cli_attn_args attn; /* --attn ..., -ctk/-ctv, --device */
 } bench_opts;
 
@@ -133,6 +135,7 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
     cp.n_batch = LK_MAX(LK_MAX(o->n_prompt, LK_MIN(o->n_depth, 4096)), B);
     cp.n_seq = B;
     cp.no_cuda_graphs = o->no_graphs;
+    cp.cuda_fused = o->fused_mode;
     int rc = 0;
     loki_pca *pca = NULL, *synth = NULL;
     loki_attn_params ap;
@@ -211,7 +214,7 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
     cli_utc_date(date, sizeof date);
     cli_attn_describe(&ap, desc, sizeof desc);
     printf("{\"bench\": \"decode\", \"model\": \"%s\", \"format\": \"%s\", \"n_params\": %lld, "
-           "\"device\": \"%s\", \"cuda_graphs\": %s, \"attn\": \"%s\", \"batch\": %d, "
+           "\"device\": \"%s\", \"cuda_graphs\": %s, \"cuda_fused\": \"%s\", \"attn\": \"%s\", \"batch\": %d, "
            "\"threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, \"reps\": %d, "
            "\"prefill_tokens_per_s\": %.2f, \"prefill_tokens_per_s_std\": %.2f, "
            "\"decode_tokens_per_s\": %.2f, \"decode_tokens_per_s_std\": %.2f, \"decode_ms_per_step\": %.4f, "
@@ -220,7 +223,8 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
            "\"n_ctx\": %d, \"cache_type_k\": \"%s\", \"cache_type_v\": \"%s\", \"kv_cache_bytes\": %lld, "
            "\"peak_rss_bytes\": %lld, \"date\": \"%s\"}\n",
            o->random ? o->random : o->model, info.format, (long long)info.n_params,
-           dev == LOKI_DEVICE_CUDA ? "cuda" : "cpu", dev == LOKI_DEVICE_CUDA && !o->no_graphs ? "true" : "false", desc,
+           dev == LOKI_DEVICE_CUDA ? "cuda" : "cpu", dev == LOKI_DEVICE_CUDA && !o->no_graphs ? "true" : "false",
+           cli_fused_name(o->fused_mode), desc,
            B, ctx->n_threads, o->n_prompt, o->n_gen, o->n_depth, o->reps, pp_m, pp_s, tg_m, tg_s,
            steps_per_s > 0 ? 1e3 / steps_per_s : 0.0, (long long)wb, steps_per_s * (double)wb / 1e9, bw, n_split,
            split[LK_PROF_WEIGHTS], split[LK_PROF_ATTENTION], split[LK_PROF_OTHER], loki_context_n_ctx(ctx), dev == LOKI_DEVICE_CUDA ? "bf16" : loki_kv_type_name(cp.type_k),
@@ -247,7 +251,7 @@ done:
 int cli_bench(int argc, char **argv) {
     bench_opts o = {.dtype = "q8_0", .n_prompt = 512, .n_gen = 128, .reps = 3, .batch = 1};
     cli_attn_args_init(&o.attn);
-    enum { N_BASE = 12 };
+    enum { N_BASE = 13 };
     cli_opt opts[N_BASE + CLI_ATTN_N_OPTS] = {
         {"-m", "--model", CLI_STR, &o.model, "MODEL", "model file or directory"},
         {NULL, "--random-weights", CLI_STR, &o.random, "SHAPE", "llama2-7b, llama3-8b or a config.json: random weights"},
@@ -262,6 +266,7 @@ int cli_bench(int argc, char **argv) {
         {"-b", "--batch", CLI_INT, &o.batch, "B", "sequences decoded together, each at depth -d (default 1; B > 1: "
                                                   "CUDA)"},
         {NULL, "--no-graphs", CLI_FLAG, &o.no_graphs, NULL, "CUDA: launch every kernel instead of replaying graphs"},
+        {NULL, "--fused", CLI_STR, &o.fused, "MODE", CLI_FUSED_HELP},
     };
     const int n_opts = N_BASE + cli_attn_opts(&o.attn, opts + N_BASE);
     const cli_spec spec = {"bench", "loki bench decode (-m MODEL | --random-weights SHAPE) [options]",
@@ -290,6 +295,7 @@ int cli_bench(int argc, char **argv) {
         fprintf(stderr, "loki bench: -p, -n, -d, -c and -t must be >= 0, -r and -b >= 1\n");
         return 2;
     }
+    if (cli_fused("bench", o.fused, &o.fused_mode)) return 2;
     loki_model *m = o.random ? open_random(&o) : cli_open_model("bench", o.model, o.tokenizer);
     if (!m) return 1;
     rc = run_decode_bench(&o, m);

@@ -48,8 +48,9 @@ typedef enum gqa_mode { GQA_NONE, GQA_SHARED, GQA_MAX } gqa_mode;
 static const char *const gqa_names[] = {"none", "shared", "max"};
 
 typedef struct bc_opts {
-    const char *s_list, *b_list, *hkv_list, *kfdf, *methods, *gqa, *device;
-    int32_t H, D, reps, device_id, splits, pdl, fused;
+    const char *s_list, *b_list, *hkv_list, *kfdf, *methods, *gqa, *device, *fused_s;
+    int32_t H, D, reps, device_id, splits, pdl;
+    loki_cuda_fused fused; /* parsed --fused */
     float decay, mem_gib;
     bool paper;
     /* parsed lists */
@@ -225,7 +226,7 @@ static loki_status time_variant(bench *bn, const shape *sh, const variant *v, lk
     if (st) goto done;
     for (int c = 0; c < C; c++)
         lk_gpu_attn_set_splits(a[c], o->splits), lk_gpu_attn_set_pdl(a[c], o->pdl != 0),
-            lk_gpu_attn_set_fused(a[c], o->fused != 0);
+            lk_gpu_attn_set_fused(a[c], o->fused);
     /* the capture must be ended whatever happens inside it, or the stream
      * stays in capture mode; the first error is the one reported */
     if ((st = lk_cuda_capture_begin(bn->cu, err))) goto done;
@@ -300,7 +301,7 @@ static void report(const bench *bn, const shape *sh, const variant *v, const res
     cJSON_AddNumberToObject(j, "n_split", r->n_split);
     if (o->splits > 0) cJSON_AddNumberToObject(j, "splits_forced", o->splits);
     cJSON_AddBoolToObject(j, "pdl", o->pdl != 0);
-    cJSON_AddBoolToObject(j, "fused", o->fused != 0);
+    cJSON_AddStringToObject(j, "fused", cli_fused_name(o->fused));
     cJSON_AddNumberToObject(j, "bytes", bytes);
     cJSON_AddNumberToObject(j, "gb_per_s", tidy(gbs));
     cJSON_AddNumberToObject(j, "read_bw_gb_per_s", tidy(bn->read_bw));
@@ -465,7 +466,6 @@ static bool parse_lists(bc_opts *o) {
     if (!bad && (o->D < 8 || o->D > 256 || o->D % 8)) bad = "--head-dim: a multiple of 8 up to 256";
     if (!bad && (o->splits < 0 || o->splits > 256)) bad = "--splits: 0 (automatic) to 256";
     if (!bad && o->pdl != 0 && o->pdl != 1) bad = "--pdl: 0 or 1";
-    if (!bad && o->fused != 0 && o->fused != 1) bad = "--fused: 0 or 1";
     if (!bad && (o->reps < 1 || !(o->decay > 0) || !(o->mem_gib > 0) || o->device_id < 0))
         bad = "-r, --decay and --dev-mem-gib must be > 0, --device-id >= 0";
     if (!bad) {
@@ -493,7 +493,7 @@ static bool parse_lists(bc_opts *o) {
 int cli_bench_attention_cuda(int argc, char **argv) {
     bc_opts o = {.s_list = "4096,16384,32768,65536,131072", .b_list = "1,16", .hkv_list = "32,8",
                  .kfdf = "0.25:0.25,0.125:0.25,0.125:0.5", .methods = "dense,loki", .gqa = "all", .H = 32, .D = 128,
-                 .reps = 50, .decay = 24.0f, .mem_gib = 100.0f, .pdl = 1, .fused = 1};
+                 .reps = 50, .decay = 24.0f, .mem_gib = 100.0f, .pdl = 1};
     const cli_opt opts[] = {
         {NULL, "--device", CLI_STR, &o.device, "cuda", "cuda: this benchmark (cpu: the CPU one, other options)"},
         {NULL, "--S", CLI_STR, &o.s_list, "LIST", "cached tokens per sequence (default 4096,16384,32768,65536,131072)"},
@@ -512,8 +512,7 @@ int cli_bench_attention_cuda(int argc, char **argv) {
         {NULL, "--splits", CLI_INT, &o.splits, "N", "force N KV splits per row in the attend stage (default 0: automatic)"},
         {NULL, "--pdl", CLI_INT, &o.pdl, "0|1",
          "programmatic dependent launch between a step's kernels (default 1; sm_90 and later)"},
-        {NULL, "--fused", CLI_INT, &o.fused, "0|1",
-         "Loki with one query head per KV head as one kernel (default 1; 0: the separate stages)"},
+        {NULL, "--fused", CLI_STR, &o.fused_s, "MODE", CLI_FUSED_HELP},
         {NULL, "--dev-mem-gib", CLI_FLOAT, &o.mem_gib, "G", "skip shapes whose KV cache exceeds G GiB (default 100)"},
     };
     const cli_spec spec = {"bench attention", "loki bench attention --device cuda [options]",
@@ -522,6 +521,6 @@ int cli_bench_attention_cuda(int argc, char **argv) {
                            opts, (int)(sizeof opts / sizeof opts[0]), 0};
     int rc = cli_parse(&spec, argc, argv, NULL, NULL);
     if (rc) return rc == 1 ? 0 : 2;
-    if (!parse_lists(&o)) return 2;
+    if (!parse_lists(&o) || cli_fused("bench attention", o.fused_s, &o.fused)) return 2;
     return run(&o);
 }

@@ -74,6 +74,25 @@ int cli_device(const char *cmd, const char *s, loki_device *dev) {
     return 2;
 }
 
+/* --fused's values by loki_cuda_fused, each with its number (none for default) */
+static const char *const fused_names[4][2] = {{"default", "default"}, {"off", "0"}, {"mha", "1"}, {"per-head", "2"}};
+
+int cli_fused(const char *cmd, const char *s, loki_cuda_fused *mode) {
+    *mode = LOKI_CUDA_FUSED_DEFAULT;
+    if (!s) return 0;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, fused_names[i][0]) || !strcmp(s, fused_names[i][1])) {
+            *mode = (loki_cuda_fused)i;
+            return 0;
+        }
+    fprintf(stderr, "loki %s: --fused must be default, off, mha or per-head (or 0, 1, 2), got '%s'\n", cmd, s);
+    return 2;
+}
+
+const char *cli_fused_name(loki_cuda_fused mode) {
+    return (int)mode >= 0 && (int)mode < 4 ? fused_names[mode][0] : "default";
+}
+
 /* Context and attention method; LOKI_ERR_UNSUPPORTED from the GPU under
  * --device auto falls back to the CPU with a note. */
 loki_context *cli_context_init(const char *cmd, loki_model *m, loki_context_params *cp, const loki_attn_params *attn,

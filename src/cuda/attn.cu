@@ -46,16 +46,18 @@ struct lk_gpu_attn {
     int n_split_last;     /* splits of the last step (0: it ran as the fused kernel) */
     bool pdl;             /* programmatic dependent launch between the step's kernels (lk_gpu_attn_set_pdl) */
     bool bucketed;        /* launch shapes from length buckets (lk_gpu_attn_set_bucketed) */
-    bool no_fused;        /* Loki per-head steps through the separate stages (lk_gpu_attn_set_fused) */
+    loki_cuda_fused fused;/* which Loki steps take the fused kernel (lk_gpu_attn_set_fused; never DEFAULT) */
+    lk_fused_plan plan;   /* the fused kernel's last launch choice (the same shape comes back every step) */
     bool timing;
     cudaEvent_t ev[4];
 };
 
-/* dev/cuda variant knob: -DLK_FUSED_DEFAULT=0 builds a loki whose Loki MHA
- * steps take the separate stages unless lk_gpu_attn_set_fused turns the
- * fused kernel on (A/B of whole decode steps). */
+/* dev/cuda variant knob: the loki_cuda_fused that LOKI_CUDA_FUSED_DEFAULT
+ * means in this build (2: MHA; 1 builds a loki whose Loki steps take the
+ * separate stages, 3 one that fuses grouped-query heads too). `bench
+ * decode --fused` and `bench attention --fused` choose per run. */
 #ifndef LK_FUSED_DEFAULT
-#define LK_FUSED_DEFAULT 1
+#define LK_FUSED_DEFAULT LOKI_CUDA_FUSED_MHA
 #endif
 
 static bool sparse_method(loki_attn_method m) {
@@ -96,7 +98,7 @@ extern "C" loki_status lk_gpu_attn_init(lk_gpu_attn **out, lk_gpu_kv *kv, int32_
     if (!(a = (lk_gpu_attn *)lk_calloc(1, sizeof *a, err))) return LOKI_ERR_NOMEM;
     a->cu = kv->cu, a->kv = kv, a->p = *p;
     a->pdl = a->cu->prop.major >= 9;
-    a->no_fused = !LK_FUSED_DEFAULT;
+    lk_gpu_attn_set_fused(a, LOKI_CUDA_FUSED_DEFAULT);
     a->p.pca = NULL; /* the kernels never read it */
     a->shared = (p->gqa_shared || p->gqa_max) && p->method != LOKI_ATTN_DENSE && p->method != LOKI_ATTN_PCAATTN;
     a->p.gqa_shared = a->shared;
@@ -274,7 +276,9 @@ static int split_count(const lk_gpu_attn *a, int tiles, int units, bool list) {
 }
 
 extern "C" void lk_gpu_attn_set_splits(lk_gpu_attn *a, int n_split) { a->n_split_force = LK_MAX(n_split, 0); }
-extern "C" void lk_gpu_attn_set_fused(lk_gpu_attn *a, bool on) { a->no_fused = !on; }
+extern "C" void lk_gpu_attn_set_fused(lk_gpu_attn *a, loki_cuda_fused mode) {
+    a->fused = mode == LOKI_CUDA_FUSED_DEFAULT ? (loki_cuda_fused)LK_FUSED_DEFAULT : mode;
+}
 extern "C" void lk_gpu_attn_set_pdl(lk_gpu_attn *a, bool on) { a->pdl = on && a->cu->prop.major >= 9; }
 extern "C" int lk_gpu_attn_splits(const lk_gpu_attn *a) { return a->n_split_last; }
 
@@ -303,14 +307,16 @@ static loki_status attn_run(lk_gpu_attn *a, const lk_kv_view &view, int32_t B, i
     for (int h = 0; h < a->Hkv; h++) dmax = LK_MAX(dmax, kv->d_host[layer * a->Hkv + h]);
     if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[0], s));
 
-    /* Loki with one query head per KV head: the whole step in one kernel
-     * when it fits the GPU (loki_fused.cu; timed as the attend stage) */
-    if (m == LOKI_ATTN_LOKI && !a->no_fused && !a->shared && a->G == 1) {
+    /* Loki with per-head selections (one query head per KV head unless
+     * LOKI_CUDA_FUSED_PER_HEAD): the whole step in one kernel when it fits
+     * the GPU (loki_fused.cu; timed as the attend stage) */
+    if (m == LOKI_ATTN_LOKI && !a->shared &&
+        (a->fused == LOKI_CUDA_FUSED_PER_HEAD || (a->fused == LOKI_CUDA_FUSED_MHA && a->G == 1))) {
         const lk_fused_args f = {view, a->p, q, a->H, a->G, a->scale, a->n_ctx, a->slots, a->n_sel, out};
         bool taken = false;
         if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[1], s));
         if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[2], s));
-        LK_CUDA_TRY(lk_launch_loki_fused(&f, B, S_max, dmax, s, &taken));
+        LK_CUDA_TRY(lk_launch_loki_fused(&f, B, S_max, dmax, &a->plan, s, &taken));
         if (taken) {
             if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[3], s));
             a->n_split_last = 0; /* no splits: the fused kernel */

@@ -36,7 +36,17 @@
 #ifndef LK_MMA_RT
 #define LK_MMA_RT 1
 #endif
+/* LK_MMA_PIPE=1 (dev/cuda knob, not measured yet): the k-steps of the next
+ * group are loaded before the current group's MMAs, in two register buffers
+ * used in turn, so a warp's loads stay in flight while it computes (the
+ * default loop issues a group's loads only after the MMAs of the one
+ * before). Same summation order, so the same bits. */
+#ifndef LK_MMA_PIPE
+#define LK_MMA_PIPE 0
+#endif
+#ifndef LK_MMA_U /* k-steps of a group (dev/cuda knob; with LK_MMA_PIPE two groups are in flight) */
 #define LK_MMA_U (LK_MMA_RT == 1 ? 4 : 2)
+#endif
 #define LK_MMA_ROWS (16 * LK_MMA_RT)
 
 template <bool BF>
@@ -80,30 +90,53 @@ __global__ void __launch_bounds__(LK_MMA_WARPS * 32)
     for (int i = 0; i < RT; i++)
 #pragma unroll
         for (int e = 0; e < 4; e++) c0[i][e] = c1[i][e] = 0.0f;
-    const int64_t steps = in / 32;
-    for (int64_t s0 = warp; s0 < steps; s0 += LK_MMA_WARPS * U) {
+    const int64_t steps = in / 32, group = (int64_t)LK_MMA_WARPS * U; /* k-steps of a warp's group: s0 + 8u */
+    /* one group of U k-steps from s0: W's tiles and x's rows into registers */
+    struct kbuf {
         uint4 va[RT][U], vb[RT][U], ua[U], ub[U];
+    };
+    auto load = [&](kbuf &k, int64_t s0) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int64_t s = s0 + (int64_t)LK_MMA_WARPS * u;
             if (s < steps) {
 #pragma unroll
-                for (int i = 0; i < RT; i++) va[i][u] = __ldcs(wa[i] + 4 * s), vb[i][u] = __ldcs(wb[i] + 4 * s);
-                ua[u] = xa[4 * s], ub[u] = xb[4 * s]; /* x: from L1/L2, every block */
+                for (int i = 0; i < RT; i++) k.va[i][u] = __ldcs(wa[i] + 4 * s), k.vb[i][u] = __ldcs(wb[i] + 4 * s);
+                k.ua[u] = xa[4 * s], k.ub[u] = xb[4 * s]; /* x: from L1/L2, every block */
             }
         }
+    };
+    auto mma = [&](const kbuf &k, int64_t s0) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
             if (s0 + (int64_t)LK_MMA_WARPS * u >= steps) break;
 #pragma unroll
             for (int i = 0; i < RT; i++) {
-                mma_16816<BF>(c0[i], va[i][u].x, vb[i][u].x, va[i][u].y, vb[i][u].y, ua[u].x, ua[u].y);
-                mma_16816<BF>(c0[i], va[i][u].z, vb[i][u].z, va[i][u].w, vb[i][u].w, ua[u].z, ua[u].w);
-                mma_16816<BF>(c1[i], va[i][u].x, vb[i][u].x, va[i][u].y, vb[i][u].y, ub[u].x, ub[u].y);
-                mma_16816<BF>(c1[i], va[i][u].z, vb[i][u].z, va[i][u].w, vb[i][u].w, ub[u].z, ub[u].w);
+                mma_16816<BF>(c0[i], k.va[i][u].x, k.vb[i][u].x, k.va[i][u].y, k.vb[i][u].y, k.ua[u].x, k.ua[u].y);
+                mma_16816<BF>(c0[i], k.va[i][u].z, k.vb[i][u].z, k.va[i][u].w, k.vb[i][u].w, k.ua[u].z, k.ua[u].w);
+                mma_16816<BF>(c1[i], k.va[i][u].x, k.vb[i][u].x, k.va[i][u].y, k.vb[i][u].y, k.ub[u].x, k.ub[u].y);
+                mma_16816<BF>(c1[i], k.va[i][u].z, k.vb[i][u].z, k.va[i][u].w, k.vb[i][u].w, k.ub[u].z, k.ub[u].w);
             }
         }
+    };
+#if LK_MMA_PIPE
+    kbuf ka, kb; /* used in turn: the next group loads while this one computes */
+    if (warp < steps) load(ka, warp);
+    for (int64_t s0 = warp; s0 < steps;) {
+        if (s0 + group < steps) load(kb, s0 + group);
+        mma(ka, s0);
+        if ((s0 += group) >= steps) break;
+        if (s0 + group < steps) load(ka, s0 + group);
+        mma(kb, s0);
+        s0 += group;
     }
+#else
+    for (int64_t s0 = warp; s0 < steps; s0 += group) {
+        kbuf k;
+        load(k, s0);
+        mma(k, s0);
+    }
+#endif
     /* C fragment: c[0], c[1] = (W row g, batch 2t, 2t + 1), c[2], c[3] = (row g + 8, same) */
 #pragma unroll
     for (int i = 0; i < RT; i++) {

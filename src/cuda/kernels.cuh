@@ -142,21 +142,31 @@ struct lk_fused_args {
     lk_kv_view kv;
     loki_attn_params p;  /* budget fields */
     const float *q;      /* (B, H, D) */
-    int H, G;            /* G must be 1 (lk_fused_eligible) */
+    int H, G;            /* query heads; per KV head (row h reads KV head h / G) */
     float scale;
     int n_ctx;
     int2 *slots;         /* (B, H, n_ctx) */
     int32_t *n_sel;      /* (B, H) */
     float *out;          /* (B, H, D) */
 };
+/* The launch choice for one shape, kept by the caller between steps (the
+ * same shape comes back every step; a miss costs up to six occupancy
+ * queries). Zero-initialised: empty. */
+struct lk_fused_plan {
+    int B, D, lpt;       /* the key: rows' batch, head_dim, lanes per key; B = 0: none yet */
+    int32_t max_len;
+    int C, L;            /* blocks per row and slice length; C = 0: the separate stages */
+    uint32_t attr_set;   /* bit per kernel instance whose attributes are set */
+};
 /* Whether the kernel takes this shape at all: head_dim 64 or 128, the
- * layer's largest split dim dmax, G = 1, rows up to 73728 tokens. */
-bool lk_fused_eligible(int D, int dmax, int G, int32_t max_len);
+ * layer's largest split dim dmax, rows up to 73728 tokens (any G). */
+bool lk_fused_eligible(int D, int dmax, int32_t max_len);
 /* Launches the step when the shape is eligible and its clusters fit the
  * GPU well (*taken = true); otherwise enqueues nothing (*taken = false) and
- * the caller runs the separate stages. */
-cudaError_t lk_launch_loki_fused(const lk_fused_args *a, int B, int32_t max_len, int dmax, cudaStream_t s,
-                                 bool *taken);
+ * the caller runs the separate stages. plan: the caller's cache of the
+ * launch choice (lk_fused_plan). */
+cudaError_t lk_launch_loki_fused(const lk_fused_args *a, int B, int32_t max_len, int dmax, lk_fused_plan *plan,
+                                 cudaStream_t s, bool *taken);
 
 /* --------------------------------------------------------------- h2o */
 

@@ -276,13 +276,14 @@ void lk_gpu_attn_set_splits(lk_gpu_attn *a, int n_split);
  * default on sm_90 and later: each kernel's launch overlaps the tail of the
  * one before it). Off: plain stream order. For benchmarks. */
 void lk_gpu_attn_set_pdl(lk_gpu_attn *a, bool on);
-/* Loki steps with one query head per KV head (MHA), head_dim 64 or 128 and
- * rows up to 73728 tokens run score, select, attend and merge as one
- * kernel (loki_fused.cu; on by default) when its clusters fit the GPU in
- * one wave or the batch makes four waves or more; other shapes and methods
- * take the separate stages. Off: always the stages. For tests and
- * benchmarks. */
-void lk_gpu_attn_set_fused(lk_gpu_attn *a, bool on);
+/* Which Loki steps run score, select, attend and merge as one kernel
+ * (loki_fused.cu): per-head selections (not gqa_shared), head_dim 64 or 128,
+ * rows up to 73728 tokens, when its clusters fit the GPU in one wave or the
+ * batch makes four waves or more; LOKI_CUDA_FUSED_MHA (the default) only
+ * with one query head per KV head, LOKI_CUDA_FUSED_PER_HEAD with grouped
+ * query heads too, LOKI_CUDA_FUSED_OFF never. Other shapes and methods take
+ * the separate stages. For tests and benchmarks. */
+void lk_gpu_attn_set_fused(lk_gpu_attn *a, loki_cuda_fused mode);
 /* Launch shapes from length buckets, for replaying captured steps: when on,
  * lk_gpu_attn_decode sizes its grids and split counts by the buckets of
  * lk_gpu_attn_step_key instead of the exact host lengths, so every step

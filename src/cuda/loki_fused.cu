@@ -1,7 +1,7 @@
 /*
- * loki_fused.cu - Loki's whole decode step for per-head selections (MHA:
- * one query head per KV head) in one kernel: score -> select -> attend ->
- * merge, each row of the batch in one thread-block cluster.
+ * loki_fused.cu - Loki's whole decode step for per-head selections in one
+ * kernel: score -> select -> attend -> merge, each row (sequence, query
+ * head) of the batch in one thread-block cluster.
  *
  * Why: with few rows (one sequence, 32 heads) the separate stages leave the
  * GPU idle between them: the select kernel is a chain of latency-bound
@@ -10,8 +10,8 @@
  * of its own (ncu, H200, B = 1, 32k: score 22, select 21, attend 24, reduce
  * 4 us a layer). Here block c of a row's cluster scores its slice of the
  * row into shared memory, the cluster finds the k-th largest key with the
- * same radix select as select.cu (histograms added into the root block's
- * through distributed shared memory), each block attends over the selected
+ * same radix select as select.cu (sel_digit.cuh; histograms added into the
+ * root block's through distributed shared memory), each block attends over the selected
  * tokens of its own slice, and the root merges the C partials. The scores
  * never leave the SM; the selection is still written (slots, n_sel) for
  * lk_gpu_attn_selection.
@@ -24,8 +24,14 @@
  *
  * Layout: grid (C * H, B), clusters of C blocks along x; block c of row h
  * takes the page-aligned slice [c L, (c + 1) L) of sequence b. Threads: FT.
+ *
+ * Grouped query heads (G > 1, LOKI_CUDA_FUSED_PER_HEAD): row h reads KV
+ * head h / G, so each of a group's G rows scores the group's keys itself
+ * (the score stage reads them once for the G heads); the G clusters of a
+ * group are adjacent in the grid and run side by side, so the later reads
+ * should come from L2. Not measured yet, hence not the default (attn.cu).
  */
-#include "cuda/kernels.cuh"
+#include "cuda/sel_digit.cuh"
 
 #include <cooperative_groups.h>
 #include <cub/block/block_scan.cuh>
@@ -40,7 +46,6 @@ namespace cg = cooperative_groups;
  * (B = 1: 135.2 against 111.7 us, H200, 2026-12-04); at most 32 a thread
  * (the select's bit masks). */
 #define F_SLMAX 4608
-#define F_BINS 4096         /* the first digit: 12 bits */
 #define F_MAXC 16           /* most blocks per cluster (Hopper's non-portable limit) */
 
 /* Shared memory of a block; the root's hist, st, tcount are the cluster's.
@@ -49,7 +54,7 @@ namespace cg = cooperative_groups;
  * more blocks per SM. */
 template <int D> struct fused_smem {
     union {
-        uint32_t hist[F_BINS];          /* select passes */
+        uint32_t hist[LK_SEL_BINS];     /* select passes */
         struct {                        /* after the select: the row groups' (m, l, o) */
             float o[FT / (D / 8)][D];
             float m[FT / (D / 8)], l[FT / (D / 8)];
@@ -70,47 +75,6 @@ template <int D> static size_t fused_smem_bytes(int L) {
 struct lk_fused_row {
     int32_t S, k, sinks, recent, lo, hi;
 };
-
-/* The selection key of position s (select.cu's vals_keys for one row
- * without evictions): forced tokens above every score. */
-__device__ __forceinline__ uint32_t fused_key(const lk_fused_row &r, int32_t s, float x) {
-    return s < r.sinks ? 0xffffffffu
-           : s >= r.S - r.recent ? 0xff800001u + (uint32_t)(s - (r.S - r.recent))
-           : lk_float_key(x);
-}
-
-/* Root only: the digit of this pass at which the count from the top
- * reaches st.need (select.cu's sel_digit over the cluster's histogram). */
-template <int D>
-__device__ void fused_digit(fused_smem<D> &sm, int pass) {
-    const int bits = pass == 0 ? 12 : 10, nb = 1 << bits, per = nb / FT, tid = threadIdx.x;
-    const int shift = pass == 0 ? 20 : pass == 1 ? 10 : 0;
-    lk_sel_state st = sm.st;
-    uint32_t h[F_BINS / FT], local = 0, before;
-    const int lo = nb - (tid + 1) * per; /* thread 0 takes the top bins */
-#pragma unroll
-    for (int i = 0; i < F_BINS / FT; i++) h[i] = i < per ? sm.u.hist[lo + i] : 0u, local += h[i];
-    cub::BlockScan<uint32_t, FT>(sm.scan).ExclusiveSum(local, before);
-    const uint32_t need = (uint32_t)st.need;
-    __syncthreads(); /* every thread has read st */
-    if (before < need && before + local >= need) {
-        uint32_t acc = before;
-        for (int i = per - 1; i >= 0; i--) {
-            if (acc + h[i] >= need) {
-                st.P = (pass == 0 ? 0u : st.P << bits) | (uint32_t)(lo + i);
-                st.sh = shift;
-                st.need -= (int32_t)acc;
-                st.C = (int32_t)h[i];
-                if (st.C == st.need || pass == 2) st.mode = 1;
-                sm.st = st;
-                break;
-            }
-            acc += h[i];
-        }
-    }
-    __syncthreads();
-    for (int i = tid; i < nb; i += FT) sm.u.hist[i] = 0;
-}
 
 /* lpt lanes per key for the first d components (a power of two >= d / 8). */
 template <int D, int LPT>
@@ -137,7 +101,7 @@ __global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a
     const size_t row = (size_t)b * a.H + h;
     const int np = (r.hi - r.lo + LK_GPU_PAGE - 1) / LK_GPU_PAGE;
     for (int i = tid; i < np; i += FT) sm.bt[i] = a.kv.block_table[(size_t)b * a.kv.mpps + r.lo / LK_GPU_PAGE + i];
-    for (int i = tid; i < F_BINS; i += FT) sm.u.hist[i] = 0;
+    for (int i = tid; i < LK_SEL_BINS; i += FT) sm.u.hist[i] = 0;
     if (tid == 0) {
         sm.st.P = 0, sm.st.sh = 32, sm.st.need = r.k, sm.st.mode = all ? 3 : 0, sm.st.C = r.S;
         sm.nloc = 0, sm.tcount = 0;
@@ -188,11 +152,11 @@ __global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a
     const int t0 = tid * per;
     lk_sel_state st = sm.st;
     for (int pass = 0; pass < 3 && st.mode == 0; pass++) {
-        const int shift = pass == 0 ? 20 : pass == 1 ? 10 : 0, nb = pass == 0 ? F_BINS : 1024;
+        const int shift = lk_sel_shift(pass), nb = 1 << lk_sel_bits(pass);
         for (int i = 0; i < per; i++) {
             const int t = t0 + i;
             if (r.lo + t >= r.hi) break;
-            const uint32_t key = fused_key(r, r.lo + t, sc[t]);
+            const uint32_t key = lk_sel_key(r.lo + t, r.S, r.sinks, r.recent, sc[t]);
             if (pass == 0 || (key >> st.sh) == st.P) atomicAdd(&sm.u.hist[(key >> shift) & (nb - 1)], 1u);
         }
         if (c != 0) { /* add the slice's histogram into the root's */
@@ -203,7 +167,7 @@ __global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a
             }
         }
         cl.sync();
-        if (c == 0) fused_digit<D>(sm, pass);
+        if (c == 0) lk_sel_digit<FT>(sm.u.hist, &sm.st, sm.scan, pass);
         cl.sync();
         st = root->st;
     }
@@ -215,7 +179,7 @@ __global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a
     for (int i = 0; i < per; i++) {
         const int t = t0 + i;
         if (r.lo + t >= r.hi) break;
-        const uint32_t k = st.mode == 3 ? 0u : fused_key(r, r.lo + t, sc[t]) >> st.sh;
+        const uint32_t k = st.mode == 3 ? 0u : lk_sel_key(r.lo + t, r.S, r.sinks, r.recent, sc[t]) >> st.sh;
         const bool up = st.mode == 3 || k > st.P, eq = st.mode != 3 && k == st.P;
         if (up || (eq && take_eq)) take |= 1u << i, ntake++;
         else if (eq) eqm |= 1u << i, neq++;
@@ -335,10 +299,9 @@ __global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a
     cl.sync(); /* the root has read every block's shared memory */
 }
 
-bool lk_fused_eligible(int D, int dmax, int G, int32_t max_len) {
-    return (D == 64 || D == 128) && G == 1 && dmax >= 8 && dmax <= D && max_len <= F_MAXC * F_SLMAX;
+bool lk_fused_eligible(int D, int dmax, int32_t max_len) {
+    return (D == 64 || D == 128) && dmax >= 8 && dmax <= D && max_len <= F_MAXC * F_SLMAX;
 }
-
 
 /* Clusters of C blocks of kern that can be resident at once (they must fit
  * in one GPC: with 16-block clusters an H200 holds 28 of them, not 132 * 4
@@ -355,50 +318,67 @@ static int fused_max_clusters(void (*kern)(const lk_fused_args, int, int), int C
     return 0;
 }
 
-/* Blocks per row C (a power of two up to 16) and slice L (whole pages):
- * the most blocks per row whose clusters are all resident at once (one
- * wave: a cluster that waits for a second wave doubles the step; B = 1 at
- * 33k tokens with 32 heads takes 8, since 32 clusters of 16 are more than
- * the 28 an H200 holds), else, for batches of at least four waves, slices
- * of at most 4096 tokens; otherwise the separate stages run (*taken =
- * false). Measured on the H200 (2026-12-04, docs/GPU.md "Session 18"). */
-template <int D, int LPT>
-static cudaError_t launch_fused(const lk_fused_args *a, int B, int32_t max_len, cudaStream_t s, bool *taken) {
-    void (*kern)(const lk_fused_args, int, int) = loki_fused_kernel<D, LPT>;
-    cudaError_t e =
-        cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fused_smem_bytes<D>(F_SLMAX));
-    if (e == cudaSuccess) e = cudaFuncSetAttribute(kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-    if (e != cudaSuccess) return e;
+/* Blocks per row C (a power of two up to 16) and slice L (whole pages) for
+ * rows rows of up to max_len tokens into *C, *L (C = 0: the separate
+ * stages): the most blocks per row whose clusters are all resident at once
+ * (one wave: a cluster that waits for a second wave doubles the step; B = 1
+ * at 33k tokens with 32 heads takes 8, since 32 clusters of 16 are more
+ * than the 28 an H200 holds) and whose last block has tokens, else, for
+ * batches of at least four waves, slices of at most 4096 tokens; otherwise
+ * the stages. Measured on the H200 (2026-12-04, docs/GPU.md "Session 18"). */
+template <int D>
+static void fused_shape(void (*kern)(const lk_fused_args, int, int), int64_t rows, int32_t max_len, int *C, int *L) {
     auto slice = [&](int c) { return ((max_len + c - 1) / c + LK_GPU_PAGE - 1) / LK_GPU_PAGE * LK_GPU_PAGE; };
-    const int64_t rows = (int64_t)B * a->H;
-    int Cmin = 1, C = 0;
+    int Cmin = 1, c = 0;
     while ((int64_t)Cmin * F_SLMAX < max_len) Cmin *= 2;
-    for (int c2 = F_MAXC; c2 >= Cmin && !C; c2 /= 2)
-        if ((c2 == Cmin || (max_len + c2 - 1) / c2 >= LK_GPU_PAGE) &&
+    for (int c2 = F_MAXC; c2 >= Cmin && !c; c2 /= 2)
+        if ((c2 == Cmin || ((max_len + c2 - 1) / c2 >= LK_GPU_PAGE && (int64_t)(c2 - 1) * slice(c2) < max_len)) &&
             rows <= fused_max_clusters(kern, c2, fused_smem_bytes<D>(slice(c2))))
-            C = c2;
-    if (!C) {
+            c = c2;
+    if (!c) {
         int c2 = Cmin;
         while (c2 < F_MAXC && slice(c2) > 4096) c2 *= 2;
         const int64_t resident = (int64_t)fused_max_clusters(kern, c2, fused_smem_bytes<D>(slice(c2)));
-        if (rows >= 4 * resident && resident > 0) C = c2;
+        if (rows >= 4 * resident && resident > 0) c = c2;
     }
-    *taken = C > 0;
-    if (!C) return cudaSuccess;
-    const int L = slice(C);
-    return lk_launch_kernel(kern, dim3(C * a->H, B, 1), dim3(FT), fused_smem_bytes<D>(L), s, false, C, *a, C, L);
+    *C = c, *L = c ? slice(c) : 0;
 }
 
-cudaError_t lk_launch_loki_fused(const lk_fused_args *a, int B, int32_t max_len, int dmax, cudaStream_t s,
-                                 bool *taken) {
+/* The launch of one kernel instance (bit: its bit in plan->attr_set). */
+template <int D, int LPT>
+static cudaError_t launch_fused(const lk_fused_args *a, int B, int32_t max_len, lk_fused_plan *plan, uint32_t bit,
+                                cudaStream_t s, bool *taken) {
+    void (*kern)(const lk_fused_args, int, int) = loki_fused_kernel<D, LPT>;
+    if (!(plan->attr_set & bit)) {
+        cudaError_t e =
+            cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fused_smem_bytes<D>(F_SLMAX));
+        if (e == cudaSuccess) e = cudaFuncSetAttribute(kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+        if (e != cudaSuccess) return e;
+        plan->attr_set |= bit;
+    }
+    if (plan->B != B || plan->D != D || plan->lpt != LPT || plan->max_len != max_len) {
+        fused_shape<D>(kern, (int64_t)B * a->H, max_len, &plan->C, &plan->L);
+        plan->B = B, plan->D = D, plan->lpt = LPT, plan->max_len = max_len;
+    }
+    *taken = plan->C > 0;
+    if (!*taken) return cudaSuccess;
+    const int C = plan->C;
+    return lk_launch_kernel(kern, dim3(C * a->H, B, 1), dim3(FT), fused_smem_bytes<D>(plan->L), s, false, C, *a, C,
+                            plan->L);
+}
+
+cudaError_t lk_launch_loki_fused(const lk_fused_args *a, int B, int32_t max_len, int dmax, lk_fused_plan *plan,
+                                 cudaStream_t s, bool *taken) {
     *taken = false;
-    if (!lk_fused_eligible(a->kv.D, dmax, a->G, max_len)) return cudaSuccess;
+    if (!lk_fused_eligible(a->kv.D, dmax, max_len)) return cudaSuccess;
     int lpt = 1;
     while (lpt * 8 < dmax) lpt <<= 1;
     switch (a->kv.D * 64 + lpt) {
-#define LK_FUSED_CASE(D, LPT) case D * 64 + LPT: return launch_fused<D, LPT>(a, B, max_len, s, taken);
-        LK_FUSED_CASE(64, 1) LK_FUSED_CASE(64, 2) LK_FUSED_CASE(64, 4) LK_FUSED_CASE(64, 8)
-        LK_FUSED_CASE(128, 1) LK_FUSED_CASE(128, 2) LK_FUSED_CASE(128, 4) LK_FUSED_CASE(128, 8) LK_FUSED_CASE(128, 16)
+#define LK_FUSED_CASE(D, LPT, BIT) \
+    case D * 64 + LPT: return launch_fused<D, LPT>(a, B, max_len, plan, 1u << BIT, s, taken);
+        LK_FUSED_CASE(64, 1, 0) LK_FUSED_CASE(64, 2, 1) LK_FUSED_CASE(64, 4, 2) LK_FUSED_CASE(64, 8, 3)
+        LK_FUSED_CASE(128, 1, 4) LK_FUSED_CASE(128, 2, 5) LK_FUSED_CASE(128, 4, 6) LK_FUSED_CASE(128, 8, 7)
+        LK_FUSED_CASE(128, 16, 8)
 #undef LK_FUSED_CASE
     default: return cudaSuccess;
     }

@@ -6,7 +6,7 @@
  * forced tokens above every score (sinks highest, then the recent window
  * newest first), scores by their orderable float bits, NaN below every
  * number, evicted tokens (H2O) at 0. A radix select finds the k-th largest
- * key in at most three histogram passes (11, 11 and 10 bits; it stops once
+ * key in at most three histogram passes (12, 10 and 10 bits; it stops once
  * the boundary bucket is taken whole), then an append writes the positions
  * above the threshold (in no particular order) and, when exactly tied keys
  * are taken only in part, the first of the tied ones by position, so ties go
@@ -21,7 +21,7 @@
  * spread the short rows of a batch of one over the GPU; a large batch uses
  * clusters of one block.
  */
-#include "cuda/kernels.cuh"
+#include "cuda/sel_digit.cuh"
 
 #include <cooperative_groups.h>
 #include <cub/block/block_reduce.cuh>
@@ -35,7 +35,7 @@ namespace cg = cooperative_groups;
  * (lk_launch_select); blocks resident per SM by the register budget: 1024 / T. */
 #define SEL_THREADS 512
 #define SEL_VEC 4 /* positions per thread and load: float4 */
-#define SEL_BINS 4096 /* the first digit: 12 bits */
+#define SEL_BINS LK_SEL_BINS
 #define SEL_CAP 4096  /* keys of the first digit's boundary bucket a block keeps in shared memory */
 #define SEL_MAX_CLUSTER 16
 #define SEL_BT_MAX 8192 /* block-table entries a block copies to shared memory (32 KB) */
@@ -93,10 +93,7 @@ __device__ __forceinline__ void vals_keys(const sel_row &r, int32_t s0, float4 v
     for (int i = 0; i < SEL_VEC; i++) {
         const int32_t s = s0 + i;
         valid[i] = s < r.S;
-        key[i] = ev[i] ? 0u
-                 : s < r.sinks ? 0xffffffffu
-                 : s >= r.S - r.recent ? 0xff800001u + (uint32_t)(s - (r.S - r.recent))
-                 : lk_float_key(x[i]);
+        key[i] = ev[i] ? 0u : lk_sel_key(s, r.S, r.sinks, r.recent, x[i]);
     }
 }
 
@@ -137,10 +134,6 @@ template <bool SIMPLE> struct row_stream {
             for (int i = 0; i < SEL_VEC; i++) key[i] = 0u, valid[i] = false;
     }
 };
-
-/* Digit widths and shifts of the three passes: 12, 10 and 10 bits. */
-__device__ __forceinline__ int pass_shift(int pass) { return pass == 0 ? 20 : pass == 1 ? 10 : 0; }
-__device__ __forceinline__ int pass_bits(int pass) { return pass == 0 ? 12 : 10; }
 
 /* A block's shared memory; the cluster root's histogram, state, append
  * counter and tie counts are the cluster's. The boundary bucket's keys
@@ -217,7 +210,7 @@ __device__ __forceinline__ void put(const lk_select_args &a, const sel_row &r, s
 template <bool SIMPLE, int T>
 __device__ int32_t hist_pass(sel_smem<T> &sm, const uint2 *keep, const lk_select_args &a, const sel_row &r, int32_t lo,
                              int32_t hi, int pass, const lk_sel_state &st) {
-    const int shift = pass_shift(pass), nb = 1 << pass_bits(pass);
+    const int shift = lk_sel_shift(pass), nb = 1 << lk_sel_bits(pass);
     int32_t mine = 0;
     if (keep) {
         for (int i = threadIdx.x; i < min(sm.nkeep, SEL_CAP); i += T) {
@@ -242,43 +235,11 @@ __device__ int32_t hist_pass(sel_smem<T> &sm, const uint2 *keep, const lk_select
     return mine;
 }
 
-/* Root only: the digit of this pass where the count from the top reaches
- * st.need, from the cluster's histogram; updates st (and clears the
- * histogram for the next pass). Each thread takes adjacent bins, thread 0
- * the top ones; a block scan from the top finds the boundary. */
+/* Root only: the pass's digit (lk_sel_digit); the row's count once its
+ * threshold is final. */
 template <int T>
 __device__ void sel_digit(sel_smem<T> &sm, int pass, const sel_row &r, const lk_select_args &a) {
-    constexpr int PER = SEL_BINS / T; /* first-digit bins per thread */
-    const int nb = 1 << pass_bits(pass), per = nb / T, tid = threadIdx.x;
-    lk_sel_state st = sm.st;
-    uint32_t h[PER], local = 0, before;
-    const int lo = nb - (tid + 1) * per;
-#pragma unroll
-    for (int i = 0; i < PER; i++) h[i] = 0;
-#pragma unroll
-    for (int i = 0; i < PER; i++)
-        if (i < per) h[i] = sm.hist[lo + i], local += h[i];
-    cub::BlockScan<uint32_t, T>(sm.scan).ExclusiveSum(local, before);
-    const uint32_t need = (uint32_t)st.need;
-    __syncthreads(); /* every thread has read st before the finder writes it */
-    if (before < need && before + local >= need) {
-        uint32_t acc = before;
-#pragma unroll
-        for (int i = PER - 1; i >= 0; i--) { /* from this thread's top bin down */
-            if (i >= per || acc >= need) continue;
-            if (acc + h[i] >= need) {
-                st.P = (pass == 0 ? 0u : st.P << pass_bits(pass)) | (uint32_t)(lo + i);
-                st.sh = pass_shift(pass);
-                st.need -= (int32_t)acc;
-                st.C = (int32_t)h[i]; /* keys equal to the prefix (the ties once resolved) */
-                if (st.C == st.need || pass == 2) st.mode = 1; /* taken whole, or fully resolved */
-                sm.st = st;
-                if (st.mode == 1) a.n_sel[r.id] = r.k;
-            }
-            acc += h[i];
-        }
-    }
-    for (int i = tid; i < nb; i += T) sm.hist[i] = 0;
+    if (lk_sel_digit<T>(sm.hist, &sm.st, sm.scan, pass)) a.n_sel[r.id] = r.k;
 }
 
 /* After the first digit left its bucket P0 undecided: append the slice's
@@ -364,7 +325,7 @@ __global__ void __launch_bounds__(T, 1024 / T) sel_kernel(const lk_select_args a
         }
         if (c != 0) { /* add the slice's histogram into the root's */
             __syncthreads();
-            for (int i = tid; i < (1 << pass_bits(pass)); i += T) {
+            for (int i = tid; i < (1 << lk_sel_bits(pass)); i += T) {
                 const uint32_t v = sm.hist[i];
                 if (v) atomicAdd(&root->hist[i], v), sm.hist[i] = 0;
             }

@@ -143,6 +143,9 @@ void lk_backend_cuda_profile_ms(const lk_backend *be, double ms[LK_PROF_N]);
 /* Capture and replay decode steps as CUDA graphs (on by default); off:
  * every kernel is launched (for measurements). No-op on other backends. */
 void lk_backend_cuda_set_graphs(lk_backend *be, bool on);
+/* Which Loki decode steps run as one fused kernel (loki_cuda_fused;
+ * lk_gpu_attn_set_fused). No-op on other backends. */
+void lk_backend_cuda_set_fused(lk_backend *be, loki_cuda_fused mode);
 /* The GPU attention's k_fixed (loki_attn_params): every row selects k
  * tokens, 0 = the method's budget; perplexity --mode prefill sets it per
  * window as it does on the CPU's lk_attn. No-op on other backends. */

@@ -523,13 +523,25 @@ static const lk_backend_ops k_cuda_ops = {
     .destroy = cu_destroy,
 };
 
+/* Forget the captured decode step: the next step is captured anew. */
+static void drop_graph(be_cuda *b) {
+    lk_cuda_graph_free(b->graph);
+    b->graph = NULL;
+    b->graph_key = b->last_key = UINT64_MAX;
+}
+
 void lk_backend_cuda_set_graphs(lk_backend *be, bool on) {
     if (!be || be->ops != &k_cuda_ops) return;
     be_cuda *b = cu_of(be);
     b->graphs = on;
-    lk_cuda_graph_free(b->graph);
-    b->graph = NULL;
-    b->graph_key = b->last_key = UINT64_MAX;
+    drop_graph(b);
+}
+
+void lk_backend_cuda_set_fused(lk_backend *be, loki_cuda_fused mode) {
+    if (!be || be->ops != &k_cuda_ops) return;
+    be_cuda *b = cu_of(be);
+    lk_gpu_attn_set_fused(b->attn, mode);
+    drop_graph(b); /* a captured step holds the kernels of the old choice */
 }
 
 void lk_backend_cuda_set_k_fixed(lk_backend *be, int32_t k) {
@@ -538,10 +550,7 @@ void lk_backend_cuda_set_k_fixed(lk_backend *be, int32_t k) {
     if (k == b->k_fixed) return;
     b->k_fixed = k;
     lk_gpu_attn_set_k_fixed(b->attn, k);
-    /* a captured step holds the old budget in its kernels' arguments */
-    lk_cuda_graph_free(b->graph);
-    b->graph = NULL;
-    b->graph_key = b->last_key = UINT64_MAX;
+    drop_graph(b); /* a captured step holds the old budget in its kernels' arguments */
 }
 
 loki_status lk_backend_cuda_profile(lk_backend *be, bool on, loki_error *err) {

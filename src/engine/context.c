@@ -45,6 +45,7 @@ static loki_status make_backend(loki_context *c, loki_error *err) {
                          : lk_backend_cpu_init(&c->be, c->model, c->cpu, &c->kv, &c->attn, &c->calib, err);
     if (st) return st;
     if (c->device == LOKI_DEVICE_CUDA && c->no_graphs) lk_backend_cuda_set_graphs(c->be, false);
+    if (c->device == LOKI_DEVICE_CUDA) lk_backend_cuda_set_fused(c->be, c->fused);
     lk_backend *be = c->be;
     struct {
         float **p;
@@ -110,6 +111,7 @@ loki_status loki_context_init(loki_model *model, const loki_context_params *para
     if (c->n_batch > c->n_ctx) c->n_batch = c->n_ctx;
     c->n_seq = params->n_seq > 0 ? params->n_seq : 1;
     c->no_graphs = params->no_cuda_graphs;
+    c->fused = params->cuda_fused;
     c->attn_params = loki_attn_default_params();
     loki_status st;
     if (!(c->seq_pos = lk_calloc((size_t)c->n_seq, sizeof(int32_t), err))) {
