@@ -135,14 +135,14 @@ typedef enum loki_device {
 } loki_device;
 
 /* Which Loki decode steps on the GPU run score, select, attend and merge as
- * one kernel (loki_fused.cu, docs/GPU.md) instead of the separate stages.
- * The kernel takes per-head selections (not --gqa-shared) when its clusters
- * fit the GPU well; the others always take the stages. */
+ * one kernel (loki_fused.cu, docs/GPU.md) instead of the separate stages,
+ * when its clusters fit the GPU well (else the stages run). */
 typedef enum loki_cuda_fused {
     LOKI_CUDA_FUSED_DEFAULT = 0,  /* the build's choice (LOKI_CUDA_FUSED_MHA) */
     LOKI_CUDA_FUSED_OFF = 1,      /* always the separate stages */
     LOKI_CUDA_FUSED_MHA = 2,      /* one query head per KV head (measured faster on an H200) */
     LOKI_CUDA_FUSED_PER_HEAD = 3, /* every per-head selection, grouped-query models too */
+    LOKI_CUDA_FUSED_ALL = 4,      /* per-head and the summed --gqa-shared selection (not --gqa-max) */
 } loki_cuda_fused;
 
 typedef struct loki_context_params {

@@ -52,10 +52,9 @@ typedef struct spec {
                               must go to the lower positions as on the CPU */
     int steps;             /* 0/1: one step; more: each further step appends a token (H2O) */
     int splits;            /* > 0: the attend stage's splits per row forced (lk_gpu_attn_set_splits) */
-    bool stages;           /* Loki MHA through the separate stages instead of the fused kernel
-                              (lk_gpu_attn_set_fused off); no step may run fused */
-    bool fuse_groups;      /* Loki per-head selections of grouped heads through the fused kernel too
-                              (LOKI_CUDA_FUSED_PER_HEAD); at least one step must run fused */
+    loki_cuda_fused fused; /* which Loki steps may run as the fused kernel (lk_gpu_attn_set_fused;
+                              0: LOKI_CUDA_FUSED_MHA): OFF, none; PER_HEAD / ALL: at least one must */
+    int fused_blocks;      /* > 0: the fused kernel's blocks per row forced (lk_gpu_attn_set_fused_blocks) */
 } spec;
 
 /* Everything a case builds. Row (pos, kh) of a (cap, Hkv, D) buffer is at (pos*Hkv + kh)*D. */
@@ -333,9 +332,8 @@ static bool world_build(world *w) {
     if (lk_gpu_attn_init(&w->ga, w->kv, s->H, B, &w->p, &err))
         return fail(NULL, "%s: lk_gpu_attn_init: %s", s->name, err.msg);
     lk_gpu_attn_set_splits(w->ga, s->splits);
-    lk_gpu_attn_set_fused(w->ga, s->stages        ? LOKI_CUDA_FUSED_OFF
-                                 : s->fuse_groups ? LOKI_CUDA_FUSED_PER_HEAD
-                                                  : LOKI_CUDA_FUSED_MHA);
+    lk_gpu_attn_set_fused(w->ga, s->fused ? s->fused : LOKI_CUDA_FUSED_MHA);
+    lk_gpu_attn_set_fused_blocks(w->ga, s->fused_blocks);
     loki_attn_params pd = loki_attn_default_params();
     for (int b = 0; b < B && s->vs_dense; b++)
         if ((!w->kv2 && lk_gpu_kv_init(g_cu, &w->kv2, L, Hkv, D, NULL, pages + 4, B, maxp + 1, &err)) ||
@@ -642,12 +640,19 @@ static void run_case(int ci, const spec *s) {
     printf("rows vs CPU %d, vs double %d, attend-all %d, tie-differing sets %d (exact ties not to the lower "
            "position %d); worst output error %.3g (tol %.3g); fused steps %d of %d\n", t.cpu, t.dbl, t.all, t.ties,
            t.xties, t.err, t.tol, t.fused, t.steps);
-    /* the fused kernel takes Loki's per-head selections only, grouped heads only when asked */
-    const bool may_fuse = s->method == LOKI_ATTN_LOKI && !s->stages && !w.shared && (w.G == 1 || s->fuse_groups);
+    /* the fused kernel takes Loki's selections as the mode says: per-head ones
+     * of one query head per KV head (MHA), of grouped heads (PER_HEAD), the
+     * summed shared one too (ALL; groups that divide the attend's row groups) */
+    const loki_cuda_fused fm = s->fused ? s->fused : LOKI_CUDA_FUSED_MHA;
+    const bool shared_ok = fm == LOKI_CUDA_FUSED_ALL && !s->gqa_max && 16 % w.G == 0;
+    const bool may_fuse = s->method == LOKI_ATTN_LOKI && fm != LOKI_CUDA_FUSED_OFF &&
+                          (w.shared ? shared_ok : w.G == 1 || fm >= LOKI_CUDA_FUSED_PER_HEAD);
     CHECKF(may_fuse || t.fused == 0, "%s: %d of %d steps ran as the fused kernel, which must not take them", s->name,
            t.fused, t.steps);
-    CHECKF(!(may_fuse && s->fuse_groups) || t.fused > 0, "%s: no step ran as the fused kernel (%d steps)", s->name,
-           t.steps);
+    /* (every such case fits one wave of clusters on an H200; a GPU with far
+     * fewer SMs, e.g. a MIG slice, could leave the 33000-token ones to the stages) */
+    CHECKF(!(may_fuse && fm >= LOKI_CUDA_FUSED_PER_HEAD) || t.fused > 0,
+           "%s: no step ran as the fused kernel (%d steps)", s->name, t.steps);
     if (s->flat)
         CHECKF(t.xties == 0, "%s: %d rows broke exact ties away from the lower positions", s->name, t.xties);
     if (s->method == LOKI_ATTN_H2O) {
@@ -707,6 +712,9 @@ int main(void) {
 #define DN .method = LOKI_ATTN_DENSE
 #define TK .method = LOKI_ATTN_EXACT_TOPK
 #define LK .method = LOKI_ATTN_LOKI
+#define OF LOKI_CUDA_FUSED_OFF
+#define PH LOKI_CUDA_FUSED_PER_HEAD
+#define AL LOKI_CUDA_FUSED_ALL
     const spec cases[] = {
         {"dense MHA", 2, 4, 4, 128, 3, {1, 63, 4097}, DN},
         {"dense GQA 4", 1, 8, 2, 64, 3, {64, 65, 1000}, DN},
@@ -765,15 +773,15 @@ int main(void) {
         {"loki flat keys, MHA long rows (ties)", 1, 2, 2, 64, 2, {20000, 3000}, LK, .kf = 0.125f, .d = 16, .flat = 1,
          .steps = 2},
         /* Loki with one query head per KV head runs the fused kernel
-         * (loki_fused.cu) unless .stages: the MHA cases above are fused;
+         * (loki_fused.cu) unless .fused = OF: the MHA cases above are fused;
          * these run the separate stages on the same shapes, and the budget
          * options through the fused kernel (slices of up to 4608 tokens:
          * 70000 tokens take clusters of 16) */
-        {"loki per head, group 1, stages", 2, 4, 4, 128, 3, {1000, 65, 4097}, LK, .kf = 0.25f, .d = 32, .stages = 1},
-        {"loki long rows, stages", 1, 4, 4, 128, 3, {20000, 9000, 8192}, LK, .kf = 0.125f, .d = 32, .stages = 1},
+        {"loki per head, group 1, stages", 2, 4, 4, 128, 3, {1000, 65, 4097}, LK, .kf = 0.25f, .d = 32, .fused = OF},
+        {"loki long rows, stages", 1, 4, 4, 128, 3, {20000, 9000, 8192}, LK, .kf = 0.125f, .d = 32, .fused = OF},
         {"loki flat keys, MHA, stages (ties)", 1, 2, 2, 64, 2, {20000, 3000}, LK, .kf = 0.125f, .d = 16, .flat = 1,
-         .stages = 1},
-        {"loki many rows, stages", 1, 96, 96, 64, 3, {1000, 65, 4097}, LK, .kf = 0.25f, .d = 16, .stages = 1},
+         .fused = OF},
+        {"loki many rows, stages", 1, 96, 96, 64, 3, {1000, 65, 4097}, LK, .kf = 0.25f, .d = 16, .fused = OF},
         {"loki MHA sinks 4 recent 64", 1, 4, 4, 128, 3, {100, 1000, 4097}, LK, .kf = 0.125f, .d = 32, .sinks = 4,
          .recent = 64},
         {"loki MHA k=1", 1, 4, 4, 64, 3, {1, 65, 4097}, LK, .d = 16, .k_fixed = 1},
@@ -788,15 +796,43 @@ int main(void) {
         /* grouped query heads, each with its own selection, through the
          * fused kernel (LOKI_CUDA_FUSED_PER_HEAD: row h reads KV head h / G) */
         {"loki per head, group 4, fused", 2, 8, 2, 64, 3, {4097, 200, 63}, LK, .kf = 0.125f, .d = 16,
-         .fuse_groups = 1, .steps = 2},
+         .fused = PH, .steps = 2},
         {"loki per head, group 8, fused", 1, 16, 2, 128, 3, {1000, 4097, 64}, LK, .kf = 0.25f, .d = 40,
-         .fuse_groups = 1},
+         .fused = PH},
         {"loki per head, group 4, fused long rows", 1, 8, 2, 128, 2, {33000, 9000}, LK, .kf = 0.125f, .d = 32,
-         .fuse_groups = 1, .sinks = 4, .recent = 64},
+         .fused = PH, .sinks = 4, .recent = 64},
         {"loki per head, group 2, fused flat (ties)", 1, 4, 2, 64, 2, {20000, 3000}, LK, .kf = 0.125f, .d = 16,
-         .flat = 1, .fuse_groups = 1},
+         .flat = 1, .fused = PH},
         {"loki gqa-shared, per-head fusion on (stages)", 1, 8, 2, 64, 3, {4097, 1000, 65}, LK, .kf = 0.25f,
-         .d = 16, .gqa_shared = 1, .fuse_groups = 1},
+         .d = 16, .gqa_shared = 1, .fused = PH},
+        /* the summed shared selection through the fused kernel (ALL): the
+         * group's summed query selects, each head attends */
+        {"loki gqa-shared group 4, fused", 2, 8, 2, 128, 3, {1000, 4097, 130}, LK, .kf = 0.25f, .d = 32,
+         .gqa_shared = 1, .fused = AL, .steps = 2},
+        {"loki gqa-shared group 8, fused", 1, 16, 2, 64, 3, {4097, 1000, 65}, LK, .kf = 0.125f, .d = 16,
+         .gqa_shared = 1, .fused = AL},
+        {"loki gqa-shared group 2, fused, sinks/recent", 1, 8, 4, 64, 3, {70, 1000, 4097}, LK, .kf = 0.125f,
+         .d = 16, .sinks = 4, .recent = 64, .gqa_shared = 1, .fused = AL},
+        {"loki gqa-shared group 4, fused long rows", 1, 8, 2, 128, 2, {33000, 8200}, LK, .kf = 0.125f, .d = 40,
+         .gqa_shared = 1, .fused = AL},
+        {"loki gqa-shared group 16, fused k=1", 1, 16, 1, 128, 3, {2, 1000, 4097}, LK, .d = 32, .k_fixed = 1,
+         .gqa_shared = 1, .fused = AL},
+        {"loki gqa-shared flat keys, fused (ties)", 1, 8, 2, 64, 2, {20000, 3000}, LK, .kf = 0.125f, .d = 16,
+         .flat = 1, .gqa_shared = 1, .fused = AL},
+        {"loki gqa-max, fusion on (stages)", 1, 8, 2, 128, 3, {4097, 777, 64}, LK, .kf = 0.125f, .d = 32,
+         .gqa_shared = 1, .gqa_max = 1, .fused = AL},
+        {"loki gqa-shared group 3, fusion on (stages)", 1, 6, 2, 64, 3, {4097, 777, 64}, LK, .kf = 0.125f, .d = 16,
+         .gqa_shared = 1, .fused = AL},
+        {"loki MHA, fusion all", 1, 4, 4, 128, 3, {1000, 65, 4097}, LK, .kf = 0.25f, .d = 32, .fused = AL},
+        /* clusters of 16 forced on short rows: slices of one page, most
+         * blocks of the 65-token row empty; and on many rows (more than
+         * one wave of clusters) */
+        {"loki MHA, 16 blocks forced (empty slices)", 1, 4, 4, 128, 3, {1000, 65, 4097}, LK, .kf = 0.25f, .d = 32,
+         .fused_blocks = 16, .fused = AL},
+        {"loki gqa-shared, 16 blocks forced (empty slices)", 1, 8, 2, 64, 3, {1000, 65, 4097}, LK, .kf = 0.125f,
+         .d = 16, .gqa_shared = 1, .fused_blocks = 16, .fused = AL},
+        {"loki many rows, 8 blocks forced (waves)", 1, 96, 96, 64, 3, {1000, 65, 4097}, LK, .kf = 0.25f, .d = 16,
+         .fused_blocks = 8, .fused = AL},
         {"exact-topk flat keys (ties)", 1, 4, 2, 64, 2, {9000, 700}, TK, .kf = 0.25f, .flat = 1},
         {"h2o group 4, 8 steps", 2, 8, 2, 64, 3, {1, 63, 300}, .method = LOKI_ATTN_H2O, .kf = 0.25f, .steps = 8},
         {"h2o gqa-shared recent 16, 8 steps", 1, 8, 2, 128, 3, {64, 65, 500}, .method = LOKI_ATTN_H2O, .kf = 0.125f,
@@ -805,6 +841,9 @@ int main(void) {
 #undef DN
 #undef TK
 #undef LK
+#undef OF
+#undef PH
+#undef AL
     for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) run_case(i, &cases[i]);
     test_evict_unsupported();
     lk_cpu_free(g_cpu);

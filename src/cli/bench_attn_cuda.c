@@ -49,7 +49,7 @@ static const char *const gqa_names[] = {"none", "shared", "max"};
 
 typedef struct bc_opts {
     const char *s_list, *b_list, *hkv_list, *kfdf, *methods, *gqa, *device, *fused_s;
-    int32_t H, D, reps, device_id, splits, pdl;
+    int32_t H, D, reps, device_id, splits, pdl, fused_c;
     loki_cuda_fused fused; /* parsed --fused */
     float decay, mem_gib;
     bool paper;
@@ -226,7 +226,7 @@ static loki_status time_variant(bench *bn, const shape *sh, const variant *v, lk
     if (st) goto done;
     for (int c = 0; c < C; c++)
         lk_gpu_attn_set_splits(a[c], o->splits), lk_gpu_attn_set_pdl(a[c], o->pdl != 0),
-            lk_gpu_attn_set_fused(a[c], o->fused);
+            lk_gpu_attn_set_fused(a[c], o->fused), lk_gpu_attn_set_fused_blocks(a[c], o->fused_c);
     /* the capture must be ended whatever happens inside it, or the stream
      * stays in capture mode; the first error is the one reported */
     if ((st = lk_cuda_capture_begin(bn->cu, err))) goto done;
@@ -302,6 +302,7 @@ static void report(const bench *bn, const shape *sh, const variant *v, const res
     if (o->splits > 0) cJSON_AddNumberToObject(j, "splits_forced", o->splits);
     cJSON_AddBoolToObject(j, "pdl", o->pdl != 0);
     cJSON_AddStringToObject(j, "fused", cli_fused_name(o->fused));
+    if (o->fused_c > 0) cJSON_AddNumberToObject(j, "fused_blocks_forced", o->fused_c);
     cJSON_AddNumberToObject(j, "bytes", bytes);
     cJSON_AddNumberToObject(j, "gb_per_s", tidy(gbs));
     cJSON_AddNumberToObject(j, "read_bw_gb_per_s", tidy(bn->read_bw));
@@ -466,6 +467,7 @@ static bool parse_lists(bc_opts *o) {
     if (!bad && (o->D < 8 || o->D > 256 || o->D % 8)) bad = "--head-dim: a multiple of 8 up to 256";
     if (!bad && (o->splits < 0 || o->splits > 256)) bad = "--splits: 0 (automatic) to 256";
     if (!bad && o->pdl != 0 && o->pdl != 1) bad = "--pdl: 0 or 1";
+    if (!bad && (o->fused_c < 0 || o->fused_c > 16)) bad = "--fused-blocks: 0 (automatic) to 16";
     if (!bad && (o->reps < 1 || !(o->decay > 0) || !(o->mem_gib > 0) || o->device_id < 0))
         bad = "-r, --decay and --dev-mem-gib must be > 0, --device-id >= 0";
     if (!bad) {
@@ -513,6 +515,9 @@ int cli_bench_attention_cuda(int argc, char **argv) {
         {NULL, "--pdl", CLI_INT, &o.pdl, "0|1",
          "programmatic dependent launch between a step's kernels (default 1; sm_90 and later)"},
         {NULL, "--fused", CLI_STR, &o.fused_s, "MODE", CLI_FUSED_HELP},
+        {NULL, "--fused-blocks", CLI_INT, &o.fused_c, "N",
+         "force the fused kernel's blocks per row (rounded up to a power of two the rows allow), whatever its "
+         "waves; default 0: automatic"},
         {NULL, "--dev-mem-gib", CLI_FLOAT, &o.mem_gib, "G", "skip shapes whose KV cache exceeds G GiB (default 100)"},
     };
     const cli_spec spec = {"bench attention", "loki bench attention --device cuda [options]",

@@ -40,15 +40,15 @@ loki_context *cli_context_init(const char *cmd, loki_model *m, loki_context_para
 int cli_device(const char *cmd, const char *s, loki_device *dev);
 #define CLI_DEVICE_HELP "auto|cpu|cuda: where the model runs (default auto: the GPU when one is present)"
 
-/* Parse --fused default|off|mha|per-head (also 0, 1, 2 for off, mha,
- * per-head; NULL: default): which Loki steps run as the GPU's fused kernel
+/* Parse --fused default|off|mha|per-head|all (also 0..3 for off .. all;
+ * NULL: default): which Loki steps run as the GPU's fused kernel
  * (loki_cuda_fused); prints "loki CMD: ..." and returns 2 when bad. */
 int cli_fused(const char *cmd, const char *s, loki_cuda_fused *mode);
 /* The name of a loki_cuda_fused as --fused spells it. */
 const char *cli_fused_name(loki_cuda_fused mode);
 #define CLI_FUSED_HELP                                                                                             \
-    "CUDA Loki steps as one kernel: mha (one query head per KV head), per-head (grouped heads too), off (the "    \
-    "separate stages) or default (this build's: mha); 0, 1, 2 = off, mha, per-head"
+    "CUDA Loki steps as one kernel: mha (one query head per KV head), per-head (grouped heads too), all (and "   \
+    "--gqa-shared), off (the separate stages) or default (this build's: mha); 0..3 = off .. all"
 
 
 /* Help of -ctk/--cache-type-k and -ctv/--cache-type-v. */

@@ -75,22 +75,23 @@ int cli_device(const char *cmd, const char *s, loki_device *dev) {
 }
 
 /* --fused's values by loki_cuda_fused, each with its number (none for default) */
-static const char *const fused_names[4][2] = {{"default", "default"}, {"off", "0"}, {"mha", "1"}, {"per-head", "2"}};
+static const char *const fused_names[5][2] = {
+    {"default", "default"}, {"off", "0"}, {"mha", "1"}, {"per-head", "2"}, {"all", "3"}};
 
 int cli_fused(const char *cmd, const char *s, loki_cuda_fused *mode) {
     *mode = LOKI_CUDA_FUSED_DEFAULT;
     if (!s) return 0;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (!strcmp(s, fused_names[i][0]) || !strcmp(s, fused_names[i][1])) {
             *mode = (loki_cuda_fused)i;
             return 0;
         }
-    fprintf(stderr, "loki %s: --fused must be default, off, mha or per-head (or 0, 1, 2), got '%s'\n", cmd, s);
+    fprintf(stderr, "loki %s: --fused must be default, off, mha, per-head or all (or 0..3), got '%s'\n", cmd, s);
     return 2;
 }
 
 const char *cli_fused_name(loki_cuda_fused mode) {
-    return (int)mode >= 0 && (int)mode < 4 ? fused_names[mode][0] : "default";
+    return (int)mode >= 0 && (int)mode < 5 ? fused_names[mode][0] : "default";
 }
 
 /* Context and attention method; LOKI_ERR_UNSUPPORTED from the GPU under

@@ -53,12 +53,15 @@ struct lk_gpu_attn {
 };
 
 /* dev/cuda variant knob: the loki_cuda_fused that LOKI_CUDA_FUSED_DEFAULT
- * means in this build (2: MHA; 1 builds a loki whose Loki steps take the
- * separate stages, 3 one that fuses grouped-query heads too). `bench
- * decode --fused` and `bench attention --fused` choose per run. */
+ * means in this build (LOKI_CUDA_FUSED_MHA; _OFF builds a loki whose Loki
+ * steps take the separate stages). `bench decode --fused` and `bench
+ * attention --fused` choose per run. */
 #ifndef LK_FUSED_DEFAULT
 #define LK_FUSED_DEFAULT LOKI_CUDA_FUSED_MHA
 #endif
+/* session 18's knob took 0 / 1: a name now (1 would be LOKI_CUDA_FUSED_OFF) */
+static_assert(LK_FUSED_DEFAULT >= LOKI_CUDA_FUSED_OFF && LK_FUSED_DEFAULT <= LOKI_CUDA_FUSED_ALL,
+              "LK_FUSED_DEFAULT: a loki_cuda_fused name other than LOKI_CUDA_FUSED_DEFAULT");
 
 static bool sparse_method(loki_attn_method m) {
     return m == LOKI_ATTN_LOKI || m == LOKI_ATTN_EXACT_TOPK || m == LOKI_ATTN_H2O;
@@ -279,6 +282,11 @@ extern "C" void lk_gpu_attn_set_splits(lk_gpu_attn *a, int n_split) { a->n_split
 extern "C" void lk_gpu_attn_set_fused(lk_gpu_attn *a, loki_cuda_fused mode) {
     a->fused = mode == LOKI_CUDA_FUSED_DEFAULT ? (loki_cuda_fused)LK_FUSED_DEFAULT : mode;
 }
+
+extern "C" void lk_gpu_attn_set_fused_blocks(lk_gpu_attn *a, int blocks) {
+    a->plan.force_c = LK_MAX(blocks, 0);
+    a->plan.B = 0; /* the next launch chooses again */
+}
 extern "C" void lk_gpu_attn_set_pdl(lk_gpu_attn *a, bool on) { a->pdl = on && a->cu->prop.major >= 9; }
 extern "C" int lk_gpu_attn_splits(const lk_gpu_attn *a) { return a->n_split_last; }
 
@@ -305,14 +313,19 @@ static loki_status attn_run(lk_gpu_attn *a, const lk_kv_view &view, int32_t B, i
     lk_attend_args at;
     int dmax = 8; /* the layer's widest split dim (the score and fused kernels' lanes per key) */
     for (int h = 0; h < a->Hkv; h++) dmax = LK_MAX(dmax, kv->d_host[layer * a->Hkv + h]);
+    /* the fused kernel's selections: per-head with one query head per KV
+     * head (MHA), with grouped heads too (PER_HEAD), and the summed shared
+     * selection too (ALL) */
+    const bool fuse = a->fused == LOKI_CUDA_FUSED_ALL
+                          ? !a->shared || !a->p.gqa_max
+                          : !a->shared && (a->fused == LOKI_CUDA_FUSED_PER_HEAD ||
+                                           (a->fused == LOKI_CUDA_FUSED_MHA && a->G == 1));
     if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[0], s));
 
-    /* Loki with per-head selections (one query head per KV head unless
-     * LOKI_CUDA_FUSED_PER_HEAD): the whole step in one kernel when it fits
-     * the GPU (loki_fused.cu; timed as the attend stage) */
-    if (m == LOKI_ATTN_LOKI && !a->shared &&
-        (a->fused == LOKI_CUDA_FUSED_PER_HEAD || (a->fused == LOKI_CUDA_FUSED_MHA && a->G == 1))) {
-        const lk_fused_args f = {view, a->p, q, a->H, a->G, a->scale, a->n_ctx, a->slots, a->n_sel, out};
+    /* Loki: the whole step in one kernel when it fits the GPU (loki_fused.cu;
+     * timed as the attend stage) */
+    if (m == LOKI_ATTN_LOKI && fuse) {
+        const lk_fused_args f = {view, a->p, q, a->H, a->G, a->scale, a->n_ctx, a->slots, a->n_sel, out, a->shared};
         bool taken = false;
         if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[1], s));
         if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[2], s));
@@ -465,10 +478,10 @@ static int cmp_i32(const void *x, const void *y) {
 extern "C" loki_status lk_gpu_attn_selection(lk_gpu_attn *a, int32_t b, int32_t h, int32_t *pos, int32_t *n,
                                              loki_error *err) {
     loki_status st = LOKI_OK;
-    const int32_t S = a->kv->len_host[b], row = a->shared ? h / a->G : h;
     int32_t ns = -1;
     if (b < 0 || b >= a->max_batch || h < 0 || h >= a->H)
         return lk_fail(err, LOKI_ERR_ARG, "GPU attention: selection (%d, %d) out of range", b, h);
+    const int32_t S = a->kv->len_host[b], row = a->shared ? h / a->G : h;
     if (a->idx && (st = lk_cuda_download(a->cu, &ns, a->n_sel + (size_t)b * a->sel_rows + row, 4, err))) return st;
     if (ns < 0) {
         for (int32_t i = 0; i < S; i++) pos[i] = i;

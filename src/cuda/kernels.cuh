@@ -134,10 +134,11 @@ __device__ __forceinline__ float lk_key_float(uint32_t k) {
 
 /* ------------------------------------------------------------- fused */
 
-/* Loki's decode step for per-head selections in one kernel (loki_fused.cu):
- * score, select, attend and merge of row (b, h) in one cluster; writes out
- * (B, H, D) and, as lk_launch_select does, each row's entries (slots) and
- * count (n_sel; -1 when the row attends to all of its tokens). */
+/* Loki's decode step in one kernel (loki_fused.cu): score, select, attend
+ * and merge of a selection row (b, query head h, or b, KV head when shared)
+ * in one cluster; writes out (B, H, D) and, as lk_launch_select does, each
+ * row's entries (slots) and count (n_sel; -1 when the row attends to all of
+ * its tokens). */
 struct lk_fused_args {
     lk_kv_view kv;
     loki_attn_params p;  /* budget fields */
@@ -145,22 +146,31 @@ struct lk_fused_args {
     int H, G;            /* query heads; per KV head (row h reads KV head h / G) */
     float scale;
     int n_ctx;
-    int2 *slots;         /* (B, H, n_ctx) */
-    int32_t *n_sel;      /* (B, H) */
+    int2 *slots;         /* (B, R, n_ctx), R = H, or Hkv when shared */
+    int32_t *n_sel;      /* (B, R) */
     float *out;          /* (B, H, D) */
+    bool shared;         /* one selection per KV head from the group's summed query (gqa_shared, not gqa_max) */
 };
 /* The launch choice for one shape, kept by the caller between steps (the
  * same shape comes back every step; a miss costs up to six occupancy
- * queries). Zero-initialised: empty. */
+ * queries). One plan serves one lk_gpu_attn: the kind of row (shared or
+ * not), H, Hkv and G are fixed there, so they are not in the key; nor is
+ * the lanes per key (a layer's split dim may vary with --dvar), since every
+ * instance has the same register bound and shared memory. Zero-initialised:
+ * empty. */
 struct lk_fused_plan {
-    int B, D, lpt;       /* the key: rows' batch, head_dim, lanes per key; B = 0: none yet */
+    int B, D;            /* the key: rows' batch, head_dim; B = 0: none yet */
     int32_t max_len;
     int C, L;            /* blocks per row and slice length; C = 0: the separate stages */
     uint32_t attr_set;   /* bit per kernel instance whose attributes are set */
+    int force_c;         /* > 0: blocks per row forced (lk_gpu_attn_set_fused_blocks; rounded up to what
+                            the rows need, at most 16), whatever the waves */
 };
 /* Whether the kernel takes this shape at all: head_dim 64 or 128, the
- * layer's largest split dim dmax, rows up to 73728 tokens (any G). */
-bool lk_fused_eligible(int D, int dmax, int32_t max_len);
+ * layer's largest split dim dmax, rows up to 73728 tokens; any G for
+ * per-head selections, shared ones a G dividing the attend's row groups
+ * (1, 2, 4, 8, 16). */
+bool lk_fused_eligible(int D, int dmax, int G, bool shared, int32_t max_len);
 /* Launches the step when the shape is eligible and its clusters fit the
  * GPU well (*taken = true); otherwise enqueues nothing (*taken = false) and
  * the caller runs the separate stages. plan: the caller's cache of the

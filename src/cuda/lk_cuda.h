@@ -277,13 +277,19 @@ void lk_gpu_attn_set_splits(lk_gpu_attn *a, int n_split);
  * one before it). Off: plain stream order. For benchmarks. */
 void lk_gpu_attn_set_pdl(lk_gpu_attn *a, bool on);
 /* Which Loki steps run score, select, attend and merge as one kernel
- * (loki_fused.cu): per-head selections (not gqa_shared), head_dim 64 or 128,
- * rows up to 73728 tokens, when its clusters fit the GPU in one wave or the
- * batch makes four waves or more; LOKI_CUDA_FUSED_MHA (the default) only
- * with one query head per KV head, LOKI_CUDA_FUSED_PER_HEAD with grouped
- * query heads too, LOKI_CUDA_FUSED_OFF never. Other shapes and methods take
- * the separate stages. For tests and benchmarks. */
+ * (loki_fused.cu): head_dim 64 or 128, rows up to 73728 tokens, when its
+ * clusters fit the GPU in one wave or the batch makes four waves or more;
+ * LOKI_CUDA_FUSED_MHA (the default) per-head selections with one query head
+ * per KV head, LOKI_CUDA_FUSED_PER_HEAD per-head selections of grouped
+ * heads too, LOKI_CUDA_FUSED_ALL also the summed shared selection (groups
+ * of 1, 2, 4, 8 or 16 heads; not gqa_max), LOKI_CUDA_FUSED_OFF never.
+ * Other shapes and methods take the separate stages. For tests and
+ * benchmarks. */
 void lk_gpu_attn_set_fused(lk_gpu_attn *a, loki_cuda_fused mode);
+/* Force the fused kernel's blocks per selection row (a power of two, raised
+ * to what the longest row needs, at most 16), whatever the waves its
+ * clusters make; 0 restores the automatic choice. For benchmarks. */
+void lk_gpu_attn_set_fused_blocks(lk_gpu_attn *a, int blocks);
 /* Launch shapes from length buckets, for replaying captured steps: when on,
  * lk_gpu_attn_decode sizes its grids and split counts by the buckets of
  * lk_gpu_attn_step_key instead of the exact host lengths, so every step

@@ -51,45 +51,50 @@ namespace cg = cooperative_groups;
 /* Shared memory of a block; the root's hist, st, tcount are the cluster's.
  * The slice's scores sc (L floats) and selected offsets lst (L) follow in
  * dynamic shared memory (fused_smem_bytes), so short slices leave room for
- * more blocks per SM. */
-template <int D> struct fused_smem {
+ * more blocks per SM. SH: a shared selection, whose row attends for up to
+ * 16 query heads (the block's partial per head). */
+template <int D, bool SH> struct fused_smem {
+    static constexpr int NG = FT / (D / 8), HB = SH ? 16 : 1; /* row groups; heads of a row, at most */
     union {
         uint32_t hist[LK_SEL_BINS];     /* select passes */
-        struct {                        /* after the select: the row groups' (m, l, o) */
-            float o[FT / (D / 8)][D];
-            float m[FT / (D / 8)], l[FT / (D / 8)];
+        struct {                        /* after the select (hist is dead by then) */
+            float o[NG][D];             /* the row groups' (m, l, o) */
+            float m[NG], l[NG];
+            float bo[HB][D], bm[HB], bl[HB]; /* this block's partial per head, read by the root */
         } mg;
     } u;
     int32_t bt[F_SLMAX / LK_GPU_PAGE];  /* the slice's block-table entries */
     lk_sel_state st;
     int32_t nloc;                       /* selected in this slice */
     int32_t tcount;                     /* exactly tied keys in this slice (partial ties) */
-    float bo[D], bm, bl;                /* this block's partial */
     typename cub::BlockScan<uint32_t, FT>::TempStorage scan;
 };
 
-template <int D> static size_t fused_smem_bytes(int L) {
-    return (sizeof(fused_smem<D>) + 15) / 16 * 16 + (size_t)L * (sizeof(float) + sizeof(uint16_t));
+template <int D, bool SH> static size_t fused_smem_bytes(int L) {
+    return (sizeof(fused_smem<D, SH>) + 15) / 16 * 16 + (size_t)L * (sizeof(float) + sizeof(uint16_t));
 }
 
 struct lk_fused_row {
     int32_t S, k, sinks, recent, lo, hi;
 };
 
-/* lpt lanes per key for the first d components (a power of two >= d / 8). */
-template <int D, int LPT>
+/* lpt lanes per key for the first d components (a power of two >= d / 8).
+ * SH: the row is a KV head's shared selection (the group's summed query
+ * selects; each of its G query heads attends), else the query head's own. */
+template <int D, int LPT, bool SH>
 __global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a, int C, int L) {
     extern __shared__ __align__(16) unsigned char fsm_raw[];
-    fused_smem<D> &sm = *(fused_smem<D> *)fsm_raw;
-    float *sc = (float *)(fsm_raw + (sizeof(fused_smem<D>) + 15) / 16 * 16); /* (L) scale * q[:d] . k[:d] */
+    fused_smem<D, SH> &sm = *(fused_smem<D, SH> *)fsm_raw;
+    float *sc = (float *)(fsm_raw + (sizeof(fused_smem<D, SH>) + 15) / 16 * 16); /* (L) scale * q[:d] . k[:d] */
     uint16_t *lst = (uint16_t *)(sc + L);                                  /* (L) selected offsets, ascending */
     const int per = (L + FT - 1) / FT;                                     /* positions a thread selects */
     cg::cluster_group cl = cg::this_cluster();
     const int c = (int)cl.block_rank(), tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-    const int h = blockIdx.x / C, b = blockIdx.y, kvh = h / a.G;
+    /* row h of sequence b: query head h (its KV head h / G), or (SH) KV head h */
+    const int h = blockIdx.x / C, b = blockIdx.y, kvh = SH ? h : h / a.G;
     lk_pdl_wait();
     lk_pdl_release();
-    fused_smem<D> *root = cl.map_shared_rank(&sm, 0);
+    fused_smem<D, SH> *root = cl.map_shared_rank(&sm, 0);
     lk_fused_row r;
     r.S = a.kv.seq_len[b];
     r.k = lk_attn_budget(&a.p, r.S);
@@ -98,7 +103,7 @@ __global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a
     r.lo = min(c * L, r.S), r.hi = min(r.lo + L, r.S);
     const bool all = lk_attn_all(&a.p, r.S, r.S, r.k);
     const int d = a.kv.dsplit[a.kv.layer * a.kv.Hkv + kvh];
-    const size_t row = (size_t)b * a.H + h;
+    const size_t row = (size_t)b * (SH ? a.kv.Hkv : a.H) + h; /* of slots and n_sel */
     const int np = (r.hi - r.lo + LK_GPU_PAGE - 1) / LK_GPU_PAGE;
     for (int i = tid; i < np; i += FT) sm.bt[i] = a.kv.block_table[(size_t)b * a.kv.mpps + r.lo / LK_GPU_PAGE + i];
     for (int i = tid; i < LK_SEL_BINS; i += FT) sm.u.hist[i] = 0;
@@ -115,10 +120,16 @@ __global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a
         constexpr int TPI = 32 / LPT, U = 8; /* keys per warp load; loads in flight per lane */
         const int c8 = lane % LPT, grp = lane / LPT;
         const bool act = c8 * 8 < d;
+        /* SH: the group's queries added first, as the score stage's summed row */
         float qr[8];
-        const float *qh = a.q + row * D + c8 * 8;
+        const float *qh = a.q + ((size_t)b * a.H + (SH ? kvh * a.G : h)) * D + c8 * 8;
 #pragma unroll
-        for (int e = 0; e < 8; e++) qr[e] = act ? qh[e] * a.scale : 0.0f;
+        for (int e = 0; e < 8; e++) qr[e] = 0.0f;
+        for (int g = 0; act && g < (SH ? a.G : 1); g++)
+#pragma unroll
+            for (int e = 0; e < 8; e++) qr[e] += qh[(size_t)g * D + e];
+#pragma unroll
+        for (int e = 0; e < 8; e++) qr[e] *= a.scale;
         const int n = r.hi - r.lo, per_it = (FT / 32) * TPI * U; /* keys per block iteration */
         for (int base = 0; base < n; base += per_it) {
             uint4 kc[U];
@@ -220,28 +231,36 @@ __global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a
         if (c == 0 && tid == 0) a.n_sel[row] = st.mode == 3 ? -1 : r.k;
     }
 
-    /* ---- attend: LPR lanes per token (8 dims each), NG row groups a block */
+    /* ---- attend: LPR lanes per token (8 dims each), NG row groups a block;
+     * SH: row group gi takes head gi % G of the tokens gi / G, gi / G + NT, ...
+     * (the G groups of a token read the same rows: one DRAM read, L1 for
+     * the rest), else every group the row's head */
     constexpr int LPR = D / 8, NG = FT / LPR, U = 4;
     const int gi = tid / LPR, li = tid % LPR, dim0 = li * 8;
-    const bool hi_part = dim0 >= d; /* this lane's dims come from k_hi (the rest is in sc) */
+    const int GH = SH ? a.G : 1, hg = gi % GH, NT = NG / GH, tg = gi / GH; /* heads; this group's head, token lane */
+    /* this lane's key dims: MHA only those past d, from k_hi (the rest is
+     * the score in sc); SH all of them (sc holds the summed row's score) */
+    const bool hi_part = dim0 >= d, kload = SH || hi_part;
     float qh8[8], o[8], m = -INFINITY, l = 0.0f;
     {
-        const float *qh = a.q + row * D + dim0;
+        const float *qh = a.q + ((size_t)b * a.H + (SH ? kvh * a.G + hg : h)) * D + dim0;
 #pragma unroll
-        for (int e = 0; e < 8; e++) qh8[e] = hi_part ? qh[e] * a.scale : 0.0f, o[e] = 0.0f;
+        for (int e = 0; e < 8; e++) qh8[e] = kload ? qh[e] * a.scale : 0.0f, o[e] = 0.0f;
     }
-    const size_t khi_off = (size_t)LK_GPU_PAGE * d + (hi_part ? dim0 - d : 0), v_off = (size_t)LK_GPU_PAGE * D + dim0;
-    for (int jb = 0; jb < nloc; jb += NG * U) { /* the same trips for every lane (shuffles) */
+    /* a page's segment: k_lo (P, d), k_hi (P, D - d), v (P, D) */
+    const size_t k_off = hi_part ? (size_t)LK_GPU_PAGE * d + (dim0 - d) : (size_t)dim0, v_off = (size_t)LK_GPU_PAGE * D + dim0;
+    const int k_row = hi_part ? D - d : d;
+    for (int jb = 0; jb < nloc; jb += NT * U) { /* the same trips for every lane (shuffles) */
         uint4 kc[U], vc[U];
         int tt[U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const int j = jb + u * NG + gi;
+            const int j = jb + u * NT + tg;
             tt[u] = j < nloc ? lst[j] : -1;
             const uint16_t *sp = seg0 + (size_t)(tt[u] >= 0 ? sm.bt[tt[u] / LK_GPU_PAGE] : 0) * pstride;
             const int off = (r.lo + max(tt[u], 0)) % LK_GPU_PAGE;
-            kc[u] = tt[u] >= 0 && hi_part ? __ldg((const uint4 *)(sp + khi_off + (size_t)off * (D - d)))
-                                          : make_uint4(0, 0, 0, 0);
+            kc[u] = tt[u] >= 0 && kload ? __ldg((const uint4 *)(sp + k_off + (size_t)off * k_row))
+                                        : make_uint4(0, 0, 0, 0);
             vc[u] = tt[u] >= 0 ? __ldg((const uint4 *)(sp + v_off + (size_t)off * D)) : make_uint4(0, 0, 0, 0);
         }
 #pragma unroll
@@ -253,7 +272,7 @@ __global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a
 #pragma unroll
             for (int off = LPR / 2; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
             if (tt[u] < 0) continue; /* the row group's lanes agree */
-            const float s = sc[tt[u]] + part, mn = fmaxf(m, s);
+            const float s = (SH ? 0.0f : sc[tt[u]]) + part, mn = fmaxf(m, s);
             if (mn == -INFINITY) continue; /* no finite score yet (overflow): weight 0, as attend_tile's */
             const float corr = __expf(m - mn), p = __expf(s - mn);
             lk_unpack8(vc[u], v8);
@@ -263,50 +282,56 @@ __global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a
             m = mn;
         }
     }
-    /* the block's partial from its row groups */
+    /* the block's partial per head from its row groups (those of head hh:
+     * hh, hh + G, ...) */
 #pragma unroll
     for (int e = 0; e < 8; e++) sm.u.mg.o[gi][dim0 + e] = o[e];
     if (li == 0) sm.u.mg.m[gi] = m, sm.u.mg.l[gi] = l;
     __syncthreads();
-    float M = -INFINITY;
-    for (int g = 0; g < NG; g++) M = fmaxf(M, sm.u.mg.m[g]);
-    for (int j = tid; j < D; j += FT) {
-        float O = 0.0f, Lb = 0.0f;
-        for (int g = 0; g < NG; g++) {
+    for (int j = tid; j < GH * D; j += FT) {
+        const int hh = j / D, jd = j % D;
+        float M = -INFINITY, O = 0.0f, Lb = 0.0f;
+        for (int g = hh; g < NG; g += GH) M = fmaxf(M, sm.u.mg.m[g]);
+        for (int g = hh; g < NG; g += GH) {
             const float w = sm.u.mg.m[g] == -INFINITY ? 0.0f : __expf(sm.u.mg.m[g] - M);
-            O = fmaf(sm.u.mg.o[g][j], w, O), Lb = fmaf(sm.u.mg.l[g], w, Lb);
+            O = fmaf(sm.u.mg.o[g][jd], w, O), Lb = fmaf(sm.u.mg.l[g], w, Lb);
         }
-        sm.bo[j] = O;
-        if (j == 0) sm.bm = M, sm.bl = Lb;
+        sm.u.mg.bo[hh][jd] = O;
+        if (jd == 0) sm.u.mg.bm[hh] = M, sm.u.mg.bl[hh] = Lb;
     }
     cl.sync();
-    if (c == 0) { /* the root merges the cluster's partials */
-        float Mr = -INFINITY, Lr = 0.0f;
-        for (int j = 0; j < C; j++) Mr = fmaxf(Mr, cl.map_shared_rank(&sm, j)->bm);
-        for (int j = 0; j < C; j++) {
-            const fused_smem<D> *o2 = cl.map_shared_rank(&sm, j);
-            Lr += o2->bm == -INFINITY ? 0.0f : o2->bl * __expf(o2->bm - Mr);
-        }
-        for (int i = tid; i < D; i += FT) {
-            float O = 0.0f;
+    if (c == 0) /* the root merges the cluster's partials, each head's own */
+        for (int i = tid; i < GH * D; i += FT) {
+            const int hh = i / D, id = i % D;
+            float Mr = -INFINITY, Lr = 0.0f, O = 0.0f;
+            for (int j = 0; j < C; j++) Mr = fmaxf(Mr, cl.map_shared_rank(&sm, j)->u.mg.bm[hh]);
             for (int j = 0; j < C; j++) {
-                const fused_smem<D> *o2 = cl.map_shared_rank(&sm, j);
-                if (o2->bm != -INFINITY) O = fmaf(o2->bo[i], __expf(o2->bm - Mr), O);
+                const fused_smem<D, SH> *o2 = cl.map_shared_rank(&sm, j);
+                const float bm = o2->u.mg.bm[hh];
+                Lr += bm == -INFINITY ? 0.0f : o2->u.mg.bl[hh] * __expf(bm - Mr);
             }
-            a.out[row * D + i] = O / Lr;
+            for (int j = 0; j < C; j++) {
+                const fused_smem<D, SH> *o2 = cl.map_shared_rank(&sm, j);
+                const float bm = o2->u.mg.bm[hh];
+                if (bm != -INFINITY) O = fmaf(o2->u.mg.bo[hh][id], __expf(bm - Mr), O);
+            }
+            a.out[((size_t)b * a.H + (SH ? kvh * a.G + hh : h)) * D + id] = O / Lr;
         }
-    }
     cl.sync(); /* the root has read every block's shared memory */
 }
 
-bool lk_fused_eligible(int D, int dmax, int32_t max_len) {
-    return (D == 64 || D == 128) && dmax >= 8 && dmax <= D && max_len <= F_MAXC * F_SLMAX;
+bool lk_fused_eligible(int D, int dmax, int G, bool shared, int32_t max_len) {
+    const int NG = FT / (D / 8); /* a shared row's G heads split the row groups */
+    return (D == 64 || D == 128) && dmax >= 8 && dmax <= D && max_len <= F_MAXC * F_SLMAX &&
+           (!shared || (G >= 1 && G <= 16 && NG % G == 0));
 }
+
+typedef void (*fused_kern)(const lk_fused_args, int, int);
 
 /* Clusters of C blocks of kern that can be resident at once (they must fit
  * in one GPC: with 16-block clusters an H200 holds 28 of them, not 132 * 4
  * / 16 = 33), 0 on error. */
-static int fused_max_clusters(void (*kern)(const lk_fused_args, int, int), int C, size_t smem) {
+static int fused_max_clusters(fused_kern kern, int C, size_t smem) {
     cudaLaunchConfig_t cfg = {};
     cudaLaunchAttribute at;
     at.id = cudaLaunchAttributeClusterDimension;
@@ -325,61 +350,78 @@ static int fused_max_clusters(void (*kern)(const lk_fused_args, int, int), int C
  * at 33k tokens with 32 heads takes 8, since 32 clusters of 16 are more
  * than the 28 an H200 holds) and whose last block has tokens, else, for
  * batches of at least four waves, slices of at most 4096 tokens; otherwise
- * the stages. Measured on the H200 (2026-12-04, docs/GPU.md "Session 18"). */
-template <int D>
-static void fused_shape(void (*kern)(const lk_fused_args, int, int), int64_t rows, int32_t max_len, int *C, int *L) {
+ * the stages. Measured on the H200 for MHA (2026-12-04, docs/GPU.md
+ * "Session 18"); grouped and shared rows use the same rule, unmeasured. */
+template <int D, bool SH>
+static void fused_shape(fused_kern kern, int64_t rows, int32_t max_len, int force_c, int *C, int *L) {
     auto slice = [&](int c) { return ((max_len + c - 1) / c + LK_GPU_PAGE - 1) / LK_GPU_PAGE * LK_GPU_PAGE; };
     int Cmin = 1, c = 0;
     while ((int64_t)Cmin * F_SLMAX < max_len) Cmin *= 2;
+    if (force_c > 0) { /* for measurements: the next power of two the rows allow, if such clusters fit at all */
+        c = Cmin;
+        while (c < force_c && c < F_MAXC) c *= 2;
+        if (fused_max_clusters(kern, c, fused_smem_bytes<D, SH>(slice(c))) <= 0) c = 0;
+        *C = c, *L = c ? slice(c) : 0;
+        return;
+    }
     for (int c2 = F_MAXC; c2 >= Cmin && !c; c2 /= 2)
         if ((c2 == Cmin || ((max_len + c2 - 1) / c2 >= LK_GPU_PAGE && (int64_t)(c2 - 1) * slice(c2) < max_len)) &&
-            rows <= fused_max_clusters(kern, c2, fused_smem_bytes<D>(slice(c2))))
+            rows <= fused_max_clusters(kern, c2, fused_smem_bytes<D, SH>(slice(c2))))
             c = c2;
     if (!c) {
         int c2 = Cmin;
         while (c2 < F_MAXC && slice(c2) > 4096) c2 *= 2;
-        const int64_t resident = (int64_t)fused_max_clusters(kern, c2, fused_smem_bytes<D>(slice(c2)));
+        const int64_t resident = (int64_t)fused_max_clusters(kern, c2, fused_smem_bytes<D, SH>(slice(c2)));
         if (rows >= 4 * resident && resident > 0) c = c2;
     }
     *C = c, *L = c ? slice(c) : 0;
 }
 
 /* The launch of one kernel instance (bit: its bit in plan->attr_set). */
-template <int D, int LPT>
+template <int D, int LPT, bool SH>
 static cudaError_t launch_fused(const lk_fused_args *a, int B, int32_t max_len, lk_fused_plan *plan, uint32_t bit,
                                 cudaStream_t s, bool *taken) {
-    void (*kern)(const lk_fused_args, int, int) = loki_fused_kernel<D, LPT>;
+    fused_kern kern = loki_fused_kernel<D, LPT, SH>;
     if (!(plan->attr_set & bit)) {
-        cudaError_t e =
-            cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fused_smem_bytes<D>(F_SLMAX));
+        cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             (int)fused_smem_bytes<D, SH>(F_SLMAX));
         if (e == cudaSuccess) e = cudaFuncSetAttribute(kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
         if (e != cudaSuccess) return e;
         plan->attr_set |= bit;
     }
-    if (plan->B != B || plan->D != D || plan->lpt != LPT || plan->max_len != max_len) {
-        fused_shape<D>(kern, (int64_t)B * a->H, max_len, &plan->C, &plan->L);
-        plan->B = B, plan->D = D, plan->lpt = LPT, plan->max_len = max_len;
+    const int R = SH ? a->kv.Hkv : a->H; /* rows per sequence */
+    if (plan->B != B || plan->D != D || plan->max_len != max_len) { /* lk_fused_plan: what the key leaves out */
+        fused_shape<D, SH>(kern, (int64_t)B * R, max_len, plan->force_c, &plan->C, &plan->L);
+        plan->B = B, plan->D = D, plan->max_len = max_len;
     }
     *taken = plan->C > 0;
     if (!*taken) return cudaSuccess;
     const int C = plan->C;
-    return lk_launch_kernel(kern, dim3(C * a->H, B, 1), dim3(FT), fused_smem_bytes<D>(plan->L), s, false, C, *a, C,
-                            plan->L);
+    return lk_launch_kernel(kern, dim3(C * R, B, 1), dim3(FT), fused_smem_bytes<D, SH>(plan->L), s, false, C, *a,
+                            C, plan->L);
 }
 
-cudaError_t lk_launch_loki_fused(const lk_fused_args *a, int B, int32_t max_len, int dmax, lk_fused_plan *plan,
-                                 cudaStream_t s, bool *taken) {
-    *taken = false;
-    if (!lk_fused_eligible(a->kv.D, dmax, max_len)) return cudaSuccess;
-    int lpt = 1;
-    while (lpt * 8 < dmax) lpt <<= 1;
+template <bool SH>
+static cudaError_t launch_fused_lpt(const lk_fused_args *a, int B, int32_t max_len, int lpt, lk_fused_plan *plan,
+                                    cudaStream_t s, bool *taken) {
+    const uint32_t sh = SH ? 9 : 0; /* attribute bits: 9 instances each */
     switch (a->kv.D * 64 + lpt) {
 #define LK_FUSED_CASE(D, LPT, BIT) \
-    case D * 64 + LPT: return launch_fused<D, LPT>(a, B, max_len, plan, 1u << BIT, s, taken);
+    case D * 64 + LPT: return launch_fused<D, LPT, SH>(a, B, max_len, plan, 1u << (BIT + sh), s, taken);
         LK_FUSED_CASE(64, 1, 0) LK_FUSED_CASE(64, 2, 1) LK_FUSED_CASE(64, 4, 2) LK_FUSED_CASE(64, 8, 3)
         LK_FUSED_CASE(128, 1, 4) LK_FUSED_CASE(128, 2, 5) LK_FUSED_CASE(128, 4, 6) LK_FUSED_CASE(128, 8, 7)
         LK_FUSED_CASE(128, 16, 8)
 #undef LK_FUSED_CASE
     default: return cudaSuccess;
     }
+}
+
+cudaError_t lk_launch_loki_fused(const lk_fused_args *a, int B, int32_t max_len, int dmax, lk_fused_plan *plan,
+                                 cudaStream_t s, bool *taken) {
+    *taken = false;
+    if (!lk_fused_eligible(a->kv.D, dmax, a->G, a->shared, max_len)) return cudaSuccess;
+    int lpt = 1;
+    while (lpt * 8 < dmax) lpt <<= 1;
+    return a->shared ? launch_fused_lpt<true>(a, B, max_len, lpt, plan, s, taken)
+                     : launch_fused_lpt<false>(a, B, max_len, lpt, plan, s, taken);
 }

@@ -141,6 +141,7 @@ void lk_gpu_attn_set_timing(lk_gpu_attn *a, bool on) { (void)a, (void)on; }
 void lk_gpu_attn_set_splits(lk_gpu_attn *a, int n_split) { (void)a, (void)n_split; }
 void lk_gpu_attn_set_pdl(lk_gpu_attn *a, bool on) { (void)a, (void)on; }
 void lk_gpu_attn_set_fused(lk_gpu_attn *a, loki_cuda_fused mode) { (void)a, (void)mode; }
+void lk_gpu_attn_set_fused_blocks(lk_gpu_attn *a, int blocks) { (void)a, (void)blocks; }
 int lk_gpu_attn_splits(const lk_gpu_attn *a) { (void)a; return 0; }
 loki_status lk_gpu_attn_stage_ms(lk_gpu_attn *a, float ms[3], loki_error *err) {
     (void)a, (void)ms;
