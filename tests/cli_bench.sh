@@ -44,5 +44,22 @@ if [ $rc -ne 0 ] && [ $rc -lt 128 ] && echo "$err" | grep -q -- "--device cuda";
 else echo "FAIL -b 2 on the CPU: rc=$rc $err"; fail=$((fail+1)); fi
 "$LOKI" bench decode --random-weights "$CFG" -b 0 >/dev/null 2>&1; rc=$?
 if [ $rc -eq 2 ]; then pass=$((pass+1)); else echo "FAIL -b 0 rc=$rc"; fail=$((fail+1)); fi
+# --fused (which CUDA Loki steps run as one kernel): a bad value is refused
+# with exit 2 and a message naming the option, before any model or GPU; a
+# good one is reported in the JSON as given (the CPU run ignores it)
+for cmd in "bench decode --random-weights $CFG" "bench attention --device cuda"; do
+  err=$("$LOKI" $cmd --fused sometimes 2>&1 >/dev/null); rc=$?
+  if [ $rc -eq 2 ] && echo "$err" | grep -q -- "--fused"; then pass=$((pass+1));
+  else echo "FAIL $cmd --fused sometimes: rc=$rc $err"; fail=$((fail+1)); fi
+done
+err=$("$LOKI" bench attention --device cuda --fused-blocks 17 2>&1 >/dev/null); rc=$?
+if [ $rc -eq 2 ] && echo "$err" | grep -q -- "--fused-blocks"; then pass=$((pass+1));
+else echo "FAIL --fused-blocks 17: rc=$rc $err"; fail=$((fail+1)); fi
+out=$("$LOKI" bench decode --random-weights "$CFG" --dtype bf16 --device cpu -t 2 -p 8 -n 2 -r 1 --fused per-head 2>/dev/null)
+if echo "$out" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+assert d["cuda_fused"] == "per-head" and d["decode_tokens_per_s"] > 0
+'; then pass=$((pass+1)); else echo "FAIL --fused per-head in the JSON: $out"; fail=$((fail+1)); fi
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
