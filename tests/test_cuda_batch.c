@@ -25,6 +25,9 @@
  *    B = 4 than for B = 1 (split counts follow the batch), so partial sums
  *    are merged in another order (f32 rounding, ~1e-6 relative), and the
  *    matrix-vector kernels compute each row the same way.
+ *  - Both again for Loki with loki_context_params.cuda_fused =
+ *    LOKI_CUDA_FUSED_PER_HEAD: the fixture's grouped heads through the fused
+ *    kernel (loki_fused.cu), whose blocks per row follow the batch too.
  *  - Errors: a batch larger than the context's sequences, a full sequence,
  *    several sequences on the CPU, and a context too large for the GPU.
  * Skips (77) without a GPU or without fixture-15m.
@@ -39,8 +42,11 @@
 #define BATCH_TOL 1e-3
 #define NB 4
 
-static loki_context *gpu_ctx(loki_model *m, int32_t n_seq, bool graphs, const loki_attn_params *p, loki_error *err) {
+/* fused: which Loki steps run as the fused kernel (loki_cuda_fused; 0: the default) */
+static loki_context *gpu_ctx(loki_model *m, int32_t n_seq, bool graphs, const loki_attn_params *p,
+                             loki_cuda_fused fused, loki_error *err) {
     loki_context_params cp = loki_context_default_params();
+    cp.cuda_fused = fused;
     cp.n_ctx = 256;
     cp.n_batch = 64;
     cp.n_seq = n_seq;
@@ -71,10 +77,10 @@ static loki_pca *identity_pca(const loki_model *m, loki_error *err) {
 }
 
 /* Greedy decode with graphs and without, step by step. */
-static void check_graphs(loki_model *m, const char *name, const loki_attn_params *p, const int32_t *prompt, int n,
-                         int V, bool exact) {
+static void check_graphs(loki_model *m, const char *name, const loki_attn_params *p, loki_cuda_fused fused,
+                         const int32_t *prompt, int n, int V, bool exact) {
     loki_error err = {0};
-    loki_context *g = gpu_ctx(m, 1, true, p, &err), *e = g ? gpu_ctx(m, 1, false, p, &err) : NULL;
+    loki_context *g = gpu_ctx(m, 1, true, p, fused, &err), *e = g ? gpu_ctx(m, 1, false, p, fused, &err) : NULL;
     CHECKF(g && e, "%s: contexts: %s", name, err.msg);
     float *gl = malloc(sizeof(float) * (size_t)V);
     if (g && e && gl) {
@@ -108,13 +114,14 @@ static void check_graphs(loki_model *m, const char *name, const loki_attn_params
 }
 
 /* NB sequences decoded together and alone. */
-static void check_batch(loki_model *m, const char *name, const loki_attn_params *p, const int32_t *text, int V) {
+static void check_batch(loki_model *m, const char *name, const loki_attn_params *p, loki_cuda_fused fused,
+                        const int32_t *text, int V) {
     static const int plen[NB] = {7, 23, 64, 90};
     loki_error err = {0};
-    loki_context *bat = gpu_ctx(m, NB, true, p, &err), *one[NB] = {0};
+    loki_context *bat = gpu_ctx(m, NB, true, p, fused, &err), *one[NB] = {0};
     CHECKF(bat != NULL, "%s: batch context: %s", name, err.msg);
     for (int s = 0; s < NB && bat; s++) {
-        one[s] = gpu_ctx(m, 1, true, p, &err);
+        one[s] = gpu_ctx(m, 1, true, p, fused, &err);
         CHECKF(one[s] != NULL, "%s: context %d: %s", name, s, err.msg);
     }
     float *bl = malloc(sizeof(float) * (size_t)NB * V);
@@ -164,7 +171,7 @@ static void check_batch(loki_model *m, const char *name, const loki_attn_params 
 
 static void check_errors(loki_model *m) {
     loki_error err = {0};
-    loki_context *c = gpu_ctx(m, 2, true, NULL, &err);
+    loki_context *c = gpu_ctx(m, 2, true, NULL, LOKI_CUDA_FUSED_DEFAULT, &err);
     CHECK(c != NULL);
     int32_t t[3] = {1, 2, 3};
     if (c) {
@@ -227,12 +234,17 @@ int main(void) {
     loki.method = LOKI_ATTN_LOKI, loki.kf = 0.25f, loki.df = 0.25f, loki.pca = pca;
     shared = loki, shared.gqa_shared = true, shared.k_min = 16, shared.recent = 8, shared.sinks = 2;
     if (n >= 130 && pca) {
-        check_graphs(m, "dense", &dense, ids, 20, V, true);
-        check_graphs(m, "loki kf .25 df .25", &loki, ids, 20, V, false);
-        check_graphs(m, "loki gqa-shared + budget", &shared, ids, 20, V, false);
-        check_batch(m, "dense", &dense, ids, V);
-        check_batch(m, "loki kf .25 df .25", &loki, ids, V);
-        check_batch(m, "loki gqa-shared + budget", &shared, ids, V);
+        const loki_cuda_fused def = LOKI_CUDA_FUSED_DEFAULT, ph = LOKI_CUDA_FUSED_PER_HEAD;
+        check_graphs(m, "dense", &dense, def, ids, 20, V, true);
+        check_graphs(m, "loki kf .25 df .25", &loki, def, ids, 20, V, false);
+        check_graphs(m, "loki gqa-shared + budget", &shared, def, ids, 20, V, false);
+        /* the fixture's 3 query heads per KV head, each with its own
+         * selection, through the fused kernel (loki_fused.cu) */
+        check_graphs(m, "loki kf .25 df .25, fused per-head", &loki, ph, ids, 20, V, false);
+        check_batch(m, "dense", &dense, def, ids, V);
+        check_batch(m, "loki kf .25 df .25", &loki, def, ids, V);
+        check_batch(m, "loki gqa-shared + budget", &shared, def, ids, V);
+        check_batch(m, "loki kf .25 df .25, fused per-head", &loki, ph, ids, V);
         check_errors(m);
     }
     loki_pca_free(pca);
