@@ -16,7 +16,9 @@
  * exact-topk, pcaattn; PCA calibrated here on the CPU from 256 tokens of
  * WikiText-2) the decode-mode perplexity of 192 tokens on the GPU within
  * PPL_TOL (0.5%, relative) of the CPU's: both select from the same bf16
- * keys, so only scores within rounding of the k-th can flip a selection.
+ * keys, so only scores within rounding of the k-th can flip a selection;
+ * the per-head Loki rows also through the fused kernel (a second GPU
+ * context with cuda_fused = LOKI_CUDA_FUSED_PER_HEAD), within the same.
  * And the prefill-mode perplexity (lk_eval_perplexity, the paper's
  * evaluation: one pass per window, every row selects floor(kf * window);
  * prompt chunks of 64 rows, so rows of later chunks start at pos0 > 0) of
@@ -72,8 +74,10 @@ static int32_t *json_ids(const cJSON *arr, int *n) {
     return ids;
 }
 
-static loki_context *open_ctx(loki_model *m, loki_device dev, loki_error *err) {
+/* fused: which GPU Loki steps run as the fused kernel (0: the default) */
+static loki_context *open_ctx(loki_model *m, loki_device dev, loki_cuda_fused fused, loki_error *err) {
     loki_context_params cp = loki_context_default_params();
+    cp.cuda_fused = fused;
     cp.n_ctx = 512;
     cp.n_batch = 64; /* several prompt chunks for the longest prompt */
     cp.n_threads = 2;
@@ -178,7 +182,7 @@ static void check_dense_prompt(loki_context *cpu, loki_context *gpu, loki_pca *p
 }
 
 /* Decode-mode perplexity of each sparse method, GPU vs CPU. */
-static void check_methods(loki_model *m, loki_context *cpu, loki_context *gpu, int V) {
+static void check_methods(loki_model *m, loki_context *cpu, loki_context *gpu, loki_context *gpu_f, int V) {
     loki_error err = {0};
     char *path = test_shared_path("data/wikitext2-test.raw");
     size_t len = 0;
@@ -232,6 +236,14 @@ static void check_methods(loki_model *m, loki_context *cpu, loki_context *gpu, i
             double pc = exp(decode_nll(cpu, dec, nd, V, &err)), pg = exp(decode_nll(gpu, dec, nd, V, &err));
             CHECKF(fabs(pg - pc) <= PPL_TOL * pc, "%s: decode perplexity GPU %.4f vs CPU %.4f", rows[r].name, pg, pc);
             printf("%-34s decode ppl: CPU %.4f GPU %.4f (rel %.2e)\n", rows[r].name, pc, pg, fabs(pg - pc) / pc);
+            if (gpu_f && p.method == LOKI_ATTN_LOKI && !p.gqa_shared) { /* the same through the fused kernel */
+                const double pf =
+                    loki_context_set_attn(gpu_f, &p, &err) ? NAN : exp(decode_nll(gpu_f, dec, nd, V, &err));
+                CHECKF(fabs(pf - pc) <= PPL_TOL * pc, "%s, fused per-head: decode perplexity GPU %.4f vs CPU %.4f (%s)",
+                       rows[r].name, pf, pc, err.msg);
+                printf("%-34s decode ppl: CPU %.4f GPU fused per-head %.4f (rel %.2e)\n", rows[r].name, pc, pf,
+                       fabs(pf - pc) / pc);
+            }
         }
         const double fc = prefill_ppl(cpu, dec, nd, &err), fg = prefill_ppl(gpu, dec, nd, &err);
         CHECKF(fabs(fg - fc) <= PREFILL_PPL_TOL * fc, "%s: prefill perplexity GPU %.4f vs CPU %.4f (%s)",
@@ -273,7 +285,7 @@ int main(void) {
     loki_model_get_info(m, &info);
     const int V = info.n_vocab;
 
-    loki_context *gpu = open_ctx(m, LOKI_DEVICE_CUDA, &err);
+    loki_context *gpu = open_ctx(m, LOKI_DEVICE_CUDA, LOKI_CUDA_FUSED_DEFAULT, &err);
     if (!gpu) {
         /* the refusal must say why (no CUDA in this build, or no GPU) */
         CHECKF(err.status == LOKI_ERR_UNSUPPORTED && strlen(err.msg) > 10, "--device cuda refused unclearly: %s",
@@ -284,8 +296,13 @@ int main(void) {
         free(ref_dir);
         return g_test.failed ? test_finish() : 77;
     }
-    loki_context *cpu = open_ctx(m, LOKI_DEVICE_CPU, &err);
+    loki_context *cpu = open_ctx(m, LOKI_DEVICE_CPU, LOKI_CUDA_FUSED_DEFAULT, &err);
     CHECK(cpu != NULL);
+    /* the fixture's grouped heads (6 query, 2 KV) with per-head selections
+     * through the fused kernel (loki_fused.cu), the default's separate
+     * stages on the context above */
+    loki_context *gpu_f = open_ctx(m, LOKI_DEVICE_CUDA, LOKI_CUDA_FUSED_PER_HEAD, &err);
+    CHECKF(gpu_f != NULL, "GPU context with cuda_fused = per-head: %s", err.msg);
 
     char jpath[1024];
     snprintf(jpath, sizeof jpath, "%s/logits.json", ref_dir);
@@ -347,11 +364,12 @@ int main(void) {
         free(greedy);
     }
     free(cl);
-    if (cpu) check_methods(m, cpu, gpu, V);
+    if (cpu) check_methods(m, cpu, gpu, gpu_f, V);
     cJSON_Delete(root);
     free(text);
     loki_context_free(cpu);
     loki_context_free(gpu);
+    loki_context_free(gpu_f);
     loki_model_close(m);
     free(dir);
     free(ref_dir);

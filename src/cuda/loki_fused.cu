@@ -275,7 +275,8 @@ __global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a
         for (int e = 0; e < 8; e++) qh8[e] = kload ? qh[e] * a.scale : 0.0f, o[e] = 0.0f;
     }
     /* a page's segment: k_lo (P, d), k_hi (P, D - d), v (P, D) */
-    const size_t k_off = hi_part ? (size_t)LK_GPU_PAGE * d + (dim0 - d) : (size_t)dim0, v_off = (size_t)LK_GPU_PAGE * D + dim0;
+    const size_t k_off = hi_part ? (size_t)LK_GPU_PAGE * d + (dim0 - d) : (size_t)dim0;
+    const size_t v_off = (size_t)LK_GPU_PAGE * D + dim0;
     const int k_row = hi_part ? D - d : d;
     for (int jb = 0; jb < nloc; jb += NT * U) { /* the same trips for every lane (shuffles) */
         uint4 kc[U], vc[U];
