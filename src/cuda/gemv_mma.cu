@@ -26,7 +26,13 @@
  */
 #include "cuda/common.cuh"
 
+/* Warps a block, splitting K (dev/cuda knob: 4 gives 128-thread blocks, 5
+ * resident an SM by registers instead of 2, so the 384 blocks of a 7B
+ * model's q|k|v product with 8 KV heads are one wave of the H200's slots
+ * instead of 1.5; each warp then sums twice the k-steps, another order) */
+#ifndef LK_MMA_WARPS
 #define LK_MMA_WARPS 8
+#endif
 /* Row tiles of 16 per block (RT) and k-steps of 32 in flight per warp (U):
  * W bytes in flight per warp are RT * U KB either way; with RT = 2 each
  * block reads x once for 32 output rows instead of 16, halving the x bytes
