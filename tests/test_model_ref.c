@@ -64,9 +64,17 @@ static void check_model(const char *model_path, double tol, const char *label) {
     loki_model_info info;
     loki_model_get_info(m, &info);
     loki_context_params cp = loki_context_default_params();
+    loki_context *ctx = NULL;
+    /* parameters out of their enums are refused, naming the field, with no context */
+    cp.cuda_fused = (loki_cuda_fused)7;
+    CHECKF(loki_context_init(m, &cp, &ctx, &err) == LOKI_ERR_ARG && strstr(err.msg, "cuda_fused") && !ctx,
+           "%s: cuda_fused 7: %s", label, err.msg);
+    cp = loki_context_default_params(), cp.device = (loki_device)9;
+    CHECKF(loki_context_init(m, &cp, &ctx, &err) == LOKI_ERR_ARG && strstr(err.msg, "device") && !ctx,
+           "%s: device 9: %s", label, err.msg);
+    cp = loki_context_default_params();
     cp.n_ctx = 512;
     cp.n_batch = 64; /* several chunks for the longest prompt: exercises batching */
-    loki_context *ctx = NULL;
     CHECK_OK(loki_context_init(m, &cp, &ctx, &err));
 
     for (cJSON *p = root ? root->child : NULL; p; p = p->next) {

@@ -98,6 +98,9 @@ loki_status loki_context_init(loki_model *model, const loki_context_params *para
         return lk_fail(err, LOKI_ERR_ARG, "n_seq (sequences) must be in 0..4096, got %d", params->n_seq);
     if ((unsigned)params->device > LOKI_DEVICE_AUTO)
         return lk_fail(err, LOKI_ERR_ARG, "--device: unknown device %d", (int)params->device);
+    if ((unsigned)params->cuda_fused > LOKI_CUDA_FUSED_ALL)
+        return lk_fail(err, LOKI_ERR_ARG, "cuda_fused (--fused): unknown mode %d (a loki_cuda_fused)",
+                       (int)params->cuda_fused);
     loki_context *c = lk_calloc(1, sizeof(*c), err);
     if (!c) return LOKI_ERR_NOMEM;
     c->model = model;
