@@ -103,31 +103,24 @@ __device__ __forceinline__ void row_keys(const lk_select_args &a, const sel_row 
     vals_keys<SIMPLE>(r, s0, row_vals<SIMPLE>(a, r, s0), key, valid);
 }
 
-/* A slice's scores in order, each thread's next SEL_PF float4 loaded ahead
- * of their use, so the loads' latency overlaps the work on the current ones
- * (the scans below are otherwise latency-bound: ncu, 2026-12-02). With
- * clusters of one block (a batch of 16 sequences: one 512-thread block per
- * 32k row) a block has 512 x 16 B in flight per load step: SEL_PF > 1 is a
- * dev/cuda knob (default 1, one step ahead: 23ac1b0 in dev/cuda/README.md's
- * log) that keeps more in flight; not measured yet. */
-#ifndef SEL_PF
-#define SEL_PF 1
-#endif
+/* A slice's scores in order, each thread's next float4 loaded one step
+ * ahead of its use, so the load's latency overlaps the work on the current
+ * one (the scans below are otherwise latency-bound: ncu, 2026-12-02). Two
+ * or four steps ahead (session 17's SEL_PF knob) measured no faster on the
+ * H200 (session 18: select 22.6 / 22.6 / 23.3 us at B = 1, 100.5 / 100.7 /
+ * 103.8 at B = 16, 32k), so one it is. */
 template <bool SIMPLE> struct row_stream {
-    float4 buf[SEL_PF]; /* the values of s0 + i * step, i < SEL_PF */
+    float4 buf; /* the values of the next s0 */
     __device__ __forceinline__ void start(const lk_select_args &a, const sel_row &r, int32_t s0, int32_t step,
                                           int32_t hi) {
-#pragma unroll
-        for (int i = 0; i < SEL_PF; i++)
-            buf[i] = s0 + i * step < hi ? row_vals<SIMPLE>(a, r, s0 + i * step) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        (void)step;
+        buf = s0 < hi ? row_vals<SIMPLE>(a, r, s0) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
-    /* keys of s0 (< hi or all invalid), and the load of s0 + SEL_PF * step */
+    /* keys of s0 (< hi or all invalid), and the load of s0 + step */
     __device__ __forceinline__ void next(const lk_select_args &a, const sel_row &r, int32_t s0, int32_t step,
                                          int32_t hi, uint32_t key[SEL_VEC], bool valid[SEL_VEC]) {
-        const float4 cur = buf[0];
-#pragma unroll
-        for (int i = 0; i + 1 < SEL_PF; i++) buf[i] = buf[i + 1];
-        if (s0 + SEL_PF * step < hi) buf[SEL_PF - 1] = row_vals<SIMPLE>(a, r, s0 + SEL_PF * step);
+        const float4 cur = buf;
+        if (s0 + step < hi) buf = row_vals<SIMPLE>(a, r, s0 + step);
         if (s0 < hi) vals_keys<SIMPLE>(r, s0, cur, key, valid);
         else
 #pragma unroll
