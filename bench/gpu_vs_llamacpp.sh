@@ -22,6 +22,7 @@ then in each round, for each depth D and batch size B:
   loki bench decode -m F --device cuda -p P -n N -d D [-b B] -r R --attn dense
   loki bench decode -m F --device cuda -p P -n N -d D [-b B] -r R --attn loki
        --kf KF --df DF --dense-prompt [--gqa-shared: shapes with fewer KV heads than heads]
+       [--fused MODE: when given]
        (--dense-prompt: the prompt and the -d fill attend densely, as llama.cpp's;
        the decode steps select)
   B = 1:  llama-bench -m F -ngl 99 -fa 1 -p P -n N -d D -r R -o json
@@ -44,6 +45,8 @@ recorded as skipped).
   -p N / -n N       prompt / generated tokens (default 512 / 128)
   -r N              repetitions inside each tool's run (default 2)
   --kf X / --df X   Loki's budget (default 0.125 / 0.25)
+  --fused MODE      loki's Loki runs with --fused MODE (off, mha, per-head, all;
+                    default: none given, the build's default)
   --mem-gib N       skip a run when weights + KV cache exceed N GiB (default 130)
   --timeout S       limit of one command, seconds (default 900)
   --scratch DIR     folder for the GGUF files (default: a new folder under
@@ -71,6 +74,7 @@ usage_err() { say "error: $*"; exit 2; }
 loki=$root/build/loki llama_dir="" shapes="llama2-7b,bench/shapes/llama2-7b-kv8.json,llama3-8b"
 dtypes="bf16,q4_k" depths="0,4096,16384,32768" batches="1,16" attns="dense,loki" tools="loki,llama.cpp"
 rounds=2 np=512 ng=128 reps=2 kf=0.125 df=0.25 mem_gib=130 timeout_s=900 scratch="" keep="" out="" dry=0 commit=""
+fused=""
 while [ $# -gt 0 ]; do
   case $1 in
     -h|--help) usage; exit 0 ;;
@@ -92,6 +96,7 @@ while [ $# -gt 0 ]; do
     -r) reps=$2 ;;
     --kf) kf=$2 ;;
     --df) df=$2 ;;
+    --fused) fused=$2 ;;
     --mem-gib) mem_gib=$2 ;;
     --timeout) timeout_s=$2 ;;
     --scratch) scratch=$2 ;;
@@ -241,6 +246,7 @@ for shape in "${shape_list[@]}"; do
               if [ "$attn" = loki ]; then
                 cmd+=(--kf "$kf" --df "$df" --dense-prompt)
                 if [ "$gqa" = 1 ]; then cmd+=(--gqa-shared); fi
+                if [ -n "$fused" ]; then cmd+=(--fused "$fused"); fi
               fi
               if [ $fits = 1 ]; then run loki loki "$shape" "$dtype" "$r" "$depth" "$B" "$attn" -- "${cmd[@]}"
               else skip loki loki "$shape" "$dtype" "$r" "$depth" "$B" "$attn" "$why"; fi

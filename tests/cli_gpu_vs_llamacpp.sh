@@ -44,6 +44,11 @@ for w in "${want[@]}"; do
 done
 grep -q "random-llama2-7b-q4_k.gguf.*--gqa-shared" <<<"$out" && bad "--gqa-shared for llama2-7b (no GQA)" || ok
 [ "$(grep -c "^# skipped" <<<"$out")" = 3 ] && ok || bad "expected 3 skipped runs (llama2-7b B=16 d=16384): $(grep "^# skipped" <<<"$out")"
+# --fused MODE goes to loki's Loki runs only
+out=$(bash "$S" --dry-run --loki "$LOKI" --llama-dir /L --shapes "$CFG" --dtypes q8_0 --depths 0 --batches 16 \
+      --rounds 1 --fused all 2>&1)
+grep -q -- "--attn loki .*--gqa-shared --fused all" <<<"$out" && ok || bad "--fused all not on the Loki run: $out"
+grep -q -- "--attn dense.*--fused" <<<"$out" && bad "--fused on a dense run: $out" || ok
 for args in "--dtypes q5_k" "--depths x" "--shapes nope" "--attn h2o" "--tools vllm" "--bogus" "--rounds"; do
   # shellcheck disable=SC2086
   bash "$S" --dry-run $args >/dev/null 2>&1; rc=$?
