@@ -19,10 +19,14 @@ rounds=${3:-2}
 b16=${4:-0}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "$out"
-attn() { "$loki" bench attention --device cuda --heads 32 --kfdf 0.125:0.25 --methods loki -r 30 "$@" >> "$out/attn.jsonl"; }
+# a run that fails is reported and the rest go on
+attn() {
+  "$loki" bench attention --device cuda --heads 32 --kfdf 0.125:0.25 --methods loki -r 30 "$@" >> "$out/attn.jsonl" ||
+    echo "fused-ab: failed: bench attention $*" >&2
+}
 dec() {
   "$loki" bench decode --device cuda --dtype f16 -p 512 -n 64 -d 32768 -r 1 --attn loki --kf 0.125 --df 0.25 \
-    --dense-prompt "$@" >> "$out/decode.jsonl"
+    --dense-prompt "$@" >> "$out/decode.jsonl" || echo "fused-ab: failed: bench decode $*" >&2
 }
 for r in $(seq 1 "$rounds"); do
   for mode in off mha; do attn --kv-heads 32 --S 16384,32768 --B 1,16 --fused "$mode"; done
