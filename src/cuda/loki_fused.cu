@@ -55,6 +55,17 @@ namespace cg = cooperative_groups;
 #ifndef LK_FUSED_PF
 #define LK_FUSED_PF 0
 #endif
+/* dev/cuda knobs for shared rows, not measured yet: selected tokens in
+ * flight per row group in the attend (a row group takes one head of G, so a
+ * block covers 16 / G times fewer tokens per trip than a per-head row: 4
+ * for G = 4 against 64), and the blocks per SM the registers are bounded
+ * for (8 tokens need more than the 64 registers of 4 blocks). */
+#ifndef LK_FUSED_SHU
+#define LK_FUSED_SHU 4
+#endif
+#ifndef LK_FUSED_SHMINB
+#define LK_FUSED_SHMINB 4
+#endif
 
 /* Shared memory of a block; the root's hist, st, tcount are the cluster's.
  * The slice's scores sc (L floats) and selected offsets lst (L) follow in
@@ -96,7 +107,7 @@ __device__ __forceinline__ void fused_prefetch(const uint16_t *p, int bytes) {
  * SH: the row is a KV head's shared selection (the group's summed query
  * selects; each of its G query heads attends), else the query head's own. */
 template <int D, int LPT, bool SH>
-__global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a, int C, int L) {
+__global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kernel(const lk_fused_args a, int C, int L) {
     extern __shared__ __align__(16) unsigned char fsm_raw[];
     fused_smem<D, SH> &sm = *(fused_smem<D, SH> *)fsm_raw;
     float *sc = (float *)(fsm_raw + (sizeof(fused_smem<D, SH>) + 15) / 16 * 16); /* (L) scale * q[:d] . k[:d] */
@@ -262,7 +273,7 @@ __global__ void __launch_bounds__(FT, 4) loki_fused_kernel(const lk_fused_args a
      * SH: row group gi takes head gi % G of the tokens gi / G, gi / G + NT, ...
      * (the G groups of a token read the same rows: one DRAM read, L1 for
      * the rest), else every group the row's head */
-    constexpr int LPR = D / 8, NG = FT / LPR, U = 4;
+    constexpr int LPR = D / 8, NG = FT / LPR, U = SH ? LK_FUSED_SHU : 4;
     const int gi = tid / LPR, li = tid % LPR, dim0 = li * 8;
     const int GH = SH ? a.G : 1, hg = gi % GH, NT = NG / GH, tg = gi / GH; /* heads; this group's head, token lane */
     /* this lane's key dims: MHA only those past d, from k_hi (the rest is
