@@ -1,7 +1,8 @@
 /*
- * loki_fused.cu - Loki's whole decode step for per-head selections in one
- * kernel: score -> select -> attend -> merge, each row (sequence, query
- * head) of the batch in one thread-block cluster.
+ * loki_fused.cu - Loki's whole decode step in one kernel: score -> select
+ * -> attend -> merge, each selection row of the batch (sequence and query
+ * head, or sequence and KV head for a shared selection) in one
+ * thread-block cluster.
  *
  * Why: with few rows (one sequence, 32 heads) the separate stages leave the
  * GPU idle between them: the select kernel is a chain of latency-bound
@@ -29,7 +30,9 @@
  * head h / G, so each of a group's G rows scores the group's keys itself
  * (the score stage reads them once for the G heads); the G clusters of a
  * group are adjacent in the grid and run side by side, so the later reads
- * should come from L2. Not measured yet, hence not the default (attn.cu).
+ * should come from L2. Shared selections (SH, LOKI_CUDA_FUSED_ALL): the row
+ * is a KV head, its summed query selects and each of its G heads attends.
+ * Neither is measured yet, hence not the default (attn.cu).
  */
 #include "cuda/sel_digit.cuh"
 
@@ -339,16 +342,24 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
         if (jd == 0) sm.u.mg.bm[hh] = M, sm.u.mg.bl[hh] = Lb;
     }
     cl.sync();
-    if (c == 0) /* the root merges the cluster's partials, each head's own */
-        for (int i = tid; i < GH * D; i += FT) {
-            const int hh = i / D, id = i % D;
-            float Mr = -INFINITY, Lr = 0.0f, O = 0.0f;
+    if (c == 0) { /* the root merges the cluster's partials, each head's own */
+        /* each head's (max, sum) over the blocks once, into the root's own
+         * row-group slots (read only by its block partial, done by now) */
+        for (int hh = tid; hh < GH; hh += FT) {
+            float Mr = -INFINITY, Lr = 0.0f;
             for (int j = 0; j < C; j++) Mr = fmaxf(Mr, cl.map_shared_rank(&sm, j)->u.mg.bm[hh]);
             for (int j = 0; j < C; j++) {
                 const fused_smem<D, SH> *o2 = cl.map_shared_rank(&sm, j);
                 const float bm = o2->u.mg.bm[hh];
                 Lr += bm == -INFINITY ? 0.0f : o2->u.mg.bl[hh] * __expf(bm - Mr);
             }
+            sm.u.mg.m[hh] = Mr, sm.u.mg.l[hh] = Lr;
+        }
+        __syncthreads();
+        for (int i = tid; i < GH * D; i += FT) {
+            const int hh = i / D, id = i % D;
+            const float Mr = sm.u.mg.m[hh], Lr = sm.u.mg.l[hh];
+            float O = 0.0f;
             for (int j = 0; j < C; j++) {
                 const fused_smem<D, SH> *o2 = cl.map_shared_rank(&sm, j);
                 const float bm = o2->u.mg.bm[hh];
@@ -356,6 +367,7 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
             }
             a.out[((size_t)b * a.H + (SH ? kvh * a.G + hh : h)) * D + id] = O / Lr;
         }
+    }
     cl.sync(); /* the root has read every block's shared memory */
 }
 
