@@ -61,5 +61,19 @@ import json, sys
 d = json.loads(sys.stdin.read())
 assert d["cuda_fused"] == "per-head" and d["decode_tokens_per_s"] > 0
 '; then pass=$((pass+1)); else echo "FAIL --fused per-head in the JSON: $out"; fail=$((fail+1)); fi
+# --weight-prefetch MIB (CUDA: weights asked into L2 before each product
+# waits): out of 0..64 is refused with exit 2 naming the option; the JSON
+# reports what ran (0 on the CPU, which has no such prefetch)
+for v in -1 65 x; do
+  err=$("$LOKI" bench decode --random-weights "$CFG" --weight-prefetch $v 2>&1 >/dev/null); rc=$?
+  if [ $rc -eq 2 ] && echo "$err" | grep -q -- "--weight-prefetch"; then pass=$((pass+1));
+  else echo "FAIL --weight-prefetch $v: rc=$rc $err"; fail=$((fail+1)); fi
+done
+out=$("$LOKI" bench decode --random-weights "$CFG" --dtype bf16 --device cpu -t 2 -p 8 -n 2 -r 1 --weight-prefetch 8 2>/dev/null)
+if echo "$out" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+assert d["weight_prefetch_mib"] == 0 and d["device"] == "cpu" and d["decode_tokens_per_s"] > 0
+'; then pass=$((pass+1)); else echo "FAIL --weight-prefetch 8 on the CPU in the JSON: $out"; fail=$((fail+1)); fi
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -28,6 +28,10 @@
  *  - Both again for Loki with loki_context_params.cuda_fused =
  *    LOKI_CUDA_FUSED_PER_HEAD: the fixture's grouped heads through the fused
  *    kernel (loki_fused.cu), whose blocks per row follow the batch too.
+ *  - Dense again with cuda_weight_prefetch_mib set on the graph side (4 MiB)
+ *    and on the batch side (64 MiB: every block of every product): the
+ *    prefetch is a hint, so graphs vs eager stay bit-identical and batch vs
+ *    alone within BATCH_TOL.
  *  - Errors: a batch larger than the context's sequences, a full sequence,
  *    several sequences on the CPU, and a context too large for the GPU.
  * Skips (77) without a GPU or without fixture-15m.
@@ -42,11 +46,13 @@
 #define BATCH_TOL 1e-3
 #define NB 4
 
-/* fused: which Loki steps run as the fused kernel (loki_cuda_fused; 0: the default) */
+/* fused: which Loki steps run as the fused kernel (loki_cuda_fused; 0: the
+ * default); wpf: MiB of weights each product prefetches (0: none) */
 static loki_context *gpu_ctx(loki_model *m, int32_t n_seq, bool graphs, const loki_attn_params *p,
-                             loki_cuda_fused fused, loki_error *err) {
+                             loki_cuda_fused fused, int32_t wpf, loki_error *err) {
     loki_context_params cp = loki_context_default_params();
     cp.cuda_fused = fused;
+    cp.cuda_weight_prefetch_mib = wpf;
     cp.n_ctx = 256;
     cp.n_batch = 64;
     cp.n_seq = n_seq;
@@ -76,11 +82,13 @@ static loki_pca *identity_pca(const loki_model *m, loki_error *err) {
     return p;
 }
 
-/* Greedy decode with graphs and without, step by step. */
+/* Greedy decode with graphs and without, step by step; the graphs' context
+ * prefetches wpf MiB of weights a product (a hint: the same bits). */
 static void check_graphs(loki_model *m, const char *name, const loki_attn_params *p, loki_cuda_fused fused,
-                         const int32_t *prompt, int n, int V, bool exact) {
+                         int32_t wpf, const int32_t *prompt, int n, int V, bool exact) {
     loki_error err = {0};
-    loki_context *g = gpu_ctx(m, 1, true, p, fused, &err), *e = g ? gpu_ctx(m, 1, false, p, fused, &err) : NULL;
+    loki_context *g = gpu_ctx(m, 1, true, p, fused, wpf, &err),
+                 *e = g ? gpu_ctx(m, 1, false, p, fused, 0, &err) : NULL;
     CHECKF(g && e, "%s: contexts: %s", name, err.msg);
     float *gl = malloc(sizeof(float) * (size_t)V);
     if (g && e && gl) {
@@ -114,14 +122,14 @@ static void check_graphs(loki_model *m, const char *name, const loki_attn_params
 }
 
 /* NB sequences decoded together and alone. */
-static void check_batch(loki_model *m, const char *name, const loki_attn_params *p, loki_cuda_fused fused,
+static void check_batch(loki_model *m, const char *name, const loki_attn_params *p, loki_cuda_fused fused, int32_t wpf,
                         const int32_t *text, int V) {
     static const int plen[NB] = {7, 23, 64, 90};
     loki_error err = {0};
-    loki_context *bat = gpu_ctx(m, NB, true, p, fused, &err), *one[NB] = {0};
+    loki_context *bat = gpu_ctx(m, NB, true, p, fused, wpf, &err), *one[NB] = {0};
     CHECKF(bat != NULL, "%s: batch context: %s", name, err.msg);
     for (int s = 0; s < NB && bat; s++) {
-        one[s] = gpu_ctx(m, 1, true, p, fused, &err);
+        one[s] = gpu_ctx(m, 1, true, p, fused, 0, &err);
         CHECKF(one[s] != NULL, "%s: context %d: %s", name, s, err.msg);
     }
     float *bl = malloc(sizeof(float) * (size_t)NB * V);
@@ -171,7 +179,7 @@ static void check_batch(loki_model *m, const char *name, const loki_attn_params 
 
 static void check_errors(loki_model *m) {
     loki_error err = {0};
-    loki_context *c = gpu_ctx(m, 2, true, NULL, LOKI_CUDA_FUSED_DEFAULT, &err);
+    loki_context *c = gpu_ctx(m, 2, true, NULL, LOKI_CUDA_FUSED_DEFAULT, 0, &err);
     CHECK(c != NULL);
     int32_t t[3] = {1, 2, 3};
     if (c) {
@@ -235,16 +243,20 @@ int main(void) {
     shared = loki, shared.gqa_shared = true, shared.k_min = 16, shared.recent = 8, shared.sinks = 2;
     if (n >= 130 && pca) {
         const loki_cuda_fused def = LOKI_CUDA_FUSED_DEFAULT, ph = LOKI_CUDA_FUSED_PER_HEAD;
-        check_graphs(m, "dense", &dense, def, ids, 20, V, true);
-        check_graphs(m, "loki kf .25 df .25", &loki, def, ids, 20, V, false);
-        check_graphs(m, "loki gqa-shared + budget", &shared, def, ids, 20, V, false);
+        check_graphs(m, "dense", &dense, def, 0, ids, 20, V, true);
+        check_graphs(m, "loki kf .25 df .25", &loki, def, 0, ids, 20, V, false);
+        check_graphs(m, "loki gqa-shared + budget", &shared, def, 0, ids, 20, V, false);
         /* the fixture's 3 query heads per KV head, each with its own
          * selection, through the fused kernel (loki_fused.cu) */
-        check_graphs(m, "loki kf .25 df .25, fused per-head", &loki, ph, ids, 20, V, false);
-        check_batch(m, "dense", &dense, def, ids, V);
-        check_batch(m, "loki kf .25 df .25", &loki, def, ids, V);
-        check_batch(m, "loki gqa-shared + budget", &shared, def, ids, V);
-        check_batch(m, "loki kf .25 df .25, fused per-head", &loki, ph, ids, V);
+        check_graphs(m, "loki kf .25 df .25, fused per-head", &loki, ph, 0, ids, 20, V, false);
+        /* weights prefetched into L2 before each product waits (graph side
+         * only): the same bits as the eager steps without it */
+        check_graphs(m, "dense, graphs with weight prefetch 4 MiB", &dense, def, 4, ids, 20, V, true);
+        check_batch(m, "dense", &dense, def, 0, ids, V);
+        check_batch(m, "loki kf .25 df .25", &loki, def, 0, ids, V);
+        check_batch(m, "loki gqa-shared + budget", &shared, def, 0, ids, V);
+        check_batch(m, "loki kf .25 df .25, fused per-head", &loki, ph, 0, ids, V);
+        check_batch(m, "dense, batch with weight prefetch 64 MiB", &dense, def, 64, ids, V);
         check_errors(m);
     }
     loki_pca_free(pca);

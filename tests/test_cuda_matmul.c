@@ -33,6 +33,10 @@
  * f32/f16/bf16 W, silu and gelu_tanh) bit for bit against lk_cuda_matmul of
  * each matrix then lk_cuda_glu, its output poisoned first; the shapes it
  * does not take are refused with LOKI_ERR_UNSUPPORTED.
+ * The decode products (n <= 8; 9..16 rows with f16 / bf16 W) and the fused
+ * gate|up product run again with their blocks prefetching W into L2 before
+ * they wait on the kernel before (lk_cuda_mm_set_prefetch), W moved to the
+ * end of its allocation: the same bits are required (a prefetch is a hint).
  * Also checks that bad arguments are refused with LOKI_ERR_ARG and a message,
  * and prints (not asserted) the time and weight bandwidth of the n = 1
  * product per dtype (median of 20 graph replays of one call per copy of W,
@@ -109,8 +113,36 @@ typedef struct env {
     lk_cuda_mm *mm;
     lk_cpu *cpu;
     void *dw, *dx, *dy;  /* device W (largest), x (MAX_N, MAX_IN), y (MAX_N, MAX_OUT) */
+    size_t dw_bytes;     /* dw's size */
     float *nan_y;        /* host (MAX_N * MAX_OUT) NaN */
 } env;
+
+/* The decode products (n <= 8, and 9..16 rows with f16 / bf16 W) again
+ * with their first blocks prefetching W into L2 (lk_cuda_mm_set_prefetch):
+ * all blocks, then about half of W, with W moved to the end of its
+ * allocation (the prefetch must stay inside it). A hint only, so the
+ * outputs must be yg's bits; y is poisoned first. x is already on the GPU. */
+static void prefetch_case(env *E, lk_dtype dt, const uint8_t *w, int64_t in, int64_t out, int n, const float *yg,
+                          const char *what) {
+    const size_t rb = lk_dtype_row_bytes(dt, in), wb = rb * out;
+    const size_t budgets[2] = {(size_t)1 << 40, wb / 2};
+    uint8_t *dw_end = (uint8_t *)E->dw + ((E->dw_bytes - wb) & ~(size_t)255);
+    float *yp = test_xmalloc(sizeof(float) * n * out);
+    loki_error err = {0};
+    bool ok = lk_cuda_upload(E->cu, dw_end, w, wb, &err) == LOKI_OK;
+    for (int b = 0; ok && b < 2; b++) {
+        lk_cuda_mm_set_prefetch(E->mm, budgets[b]);
+        ok = lk_cuda_upload(E->cu, E->dy, E->nan_y, sizeof(float) * n * out, &err) == LOKI_OK &&
+             lk_cuda_matmul(E->mm, E->dy, E->dx, dt, dw_end, in, out, n, &err) == LOKI_OK &&
+             lk_cuda_sync(E->cu, &err) == LOKI_OK &&
+             lk_cuda_download(E->cu, yp, E->dy, sizeof(float) * n * out, &err) == LOKI_OK;
+        CHECKF(ok, "%s, prefetch %zu bytes: %s", what, budgets[b], err.msg);
+        CHECKF(!ok || memcmp(yp, yg, sizeof(float) * n * out) == 0, "%s: prefetch of %zu bytes changed the output",
+               what, budgets[b]);
+    }
+    lk_cuda_mm_set_prefetch(E->mm, 0);
+    free(yp);
+}
 
 /* One case: W (out, in) of dt, n rows of x; compares every output. */
 static void run_case(env *E, lk_dtype dt, int64_t in, int64_t out, int n, bool from_f32, uint64_t seed) {
@@ -192,6 +224,9 @@ static void run_case(env *E, lk_dtype dt, int64_t in, int64_t out, int n, bool f
                    yg[k], want);
     }
     CHECKF(bad == 0, "%s matmul_add: %d of %lld outputs differ", what, bad, (long long)n * out);
+    /* last: it moves W within E->dw */
+    if (n <= LK_CUDA_MV_MAX_N || (n <= 16 && (dt == LK_DTYPE_F16 || dt == LK_DTYPE_BF16)))
+        prefetch_case(E, dt, w, in, out, n, yg, what);
 done:
     free(w), free(x), free(yc), free(yg), free(wf), free(y0), free(ya), free(tolv);
 }
@@ -232,6 +267,19 @@ static void glu_case(env *E, lk_dtype dt, int64_t in, int64_t out, int act, uint
            (long long)out, act, bad);
     if (ok) printf("  glu %-5s in %5lld out %5lld act %d: fused == unfused, ok=%d\n", lk_dtype_name(dt), (long long)in,
                    (long long)out, act, bad == 0);
+    /* again with every block prefetching its rows of both matrices (a hint: the same bits) */
+    if (ok) {
+        lk_cuda_mm_set_prefetch(E->mm, (size_t)1 << 40);
+        ok = lk_cuda_upload(E->cu, dy, E->nan_y, sizeof(float) * out, &err) == LOKI_OK &&
+             lk_cuda_matmul_glu(E->mm, dy, E->dx, dt, wg, wu, in, out, 1, act, &err) == LOKI_OK &&
+             lk_cuda_sync(E->cu, &err) == LOKI_OK &&
+             lk_cuda_download(E->cu, yu, dy, sizeof(float) * out, &err) == LOKI_OK;
+        lk_cuda_mm_set_prefetch(E->mm, 0);
+        CHECKF(ok, "glu %s with prefetch: %s", lk_dtype_name(dt), err.msg);
+        CHECKF(!ok || memcmp(yf, yu, sizeof(float) * out) == 0,
+               "glu %s in %lld out %lld act %d: prefetch changed the output", lk_dtype_name(dt), (long long)in,
+               (long long)out, act);
+    }
     free(w), free(x), free(yf), free(yu);
 }
 
@@ -321,6 +369,7 @@ int main(void) {
     }
     printf("GPU: %s\n", lk_cuda_describe(E.cu));
     const size_t wmax = lk_dtype_row_bytes(LK_DTYPE_F32, 4096) * 4096;
+    E.dw_bytes = wmax;
     bool ok = lk_cuda_mm_init(E.cu, &E.mm, MAX_N, MAX_IN, MAX_OUT, &err) == LOKI_OK &&
               lk_cpu_init(&E.cpu, 1, MAX_N, MAX_OUT, &err) == LOKI_OK &&
               lk_cuda_alloc(E.cu, &E.dw, wmax, "W", &err) == LOKI_OK &&

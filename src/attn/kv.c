@@ -479,6 +479,7 @@ LK_AI void axpy_t(const loki_kv_type T, float *y, float w, const uint8_t *row, i
 /* ------------------------------------------------- the entry points */
 
 void lk_row_widen(loki_kv_type t, bool portable, const void *src, float *y, int n) {
+    (void)portable; /* unused when built without AVX-512 and AVX2 */
 #if defined(LK_KV_X86)
     if (!portable && t != LOKI_KV_F32) {
         const int nb = (n + 31) / 32;

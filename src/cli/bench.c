@@ -29,6 +29,7 @@ typedef struct bench_opts {
     bool no_graphs;  /* --no-graphs: launch every kernel (CUDA) */
     const char *fused; /* --fused: which Loki steps run as one kernel (CUDA) */
     loki_cuda_fused fused_mode; /* parsed --fused */
+    int32_t wpf_mib;   /* --weight-prefetch: MiB of weights a decode product prefetches (CUDA) */
     cli_attn_args attn; /* --attn ..., -ctk/-ctv, --device */
 } bench_opts;
 
@@ -136,6 +137,7 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
     cp.n_seq = B;
     cp.no_cuda_graphs = o->no_graphs;
     cp.cuda_fused = o->fused_mode;
+    cp.cuda_weight_prefetch_mib = o->wpf_mib;
     int rc = 0;
     loki_pca *pca = NULL, *synth = NULL;
     loki_attn_params ap;
@@ -214,7 +216,8 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
     cli_utc_date(date, sizeof date);
     cli_attn_describe(&ap, desc, sizeof desc);
     printf("{\"bench\": \"decode\", \"model\": \"%s\", \"format\": \"%s\", \"n_params\": %lld, "
-           "\"device\": \"%s\", \"cuda_graphs\": %s, \"cuda_fused\": \"%s\", \"attn\": \"%s\", \"batch\": %d, "
+           "\"device\": \"%s\", \"cuda_graphs\": %s, \"cuda_fused\": \"%s\", "
+           "\"weight_prefetch_mib\": %d, \"attn\": \"%s\", \"batch\": %d, "
            "\"threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, \"reps\": %d, "
            "\"prefill_tokens_per_s\": %.2f, \"prefill_tokens_per_s_std\": %.2f, "
            "\"decode_tokens_per_s\": %.2f, \"decode_tokens_per_s_std\": %.2f, \"decode_ms_per_step\": %.4f, "
@@ -224,7 +227,7 @@ static int run_decode_bench(const bench_opts *o, loki_model *m) {
            "\"peak_rss_bytes\": %lld, \"date\": \"%s\"}\n",
            o->random ? o->random : o->model, info.format, (long long)info.n_params,
            dev == LOKI_DEVICE_CUDA ? "cuda" : "cpu", dev == LOKI_DEVICE_CUDA && !o->no_graphs ? "true" : "false",
-           cli_fused_name(o->fused_mode), desc,
+           cli_fused_name(o->fused_mode), dev == LOKI_DEVICE_CUDA ? o->wpf_mib : 0, desc,
            B, ctx->n_threads, o->n_prompt, o->n_gen, o->n_depth, o->reps, pp_m, pp_s, tg_m, tg_s,
            steps_per_s > 0 ? 1e3 / steps_per_s : 0.0, (long long)wb, steps_per_s * (double)wb / 1e9, bw, n_split,
            split[LK_PROF_WEIGHTS], split[LK_PROF_ATTENTION], split[LK_PROF_OTHER], loki_context_n_ctx(ctx), dev == LOKI_DEVICE_CUDA ? "bf16" : loki_kv_type_name(cp.type_k),
@@ -251,7 +254,7 @@ done:
 int cli_bench(int argc, char **argv) {
     bench_opts o = {.dtype = "q8_0", .n_prompt = 512, .n_gen = 128, .reps = 3, .batch = 1};
     cli_attn_args_init(&o.attn);
-    enum { N_BASE = 13 };
+    enum { N_BASE = 14 };
     cli_opt opts[N_BASE + CLI_ATTN_N_OPTS] = {
         {"-m", "--model", CLI_STR, &o.model, "MODEL", "model file or directory"},
         {NULL, "--random-weights", CLI_STR, &o.random, "SHAPE", "llama2-7b, llama3-8b or a config.json: random weights"},
@@ -267,6 +270,8 @@ int cli_bench(int argc, char **argv) {
                                                   "CUDA)"},
         {NULL, "--no-graphs", CLI_FLAG, &o.no_graphs, NULL, "CUDA: launch every kernel instead of replaying graphs"},
         {NULL, "--fused", CLI_STR, &o.fused, "MODE", CLI_FUSED_HELP},
+        {NULL, "--weight-prefetch", CLI_INT, &o.wpf_mib, "MIB",
+         "CUDA: MiB of weights each decode product asks L2 for while the kernel before it ends (default 0: none)"},
     };
     const int n_opts = N_BASE + cli_attn_opts(&o.attn, opts + N_BASE);
     const cli_spec spec = {"bench", "loki bench decode (-m MODEL | --random-weights SHAPE) [options]",
@@ -296,6 +301,11 @@ int cli_bench(int argc, char **argv) {
         return 2;
     }
     if (cli_fused("bench", o.fused, &o.fused_mode)) return 2;
+    if (o.wpf_mib < 0 || o.wpf_mib > LOKI_MAX_WEIGHT_PREFETCH_MIB) {
+        fprintf(stderr, "loki bench: --weight-prefetch must be in 0..%d (MiB), got %d\n", LOKI_MAX_WEIGHT_PREFETCH_MIB,
+                o.wpf_mib);
+        return 2;
+    }
     loki_model *m = o.random ? open_random(&o) : cli_open_model("bench", o.model, o.tokenizer);
     if (!m) return 1;
     rc = run_decode_bench(&o, m);

@@ -59,6 +59,30 @@ __device__ __forceinline__ void lk_pdl_release() {
 #endif
 }
 
+/* Asks L2 for bytes [a, b) of global memory: cp.async.bulk.prefetch (sm_90),
+ * a hint that neither waits nor faults, issued by one thread. Both ends are
+ * rounded down to 16 bytes (the instruction's unit), so a must not be within
+ * 15 bytes of the start of its allocation unless it is 16-byte aligned; the
+ * caller keeps [a, b) inside one allocation.
+ *
+ * Why: the weights of a product are never written during a decode step, so a
+ * matrix-vector kernel launched with programmatic dependent launch may ask
+ * for its first rows before lk_pdl_wait(): HBM streams them into L2 while the
+ * kernel before still finishes, instead of idling through that kernel's tail
+ * and this one's start (lk_cuda_mm_set_prefetch). */
+__device__ __forceinline__ void lk_l2_prefetch(const void *a, const void *b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const uintptr_t e = (uintptr_t)b & ~(uintptr_t)15;
+    for (uintptr_t s = (uintptr_t)a & ~(uintptr_t)15; s < e;) {
+        const uint32_t n = e - s < 32768 ? (uint32_t)(e - s) : 32768u; /* pieces of <= 32 KiB */
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(s), "r"(n) : "memory");
+        s += n;
+    }
+#else
+    (void)a, (void)b;
+#endif
+}
+
 /* kern<<<grid, block, smem, s>>>(args...), with programmatic dependent
  * launch when pdl is set and thread-block clusters of `cluster` blocks along
  * x when cluster > 0 (the kernel must then be launchable with clusters). */
@@ -134,6 +158,22 @@ __device__ __forceinline__ void lk_mm_seg_store(const lk_mm_seg &g, int i, int64
     const int64_t base = k ? g.end[k - 1] : 0;
     float *p = g.y[k] + (int64_t)i * (g.end[k] - base) + row - base;
     *p = g.acc ? __fadd_rn(*p, v) : v;
+}
+
+/* Before lk_pdl_wait() in a matrix-vector kernel: when the block is one of
+ * the first pf_blocks, its thread 0 asks L2 for the block's rows [r0, r1) of
+ * W (rb bytes each, W's start 16-byte aligned; lk_l2_prefetch). */
+__device__ __forceinline__ void lk_mm_prefetch_rows(const void *w, size_t rb, int64_t r0, int64_t r1,
+                                                    unsigned pf_blocks) {
+    if (blockIdx.x < pf_blocks && threadIdx.x == 0 && r0 < r1)
+        lk_l2_prefetch((const uint8_t *)w + (size_t)r0 * rb, (const uint8_t *)w + (size_t)r1 * rb);
+}
+/* How many of a product's first blocks prefetch their rows: as many as the
+ * budget pf (bytes a product, lk_cuda_mm_set_prefetch) covers at bb bytes of
+ * W a block, at most the grid; 0 when pf is 0. */
+static inline unsigned lk_mm_pf_blocks(size_t pf, size_t bb, unsigned grid) {
+    const size_t b = bb ? pf / bb : 0;
+    return b < grid ? (unsigned)b : grid;
 }
 
 struct lk_kv_view {

@@ -72,11 +72,12 @@ __device__ __forceinline__ void mma_16816(float c[4], uint32_t a0, uint32_t a1, 
 
 /* grid (ceil(out / LK_MMA_ROWS)), LK_MMA_WARPS warps. w (out, in), x (n, in)
  * 16-bit; in a multiple of 32; 8 < n <= 16. Rows past out or n are loaded
- * from the last row (clamped) and not stored. */
+ * from the last row (clamped) and not stored. The first pf_blocks blocks
+ * ask L2 for their W rows before waiting on the kernel before (lk_l2_prefetch). */
 template <bool BF>
 __global__ void __launch_bounds__(LK_MMA_WARPS * 32)
     mv_mma16(lk_mm_seg y, const uint16_t *__restrict__ w, const uint16_t *__restrict__ x, int64_t in, int64_t out,
-             int n) {
+             int n, unsigned pf_blocks) {
     constexpr int RT = LK_MMA_RT, U = LK_MMA_U;
     __shared__ float red[LK_MMA_WARPS][LK_MMA_ROWS][17]; /* (warp, W row, batch row), padded */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -89,6 +90,7 @@ __global__ void __launch_bounds__(LK_MMA_WARPS * 32)
     }
     const uint4 *xa = (const uint4 *)(x + (int64_t)min(g, n - 1) * in) + t;
     const uint4 *xb = (const uint4 *)(x + (int64_t)min(g + 8, n - 1) * in) + t;
+    lk_mm_prefetch_rows(w, (size_t)in * 2, r0, min(r0 + LK_MMA_ROWS, out), pf_blocks); /* W: never written */
     lk_pdl_wait(); /* launched with programmatic dependent launch: x comes from the kernel before */
     lk_pdl_release();
     float c0[RT][4], c1[RT][4]; /* per tile: batch rows 0..7, 8..15 */
@@ -165,8 +167,9 @@ __global__ void __launch_bounds__(LK_MMA_WARPS * 32)
 }
 
 cudaError_t lk_mm_gemv_mma(bool bf16, int n, const lk_mm_seg &y, const uint16_t *w, const uint16_t *x, int64_t in,
-                           int64_t out, cudaStream_t s) {
+                           int64_t out, size_t pf, cudaStream_t s) {
     const unsigned blocks = (unsigned)((out + LK_MMA_ROWS - 1) / LK_MMA_ROWS);
-    if (bf16) return lk_launch_kernel(mv_mma16<true>, blocks, LK_MMA_WARPS * 32, 0, s, true, 0, y, w, x, in, out, n);
-    return lk_launch_kernel(mv_mma16<false>, blocks, LK_MMA_WARPS * 32, 0, s, true, 0, y, w, x, in, out, n);
+    const unsigned pfb = lk_mm_pf_blocks(pf, (size_t)LK_MMA_ROWS * in * 2, blocks);
+    if (bf16) return lk_launch_kernel(mv_mma16<true>, blocks, LK_MMA_WARPS * 32, 0, s, true, 0, y, w, x, in, out, n, pfb);
+    return lk_launch_kernel(mv_mma16<false>, blocks, LK_MMA_WARPS * 32, 0, s, true, 0, y, w, x, in, out, n, pfb);
 }

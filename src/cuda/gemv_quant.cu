@@ -331,7 +331,9 @@ template <class T, int NR>
 __global__ void __launch_bounds__(MV_WARPS * 32) mv_quant(const lk_mm_seg y, const uint8_t *__restrict__ w,
                                                           size_t rb, const uint8_t *wend, const int8_t *__restrict__ xq,
                                                           const float4 *__restrict__ xm, const float *__restrict__ xf,
-                                                          int64_t in, int64_t out) {
+                                                          int64_t in, int64_t out, unsigned pf_blocks) {
+    lk_mm_prefetch_rows(w, rb, (int64_t)blockIdx.x * MV_WARPS, min((int64_t)blockIdx.x * MV_WARPS + MV_WARPS, out),
+                        pf_blocks); /* W is not written by the kernel before */
     lk_pdl_wait(); /* launched with programmatic dependent launch: inputs of the kernel before */
     lk_pdl_release();
     extern __shared__ uint4 mv_smem[];
@@ -429,7 +431,9 @@ template <int DT> __device__ __forceinline__ float ld_float_w(const uint8_t *row
 template <int DT, int NR>
 __global__ void __launch_bounds__(MV_WARPS * 32) mv_float(const lk_mm_seg y, const uint8_t *__restrict__ w,
                                                           size_t rb, const float *__restrict__ x, int64_t in,
-                                                          int64_t out, bool vec) {
+                                                          int64_t out, bool vec, unsigned pf_blocks) {
+    lk_mm_prefetch_rows(w, rb, (int64_t)blockIdx.x * MV_WARPS, min((int64_t)blockIdx.x * MV_WARPS + MV_WARPS, out),
+                        pf_blocks); /* W is not written by the kernel before */
     lk_pdl_wait(); /* launched with programmatic dependent launch: inputs of the kernel before */
     lk_pdl_release();
     constexpr int EPV = DT == LK_DTYPE_F32 ? 4 : 8, U = 4;
@@ -521,7 +525,9 @@ __device__ __forceinline__ float2 pair_dot(const uint4 *w0, const uint4 *w1, con
 template <int DT>
 __global__ void __launch_bounds__(MV_WARPS * 32) mv_float2(const lk_mm_seg y, const uint8_t *__restrict__ w,
                                                            size_t rb, const float *__restrict__ x, int64_t in,
-                                                           int64_t out) {
+                                                           int64_t out, unsigned pf_blocks) {
+    const int64_t b0 = (int64_t)blockIdx.x * 2 * MV_WARPS; /* the block's first row */
+    lk_mm_prefetch_rows(w, rb, b0, min(b0 + 2 * MV_WARPS, out), pf_blocks); /* W: not written by the kernel before */
     lk_pdl_wait();
     lk_pdl_release();
     constexpr int EPV = DT == LK_DTYPE_F32 ? 4 : 8;
@@ -545,7 +551,10 @@ template <int DT>
 __global__ void __launch_bounds__(MV_WARPS * 32) mv_glu(float *__restrict__ y, const uint8_t *__restrict__ wg,
                                                         const uint8_t *__restrict__ wu, size_t rb,
                                                         const float *__restrict__ x, int64_t in, int64_t out,
-                                                        bool gelu) {
+                                                        bool gelu, unsigned pf_blocks) {
+    const int64_t b0 = (int64_t)blockIdx.x * MV_WARPS, b1 = min(b0 + MV_WARPS, out); /* the block's rows */
+    lk_mm_prefetch_rows(wg, rb, b0, b1, pf_blocks); /* W_g, W_u: not written by the kernel before */
+    lk_mm_prefetch_rows(wu, rb, b0, b1, pf_blocks);
     lk_pdl_wait();
     lk_pdl_release();
     constexpr int EPV = DT == LK_DTYPE_F32 ? 4 : 8;
@@ -587,53 +596,59 @@ __global__ void __launch_bounds__(256) float_to_bf16(uint16_t *__restrict__ dst,
 
 template <class T, int NR>
 cudaError_t launch_quant(const lk_mm_seg &y, const uint8_t *w, int64_t in, int64_t out, const int8_t *xq, const float4 *xm,
-                         const float *xf, cudaStream_t s) {
+                         const float *xf, size_t pf, cudaStream_t s) {
     const size_t rb = (size_t)(in / T::BE) * T::BB, smem = (size_t)MV_WARPS * 2 * stage_bytes<T>();
-    const unsigned grid = (unsigned)((out + MV_WARPS - 1) / MV_WARPS);
-    (void)lk_launch_kernel(mv_quant<T, NR>, grid, MV_WARPS * 32, smem, s, true, 0, y, w, rb, w + rb * out, xq, xm, xf, in, out);
+    const unsigned grid = (unsigned)((out + MV_WARPS - 1) / MV_WARPS), pfb = lk_mm_pf_blocks(pf, MV_WARPS * rb, grid);
+    (void)lk_launch_kernel(mv_quant<T, NR>, grid, MV_WARPS * 32, smem, s, true, 0, y, w, rb, w + rb * out, xq, xm, xf, in,
+                           out, pfb);
     return cudaGetLastError();
 }
 
 template <int DT, int NR>
-cudaError_t launch_float(const lk_mm_seg &y, const uint8_t *w, int64_t in, int64_t out, const float *x, cudaStream_t s) {
+cudaError_t launch_float(const lk_mm_seg &y, const uint8_t *w, int64_t in, int64_t out, const float *x, size_t pf,
+                         cudaStream_t s) {
     const int es = DT == LK_DTYPE_F32 ? 4 : 2, epv = 16 / es;
+    const size_t rb = (size_t)in * es;
     const bool vec = in % epv == 0 && ((uintptr_t)x & 15) == 0;
     if (NR == 1 && vec && out <= MV_PAIR_MAX_OUT) {
         const unsigned grid2 = (unsigned)((out + 2 * MV_WARPS - 1) / (2 * MV_WARPS));
-        (void)lk_launch_kernel(mv_float2<DT>, grid2, MV_WARPS * 32, 0, s, true, 0, y, w, (size_t)in * es, x, in, out);
+        (void)lk_launch_kernel(mv_float2<DT>, grid2, MV_WARPS * 32, 0, s, true, 0, y, w, rb, x, in, out,
+                               lk_mm_pf_blocks(pf, 2 * MV_WARPS * rb, grid2));
         return cudaGetLastError();
     }
     const unsigned grid = (unsigned)((out + MV_WARPS - 1) / MV_WARPS);
-    (void)lk_launch_kernel(mv_float<DT, NR>, grid, MV_WARPS * 32, 0, s, true, 0, y, w, (size_t)in * es, x, in, out, vec);
+    (void)lk_launch_kernel(mv_float<DT, NR>, grid, MV_WARPS * 32, 0, s, true, 0, y, w, rb, x, in, out, vec,
+                           lk_mm_pf_blocks(pf, MV_WARPS * rb, grid));
     return cudaGetLastError();
 }
 
 template <class T>
 cudaError_t gemv_q(int n, const lk_mm_seg &y, const uint8_t *w, int64_t in, int64_t out, const int8_t *xq, const float4 *xm,
-                   const float *xf, cudaStream_t s) {
+                   const float *xf, size_t pf, cudaStream_t s) {
     switch (n) {
-    case 1: return launch_quant<T, 1>(y, w, in, out, xq, xm, xf, s);
-    case 2: return launch_quant<T, 2>(y, w, in, out, xq, xm, xf, s);
-    case 3: return launch_quant<T, 3>(y, w, in, out, xq, xm, xf, s);
-    case 4: return launch_quant<T, 4>(y, w, in, out, xq, xm, xf, s);
-    case 5: return launch_quant<T, 5>(y, w, in, out, xq, xm, xf, s);
-    case 6: return launch_quant<T, 6>(y, w, in, out, xq, xm, xf, s);
-    case 7: return launch_quant<T, 7>(y, w, in, out, xq, xm, xf, s);
-    default: return launch_quant<T, 8>(y, w, in, out, xq, xm, xf, s);
+    case 1: return launch_quant<T, 1>(y, w, in, out, xq, xm, xf, pf, s);
+    case 2: return launch_quant<T, 2>(y, w, in, out, xq, xm, xf, pf, s);
+    case 3: return launch_quant<T, 3>(y, w, in, out, xq, xm, xf, pf, s);
+    case 4: return launch_quant<T, 4>(y, w, in, out, xq, xm, xf, pf, s);
+    case 5: return launch_quant<T, 5>(y, w, in, out, xq, xm, xf, pf, s);
+    case 6: return launch_quant<T, 6>(y, w, in, out, xq, xm, xf, pf, s);
+    case 7: return launch_quant<T, 7>(y, w, in, out, xq, xm, xf, pf, s);
+    default: return launch_quant<T, 8>(y, w, in, out, xq, xm, xf, pf, s);
     }
 }
 
 template <int DT>
-cudaError_t gemv_f(int n, const lk_mm_seg &y, const uint8_t *w, int64_t in, int64_t out, const float *x, cudaStream_t s) {
+cudaError_t gemv_f(int n, const lk_mm_seg &y, const uint8_t *w, int64_t in, int64_t out, const float *x, size_t pf,
+                   cudaStream_t s) {
     switch (n) {
-    case 1: return launch_float<DT, 1>(y, w, in, out, x, s);
-    case 2: return launch_float<DT, 2>(y, w, in, out, x, s);
-    case 3: return launch_float<DT, 3>(y, w, in, out, x, s);
-    case 4: return launch_float<DT, 4>(y, w, in, out, x, s);
-    case 5: return launch_float<DT, 5>(y, w, in, out, x, s);
-    case 6: return launch_float<DT, 6>(y, w, in, out, x, s);
-    case 7: return launch_float<DT, 7>(y, w, in, out, x, s);
-    default: return launch_float<DT, 8>(y, w, in, out, x, s);
+    case 1: return launch_float<DT, 1>(y, w, in, out, x, pf, s);
+    case 2: return launch_float<DT, 2>(y, w, in, out, x, pf, s);
+    case 3: return launch_float<DT, 3>(y, w, in, out, x, pf, s);
+    case 4: return launch_float<DT, 4>(y, w, in, out, x, pf, s);
+    case 5: return launch_float<DT, 5>(y, w, in, out, x, pf, s);
+    case 6: return launch_float<DT, 6>(y, w, in, out, x, pf, s);
+    case 7: return launch_float<DT, 7>(y, w, in, out, x, pf, s);
+    default: return launch_float<DT, 8>(y, w, in, out, x, pf, s);
     }
 }
 
@@ -649,24 +664,25 @@ template <class T> cudaError_t deq_launch(uint16_t *dst, const uint8_t *w, int64
 /* Declared in matmul.cu. y (n, out) = x · Wᵀ for n <= LK_CUDA_MV_MAX_N, row
  * r of the output written where y (lk_mm_seg) says:
  * quantized x (xq, xm; see mv_quant) for the integer-dot types, xf for the
- * others. Launch errors returned; arguments checked by the caller. */
+ * others; the first blocks prefetch about pf bytes of W (lk_mm_pf_blocks).
+ * Launch errors returned; arguments checked by the caller. */
 cudaError_t lk_mm_gemv(lk_dtype dt, int n, const lk_mm_seg &y, const void *wv, int64_t in, int64_t out,
-                       const float *xf, const int8_t *xq, const float4 *xm, cudaStream_t s) {
+                       const float *xf, const int8_t *xq, const float4 *xm, size_t pf, cudaStream_t s) {
     const uint8_t *w = (const uint8_t *)wv;
     switch (dt) {
-    case LK_DTYPE_F32: return gemv_f<LK_DTYPE_F32>(n, y, w, in, out, xf, s);
-    case LK_DTYPE_F16: return gemv_f<LK_DTYPE_F16>(n, y, w, in, out, xf, s);
-    case LK_DTYPE_BF16: return gemv_f<LK_DTYPE_BF16>(n, y, w, in, out, xf, s);
-    case LK_DTYPE_Q8_0: return gemv_q<dq_q8_0>(n, y, w, in, out, xq, xm, xf, s);
-    case LK_DTYPE_Q4_0: return gemv_q<dq_legacy<false, false>>(n, y, w, in, out, xq, xm, xf, s);
-    case LK_DTYPE_Q4_1: return gemv_q<dq_legacy<true, false>>(n, y, w, in, out, xq, xm, xf, s);
-    case LK_DTYPE_Q5_0: return gemv_q<dq_legacy<false, true>>(n, y, w, in, out, xq, xm, xf, s);
-    case LK_DTYPE_Q5_1: return gemv_q<dq_legacy<true, true>>(n, y, w, in, out, xq, xm, xf, s);
-    case LK_DTYPE_Q2_K: return gemv_q<dq_q2_k>(n, y, w, in, out, xq, xm, xf, s);
-    case LK_DTYPE_Q3_K: return gemv_q<dq_q3_k>(n, y, w, in, out, xq, xm, xf, s);
-    case LK_DTYPE_Q4_K: return gemv_q<dq_q45_k<false>>(n, y, w, in, out, xq, xm, xf, s);
-    case LK_DTYPE_Q5_K: return gemv_q<dq_q45_k<true>>(n, y, w, in, out, xq, xm, xf, s);
-    case LK_DTYPE_Q6_K: return gemv_q<dq_q6_k>(n, y, w, in, out, xq, xm, xf, s);
+    case LK_DTYPE_F32: return gemv_f<LK_DTYPE_F32>(n, y, w, in, out, xf, pf, s);
+    case LK_DTYPE_F16: return gemv_f<LK_DTYPE_F16>(n, y, w, in, out, xf, pf, s);
+    case LK_DTYPE_BF16: return gemv_f<LK_DTYPE_BF16>(n, y, w, in, out, xf, pf, s);
+    case LK_DTYPE_Q8_0: return gemv_q<dq_q8_0>(n, y, w, in, out, xq, xm, xf, pf, s);
+    case LK_DTYPE_Q4_0: return gemv_q<dq_legacy<false, false>>(n, y, w, in, out, xq, xm, xf, pf, s);
+    case LK_DTYPE_Q4_1: return gemv_q<dq_legacy<true, false>>(n, y, w, in, out, xq, xm, xf, pf, s);
+    case LK_DTYPE_Q5_0: return gemv_q<dq_legacy<false, true>>(n, y, w, in, out, xq, xm, xf, pf, s);
+    case LK_DTYPE_Q5_1: return gemv_q<dq_legacy<true, true>>(n, y, w, in, out, xq, xm, xf, pf, s);
+    case LK_DTYPE_Q2_K: return gemv_q<dq_q2_k>(n, y, w, in, out, xq, xm, xf, pf, s);
+    case LK_DTYPE_Q3_K: return gemv_q<dq_q3_k>(n, y, w, in, out, xq, xm, xf, pf, s);
+    case LK_DTYPE_Q4_K: return gemv_q<dq_q45_k<false>>(n, y, w, in, out, xq, xm, xf, pf, s);
+    case LK_DTYPE_Q5_K: return gemv_q<dq_q45_k<true>>(n, y, w, in, out, xq, xm, xf, pf, s);
+    case LK_DTYPE_Q6_K: return gemv_q<dq_q6_k>(n, y, w, in, out, xq, xm, xf, pf, s);
     default: return cudaErrorInvalidValue;
     }
 }
@@ -675,17 +691,18 @@ cudaError_t lk_mm_gemv(lk_dtype dt, int n, const lk_mm_seg &y, const void *wv, i
  * x, W f32/f16/bf16 with in a multiple of the 16-byte vector and x 16-byte
  * aligned (the caller checks: lk_cuda_matmul_glu_fits). */
 cudaError_t lk_mm_gemv_glu(lk_dtype dt, float *y, const void *wg, const void *wu, int64_t in, int64_t out,
-                           const float *x, bool gelu, cudaStream_t s) {
+                           const float *x, bool gelu, size_t pf, cudaStream_t s) {
     const unsigned grid = (unsigned)((out + MV_WARPS - 1) / MV_WARPS);
     const uint8_t *g = (const uint8_t *)wg, *u = (const uint8_t *)wu;
     const size_t rb = (size_t)lk_dtype_row_bytes(dt, in);
+    const unsigned pfb = lk_mm_pf_blocks(pf, 2 * MV_WARPS * rb, grid); /* a block: MV_WARPS rows of both */
     switch (dt) {
     case LK_DTYPE_F32:
-        return lk_launch_kernel(mv_glu<LK_DTYPE_F32>, grid, MV_WARPS * 32, 0, s, true, 0, y, g, u, rb, x, in, out, gelu);
+        return lk_launch_kernel(mv_glu<LK_DTYPE_F32>, grid, MV_WARPS * 32, 0, s, true, 0, y, g, u, rb, x, in, out, gelu, pfb);
     case LK_DTYPE_F16:
-        return lk_launch_kernel(mv_glu<LK_DTYPE_F16>, grid, MV_WARPS * 32, 0, s, true, 0, y, g, u, rb, x, in, out, gelu);
+        return lk_launch_kernel(mv_glu<LK_DTYPE_F16>, grid, MV_WARPS * 32, 0, s, true, 0, y, g, u, rb, x, in, out, gelu, pfb);
     case LK_DTYPE_BF16:
-        return lk_launch_kernel(mv_glu<LK_DTYPE_BF16>, grid, MV_WARPS * 32, 0, s, true, 0, y, g, u, rb, x, in, out, gelu);
+        return lk_launch_kernel(mv_glu<LK_DTYPE_BF16>, grid, MV_WARPS * 32, 0, s, true, 0, y, g, u, rb, x, in, out, gelu, pfb);
     default: return cudaErrorInvalidValue;
     }
 }

@@ -32,6 +32,7 @@
 #include "cuda/lk_cuda.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -50,6 +51,15 @@ typedef struct lk_cuda_mm lk_cuda_mm;
 loki_status lk_cuda_mm_init(lk_cuda *cu, lk_cuda_mm **out, int max_n, int64_t max_in, int64_t max_out,
                             loki_error *err);
 void lk_cuda_mm_free(lk_cuda_mm *mm);
+
+/* Bytes of W each matrix-vector product (n <= LK_CUDA_MV_MAX_N, and the
+ * 9..16-row tensor-core path) asks L2 for before it waits on the kernel
+ * before it (programmatic dependent launch): its first blocks, as many as
+ * `bytes` covers, prefetch their rows (cp.async.bulk.prefetch.L2), so HBM
+ * streams weights during that kernel's tail. A hint: the results are the
+ * same bits for any value; 0 (lk_cuda_mm_init's) asks for nothing. Takes
+ * effect at the next launch (a captured graph keeps the value it saw). */
+void lk_cuda_mm_set_prefetch(lk_cuda_mm *mm, size_t bytes);
 
 /* True for the dtypes lk_cuda_matmul accepts: f32, f16, bf16, q8_0, q4_0,
  * q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k. */

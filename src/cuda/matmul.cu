@@ -33,13 +33,13 @@ extern "C" {
 
 /* gemv_quant.cu */
 cudaError_t lk_mm_gemv(lk_dtype dt, int n, const lk_mm_seg &y, const void *w, int64_t in, int64_t out,
-                       const float *xf, const int8_t *xq, const float4 *xm, cudaStream_t s);
+                       const float *xf, const int8_t *xq, const float4 *xm, size_t pf, cudaStream_t s);
 cudaError_t lk_mm_to_bf16_rows(lk_dtype dt, uint16_t *dst, const void *w, int64_t in, int64_t rows, cudaStream_t s);
 cudaError_t lk_mm_gemv_glu(lk_dtype dt, float *y, const void *wg, const void *wu, int64_t in, int64_t out,
-                           const float *x, bool gelu, cudaStream_t s);
+                           const float *x, bool gelu, size_t pf, cudaStream_t s);
 /* gemv_mma.cu */
 cudaError_t lk_mm_gemv_mma(bool bf16, int n, const lk_mm_seg &y, const uint16_t *w, const uint16_t *x, int64_t in,
-                           int64_t out, cudaStream_t s);
+                           int64_t out, size_t pf, cudaStream_t s);
 /* Most rows of x for the tensor-core matrix-vector kernel (f16 / bf16 W). */
 #define LK_MM_MMA_MAX_N 16
 
@@ -59,11 +59,16 @@ struct lk_cuda_mm {
     int64_t tile_elems;
     cublasHandle_t blas;     /* NULL when max_n <= MV_MAX_N */
     void *ws;                /* (LK_MM_BLAS_WS) cuBLAS workspace */
+    size_t pf;               /* bytes of W a decode product prefetches (lk_cuda_mm_set_prefetch) */
 };
 
 /* A cuBLAS failure as LOKI_ERR_UNSUPPORTED naming the call. */
 static loki_status blas_fail(loki_error *err, cublasStatus_t s, const char *what) {
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, "cuBLAS: %s failed: %s", what, cublasGetStatusString(s));
+}
+
+extern "C" void lk_cuda_mm_set_prefetch(lk_cuda_mm *mm, size_t bytes) {
+    if (mm) mm->pf = bytes;
 }
 
 extern "C" bool lk_cuda_mm_supports(lk_dtype t) {
@@ -174,6 +179,8 @@ __global__ void __launch_bounds__(256) mm_quantize_x(const float *__restrict__ x
 /* dst (count) bf16 = src (count) f32. */
 __global__ void __launch_bounds__(256) mm_x_to_bf16(uint16_t *__restrict__ dst, const float *__restrict__ src,
                                                     int64_t count) {
+    lk_pdl_wait(); /* launched with programmatic dependent launch: src comes from the kernel before */
+    lk_pdl_release();
     for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < count; t += (int64_t)gridDim.x * blockDim.x)
         dst[t] = lk_dev_f32_to_bf16(src[t]);
 }
@@ -181,6 +188,8 @@ __global__ void __launch_bounds__(256) mm_x_to_bf16(uint16_t *__restrict__ dst, 
 /* dst (count) f16 = src (count) f32, round to nearest even. */
 __global__ void __launch_bounds__(256) mm_x_to_f16(__half *__restrict__ dst, const float *__restrict__ src,
                                                    int64_t count) {
+    lk_pdl_wait(); /* launched with programmatic dependent launch: src comes from the kernel before */
+    lk_pdl_release();
     for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < count; t += (int64_t)gridDim.x * blockDim.x)
         dst[t] = __float2half_rn(src[t]);
 }
@@ -189,6 +198,17 @@ __global__ void __launch_bounds__(256) mm_x_to_f16(__half *__restrict__ dst, con
 static unsigned gs_blocks(int64_t count) {
     const int64_t b = (count + 255) / 256;
     return (unsigned)(b < 1 ? 1 : b > 65536 ? 65536 : b);
+}
+
+/* mm->xb (count) = x (count) rounded to f16 (f16 true) or bf16, launched
+ * with programmatic dependent launch like the products around it (a plain
+ * launch would wait for the kernel before to end and make the product
+ * after it wait for this one's end). */
+static cudaError_t x_to_16(lk_cuda_mm *mm, bool f16, const float *x, int64_t count) {
+    if (f16)
+        return lk_launch_kernel(mm_x_to_f16, gs_blocks(count), 256, 0, mm->cu->stream, true, 0, (__half *)mm->xb, x,
+                                count);
+    return lk_launch_kernel(mm_x_to_bf16, gs_blocks(count), 256, 0, mm->cu->stream, true, 0, mm->xb, x, count);
 }
 
 /* The checks of lk_cuda_matmul (out: the rows of W, all parts). */
@@ -228,7 +248,7 @@ static loki_status gemv_seg(lk_cuda_mm *mm, const lk_mm_seg &seg, const float *x
         (void)lk_launch_kernel(mm_quantize_x, (unsigned)((nb + 7) / 8), 256, 0, s, true, 0, x, mm->xq, mm->xm, nb);
         LK_CUDA_LAUNCHED();
     }
-    LK_CUDA_TRY(lk_mm_gemv(dt, n, seg, w, in, out, x, mm->xq, mm->xm, s));
+    LK_CUDA_TRY(lk_mm_gemv(dt, n, seg, w, in, out, x, mm->xq, mm->xm, mm->pf, s));
 fail:
     return st;
 }
@@ -243,12 +263,8 @@ static loki_status gemv_mma(lk_cuda_mm *mm, const lk_mm_seg &seg, const float *x
                             int64_t in, int64_t out, int n, loki_error *err) {
     loki_status st = LOKI_OK;
     cudaStream_t s = mm->cu->stream;
-    if (dt == LK_DTYPE_F16)
-        mm_x_to_f16<<<gs_blocks((int64_t)n * in), 256, 0, s>>>((__half *)mm->xb, x, (int64_t)n * in);
-    else
-        mm_x_to_bf16<<<gs_blocks((int64_t)n * in), 256, 0, s>>>(mm->xb, x, (int64_t)n * in);
-    LK_CUDA_LAUNCHED();
-    LK_CUDA_TRY(lk_mm_gemv_mma(dt == LK_DTYPE_BF16, n, seg, (const uint16_t *)w, mm->xb, in, out, s));
+    LK_CUDA_TRY(x_to_16(mm, dt == LK_DTYPE_F16, x, (int64_t)n * in));
+    LK_CUDA_TRY(lk_mm_gemv_mma(dt == LK_DTYPE_BF16, n, seg, (const uint16_t *)w, mm->xb, in, out, mm->pf, s));
 fail:
     return st;
 }
@@ -295,8 +311,7 @@ static loki_status matmul(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt,
         return gemv_mma(mm, seg, x, dt, w, in, out, n, err);
     }
     if (dt == LK_DTYPE_F16) { /* W in place, x as f16 (no per-call conversion of W) */
-        mm_x_to_f16<<<gs_blocks((int64_t)n * in), 256, 0, s>>>((__half *)mm->xb, x, (int64_t)n * in);
-        LK_CUDA_LAUNCHED();
+        LK_CUDA_TRY(x_to_16(mm, true, x, (int64_t)n * in));
         const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
         const cublasStatus_t bs = cublasGemmEx(mm->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, n, (int)in, &one, w,
                                                CUDA_R_16F, (int)in, mm->xb, CUDA_R_16F, (int)in, &beta, y, CUDA_R_32F,
@@ -308,8 +323,7 @@ static loki_status matmul(lk_cuda_mm *mm, float *y, const float *x, lk_dtype dt,
         return LOKI_OK;
     }
     {
-        mm_x_to_bf16<<<gs_blocks((int64_t)n * in), 256, 0, s>>>(mm->xb, x, (int64_t)n * in);
-        LK_CUDA_LAUNCHED();
+        LK_CUDA_TRY(x_to_16(mm, false, x, (int64_t)n * in));
         const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
         const size_t rb = lk_dtype_row_bytes(dt, in);
         const int64_t tr = dt == LK_DTYPE_BF16 ? out : mm->tile_elems / in;
@@ -365,7 +379,7 @@ extern "C" loki_status lk_cuda_matmul_glu(lk_cuda_mm *mm, float *y, const float 
                        "lk_cuda_matmul_glu: %s W, n = %d, in = %lld: only one row of x, f32/f16/bf16 W, in a multiple of "
                        "16 bytes of W and x 16-byte aligned (lk_cuda_matmul_glu_fits)",
                        lk_dtype_name(dt), n, (long long)in);
-    LK_CUDA_TRY(lk_mm_gemv_glu(dt, y, wg, wu, in, out, x, act == 1, mm->cu->stream));
+    LK_CUDA_TRY(lk_mm_gemv_glu(dt, y, wg, wu, in, out, x, act == 1, mm->pf, mm->cu->stream));
     return LOKI_OK;
 fail:
     lk_fail_prefix(err, "lk_cuda_matmul_glu(%s, in = %lld, out = %lld)", lk_dtype_name(dt), (long long)in,

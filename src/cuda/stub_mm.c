@@ -17,6 +17,8 @@ loki_status lk_cuda_mm_init(lk_cuda *cu, lk_cuda_mm **out, int max_n, int64_t ma
 
 void lk_cuda_mm_free(lk_cuda_mm *mm) { (void)mm; }
 
+void lk_cuda_mm_set_prefetch(lk_cuda_mm *mm, size_t bytes) { (void)mm, (void)bytes; }
+
 bool lk_cuda_mm_supports(lk_dtype t) {
     (void)t;
     return false;

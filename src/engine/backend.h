@@ -146,6 +146,9 @@ void lk_backend_cuda_set_graphs(lk_backend *be, bool on);
 /* Which Loki decode steps run as one fused kernel (loki_cuda_fused;
  * lk_gpu_attn_set_fused). No-op on other backends. */
 void lk_backend_cuda_set_fused(lk_backend *be, loki_cuda_fused mode);
+/* Bytes of weights each decode product prefetches into L2 before the kernel
+ * before it ends (lk_cuda_mm_set_prefetch; 0 none). No-op on other backends. */
+void lk_backend_cuda_set_weight_prefetch(lk_backend *be, size_t bytes);
 /* The GPU attention's k_fixed (loki_attn_params): every row selects k
  * tokens, 0 = the method's budget; perplexity --mode prefill sets it per
  * window as it does on the CPU's lk_attn. No-op on other backends. */

@@ -544,6 +544,13 @@ void lk_backend_cuda_set_fused(lk_backend *be, loki_cuda_fused mode) {
     drop_graph(b); /* a captured step holds the kernels of the old choice */
 }
 
+void lk_backend_cuda_set_weight_prefetch(lk_backend *be, size_t bytes) {
+    if (!be || be->ops != &k_cuda_ops) return;
+    be_cuda *b = cu_of(be);
+    lk_cuda_mm_set_prefetch(b->mm, bytes);
+    drop_graph(b); /* a captured step holds the old value in its kernels' arguments */
+}
+
 void lk_backend_cuda_set_k_fixed(lk_backend *be, int32_t k) {
     if (!be || be->ops != &k_cuda_ops) return;
     be_cuda *b = cu_of(be);

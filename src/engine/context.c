@@ -45,7 +45,10 @@ static loki_status make_backend(loki_context *c, loki_error *err) {
                          : lk_backend_cpu_init(&c->be, c->model, c->cpu, &c->kv, &c->attn, &c->calib, err);
     if (st) return st;
     if (c->device == LOKI_DEVICE_CUDA && c->no_graphs) lk_backend_cuda_set_graphs(c->be, false);
-    if (c->device == LOKI_DEVICE_CUDA) lk_backend_cuda_set_fused(c->be, c->fused);
+    if (c->device == LOKI_DEVICE_CUDA) {
+        lk_backend_cuda_set_fused(c->be, c->fused);
+        lk_backend_cuda_set_weight_prefetch(c->be, (size_t)c->wpf_mib << 20);
+    }
     lk_backend *be = c->be;
     struct {
         float **p;
@@ -101,6 +104,9 @@ loki_status loki_context_init(loki_model *model, const loki_context_params *para
     if ((unsigned)params->cuda_fused > LOKI_CUDA_FUSED_ALL)
         return lk_fail(err, LOKI_ERR_ARG, "cuda_fused (--fused): unknown mode %d (a loki_cuda_fused)",
                        (int)params->cuda_fused);
+    if (params->cuda_weight_prefetch_mib < 0 || params->cuda_weight_prefetch_mib > LOKI_MAX_WEIGHT_PREFETCH_MIB)
+        return lk_fail(err, LOKI_ERR_ARG, "cuda_weight_prefetch_mib (--weight-prefetch): %d MiB, outside 0..%d",
+                       (int)params->cuda_weight_prefetch_mib, LOKI_MAX_WEIGHT_PREFETCH_MIB);
     loki_context *c = lk_calloc(1, sizeof(*c), err);
     if (!c) return LOKI_ERR_NOMEM;
     c->model = model;
@@ -115,6 +121,7 @@ loki_status loki_context_init(loki_model *model, const loki_context_params *para
     c->n_seq = params->n_seq > 0 ? params->n_seq : 1;
     c->no_graphs = params->no_cuda_graphs;
     c->fused = params->cuda_fused;
+    c->wpf_mib = params->cuda_weight_prefetch_mib;
     c->attn_params = loki_attn_default_params();
     loki_status st;
     if (!(c->seq_pos = lk_calloc((size_t)c->n_seq, sizeof(int32_t), err))) {

@@ -21,6 +21,7 @@ struct loki_context {
     char device_note[256]; /* why AUTO fell back to the CPU, or "" */
     bool no_graphs;        /* loki_context_params.no_cuda_graphs */
     loki_cuda_fused fused; /* loki_context_params.cuda_fused */
+    int32_t wpf_mib;       /* loki_context_params.cuda_weight_prefetch_mib */
     lk_backend *be;        /* runs the forward pass (engine/backend.h); owns nothing above */
     int32_t n_seq;         /* sequences held (loki_context_params.n_seq) */
     int32_t seq;           /* the current sequence (loki_eval's) */
