@@ -52,8 +52,9 @@ for line in open(f"{out}/attn.jsonl"):
     except ValueError: continue
     if j.get("method") != "loki": continue
     key = (j.get("kv_heads"), j.get("gqa"), j.get("B"), j.get("S"), j.get("fused"), j.get("fused_blocks_forced", 0))
-    rows[key].append((j.get("us"), j.get("n_split")))
-print("attention, one layer: (kv heads, gqa, B, S, fused, blocks forced) -> (us, n_split; 0 = the fused kernel ran)")
+    rows[key].append((j.get("us"), j.get("n_split"), j.get("fused_phase_us")))
+print("attention, one layer: (kv heads, gqa, B, S, fused, blocks forced) -> (us, n_split; 0 = the fused kernel ran,")
+print("  its phases' mean us over blocks: score, select, attend, merge)")
 for k in sorted(rows, key=str): print(" ", k, rows[k])
 print("decode: model, attn, batch, fused -> tokens/s, split ms")
 for line in open(f"{out}/decode.jsonl"):

@@ -210,6 +210,10 @@ static loki_status build_caches(bench *bn, const shape *sh, int32_t d, int C, lk
 typedef struct result {
     double us, runs[N_RUNS], stage_us[3];
     int n_split; /* the attend stage's splits per row; 0: the fused kernel ran */
+    /* the fused kernel's phases (lk_gpu_attn_fused_phases), medians over the
+     * timed steps; phase_blocks 0: it did not run */
+    double phase_us[4], phase_kcyc[4], span_us;
+    int64_t phase_blocks;
 } result;
 
 /* Time one variant over the C caches: a graph of C steps, then the stages. */
@@ -219,7 +223,8 @@ static loki_status time_variant(bench *bn, const shape *sh, const variant *v, lk
     loki_attn_params p = variant_params(v, pca);
     lk_gpu_attn **a = calloc((size_t)C, sizeof *a);
     lk_cuda_graph *g = NULL;
-    double stage[3][STAGE_STEPS];
+    double stage[3][STAGE_STEPS], phase[9][STAGE_STEPS]; /* us[4], kcycles[4], span */
+    int n_phase = 0;
     float ms = 0, sm[3];
     loki_status st = a ? LOKI_OK : lk_fail(err, LOKI_ERR_NOMEM, "out of memory");
     for (int c = 0; c < C && !st; c++) st = lk_gpu_attn_init(&a[c], kv[c], sh->H, sh->B, &p, err);
@@ -256,8 +261,21 @@ static loki_status time_variant(bench *bn, const shape *sh, const variant *v, lk
             (st = lk_gpu_attn_stage_ms(ai, sm, err)))
             goto done;
         for (int j = 0; j < 3; j++) stage[j][i] = sm[j] * 1e3;
+        if (lk_gpu_attn_splits(ai) == 0) { /* the fused kernel: where its time went */
+            lk_fused_phases ph;
+            if ((st = lk_gpu_attn_fused_phases(ai, &ph, err))) goto done;
+            for (int j = 0; j < 4; j++) phase[j][n_phase] = ph.us[j], phase[4 + j][n_phase] = ph.kcycles[j];
+            phase[8][n_phase++] = ph.span_us;
+            r->phase_blocks = ph.blocks;
+        }
     }
     for (int j = 0; j < 3; j++) r->stage_us[j] = median(stage[j], STAGE_STEPS);
+    if (n_phase > 0) {
+        for (int j = 0; j < 4; j++) r->phase_us[j] = median(phase[j], n_phase), r->phase_kcyc[j] = median(phase[4 + j], n_phase);
+        r->span_us = median(phase[8], n_phase);
+    } else {
+        r->phase_blocks = 0;
+    }
     r->n_split = lk_gpu_attn_splits(a[0]);
     st = lk_cuda_sync(bn->cu, err);
 done:
@@ -299,6 +317,15 @@ static void report(const bench *bn, const shape *sh, const variant *v, const res
     for (int s = v->method == LOKI_ATTN_DENSE ? 2 : 0; s < 3; s++) /* dense only attends */
         cJSON_AddNumberToObject(j, stage_keys[s], tidy(r->stage_us[s]));
     cJSON_AddNumberToObject(j, "n_split", r->n_split);
+    if (r->phase_blocks > 0) { /* the fused kernel's phases, mean over its blocks */
+        static const char *const ph_keys[4] = {"score", "select", "attend", "merge"};
+        cJSON *pu = cJSON_AddObjectToObject(j, "fused_phase_us"), *pc = cJSON_AddObjectToObject(j, "fused_phase_kcycles");
+        for (int p = 0; p < 4; p++)
+            cJSON_AddNumberToObject(pu, ph_keys[p], tidy(r->phase_us[p])),
+                cJSON_AddNumberToObject(pc, ph_keys[p], tidy(r->phase_kcyc[p]));
+        cJSON_AddNumberToObject(j, "fused_span_us", tidy(r->span_us));
+        cJSON_AddNumberToObject(j, "fused_blocks", (double)r->phase_blocks);
+    }
     if (o->splits > 0) cJSON_AddNumberToObject(j, "splits_forced", o->splits);
     cJSON_AddBoolToObject(j, "pdl", o->pdl != 0);
     cJSON_AddStringToObject(j, "fused", cli_fused_name(o->fused));
@@ -325,6 +352,9 @@ static void report(const bench *bn, const shape *sh, const variant *v, const res
             name, what, r->us);
     if (v->method != LOKI_ATTN_DENSE)
         fprintf(stderr, " (score %.1f select %.1f attend %.1f)", r->stage_us[0], r->stage_us[1], r->stage_us[2]);
+    if (r->phase_blocks > 0)
+        fprintf(stderr, " [fused, %lld blocks: score %.1f select %.1f attend %.1f merge %.1f, span %.1f]",
+                (long long)r->phase_blocks, r->phase_us[0], r->phase_us[1], r->phase_us[2], r->phase_us[3], r->span_us);
     fprintf(stderr, " %7.1f GB/s = %3.0f%% of read bw", gbs, 100 * gbs / bn->read_bw);
     if (dense_us > 0 && v->method != LOKI_ATTN_DENSE) fprintf(stderr, "  %.2fx vs dense", dense_us / r->us);
     fputc('\n', stderr);

@@ -50,6 +50,11 @@ struct lk_gpu_attn {
     lk_fused_plan plan;   /* the fused kernel's last launch choice (the same shape comes back every step) */
     bool timing;
     cudaEvent_t ev[4];
+    /* the fused kernel's phase stamps while timing (lk_gpu_attn_fused_phases):
+     * (stamp_cap blocks, LK_FUSED_NPH, 2), allocated at the first timed fused
+     * step; stamp_blocks: the blocks of the last step (0: it did not fuse) */
+    unsigned long long *stamps;
+    int64_t stamp_cap, stamp_blocks;
 };
 
 /* dev/cuda variant knob: the loki_cuda_fused that LOKI_CUDA_FUSED_DEFAULT
@@ -155,8 +160,8 @@ fail:
 
 extern "C" void lk_gpu_attn_free(lk_gpu_attn *a) {
     if (!a) return;
-    void *bufs[] = {a->scores, a->rowmax, a->idx,     a->slots, a->n_sel,   a->part,
-                    a->part_ml, a->ml,   a->raw, a->acc,   a->evicted, a->row_len};
+    void *bufs[] = {a->scores, a->rowmax, a->idx,     a->slots,   a->n_sel,   a->part,  a->part_ml,
+                    a->ml,     a->raw,    a->acc,     a->evicted, a->row_len, a->stamps};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) lk_cuda_dealloc(a->cu, bufs[i]);
     for (int i = 0; i < 4; i++)
         if (a->ev[i]) cudaEventDestroy(a->ev[i]);
@@ -194,6 +199,41 @@ extern "C" loki_status lk_gpu_attn_stage_ms(lk_gpu_attn *a, float ms[3], loki_er
     LK_CUDA_TRY(cudaEventSynchronize(a->ev[3]));
     for (int i = 0; i < 3; i++) LK_CUDA_TRY(cudaEventElapsedTime(&ms[i], a->ev[i], a->ev[i + 1]));
 fail:
+    return st;
+}
+
+extern "C" loki_status lk_gpu_attn_fused_phases(lk_gpu_attn *a, lk_fused_phases *ph, loki_error *err) {
+    loki_status st = LOKI_OK;
+    const int64_t nb = a->stamp_blocks, NP = LK_FUSED_NPH;
+    unsigned long long *h = NULL;
+    memset(ph, 0, sizeof *ph);
+    if (nb <= 0)
+        return lk_fail(err, LOKI_ERR_ARG, "fused phases: the last decode step did not run the fused kernel with "
+                                          "timing on (lk_gpu_attn_set_timing)");
+    if (!(h = (unsigned long long *)lk_calloc((size_t)(nb * NP * 2), sizeof *h, err))) return LOKI_ERR_NOMEM;
+    LK_CUDA_TRY(cudaStreamSynchronize(a->cu->stream));
+    LK_CUDA_TRY(cudaMemcpy(h, a->stamps, (size_t)(nb * NP * 2) * sizeof *h, cudaMemcpyDeviceToHost));
+    {
+        unsigned long long t0 = ~0ull, t1 = 0;
+        for (int64_t b = 0; b < nb; b++) {
+            const unsigned long long *s = h + b * NP * 2; /* (phase, {ns, clock}) */
+            for (int p = 0; p < NP; p++)
+                if (!s[2 * p] || (p > 0 && (s[2 * p] < s[2 * p - 2] || s[2 * p + 1] < s[2 * p - 1]))) {
+                    st = lk_fail(err, LOKI_ERR_UNSUPPORTED, "fused phases: block %lld of %lld: stamp %d %s",
+                                 (long long)b, (long long)nb, p, s[2 * p] ? "before the one before it" : "not written");
+                    goto fail;
+                }
+            for (int p = 0; p + 1 < NP; p++) {
+                ph->us[p] += (double)(s[2 * p + 2] - s[2 * p]) / 1e3 / (double)nb;
+                ph->kcycles[p] += (double)(s[2 * p + 3] - s[2 * p + 1]) / 1e3 / (double)nb;
+            }
+            t0 = LK_MIN(t0, s[0]), t1 = LK_MAX(t1, s[2 * NP - 2]);
+        }
+        ph->span_us = (double)(t1 - t0) / 1e3;
+        ph->blocks = nb;
+    }
+fail:
+    free(h);
     return st;
 }
 
@@ -320,17 +360,35 @@ static loki_status attn_run(lk_gpu_attn *a, const lk_kv_view &view, int32_t B, i
                           ? !a->shared || !a->p.gqa_max
                           : !a->shared && (a->fused == LOKI_CUDA_FUSED_PER_HEAD ||
                                            (a->fused == LOKI_CUDA_FUSED_MHA && a->G == 1));
+    /* timing a step the fused kernel may take: zeroed stamps for the most
+     * blocks a launch of B rows can have (before the first event, so the
+     * memset is not timed) */
+    const int64_t most = (int64_t)LK_FUSED_MAXC * (a->shared ? a->Hkv : a->H) * B;
+    a->stamp_blocks = 0;
+    if (a->timing && m == LOKI_ATTN_LOKI && fuse) {
+        if (a->stamp_cap < most) {
+            lk_cuda_dealloc(a->cu, a->stamps);
+            a->stamps = NULL, a->stamp_cap = 0;
+            if ((st = lk_cuda_alloc(a->cu, (void **)&a->stamps, (size_t)most * LK_FUSED_NPH * 2 * 8,
+                                    "fused phase stamps", err)))
+                return st;
+            a->stamp_cap = most;
+        }
+        LK_CUDA_TRY(cudaMemsetAsync(a->stamps, 0, (size_t)most * LK_FUSED_NPH * 2 * 8, s));
+    }
     if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[0], s));
 
     /* Loki: the whole step in one kernel when it fits the GPU (loki_fused.cu;
      * timed as the attend stage) */
     if (m == LOKI_ATTN_LOKI && fuse) {
-        const lk_fused_args f = {view, a->p, q, a->H, a->G, a->scale, a->n_ctx, a->slots, a->n_sel, out, a->shared};
+        const lk_fused_args f = {view,     a->p,  q,   a->H,      a->G, a->scale, a->n_ctx, a->slots,
+                                 a->n_sel, out,   a->shared, a->timing ? a->stamps : NULL};
         bool taken = false;
         if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[1], s));
         if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[2], s));
         LK_CUDA_TRY(lk_launch_loki_fused(&f, B, S_max, dmax, &a->plan, s, &taken));
         if (taken) {
+            if (a->timing) a->stamp_blocks = (int64_t)a->plan.C * (a->shared ? a->Hkv : a->H) * B;
             if (a->timing) LK_CUDA_TRY(cudaEventRecord(a->ev[3], s));
             a->n_split_last = 0; /* no splits: the fused kernel */
             return st;

@@ -150,7 +150,13 @@ struct lk_fused_args {
     int32_t *n_sel;      /* (B, R) */
     float *out;          /* (B, H, D) */
     bool shared;         /* one selection per KV head from the group's summed query (gqa_shared, not gqa_max) */
+    /* NULL, or (blocks, LK_FUSED_NPH, 2): each block's %globaltimer (ns) and
+     * clock64 when it starts and when it ends each phase (score, select,
+     * attend, merge), written by its thread 0 (phase timing) */
+    unsigned long long *stamps;
 };
+#define LK_FUSED_NPH 5 /* stamps a block: start, then the ends of score, select, attend, merge */
+#define LK_FUSED_MAXC 16 /* most blocks per selection row (Hopper's non-portable cluster limit) */
 /* The launch choice for one shape, kept by the caller between steps (the
  * same shape comes back every step; a miss costs up to six occupancy
  * queries). One plan serves one lk_gpu_attn: the kind of row (shared or

@@ -306,6 +306,22 @@ uint64_t lk_gpu_attn_step_key(const lk_gpu_attn *a, int32_t seq0, int32_t B);
  * Loki kernel (lk_gpu_attn_set_fused). */
 int lk_gpu_attn_splits(const lk_gpu_attn *a);
 loki_status lk_gpu_attn_stage_ms(lk_gpu_attn *a, float ms[3], loki_error *err);
+/* Where the fused Loki kernel's time goes: with timing on, each block of a
+ * fused step stamps %globaltimer and clock64 at its start and at the end of
+ * each phase. us[p] / kcycles[p]: the mean over blocks of phase p's time
+ * (0 score: the slice's first-d scores into shared memory; 1 select: the
+ * radix passes over the cluster and the selected offsets; 2 attend: the
+ * entries written, the selected tokens' exact scores, softmax and values,
+ * the block's partial; 3 merge: the partials per head and the root's
+ * merge); span_us: the first block's start to the last block's end. Waits
+ * for the step. LOKI_ERR_ARG when the last decode step did not run the
+ * fused kernel with timing on; LOKI_ERR_UNSUPPORTED (naming the block) when
+ * a stamp is missing or out of order. For benchmarks and tuning. */
+typedef struct lk_fused_phases {
+    double us[4], kcycles[4], span_us;
+    int64_t blocks;
+} lk_fused_phases;
+loki_status lk_gpu_attn_fused_phases(lk_gpu_attn *a, lk_fused_phases *ph, loki_error *err);
 
 /* The selection of the last decode step for (b, query head h) (per KV head
  * with a shared selection, where every head of a group gives the same set):

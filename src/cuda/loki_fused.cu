@@ -49,7 +49,7 @@ namespace cg = cooperative_groups;
  * (B = 1: 135.2 against 111.7 us, H200, 2026-12-04); at most 32 a thread
  * (the select's bit masks). */
 #define F_SLMAX 4608
-#define F_MAXC 16           /* most blocks per cluster (Hopper's non-portable limit) */
+#define F_MAXC LK_FUSED_MAXC /* most blocks per cluster (Hopper's non-portable limit) */
 /* dev/cuda knob, not measured yet: after the first digit, the rows of the
  * tokens above its boundary bucket (selected whatever the threshold) are
  * prefetched into L2 while the cluster resolves the bucket in the passes
@@ -92,6 +92,16 @@ template <int D, bool SH> struct fused_smem {
     typename cub::BlockScan<uint32_t, FT>::TempStorage scan;
 };
 
+/* Phase timing (a.stamps set): thread 0 writes the time at the start (p = 0)
+ * and at the end of each phase (1 score, 2 select, 3 attend, 4 merge). */
+__device__ __forceinline__ void fused_stamp(const lk_fused_args &a, int p) {
+    if (!a.stamps || threadIdx.x != 0) return;
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    unsigned long long *s = a.stamps + (((size_t)blockIdx.y * gridDim.x + blockIdx.x) * LK_FUSED_NPH + p) * 2;
+    s[0] = t, s[1] = (unsigned long long)clock64();
+}
+
 template <int D, bool SH> static size_t fused_smem_bytes(int L) {
     return (sizeof(fused_smem<D, SH>) + 15) / 16 * 16 + (size_t)L * (sizeof(float) + sizeof(uint16_t));
 }
@@ -122,6 +132,7 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
     const int h = blockIdx.x / C, b = blockIdx.y, kvh = SH ? h : h / a.G;
     lk_pdl_wait();
     lk_pdl_release();
+    fused_stamp(a, 0);
     fused_smem<D, SH> *root = cl.map_shared_rank(&sm, 0);
     lk_fused_row r;
     r.S = a.kv.seq_len[b];
@@ -186,6 +197,7 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
      * started and zeroed its histogram before any block adds into the root's
      * (distributed shared memory may only be touched once its block runs) */
     cl.sync();
+    fused_stamp(a, 1);
 
     /* ---- select: thread tid owns the slice's positions [tid*per, +per) */
     const int t0 = tid * per;
@@ -259,6 +271,7 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
         if (tid == 0) sm.nloc = (int32_t)tot;
     }
     cl.sync(); /* every slice's count is known; the root's hist is no longer read */
+    fused_stamp(a, 2);
     const int nloc = sm.nloc;
     {   /* the selection's entries (physical slot, score) for lk_gpu_attn_selection */
         int32_t off = 0;
@@ -330,6 +343,7 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
     for (int e = 0; e < 8; e++) sm.u.mg.o[gi][dim0 + e] = o[e];
     if (li == 0) sm.u.mg.m[gi] = m, sm.u.mg.l[gi] = l;
     __syncthreads();
+    fused_stamp(a, 3);
     for (int j = tid; j < GH * D; j += FT) {
         const int hh = j / D, jd = j % D;
         float M = -INFINITY, O = 0.0f, Lb = 0.0f;
@@ -369,6 +383,7 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
         }
     }
     cl.sync(); /* the root has read every block's shared memory */
+    fused_stamp(a, 4);
 }
 
 bool lk_fused_eligible(int D, int dmax, int G, bool shared, int32_t max_len) {

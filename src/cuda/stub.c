@@ -7,6 +7,8 @@
 #include "cuda/lk_cuda.h"
 #include "core/common.h"
 
+#include <string.h>
+
 #define NO_CUDA "this loki was built without the CUDA backend (nvcc not found at build time; rebuild with -DLOKI_CUDA=ON)"
 
 bool lk_cuda_built(void) { return false; }
@@ -143,6 +145,11 @@ void lk_gpu_attn_set_pdl(lk_gpu_attn *a, bool on) { (void)a, (void)on; }
 void lk_gpu_attn_set_fused(lk_gpu_attn *a, loki_cuda_fused mode) { (void)a, (void)mode; }
 void lk_gpu_attn_set_fused_blocks(lk_gpu_attn *a, int blocks) { (void)a, (void)blocks; }
 int lk_gpu_attn_splits(const lk_gpu_attn *a) { (void)a; return 0; }
+loki_status lk_gpu_attn_fused_phases(lk_gpu_attn *a, lk_fused_phases *ph, loki_error *err) {
+    (void)a;
+    memset(ph, 0, sizeof *ph);
+    return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
+}
 loki_status lk_gpu_attn_stage_ms(lk_gpu_attn *a, float ms[3], loki_error *err) {
     (void)a, (void)ms;
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA);
