@@ -12,7 +12,8 @@
 # "Waiting for the GPU") into .carry/variants.tar.xz: pf/ (LK_FUSED_PF=1)
 # and shu8/ (LK_FUSED_SHU=8 LK_FUSED_SHMINB=2: loki, test_cuda_attn each),
 # pipe/ (LK_MMA_PIPE=1 LK_MMA_U=2) and w4/ (LK_MMA_WARPS=4: loki,
-# test_cuda_matmul each).
+# test_cuda_matmul each); session 20's fpdl/ (LK_FUSED_PDL=1: loki,
+# test_cuda_attn).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 variants=0
@@ -46,12 +47,13 @@ strip "$stage"/bin/* "$stage"/lib/* 2>/dev/null || true
 # carry for a model beside the pack
 mkdir -p .carry && tar -C "$stage" -cf - . | xz -9e -T"$(nproc)" > .carry/gpu-pack.tar.xz && ls -la .carry/gpu-pack.tar.xz
 if [ $variants = 1 ]; then
-  rm -rf .carry/pf .carry/shu8 .carry/pipe .carry/w4
+  rm -rf .carry/pf .carry/shu8 .carry/pipe .carry/w4 .carry/fpdl
   bash dev/cuda/variant.sh src/cuda/loki_fused.cu -DLK_FUSED_PF=1 .carry/pf loki test_cuda_attn >/dev/null
   bash dev/cuda/variant.sh src/cuda/loki_fused.cu "-DLK_FUSED_SHU=8 -DLK_FUSED_SHMINB=2" .carry/shu8 loki \
     test_cuda_attn >/dev/null
   bash dev/cuda/variant.sh src/cuda/gemv_mma.cu "-DLK_MMA_PIPE=1 -DLK_MMA_U=2" .carry/pipe loki test_cuda_matmul >/dev/null
   bash dev/cuda/variant.sh src/cuda/gemv_mma.cu -DLK_MMA_WARPS=4 .carry/w4 loki test_cuda_matmul >/dev/null
-  (cd .carry && tar -cf - pf shu8 pipe w4 | xz -9e -T"$(nproc)" > variants.tar.xz && rm -r pf shu8 pipe w4)
+  bash dev/cuda/variant.sh src/cuda/loki_fused.cu -DLK_FUSED_PDL=1 .carry/fpdl loki test_cuda_attn >/dev/null
+  (cd .carry && tar -cf - pf shu8 pipe w4 fpdl | xz -9e -T"$(nproc)" > variants.tar.xz && rm -r pf shu8 pipe w4 fpdl)
   ls -la .carry/variants.tar.xz
 fi

@@ -395,7 +395,8 @@ void lk_weighted_rows_t_avx2(float *out, int ldo, const float *w, int ldw, int M
  * cycles on Zen 3): with random keys most weights of a long context are
  * that small, and the weighted sum ran at a third of its speed. */
 #define LK_EXP_FLUSH -64.0f
-LK_AI __m256 exp8(__m256 x) {
+/* (unused in AVX-512 builds, whose 16-lane exp gives its values) */
+LK_AI __attribute__((unused)) __m256 exp8(__m256 x) {
     const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(LK_EXP_FLUSH), _CMP_GE_OQ);
     x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(LK_EXP_FLUSH)), _mm256_set1_ps(88.0f));
     const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),

@@ -69,6 +69,14 @@ namespace cg = cooperative_groups;
 #ifndef LK_FUSED_SHMINB
 #define LK_FUSED_SHMINB 4
 #endif
+/* dev/cuda knob, not measured yet: launch the fused kernel with programmatic
+ * dependent launch (the kernel already waits with lk_pdl_wait), so its
+ * clusters may be placed while the RoPE/store kernel before it runs. Off as
+ * session 18 measured it: the clustered select launch was slower with it,
+ * the fused one was never tried. */
+#ifndef LK_FUSED_PDL
+#define LK_FUSED_PDL 0
+#endif
 
 /* Shared memory of a block; the root's hist, st, tcount are the cluster's.
  * The slice's scores sc (L floats) and selected offsets lst (L) follow in
@@ -463,8 +471,8 @@ static cudaError_t launch_fused(const lk_fused_args *a, int B, int32_t max_len, 
     *taken = plan->C > 0;
     if (!*taken) return cudaSuccess;
     const int C = plan->C;
-    return lk_launch_kernel(kern, dim3(C * R, B, 1), dim3(FT), fused_smem_bytes<D, SH>(plan->L), s, false, C, *a,
-                            C, plan->L);
+    return lk_launch_kernel(kern, dim3(C * R, B, 1), dim3(FT), fused_smem_bytes<D, SH>(plan->L), s, LK_FUSED_PDL != 0,
+                            C, *a, C, plan->L);
 }
 
 template <bool SH>
