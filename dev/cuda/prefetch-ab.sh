@@ -6,16 +6,17 @@
 # Written in session 20 (no GPU lent) for the next device session: does it
 # move the issue-9 shapes, and at which budget?
 #   bash dev/cuda/prefetch-ab.sh LOKI_BIN OUT_DIR [ROUNDS] [BUDGETS]
-# ROUNDS (default 2) interleave the budgets (default "0 4 16 32" MiB) run by
-# run. Shapes: one sequence of Llama-2-7B bf16 with an empty cache (the 80%
+# ROUNDS (default 1) interleave the budgets (default "0 16" MiB) run by run;
+# each run builds its random 7B model, so a budget costs about 2-3 minutes
+# a round (estimate: session 17-18 runs took 20-60 s each). Shapes: one sequence of Llama-2-7B bf16 with an empty cache (the 80%
 # target), f16 at 32k dense and Loki (the 1.5x target), and 16 sequences of
 # the kv8 shape (the 16-row tensor-core products) empty and at 32k with the
 # shared selection. Writes OUT_DIR/decode.jsonl and a summary on stdout.
 set -euo pipefail
 loki=${1:?usage: prefetch-ab.sh LOKI_BIN OUT_DIR [ROUNDS] [BUDGETS]}
 out=${2:?usage: prefetch-ab.sh LOKI_BIN OUT_DIR [ROUNDS] [BUDGETS]}
-rounds=${3:-2}
-budgets=${4:-0 4 16 32}
+rounds=${3:-1}
+budgets=${4:-0 16}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 kv8="$here/bench/shapes/llama2-7b-kv8.json"
 mkdir -p "$out"
