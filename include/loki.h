@@ -164,7 +164,7 @@ typedef struct loki_context_params {
                            0..LOKI_MAX_WEIGHT_PREFETCH_MIB, 0 = none, the default) */
 } loki_context_params;
 
-/* Largest loki_context_params.cuda_weight_prefetch_mib (an H200's L2 is 50 MiB). */
+/* Largest loki_context_params.cuda_weight_prefetch_mib (an H200's L2 holds 60 MB). */
 #define LOKI_MAX_WEIGHT_PREFETCH_MIB 64
 
 /* True when this build has the CUDA backend and a usable GPU (compute

@@ -19,9 +19,10 @@
  * bf16 sees the same numbers as the CPU. A few "needle" keys (first and last
  * token, both sides of the first page boundary, the middle) score far above
  * the rest, so a kernel that drops such a token fails the output check.
- * Steps that run as the fused Loki kernel are timed (lk_gpu_attn_set_timing)
- * and every block's phase stamps must be written and in order
- * (lk_gpu_attn_fused_phases).
+ * Steps that run as the fused Loki kernel run again timed
+ * (lk_gpu_attn_set_timing): the same output bits, and every block's phase
+ * stamps written and in order (lk_gpu_attn_fused_phases); the compared
+ * steps run untimed, as the engine runs them.
  * Exit 77 (skipped) without the CUDA backend or a usable GPU.
  * LOKI_TEST_SEED=N changes every case's seed (printed with the case).
  */
@@ -320,7 +321,6 @@ static bool world_build(world *w) {
     lk_gpu_attn_set_splits(w->ga, s->splits);
     lk_gpu_attn_set_fused(w->ga, s->fused ? s->fused : LOKI_CUDA_FUSED_MHA);
     lk_gpu_attn_set_fused_blocks(w->ga, s->fused_blocks);
-    lk_gpu_attn_set_timing(w->ga, true); /* events, and the fused kernel's phase stamps (checked in step_layer) */
     loki_attn_params pd = loki_attn_default_params();
     for (int b = 0; b < B && s->vs_dense; b++)
         if ((!w->kv2 && lk_gpu_kv_init(g_cu, &w->kv2, L, Hkv, D, NULL, pages + 4, B, maxp + 1, &err)) ||
@@ -582,12 +582,21 @@ static void step_layer(world *w, int layer, tally *t) {
         return;
     }
     t->steps++, t->fused += lk_gpu_attn_splits(w->ga) == 0;
-    if (lk_gpu_attn_splits(w->ga) == 0) { /* every block stamped its phases, in order */
-        lk_fused_phases ph;
-        loki_error err = {0};
-        const loki_status st = lk_gpu_attn_fused_phases(w->ga, &ph, &err);
-        CHECKF(st == LOKI_OK && ph.blocks > 0 && ph.span_us > 0, "%s: layer %d: fused phases: %s", w->s.name, layer,
-               st ? err.msg : "no blocks or no span");
+    if (lk_gpu_attn_splits(w->ga) == 0) { /* the fused step again, timed: the same bits, and every block
+                                            stamped its phases in order */
+        float *again = malloc(sizeof(float) * nq);
+        lk_gpu_attn_set_timing(w->ga, true);
+        if (again && gpu_decode(w, w->ga, layer, again, "loki, timed")) {
+            lk_fused_phases ph;
+            loki_error err = {0};
+            const loki_status st = lk_gpu_attn_fused_phases(w->ga, &ph, &err);
+            CHECKF(st == LOKI_OK && ph.blocks > 0 && ph.span_us > 0, "%s: layer %d: fused phases: %s", w->s.name,
+                   layer, st ? err.msg : "no blocks or no span");
+            CHECKF(memcmp(again, w->out, sizeof(float) * nq) == 0, "%s: layer %d: the timed fused step changed the "
+                   "output", w->s.name, layer);
+        }
+        lk_gpu_attn_set_timing(w->ga, false);
+        free(again);
     }
     for (int b = 0; b < B; b++)
         lk_attn_run(w->ca[b], lk_cpu_pool(g_cpu), &w->ckv[b], layer, w->q + (layer * nq) + (size_t)b * H * D,

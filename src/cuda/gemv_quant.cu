@@ -332,8 +332,9 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_quant(const lk_mm_seg y, con
                                                           size_t rb, const uint8_t *wend, const int8_t *__restrict__ xq,
                                                           const float4 *__restrict__ xm, const float *__restrict__ xf,
                                                           int64_t in, int64_t out, unsigned pf_blocks) {
-    lk_mm_prefetch_rows(w, rb, (int64_t)blockIdx.x * MV_WARPS, min((int64_t)blockIdx.x * MV_WARPS + MV_WARPS, out),
-                        pf_blocks); /* W is not written by the kernel before */
+    if constexpr (NR == 1) /* W is not written by the kernel before (batches: no prefetch, as many registers as before) */
+        lk_mm_prefetch_rows(w, rb, (int64_t)blockIdx.x * MV_WARPS,
+                            min((int64_t)blockIdx.x * MV_WARPS + MV_WARPS, out), pf_blocks);
     lk_pdl_wait(); /* launched with programmatic dependent launch: inputs of the kernel before */
     lk_pdl_release();
     extern __shared__ uint4 mv_smem[];
@@ -432,8 +433,9 @@ template <int DT, int NR>
 __global__ void __launch_bounds__(MV_WARPS * 32) mv_float(const lk_mm_seg y, const uint8_t *__restrict__ w,
                                                           size_t rb, const float *__restrict__ x, int64_t in,
                                                           int64_t out, bool vec, unsigned pf_blocks) {
-    lk_mm_prefetch_rows(w, rb, (int64_t)blockIdx.x * MV_WARPS, min((int64_t)blockIdx.x * MV_WARPS + MV_WARPS, out),
-                        pf_blocks); /* W is not written by the kernel before */
+    if constexpr (NR == 1) /* W is not written by the kernel before (batches: no prefetch, as many registers as before) */
+        lk_mm_prefetch_rows(w, rb, (int64_t)blockIdx.x * MV_WARPS,
+                            min((int64_t)blockIdx.x * MV_WARPS + MV_WARPS, out), pf_blocks);
     lk_pdl_wait(); /* launched with programmatic dependent launch: inputs of the kernel before */
     lk_pdl_release();
     constexpr int EPV = DT == LK_DTYPE_F32 ? 4 : 8, U = 4;
