@@ -8,12 +8,10 @@
 #   /tmp/lk/run-gpu-tests.sh                       # the `gpu` tests under CTest
 #   LD_LIBRARY_PATH=/tmp/lk/lib:/usr/local/cuda/lib64 /tmp/lk/bin/loki bench attention --device cuda
 # (cuBLAS is not packed: hundreds of MB; the GPU machine's toolkit has it)
-# With --variants, also the session-19 knob binaries (dev/cuda/README.md,
-# "Waiting for the GPU") into .carry/variants.tar.xz: pf/ (LK_FUSED_PF=1)
-# and shu8/ (LK_FUSED_SHU=8 LK_FUSED_SHMINB=2: loki, test_cuda_attn each),
-# pipe/ (LK_MMA_PIPE=1 LK_MMA_U=2) and w4/ (LK_MMA_WARPS=4: loki,
-# test_cuda_matmul each); session 20's fpdl/ (LK_FUSED_PDL=1: loki,
-# test_cuda_attn).
+# With --variants, also the knob binaries not measured yet (dev/cuda/README.md,
+# "Waiting for the GPU") into .carry/variants.tar.xz: shu8/ (LK_FUSED_SHU=8
+# LK_FUSED_SHMINB=2: loki, test_cuda_attn), pipe/ (LK_MMA_PIPE=1 LK_MMA_U=2)
+# and w4/ (LK_MMA_WARPS=4: loki, test_cuda_matmul each).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 variants=0
@@ -47,13 +45,11 @@ strip "$stage"/bin/* "$stage"/lib/* 2>/dev/null || true
 # carry for a model beside the pack
 mkdir -p .carry && tar -C "$stage" -cf - . | xz -9e -T"$(nproc)" > .carry/gpu-pack.tar.xz && ls -la .carry/gpu-pack.tar.xz
 if [ $variants = 1 ]; then
-  rm -rf .carry/pf .carry/shu8 .carry/pipe .carry/w4 .carry/fpdl
-  bash dev/cuda/variant.sh src/cuda/loki_fused.cu -DLK_FUSED_PF=1 .carry/pf loki test_cuda_attn >/dev/null
+  rm -rf .carry/shu8 .carry/pipe .carry/w4
   bash dev/cuda/variant.sh src/cuda/loki_fused.cu "-DLK_FUSED_SHU=8 -DLK_FUSED_SHMINB=2" .carry/shu8 loki \
     test_cuda_attn >/dev/null
   bash dev/cuda/variant.sh src/cuda/gemv_mma.cu "-DLK_MMA_PIPE=1 -DLK_MMA_U=2" .carry/pipe loki test_cuda_matmul >/dev/null
   bash dev/cuda/variant.sh src/cuda/gemv_mma.cu -DLK_MMA_WARPS=4 .carry/w4 loki test_cuda_matmul >/dev/null
-  bash dev/cuda/variant.sh src/cuda/loki_fused.cu -DLK_FUSED_PDL=1 .carry/fpdl loki test_cuda_attn >/dev/null
-  (cd .carry && tar -cf - pf shu8 pipe w4 fpdl | xz -9e -T"$(nproc)" > variants.tar.xz && rm -r pf shu8 pipe w4 fpdl)
+  (cd .carry && tar -cf - shu8 pipe w4 | xz -9e -T"$(nproc)" > variants.tar.xz && rm -r shu8 pipe w4)
   ls -la .carry/variants.tar.xz
 fi

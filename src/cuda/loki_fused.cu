@@ -50,14 +50,6 @@ namespace cg = cooperative_groups;
  * (the select's bit masks). */
 #define F_SLMAX 4608
 #define F_MAXC LK_FUSED_MAXC /* most blocks per cluster (Hopper's non-portable limit) */
-/* dev/cuda knob, not measured yet: after the first digit, the rows of the
- * tokens above its boundary bucket (selected whatever the threshold) are
- * prefetched into L2 while the cluster resolves the bucket in the passes
- * left, when the memory system is otherwise idle (every block of the wave
- * selects at the same time). */
-#ifndef LK_FUSED_PF
-#define LK_FUSED_PF 0
-#endif
 /* dev/cuda knobs for shared rows, not measured yet: selected tokens in
  * flight per row group in the attend (a row group takes one head of G, so a
  * block covers 16 / G times fewer tokens per trip than a per-head row: 4
@@ -68,14 +60,6 @@ namespace cg = cooperative_groups;
 #endif
 #ifndef LK_FUSED_SHMINB
 #define LK_FUSED_SHMINB 4
-#endif
-/* dev/cuda knob, not measured yet: launch the fused kernel with programmatic
- * dependent launch (the kernel already waits with lk_pdl_wait), so its
- * clusters may be placed while the RoPE/store kernel before it runs. Off as
- * session 18 measured it: the clustered select launch was slower with it,
- * the fused one was never tried. */
-#ifndef LK_FUSED_PDL
-#define LK_FUSED_PDL 0
 #endif
 
 /* Shared memory of a block; the root's hist, st, tcount are the cluster's.
@@ -117,12 +101,6 @@ template <int D, bool SH> static size_t fused_smem_bytes(int L) {
 struct lk_fused_row {
     int32_t S, k, sinks, recent, lo, hi;
 };
-
-/* The 128-byte lines of [p, p + bytes) into L2 (no register, no wait). */
-__device__ __forceinline__ void fused_prefetch(const uint16_t *p, int bytes) {
-    const uintptr_t a = (uintptr_t)p, end = a + (uintptr_t)bytes;
-    for (uintptr_t l = a & ~(uintptr_t)127; l < end; l += 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(l));
-}
 
 /* lpt lanes per key for the first d components (a power of two >= d / 8).
  * SH: the row is a KV head's shared selection (the group's summed query
@@ -229,19 +207,6 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
         if (c == 0) lk_sel_digit<FT>(sm.u.hist, &sm.st, sm.scan, pass);
         cl.sync();
         st = root->st;
-#if LK_FUSED_PF
-        if (pass == 0 && st.mode == 0) /* the attend's rows of the tokens above the first digit's bucket */
-            for (int i = 0; i < per; i++) {
-                const int t = t0 + i;
-                if (r.lo + t >= r.hi) break;
-                if (lk_sel_key(r.lo + t, r.S, r.sinks, r.recent, sc[t]) >> 20 <= st.P) continue;
-                const uint16_t *sp = seg0 + (size_t)sm.bt[t / LK_GPU_PAGE] * pstride;
-                const int off = (r.lo + t) % LK_GPU_PAGE;
-                if (SH) fused_prefetch(sp + (size_t)off * d, d * 2); /* k_lo: the shared rows score all D */
-                fused_prefetch(sp + (size_t)LK_GPU_PAGE * d + (size_t)off * (D - d), (D - d) * 2);
-                fused_prefetch(sp + (size_t)LK_GPU_PAGE * D + (size_t)off * D, D * 2);
-            }
-#endif
     }
     /* the slice's selected offsets, ascending: above the threshold, or
      * equal to it (all of those, or the first `need` of the row by position) */
@@ -471,8 +436,8 @@ static cudaError_t launch_fused(const lk_fused_args *a, int B, int32_t max_len, 
     *taken = plan->C > 0;
     if (!*taken) return cudaSuccess;
     const int C = plan->C;
-    return lk_launch_kernel(kern, dim3(C * R, B, 1), dim3(FT), fused_smem_bytes<D, SH>(plan->L), s, LK_FUSED_PDL != 0,
-                            C, *a, C, plan->L);
+    return lk_launch_kernel(kern, dim3(C * R, B, 1), dim3(FT), fused_smem_bytes<D, SH>(plan->L), s, false, C, *a,
+                            C, plan->L);
 }
 
 template <bool SH>
