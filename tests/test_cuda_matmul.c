@@ -33,8 +33,9 @@
  * f32/f16/bf16 W, silu and gelu_tanh) bit for bit against lk_cuda_matmul of
  * each matrix then lk_cuda_glu, its output poisoned first; the shapes it
  * does not take are refused with LOKI_ERR_UNSUPPORTED.
- * The decode products (n <= 8; 9..16 rows with f16 / bf16 W) and the fused
- * gate|up product run again with their blocks prefetching W into L2 before
+ * The decode products (n <= 8; 9..16 rows with f16 / bf16 W; of these only
+ * n = 1 and 9..16 rows prefetch, the others must simply be unaffected) and
+ * the fused gate|up product run again with their blocks prefetching W into L2 before
  * they wait on the kernel before (lk_cuda_mm_set_prefetch), W moved to the
  * end of its allocation: the same bits are required (a prefetch is a hint).
  * Also checks that bad arguments are refused with LOKI_ERR_ARG and a message,
@@ -118,7 +119,8 @@ typedef struct env {
 } env;
 
 /* The decode products (n <= 8, and 9..16 rows with f16 / bf16 W) again
- * with their first blocks prefetching W into L2 (lk_cuda_mm_set_prefetch):
+ * with the prefetch budget set (lk_cuda_mm_set_prefetch; n = 1 and 9..16
+ * rows then have their first blocks prefetch W into L2):
  * all blocks, then about half of W, with W moved to the end of its
  * allocation (the prefetch must stay inside it). A hint only, so the
  * outputs must be yg's bits; y is poisoned first. x is already on the GPU. */

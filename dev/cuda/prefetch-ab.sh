@@ -3,12 +3,12 @@
 # lk_cuda_mm_set_prefetch): each decode product's first blocks ask L2 for
 # their rows of W before they wait on the kernel before (programmatic
 # dependent launch), so HBM streams weights through that kernel's tail.
-# Written in session 20 (no GPU lent) for the next device session: does it
-# move the issue-9 shapes, and at which budget?
+# Written in session 20, whose calls 2-4 measured 16 MiB slower everywhere and
+# 4 MiB +2.0% for one sequence, -0.8% for 16 (docs/GPU.md "Session 20").
 #   bash dev/cuda/prefetch-ab.sh LOKI_BIN OUT_DIR [ROUNDS] [BUDGETS]
 # ROUNDS (default 1) interleave the budgets (default "0 16" MiB) run by run;
-# each run builds its random 7B model, so a budget costs about 2-3 minutes
-# a round (estimate: session 17-18 runs took 20-60 s each). Shapes: one sequence of Llama-2-7B bf16 with an empty cache (the 80%
+# each run builds its random 7B model (9-17 s a run in session 20's calls,
+# the 16-sequence 32k one untimed). Shapes: one sequence of Llama-2-7B bf16 with an empty cache (the 80%
 # target), f16 at 32k dense and Loki (the 1.5x target), and 16 sequences of
 # the kv8 shape (the 16-row tensor-core products) empty and at 32k with the
 # shared selection. Writes OUT_DIR/decode.jsonl and a summary on stdout.

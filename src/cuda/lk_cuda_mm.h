@@ -52,8 +52,9 @@ loki_status lk_cuda_mm_init(lk_cuda *cu, lk_cuda_mm **out, int max_n, int64_t ma
                             loki_error *err);
 void lk_cuda_mm_free(lk_cuda_mm *mm);
 
-/* Bytes of W each matrix-vector product (n <= LK_CUDA_MV_MAX_N, and the
- * 9..16-row tensor-core path) asks L2 for before it waits on the kernel
+/* Bytes of W each one-row matrix-vector product (n = 1: every float and
+ * quantized kernel, and the fused gate|up product) and each 9..16-row
+ * tensor-core product asks L2 for before it waits on the kernel
  * before it (programmatic dependent launch): its first blocks, as many as
  * `bytes` covers, prefetch their rows (cp.async.bulk.prefetch.L2), so HBM
  * streams weights during that kernel's tail. A hint: the results are the
