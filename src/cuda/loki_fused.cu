@@ -58,6 +58,12 @@ namespace cg = cooperative_groups;
 #ifndef LK_FUSED_SHU
 #define LK_FUSED_SHU 4
 #endif
+/* dev/cuda knob, not measured yet: the select's three passes unrolled, so
+ * each pass's digit width and shift are constants again (the compiler did
+ * so by itself in session 18's kernel, before sel_digit.cuh) */
+#ifndef LK_FUSED_UNROLL
+#define LK_FUSED_UNROLL 0
+#endif
 #ifndef LK_FUSED_SHMINB
 #define LK_FUSED_SHMINB 4
 #endif
@@ -188,6 +194,9 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
     /* ---- select: thread tid owns the slice's positions [tid*per, +per) */
     const int t0 = tid * per;
     lk_sel_state st = sm.st;
+#if LK_FUSED_UNROLL
+#pragma unroll
+#endif
     for (int pass = 0; pass < 3 && st.mode == 0; pass++) {
         const int shift = lk_sel_shift(pass), nb = 1 << lk_sel_bits(pass);
         for (int i = 0; i < per; i++) {
@@ -274,10 +283,14 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
 #pragma unroll
         for (int e = 0; e < 8; e++) qh8[e] = kload ? qh[e] * a.scale : 0.0f, o[e] = 0.0f;
     }
-    /* a page's segment: k_lo (P, d), k_hi (P, D - d), v (P, D) */
-    const size_t k_off = hi_part ? (size_t)LK_GPU_PAGE * d + (dim0 - d) : (size_t)dim0;
+    /* a page's segment: k_lo (P, d), k_hi (P, D - d), v (P, D). MHA lanes
+     * below d load no key, so their offsets are k_hi's like the others':
+     * the row width then depends on SH alone, which spared the MHA
+     * instances 8 bytes of spills that the per-lane choice cost (ptxas,
+     * sm_90a, nvcc 13.0) */
+    const size_t k_off = SH && !hi_part ? (size_t)dim0 : (size_t)LK_GPU_PAGE * d + (hi_part ? dim0 - d : 0);
     const size_t v_off = (size_t)LK_GPU_PAGE * D + dim0;
-    const int k_row = hi_part ? D - d : d;
+    const int k_row = SH && !hi_part ? d : D - d;
     for (int jb = 0; jb < nloc; jb += NT * U) { /* the same trips for every lane (shuffles) */
         uint4 kc[U], vc[U];
         int tt[U];
