@@ -590,8 +590,10 @@ static void step_layer(world *w, int layer, tally *t) {
             lk_fused_phases ph;
             loki_error err = {0};
             const loki_status st = lk_gpu_attn_fused_phases(w->ga, &ph, &err);
-            CHECKF(st == LOKI_OK && ph.blocks > 0 && ph.span_us > 0, "%s: layer %d: fused phases: %s", w->s.name,
-                   layer, st ? err.msg : "no blocks or no span");
+            bool mean_le_max = true; /* a phase's mean over blocks is at most its longest block */
+            for (int p = 0; p < 4; p++) mean_le_max = mean_le_max && ph.us[p] <= ph.max_us[p] * (1 + 1e-9);
+            CHECKF(st == LOKI_OK && ph.blocks > 0 && ph.span_us > 0 && mean_le_max, "%s: layer %d: fused phases: %s",
+                   w->s.name, layer, st ? err.msg : "no blocks, no span or a mean above its max");
             CHECKF(memcmp(again, w->out, sizeof(float) * nq) == 0, "%s: layer %d: the timed fused step changed the "
                    "output", w->s.name, layer);
         }

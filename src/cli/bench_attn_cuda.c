@@ -212,7 +212,7 @@ typedef struct result {
     int n_split; /* the attend stage's splits per row; 0: the fused kernel ran */
     /* the fused kernel's phases (lk_gpu_attn_fused_phases), medians over the
      * timed steps; phase_blocks 0: it did not run */
-    double phase_us[4], phase_kcyc[4], span_us;
+    double phase_us[4], phase_kcyc[4], phase_max[4], span_us;
     int64_t phase_blocks;
 } result;
 
@@ -223,7 +223,7 @@ static loki_status time_variant(bench *bn, const shape *sh, const variant *v, lk
     loki_attn_params p = variant_params(v, pca);
     lk_gpu_attn **a = calloc((size_t)C, sizeof *a);
     lk_cuda_graph *g = NULL;
-    double stage[3][STAGE_STEPS], phase[9][STAGE_STEPS]; /* us[4], kcycles[4], span */
+    double stage[3][STAGE_STEPS], phase[13][STAGE_STEPS]; /* us[4], kcycles[4], span, max_us[4] */
     int n_phase = 0;
     float ms = 0, sm[3];
     loki_status st = a ? LOKI_OK : lk_fail(err, LOKI_ERR_NOMEM, "out of memory");
@@ -268,14 +268,17 @@ static loki_status time_variant(bench *bn, const shape *sh, const variant *v, lk
                 fprintf(stderr, "loki bench attention: no phase report: %s\n", pe.msg);
                 continue;
             }
-            for (int j = 0; j < 4; j++) phase[j][n_phase] = ph.us[j], phase[4 + j][n_phase] = ph.kcycles[j];
+            for (int j = 0; j < 4; j++)
+                phase[j][n_phase] = ph.us[j], phase[4 + j][n_phase] = ph.kcycles[j], phase[9 + j][n_phase] = ph.max_us[j];
             phase[8][n_phase++] = ph.span_us;
             r->phase_blocks = ph.blocks;
         }
     }
     for (int j = 0; j < 3; j++) r->stage_us[j] = median(stage[j], STAGE_STEPS);
     if (n_phase > 0) {
-        for (int j = 0; j < 4; j++) r->phase_us[j] = median(phase[j], n_phase), r->phase_kcyc[j] = median(phase[4 + j], n_phase);
+        for (int j = 0; j < 4; j++)
+            r->phase_us[j] = median(phase[j], n_phase), r->phase_kcyc[j] = median(phase[4 + j], n_phase),
+            r->phase_max[j] = median(phase[9 + j], n_phase);
         r->span_us = median(phase[8], n_phase);
     } else {
         r->phase_blocks = 0;
@@ -324,9 +327,11 @@ static void report(const bench *bn, const shape *sh, const variant *v, const res
     if (r->phase_blocks > 0) { /* the fused kernel's phases, mean over its blocks */
         static const char *const ph_keys[4] = {"score", "select", "attend", "merge"};
         cJSON *pu = cJSON_AddObjectToObject(j, "fused_phase_us"), *pc = cJSON_AddObjectToObject(j, "fused_phase_kcycles");
+        cJSON *pm = cJSON_AddObjectToObject(j, "fused_phase_max_us"); /* the longest block's */
         for (int p = 0; p < 4; p++)
             cJSON_AddNumberToObject(pu, ph_keys[p], tidy(r->phase_us[p])),
-                cJSON_AddNumberToObject(pc, ph_keys[p], tidy(r->phase_kcyc[p]));
+                cJSON_AddNumberToObject(pc, ph_keys[p], tidy(r->phase_kcyc[p])),
+                cJSON_AddNumberToObject(pm, ph_keys[p], tidy(r->phase_max[p]));
         cJSON_AddNumberToObject(j, "fused_span_us", tidy(r->span_us));
         cJSON_AddNumberToObject(j, "fused_blocks", (double)r->phase_blocks);
     }
@@ -357,8 +362,9 @@ static void report(const bench *bn, const shape *sh, const variant *v, const res
     if (v->method != LOKI_ATTN_DENSE)
         fprintf(stderr, " (score %.1f select %.1f attend %.1f)", r->stage_us[0], r->stage_us[1], r->stage_us[2]);
     if (r->phase_blocks > 0)
-        fprintf(stderr, " [fused, %lld blocks: score %.1f select %.1f attend %.1f merge %.1f, span %.1f]",
-                (long long)r->phase_blocks, r->phase_us[0], r->phase_us[1], r->phase_us[2], r->phase_us[3], r->span_us);
+        fprintf(stderr, " [fused, %lld blocks: score %.1f select %.1f attend %.1f (max %.1f) merge %.1f, span %.1f]",
+                (long long)r->phase_blocks, r->phase_us[0], r->phase_us[1], r->phase_us[2], r->phase_max[2],
+                r->phase_us[3], r->span_us);
     fprintf(stderr, " %7.1f GB/s = %3.0f%% of read bw", gbs, 100 * gbs / bn->read_bw);
     if (dense_us > 0 && v->method != LOKI_ATTN_DENSE) fprintf(stderr, "  %.2fx vs dense", dense_us / r->us);
     fputc('\n', stderr);

@@ -226,6 +226,7 @@ extern "C" loki_status lk_gpu_attn_fused_phases(lk_gpu_attn *a, lk_fused_phases 
             for (int p = 0; p + 1 < NP; p++) {
                 ph->us[p] += (double)(s[2 * p + 2] - s[2 * p]) / 1e3 / (double)nb;
                 ph->kcycles[p] += (double)(s[2 * p + 3] - s[2 * p + 1]) / 1e3 / (double)nb;
+                ph->max_us[p] = LK_MAX(ph->max_us[p], (double)(s[2 * p + 2] - s[2 * p]) / 1e3);
             }
             t0 = LK_MIN(t0, s[0]), t1 = LK_MAX(t1, s[2 * NP - 2]);
         }

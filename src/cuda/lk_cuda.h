@@ -313,12 +313,14 @@ loki_status lk_gpu_attn_stage_ms(lk_gpu_attn *a, float ms[3], loki_error *err);
  * radix passes over the cluster and the selected offsets; 2 attend: the
  * entries written, the selected tokens' exact scores, softmax and values,
  * the block's partial; 3 merge: the partials per head and the root's
- * merge); span_us: the first block's start to the last block's end. Waits
+ * merge); max_us: each phase's longest block (against us, the imbalance
+ * the next barrier waits for); span_us: the first block's start to the
+ * last block's end. Waits
  * for the step. LOKI_ERR_ARG when the last decode step did not run the
  * fused kernel with timing on; LOKI_ERR_UNSUPPORTED (naming the block) when
  * a stamp is missing or out of order. For benchmarks and tuning. */
 typedef struct lk_fused_phases {
-    double us[4], kcycles[4], span_us;
+    double us[4], kcycles[4], max_us[4], span_us;
     int64_t blocks;
 } lk_fused_phases;
 loki_status lk_gpu_attn_fused_phases(lk_gpu_attn *a, lk_fused_phases *ph, loki_error *err);

@@ -67,7 +67,8 @@ __device__ __forceinline__ sel_row make_row(const lk_select_args &a, int b, int 
  * the combination of the group's rows. */
 template <bool SIMPLE>
 __device__ __forceinline__ float4 row_vals(const lk_select_args &a, const sel_row &r, int32_t s0) {
-    if (SIMPLE || a.combine_g <= 0) return *(const float4 *)(r.row + s0);
+    if constexpr (SIMPLE) return *(const float4 *)(r.row + s0); /* no unreachable combine loop (nvcc #128-D) */
+    if (a.combine_g <= 0) return *(const float4 *)(r.row + s0);
     float x[SEL_VEC];
 #pragma unroll
     for (int i = 0; i < SEL_VEC; i++) x[i] = a.combine_max ? -INFINITY : 0.0f;
