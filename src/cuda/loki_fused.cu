@@ -13,7 +13,8 @@
  * row into shared memory, the cluster finds the k-th largest key with the
  * same radix select as select.cu (sel_digit.cuh; histograms added into the
  * root block's through distributed shared memory), each block attends over the selected
- * tokens of its own slice, and the root merges the C partials. The scores
+ * tokens of its own slice, and each block merges a share of the outputs from
+ * the C partials. The scores
  * never leave the SM; the selection is still written (slots, n_sel) for
  * lk_gpu_attn_selection.
  *
@@ -80,7 +81,8 @@ template <int D, bool SH> struct fused_smem {
         struct {                        /* after the select (hist is dead by then) */
             float o[NG][D];             /* the row groups' (m, l, o) */
             float m[NG], l[NG];
-            float bo[HB][D], bm[HB], bl[HB]; /* this block's partial per head, read by the root */
+            float bo[HB][D], bm[HB], bl[HB]; /* this block's partial per head, read by every block */
+            float w[HB][F_MAXC], wl[HB][F_MAXC], lr[HB]; /* the merge: block j's weight per head, sums */
         } mg;
     } u;
     int32_t bt[F_SLMAX / LK_GPU_PAGE];  /* the slice's block-table entries */
@@ -89,6 +91,16 @@ template <int D, bool SH> struct fused_smem {
     int32_t tcount;                     /* exactly tied keys in this slice (partial ties) */
     typename cub::BlockScan<uint32_t, FT>::TempStorage scan;
 };
+
+/* Sum of the int32 at field in the cluster's blocks 0 .. n-1 (n <= 32),
+ * in every lane of the calling warp (all lanes call): one
+ * distributed-shared-memory load per lane, all in flight together, where a
+ * loop over the blocks waits hundreds of cycles per block. */
+__device__ __forceinline__ int32_t fused_sum_blocks(const cg::cluster_group &cl, int32_t *field, int n) {
+    const int lane = threadIdx.x % 32;
+    const int32_t v = lane < n ? *cl.map_shared_rank(field, lane) : 0;
+    return __reduce_add_sync(0xffffffffu, v);
+}
 
 /* Phase timing (a.stamps set): thread 0 writes the time at the start (p = 0)
  * and at the end of each phase (1 score, 2 select, 3 attend, 4 merge). */
@@ -235,9 +247,7 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
         cub::BlockScan<uint32_t, FT>(sm.scan).ExclusiveSum(neq, ex, tot);
         if (tid == 0) sm.tcount = (int32_t)tot;
         cl.sync();
-        int32_t run = 0;
-        for (int j = 0; j < c; j++) run += cl.map_shared_rank(&sm, j)->tcount;
-        int32_t rank = run + (int32_t)ex;
+        int32_t rank = fused_sum_blocks(cl, &sm.tcount, c) + (int32_t)ex;
         for (int i = 0; i < per; i++)
             if (eqm >> i & 1) {
                 if (rank < st.need) take |= 1u << i, ntake++;
@@ -256,8 +266,7 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
     fused_stamp(a, 2);
     const int nloc = sm.nloc;
     {   /* the selection's entries (physical slot, score) for lk_gpu_attn_selection */
-        int32_t off = 0;
-        for (int j = 0; j < c; j++) off += cl.map_shared_rank(&sm, j)->nloc;
+        const int32_t off = fused_sum_blocks(cl, &sm.nloc, c);
         int2 *ent = a.slots + row * a.n_ctx + off;
         for (int j = tid; j < nloc; j += FT) {
             const int t = lst[j];
@@ -342,33 +351,45 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
         if (jd == 0) sm.u.mg.bm[hh] = M, sm.u.mg.bl[hh] = Lb;
     }
     cl.sync();
-    if (c == 0) { /* the root merges the cluster's partials, each head's own */
-        /* each head's (max, sum) over the blocks once, into the root's own
-         * row-group slots (read only by its block partial, done by now) */
-        for (int hh = tid; hh < GH; hh += FT) {
-            float Mr = -INFINITY, Lr = 0.0f;
-            for (int j = 0; j < C; j++) Mr = fmaxf(Mr, cl.map_shared_rank(&sm, j)->u.mg.bm[hh]);
-            for (int j = 0; j < C; j++) {
-                const fused_smem<D, SH> *o2 = cl.map_shared_rank(&sm, j);
-                const float bm = o2->u.mg.bm[hh];
-                Lr += bm == -INFINITY ? 0.0f : o2->u.mg.bl[hh] * __expf(bm - Mr);
-            }
-            sm.u.mg.m[hh] = Mr, sm.u.mg.l[hh] = Lr;
+    /* every block merges its share of the row's GH * D outputs (E of them)
+     * from the C partials: each (head, block) pair's (m, l) and each
+     * (output, block) pair's o is one remote load, all in flight together;
+     * the sums run in block order (j = 0 .. C-1) as a sequential merge's */
+    {
+        const int E = GH * D / C, e0 = c * E; /* D / C outputs a head, C a power of two up to D */
+        float *bo_c = &sm.u.mg.o[0][0];       /* (E, C) this block's outputs from each block (its own o is done) */
+        for (int i = tid; i < GH * C; i += FT) {
+            const int hh = i / C, j = i % C;
+            const fused_smem<D, SH> *o2 = cl.map_shared_rank(&sm, j);
+            sm.u.mg.w[hh][j] = o2->u.mg.bm[hh], sm.u.mg.wl[hh][j] = o2->u.mg.bl[hh];
+        }
+        for (int i = tid; i < E * C; i += FT) {
+            const int e = e0 + i / C, j = i % C;
+            bo_c[i] = cl.map_shared_rank(&sm, j)->u.mg.bo[e / D][e % D];
         }
         __syncthreads();
-        for (int i = tid; i < GH * D; i += FT) {
-            const int hh = i / D, id = i % D;
-            const float Mr = sm.u.mg.m[hh], Lr = sm.u.mg.l[hh];
+        for (int hh = tid; hh < GH; hh += FT) { /* block j's weight exp(m_j - M), -1: none (m_j = -inf) */
+            float Mr = -INFINITY, Lr = 0.0f;
+            for (int j = 0; j < C; j++) Mr = fmaxf(Mr, sm.u.mg.w[hh][j]);
+            for (int j = 0; j < C; j++) {
+                const float bm = sm.u.mg.w[hh][j], wj = bm == -INFINITY ? -1.0f : __expf(bm - Mr);
+                Lr += wj < 0.0f ? 0.0f : sm.u.mg.wl[hh][j] * wj;
+                sm.u.mg.w[hh][j] = wj;
+            }
+            sm.u.mg.lr[hh] = Lr;
+        }
+        __syncthreads();
+        for (int i = tid; i < E; i += FT) {
+            const int e = e0 + i, hh = e / D;
             float O = 0.0f;
             for (int j = 0; j < C; j++) {
-                const fused_smem<D, SH> *o2 = cl.map_shared_rank(&sm, j);
-                const float bm = o2->u.mg.bm[hh];
-                if (bm != -INFINITY) O = fmaf(o2->u.mg.bo[hh][id], __expf(bm - Mr), O);
+                const float wj = sm.u.mg.w[hh][j];
+                if (wj >= 0.0f) O = fmaf(bo_c[i * C + j], wj, O);
             }
-            a.out[((size_t)b * a.H + (SH ? kvh * a.G + hh : h)) * D + id] = O / Lr;
+            a.out[((size_t)b * a.H + (SH ? kvh * a.G + hh : h)) * D + e % D] = O / sm.u.mg.lr[hh];
         }
     }
-    cl.sync(); /* the root has read every block's shared memory */
+    cl.sync(); /* every block has read the others' partials */
     fused_stamp(a, 4);
 }
 
