@@ -59,12 +59,6 @@ namespace cg = cooperative_groups;
 #ifndef LK_FUSED_SHU
 #define LK_FUSED_SHU 4
 #endif
-/* dev/cuda knob, not measured yet: the select's three passes unrolled, so
- * each pass's digit width and shift are constants again (the compiler did
- * so by itself in session 18's kernel, before sel_digit.cuh) */
-#ifndef LK_FUSED_UNROLL
-#define LK_FUSED_UNROLL 0
-#endif
 #ifndef LK_FUSED_SHMINB
 #define LK_FUSED_SHMINB 4
 #endif
@@ -206,9 +200,10 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
     /* ---- select: thread tid owns the slice's positions [tid*per, +per) */
     const int t0 = tid * per;
     lk_sel_state st = sm.st;
-#if LK_FUSED_UNROLL
+    /* unrolled: each pass's digit width and shift are constants (the
+     * compiler did so by itself before sel_digit.cuh; rolled, the step took
+     * 2.7 us more at 32k, B = 1, H200 2026-12-05) */
 #pragma unroll
-#endif
     for (int pass = 0; pass < 3 && st.mode == 0; pass++) {
         const int shift = lk_sel_shift(pass), nb = 1 << lk_sel_bits(pass);
         for (int i = 0; i < per; i++) {
