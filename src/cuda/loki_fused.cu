@@ -59,6 +59,13 @@ namespace cg = cooperative_groups;
 #ifndef LK_FUSED_SHU
 #define LK_FUSED_SHU 4
 #endif
+/* dev/cuda knob, not measured yet: the attend balanced over the cluster
+ * (block c attends the c-th C-th of the row's selected tokens, gathered
+ * from the other blocks' slices, not its own slice's; falls back to the
+ * slices when a share does not fit the dead select histogram) */
+#ifndef LK_FUSED_BAL
+#define LK_FUSED_BAL 0
+#endif
 #ifndef LK_FUSED_SHMINB
 #define LK_FUSED_SHMINB 4
 #endif
@@ -82,6 +89,7 @@ template <int D, bool SH> struct fused_smem {
     int32_t bt[F_SLMAX / LK_GPU_PAGE];  /* the slice's block-table entries */
     lk_sel_state st;
     int32_t nloc;                       /* selected in this slice */
+    int32_t pre[F_MAXC + 1];            /* LK_FUSED_BAL: the cluster's selections before each block */
     int32_t tcount;                     /* exactly tied keys in this slice (partial ties) */
     typename cub::BlockScan<uint32_t, FT>::TempStorage scan;
 };
@@ -260,8 +268,21 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
     cl.sync(); /* every slice's count is known; the root's hist is no longer read */
     fused_stamp(a, 2);
     const int nloc = sm.nloc;
+#if LK_FUSED_BAL
+    if (warp == 0) { /* the selections before each block: lane j loads block j's count, a shuffle scan */
+        int32_t x = lane < C ? *cl.map_shared_rank(&sm.nloc, lane) : 0;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const int32_t y = __shfl_up_sync(0xffffffffu, x, o);
+            if (lane >= o) x += y;
+        }
+        if (lane < C) sm.pre[lane + 1] = x;
+        if (lane == 0) sm.pre[0] = 0;
+    }
+    __syncthreads();
+#endif
     {   /* the selection's entries (physical slot, score) for lk_gpu_attn_selection */
-        const int32_t off = fused_sum_blocks(cl, &sm.nloc, c);
+        const int32_t off = LK_FUSED_BAL ? sm.pre[c] : fused_sum_blocks(cl, &sm.nloc, c);
         int2 *ent = a.slots + row * a.n_ctx + off;
         for (int j = tid; j < nloc; j += FT) {
             const int t = lst[j];
@@ -295,15 +316,54 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
     const size_t k_off = SH && !hi_part ? (size_t)dim0 : (size_t)LK_GPU_PAGE * d + (hi_part ? dim0 - d : 0);
     const size_t v_off = (size_t)LK_GPU_PAGE * D + dim0;
     const int k_row = SH && !hi_part ? d : D - d;
-    for (int jb = 0; jb < nloc; jb += NT * U) { /* the same trips for every lane (shuffles) */
+    /* the tokens this block attends: its slice's nloc (lst), or (bal) its
+     * share of the cluster's, gathered as (physical slot, first-d score)
+     * into the select histogram's space (dead by now) */
+    int32_t *bslot = (int32_t *)&sm.u;
+    constexpr int BCAP = (int)(sizeof(sm.u) / 8);
+    float *bsc = (float *)(bslot + BCAP);
+    int natt = nloc;
+    bool bal = false;
+#if LK_FUSED_BAL
+    {
+        const int32_t ntot = sm.pre[C];
+        bal = C > 1 && (ntot + C - 1) / C <= BCAP;
+        if (bal) {
+            const int32_t g0 = (int32_t)((int64_t)c * ntot / C);
+            natt = (int32_t)((int64_t)(c + 1) * ntot / C) - g0;
+            for (int i = tid; i < natt; i += FT) {
+                const int32_t g = g0 + i;
+                int o = 0;
+                while (o + 1 < C && sm.pre[o + 1] <= g) o++;
+                const int t = *cl.map_shared_rank(lst + (g - sm.pre[o]), o); /* block o's slice offset */
+                bslot[i] = *cl.map_shared_rank(&sm.bt[t / LK_GPU_PAGE], o) * LK_GPU_PAGE + t % LK_GPU_PAGE;
+                bsc[i] = *cl.map_shared_rank(sc + t, o);
+            }
+            __syncthreads();
+        }
+    }
+#endif
+    const float *scs = bal ? bsc : sc; /* first-d scores by tt */
+    for (int jb = 0; jb < natt; jb += NT * U) { /* the same trips for every lane (shuffles) */
         uint4 kc[U], vc[U];
         int tt[U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int j = jb + u * NT + tg;
-            tt[u] = j < nloc ? lst[j] : -1;
+            /* tt: the token's index into the scores (the slice's offset, or bal the list's) */
+#if LK_FUSED_BAL
+            tt[u] = j >= natt ? -1 : bal ? j : lst[j];
+            int page = 0, off = 0; /* physical page and row in it (slices are whole pages) */
+            if (tt[u] >= 0) {
+                if (bal) page = bslot[j] / LK_GPU_PAGE, off = bslot[j] % LK_GPU_PAGE;
+                else page = sm.bt[tt[u] / LK_GPU_PAGE], off = tt[u] % LK_GPU_PAGE;
+            }
+            const uint16_t *sp = seg0 + (size_t)page * pstride;
+#else /* the same without the list (ptxas spills the MHA instances with it) */
+            tt[u] = j < natt ? lst[j] : -1;
             const uint16_t *sp = seg0 + (size_t)(tt[u] >= 0 ? sm.bt[tt[u] / LK_GPU_PAGE] : 0) * pstride;
             const int off = (r.lo + max(tt[u], 0)) % LK_GPU_PAGE;
+#endif
             kc[u] = tt[u] >= 0 && kload ? __ldg((const uint4 *)(sp + k_off + (size_t)off * k_row))
                                         : make_uint4(0, 0, 0, 0);
             vc[u] = tt[u] >= 0 ? __ldg((const uint4 *)(sp + v_off + (size_t)off * D)) : make_uint4(0, 0, 0, 0);
@@ -317,7 +377,7 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
 #pragma unroll
             for (int off = LPR / 2; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
             if (tt[u] < 0) continue; /* the row group's lanes agree */
-            const float s = (SH ? 0.0f : sc[tt[u]]) + part, mn = fmaxf(m, s);
+            const float s = (SH ? 0.0f : scs[tt[u]]) + part, mn = fmaxf(m, s);
             if (mn == -INFINITY) continue; /* no finite score yet (overflow): weight 0, as attend_tile's */
             const float corr = __expf(m - mn), p = __expf(s - mn);
             lk_unpack8(vc[u], v8);
@@ -329,6 +389,7 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
     }
     /* the block's partial per head from its row groups (those of head hh:
      * hh, hh + G, ...) */
+    if (bal) __syncthreads(); /* the gathered list shares the space */
 #pragma unroll
     for (int e = 0; e < 8; e++) sm.u.mg.o[gi][dim0 + e] = o[e];
     if (li == 0) sm.u.mg.m[gi] = m, sm.u.mg.l[gi] = l;
