@@ -66,6 +66,15 @@ namespace cg = cooperative_groups;
 #ifndef LK_FUSED_BAL
 #define LK_FUSED_BAL 0
 #endif
+/* dev/cuda knob, not measured yet: the select's positions owned warp-strided
+ * (lane l of warp w takes w * 32 per + 32 i + l) instead of per-thread
+ * contiguous runs. Contiguous runs read sc with a stride of per floats
+ * across the lanes: per = 16 (32k in clusters of 8) puts the warp's 32
+ * loads on two banks, a 16-way conflict in each of the four sweeps. The
+ * ascending offsets and tie ranks then come from per-i ballots. */
+#ifndef LK_FUSED_WS
+#define LK_FUSED_WS 0
+#endif
 #ifndef LK_FUSED_SHMINB
 #define LK_FUSED_SHMINB 4
 #endif
@@ -205,8 +214,15 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
     cl.sync();
     fused_stamp(a, 1);
 
-    /* ---- select: thread tid owns the slice's positions [tid*per, +per) */
-    const int t0 = tid * per;
+    /* ---- select: thread tid owns the slice's positions [tid*per, +per)
+     * (LK_FUSED_WS: warp-strided); fpos(i) is its i-th, ascending in i */
+#if LK_FUSED_WS
+    const int t0 = warp * 32 * per + lane, tstep = 32;
+    const uint32_t lane_lt = (1u << lane) - 1u;
+#else
+    const int t0 = tid * per, tstep = 1;
+#endif
+    auto fpos = [&](int i) { return t0 + tstep * i; };
     lk_sel_state st = sm.st;
     /* unrolled: each pass's digit width and shift are constants (the
      * compiler did so by itself before sel_digit.cuh; rolled, the step took
@@ -215,7 +231,7 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
     for (int pass = 0; pass < 3 && st.mode == 0; pass++) {
         const int shift = lk_sel_shift(pass), nb = 1 << lk_sel_bits(pass);
         for (int i = 0; i < per; i++) {
-            const int t = t0 + i;
+            const int t = fpos(i);
             if (r.lo + t >= r.hi) break;
             const uint32_t key = lk_sel_key(r.lo + t, r.S, r.sinks, r.recent, sc[t]);
             if (pass == 0 || (key >> st.sh) == st.P) atomicAdd(&sm.u.hist[(key >> shift) & (nb - 1)], 1u);
@@ -236,9 +252,9 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
      * equal to it (all of those, or the first `need` of the row by position) */
     const bool take_eq = st.mode == 3 || (st.mode == 1 && st.need == st.C);
     uint32_t ntake = 0, neq = 0, ex;
-    uint32_t take = 0, eqm = 0; /* bit i: position t0 + i */
+    uint32_t take = 0, eqm = 0; /* bit i: position fpos(i) */
     for (int i = 0; i < per; i++) {
-        const int t = t0 + i;
+        const int t = fpos(i);
         if (r.lo + t >= r.hi) break;
         const uint32_t k = st.mode == 3 ? 0u : lk_sel_key(r.lo + t, r.S, r.sinks, r.recent, sc[t]) >> st.sh;
         const bool up = st.mode == 3 || k > st.P, eq = st.mode != 3 && k == st.P;
@@ -250,19 +266,36 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
         cub::BlockScan<uint32_t, FT>(sm.scan).ExclusiveSum(neq, ex, tot);
         if (tid == 0) sm.tcount = (int32_t)tot;
         cl.sync();
+#if LK_FUSED_WS /* the warp's earlier ties come first: ex of its lane 0, then the ballots of i */
+        int32_t rank = fused_sum_blocks(cl, &sm.tcount, c) + __shfl_sync(0xffffffffu, (int32_t)ex, 0);
+        for (int i = 0; i < per; i++) {
+            const uint32_t bi = __ballot_sync(0xffffffffu, eqm >> i & 1);
+            if ((eqm >> i & 1) && rank + __popc(bi & lane_lt) < st.need) take |= 1u << i, ntake++;
+            rank += __popc(bi);
+        }
+#else
         int32_t rank = fused_sum_blocks(cl, &sm.tcount, c) + (int32_t)ex;
         for (int i = 0; i < per; i++)
             if (eqm >> i & 1) {
                 if (rank < st.need) take |= 1u << i, ntake++;
                 rank++;
             }
+#endif
         __syncthreads(); /* sm.scan is reused */
     }
     {
         uint32_t tot;
         cub::BlockScan<uint32_t, FT>(sm.scan).ExclusiveSum(ntake, ex, tot);
+#if LK_FUSED_WS
+        for (int i = 0, o = __shfl_sync(0xffffffffu, (int)ex, 0); i < per; i++) {
+            const uint32_t bi = __ballot_sync(0xffffffffu, take >> i & 1);
+            if (take >> i & 1) lst[o + __popc(bi & lane_lt)] = (uint16_t)fpos(i);
+            o += __popc(bi);
+        }
+#else
         for (int i = 0, o = (int)ex; i < per; i++)
-            if (take >> i & 1) lst[o++] = (uint16_t)(t0 + i);
+            if (take >> i & 1) lst[o++] = (uint16_t)fpos(i);
+#endif
         if (tid == 0) sm.nloc = (int32_t)tot;
     }
     cl.sync(); /* every slice's count is known; the root's hist is no longer read */
