@@ -312,7 +312,7 @@ loki_status lk_gpu_attn_stage_ms(lk_gpu_attn *a, float ms[3], loki_error *err);
  * (0 score: the slice's first-d scores into shared memory; 1 select: the
  * radix passes over the cluster and the selected offsets; 2 attend: the
  * entries written, the selected tokens' exact scores, softmax and values,
- * the block's partial; 3 merge: the partials per head and the root's
+ * the block's partial; 3 merge: the partials per head and each block's share of the
  * merge); max_us: each phase's longest block (against us, the imbalance
  * the next barrier waits for); span_us: the first block's start to the
  * last block's end. Waits

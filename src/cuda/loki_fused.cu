@@ -62,7 +62,8 @@ namespace cg = cooperative_groups;
 /* dev/cuda knob, not measured yet: the attend balanced over the cluster
  * (block c attends the c-th C-th of the row's selected tokens, gathered
  * from the other blocks' slices, not its own slice's; falls back to the
- * slices when a share does not fit the dead select histogram) */
+ * slices when a share does not fit the dead select histogram; ptxas: 8-24
+ * bytes of spills in every instance, which its measurement includes) */
 #ifndef LK_FUSED_BAL
 #define LK_FUSED_BAL 0
 #endif
@@ -79,7 +80,7 @@ namespace cg = cooperative_groups;
 #define LK_FUSED_SHMINB 4
 #endif
 
-/* Shared memory of a block; the root's hist, st, tcount are the cluster's.
+/* Shared memory of a block; the root's hist and st are the cluster's.
  * The slice's scores sc (L floats) and selected offsets lst (L) follow in
  * dynamic shared memory (fused_smem_bytes), so short slices leave room for
  * more blocks per SM. SH: a shared selection, whose row attends for up to
@@ -392,7 +393,7 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
                 else page = sm.bt[tt[u] / LK_GPU_PAGE], off = tt[u] % LK_GPU_PAGE;
             }
             const uint16_t *sp = seg0 + (size_t)page * pstride;
-#else /* the same without the list (ptxas spills the MHA instances with it) */
+#else /* the same without the list (with it ptxas spills 8-24 bytes in every instance) */
             tt[u] = j < natt ? lst[j] : -1;
             const uint16_t *sp = seg0 + (size_t)(tt[u] >= 0 ? sm.bt[tt[u] / LK_GPU_PAGE] : 0) * pstride;
             const int off = (r.lo + max(tt[u], 0)) % LK_GPU_PAGE;
