@@ -99,7 +99,9 @@ template <int D, bool SH> struct fused_smem {
     int32_t bt[F_SLMAX / LK_GPU_PAGE];  /* the slice's block-table entries */
     lk_sel_state st;
     int32_t nloc;                       /* selected in this slice */
-    int32_t pre[F_MAXC + 1];            /* LK_FUSED_BAL: the cluster's selections before each block */
+#if LK_FUSED_BAL
+    int32_t pre[F_MAXC + 1];            /* the cluster's selections before each block */
+#endif
     int32_t tcount;                     /* exactly tied keys in this slice (partial ties) */
     typename cub::BlockScan<uint32_t, FT>::TempStorage scan;
 };
@@ -316,7 +318,11 @@ __global__ void __launch_bounds__(FT, SH ? LK_FUSED_SHMINB : 4) loki_fused_kerne
     __syncthreads();
 #endif
     {   /* the selection's entries (physical slot, score) for lk_gpu_attn_selection */
-        const int32_t off = LK_FUSED_BAL ? sm.pre[c] : fused_sum_blocks(cl, &sm.nloc, c);
+#if LK_FUSED_BAL
+        const int32_t off = sm.pre[c];
+#else
+        const int32_t off = fused_sum_blocks(cl, &sm.nloc, c);
+#endif
         int2 *ent = a.slots + row * a.n_ctx + off;
         for (int j = tid; j < nloc; j += FT) {
             const int t = lst[j];
