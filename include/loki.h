@@ -299,6 +299,52 @@ int32_t loki_sampler_sample(loki_sampler *s, const float *logits);
 /* Record a token (prompt or generated) in the repetition-penalty history. */
 void loki_sampler_accept(loki_sampler *s, int32_t token);
 
+/* ------------------------------------------------ sampling in the context */
+
+/* A context can choose each next token itself, where its logits are: on the
+ * GPU the logits stay in GPU memory and only the chosen tokens come back (4
+ * bytes a sequence). Every sequence of the context has its own sampler state
+ * (generator and repetition history); all share the parameters. The choice
+ * is loki_sampler's for the same parameters, seed, recorded tokens and
+ * logits (on the CPU the same code; on the GPU the same decisions, bit for
+ * bit: docs/GPU.md "Sampling on the GPU" says where that could fail). */
+
+/* Most stop tokens a context's sampler holds (loki_context_sampler_set_stop). */
+#define LOKI_SAMPLER_MAX_STOP 8
+
+/* Give the context samplers with params (checked as loki_sampler_init
+ * checks them): every sequence's starts fresh, seeded with params->seed,
+ * with an empty history and no stop tokens. Called again, it replaces them;
+ * on failure the context has none. loki_context_set_attn restarts them the same way (it empties every
+ * sequence); loki_context_reset leaves them as they are. */
+loki_status loki_context_sampler_init(loki_context *ctx, const loki_sampler_params *params, loki_error *err);
+
+/* The current sequence's sampler starts fresh, seeded with seed. */
+loki_status loki_context_sampler_reset(loki_context *ctx, uint64_t seed, loki_error *err);
+
+/* Record n tokens in the current sequence's history, as n calls of
+ * loki_sampler_accept (the prompt, or text fed outside the decode loop;
+ * sampled tokens are recorded by the sampling calls themselves). */
+loki_status loki_context_sampler_accept(loki_context *ctx, const int32_t *tokens, int32_t n, loki_error *err);
+
+/* Tokens that end generation (end of text, end of turn; 0..LOKI_SAMPLER_MAX_STOP,
+ * all sequences): when one is sampled it is returned but not recorded in the
+ * history, as a loop does that stops before loki_sampler_accept on it. */
+loki_status loki_context_sampler_set_stop(loki_context *ctx, const int32_t *stop, int32_t n, loki_error *err);
+
+/* loki_eval of n tokens (of the current sequence), then *next = the token
+ * its sampler chooses from the logits of the last one, recorded in its
+ * history unless a stop token. The logits are not kept: loki_get_logits
+ * gives 0 rows until the next loki_eval or loki_decode_batch. LOKI_ERR_ARG
+ * (nothing evaluated) without loki_context_sampler_init. */
+loki_status loki_eval_sample(loki_context *ctx, const int32_t *tokens, int32_t n, int32_t *next, loki_error *err);
+
+/* loki_decode_batch, then next[s] (n) = the token sequence s's sampler
+ * chooses from row s of the logits (recorded as in loki_eval_sample; the
+ * logits are not kept either). */
+loki_status loki_decode_batch_sample(loki_context *ctx, const int32_t *tokens, int32_t n, int32_t *next,
+                                     loki_error *err);
+
 #ifdef __cplusplus
 }
 #endif

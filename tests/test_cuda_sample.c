@@ -247,7 +247,7 @@ static void run_case(const pset *ps, int32_t V, int rows, bool graph) {
     lk_cuda_graph *g = NULL;
     if (graph) {
         test_need(lk_cuda_capture_begin(g_cu, &err), &err, "capture_begin");
-        const loki_status st = lk_cuda_sample(gs, d_logits, rows, d_tok, &err);
+        const loki_status st = lk_cuda_sample(gs, d_logits, 0, rows, d_tok, &err);
         lk_cuda_graph *tmp = NULL;
         const loki_status st2 = lk_cuda_capture_end(g_cu, &tmp, &err);
         CHECKF(st == LOKI_OK && st2 == LOKI_OK, "%s: capture: %s", what, err.msg);
@@ -264,7 +264,7 @@ static void run_case(const pset *ps, int32_t V, int rows, bool graph) {
             float ms = 0;
             st = lk_cuda_graph_run(g_cu, g, 1, &ms, &err);
         } else {
-            st = lk_cuda_sample(gs, d_logits, rows, d_tok, &err);
+            st = lk_cuda_sample(gs, d_logits, 0, rows, d_tok, &err);
             if (st == LOKI_OK) st = lk_cuda_sync(g_cu, &err);
         }
         if (!ok_msg(st, &err, what)) break;
@@ -326,9 +326,11 @@ static void check_args(void) {
     int32_t *d_tok = dev_alloc(16);
     float *d_x = dev_alloc(3 * 1000 * 4);
     const int32_t stops[9] = {0};
-    CHECK(lk_cuda_sample(s, d_x, 3, d_tok, &err) == LOKI_ERR_ARG);
-    CHECK(lk_cuda_sample(s, NULL, 1, d_tok, &err) == LOKI_ERR_ARG);
-    CHECK(lk_cuda_sample(s, d_x, 0, d_tok, &err) == LOKI_OK);
+    CHECK(lk_cuda_sample(s, d_x, 0, 3, d_tok, &err) == LOKI_ERR_ARG);
+    CHECK(lk_cuda_sample(s, d_x, 1, 2, d_tok, &err) == LOKI_ERR_ARG); /* rows 1..2 of 2 */
+    CHECK(lk_cuda_sample(s, d_x, -1, 1, d_tok, &err) == LOKI_ERR_ARG);
+    CHECK(lk_cuda_sample(s, NULL, 0, 1, d_tok, &err) == LOKI_ERR_ARG);
+    CHECK(lk_cuda_sample(s, d_x, 0, 0, d_tok, &err) == LOKI_OK);
     CHECK(lk_cuda_sampler_reset(s, 2, 1, &err) == LOKI_ERR_ARG);
     CHECK(lk_cuda_sampler_accept(s, -1, stops, 1, &err) == LOKI_ERR_ARG);
     CHECK(lk_cuda_sampler_accept(s, 0, NULL, 3, &err) == LOKI_ERR_ARG);
@@ -360,7 +362,7 @@ static void time_case(const pset *ps, int32_t V, int rows) {
     lk_cuda_graph *g = NULL;
     float ms = 0;
     test_need(lk_cuda_capture_begin(g_cu, &err), &err, "capture_begin");
-    const loki_status st = lk_cuda_sample(gs, d_logits, rows, d_tok, &err);
+    const loki_status st = lk_cuda_sample(gs, d_logits, 0, rows, d_tok, &err);
     test_need(lk_cuda_capture_end(g_cu, &g, &err), &err, "capture_end");
     if (ok_msg(st, &err, "capture") && ok_msg(lk_cuda_graph_run(g_cu, g, 3, &ms, &err), &err, "replay") &&
         ok_msg(lk_cuda_graph_run(g_cu, g, 20, &ms, &err), &err, "replay"))

@@ -110,45 +110,49 @@ static int chat_template_load(const cli_chat_opts *o, loki_model *m, lk_chat_tem
 }
 
 /* Evaluate `text` (special tokens parsed, no BOS added) at the end of the
- * cache and record its tokens in the sampler. *last: the last token. */
-static int feed(loki_model *m, loki_context *ctx, loki_sampler *smp, const char *text, int32_t *last,
-                int32_t *n_fed) {
+ * cache and record its tokens in the sampler; *next: the first token of the
+ * reply, sampled from the last one's logits (not sampled with -n 0).
+ * *last: the last token of the text; *n_fed: its tokens (0: nothing done). */
+static int feed(const cli_chat_opts *o, loki_model *m, loki_context *ctx, const char *text, int32_t *last,
+                int32_t *next, int32_t *n_fed) {
     int32_t n = 0;
     int32_t *ids = cli_tokenize_text("run", m, text, false, &n);
     if (!ids) return 1;
     loki_error err = {0};
     int rc = 0;
+    *n_fed = 0;
     if (n > 0 && loki_context_pos(ctx) + n > loki_context_n_ctx(ctx)) {
         fprintf(stderr, "loki run: the conversation needs %d tokens, more than the context of %d (raise -c)\n",
                 loki_context_pos(ctx) + n, loki_context_n_ctx(ctx));
         rc = 1;
-    } else if (n > 0 && loki_eval(ctx, ids, n, false, &err) != LOKI_OK) {
+    } else if (n > 0 && (loki_context_sampler_accept(ctx, ids, n, &err) ||
+                         (o->n_predict > 0 ? loki_eval_sample(ctx, ids, n, next, &err)
+                                           : loki_eval(ctx, ids, n, false, &err)))) {
         fprintf(stderr, "loki run: %s\n", err.msg);
         rc = 1;
-    } else {
-        for (int32_t i = 0; i < n; i++) loki_sampler_accept(smp, ids[i]);
-        if (n > 0) *last = ids[n - 1];
+    } else if (n > 0) {
+        *last = ids[n - 1];
         *n_fed = n;
     }
     free(ids);
     return rc;
 }
 
-/* Sample the reply after the fed prompt until EOS / end of turn / n_predict
- * / a full context; stream it to stdout, collect its text (special tokens
- * written out) in *reply. Every kept token is evaluated, so the cache holds
- * the reply. *full: the context filled up. */
-static int reply(const cli_chat_opts *o, loki_model *m, loki_context *ctx, loki_sampler *smp, int32_t prev,
-                 int32_t eos, int32_t eot, lk_strbuf *out, bool *full) {
+/* Stream the reply that starts with tok (sampled after the fed prompt)
+ * until EOS / end of turn / n_predict / a full context; collect its text
+ * (special tokens written out) in *reply. Every kept token is evaluated, so
+ * the cache holds the reply; the context samples the next one with it
+ * (its stop tokens: EOS and end of turn, unless --ignore-eos), except after
+ * the n_predict-th. *full: the context filled up. */
+static int reply(const cli_chat_opts *o, loki_model *m, loki_context *ctx, int32_t prev, int32_t tok, int32_t eos,
+                 int32_t eot, lk_strbuf *out, bool *full) {
     loki_error err = {0};
     char piece[256];
     int32_t n_gen = 0;
     double t0 = lk_time_s();
     *full = false;
     while (n_gen < o->n_predict) {
-        int32_t tok = loki_sampler_sample(smp, loki_get_logits(ctx, NULL));
         if (!o->ignore_eos && (tok == eos || tok == eot)) break;
-        loki_sampler_accept(smp, tok);
         int32_t len = loki_token_to_piece(m, prev, tok, false, piece, (int32_t)sizeof piece);
         if (len > 0) fwrite(piece, 1, (size_t)LK_MIN(len, (int32_t)sizeof piece), stdout);
         fflush(stdout);
@@ -162,7 +166,8 @@ static int reply(const cli_chat_opts *o, loki_model *m, loki_context *ctx, loki_
             *full = true;
             break;
         }
-        if (loki_eval(ctx, &tok, 1, false, &err) != LOKI_OK) {
+        if ((n_gen + 1 < o->n_predict ? loki_eval_sample(ctx, &prev, 1, &tok, &err)
+                                      : loki_eval(ctx, &prev, 1, false, &err)) != LOKI_OK) {
             fprintf(stderr, "\nloki run: %s\n", err.msg);
             return 1;
         }
@@ -178,7 +183,7 @@ static int reply(const cli_chat_opts *o, loki_model *m, loki_context *ctx, loki_
 
 /* One user turn: add the message, feed what the cache lacks, generate the
  * reply and add it. *stop: the conversation cannot go on (context full). */
-static int turn(const cli_chat_opts *o, loki_model *m, loki_context *ctx, loki_sampler *smp,
+static int turn(const cli_chat_opts *o, loki_model *m, loki_context *ctx,
                 const lk_chat_template *t, convo *c, lk_strbuf *fed, int32_t eos, int32_t eot, const char *user,
                 bool *stop) {
     loki_error err = {0};
@@ -198,19 +203,20 @@ static int turn(const cli_chat_opts *o, loki_model *m, loki_context *ctx, loki_s
         loki_context_reset(ctx); /* the template rewrote the past: evaluate it all again */
         fed->n = 0;
     }
-    int32_t last = -1, n_fed = 0;
+    int32_t last = -1, next = -1, n_fed = 0;
     double t0 = lk_time_s();
-    if (feed(m, ctx, smp, delta, &last, &n_fed)) goto done;
+    if (feed(o, m, ctx, delta, &last, &next, &n_fed)) goto done;
     double dt = lk_time_s() - t0;
     fprintf(stderr, "loki run: prompt %d tokens in %.3f s (%.1f tokens/s)\n", n_fed, dt,
             n_fed / (dt > 0 ? dt : 1e-9));
     fed->n = 0;
     if (!lk_strbuf_put(fed, prompt, strlen(prompt))) goto oom;
-    if (loki_context_pos(ctx) == 0) {
-        fprintf(stderr, "loki run: the chat template rendered an empty prompt\n");
+    if (loki_context_pos(ctx) == 0 || n_fed == 0) {
+        fprintf(stderr, loki_context_pos(ctx) == 0 ? "loki run: the chat template rendered an empty prompt\n"
+                                                   : "loki run: the chat template added no text for the message\n");
         goto done;
     }
-    if ((rc = reply(o, m, ctx, smp, last, eos, eot, &out, stop))) goto done;
+    if ((rc = reply(o, m, ctx, last, next, eos, eot, &out, stop))) goto done;
     if ((out.n && !lk_strbuf_put(fed, out.p, out.n)) || !convo_add(c, "assistant", out.p ? out.p : "")) goto oom;
     if (*stop)
         fprintf(stderr, "loki run: context full (%d tokens), ending the conversation (raise -c)\n",
@@ -226,7 +232,7 @@ done:
     return rc;
 }
 
-int cli_chat(const cli_chat_opts *o, loki_model *m, loki_context *ctx, loki_sampler *smp) {
+int cli_chat(const cli_chat_opts *o, loki_model *m, loki_context *ctx) {
     lk_chat_template t;
     int rc = chat_template_load(o, m, &t);
     if (rc) return rc;
@@ -235,6 +241,16 @@ int cli_chat(const cli_chat_opts *o, loki_model *m, loki_context *ctx, loki_samp
     int32_t eot = single_token(m, lk_chat_end_of_turn(&t));
     fprintf(stderr, "loki run: chat template family %s, turns end at %s%s\n", lk_chat_family_name(t.family),
             lk_chat_end_of_turn(&t), eot < 0 ? " (not a single token: stopping at EOS only)" : "");
+    /* the sampler does not record the tokens a reply stops at */
+    int32_t stops[2], n_stops = 0;
+    if (!o->ignore_eos && info.eos_id >= 0) stops[n_stops++] = info.eos_id;
+    if (!o->ignore_eos && eot >= 0 && eot != info.eos_id) stops[n_stops++] = eot;
+    loki_error err = {0};
+    if (loki_context_sampler_set_stop(ctx, stops, n_stops, &err) != LOKI_OK) {
+        fprintf(stderr, "loki run: %s\n", err.msg);
+        lk_chat_template_free(&t);
+        return 1;
+    }
     convo c = {0};
     lk_strbuf fed = {0};
     char *line = NULL;
@@ -247,7 +263,7 @@ int cli_chat(const cli_chat_opts *o, loki_model *m, loki_context *ctx, loki_samp
         goto done;
     }
     if (o->prompt) {
-        rc = turn(o, m, ctx, smp, &t, &c, &fed, info.eos_id, eot, o->prompt, &stop);
+        rc = turn(o, m, ctx, &t, &c, &fed, info.eos_id, eot, o->prompt, &stop);
         goto done;
     }
     bool tty = isatty(STDIN_FILENO);
@@ -257,7 +273,7 @@ int cli_chat(const cli_chat_opts *o, loki_model *m, loki_context *ctx, loki_samp
         if (len < 0) break; /* end of input */
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
         if (len == 0) continue;
-        if ((rc = turn(o, m, ctx, smp, &t, &c, &fed, info.eos_id, eot, line, &stop))) break;
+        if ((rc = turn(o, m, ctx, &t, &c, &fed, info.eos_id, eot, line, &stop))) break;
     }
 done:
     free(line);

@@ -15,9 +15,11 @@ typedef struct cli_chat_opts {
     bool ignore_eos;           /* do not stop at EOS / end of turn */
 } cli_chat_opts;
 
-/* Run the conversation on an empty context; replies stream to stdout,
- * timings and errors go to stderr ("loki run: ..."). Returns the exit code:
- * 0, 1 (runtime error, no template, template not recognised), 2 (bad input). */
-int cli_chat(const cli_chat_opts *o, loki_model *m, loki_context *ctx, loki_sampler *smp);
+/* Run the conversation on an empty context whose sampler is set up
+ * (loki_context_sampler_init; this sets its stop tokens); replies stream to
+ * stdout, timings and errors go to stderr ("loki run: ..."). Returns the exit
+ * code: 0, 1 (runtime error, no template, template not recognised), 2 (bad
+ * input). */
+int cli_chat(const cli_chat_opts *o, loki_model *m, loki_context *ctx);
 
 #endif /* LK_CLI_CHAT_H */

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "core/common.h"
+#include "sample/sampler.h"
 
 typedef struct run_opts {
     const char *model, *prompt, *file, *tokenizer;
@@ -24,26 +25,29 @@ typedef struct run_opts {
     cli_attn_args attn;
 } run_opts;
 
-/* Generate up to o->n_predict tokens after the prompt; returns exit code. */
-static int generate(const run_opts *o, loki_model *m, loki_context *ctx, loki_sampler *smp,
-                    const int32_t *prompt, int32_t n_prompt) {
-    loki_model_info info;
-    loki_model_get_info(m, &info);
+/* Generate up to o->n_predict tokens after the prompt; returns exit code.
+ * The context samples (loki_eval_sample: on the GPU only the chosen token
+ * comes back each step), with EOS as its stop token unless --ignore-eos. */
+static int generate(const run_opts *o, loki_model *m, loki_context *ctx, const int32_t *prompt, int32_t n_prompt) {
     loki_error err = {0};
     double t0 = lk_time_s();
-    if (loki_eval(ctx, prompt, n_prompt, false, &err) != LOKI_OK) {
+    int32_t tok = -1;
+    loki_status st = loki_context_sampler_accept(ctx, prompt, n_prompt, &err);
+    if (!st) /* -n 0: nothing to sample */
+        st = o->n_predict > 0 ? loki_eval_sample(ctx, prompt, n_prompt, &tok, &err)
+                              : loki_eval(ctx, prompt, n_prompt, false, &err);
+    if (st != LOKI_OK) {
         fprintf(stderr, "\nloki run: %s\n", err.msg);
         return 1;
     }
     double t_prompt = lk_time_s() - t0;
-    for (int32_t i = 0; i < n_prompt; i++) loki_sampler_accept(smp, prompt[i]);
+    loki_model_info info;
+    loki_model_get_info(m, &info);
     int32_t prev = prompt[n_prompt - 1], n_gen = 0;
     char piece[256];
     double t1 = lk_time_s();
     while (n_gen < o->n_predict) {
-        int32_t tok = loki_sampler_sample(smp, loki_get_logits(ctx, NULL));
         if (!o->ignore_eos && tok == info.eos_id) break;
-        loki_sampler_accept(smp, tok);
         int32_t len = loki_token_to_piece(m, prev, tok, false, piece, (int32_t)sizeof piece);
         if (len > 0) fwrite(piece, 1, (size_t)LK_MIN(len, (int32_t)sizeof piece), stdout);
         fflush(stdout);
@@ -54,7 +58,7 @@ static int generate(const run_opts *o, loki_model *m, loki_context *ctx, loki_sa
             fprintf(stderr, "\nloki run: context full (%d tokens), stopping\n", loki_context_n_ctx(ctx));
             break;
         }
-        if (loki_eval(ctx, &tok, 1, false, &err) != LOKI_OK) {
+        if (loki_eval_sample(ctx, &prev, 1, &tok, &err) != LOKI_OK) {
             fprintf(stderr, "\nloki run: %s\n", err.msg);
             return 1;
         }
@@ -133,19 +137,18 @@ int cli_run(int argc, char **argv) {
     const char *prompt = text ? text : o.prompt;
     loki_model *m = NULL;
     loki_context *ctx = NULL;
-    loki_sampler *smp = NULL;
     loki_pca *pca = NULL;
     int32_t *ids = NULL, n = 0;
     loki_error err = {0};
     rc = 1;
-    if (!(m = cli_open_model("run", o.model, o.tokenizer))) goto done;
-    loki_model_info info;
-    loki_model_get_info(m, &info);
-    if (loki_sampler_init(&o.sp, info.n_vocab, &smp, &err) != LOKI_OK) {
+    if (lk_sampler_params_check(&o.sp, &err) != LOKI_OK) {
         fprintf(stderr, "loki run: %s\n", err.msg);
         rc = 2;
         goto done;
     }
+    if (!(m = cli_open_model("run", o.model, o.tokenizer))) goto done;
+    loki_model_info info;
+    loki_model_get_info(m, &info);
     loki_attn_params ap;
     if ((rc = cli_attn_params("run", &o.attn, NULL, m, &ap, &pca))) goto done;
     rc = 1;
@@ -163,9 +166,14 @@ int cli_run(int argc, char **argv) {
     if (!(ctx = cli_make_context("run", m, n_ctx, o.n_batch, o.n_threads, tk, tv, dev, &ap, &rc))) goto done;
     fprintf(stderr, "loki run: KV cache %d tokens, K %s, V %s: %.1f MiB\n", loki_context_n_ctx(ctx),
             loki_kv_type_name(tk), loki_kv_type_name(tv), loki_context_kv_bytes(ctx) / 1048576.0);
+    if (loki_context_sampler_init(ctx, &o.sp, &err) != LOKI_OK ||
+        (!o.chat && !o.ignore_eos && info.eos_id >= 0 && loki_context_sampler_set_stop(ctx, &info.eos_id, 1, &err))) {
+        fprintf(stderr, "loki run: %s\n", err.msg);
+        goto done;
+    }
     if (o.chat) {
         cli_chat_opts co = {prompt, o.system, o.chat_template_file, o.n_predict, o.ignore_eos};
-        rc = cli_chat(&co, m, ctx, smp);
+        rc = cli_chat(&co, m, ctx);
         goto done;
     }
     rc = 1;
@@ -175,11 +183,10 @@ int cli_run(int argc, char **argv) {
         goto done;
     }
     fputs(prompt, stdout);
-    rc = generate(&o, m, ctx, smp, ids, n);
+    rc = generate(&o, m, ctx, ids, n);
 done:
     free(ids);
     free(text);
-    loki_sampler_free(smp);
     loki_context_free(ctx);
     loki_pca_free(pca);
     loki_model_close(m);

@@ -80,17 +80,19 @@ loki_status lk_cuda_sampler_accept(lk_cuda_sampler *s, int32_t row, const int32_
 loki_status lk_cuda_sampler_set_stop(lk_cuda_sampler *s, const int32_t *stop, int32_t n_stop, loki_error *err);
 
 /* The main call: tokens_dev (rows) int32 = the sample of each row of
- * logits_dev (rows, n_vocab) f32 (rows in 0 .. max_rows; 0 does nothing),
- * with rows 0 .. rows-1 of the sampler; each sampled token is appended to
- * its row's history (unless a stop token) and temp > 0 advances the row's
- * generator once, as loki_sampler_sample followed by loki_sampler_accept.
- * logits_dev is not modified. Asynchronous: no host synchronisation, no
- * allocation, launch shapes fixed for fixed rows, so a decode step that
- * calls it can be captured in a CUDA graph; kernel faults surface at the
- * next lk_cuda_sync. Rows with a NaN logit and temp > 0 get some token, not
- * necessarily the CPU's (its qsort has no defined order with NaN). */
-loki_status lk_cuda_sample(lk_cuda_sampler *s, const float *logits_dev, int32_t rows, int32_t *tokens_dev,
-                           loki_error *err);
+ * logits_dev (rows, n_vocab) f32, row r with sampler row row0 + r (row0 >= 0,
+ * row0 + rows <= max_rows; rows 0 does nothing: a single sequence s of a
+ * context samples with row0 = s, a decode batch of sequences 0.. with
+ * row0 = 0); each sampled token is appended to its row's history (unless a
+ * stop token) and temp > 0 advances the row's generator once, as
+ * loki_sampler_sample followed by loki_sampler_accept. logits_dev is not
+ * modified. Asynchronous: no host synchronisation, no allocation, launch
+ * shapes fixed for fixed rows, so a decode step that calls it can be
+ * captured in a CUDA graph; kernel faults surface at the next lk_cuda_sync.
+ * Rows with a NaN logit and temp > 0 get some token, not necessarily the
+ * CPU's (its qsort has no defined order with NaN). */
+loki_status lk_cuda_sample(lk_cuda_sampler *s, const float *logits_dev, int32_t row0, int32_t rows,
+                           int32_t *tokens_dev, loki_error *err);
 
 /* Read back row's state (synchronises the stream): generator state *rng,
  * history ring hist (host, repeat_last_n entries; NULL to skip) of which

@@ -92,10 +92,12 @@ fail:
     return st;
 }
 
-/* The kernels' arguments for a call of rows rows (src, tokens set by the caller). */
-static smp_args make_args(const lk_cuda_sampler *s) {
+/* The kernels' arguments for a call of rows starting at sampler row row0
+ * (src, tokens set by the caller): the per-row state is offset by row0, the
+ * scratch (part, rhist, ...) is the call's rows 0.. as always. */
+static smp_args make_args(const lk_cuda_sampler *s, int32_t row0) {
     smp_args a = {};
-    a.st = s->st, a.hist = s->hist, a.stop = s->stop;
+    a.st = s->st + row0, a.hist = s->hist + (size_t)row0 * s->W, a.stop = s->stop;
     a.temp = s->p.temp, a.top_p = s->p.top_p, a.min_p = s->p.min_p;
     a.V = s->V, a.W = s->W, a.keep = s->keep, a.n_chunks = s->n_chunks, a.idbits = s->idbits;
     a.part = s->part, a.rhist = s->rhist, a.n_cand = s->n_cand, a.eqcnt = s->eqcnt, a.cand = s->cand;
@@ -248,18 +250,19 @@ fail:
     return st;
 }
 
-extern "C" loki_status lk_cuda_sample(lk_cuda_sampler *s, const float *logits, int32_t rows, int32_t *tokens,
-                                      loki_error *err) {
+extern "C" loki_status lk_cuda_sample(lk_cuda_sampler *s, const float *logits, int32_t row0, int32_t rows,
+                                      int32_t *tokens, loki_error *err) {
     loki_status st = LOKI_OK;
-    if (rows < 0 || rows > s->max_rows)
-        return lk_fail(err, LOKI_ERR_ARG, "lk_cuda_sample: %d rows (the sampler has %d)", rows, s->max_rows);
+    if (row0 < 0 || rows < 0 || (int64_t)row0 + rows > s->max_rows)
+        return lk_fail(err, LOKI_ERR_ARG, "lk_cuda_sample: rows %d..%d (the sampler has %d)", row0, row0 + rows - 1,
+                       s->max_rows);
     if (rows == 0) return LOKI_OK;
     if (!logits || !tokens) return lk_fail(err, LOKI_ERR_ARG, "lk_cuda_sample: %s is NULL", logits ? "tokens" : "logits");
     {
         cudaStream_t str = s->cu->stream;
         const size_t R = (size_t)rows, V = (size_t)s->V;
         const dim3 wide((unsigned)s->n_chunks, (unsigned)rows);
-        smp_args a = make_args(s);
+        smp_args a = make_args(s, row0);
         a.src = logits, a.tokens = tokens;
         if (s->penalty) {
             LK_CUDA_TRY(cudaMemcpyAsync(s->work, logits, R * V * 4, cudaMemcpyDeviceToDevice, str));

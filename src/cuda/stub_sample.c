@@ -39,9 +39,9 @@ loki_status lk_cuda_sampler_set_stop(lk_cuda_sampler *s, const int32_t *stop, in
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA_SAMPLE, "lk_cuda_sampler_set_stop");
 }
 
-loki_status lk_cuda_sample(lk_cuda_sampler *s, const float *logits_dev, int32_t rows, int32_t *tokens_dev,
-                           loki_error *err) {
-    (void)s, (void)logits_dev, (void)rows, (void)tokens_dev;
+loki_status lk_cuda_sample(lk_cuda_sampler *s, const float *logits_dev, int32_t row0, int32_t rows,
+                           int32_t *tokens_dev, loki_error *err) {
+    (void)s, (void)logits_dev, (void)row0, (void)rows, (void)tokens_dev;
     return lk_fail(err, LOKI_ERR_UNSUPPORTED, NO_CUDA_SAMPLE, "lk_cuda_sample");
 }
 

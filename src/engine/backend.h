@@ -103,6 +103,14 @@ typedef struct lk_backend_ops {
     /* Copy `floats` floats of src (backend memory) to host dst and wait for
      * every op before; returns the pass's first error, if any. */
     loki_status (*sync_read)(lk_backend *be, float *dst, const float *src, size_t floats, loki_error *err);
+    /* What sync_read does, but instead of the logits: tokens (host, n) =
+     * the device sampler's choice for each of n rows of src (backend memory,
+     * (n, V)), row r with the sampler row of sequence seq0 + r (set up by
+     * lk_backend_cuda_sampler_init), each recorded in its history unless a
+     * stop token. NULL: the backend has no sampler of its own (the CPU: its
+     * logits are in host memory, and the engine samples them there). */
+    loki_status (*sync_sample)(lk_backend *be, int32_t *tokens, const float *src, int n, int32_t seq0,
+                               loki_error *err);
     void (*destroy)(lk_backend *be);
 } lk_backend_ops;
 
@@ -153,6 +161,18 @@ void lk_backend_cuda_set_weight_prefetch(lk_backend *be, size_t bytes);
  * tokens, 0 = the method's budget; perplexity --mode prefill sets it per
  * window as it does on the CPU's lk_attn. No-op on other backends. */
 void lk_backend_cuda_set_k_fixed(lk_backend *be, int32_t k);
+
+/* The device sampler of sync_sample (cuda/lk_cuda_sample.h): one row per
+ * sequence of the context, with params (validated as loki_sampler_init
+ * does), every row fresh (seeded with params->seed, empty history, no stop
+ * tokens); called again it replaces the old one. Reset, accept and set_stop
+ * act as lk_cuda_sampler_reset/accept/set_stop on sequence seq's row (stream
+ * ordered, before the next pass). Other backends: LOKI_ERR_UNSUPPORTED. */
+loki_status lk_backend_cuda_sampler_init(lk_backend *be, const loki_sampler_params *params, loki_error *err);
+loki_status lk_backend_cuda_sampler_reset(lk_backend *be, int32_t seq, uint64_t seed, loki_error *err);
+loki_status lk_backend_cuda_sampler_accept(lk_backend *be, int32_t seq, const int32_t *tokens, int32_t n,
+                                           loki_error *err);
+loki_status lk_backend_cuda_sampler_set_stop(lk_backend *be, const int32_t *stop, int32_t n, loki_error *err);
 
 /* Thin wrappers, so forward.c reads as the model. */
 static inline void lk_be_embed(lk_backend *be, float *x, const lk_tensor *t, int n, float scale) {

@@ -44,17 +44,12 @@
 #include "cuda/lk_cuda_ops.h"
 #include "cuda/lk_cuda_prefill.h"
 #include "cuda/lk_cuda_rotate.h"
+#include "cuda/lk_cuda_sample.h"
+#include "engine/cuda_weights.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* One uploaded weight: the host view's data pointer (the key) and its copy. */
-typedef struct dev_weight {
-    const void *host;  /* lk_tensor.data */
-    void *dev;         /* the file's bytes, or f32 for vectors (norms, biases) */
-    bool owned;        /* dev is an allocation (not a part of a fused one) */
-} dev_weight;
 
 typedef struct be_cuda {
     lk_backend base;
@@ -68,8 +63,7 @@ typedef struct be_cuda {
     bool dense_prompt;              /* prompts attend densely (flash attention over the split cache) */
     float *rot;                     /* (L, Hkv, D, D) PCA rotations, or NULL (no PCA method) */
     lk_calib *const *calib;         /* the context's collector (NULL when not calibrating) */
-    dev_weight *w;                  /* (n_w) sorted by host */
-    int n_w;
+    lk_cuda_weights *w;             /* the model's tensors in GPU memory (engine/cuda_weights.h) */
     int32_t *h_in;                  /* (3, n_batch) tokens | positions | cache slots, page-locked */
     int32_t *d_in;                  /* its device copy, one upload per pass */
     int32_t *d_tokens, *d_pos, *d_slots; /* (n_batch) views of d_in */
@@ -87,6 +81,8 @@ typedef struct be_cuda {
     float *logits;                  /* device (logits_cap) */
     size_t logits_cap;
     lk_cuda_calib *calib_acc;       /* key statistics on the device (the first calib_keys creates it) */
+    lk_cuda_sampler *smp;           /* sync_sample's sampler, a row per sequence (lk_backend_cuda_sampler_init) */
+    int32_t *d_sampled;             /* (n_seq) its tokens, device */
     int32_t n_batch, n_seq;
     int32_t seq0, pos0, n, batch;   /* this pass: first sequence and position, rows, and for a decode
                                        batch its size (rows = sequences seq0..), else 0 */
@@ -106,16 +102,8 @@ static void keep(be_cuda *b, loki_status st, const loki_error *e) {
     }
 }
 
-static int cmp_weight(const void *a, const void *b) {
-    const char *x = ((const dev_weight *)a)->host, *y = ((const dev_weight *)b)->host;
-    return x < y ? -1 : x > y;
-}
-
 /* The device copy of a model tensor (NULL when it was not uploaded). */
-static void *dev_of(const be_cuda *b, const lk_tensor *t) {
-    dev_weight key = {.host = t->data}, *f = bsearch(&key, b->w, (size_t)b->n_w, sizeof key, cmp_weight);
-    return f ? f->dev : NULL;
-}
+static void *dev_of(const be_cuda *b, const lk_tensor *t) { return lk_cuda_weights_find(b->w, t); }
 
 /* ------------------------------------------------------------ ops */
 
@@ -460,16 +448,42 @@ static void finish_capture(be_cuda *b) {
     b->graph_key = b->last_key, b->graph_seq0 = b->last_seq0;
 }
 
-static loki_status cu_sync_read(lk_backend *be, float *dst, const float *src, size_t floats, loki_error *err) {
-    be_cuda *b = cu_of(be);
+/* The pass's work is enqueued: end its capture, or launch the graph it replays. */
+static void run_pass(be_cuda *b) {
     loki_error e;
     if (b->mode == RUN_CAPTURE) finish_capture(b);
     if (b->mode != RUN_EAGER && !b->st) keep(b, lk_cuda_graph_launch(b->cu, b->graph, &e), &e);
-    loki_status st = b->st ? b->st : lk_cuda_download(b->cu, dst, src, floats * sizeof(float), err);
+}
+
+/* The end of a pass whose result copy returned st: the pass's first error
+ * if any, else the stream's (kernel faults surface in the sync), then the
+ * profile's sums. */
+static loki_status end_pass(be_cuda *b, loki_status st, loki_error *err) {
     if (b->st) *err = b->err;
-    if (!st) st = lk_cuda_sync(b->cu, err); /* kernel faults surface here */
+    if (!st) st = lk_cuda_sync(b->cu, err);
     if (!st && b->prof) st = lk_cuda_timeline_sum(b->prof, b->prof_ms, LK_PROF_N, err);
     return st;
+}
+
+static loki_status cu_sync_read(lk_backend *be, float *dst, const float *src, size_t floats, loki_error *err) {
+    be_cuda *b = cu_of(be);
+    run_pass(b);
+    return end_pass(b, b->st ? b->st : lk_cuda_download(b->cu, dst, src, floats * sizeof(float), err), err);
+}
+
+/* The sampler's kernels run after the pass (outside its graph: a few small
+ * launches), then only the n tokens come back. */
+static loki_status cu_sync_sample(lk_backend *be, int32_t *tokens, const float *src, int n, int32_t seq0,
+                                  loki_error *err) {
+    be_cuda *b = cu_of(be);
+    loki_error e;
+    run_pass(b);
+    if (!b->st && !b->smp)
+        keep(b, lk_fail(&e, LOKI_ERR_ARG, "GPU backend: sampling without a sampler (lk_backend_cuda_sampler_init)"),
+             &e);
+    if (!b->st) keep(b, lk_cuda_sample(b->smp, src, seq0, n, b->d_sampled, &e), &e);
+    return end_pass(b, b->st ? b->st : lk_cuda_download(b->cu, tokens, b->d_sampled, (size_t)n * sizeof(int32_t), err),
+                    err);
 }
 
 static void cu_destroy(lk_backend *be) {
@@ -478,9 +492,7 @@ static void cu_destroy(lk_backend *be) {
         free(b);
         return;
     }
-    for (int i = 0; i < b->n_w; i++)
-        if (b->w[i].owned) lk_cuda_dealloc(b->cu, b->w[i].dev);
-    free(b->w);
+    lk_cuda_weights_free(b->w);
     lk_cuda_graph_free(b->graph);
     lk_cuda_timeline_free(b->prof);
     lk_cuda_dealloc(b->cu, b->d_in);
@@ -493,6 +505,8 @@ static void cu_destroy(lk_backend *be) {
     lk_gpu_kv_free(b->kv);
     lk_cuda_mm_free(b->mm);
     lk_cuda_calib_free(b->calib_acc);
+    lk_cuda_sampler_free(b->smp);
+    lk_cuda_dealloc(b->cu, b->d_sampled);
     lk_cuda_free(b->cu);
     free(b);
 }
@@ -520,6 +534,7 @@ static const lk_backend_ops k_cuda_ops = {
     .rope_attention = cu_rope_attention,
     .out_buffer = cu_out_buffer,
     .sync_read = cu_sync_read,
+    .sync_sample = cu_sync_sample,
     .destroy = cu_destroy,
 };
 
@@ -560,6 +575,51 @@ void lk_backend_cuda_set_k_fixed(lk_backend *be, int32_t k) {
     drop_graph(b); /* a captured step holds the old budget in its kernels' arguments */
 }
 
+/* The backend's sampler in *s, or a failure: not the CUDA backend
+ * (LOKI_ERR_UNSUPPORTED), or no sampler yet (LOKI_ERR_ARG). */
+static loki_status sampler_of(lk_backend *be, const char *what, lk_cuda_sampler **s, loki_error *err) {
+    *s = NULL;
+    if (!be || be->ops != &k_cuda_ops) return lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s needs the CUDA backend", what);
+    if (!(*s = cu_of(be)->smp)) return lk_fail(err, LOKI_ERR_ARG, "%s: the GPU backend has no sampler yet", what);
+    return LOKI_OK;
+}
+
+loki_status lk_backend_cuda_sampler_init(lk_backend *be, const loki_sampler_params *params, loki_error *err) {
+    if (!be || be->ops != &k_cuda_ops)
+        return lk_fail(err, LOKI_ERR_UNSUPPORTED, "the device sampler needs the CUDA backend");
+    be_cuda *b = cu_of(be);
+    lk_cuda_sampler *s = NULL;
+    loki_status st = lk_cuda_sampler_init(b->cu, params, b->m->hp.n_vocab, b->n_seq, &s, err);
+    if (!st && !b->d_sampled)
+        st = lk_cuda_alloc(b->cu, (void **)&b->d_sampled, (size_t)b->n_seq * sizeof(int32_t), "sampled tokens", err);
+    if (st) {
+        lk_cuda_sampler_free(s);
+        return st;
+    }
+    lk_cuda_sampler_free(b->smp); /* lk_cuda_sampler_init waited for the stream: nothing uses it now */
+    b->smp = s;
+    return LOKI_OK;
+}
+
+loki_status lk_backend_cuda_sampler_reset(lk_backend *be, int32_t seq, uint64_t seed, loki_error *err) {
+    lk_cuda_sampler *s;
+    loki_status st = sampler_of(be, "resetting the device sampler", &s, err);
+    return st ? st : lk_cuda_sampler_reset(s, seq, seed, err);
+}
+
+loki_status lk_backend_cuda_sampler_accept(lk_backend *be, int32_t seq, const int32_t *tokens, int32_t n,
+                                           loki_error *err) {
+    lk_cuda_sampler *s;
+    loki_status st = sampler_of(be, "recording tokens in the device sampler", &s, err);
+    return st ? st : lk_cuda_sampler_accept(s, seq, tokens, n, err);
+}
+
+loki_status lk_backend_cuda_sampler_set_stop(lk_backend *be, const int32_t *stop, int32_t n, loki_error *err) {
+    lk_cuda_sampler *s;
+    loki_status st = sampler_of(be, "the device sampler's stop tokens", &s, err);
+    return st ? st : lk_cuda_sampler_set_stop(s, stop, n, err);
+}
+
 loki_status lk_backend_cuda_profile(lk_backend *be, bool on, loki_error *err) {
     if (!be || be->ops != &k_cuda_ops) return lk_fail(err, LOKI_ERR_ARG, "profiling needs the CUDA backend");
     be_cuda *b = cu_of(be);
@@ -575,94 +635,6 @@ void lk_backend_cuda_profile_ms(const lk_backend *be, double ms[LK_PROF_N]) {
 }
 
 /* ------------------------------------------------------------ setup */
-
-/* Upload one tensor (once: tied tensors share a copy). Vectors (norm
- * weights, biases) go up as f32, matrices as the file's bytes. */
-static loki_status upload_tensor(be_cuda *b, const lk_tensor *t, bool as_f32, loki_error *err) {
-    if (!t->data || dev_of(b, t)) return LOKI_OK;
-    if (!as_f32 && !lk_cuda_mm_supports(t->dtype))
-        return lk_fail(err, LOKI_ERR_UNSUPPORTED, "%s: dtype %s has no GPU kernels", t->name, lk_dtype_name(t->dtype));
-    void *dev = NULL;
-    loki_status st;
-    if (as_f32) {
-        const int64_t n = lk_tensor_nelements(t);
-        float *tmp = lk_alloc_aligned((size_t)n * sizeof(float), err);
-        if (!tmp) return LOKI_ERR_NOMEM;
-        lk_row_to_f32(t->dtype, t->data, tmp, n);
-        st = lk_cuda_alloc(b->cu, &dev, (size_t)n * sizeof(float), t->name, err);
-        if (!st) st = lk_cuda_upload(b->cu, dev, tmp, (size_t)n * sizeof(float), err);
-        lk_free_aligned(tmp);
-    } else {
-        st = lk_cuda_alloc(b->cu, &dev, t->nbytes, t->name, err);
-        if (!st) st = lk_cuda_upload(b->cu, dev, t->data, t->nbytes, err);
-    }
-    if (st) {
-        if (dev) lk_cuda_dealloc(b->cu, dev);
-        return st;
-    }
-    b->w[b->n_w++] = (dev_weight){t->data, dev, true};
-    qsort(b->w, (size_t)b->n_w, sizeof *b->w, cmp_weight);
-    return LOKI_OK;
-}
-
-/* Upload matrices that one input goes through (q/k/v, gate/up) back to back
- * in one allocation, so a decode step reads them with one kernel
- * (cu_matmul_multi). When they differ in dtype or width, or a part would
- * break the 16-byte alignment of the next, each is uploaded on its own. */
-static loki_status upload_fused(be_cuda *b, int k, const lk_tensor *const *t, loki_error *err) {
-    size_t total = 0;
-    bool ok = t[0]->data && lk_cuda_mm_supports(t[0]->dtype) && !dev_of(b, t[0]);
-    for (int j = 0; ok && j < k; j++) {
-        ok = t[j]->data && t[j]->dtype == t[0]->dtype && t[j]->ne[0] == t[0]->ne[0] && t[j]->nbytes % 16 == 0 &&
-             !dev_of(b, t[j]);
-        for (int i = 0; ok && i < j; i++) ok = t[i]->data != t[j]->data;
-        total += t[j]->nbytes;
-    }
-    if (!ok) {
-        for (int j = 0; j < k; j++) {
-            loki_status st = upload_tensor(b, t[j], false, err);
-            if (st) return st;
-        }
-        return LOKI_OK;
-    }
-    void *dev = NULL;
-    loki_status st = lk_cuda_alloc(b->cu, &dev, total, t[0]->name, err);
-    size_t off = 0;
-    for (int j = 0; !st && j < k; off += t[j]->nbytes, j++)
-        st = lk_cuda_upload(b->cu, (char *)dev + off, t[j]->data, t[j]->nbytes, err);
-    if (st) {
-        lk_cuda_dealloc(b->cu, dev);
-        return st;
-    }
-    off = 0;
-    for (int j = 0; j < k; off += t[j]->nbytes, j++) b->w[b->n_w++] = (dev_weight){t[j]->data, (char *)dev + off, j == 0};
-    qsort(b->w, (size_t)b->n_w, sizeof *b->w, cmp_weight);
-    return LOKI_OK;
-}
-
-static loki_status upload_model(be_cuda *b, loki_error *err) {
-    const loki_model *m = b->m;
-    const int per_layer = (int)(sizeof(lk_layer) / sizeof(lk_tensor));
-    b->w = lk_calloc((size_t)m->hp.n_layer * per_layer + 4, sizeof *b->w, err);
-    if (!b->w) return LOKI_ERR_NOMEM;
-    loki_status st;
-    if ((st = upload_tensor(b, &m->tok_embd, false, err)) || (st = upload_tensor(b, &m->output, false, err)) ||
-        (st = upload_tensor(b, &m->out_norm, true, err)))
-        return st;
-    for (int l = 0; l < m->hp.n_layer; l++) {
-        const lk_layer *L = &m->layers[l];
-        const lk_tensor *const qkv[3] = {&L->wq, &L->wk, &L->wv}, *const gu[2] = {&L->w_gate, &L->w_up};
-        if ((st = upload_fused(b, 3, qkv, err)) || (st = upload_fused(b, 2, gu, err))) return st;
-        const lk_tensor *mats[] = {&L->wo, &L->w_down};
-        const lk_tensor *vecs[] = {&L->attn_norm, &L->ffn_norm, &L->bq, &L->bk, &L->bv, &L->attn_q_norm,
-                                   &L->attn_k_norm, &L->attn_post_norm, &L->ffn_post_norm};
-        for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)
-            if ((st = upload_tensor(b, mats[i], false, err))) return st;
-        for (size_t i = 0; i < sizeof vecs / sizeof *vecs; i++)
-            if ((st = upload_tensor(b, vecs[i], true, err))) return st;
-    }
-    return LOKI_OK;
-}
 
 /* RoPE tables of the global and the local layers (the CPU's own table). */
 static loki_status upload_rope(be_cuda *b, loki_error *err) {
@@ -712,7 +684,7 @@ loki_status lk_backend_cuda_init(lk_backend **out, const loki_model *m, const lo
     if (st) goto fail;
     if ((st = lk_cuda_init(&b->cu, 0, err))) goto fail;
     if ((st = lk_cuda_mm_init(b->cu, &b->mm, n_batch, max_dim, max_dim, err))) goto fail;
-    if ((st = upload_model(b, err)) || (st = upload_rope(b, err))) goto fail;
+    if ((st = lk_cuda_weights_upload(b->cu, m, &b->w, err)) || (st = upload_rope(b, err))) goto fail;
     lk_gpu_split_dims(p, L, Hkv, D, d);
     for (int l = 0; l < L; l++) /* local layers attend densely: the plain layout */
         if (lk_layer_is_local(hp, l))

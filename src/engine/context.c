@@ -167,6 +167,7 @@ void loki_context_free(loki_context *c) {
     if (!c) return;
     drop_backend(c);
     free_cpu_state(c);
+    lk_sampling_free(c);
     free(c->positions);
     free(c->row_seq);
     free(c->seq_pos);
@@ -185,8 +186,10 @@ static loki_status reserve_logits(loki_context *ctx, int32_t rows, loki_error *e
     return LOKI_OK;
 }
 
-loki_status loki_eval(loki_context *ctx, const int32_t *tokens, int32_t n, bool all_logits,
-                      loki_error *err) {
+/* loki_eval, and with sampled not NULL loki_eval_sample: the last chunk's
+ * pass samples *sampled from its last row instead of keeping the logits. */
+static loki_status eval_rows(loki_context *ctx, const int32_t *tokens, int32_t n, bool all_logits, int32_t *sampled,
+                             loki_error *err) {
     const int32_t V = ctx->hp.n_vocab;
     if (n <= 0) return lk_fail(err, LOKI_ERR_ARG, "eval: no tokens given");
     const int32_t pos = ctx->seq_pos[ctx->seq];
@@ -201,15 +204,27 @@ loki_status loki_eval(loki_context *ctx, const int32_t *tokens, int32_t n, bool 
     int32_t rows = all_logits ? n : 1;
     loki_status rs = reserve_logits(ctx, rows, err);
     if (rs) return rs;
+    ctx->n_logits = 0;
     for (int32_t i = 0; i < n; i += ctx->n_batch) {
         int32_t nb = LK_MIN(ctx->n_batch, n - i);
+        int32_t *smp = i + nb == n ? sampled : NULL; /* the last chunk's last row */
         /* without all_logits every chunk writes row 0; the last chunk's stays */
-        loki_status st = all_logits ? lk_forward(ctx, tokens + i, nb, false, ctx->logits + (size_t)i * V, nb, err)
-                                    : lk_forward(ctx, tokens + i, nb, false, ctx->logits, 1, err);
+        loki_status st = all_logits ? lk_forward(ctx, tokens + i, nb, false, ctx->logits + (size_t)i * V, nb, NULL, err)
+                                    : lk_forward(ctx, tokens + i, nb, false, ctx->logits, 1, smp, err);
         if (st) return st;
     }
-    ctx->n_logits = rows;
+    ctx->n_logits = sampled ? 0 : rows;
     return LOKI_OK;
+}
+
+loki_status loki_eval(loki_context *ctx, const int32_t *tokens, int32_t n, bool all_logits, loki_error *err) {
+    return eval_rows(ctx, tokens, n, all_logits, NULL, err);
+}
+
+loki_status loki_eval_sample(loki_context *ctx, const int32_t *tokens, int32_t n, int32_t *next, loki_error *err) {
+    if (!ctx->has_smp) return lk_fail(err, LOKI_ERR_ARG, "eval_sample: the context has no sampler (loki_context_sampler_init)");
+    if (!next) return lk_fail(err, LOKI_ERR_ARG, "eval_sample: no place for the sampled token (next is NULL)");
+    return eval_rows(ctx, tokens, n, false, next, err);
 }
 
 const float *loki_get_logits(const loki_context *ctx, int32_t *n_rows) {
@@ -217,7 +232,9 @@ const float *loki_get_logits(const loki_context *ctx, int32_t *n_rows) {
     return ctx->logits;
 }
 
-loki_status loki_decode_batch(loki_context *ctx, const int32_t *tokens, int32_t n, loki_error *err) {
+/* loki_decode_batch, and with sampled not NULL loki_decode_batch_sample. */
+static loki_status decode_rows(loki_context *ctx, const int32_t *tokens, int32_t n, int32_t *sampled,
+                               loki_error *err) {
     const int32_t V = ctx->hp.n_vocab;
     if (n < 1 || n > ctx->n_seq || n > ctx->n_batch)
         return lk_fail(err, LOKI_ERR_ARG, "decode batch: %d sequences, the context holds %d (batch size %d)", n,
@@ -231,9 +248,21 @@ loki_status loki_decode_batch(loki_context *ctx, const int32_t *tokens, int32_t 
                            ctx->seq_pos[s], ctx->n_ctx);
     }
     loki_status st = reserve_logits(ctx, n, err);
-    if (!st) st = lk_forward(ctx, tokens, n, true, ctx->logits, n, err);
-    ctx->n_logits = st ? 0 : n;
+    if (!st) st = lk_forward(ctx, tokens, n, true, ctx->logits, n, sampled, err);
+    ctx->n_logits = st || sampled ? 0 : n;
     return st;
+}
+
+loki_status loki_decode_batch(loki_context *ctx, const int32_t *tokens, int32_t n, loki_error *err) {
+    return decode_rows(ctx, tokens, n, NULL, err);
+}
+
+loki_status loki_decode_batch_sample(loki_context *ctx, const int32_t *tokens, int32_t n, int32_t *next,
+                                     loki_error *err) {
+    if (!ctx->has_smp)
+        return lk_fail(err, LOKI_ERR_ARG, "decode_batch_sample: the context has no sampler (loki_context_sampler_init)");
+    if (!next) return lk_fail(err, LOKI_ERR_ARG, "decode_batch_sample: no place for the sampled tokens (next is NULL)");
+    return decode_rows(ctx, tokens, n, next, err);
 }
 
 loki_status loki_context_set_seq(loki_context *ctx, int32_t seq, loki_error *err) {
@@ -289,7 +318,7 @@ loki_status loki_context_set_attn(loki_context *ctx, const loki_attn_params *p, 
         drop_backend(ctx);
         if ((st = make_backend(ctx, err))) return st;
     }
-    return LOKI_OK;
+    return lk_sampling_restart(ctx, err); /* every sequence was emptied: its sampler starts again */
 }
 
 void lk_context_set_k_fixed(loki_context *ctx, int32_t k) {

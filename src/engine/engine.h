@@ -40,6 +40,11 @@ struct loki_context {
     lk_attn *attn;         /* attention method state (attn/attn.h) */
     struct lk_calib *calib; /* not NULL: keys are accumulated for `loki calibrate` */
     loki_attn_params attn_params; /* attention method (loki_context_set_attn) */
+    /* sampling in the context (engine/sampling.c; loki_context_sampler_init) */
+    bool has_smp;          /* samplers were set up */
+    loki_sampler_params smp_params;
+    loki_sampler **smp;    /* (n_seq) the CPU's samplers (CPU device; the GPU's live in its backend) */
+    int32_t smp_stop[LOKI_SAMPLER_MAX_STOP], n_smp_stop;
     float *logits;         /* (logits_cap, n_vocab) */
     int32_t logits_cap;    /* rows allocated */
     int32_t n_logits;      /* rows of the last eval */
@@ -48,9 +53,29 @@ struct loki_context {
 /* Run the model on n <= n_batch rows and write the logits of the last
  * `n_out` rows (1 or n) to out (n_out, n_vocab). batch false: the rows are
  * tokens of the current sequence at its next positions; true: row i is the
- * next token of sequence i (a decode batch of sequences 0..n-1). */
+ * next token of sequence i (a decode batch of sequences 0..n-1). sampled not
+ * NULL: instead of the logits, sampled (n_out) = the tokens the rows'
+ * sequences' samplers choose from them (lk_sampling_finish; out is then
+ * scratch, written on the CPU only). */
 loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, bool batch, float *out,
-                       int32_t n_out, loki_error *err);
+                       int32_t n_out, int32_t *sampled, loki_error *err);
+
+/* The end of a sampling pass (engine/sampling.c): logits (n_out, V) in the
+ * backend's memory are sampled by the samplers of sequences seq0.. into
+ * tokens (n_out, host), each recorded unless a stop token: on the GPU by its
+ * device sampler (only the tokens come back), on the CPU from host (n_out,
+ * V), where the logits are read back to. Waits for the pass; returns its
+ * first error. */
+loki_status lk_sampling_finish(loki_context *ctx, const float *logits, float *host, int32_t n_out, int32_t seq0,
+                               int32_t *tokens, loki_error *err);
+
+/* Restart the context's samplers (if any) with their parameters and stop
+ * tokens, every sequence fresh: after loki_context_set_attn made a new
+ * backend. */
+loki_status lk_sampling_restart(loki_context *ctx, loki_error *err);
+
+/* Free the CPU's samplers (loki_context_free). */
+void lk_sampling_free(loki_context *ctx);
 
 /* Bring the key statistics the backend gathered while ctx->calib was set
  * into ctx->calib (lk_be_calib_flush: the GPU accumulates on the device; on

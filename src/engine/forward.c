@@ -17,12 +17,13 @@
  *
  * Every step is an op of the context's backend (engine/backend.h: the CPU's
  * or the GPU's); the activations live in the backend's memory, and only the
- * logits come back to the host, at the end.
+ * logits come back to the host, at the end (or, when the context samples,
+ * only the chosen tokens: engine/sampling.c).
  */
 #include "engine/engine.h"
 
 loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, bool batch, float *out,
-                       int32_t n_out, loki_error *err) {
+                       int32_t n_out, int32_t *sampled, loki_error *err) {
     const loki_model *m = ctx->model;
     const lk_hparams *hp = &ctx->hp;
     const int E = hp->n_embd, D = hp->head_dim, H = hp->n_head, Hkv = hp->n_head_kv;
@@ -78,7 +79,10 @@ loki_status lk_forward(loki_context *ctx, const int32_t *tokens, int32_t n, bool
     lk_be_rmsnorm(be, ctx->xb, xl, &m->out_norm, n_out, E, hp->rms_eps);
     lk_be_matmul(be, logits, ctx->xb, &m->output, n_out);    /* (n_out, V) */
     if (hp->final_softcap > 0.0f) lk_be_softcap(be, logits, hp->final_softcap, (size_t)n_out * hp->n_vocab);
-    if ((st = be->ops->sync_read(be, out, logits, (size_t)n_out * hp->n_vocab, err))) return st;
+    /* the logits come back to the host, or only the tokens sampled from them */
+    st = sampled ? lk_sampling_finish(ctx, logits, out, n_out, ctx->row_seq[n - n_out], sampled, err)
+                 : be->ops->sync_read(be, out, logits, (size_t)n_out * hp->n_vocab, err);
+    if (st) return st;
     for (int32_t i = 0; i < n; i++) ctx->seq_pos[ctx->row_seq[i]]++;
     return LOKI_OK;
 }
