@@ -175,3 +175,13 @@ void test_small_llama(struct lk_hparams *hp, int n_layer, int n_head, int n_head
     hp->rope_theta = 10000.0f;
     hp->rope_style = LK_ROPE_NEOX;
 }
+
+loki_context *test_context(loki_model *m, loki_device dev, int32_t n_ctx, int32_t n_seq, bool graphs, loki_kv_type kv,
+                           loki_error *err) {
+    loki_context_params cp = loki_context_default_params();
+    cp.n_ctx = n_ctx, cp.n_batch = 64, cp.n_threads = 2, cp.n_seq = n_seq, cp.device = dev;
+    cp.no_cuda_graphs = !graphs;
+    cp.type_k = cp.type_v = kv;
+    loki_context *c = NULL;
+    return loki_context_init(m, &cp, &c, err) ? NULL : c;
+}

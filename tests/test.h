@@ -72,6 +72,11 @@ struct lk_cuda *test_gpu_open(uint64_t *seed);
  * head_dim = rope_dim 64 (neox), n_vocab 301 (so the embedding's byte size
  * is a multiple of 64 in no quantized type: the tensors after it start at
  * padded offsets), rms_eps 1e-5, theta 1e4; the rest as given. */
+/* A context of m on dev for n_ctx tokens (n_batch 64, 2 threads), n_seq
+ * sequences, CUDA graphs on or off, KV cache type kv (the CPU's); NULL with
+ * *err set on failure. */
+loki_context *test_context(loki_model *m, loki_device dev, int32_t n_ctx, int32_t n_seq, bool graphs, loki_kv_type kv,
+                           loki_error *err);
 struct lk_hparams;
 void test_small_llama(struct lk_hparams *hp, int n_layer, int n_head, int n_head_kv, int n_ff, int n_ctx_train);
 

@@ -40,14 +40,7 @@ typedef struct pset {
 static loki_device g_dev;
 
 static loki_context *mk_ctx(loki_model *m, int32_t n_seq, loki_error *err) {
-    loki_context_params cp = loki_context_default_params();
-    cp.n_ctx = 160;
-    cp.n_batch = 64;
-    cp.n_threads = 2;
-    cp.n_seq = n_seq;
-    cp.device = g_dev;
-    loki_context *c = NULL;
-    return loki_context_init(m, &cp, &c, err) ? NULL : c;
+    return test_context(m, g_dev, 160, n_seq, true, LOKI_KV_DEFAULT, err);
 }
 
 static bool in(const int32_t *set, int n, int32_t t) {

@@ -40,6 +40,19 @@ extern "C" {
 loki_status lk_gpu_attn_prefill(lk_gpu_kv *kv, int layer, int32_t seq, int32_t pos0, int32_t n, int32_t n_head,
                                 const float *q, float *out, float scale, int32_t window, loki_error *err);
 
+/* One decode row (n = 1) of sequence seq as lk_gpu_attn_prefill computes it,
+ * with its position read on the device from *pos_dev when the kernel runs
+ * (an int32 in device memory, written before it on the stream): the launch
+ * is the same for every position, so a decode step that calls it can be
+ * captured in a CUDA graph and replayed as the sequence grows (the sliding-
+ * window layers of a captured step). pos is the position at the call, used
+ * only for the checks; at every run *pos_dev must be a position whose keys
+ * are stored, inside the sequence's reserved pages. Same errors as
+ * lk_gpu_attn_prefill, and LOKI_ERR_ARG for a NULL pos_dev. */
+loki_status lk_gpu_attn_decode_window(lk_gpu_kv *kv, int layer, int32_t seq, int32_t pos, const int32_t *pos_dev,
+                                      int32_t n_head, const float *q, float *out, float scale, int32_t window,
+                                      loki_error *err);
+
 #ifdef __cplusplus
 }
 #endif

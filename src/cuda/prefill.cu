@@ -72,6 +72,7 @@ struct pf_args {
     const int32_t *dsplit; /* (L, Hkv) split dims */
     const float *q;        /* (n, H, D) */
     float *out;            /* (n, H, D) */
+    const int32_t *pos_dev;/* not NULL: the first position, read when the kernel runs (pos0 unused) */
     int32_t n_pages, Hkv, layer, H, G, pos0, window, nrows /* n * G */, ntiles /* ceil(nrows / 64) */;
     float sc;              /* scale * log2(e) */
 };
@@ -122,15 +123,16 @@ __global__ void __launch_bounds__(PF_THREADS, pf_cfg<D>::MINB) prefill_kernel(co
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, c = lane % 4, mi = lane >> 3;
     const int kvh = blockIdx.x % a.Hkv, tile = a.ntiles - 1 - blockIdx.x / a.Hkv;
     const int idx0 = tile * PF_ROWS, last = min(idx0 + PF_ROWS, a.nrows) - 1;
-    const int p_lo = a.pos0 + idx0 / a.G, p_hi = a.pos0 + last / a.G;
+    const int pos0 = a.pos_dev ? *a.pos_dev : a.pos0; /* a captured decode step: the position of this run */
+    const int p_lo = pos0 + idx0 / a.G, p_hi = pos0 + last / a.G;
     const int k_lo = a.window > 0 ? max(0, p_lo - a.window + 1) : 0;
     const int d = a.dsplit[a.layer * a.Hkv + kvh];
     /* this warp's rows (clamped to the block's last) and this lane's two */
     const bool wactive = idx0 + warp * 16 <= last;
-    const int wp_min = a.pos0 + min(idx0 + warp * 16, last) / a.G;
-    const int wp_max = a.pos0 + min(idx0 + warp * 16 + 15, last) / a.G;
+    const int wp_min = pos0 + min(idx0 + warp * 16, last) / a.G;
+    const int wp_max = pos0 + min(idx0 + warp * 16 + 15, last) / a.G;
     const int r0 = idx0 + warp * 16 + gq, r1 = r0 + 8;
-    const int pr0 = a.pos0 + min(r0, last) / a.G, pr1 = a.pos0 + min(r1, last) / a.G;
+    const int pr0 = pos0 + min(r0, last) / a.G, pr1 = pos0 + min(r1, last) / a.G;
 
     /* stage s at sm + s * STAGE */
     uint16_t *const Qs = sm + (C::QREG ? 1 : 2) * C::STAGE; /* (64, D) bf16, swizzled */
@@ -285,9 +287,10 @@ template <int D> static cudaError_t pf_launch(const pf_args &a, int blocks, cuda
     return cudaGetLastError();
 }
 
-extern "C" loki_status lk_gpu_attn_prefill(lk_gpu_kv *kv, int layer, int32_t seq, int32_t pos0, int32_t n,
-                                           int32_t n_head, const float *q, float *out, float scale, int32_t window,
-                                           loki_error *err) {
+/* lk_gpu_attn_prefill, and with pos_dev not NULL lk_gpu_attn_decode_window
+ * (pos0: the position now, for the checks only). */
+static loki_status prefill(lk_gpu_kv *kv, int layer, int32_t seq, int32_t pos0, const int32_t *pos_dev, int32_t n,
+                           int32_t n_head, const float *q, float *out, float scale, int32_t window, loki_error *err) {
     loki_status st = LOKI_OK;
     cudaError_t ce = cudaSuccess;
     if (!kv) return lk_fail(err, LOKI_ERR_ARG, "GPU prompt attention: no KV cache");
@@ -333,6 +336,7 @@ extern "C" loki_status lk_gpu_attn_prefill(lk_gpu_kv *kv, int layer, int32_t seq
         a.pool = kv->pool, a.bt = kv->block_table + (size_t)seq * kv->max_pages_per_seq, a.dsplit = kv->d_dev;
         a.q = q, a.out = out;
         a.n_pages = kv->n_pages, a.Hkv = Hkv, a.layer = layer, a.H = n_head, a.G = G, a.pos0 = pos0;
+        a.pos_dev = pos_dev;
         a.window = window, a.nrows = (int32_t)nrows, a.ntiles = (int32_t)ntiles;
         a.sc = scale * 1.4426950408889634f;
         const int blocks = (int)(ntiles * Hkv);
@@ -344,4 +348,17 @@ extern "C" loki_status lk_gpu_attn_prefill(lk_gpu_kv *kv, int layer, int32_t seq
     LK_CUDA_TRY(ce);
 fail:
     return st;
+}
+
+extern "C" loki_status lk_gpu_attn_prefill(lk_gpu_kv *kv, int layer, int32_t seq, int32_t pos0, int32_t n,
+                                           int32_t n_head, const float *q, float *out, float scale, int32_t window,
+                                           loki_error *err) {
+    return prefill(kv, layer, seq, pos0, NULL, n, n_head, q, out, scale, window, err);
+}
+
+extern "C" loki_status lk_gpu_attn_decode_window(lk_gpu_kv *kv, int layer, int32_t seq, int32_t pos,
+                                                 const int32_t *pos_dev, int32_t n_head, const float *q, float *out,
+                                                 float scale, int32_t window, loki_error *err) {
+    if (!pos_dev) return lk_fail(err, LOKI_ERR_ARG, "GPU windowed decode attention: no device position");
+    return prefill(kv, layer, seq, pos, pos_dev, 1, n_head, q, out, scale, window, err);
 }

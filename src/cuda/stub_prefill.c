@@ -14,3 +14,11 @@ loki_status lk_gpu_attn_prefill(lk_gpu_kv *kv, int layer, int32_t seq, int32_t p
                    "GPU prompt attention: this loki was built without the CUDA backend (nvcc not found at build "
                    "time; rebuild with -DLOKI_CUDA=ON)");
 }
+
+/* Always LOKI_ERR_UNSUPPORTED: this build has no CUDA backend. */
+loki_status lk_gpu_attn_decode_window(lk_gpu_kv *kv, int layer, int32_t seq, int32_t pos, const int32_t *pos_dev,
+                                      int32_t n_head, const float *q, float *out, float scale, int32_t window,
+                                      loki_error *err) {
+    (void)pos_dev;
+    return lk_gpu_attn_prefill(kv, layer, seq, pos, 1, n_head, q, out, scale, window, err);
+}

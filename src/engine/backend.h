@@ -151,6 +151,8 @@ void lk_backend_cuda_profile_ms(const lk_backend *be, double ms[LK_PROF_N]);
 /* Capture and replay decode steps as CUDA graphs (on by default); off:
  * every kernel is launched (for measurements). No-op on other backends. */
 void lk_backend_cuda_set_graphs(lk_backend *be, bool on);
+/* Passes so far that replayed a captured graph (for tests; 0 on other backends). */
+int64_t lk_backend_cuda_replays(const lk_backend *be);
 /* Which Loki decode steps run as one fused kernel (loki_cuda_fused;
  * lk_gpu_attn_set_fused). No-op on other backends. */
 void lk_backend_cuda_set_fused(lk_backend *be, loki_cuda_fused mode);

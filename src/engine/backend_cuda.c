@@ -19,11 +19,13 @@
  * tokens, or a decode batch (row i = the next token of sequence seq0 + i),
  * whose attention is one lk_gpu_attn_decode_seqs over the batch.
  *
- * Graphs: a decode pass (one token per sequence) on a model without
- * sliding-window layers, not calibrating, is captured as a CUDA graph the
- * second time a step with the same key comes (lk_gpu_attn_step_key: the
- * batch and the buckets of its lengths; the attention runs bucketed, so
- * equal keys launch identical kernels), and replayed while the key holds:
+ * Graphs: a decode pass (one token per sequence), not calibrating, is
+ * captured as a CUDA graph the second time a step with the same key comes
+ * (lk_gpu_attn_step_key: the batch and the buckets of its lengths; the
+ * attention runs bucketed, so equal keys launch identical kernels; the
+ * sliding-window layers' attention reads each row's position on the device,
+ * lk_gpu_attn_decode_window, so one launch serves every position), and
+ * replayed while the key holds:
  * then the ops only return, and sync_read launches the graph. A new key
  * re-captures and updates the executable graph in place. The pass's inputs
  * (tokens, positions, cache slots, sequence lengths) go up in two copies
@@ -69,9 +71,8 @@ typedef struct be_cuda {
     int32_t *d_tokens, *d_pos, *d_slots; /* (n_batch) views of d_in */
     int32_t *h_len;                 /* (n_seq) page-locked copy of the cache's lengths, uploaded to kv->seq_len */
     bool graphs;                    /* decode steps are captured and replayed */
-    bool has_local;                 /* the model has sliding-window layers (no graphs: their attention
-                                       launches by host positions) */
     enum { RUN_EAGER, RUN_CAPTURE, RUN_REPLAY } mode; /* of this pass */
+    int64_t n_replays;              /* passes that replayed a captured graph (lk_backend_cuda_replays) */
     lk_cuda_graph *graph;           /* the last captured decode step, or NULL */
     uint64_t graph_key, last_key;   /* its step key, and the key of the last decode pass */
     int32_t graph_seq0, last_seq0;  /* their first sequences */
@@ -167,10 +168,10 @@ static loki_status cu_begin(lk_backend *be, const int32_t *tokens, const int32_t
     memcpy(b->h_in, tokens, (size_t)n * sizeof(int32_t));
     memcpy(b->h_in + nb, pos, (size_t)n * sizeof(int32_t));
     memcpy(b->h_len, b->kv->len_host, (size_t)b->n_seq * sizeof(int32_t));
-    if (b->graphs && (b->batch || n == 1) && !*b->calib && !b->has_local) {
+    if (b->graphs && (b->batch || n == 1) && !*b->calib) {
         const uint64_t key = lk_gpu_attn_step_key(b->attn, b->seq0, b->batch ? n : 1);
         if (b->graph && key == b->graph_key && b->seq0 == b->graph_seq0)
-            b->mode = RUN_REPLAY; /* the graph holds the uploads below */
+            b->mode = RUN_REPLAY, b->n_replays++; /* the graph holds the uploads below */
         else if (key == b->last_key && b->seq0 == b->last_seq0)
             b->mode = RUN_CAPTURE;
         b->last_key = key, b->last_seq0 = b->seq0;
@@ -377,11 +378,13 @@ static void cu_attention(lk_backend *be, int layer, float *q, float *k, const fl
         /* the decode kernels scale by 1/sqrt(D): fold a model's own scale into q */
         if (fold != 1.0f) keep(b, lk_cuda_scale(b->cu, q, fold, (int64_t)n * H * D, &e), &e);
         if (!skip(b)) keep(b, lk_gpu_attn_decode_seqs(b->attn, layer, b->seq0, n, q, out, &e), &e);
-    } else if (b->batch) { /* a sliding-window layer in a decode batch: each row over its own sequence */
+    } else if (n == 1 || b->batch) { /* a sliding-window layer in a decode step: each row over its own
+                                          sequence, at the position the kernel reads (captured steps replay it) */
         const int32_t *pos = b->h_in + b->n_batch;
         for (int i = 0; i < n && !skip(b); i++)
-            keep(b, lk_gpu_attn_prefill(b->kv, layer, b->seq0 + i, pos[i], 1, H, q + (size_t)i * H * D,
-                                        out + (size_t)i * H * D, scale, window, &e), &e);
+            keep(b, lk_gpu_attn_decode_window(b->kv, layer, b->seq0 + i, pos[i], b->d_pos + i, H,
+                                              q + (size_t)i * H * D, out + (size_t)i * H * D, scale, window, &e),
+                 &e);
     } else if (b->method != LOKI_ATTN_DENSE && !b->dense_prompt && !local) {
         /* a prompt with a selecting method: every row selects as the CPU's
          * prompt blocks do (a decode step at its causal length, k_fixed) */
@@ -630,6 +633,10 @@ loki_status lk_backend_cuda_profile(lk_backend *be, bool on, loki_error *err) {
     return on ? lk_cuda_timeline_init(b->cu, 32 * b->m->hp.n_layer + 64, &b->prof, err) : LOKI_OK;
 }
 
+int64_t lk_backend_cuda_replays(const lk_backend *be) {
+    return be && be->ops == &k_cuda_ops ? ((const be_cuda *)be)->n_replays : 0;
+}
+
 void lk_backend_cuda_profile_ms(const lk_backend *be, double ms[LK_PROF_N]) {
     for (int i = 0; i < LK_PROF_N; i++) ms[i] = be && be->ops == &k_cuda_ops ? ((const be_cuda *)be)->prof_ms[i] : 0.0;
 }
@@ -675,7 +682,6 @@ loki_status lk_backend_cuda_init(lk_backend **out, const loki_model *m, const lo
     b->n_seq = n_seq;
     b->graphs = true;
     b->graph_key = b->last_key = UINT64_MAX;
-    for (int l = 0; l < hp->n_layer; l++) b->has_local |= lk_layer_is_local(hp, l);
     const int D = hp->head_dim, L = hp->n_layer, Hkv = hp->n_head_kv;
     const int64_t max_dim = LK_MAX(LK_MAX(hp->n_embd, (int64_t)hp->n_head * D), LK_MAX(hp->n_ff, hp->n_vocab));
     const int32_t pages = (n_ctx + LK_GPU_PAGE - 1) / LK_GPU_PAGE;
