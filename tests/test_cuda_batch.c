@@ -112,6 +112,8 @@ static void check_graphs(loki_model *m, const char *name, const loki_attn_params
             }
         }
         CHECKF(worst <= GRAPH_TOL, "%s: graph vs eager logits %.3g > %g", name, worst, GRAPH_TOL);
+        CHECKF(lk_backend_cuda_replays(g->be) >= steps / 2 && lk_backend_cuda_replays(e->be) == 0,
+               "%s: %lld graph replays in %d steps", name, (long long)lk_backend_cuda_replays(g->be), steps);
         CHECKF(differ == 0, "%s: %d of %d steps not bit-identical", name, differ, steps);
         printf("%s: %d steps, graphs vs every kernel launched: worst %.3g%s\n", name, steps, worst,
                exact ? " (bit-identical)" : "");
