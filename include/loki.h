@@ -316,7 +316,8 @@ void loki_sampler_accept(loki_sampler *s, int32_t token);
  * checks them): every sequence's starts fresh, seeded with params->seed,
  * with an empty history and no stop tokens. Called again, it replaces them;
  * on failure the context has none. loki_context_set_attn restarts them the same way (it empties every
- * sequence); loki_context_reset leaves them as they are. */
+ * sequence; should that restart fail, the new method is in place and the context has no sampler);
+ * loki_context_reset leaves them as they are. */
 loki_status loki_context_sampler_init(loki_context *ctx, const loki_sampler_params *params, loki_error *err);
 
 /* The current sequence's sampler starts fresh, seeded with seed. */

@@ -20,6 +20,7 @@ static bool on_gpu(const loki_context *ctx) { return ctx->device == LOKI_DEVICE_
 
 /* LOKI_ERR_ARG naming `what` unless the context has samplers. */
 static loki_status need_sampler(const loki_context *ctx, const char *what, loki_error *err) {
+    if (!ctx->be) return lk_fail(err, LOKI_ERR_ARG, "%s: the context has no backend (its last set_attn failed)", what);
     return ctx->has_smp ? LOKI_OK
                         : lk_fail(err, LOKI_ERR_ARG, "%s: the context has no sampler (loki_context_sampler_init)", what);
 }
