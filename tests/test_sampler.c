@@ -3,6 +3,7 @@
 #include "test.h"
 
 #include "loki.h"
+#include "sample/sampler.h"
 
 #define V 6
 
@@ -22,7 +23,53 @@ static void histogram(loki_sampler *s, const float *logits, int n, int *counts) 
     for (int i = 0; i < n; i++) counts[loki_sampler_sample(s, logits)]++;
 }
 
+static int by_order(const void *a, const void *b) {
+    const lk_cand *x = a, *y = b;
+    if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
+    return x->id - y->id;
+}
+
+/* lk_sampler_top_k against a full sort of the same candidates: the same k
+ * first (logit, id) pairs in the same order, for logits with many ties
+ * (values in steps of 1/4 from few levels), signed zeros and infinities,
+ * ascending and descending runs (the heap's worst cases), k from 1 to n. */
+static void check_top_k(void) {
+    uint64_t seed = 12345;
+    int bad = 0, runs = 0;
+    for (int trial = 0; trial < 400; trial++) {
+        const int32_t n = 1 + (int32_t)(test_rand32(&seed) % (trial < 200 ? 64 : 5000));
+        const int levels = 1 + (int)(test_rand32(&seed) % 40), shape = trial % 4;
+        lk_cand *c = test_xmalloc(sizeof(lk_cand) * (size_t)n), *ref = test_xmalloc(sizeof(lk_cand) * (size_t)n);
+        for (int32_t i = 0; i < n; i++) {
+            float v = (float)(test_rand32(&seed) % (uint32_t)levels) * 0.25f - 3.0f;
+            if (shape == 1) v = (float)i;           /* ascending: every candidate enters the heap */
+            if (shape == 2) v = (float)(n - i);     /* descending */
+            if (shape == 3 && i % 7 == 0) v = i % 2 ? -0.0f : 0.0f;
+            if (shape == 3 && i % 11 == 0) v = i % 2 ? INFINITY : -INFINITY;
+            c[i] = ref[i] = (lk_cand){v, i};
+        }
+        qsort(ref, (size_t)n, sizeof(lk_cand), by_order);
+        const int32_t ks[3] = {1, 1 + (int32_t)(test_rand32(&seed) % (uint32_t)n), n};
+        for (int j = 0; j < 3; j++) {
+            lk_cand *w = test_xmalloc(sizeof(lk_cand) * (size_t)n);
+            memcpy(w, c, sizeof(lk_cand) * (size_t)n);
+            lk_sampler_top_k(w, n, ks[j]);
+            for (int32_t i = 0; i < ks[j]; i++)
+                if (w[i].id != ref[i].id || memcmp(&w[i].logit, &ref[i].logit, sizeof(float))) {
+                    if (!bad++) CHECKF(0, "top-%d of %d (shape %d): position %d is id %d, the sort's %d", ks[j], n,
+                                       shape, i, w[i].id, ref[i].id);
+                    break;
+                }
+            runs++;
+            free(w);
+        }
+        free(c), free(ref);
+    }
+    CHECKF(bad == 0, "%d of %d top-k selections differ from the full sort", bad, runs);
+}
+
 int main(void) {
+    check_top_k();
     /* probabilities ∝ exp(logit): 0.5, 0.25, 0.125, 0.0625, ... */
     const float lg[V] = {0.0f, -0.6931472f, -1.3862944f, -2.0794415f, -2.7725887f, -3.4657359f};
     int c[V];
