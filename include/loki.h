@@ -159,7 +159,7 @@ typedef struct loki_context_params {
                            captured graphs (for measurements) */
     loki_cuda_fused cuda_fused; /* CUDA: which Loki decode steps run as one fused kernel
                            (for measurements; 0 = the default) */
-    int32_t cuda_weight_prefetch_mib; /* CUDA: MiB of weights each decode product asks L2 for
+    int32_t cuda_weight_prefetch_mib; /* CUDA: MiB of weights each one-row decode product asks L2 for
                            before the kernel before it has ended (lk_cuda_mm_set_prefetch;
                            0..LOKI_MAX_WEIGHT_PREFETCH_MIB, 0 = none, the default) */
 } loki_context_params;

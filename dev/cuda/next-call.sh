@@ -6,8 +6,9 @@
 # device, one phase per call (each fits the 600 s limit; output under $OUT):
 #   bash dev/cuda/next-call.sh tests   # every gpu test (session 22's new ones too), Gemma 3 graphs
 #   bash dev/cuda/next-call.sh ab      # the fused knobs' one-layer A/B, whole decode steps at 32k
+#   bash dev/cuda/next-call.sh pf      # the weight prefetch, now for one-row products only: 0 against 4 MiB
 set -u
-phase=${1:?usage: next-call.sh tests|ab}
+phase=${1:?usage: next-call.sh tests|ab|pf}
 O=${OUT:-/tmp/out}
 mkdir -p "$O" /tmp/lk /work
 [ -x /tmp/lk/bin/loki ] || tar -C /tmp/lk -xJf .carry/gpu-pack-knobs.tar.xz
@@ -49,6 +50,15 @@ case $phase in
       decode /tmp/lk/bin/loki -r 1 --random-weights llama2-7b --dtype f16 -p 512 -n 64 -d 32768 --dense-prompt
     done
     ;;
-  *) echo "next-call.sh: phase tests or ab" >&2; exit 2 ;;
+  pf) # session 20: 4 MiB gained 2% at one sequence and lost 0.8% at 16 (the 9-16-row products, which no longer prefetch)
+    for r in 1 2; do
+      for mib in 0 4; do
+        decode /tmp/lk/bin/loki -r 1 --random-weights llama2-7b --dtype bf16 -p 64 -n 128 --weight-prefetch $mib
+        decode /tmp/lk/bin/loki -r 1 --random-weights bench/shapes/llama2-7b-kv8.json --dtype f16 -p 64 -n 128 -b 16 \
+          --weight-prefetch $mib
+      done
+    done
+    ;;
+  *) echo "next-call.sh: phase tests, ab or pf" >&2; exit 2 ;;
 esac
 stamp end

@@ -53,9 +53,10 @@ loki_status lk_cuda_mm_init(lk_cuda *cu, lk_cuda_mm **out, int max_n, int64_t ma
 void lk_cuda_mm_free(lk_cuda_mm *mm);
 
 /* Bytes of W each one-row matrix-vector product (n = 1: every float and
- * quantized kernel, and the fused gate|up product) and each 9..16-row
- * tensor-core product asks L2 for before it waits on the kernel
- * before it (programmatic dependent launch): its first blocks, as many as
+ * quantized kernel, and the fused gate|up product) asks L2 for before it
+ * waits on the kernel before it (programmatic dependent launch; the
+ * 9..16-row tensor-core products did too until session 22, which lost 0.8%
+ * of a 16-sequence step in session 20): its first blocks, as many as
  * `bytes` covers, prefetch their rows (cp.async.bulk.prefetch.L2), so HBM
  * streams weights during that kernel's tail. A hint: the results are the
  * same bits for any value; 0 (lk_cuda_mm_init's) asks for nothing. Takes
