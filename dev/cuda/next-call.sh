@@ -50,7 +50,11 @@ case $phase in
       decode /tmp/lk/bin/loki -r 1 --random-weights llama2-7b --dtype f16 -p 512 -n 64 -d 32768 --dense-prompt
     done
     ;;
-  pf) # session 20: 4 MiB gained 2% at one sequence and lost 0.8% at 16 (the 9-16-row products, which no longer prefetch)
+  pf) # the score phase from an int8 copy of k_lo against bf16 (dev/cuda/score_q8.cu, a playground)
+    nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/score_q8 dev/cuda/score_q8.cu > "$O/score_q8.txt" 2>&1 &&
+      timeout 120 /tmp/score_q8 >> "$O/score_q8.txt" 2>&1
+    stamp score_q8
+    # session 20: 4 MiB gained 2% at one sequence and lost 0.8% at 16 (the 9-16-row products, which no longer prefetch)
     for r in 1 2; do
       for mib in 0 4; do
         decode /tmp/lk/bin/loki -r 1 --random-weights llama2-7b --dtype bf16 -p 64 -n 128 --weight-prefetch $mib
