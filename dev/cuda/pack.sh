@@ -25,6 +25,7 @@ mkdir -p "$stage/bin" "$stage/lib"
 tests=$(cd build-cuda/tests && ls test_cuda_* 2>/dev/null | grep -v '\.' | tr '\n' ' ' || true)
 cp build-cuda/loki "$stage"/bin/
 for t in $tests test_context_sampler; do cp "build-cuda/tests/$t" "$stage"/bin/; done
+mkdir -p "$stage/tests" && cp tests/cli_cuda_*.sh "$stage/tests/" # shell gpu tests: bash SCRIPT LOKI SHARED
 for f in "$stage"/bin/*; do
   ldd "$f" | awk '/=> \// {print $3}' | grep -Ev 'lib(c|m|dl|rt|pthread|stdc\+\+|gcc_s|cublas|cublasLt)\.so' || true
 done | sort -u | while read -r lib; do cp -L "$lib" "$stage"/lib/; done
@@ -40,6 +41,11 @@ done | sort -u | while read -r lib; do cp -L "$lib" "$stage"/lib/; done
   echo '# tests/CMakeLists.txt: test_context_sampler run with "cuda" is a gpu test of its own'
   echo 'echo "add_test(test_cuda_context_sampler \"$here/bin/test_context_sampler\" cuda)" >> "$here/ctest/CTestTestfile.cmake"'
   echo 'echo "set_tests_properties(test_cuda_context_sampler PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 TIMEOUT 1200)" >> "$here/ctest/CTestTestfile.cmake"'
+  echo 'for s in "$here"/tests/cli_cuda_*.sh; do # the shared data where the tests expect it: /work/shared'
+  echo '  n=$(basename "$s" .sh)'
+  echo '  echo "add_test($n bash \"$s\" \"$here/bin/loki\" /work/shared)" >> "$here/ctest/CTestTestfile.cmake"'
+  echo '  echo "set_tests_properties($n PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 TIMEOUT 1200)" >> "$here/ctest/CTestTestfile.cmake"'
+  echo 'done'
   echo 'cd "$here/ctest" && ctest -L gpu --output-on-failure "$@"'
 } > "$stage"/run-gpu-tests.sh
 chmod +x "$stage"/run-gpu-tests.sh
