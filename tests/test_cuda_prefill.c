@@ -83,6 +83,44 @@ static void ref_row(const float *qrow, const float *k, const float *v, int D, in
     for (int t = 0; t < D; t++) ref[t] /= sum;
 }
 
+/* lk_gpu_attn_decode_window reads the row's position on the device: for
+ * query row q_dev (H, D) at position p (and at p - 3, while the host's
+ * position says p: it is for the checks only), its output equals the
+ * one-row lk_gpu_attn_prefill at that position bit for bit (the same kernel
+ * and values), outputs NaN-poisoned first. Returns non-zero with *err set
+ * when a CUDA call failed (mismatches are CHECKF failures). */
+static int check_decode_window(lk_cuda *cu, lk_gpu_kv *kv, const pcase *c, const float *q_dev, int32_t p,
+                               const char *name, loki_error *err) {
+    const size_t bytes = (size_t)c->H * c->D * 4;
+    void *pos_dev = NULL, *o1 = NULL, *o2 = NULL;
+    float *h1 = xcalloc(bytes, 1), *h2 = xcalloc(bytes, 1);
+    int rc = 1;
+    for (int k = 0; k < 2; k++) {
+        const int32_t pk = k == 0 || p < 3 ? p : p - 3;
+        memset(h1, 0xff, bytes);
+        if ((!pos_dev && (lk_cuda_alloc(cu, &pos_dev, 4, "test", err) || lk_cuda_alloc(cu, &o1, bytes, "test", err) ||
+                          lk_cuda_alloc(cu, &o2, bytes, "test", err))) ||
+            lk_cuda_upload(cu, pos_dev, &pk, 4, err) || lk_cuda_upload(cu, o1, h1, bytes, err) ||
+            lk_cuda_upload(cu, o2, h1, bytes, err) ||
+            lk_gpu_attn_decode_window(kv, LAYER, TARGET, p, pos_dev, c->H, q_dev, o1, c->scale, c->window, err) ||
+            lk_gpu_attn_prefill(kv, LAYER, TARGET, pk, 1, c->H, q_dev, o2, c->scale, c->window, err) ||
+            lk_cuda_sync(cu, err) || lk_cuda_download(cu, h1, o1, bytes, err) || lk_cuda_download(cu, h2, o2, bytes, err))
+            goto out;
+        int finite = 1;
+        for (size_t i = 0; i < bytes / 4; i++) finite &= isfinite(h1[i]) != 0;
+        CHECKF(finite && memcmp(h1, h2, bytes) == 0, "%s: decode_window at position %d (host %d) differs from the "
+               "one-row prefill (or is not finite)", name, pk, p);
+    }
+    loki_error e2;
+    CHECK(lk_gpu_attn_decode_window(kv, LAYER, TARGET, p, NULL, c->H, q_dev, o1, c->scale, c->window, &e2) ==
+          LOKI_ERR_ARG);
+    rc = 0;
+out:
+    lk_cuda_dealloc(cu, pos_dev), lk_cuda_dealloc(cu, o1), lk_cuda_dealloc(cu, o2);
+    free(h1), free(h2);
+    return rc;
+}
+
 /* One case (see the top). Returns the largest |out - ref| / tolerance
  * through *ratio; failures are reported through CHECKF. */
 static void run_case(lk_cuda *cu, const pcase *c, uint64_t *rng, double *ratio) {
@@ -196,6 +234,9 @@ static void run_case(lk_cuda *cu, const pcase *c, uint64_t *rng, double *ratio) 
     CHECKF(bad == 0 && nanrows == 0, "%s: %d rows off, %d not finite (largest error %.3g, %.2f x tolerance)", name,
            bad, nanrows, worst_err, worst);
     if (worst > *ratio) *ratio = worst;
+    if (n >= 1 && check_decode_window(cu, kv, c, (const float *)q_dev + (size_t)(n - 1) * H * D, pos0 + n - 1, name,
+                                      &err))
+        goto fail;
     goto done;
 fail:
     CHECKF(false, "%s: %s", name, err.msg);
