@@ -29,8 +29,9 @@ static int by_order(const void *a, const void *b) {
     return x->id - y->id;
 }
 
-/* lk_sampler_top_k against a full sort of the same candidates: the same k
- * first (logit, id) pairs in the same order, for logits with many ties
+/* lk_sampler_top_k and lk_sampler_sort against a qsort of the same
+ * candidates: the same first k (or all n) (logit, id) pairs in the same
+ * order, for logits with many ties
  * (values in steps of 1/4 from few levels), signed zeros and infinities,
  * ascending and descending runs (the heap's worst cases), k from 1 to n. */
 static void check_top_k(void) {
@@ -63,9 +64,21 @@ static void check_top_k(void) {
             runs++;
             free(w);
         }
+        /* and the whole list by the radix sort */
+        lk_cand *w = test_xmalloc(sizeof(lk_cand) * (size_t)n), *tmp = test_xmalloc(sizeof(lk_cand) * (size_t)n);
+        memcpy(w, c, sizeof(lk_cand) * (size_t)n);
+        lk_sampler_sort(w, tmp, n);
+        for (int32_t i = 0; i < n; i++)
+            if (w[i].id != ref[i].id) {
+                if (!bad++) CHECKF(0, "sort of %d (shape %d): position %d is id %d, qsort's %d", n, shape, i, w[i].id,
+                                   ref[i].id);
+                break;
+            }
+        runs++;
+        free(w), free(tmp);
         free(c), free(ref);
     }
-    CHECKF(bad == 0, "%d of %d top-k selections differ from the full sort", bad, runs);
+    CHECKF(bad == 0, "%d of %d top-k selections and sorts differ from the full qsort", bad, runs);
 }
 
 int main(void) {

@@ -18,6 +18,7 @@ struct loki_sampler {
     int32_t n_vocab;
     uint64_t rng;        /* xorshift64* state, never 0 */
     cand *cands;         /* (n_vocab) scratch */
+    cand *ctmp;          /* (n_vocab) the full sort's scratch */
     float *probs;        /* (n_vocab) scratch */
     int32_t *history;    /* (repeat_last_n) ring of recent tokens */
     int32_t hist_len, hist_pos;
@@ -55,9 +56,10 @@ loki_status loki_sampler_init(const loki_sampler_params *params, int32_t n_vocab
     s->rng = params->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
     if (!s->rng) s->rng = 1;
     s->cands = lk_malloc(sizeof(cand) * (size_t)n_vocab, err);
+    s->ctmp = lk_malloc(sizeof(cand) * (size_t)n_vocab, err);
     s->probs = lk_malloc(sizeof(float) * (size_t)n_vocab, err);
     s->history = lk_malloc(sizeof(int32_t) * (size_t)(params->repeat_last_n + 1), err);
-    if (!s->cands || !s->probs || !s->history) {
+    if (!s->cands || !s->ctmp || !s->probs || !s->history) {
         loki_sampler_free(s);
         return LOKI_ERR_NOMEM;
     }
@@ -68,6 +70,7 @@ loki_status loki_sampler_init(const loki_sampler_params *params, int32_t n_vocab
 void loki_sampler_free(loki_sampler *s) {
     if (!s) return;
     free(s->cands);
+    free(s->ctmp);
     free(s->probs);
     free(s->history);
     free(s);
@@ -126,6 +129,40 @@ void lk_sampler_top_k(lk_cand *c, int32_t n, int32_t k) {
     qsort(c, (size_t)k, sizeof(cand), cand_desc);
 }
 
+/* The descending sort key of a candidate: orderable bits of the logit
+ * (-0 as +0; NaN below -inf) in the high half, ~id in the low half, so a
+ * larger key comes first and ties go to the lower id. */
+static inline uint64_t sort_key(const cand *c) {
+    uint32_t u;
+    float f = c->logit == 0.0f ? 0.0f : c->logit;
+    memcpy(&u, &f, 4);
+    if (f != f) u = 0; /* NaN: below every number */
+    else u = u & 0x80000000u ? ~u : u | 0x80000000u;
+    return (uint64_t)u << 32 | (uint32_t)~(uint32_t)c->id;
+}
+
+void lk_sampler_sort(lk_cand *c, lk_cand *tmp, int32_t n) {
+    /* LSD radix sort, 8 bits a pass, descending (buckets from 255 down);
+     * a pass whose digit is the same for every key is skipped */
+    lk_cand *src = c, *dst = tmp;
+    for (int shift = 0; shift < 64; shift += 8) {
+        size_t cnt[256] = {0};
+        for (int32_t i = 0; i < n; i++) cnt[(sort_key(&src[i]) >> shift) & 255]++;
+        int used = 0;
+        for (int b = 0; b < 256; b++) used += cnt[b] != 0;
+        if (used <= 1) continue;
+        size_t off = 0;
+        for (int b = 255; b >= 0; b--) {
+            const size_t k = cnt[b];
+            cnt[b] = off, off += k;
+        }
+        for (int32_t i = 0; i < n; i++) dst[cnt[(sort_key(&src[i]) >> shift) & 255]++] = src[i];
+        lk_cand *t = src;
+        src = dst, dst = t;
+    }
+    if (src != c) memcpy(c, src, sizeof(lk_cand) * (size_t)n);
+}
+
 /* CTRL-style penalty as llama.cpp: positive logits divided, negative multiplied,
  * once per distinct token in the window. */
 static void apply_repeat_penalty(loki_sampler *s) {
@@ -151,13 +188,13 @@ int32_t loki_sampler_sample(loki_sampler *s, const float *logits) {
             if (s->cands[i].logit > s->cands[best].logit) best = i;
         return best;
     }
-    /* the kept candidates in order: top-k selects them (a full qsort took
-     * 4.2 ms at 32,000 logits and 31 ms at 262,144 on this project's dev-2c
-     * machine, 2026-12-05), top_k off sorts them all */
+    /* the kept candidates in order: top-k selects them, top_k off sorts them
+     * all (a full qsort took 4.2 ms at 32,000 logits and 31 ms at 262,144 on
+     * this project's dev-2c machine, 2026-12-05) */
     int32_t keep = n;
     if (s->p.top_k > 0 && s->p.top_k < keep) keep = s->p.top_k;
     if (keep < n) lk_sampler_top_k(s->cands, n, keep);
-    else qsort(s->cands, (size_t)n, sizeof(cand), cand_desc);
+    else lk_sampler_sort(s->cands, s->ctmp, n);
     /* softmax at temperature over the kept candidates */
     double sum = 0.0;
     float maxl = s->cands[0].logit;

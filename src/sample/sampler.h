@@ -24,6 +24,13 @@ typedef struct lk_cand {
  * order of some candidates, as with a sort. */
 void lk_sampler_top_k(lk_cand *c, int32_t n, int32_t k);
 
+/* Sort all n candidates of c into that order with a radix sort of 64-bit
+ * keys (the logit's orderable bits, -0 as +0, above the inverted id), using
+ * tmp (n) as scratch: the list qsort with the order's comparator gives when
+ * no logit is NaN (NaN sorts below -inf here), in O(n) passes instead of
+ * O(n log n) comparator calls. */
+void lk_sampler_sort(lk_cand *c, lk_cand *tmp, int32_t n);
+
 /* LOKI_ERR_ARG naming the option (--top-p, --min-p, --repeat-penalty,
  * --repeat-last-n) when params are out of range, else LOKI_OK. */
 loki_status lk_sampler_params_check(const loki_sampler_params *params, loki_error *err);
