@@ -26,14 +26,7 @@
 #include <random>
 #include <vector>
 
-#define CK(x)                                                                                  \
-    do {                                                                                       \
-        cudaError_t e_ = (x);                                                                  \
-        if (e_ != cudaSuccess) {                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                           \
-        }                                                                                      \
-    } while (0)
+#include "ck.cuh"
 
 constexpr int P = 64, D = 128, DL = 32, DH = D - DL; /* tokens per page, head dim, split */
 constexpr int ROWS = 16 * 32, S = 32768, K = 4096, PAGES_PER_ROW = S / P;

@@ -36,14 +36,7 @@
 #include <cstring>
 #include <vector>
 
-#define CK(x)                                                                                  \
-    do {                                                                                       \
-        cudaError_t e_ = (x);                                                                  \
-        if (e_ != cudaSuccess) {                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                           \
-        }                                                                                      \
-    } while (0)
+#include "ck.cuh"
 
 constexpr int L = 32, NSHAPE = 4, WARPS = 4;
 constexpr int64_t OUTS[NSHAPE] = {12288, 4096, 22016, 4096}, INS[NSHAPE] = {4096, 4096, 4096, 11008};

@@ -33,14 +33,7 @@
 #include <random>
 #include <vector>
 
-#define CK(x)                                                                                  \
-    do {                                                                                       \
-        cudaError_t e_ = (x);                                                                  \
-        if (e_ != cudaSuccess) {                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                           \
-        }                                                                                      \
-    } while (0)
+#include "ck.cuh"
 
 constexpr int P = 64, D = 128, DL = 32;           /* tokens per page, head dim, split d */
 constexpr size_t SEG16 = (size_t)P * 2 * D;        /* bf16 elements of a segment (k_lo | k_hi | v) */
@@ -90,13 +83,19 @@ struct args {
     int B, H, S, n_pages;
 };
 
+/* The (sequence, head, logical page) of this warp: one warp a page; false past the last row. */
+__device__ inline bool warp_page(const args &a, int *b, int *h, int *lp) {
+    const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, pages = a.S / P;
+    *b = warp / (a.H * pages), *h = (warp / pages) % a.H, *lp = warp % pages;
+    return *b < a.B;
+}
+
 /* bf16: 4 lanes a key (16-byte chunks of 8 components), 8 keys per warp load, 8 loads a page */
 __global__ void score_bf16(const args a) {
-    const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
-    const int pages = a.S / P, b = warp / (a.H * pages), h = (warp / pages) % a.H, lp = warp % pages;
-    if (b >= a.B) return;
-    const int c = lane % 4, grp = lane / 4;
-    const uint16_t *seg = a.pool16 + ((size_t)a.bt[b * pages + lp] * a.H + h) * SEG16;
+    int b, h, lp;
+    if (!warp_page(a, &b, &h, &lp)) return;
+    const int lane = threadIdx.x % 32, c = lane % 4, grp = lane / 4;
+    const uint16_t *seg = a.pool16 + ((size_t)a.bt[b * (a.S / P) + lp] * a.H + h) * SEG16;
     float q[8];
     for (int e = 0; e < 8; e++) q[e] = a.q[((size_t)b * a.H + h) * DL + c * 8 + e];
     uint4 k[8];
@@ -119,11 +118,10 @@ __global__ void score_bf16(const args a) {
 
 /* int8: 2 lanes a key (16 components each), 16 keys per warp load, 4 loads a page, scales: one f32 a key */
 __global__ void score_q8(const args a) {
-    const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
-    const int pages = a.S / P, b = warp / (a.H * pages), h = (warp / pages) % a.H, lp = warp % pages;
-    if (b >= a.B) return;
-    const int c = lane % 2, grp = lane / 2;
-    const uint8_t *seg = a.pool8 + ((size_t)a.bt[b * pages + lp] * a.H + h) * SEG8;
+    int b, h, lp;
+    if (!warp_page(a, &b, &h, &lp)) return;
+    const int lane = threadIdx.x % 32, c = lane % 2, grp = lane / 2;
+    const uint8_t *seg = a.pool8 + ((size_t)a.bt[b * (a.S / P) + lp] * a.H + h) * SEG8;
     const float *sc = (const float *)(seg + (size_t)P * DL);
     float q[16];
     for (int e = 0; e < 16; e++) q[e] = a.q[((size_t)b * a.H + h) * DL + c * 16 + e];
