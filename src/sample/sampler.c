@@ -141,26 +141,48 @@ static inline uint64_t sort_key(const cand *c) {
     return (uint64_t)u << 32 | (uint32_t)~(uint32_t)c->id;
 }
 
+/* The candidate a key was made from (its logit's bits; -0 comes back as +0
+ * and NaN as a NaN, which no later step tells apart). */
+static inline cand cand_of_key(uint64_t k) {
+    const uint32_t hi = (uint32_t)(k >> 32), u = hi & 0x80000000u ? hi & 0x7fffffffu : ~hi;
+    cand c;
+    memcpy(&c.logit, &u, 4);
+    c.id = (int32_t)~(uint32_t)k;
+    return c;
+}
+
+_Static_assert(sizeof(cand) == sizeof(uint64_t), "lk_sampler_sort keeps a key in each candidate's 8 bytes");
+
 void lk_sampler_sort(lk_cand *c, lk_cand *tmp, int32_t n) {
-    /* LSD radix sort, 8 bits a pass, descending (buckets from 255 down);
-     * a pass whose digit is the same for every key is skipped */
+    /* each candidate's 8 bytes hold its key while it is sorted (made once,
+     * not in every pass); LSD radix sort, 8 bits a pass, descending (buckets
+     * from 255 down); a pass whose digit is the same for every key is skipped */
+    for (int32_t i = 0; i < n; i++) {
+        const uint64_t k = sort_key(&c[i]);
+        memcpy(&c[i], &k, 8);
+    }
     lk_cand *src = c, *dst = tmp;
     for (int shift = 0; shift < 64; shift += 8) {
         size_t cnt[256] = {0};
-        for (int32_t i = 0; i < n; i++) cnt[(sort_key(&src[i]) >> shift) & 255]++;
+        uint64_t k;
+        for (int32_t i = 0; i < n; i++) memcpy(&k, &src[i], 8), cnt[(k >> shift) & 255]++;
         int used = 0;
         for (int b = 0; b < 256; b++) used += cnt[b] != 0;
         if (used <= 1) continue;
         size_t off = 0;
         for (int b = 255; b >= 0; b--) {
-            const size_t k = cnt[b];
-            cnt[b] = off, off += k;
+            const size_t m = cnt[b];
+            cnt[b] = off, off += m;
         }
-        for (int32_t i = 0; i < n; i++) dst[cnt[(sort_key(&src[i]) >> shift) & 255]++] = src[i];
+        for (int32_t i = 0; i < n; i++) memcpy(&k, &src[i], 8), dst[cnt[(k >> shift) & 255]++] = src[i];
         lk_cand *t = src;
         src = dst, dst = t;
     }
-    if (src != c) memcpy(c, src, sizeof(lk_cand) * (size_t)n);
+    for (int32_t i = 0; i < n; i++) {
+        uint64_t k;
+        memcpy(&k, &src[i], 8);
+        c[i] = cand_of_key(k);
+    }
 }
 
 /* CTRL-style penalty as llama.cpp: positive logits divided, negative multiplied,

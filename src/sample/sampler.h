@@ -28,7 +28,8 @@ void lk_sampler_top_k(lk_cand *c, int32_t n, int32_t k);
  * keys (the logit's orderable bits, -0 as +0, above the inverted id), using
  * tmp (n) as scratch: the list qsort with the order's comparator gives when
  * no logit is NaN (NaN sorts below -inf here), in O(n) passes instead of
- * O(n log n) comparator calls. */
+ * O(n log n) comparator calls. A logit -0 comes back as +0 (they tie in the
+ * order, and no later step of the sampler tells them apart). */
 void lk_sampler_sort(lk_cand *c, lk_cand *tmp, int32_t n);
 
 /* LOKI_ERR_ARG naming the option (--top-p, --min-p, --repeat-penalty,
